@@ -1,0 +1,55 @@
+/**
+ * The one error vocabulary of teiplex. Every failure carries a machine code; this file alone maps
+ * a code to an HTTP status, a gRPC status and TEI's `error_type` string.
+ */
+import { status as GrpcStatus } from '@grpc/grpc-js';
+
+export const ERROR_CODES = {
+  /** Bad input: empty, too long with truncate=false, too many inputs, unknown prompt, bad field. */
+  VALIDATION: { http: 422, grpc: GrpcStatus.INVALID_ARGUMENT, teiType: 'validation' },
+  /** Input could not be tokenized. */
+  TOKENIZER: { http: 422, grpc: GrpcStatus.INVALID_ARGUMENT, teiType: 'tokenizer' },
+  /** An empty batch or input. */
+  EMPTY: { http: 422, grpc: GrpcStatus.INVALID_ARGUMENT, teiType: 'empty' },
+  /** Request body larger than the payload limit. */
+  PAYLOAD_TOO_LARGE: { http: 413, grpc: GrpcStatus.RESOURCE_EXHAUSTED, teiType: 'payload_limit' },
+  /** Admission refused: more inputs in flight than max_concurrent_requests. */
+  MODEL_OVERLOADED: { http: 429, grpc: GrpcStatus.RESOURCE_EXHAUSTED, teiType: 'overloaded' },
+  /** The model cannot serve this kind of request (e.g. rerank on an embedding model). */
+  WRONG_MODEL_TYPE: { http: 400, grpc: GrpcStatus.FAILED_PRECONDITION, teiType: 'validation' },
+  /** Not ready (model loading) or shutting down. */
+  UNHEALTHY: { http: 503, grpc: GrpcStatus.UNAVAILABLE, teiType: 'unhealthy' },
+  /** Inference failed inside the backend. */
+  BACKEND: { http: 424, grpc: GrpcStatus.INTERNAL, teiType: 'backend' },
+  /** Missing or wrong API key. */
+  UNAUTHENTICATED: { http: 401, grpc: GrpcStatus.UNAUTHENTICATED, teiType: 'unauthorized' },
+  /** Named thing does not exist. */
+  NOT_FOUND: { http: 404, grpc: GrpcStatus.NOT_FOUND, teiType: 'not_found' },
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export class TeiplexError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string) {
+    super(message);
+    this.name = 'TeiplexError';
+    this.code = code;
+  }
+  get httpStatus(): number {
+    return ERROR_CODES[this.code].http;
+  }
+  get grpcStatus(): GrpcStatus {
+    return ERROR_CODES[this.code].grpc;
+  }
+  get teiErrorType(): string {
+    return ERROR_CODES[this.code].teiType;
+  }
+}
+
+/** Any thrown value as a TeiplexError; unknown errors become BACKEND. */
+export function asTeiplexError(err: unknown): TeiplexError {
+  if (err instanceof TeiplexError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new TeiplexError('BACKEND', message);
+}
