@@ -1,0 +1,118 @@
+/** TEI's model rules on hand-written configs, and reading a model directory. */
+import assert from 'node:assert/strict';
+import { cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import test from 'node:test';
+import { projectPath } from '../src/common/paths.js';
+import { describeModel, labelsOf, maxInputLength, ModelConfigError, poolingFromConfig } from '../src/router/model-config.js';
+import { hasNormalizeModule, readModelFiles } from '../src/router/model-files.js';
+
+const bert = { architectures: ['BertModel'], model_type: 'bert', hidden_size: 384, max_position_embeddings: 512, vocab_size: 30522 };
+const opts = { modelId: 'org/model' };
+
+test('embedding model: pooling from --pooling, else 1_Pooling (cls > mean > lasttoken)', () => {
+  const mean = { pooling_mode_mean_tokens: true };
+  assert.equal(describeModel({ config: bert, poolingConfig: mean }, opts).model.pooling, 'mean');
+  assert.equal(describeModel({ config: bert, poolingConfig: mean }, { ...opts, pooling: 'cls' }).model.pooling, 'cls');
+  assert.equal(poolingFromConfig({ pooling_mode_cls_token: true, pooling_mode_mean_tokens: true }), 'cls');
+  assert.equal(poolingFromConfig({ pooling_mode_mean_tokens: true, pooling_mode_lasttoken: true }), 'mean');
+  assert.equal(poolingFromConfig({ pooling_mode_lasttoken: true }), 'last-token');
+  assert.throws(() => poolingFromConfig({ pooling_mode_max_tokens: true }), /pooling_mode_max_tokens/);
+  const r = describeModel({ config: bert, poolingConfig: mean }, opts);
+  assert.equal(r.model.kind, 'embedding');
+  assert.equal(r.configPooling, 'mean');
+  assert.equal(r.model.hiddenSize, 384);
+  assert.deepEqual(r.model.id2label, []);
+  assert.equal(r.model.modelId, 'org/model');
+  assert.equal(r.model.dtype, 'float32');
+});
+
+test('no pooling config: CLS with a warning for BERT variants, a startup error otherwise', () => {
+  const r = describeModel({ config: bert }, opts);
+  assert.equal(r.model.pooling, 'cls');
+  assert.equal(r.warnings.length, 1);
+  assert.match(r.warnings[0], /CLS/);
+  assert.throws(
+    () => describeModel({ config: { ...bert, model_type: 'llama', architectures: ['LlamaModel'] } }, opts),
+    (e: unknown) => e instanceof ModelConfigError && /--pooling/.test(e.message),
+  );
+});
+
+test('classifier and reranker from *ForSequenceClassification and id2label', () => {
+  const cls = { ...bert, architectures: ['BertForSequenceClassification'], id2label: { '0': 'NEG', '1': 'POS', '2': 'NEU' } };
+  const r = describeModel({ config: cls }, opts);
+  assert.equal(r.model.kind, 'classifier');
+  assert.deepEqual(r.model.id2label, ['NEG', 'POS', 'NEU']);
+  assert.equal(r.model.pooling, undefined);
+  const rr = describeModel({ config: { ...cls, id2label: { '0': 'LABEL_0' } } }, opts);
+  assert.equal(rr.model.kind, 'reranker');
+  assert.deepEqual(labelsOf({ num_labels: 2 }), ['LABEL_0', 'LABEL_1']);
+  const withPooling = describeModel({ config: cls }, { ...opts, pooling: 'mean' });
+  assert.match(withPooling.warnings.join(' '), /ignored/);
+});
+
+test('SPLADE needs --pooling splade and a *ForMaskedLM architecture', () => {
+  const mlm = { ...bert, architectures: ['BertForMaskedLM'] };
+  const r = describeModel({ config: mlm }, { ...opts, pooling: 'splade' });
+  assert.equal(r.model.kind, 'splade');
+  assert.equal(r.model.pooling, 'splade');
+  assert.equal(r.model.vocabSize, 30522);
+  assert.throws(() => describeModel({ config: bert }, { ...opts, pooling: 'splade' }), (e: unknown) => e instanceof ModelConfigError && /ForMaskedLM/.test(e.message));
+});
+
+test('max input length: max_seq_length, else positions (less pad_token_id + 1 for roberta), capped by positions', () => {
+  assert.equal(maxInputLength({ config: bert }), 512);
+  assert.equal(maxInputLength({ config: bert, sentenceBertConfig: { max_seq_length: 256 } }), 256);
+  assert.equal(maxInputLength({ config: bert, sentenceBertConfig: { max_seq_length: 4096 } }), 512);
+  assert.equal(maxInputLength({ config: { model_type: 'xlm-roberta', max_position_embeddings: 514, pad_token_id: 1 } }), 512);
+  assert.equal(maxInputLength({ config: { model_type: 'camembert', max_position_embeddings: 514, pad_token_id: 1 } }), 512);
+  assert.equal(maxInputLength({ config: { model_type: 'roberta', max_position_embeddings: 514, pad_token_id: 1 }, sentenceBertConfig: { max_seq_length: 128 } }), 128);
+  assert.throws(() => maxInputLength({ config: {} }), ModelConfigError);
+});
+
+test('prompts, default prompt name and served model name', () => {
+  const st = { prompts: { query: 'query: ', passage: 'passage: ' } };
+  const r = describeModel({ config: bert, sentenceTransformersConfig: st }, { ...opts, servedModelName: 'served', defaultPromptName: 'query', dtype: 'float16' });
+  assert.deepEqual(r.model.prompts, st.prompts);
+  assert.equal(r.model.modelId, 'served');
+  assert.equal(r.model.dtype, 'float16');
+  assert.throws(() => describeModel({ config: bert, sentenceTransformersConfig: st }, { ...opts, defaultPromptName: 'nope' }), /known: query, passage/);
+  assert.throws(() => describeModel({ config: bert }, { ...opts, defaultPromptName: 'q', defaultPrompt: 'x' }), /cannot both/);
+});
+
+test('readModelFiles: the fixture layout, onnx file choice, and missing files named', async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'teiplex-files-'));
+  try {
+    await cp(projectPath('fixtures', 'all-MiniLM-L6-v2'), dir, { recursive: true });
+    await assert.rejects(readModelFiles(dir), /has no ONNX model: looked for onnx\/model.onnx and model.onnx/);
+    await writeFile(path.join(dir, 'model.onnx'), 'x');
+    let f = await readModelFiles(dir);
+    assert.equal(f.onnxPath, path.join(dir, 'model.onnx'));
+    assert.equal(f.poolingConfig?.pooling_mode_mean_tokens, true);
+    assert.equal(f.sentenceBertConfig?.max_seq_length, 256);
+    assert.ok(hasNormalizeModule(f));
+    assert.equal(f.modelSha, undefined);
+    await mkdir(path.join(dir, 'onnx'));
+    await writeFile(path.join(dir, 'onnx', 'model.onnx'), 'x');
+    await writeFile(path.join(dir, 'onnx', 'model_quantized.onnx'), 'x');
+    f = await readModelFiles(dir);
+    assert.equal(f.onnxPath, path.join(dir, 'onnx', 'model.onnx'));
+    f = await readModelFiles(dir, { onnxFile: 'onnx/model_quantized.onnx' });
+    assert.equal(f.onnxPath, path.join(dir, 'onnx', 'model_quantized.onnx'));
+    await assert.rejects(readModelFiles(dir, { onnxFile: 'onnx/nope.onnx' }), /onnx\/nope.onnx \(--onnx-file\)/);
+    await rm(path.join(dir, 'tokenizer.json'));
+    await assert.rejects(readModelFiles(dir), /has no tokenizer.json/);
+    await rm(path.join(dir, 'config.json'));
+    await assert.rejects(readModelFiles(dir), /has no config.json/);
+    await assert.rejects(readModelFiles(path.join(dir, 'absent')), /does not exist/);
+    // A hub cache snapshot reports its revision.
+    const snap = path.join(dir, 'models--org--m', 'snapshots', 'a'.repeat(40));
+    await mkdir(snap, { recursive: true });
+    await cp(projectPath('fixtures', 'all-MiniLM-L6-v2'), snap, { recursive: true });
+    await writeFile(path.join(snap, 'model.onnx'), 'x');
+    assert.equal((await readModelFiles(snap)).modelSha, 'a'.repeat(40));
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
