@@ -1,0 +1,165 @@
+/**
+ * The manager's configuration: TOML file + environment -> one validated Config. The only place
+ * defaults live. Precedence: TEIPLEX_* environment, then tei-manager's names (TEI_MANAGER_*,
+ * TEI_BINARY_PATH), then the file, then the defaults below.
+ */
+import { readFile } from 'node:fs/promises';
+import { Type, type Static } from '@sinclair/typebox';
+import { parseTomlPlain } from './toml.js';
+import { InstanceSpecSchema } from './instance-spec.js';
+import { check, ConfigError } from './validate.js';
+
+const Port = Type.Integer({ minimum: 1, maximum: 65535 });
+/** Durations in seconds; fractions allowed (tests use sub-second intervals). */
+const Secs = Type.Number({ exclusiveMinimum: 0 });
+
+export const RestartConfigSchema = Type.Object(
+  {
+    initial_backoff_ms: Type.Integer({ minimum: 0 }),
+    backoff_factor: Type.Number({ minimum: 1 }),
+    max_backoff_ms: Type.Integer({ minimum: 0 }),
+    /** Running healthy this long resets the back-off and the restart count. */
+    reset_after_secs: Secs,
+    /** More restarts than this inside `window_secs` -> failed. */
+    max_restarts: Type.Integer({ minimum: 0 }),
+    window_secs: Secs,
+  },
+  { additionalProperties: false },
+);
+
+export const ConfigSchema = Type.Object(
+  {
+    api_port: Type.Integer({ minimum: 0, maximum: 65535 }),
+    grpc_port: Type.Integer({ minimum: 0, maximum: 65535 }),
+    /** Address the API and gRPC front ends bind. */
+    listen_host: Type.String(),
+    state_file: Type.String({ minLength: 1 }),
+    log_dir: Type.String({ minLength: 1 }),
+    /** One child log file's size cap before rotation, and how many rotated files to keep. */
+    log_max_bytes: Type.Integer({ minimum: 1024 }),
+    log_max_files: Type.Integer({ minimum: 1 }),
+    /** Lines of each child's output kept in memory (API log tail). */
+    log_tail_lines: Type.Integer({ minimum: 1 }),
+    health_check_interval_secs: Secs,
+    health_check_timeout_secs: Secs,
+    max_failures_before_restart: Type.Integer({ minimum: 1 }),
+    startup_timeout_secs: Secs,
+    graceful_shutdown_timeout_secs: Type.Number({ minimum: 0 }),
+    max_instances: Type.Optional(Type.Integer({ minimum: 1 })),
+    instance_port_start: Port,
+    instance_port_end: Port,
+    tei_binary_path: Type.String({ minLength: 1 }),
+    auto_restore: Type.Boolean(),
+    restart: RestartConfigSchema,
+    instances: Type.Array(InstanceSpecSchema),
+  },
+  { additionalProperties: false },
+);
+export type Config = Static<typeof ConfigSchema>;
+export type RestartConfig = Static<typeof RestartConfigSchema>;
+
+export const DEFAULTS = {
+  api_port: 9000,
+  grpc_port: 9001,
+  listen_host: '0.0.0.0',
+  state_file: 'teiplex-state.toml',
+  log_dir: 'teiplex-logs',
+  log_max_bytes: 10 * 1024 * 1024,
+  log_max_files: 3,
+  log_tail_lines: 1000,
+  health_check_interval_secs: 10,
+  health_check_timeout_secs: 5,
+  max_failures_before_restart: 3,
+  startup_timeout_secs: 300,
+  graceful_shutdown_timeout_secs: 30,
+  instance_port_start: 8080,
+  instance_port_end: 8180,
+  tei_binary_path: 'text-embeddings-router',
+  auto_restore: true,
+  restart: { initial_backoff_ms: 1000, backoff_factor: 2, max_backoff_ms: 60_000, reset_after_secs: 300, max_restarts: 10, window_secs: 600 },
+  instances: [],
+} as const satisfies Config;
+
+type ScalarKey = Exclude<keyof Config, 'restart' | 'instances'>;
+const SCALAR_KEYS = Object.keys(DEFAULTS).filter((k) => k !== 'restart' && k !== 'instances') as ScalarKey[];
+
+/** tei-manager's environment names that are not simply TEI_MANAGER_<KEY>. */
+const TEI_MANAGER_ALIASES: Record<string, ScalarKey> = {
+  TEI_BINARY_PATH: 'tei_binary_path',
+  TEI_MANAGER_HEALTH_CHECK_INTERVAL: 'health_check_interval_secs',
+};
+
+function envValue(key: ScalarKey, raw: string, name: string): unknown {
+  const kind = typeof DEFAULTS[key as keyof typeof DEFAULTS];
+  if (kind === 'number' || key === 'max_instances') {
+    const n = Number(raw);
+    if (raw.trim() === '' || !Number.isFinite(n)) throw new ConfigError(`${name}: expected a number for ${key}, got '${raw}'`);
+    return n;
+  }
+  if (kind === 'boolean') {
+    if (/^(1|true|yes|on)$/i.test(raw)) return true;
+    if (/^(0|false|no|off)$/i.test(raw)) return false;
+    throw new ConfigError(`${name}: expected true or false for ${key}, got '${raw}'`);
+  }
+  return raw;
+}
+
+/** Environment overrides as a partial config (TEIPLEX_* wins over tei-manager's names). */
+export function envOverrides(env: NodeJS.ProcessEnv): Partial<Config> {
+  const out: Record<string, unknown> = {};
+  const keys = [...SCALAR_KEYS, 'max_instances' as const];
+  for (const key of keys) {
+    const up = key.toUpperCase();
+    for (const name of [`TEI_MANAGER_${up}`, ...Object.keys(TEI_MANAGER_ALIASES).filter((a) => TEI_MANAGER_ALIASES[a] === key), `TEIPLEX_${up}`]) {
+      const raw = env[name];
+      if (raw !== undefined) out[key] = envValue(key, raw, name);
+    }
+  }
+  return out as Partial<Config>;
+}
+
+/** Merge defaults, file and environment, and validate; throws ConfigError naming the key. */
+export function resolveConfig(file: Record<string, unknown>, env: NodeJS.ProcessEnv, where = 'config'): Config {
+  const restartFile = file.restart;
+  if (restartFile !== undefined && (typeof restartFile !== 'object' || restartFile === null || Array.isArray(restartFile))) {
+    throw new ConfigError(`${where}: restart: expected a table`);
+  }
+  const merged = {
+    ...DEFAULTS,
+    ...file,
+    ...envOverrides(env),
+    restart: { ...DEFAULTS.restart, ...(restartFile as object | undefined) },
+    instances: file.instances ?? [],
+  };
+  const config = check(ConfigSchema, merged, where);
+  if (config.instance_port_start > config.instance_port_end) {
+    throw new ConfigError(`${where}: instance_port_start (${config.instance_port_start}) must not exceed instance_port_end (${config.instance_port_end})`);
+  }
+  const names = new Set<string>();
+  config.instances.forEach((spec, i) => {
+    if (names.has(spec.name)) throw new ConfigError(`${where}: instances[${i}].name: '${spec.name}' appears twice`);
+    names.add(spec.name);
+  });
+  if (config.max_instances !== undefined && config.instances.length > config.max_instances) {
+    throw new ConfigError(`${where}: ${config.instances.length} instances exceed max_instances (${config.max_instances})`);
+  }
+  return config;
+}
+
+/** Read and validate a config file (absent path: defaults + environment). */
+export async function loadConfig(path: string | undefined, env: NodeJS.ProcessEnv = process.env): Promise<Config> {
+  if (path === undefined) return resolveConfig({}, env);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`${path}: cannot read config: ${(err as Error).message}`);
+  }
+  let parsed: Record<string, unknown>;
+  try {
+    parsed = parseTomlPlain(text);
+  } catch (err) {
+    throw new ConfigError(`${path}: invalid TOML: ${(err as Error).message}`);
+  }
+  return resolveConfig(parsed, env, path);
+}
