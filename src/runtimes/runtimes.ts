@@ -1,0 +1,30 @@
+/**
+ * The runtime kinds: how each builds its child's command line.
+ * - router: the built-in `teiplex router` (this package's own CLI, run by the same Node binary);
+ * - tei: HuggingFace's text-embeddings-router (gRPC build) at `tei_binary_path`;
+ * - command: any executable that takes TEI's flags and speaks tei.v1 gRPC on --port.
+ */
+import { projectPath } from '../common/paths.js';
+import type { RuntimeKind } from '../config/instance-spec.js';
+import { teiArgs, type ChildCommand, type ChildContext } from './child-command.js';
+import { childEnv } from './child-env.js';
+
+export interface RuntimeSettings {
+  teiBinaryPath: string;
+  /** The teiplex CLI script run by `node` for the router runtime. */
+  teiplexScript?: string;
+}
+
+export function buildChildCommand(kind: RuntimeKind, ctx: ChildContext, settings: RuntimeSettings): ChildCommand {
+  const env = childEnv(ctx.managerEnv, ctx.spec.env, ctx.gpuIds);
+  const args = teiArgs(ctx);
+  switch (kind) {
+    case 'router':
+      return { command: process.execPath, args: [settings.teiplexScript ?? projectPath('bin', 'teiplex.js'), 'router', ...args], env };
+    case 'tei':
+      return { command: settings.teiBinaryPath, args, env };
+    case 'command':
+      if (ctx.spec.command === undefined) throw new Error(`instance ${ctx.spec.name}: runtime 'command' needs 'command'`);
+      return { command: ctx.spec.command, args, env };
+  }
+}

@@ -1,0 +1,111 @@
+/**
+ * The supervisor's building blocks: state machine, GPU discovery (canned nvidia-smi output: this
+ * machine has no GPU), child argv/env per runtime, port allocation with real bind probes, child
+ * log rotation and paging.
+ */
+import assert from 'node:assert/strict';
+import { createServer } from 'node:net';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { test } from 'node:test';
+import { buildChildCommand } from '../src/runtimes/runtimes.js';
+import { ChildLog } from '../src/supervisor/child-log.js';
+import { discoverGpus, parseNvidiaSmi } from '../src/supervisor/gpus.js';
+import { INSTANCE_STATES, StateMachine, TransitionError, canTransition } from '../src/supervisor/instance-state.js';
+import { allocatePort, portIsFree, PortRangeExhausted } from '../src/supervisor/ports.js';
+
+test('state machine: allowed transitions pass, others throw and leave the state alone', () => {
+  const seen: string[] = [];
+  const m = new StateMachine('stopped', (from, to, why) => seen.push(`${from}->${to}:${why}`));
+  m.transition('starting', 'start');
+  m.transition('running', 'ready');
+  m.transition('unhealthy', 'health');
+  m.transition('stopping', 'hang');
+  m.transition('backoff', 'exited');
+  m.transition('starting', 'backoff elapsed');
+  m.transition('failed', 'crash loop');
+  assert.throws(() => m.transition('running', 'x'), TransitionError);
+  assert.equal(m.state, 'failed');
+  assert.equal(seen.length, 7);
+  assert.equal(canTransition('stopped', 'running'), false, 'never running without starting');
+  assert.equal(canTransition('stopping', 'running'), false);
+  for (const s of INSTANCE_STATES) assert.ok(INSTANCE_STATES.some((t) => canTransition(s, t)), `${s} is not a dead end`);
+});
+
+test('nvidia-smi CSV parsing (canned output; no GPU on the test machine)', () => {
+  const canned = [
+    '0, GPU-3b4f1c2a-0000-1111-2222-333344445555, NVIDIA H100 80GB HBM3, 81559, 1024, 37',
+    '1, GPU-aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee, NVIDIA A10G, 23028, [N/A], [Not Supported]',
+    '',
+  ].join('\n');
+  const gpus = parseNvidiaSmi(canned);
+  assert.deepEqual(gpus[0], { index: 0, uuid: 'GPU-3b4f1c2a-0000-1111-2222-333344445555', name: 'NVIDIA H100 80GB HBM3', memory_total_mib: 81559, memory_used_mib: 1024, utilization_percent: 37 });
+  assert.equal(gpus[1].memory_used_mib, null);
+  assert.equal(gpus[1].utilization_percent, null);
+  assert.throws(() => parseNvidiaSmi('garbage'), /expected 6 fields/);
+});
+
+test('no nvidia-smi: empty GPU list with the reason', async () => {
+  const d = await discoverGpus('/nonexistent/nvidia-smi');
+  assert.deepEqual(d.gpus, []);
+  assert.match(d.error ?? '', /ENOENT/);
+});
+
+test('child argv: TEI flags, extra_args override without duplicates; clean environment', () => {
+  const ctx = {
+    spec: { name: 'a', model_id: 'org/m', max_batch_tokens: 8192, pooling: 'mean' as const, extra_args: ['--max-batch-tokens=4096', '--auto-truncate'], env: { OMP_NUM_THREADS: '2' } },
+    port: 8081,
+    prometheusPort: 9100,
+    gpuIds: [1],
+    managerEnv: { PATH: '/usr/bin', PORT: '9999', HOSTNAME: 'box', MODEL_ID: 'leak', API_KEY: 'secret', HF_TOKEN: 'hf', POOLING: 'cls', LC_ALL: 'C' },
+  };
+  const tei = buildChildCommand('tei', ctx, { teiBinaryPath: '/opt/tei' });
+  assert.equal(tei.command, '/opt/tei');
+  assert.deepEqual(tei.args, ['--model-id', 'org/m', '--port', '8081', '--hostname', '127.0.0.1', '--json-output', '--pooling', 'mean', '--prometheus-port', '9100', '--max-batch-tokens=4096', '--auto-truncate']);
+  assert.deepEqual(tei.env, { PATH: '/usr/bin', HF_TOKEN: 'hf', LC_ALL: 'C', CUDA_VISIBLE_DEVICES: '1', OMP_NUM_THREADS: '2' });
+  const router = buildChildCommand('router', { ...ctx, gpuIds: [] }, { teiBinaryPath: '/opt/tei' });
+  assert.equal(router.command, process.execPath);
+  assert.match(router.args[0], /bin[\\/]teiplex\.js$/);
+  assert.equal(router.args[1], 'router');
+  assert.equal(router.env.CUDA_VISIBLE_DEVICES, '');
+  assert.throws(() => buildChildCommand('command', ctx, { teiBinaryPath: 'x' }), /needs 'command'/);
+});
+
+test('ports: skips held ports and ports bound by someone else', async () => {
+  const blocker = createServer();
+  await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', r));
+  const busy = (blocker.address() as { port: number }).port;
+  try {
+    assert.equal(await portIsFree(busy), false);
+    const p = await allocatePort(busy, busy + 5, new Set([busy + 1]));
+    assert.ok(p >= busy + 2 && p <= busy + 5, `${p}`);
+    await assert.rejects(allocatePort(busy, busy, new Set()), PortRangeExhausted);
+  } finally {
+    blocker.close();
+  }
+});
+
+test('child log: rotation at the cap, tail kept in memory, paging by absolute line numbers', async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'teiplex-log-'));
+  try {
+    const log = new ChildLog({ dir, name: 'inst', maxBytes: 2048, maxFiles: 2, tailLines: 50 });
+    for (let i = 0; i < 400; i++) log.write(`line ${i} ${'x'.repeat(20)}\n`);
+    log.write('partial');
+    log.flush();
+    assert.equal(log.totalLines, 401);
+    const files = (await readdir(dir)).sort();
+    assert.deepEqual(files, ['inst.log', 'inst.log.1', 'inst.log.2']);
+    for (const f of files) assert.ok((await readFile(path.join(dir, f))).length <= 2048);
+    const all = log.range();
+    assert.equal(all.lines.length, 50);
+    assert.equal(all.start, 351);
+    assert.equal(all.end, 401);
+    assert.equal(all.lines.at(-1), 'partial');
+    const page = log.range(360, 362);
+    assert.deepEqual(page.lines.map((l) => l.split(' ')[1]), ['360', '361']);
+    assert.deepEqual(log.range(0, 5), { lines: [], start: 351, end: 351, total_lines: 401 });
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
