@@ -109,3 +109,26 @@ test('child log: rotation at the cap, tail kept in memory, paging by absolute li
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('orphan reaping: a recorded live process group is stopped; a recycled pid (other start time) is left alone', async () => {
+  const { spawn } = await import('node:child_process');
+  const { isAlive, processStartTime, reapOrphans } = await import('../src/supervisor/process-record.js');
+  // A process group: a shell and its own child, as a runtime child with helpers would be.
+  const orphan = spawn('sh', ['-c', 'sleep 30 & wait'], { detached: true, stdio: 'ignore' });
+  const bystander = spawn('sleep', ['30'], { detached: true, stdio: 'ignore' });
+  try {
+    await new Promise((r) => setTimeout(r, 100));
+    const records = {
+      orphan: { pid: orphan.pid!, start_time: processStartTime(orphan.pid!) },
+      recycled: { pid: bystander.pid!, start_time: (processStartTime(bystander.pid!) ?? 0) - 1 },
+    };
+    const stopped = await reapOrphans(records, 1000);
+    assert.deepEqual(stopped, ['orphan']);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(isAlive(orphan.pid!), false);
+    assert.equal(isAlive(bystander.pid!), true);
+  } finally {
+    orphan.kill('SIGKILL');
+    bystander.kill('SIGKILL');
+  }
+});
