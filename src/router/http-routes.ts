@@ -1,0 +1,471 @@
+/**
+ * TEI's HTTP routes as a fastify plugin over an Engine: /embed, /embed_sparse, /embed_all,
+ * /predict, /rerank, /tokenize, /decode, /info, /health, /metrics and OpenAI's /v1/embeddings
+ * (plus TEI's aliases: /embeddings, GET / and /ping for health, POST / and /invocations for the
+ * model's natural route). JSON shapes follow text-embeddings-inference's router/src/http/types.rs.
+ *
+ * - Bodies are validated by the TypeBox schemas below (they double as documentation); a bad body
+ *   is 422 naming the field. `truncate` left out or null means the router's --auto-truncate.
+ * - Errors: `{"error": ..., "error_type": ...}` with the status of src/common/errors.ts (422
+ *   validation, 429 overloaded, 424 backend, 413 payload, 400 wrong model type, 401 api key);
+ *   /v1/embeddings answers errors in TEI's OpenAI shape `{"message", "code", "type"}`.
+ * - More inputs than max_client_batch_size: 422 "batch size N > maximum allowed batch size M".
+ * - Success headers (ms, like TEI): x-compute-time, x-compute-characters, x-compute-tokens,
+ *   x-total-time, x-tokenization-time, x-queue-time, x-inference-time.
+ * - With an api key every route except /health, /ping, GET / and /metrics needs
+ *   `authorization: Bearer <key>` (401 otherwise).
+ */
+import { timingSafeEqual } from 'node:crypto';
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+import type { FastifyError, FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import { asTeiplexError, ERROR_CODES, TeiplexError } from '../common/errors.js';
+import type { RouterMetrics } from './metrics.js';
+import type { RouterLog } from './router-log.js';
+import type { Engine, Metadata, PairInput, SimpleToken, TextInput, TruncationDirection } from './types.js';
+
+export interface HttpRoutesOptions {
+  engine: Engine;
+  maxClientBatchSize: number;
+  /** What `truncate` means when a request leaves it out (--auto-truncate). */
+  autoTruncate: boolean;
+  /** Largest body in bytes (--payload-limit): larger is 413. */
+  payloadLimit: number;
+  apiKey?: string;
+  /** Serves /metrics and counts failures decided here; the Engine should already be wrapped by withMetrics. */
+  metrics?: RouterMetrics;
+  /** /health: 200 while true, 503 otherwise (default: always healthy). */
+  isHealthy?: () => boolean;
+  /** Reported by /info as served_model_name (default: the Engine's model id). */
+  servedModelName?: string;
+  /** Where unexpected (backend) failures are reported. */
+  log?: Pick<RouterLog, 'error'>;
+}
+
+// ---- schemas --------------------------------------------------------------------------------
+
+const nullable = <T extends TSchema>(t: T) => Type.Optional(Type.Union([t, Type.Null()]));
+const Truncate = nullable(Type.Boolean({ description: 'truncate inputs longer than the max input length (default: --auto-truncate)' }));
+const Direction = Type.Optional(
+  Type.Union([Type.Literal('Right'), Type.Literal('Left'), Type.Literal('right'), Type.Literal('left')], {
+    description: '"Right" or "Left"',
+  }),
+);
+const PromptName = nullable(Type.String({ description: 'a key of the prompts in config_sentence_transformers.json' }));
+const TokenIds = Type.Array(Type.Integer({ minimum: 0, maximum: 0xffffffff }));
+const InputType = Type.Union([Type.String(), TokenIds]);
+const Inputs = Type.Union([InputType, Type.Array(InputType)], {
+  description: 'a string, a list of token ids, or a list of those',
+});
+
+export const EmbedRequest = Type.Object({
+  inputs: Inputs,
+  truncate: Truncate,
+  truncation_direction: Direction,
+  prompt_name: PromptName,
+  normalize: Type.Optional(Type.Boolean({ default: true })),
+  dimensions: nullable(Type.Integer({ minimum: 1, description: 'keep the first N dimensions (Matryoshka), before normalizing' })),
+});
+export const EmbedSparseRequest = Type.Object({ inputs: Inputs, truncate: Truncate, truncation_direction: Direction, prompt_name: PromptName });
+export const EmbedAllRequest = EmbedSparseRequest;
+
+const Sequence = Type.Array(Type.String(), { minItems: 1, maxItems: 2 });
+export const PredictRequest = Type.Object({
+  inputs: Type.Union([Type.String(), Type.Array(Type.Union([Type.String(), Sequence]), { minItems: 1 })], {
+    description: 'a string, a pair of strings [string, string], or a batch [[string], [string, string], ...]',
+  }),
+  truncate: Truncate,
+  truncation_direction: Direction,
+  raw_scores: Type.Optional(Type.Boolean({ default: false })),
+});
+export const RerankRequest = Type.Object({
+  query: Type.String(),
+  texts: Type.Array(Type.String(), { description: 'a list of strings' }),
+  truncate: Truncate,
+  truncation_direction: Direction,
+  raw_scores: Type.Optional(Type.Boolean({ default: false })),
+  return_text: Type.Optional(Type.Boolean({ default: false })),
+});
+export const TokenizeRequest = Type.Object({
+  inputs: Type.Union([Type.String(), Type.Array(Type.String())], { description: 'a string or a list of strings' }),
+  add_special_tokens: Type.Optional(Type.Boolean({ default: true })),
+  prompt_name: PromptName,
+});
+export const DecodeRequest = Type.Object({
+  ids: Type.Union([TokenIds, Type.Array(TokenIds)], { description: 'a list of token ids or a list of those' }),
+  skip_special_tokens: Type.Optional(Type.Boolean({ default: true })),
+});
+export const OpenAIEmbeddingsRequest = Type.Object({
+  input: Inputs,
+  model: nullable(Type.String()),
+  user: nullable(Type.String()),
+  encoding_format: Type.Optional(Type.Union([Type.Literal('float'), Type.Literal('base64')], { description: '"float" or "base64"' })),
+  dimensions: nullable(Type.Integer({ minimum: 1, description: 'a positive integer' })),
+});
+
+// ---- helpers --------------------------------------------------------------------------------
+
+interface RouteConfig {
+  /** No api key needed. */
+  open?: boolean;
+  /** Errors in TEI's OpenAI shape. */
+  openai?: boolean;
+}
+
+/** A validation failure found by the schema compiler; counted and answered as 422. */
+class BodyError extends Error {
+  readonly code = 'FST_ERR_VALIDATION';
+}
+
+function fieldName(path: string): string {
+  if (path === '') return 'request body';
+  return '`' + path.slice(1).replace(/\/(\d+)/g, '[$1]').replace(/\//g, '.') + '`';
+}
+
+/** fastify validator compiler backed by TypeBox: the first error, naming the field. */
+function typeboxValidator({ schema }: { schema: unknown }) {
+  const check = TypeCompiler.Compile(schema as TSchema);
+  return (data: unknown) => {
+    if (check.Check(data)) return { value: data };
+    const first = check.Errors(data).First();
+    if (first === undefined) return { error: new BodyError('invalid request body') };
+    const described = (first.schema as { description?: string }).description;
+    const what = first.message === 'Expected required property' ? 'is required' : described ? `must be ${described}` : first.message.replace(/^Expected/, 'expected');
+    return { error: new BodyError(`${fieldName(first.path)} ${what}`) };
+  };
+}
+
+const direction = (d: string | undefined): TruncationDirection => (d !== undefined && d.toLowerCase() === 'left' ? 'left' : 'right');
+
+/** Inputs of /embed-like routes: one input (string or token ids) or a batch of them. */
+function splitInputs(inputs: Static<typeof Inputs>): { items: TextInput[]; single: boolean } {
+  if (typeof inputs === 'string') return { items: [inputs], single: true };
+  if (inputs.length > 0 && inputs.every((x) => typeof x === 'number')) return { items: [inputs as number[]], single: true };
+  return { items: inputs as TextInput[], single: false };
+}
+
+function ms(ns: bigint): string {
+  return (ns / 1_000_000n).toString();
+}
+
+/** TEI's response headers from per-input metadata: sums of sizes, means of stage times. */
+function setMetadataHeaders(reply: FastifyReply, start: bigint, metadata: readonly Metadata[]): void {
+  let chars = 0;
+  let tokens = 0;
+  let tok = 0n;
+  let queue = 0n;
+  let inf = 0n;
+  for (const m of metadata) {
+    chars += m.computeChars;
+    tokens += m.computeTokens;
+    tok += m.tokenizationTimeNs;
+    queue += m.queueTimeNs;
+    inf += m.inferenceTimeNs;
+  }
+  const n = BigInt(Math.max(1, metadata.length));
+  const total = ms(process.hrtime.bigint() - start);
+  reply.header('x-compute-time', total);
+  reply.header('x-compute-characters', String(chars));
+  reply.header('x-compute-tokens', String(tokens));
+  reply.header('x-total-time', total);
+  reply.header('x-tokenization-time', ms(tok / n));
+  reply.header('x-queue-time', ms(queue / n));
+  reply.header('x-inference-time', ms(inf / n));
+}
+
+function toList(v: Float32Array): number[] {
+  return Array.from(v);
+}
+
+function simpleToken(t: SimpleToken) {
+  return { id: t.id, text: t.text, special: t.special, start: t.start ?? null, stop: t.stop ?? null };
+}
+
+function sameKey(header: string | undefined, expected: Buffer): boolean {
+  if (header === undefined) return false;
+  const got = Buffer.from(header);
+  return got.length === expected.length && timingSafeEqual(got, expected);
+}
+
+interface ErrorReply {
+  status: number;
+  message: string;
+  type: string;
+}
+
+function describeError(err: unknown, payloadLimit: number): { reply: ErrorReply; edge: string | null } {
+  if (err instanceof TeiplexError) return { reply: { status: err.httpStatus, message: err.message, type: err.teiErrorType }, edge: null };
+  const fe = err as Partial<FastifyError>;
+  if (fe.code === 'FST_ERR_VALIDATION') {
+    return { reply: { status: ERROR_CODES.VALIDATION.http, message: fe.message ?? 'invalid request body', type: ERROR_CODES.VALIDATION.teiType }, edge: 'validation' };
+  }
+  if (fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+    const p = ERROR_CODES.PAYLOAD_TOO_LARGE;
+    return { reply: { status: p.http, message: `Payload too large: the request body exceeds the payload limit of ${payloadLimit} bytes`, type: p.teiType }, edge: 'payload_limit' };
+  }
+  if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
+    // Body parsing: bad JSON (400), wrong content type (415).
+    return { reply: { status: fe.statusCode, message: fe.message ?? 'bad request', type: ERROR_CODES.VALIDATION.teiType }, edge: 'validation' };
+  }
+  const t = asTeiplexError(err);
+  return { reply: { status: t.httpStatus, message: t.message, type: t.teiErrorType }, edge: null };
+}
+
+// ---- the plugin -----------------------------------------------------------------------------
+
+export const httpRoutes: FastifyPluginAsync<HttpRoutesOptions> = async (app: FastifyInstance, opts: HttpRoutesOptions) => {
+  const { engine, maxClientBatchSize, autoTruncate, payloadLimit, metrics } = opts;
+  const isHealthy = opts.isHealthy ?? (() => true);
+  const expectedAuth = opts.apiKey !== undefined ? Buffer.from(`Bearer ${opts.apiKey}`) : null;
+
+  app.setValidatorCompiler(typeboxValidator);
+
+  app.setErrorHandler((err, request, reply) => {
+    const { reply: r, edge } = describeError(err, payloadLimit);
+    if (edge !== null) metrics?.recordFailure(edge);
+    if (r.status >= 500 || r.type === ERROR_CODES.BACKEND.teiType) {
+      opts.log?.error('request failed', { url: request.url, status: r.status, error: r.message });
+    }
+    const config = request.routeOptions.config as RouteConfig;
+    reply.status(r.status);
+    return config.openai ? { message: r.message, code: r.status, type: r.type } : { error: r.message, error_type: r.type };
+  });
+
+  if (expectedAuth !== null) {
+    app.addHook('onRequest', async (request, reply) => {
+      const config = request.routeOptions.config as RouteConfig;
+      if (config.open) return;
+      if (sameKey(request.headers.authorization, expectedAuth)) return;
+      const u = ERROR_CODES.UNAUTHENTICATED;
+      const message = 'Unauthorized: a valid `authorization: Bearer <api key>` header is required';
+      reply.status(u.http);
+      return reply.send(config.openai ? { message, code: u.http, type: u.teiType } : { error: message, error_type: u.teiType });
+    });
+  }
+
+  const edgeError = (err: string, e: TeiplexError): TeiplexError => {
+    metrics?.recordFailure(err);
+    return e;
+  };
+  const checkBatch = (n: number, field = 'inputs'): void => {
+    if (n === 0) throw edgeError('validation', new TeiplexError('EMPTY', `\`${field}\` cannot be empty`));
+    if (n > maxClientBatchSize) {
+      throw edgeError('batch_size', new TeiplexError('VALIDATION', `batch size ${n} > maximum allowed batch size ${maxClientBatchSize}`));
+    }
+  };
+
+  const post = <S extends TSchema>(url: string, schema: S, handler: (body: Static<S>, reply: FastifyReply, request: FastifyRequest) => Promise<unknown>, config: RouteConfig = {}) =>
+    app.post(url, { schema: { body: schema }, bodyLimit: payloadLimit, config }, (request, reply) => handler(request.body as Static<S>, reply, request));
+
+  // ---- embeddings ----
+
+  const embed = async (body: Static<typeof EmbedRequest>, reply: FastifyReply) => {
+    const start = process.hrtime.bigint();
+    const { items } = splitInputs(body.inputs);
+    checkBatch(items.length);
+    const out = await engine.embed(items, {
+      truncate: body.truncate ?? autoTruncate,
+      truncationDirection: direction(body.truncation_direction),
+      promptName: body.prompt_name ?? undefined,
+      normalize: body.normalize ?? true,
+      dimensions: body.dimensions ?? undefined,
+    });
+    setMetadataHeaders(reply, start, out.metadata);
+    return out.results.map(toList);
+  };
+
+  const embedSparse = async (body: Static<typeof EmbedSparseRequest>, reply: FastifyReply) => {
+    const start = process.hrtime.bigint();
+    const { items } = splitInputs(body.inputs);
+    checkBatch(items.length);
+    const out = await engine.embedSparse(items, {
+      truncate: body.truncate ?? autoTruncate,
+      truncationDirection: direction(body.truncation_direction),
+      promptName: body.prompt_name ?? undefined,
+    });
+    setMetadataHeaders(reply, start, out.metadata);
+    return out.results.map((v) => Array.from(v.indices, (index, i) => ({ index, value: v.values[i] })));
+  };
+
+  const embedAll = async (body: Static<typeof EmbedAllRequest>, reply: FastifyReply) => {
+    const start = process.hrtime.bigint();
+    const { items } = splitInputs(body.inputs);
+    checkBatch(items.length);
+    const out = await engine.embedAll(items, {
+      truncate: body.truncate ?? autoTruncate,
+      truncationDirection: direction(body.truncation_direction),
+      promptName: body.prompt_name ?? undefined,
+    });
+    setMetadataHeaders(reply, start, out.metadata);
+    return out.results.map((t) => Array.from({ length: t.tokens }, (_, r) => Array.from(t.values.subarray(r * t.dim, (r + 1) * t.dim))));
+  };
+
+  post('/embed', EmbedRequest, embed);
+  post('/embed_sparse', EmbedSparseRequest, embedSparse);
+  post('/embed_all', EmbedAllRequest, embedAll);
+
+  // ---- classification and reranking ----
+
+  const predict = async (body: Static<typeof PredictRequest>, reply: FastifyReply) => {
+    const start = process.hrtime.bigint();
+    const inputs = body.inputs;
+    let items: Array<string | PairInput>;
+    let single: boolean;
+    const sequence = (s: string[], where: string): string | PairInput => {
+      if (s.length === 1) return s[0];
+      if (s.length === 2) return [s[0], s[1]];
+      throw edgeError('validation', new TeiplexError('VALIDATION', `${where} must be a string or a pair of strings [string, string], got ${s.length} strings`));
+    };
+    if (typeof inputs === 'string') {
+      items = [inputs];
+      single = true;
+    } else if (typeof inputs[0] === 'string') {
+      // TEI: a list that starts with a string is one input, a string or a pair.
+      if (!inputs.every((x) => typeof x === 'string')) {
+        throw edgeError('validation', new TeiplexError('VALIDATION', '`inputs` must be a string, a pair of strings [string, string], or a batch [[string], [string, string], ...]'));
+      }
+      items = [sequence(inputs as string[], '`inputs`')];
+      single = true;
+    } else {
+      items = inputs.map((x, i) => (typeof x === 'string' ? x : sequence(x, `\`inputs[${i}]\``)));
+      single = false;
+      checkBatch(items.length);
+    }
+    const out = await engine.predict(items, {
+      truncate: body.truncate ?? autoTruncate,
+      truncationDirection: direction(body.truncation_direction),
+      rawScores: body.raw_scores ?? false,
+    });
+    setMetadataHeaders(reply, start, out.metadata);
+    return single ? out.results[0] : out.results;
+  };
+
+  const rerank = async (body: Static<typeof RerankRequest>, reply: FastifyReply) => {
+    const start = process.hrtime.bigint();
+    if (body.texts.length > 0) checkBatch(body.texts.length, 'texts'); // empty: the Engine says so
+    const out = await engine.rerank(body.query, body.texts, {
+      truncate: body.truncate ?? autoTruncate,
+      truncationDirection: direction(body.truncation_direction),
+      rawScores: body.raw_scores ?? false,
+      returnText: body.return_text ?? false,
+    });
+    setMetadataHeaders(reply, start, [out.metadata]);
+    return out.ranks.map((r) => (r.text !== undefined ? { index: r.index, text: r.text, score: r.score } : { index: r.index, score: r.score }));
+  };
+
+  post('/predict', PredictRequest, predict);
+  post('/rerank', RerankRequest, rerank);
+
+  // ---- tokenizer ----
+
+  post('/tokenize', TokenizeRequest, async (body) => {
+    const inputs = typeof body.inputs === 'string' ? [body.inputs] : body.inputs;
+    checkBatch(inputs.length);
+    const tokens = await engine.tokenize(inputs, body.add_special_tokens ?? true, body.prompt_name ?? undefined);
+    return tokens.map((row) => row.map(simpleToken));
+  });
+
+  post('/decode', DecodeRequest, async (body) => {
+    const ids = body.ids;
+    const batch = ids.length > 0 && Array.isArray(ids[0]) ? (ids as number[][]) : [ids as number[]];
+    checkBatch(batch.length, 'ids');
+    return engine.decode(batch, body.skip_special_tokens ?? true);
+  });
+
+  // ---- OpenAI ----
+
+  const openai = async (body: Static<typeof OpenAIEmbeddingsRequest>, reply: FastifyReply) => {
+    const start = process.hrtime.bigint();
+    const { items } = splitInputs(body.input);
+    checkBatch(items.length, 'input');
+    const out = await engine.embed(items, {
+      truncate: autoTruncate,
+      truncationDirection: 'right',
+      normalize: true,
+      dimensions: body.dimensions ?? undefined,
+    });
+    setMetadataHeaders(reply, start, out.metadata);
+    const base64 = body.encoding_format === 'base64';
+    let tokens = 0;
+    for (const m of out.metadata) tokens += m.computeTokens;
+    return {
+      object: 'list',
+      data: out.results.map((v, index) => ({
+        object: 'embedding',
+        embedding: base64 ? Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64') : toList(v),
+        index,
+      })),
+      model: engine.info.modelId,
+      usage: { prompt_tokens: tokens, total_tokens: tokens },
+    };
+  };
+  post('/v1/embeddings', OpenAIEmbeddingsRequest, openai, { openai: true });
+  post('/embeddings', OpenAIEmbeddingsRequest, openai, { openai: true });
+
+  // ---- the model's natural route (TEI: POST / and /invocations) ----
+
+  const kind = engine.model.kind;
+  const natural = async (body: unknown, reply: FastifyReply, request: FastifyRequest): Promise<unknown> => {
+    void request;
+    if (kind === 'classifier') return predict(body as Static<typeof PredictRequest>, reply);
+    if (kind === 'reranker') return rerank(body as Static<typeof RerankRequest>, reply);
+    if (kind === 'splade') return embedSparse(body as Static<typeof EmbedSparseRequest>, reply);
+    return embed(body as Static<typeof EmbedRequest>, reply);
+  };
+  const naturalSchema: TSchema = kind === 'classifier' ? PredictRequest : kind === 'reranker' ? RerankRequest : kind === 'splade' ? EmbedSparseRequest : EmbedRequest;
+  post('/', naturalSchema, natural);
+  post('/invocations', naturalSchema, natural);
+
+  // ---- info, health, metrics ----
+
+  app.get('/info', async () => infoBody(engine, autoTruncate, opts.servedModelName));
+
+  const health = async (_request: FastifyRequest, reply: FastifyReply) => {
+    if (isHealthy()) return reply.status(200).send();
+    const u = ERROR_CODES.UNHEALTHY;
+    return reply.status(u.http).send({ error: 'unhealthy', error_type: u.teiType });
+  };
+  for (const url of ['/health', '/ping', '/']) app.get(url, { config: { open: true } }, health);
+
+  if (metrics) {
+    app.get('/metrics', { config: { open: true } }, async (_request, reply) => {
+      reply.header('content-type', metrics.contentType);
+      return metrics.render();
+    });
+  }
+};
+
+/** TEI's /info body. */
+export function infoBody(engine: Engine, autoTruncate: boolean, servedModelName?: string): Record<string, unknown> {
+  const { info, model } = engine;
+  let modelType: Record<string, unknown>;
+  if (model.kind === 'classifier' || model.kind === 'reranker') {
+    const id2label: Record<string, string> = {};
+    const label2id: Record<string, number> = {};
+    model.id2label.forEach((label, i) => {
+      id2label[String(i)] = label;
+      label2id[label] = i;
+    });
+    modelType = { [model.kind]: { id2label, label2id } };
+  } else {
+    const pooling = model.kind === 'splade' ? 'splade' : model.pooling === 'last-token' ? 'last_token' : (model.pooling ?? 'cls');
+    modelType = { embedding: { pooling } };
+  }
+  return {
+    model_id: info.modelId,
+    model_sha: info.modelSha ?? null,
+    model_dtype: info.modelDtype,
+    served_model_name: servedModelName ?? info.modelId,
+    model_type: modelType,
+    max_concurrent_requests: info.maxConcurrentRequests,
+    max_input_length: info.maxInputLength,
+    max_batch_tokens: info.maxBatchTokens,
+    max_batch_requests: info.maxBatchRequests ?? null,
+    max_client_batch_size: info.maxClientBatchSize,
+    auto_truncate: autoTruncate,
+    tokenization_workers: info.tokenizationWorkers,
+    version: info.version,
+    sha: info.sha ?? null,
+    docker_label: info.dockerLabel ?? null,
+  };
+}
