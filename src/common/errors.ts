@@ -25,6 +25,18 @@ export const ERROR_CODES = {
   UNAUTHENTICATED: { http: 401, grpc: GrpcStatus.UNAUTHENTICATED, teiType: 'unauthorized' },
   /** Named thing does not exist. */
   NOT_FOUND: { http: 404, grpc: GrpcStatus.NOT_FOUND, teiType: 'not_found' },
+  // ---- the manager's admin API ----
+  /** A request body or parameter failed schema validation (the field is named). */
+  BAD_REQUEST: { http: 400, grpc: GrpcStatus.INVALID_ARGUMENT, teiType: 'validation' },
+  INSTANCE_NOT_FOUND: { http: 404, grpc: GrpcStatus.NOT_FOUND, teiType: 'not_found' },
+  INSTANCE_EXISTS: { http: 409, grpc: GrpcStatus.ALREADY_EXISTS, teiType: 'validation' },
+  PORT_CONFLICT: { http: 409, grpc: GrpcStatus.ALREADY_EXISTS, teiType: 'validation' },
+  ALREADY_RUNNING: { http: 409, grpc: GrpcStatus.FAILED_PRECONDITION, teiType: 'validation' },
+  NOT_RUNNING: { http: 409, grpc: GrpcStatus.FAILED_PRECONDITION, teiType: 'validation' },
+  MAX_INSTANCES_REACHED: { http: 422, grpc: GrpcStatus.RESOURCE_EXHAUSTED, teiType: 'validation' },
+  INVALID_GPU_ID: { http: 422, grpc: GrpcStatus.INVALID_ARGUMENT, teiType: 'validation' },
+  /** The manager could not persist the desired state. */
+  STATE_WRITE_FAILED: { http: 500, grpc: GrpcStatus.INTERNAL, teiType: 'backend' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -24,6 +24,15 @@ import type { RouterMetrics } from './metrics.js';
 import type { RouterLog } from './router-log.js';
 import type { Engine, Metadata, PairInput, SimpleToken, TextInput, TruncationDirection } from './types.js';
 
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** No API key needed (health, metrics). */
+    open?: boolean;
+    /** Answer errors in OpenAI's shape. */
+    openai?: boolean;
+  }
+}
+
 export interface HttpRoutesOptions {
   engine: Engine;
   maxClientBatchSize: number;

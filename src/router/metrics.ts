@@ -17,7 +17,7 @@
  * - Node process metrics (process_*, nodejs_*) from prom-client.
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { asTeiplexError, type ErrorCode } from '../common/errors.js';
+import { asTeiplexError, ERROR_CODES, type ErrorCode } from '../common/errors.js';
 import type { RouterEngine } from './engine.js';
 import type { Batched, Metadata } from './types.js';
 
@@ -34,19 +34,9 @@ function durationBuckets(): number[] {
 
 const powersOfTwo = (n: number): number[] => Array.from({ length: n }, (_, i) => 2 ** i);
 
-/** The `err` label for an error code, in TEI's vocabulary where it has one. */
-const ERR_LABEL: Record<ErrorCode, string> = {
-  VALIDATION: 'validation',
-  TOKENIZER: 'tokenizer',
-  EMPTY: 'empty',
-  PAYLOAD_TOO_LARGE: 'payload_limit',
-  MODEL_OVERLOADED: 'overloaded',
-  WRONG_MODEL_TYPE: 'model_type',
-  UNHEALTHY: 'unhealthy',
-  BACKEND: 'backend',
-  UNAUTHENTICATED: 'unauthorized',
-  NOT_FOUND: 'not_found',
-};
+/** The `err` label for an error code: TEI's error type, except where TEI's label differs. */
+const ERR_LABEL: Partial<Record<ErrorCode, string>> = { WRONG_MODEL_TYPE: 'model_type' };
+const errLabel = (code: ErrorCode): string => ERR_LABEL[code] ?? ERROR_CODES[code].teiType;
 
 export interface MetricsOptions {
   /** Add prom-client's process/Node.js metrics (default true). */
@@ -119,7 +109,7 @@ export class RouterMetrics {
 
   /** The `err` label for a thrown value. */
   static errLabel(err: unknown): string {
-    return ERR_LABEL[asTeiplexError(err).code];
+    return errLabel(asTeiplexError(err).code);
   }
 
   /** Prometheus text exposition. */

@@ -1,0 +1,78 @@
+/**
+ * The seeded mixed-length text workload of the router benchmark: 9 texts in 10 of 1–40 words,
+ * 1 in 10 of 41–300 words (real corpora have such tails). Same seed, same texts, on every machine.
+ */
+
+/** mulberry32: a small, fast, seeded PRNG returning [0, 1). */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Common English words with a few longer and rarer ones, so word pieces vary as in real text. */
+const WORDS = (
+  'the of and to a in is it you that he was for on are with as his they be at one have this from or had by hot word but ' +
+  'what some we can out other were all there when up use your how said an each she which do their time if will way about ' +
+  'many then them write would like so these her long make thing see him two has look more day could go come did number ' +
+  'sound no most people my over know water than call first who may down side been now find any new work part take get ' +
+  'place made live where after back little only round man year came show every good me give our under name very through ' +
+  'just form sentence great think say help low line differ turn cause much mean before move right boy old too same tell ' +
+  'does set three want air well also play small end put home read hand port large spell add even land here must big high ' +
+  'such follow act why ask men change went light kind off need house picture try us again animal point mother world near ' +
+  'build self earth father embedding retrieval vector database latency throughput inference transformer tokenizer batch ' +
+  'kubernetes deployment configuration observability distributed asynchronous serialization encyclopedia pharmaceutical ' +
+  'photosynthesis constitutional infrastructure interoperability microservices reproducibility'
+).split(' ');
+
+const ENDINGS = ['.', '.', '.', '?', '!', ''];
+
+/** One text of `n` words: sentences of 4–20 words, capitalized, with commas, numbers now and then. */
+export function makeText(n: number, r: () => number): string {
+  const out: string[] = [];
+  let sentenceLeft = 0;
+  for (let i = 0; i < n; i++) {
+    let w = r() < 0.04 ? String(Math.floor(r() * 2000)) : WORDS[Math.floor(r() * WORDS.length)];
+    if (sentenceLeft === 0) {
+      sentenceLeft = 4 + Math.floor(r() * 17);
+      w = w[0].toUpperCase() + w.slice(1);
+    }
+    sentenceLeft--;
+    if (sentenceLeft === 0 || i === n - 1) w += ENDINGS[Math.floor(r() * ENDINGS.length)];
+    else if (r() < 0.06) w += ',';
+    out.push(w);
+  }
+  return out.join(' ');
+}
+
+export interface WorkloadOptions {
+  count: number;
+  seed?: number;
+  /** Share of long texts (default 0.1). */
+  longShare?: number;
+  /** Short texts: 1..shortMax words (default 40). */
+  shortMax?: number;
+  /** Long texts: shortMax+1..longMax words (default 300). */
+  longMax?: number;
+}
+
+export const DEFAULT_SEED = 20240611;
+
+/** `count` texts; every 10th-ish (by the seeded draw) is long. */
+export function makeWorkload(o: WorkloadOptions): string[] {
+  const r = rng(o.seed ?? DEFAULT_SEED);
+  const longShare = o.longShare ?? 0.1;
+  const shortMax = o.shortMax ?? 40;
+  const longMax = o.longMax ?? 300;
+  const texts: string[] = [];
+  for (let i = 0; i < o.count; i++) {
+    const n = r() < longShare ? shortMax + 1 + Math.floor(r() * (longMax - shortMax)) : 1 + Math.floor(r() * shortMax);
+    texts.push(makeText(n, r));
+  }
+  return texts;
+}
