@@ -7,6 +7,10 @@ interface Subcommand {
 }
 
 const SUBCOMMANDS: Record<string, Subcommand> = {
+  serve: {
+    summary: 'run the manager: supervise one child per model instance, persist state, REST admin API',
+    load: () => import('./serve.js'),
+  },
   router: {
     summary: 'serve one model over TEI gRPC (tei.v1) and optionally TEI HTTP (built-in ONNX Runtime server)',
     load: () => import('./router.js'),

@@ -49,6 +49,8 @@ export const ConfigSchema = Type.Object(
     instance_port_start: Port,
     instance_port_end: Port,
     tei_binary_path: Type.String({ minLength: 1 }),
+    /** GPU discovery command (nvidia-smi's CSV query interface). */
+    nvidia_smi_path: Type.String({ minLength: 1 }),
     auto_restore: Type.Boolean(),
     restart: RestartConfigSchema,
     instances: Type.Array(InstanceSpecSchema),
@@ -75,6 +77,7 @@ export const DEFAULTS = {
   instance_port_start: 8080,
   instance_port_end: 8180,
   tei_binary_path: 'text-embeddings-router',
+  nvidia_smi_path: 'nvidia-smi',
   auto_restore: true,
   restart: { initial_backoff_ms: 1000, backoff_factor: 2, max_backoff_ms: 60_000, reset_after_secs: 300, max_restarts: 10, window_secs: 600 },
   instances: [],

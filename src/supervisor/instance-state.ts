@@ -8,12 +8,12 @@ export type InstanceState = (typeof INSTANCE_STATES)[number];
 const ALLOWED: Record<InstanceState, readonly InstanceState[]> = {
   // start requested
   stopped: ['starting'],
-  // ready | stop requested | died or timed out (restart pending) | died, no restart left
-  starting: ['running', 'stopping', 'backoff', 'failed'],
-  // health checks failing | stop/restart requested | died | died, no restart left
-  running: ['unhealthy', 'stopping', 'backoff', 'failed'],
-  // recovered | stop/restart requested or hang detected (killed) | died | died, no restart left
-  unhealthy: ['running', 'stopping', 'backoff', 'failed'],
+  // ready | stop requested | died or timed out (restart pending) | died, no restart left | exited 0 (on-failure)
+  starting: ['running', 'stopping', 'backoff', 'failed', 'stopped'],
+  // health checks failing | stop/restart requested | died | died, no restart left | exited 0 (on-failure)
+  running: ['unhealthy', 'stopping', 'backoff', 'failed', 'stopped'],
+  // recovered | stop/restart requested or hang detected (killed) | died | died, no restart left | exited 0
+  unhealthy: ['running', 'stopping', 'backoff', 'failed', 'stopped'],
   // exited after a stop | exited, and a restart follows (hang restart, manual restart)
   stopping: ['stopped', 'starting', 'backoff'],
   // back-off elapsed | stop requested | restart requested

@@ -1,0 +1,92 @@
+/**
+ * `teiplex serve`: the manager. Loads the config (a bad one exits 2 before any child is touched),
+ * stops orphans of a dead manager, serves the admin API at once, restores or seeds instances
+ * without waiting for them, and on SIGTERM/SIGINT stops accepting, stops every child in parallel,
+ * saves the state and exits 0.
+ */
+import pino from 'pino';
+import { ConfigError } from '../config/validate.js';
+import { loadConfig } from '../config/config.js';
+import { buildManagerApp } from '../http/manager-app.js';
+import { ManagerMetrics } from '../metrics/manager-metrics.js';
+import { Supervisor } from '../supervisor/supervisor.js';
+import { FlagError, parseFlags } from './flags.js';
+
+const SPEC = {
+  config: { type: 'string', short: 'c' },
+  help: { type: 'boolean', short: 'h', default: false },
+} as const;
+
+export const USAGE = `Usage: teiplex serve [--config FILE]
+
+Runs the manager: supervises one child per model instance, persists the desired state, serves the
+REST admin API (api_port, OpenAPI at /docs). See config.example.toml for every key; environment
+variables TEIPLEX_<KEY> (and tei-manager's TEI_MANAGER_<KEY>, TEI_BINARY_PATH) override the file.
+
+  -c, --config FILE   TOML config (env TEIPLEX_CONFIG); without one, defaults + environment
+`;
+
+export async function run(argv: string[]): Promise<number> {
+  let flags;
+  try {
+    flags = parseFlags(argv, SPEC);
+  } catch (err) {
+    process.stderr.write(`teiplex serve: ${(err as Error).message}\n`);
+    return 2;
+  }
+  if (flags.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  const log = pino({ base: { component: 'manager' } });
+  let config;
+  try {
+    config = await loadConfig(flags.config ?? process.env.TEIPLEX_CONFIG, process.env);
+  } catch (err) {
+    if (err instanceof ConfigError || err instanceof FlagError) {
+      process.stderr.write(`teiplex serve: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+
+  let supervisor: Supervisor | undefined;
+  const metrics = new ManagerMetrics(() => supervisor);
+  supervisor = new Supervisor({
+    config,
+    hooks: {
+      ...metrics.hooks(),
+      onTransition: (instance, from, to, reason) => log.info({ instance, from, to, reason }, 'instance status'),
+    },
+    log: (msg, fields) => log.info(fields ?? {}, msg),
+  });
+  supervisor.store.onWrite = (ok, seconds) => metrics.stateWrite(ok, seconds);
+  const app = await buildManagerApp(supervisor, metrics);
+  await app.listen({ port: config.api_port, host: config.listen_host });
+  const address = app.server.address();
+  const apiPort = typeof address === 'object' && address !== null ? address.port : config.api_port;
+
+  const report = await supervisor.boot();
+  log.info({ ...report, msg: 'ready', api_port: apiPort, pid: process.pid }, 'ready');
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string): void => {
+      if (stopping) {
+        log.warn({ signal }, 'second signal: exiting now');
+        resolve(1);
+        return;
+      }
+      stopping = true;
+      log.info({ signal }, 'stopping: no new requests, stopping children');
+      void (async () => {
+        await app.close();
+        await supervisor.shutdown();
+        log.info('stopped');
+        resolve(0);
+      })();
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+  });
+}

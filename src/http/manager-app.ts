@@ -1,0 +1,43 @@
+/**
+ * The manager's fastify application: OpenAPI (/docs), the admin routes, one error shape. Strict
+ * validation: no type coercion and no silent removal of unknown fields.
+ */
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { TeiplexError } from '../common/errors.js';
+import { VERSION } from '../common/version.js';
+import type { ManagerMetrics } from '../metrics/manager-metrics.js';
+import type { Supervisor } from '../supervisor/supervisor.js';
+import { adminRoutes } from './admin-routes.js';
+import { adminErrorHandler, errorBody } from './error-body.js';
+
+/** Largest admin request body (an instance spec is small). */
+export const ADMIN_BODY_LIMIT = 1024 * 1024;
+
+export async function buildManagerApp(supervisor: Supervisor, metrics: ManagerMetrics): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: false,
+    bodyLimit: ADMIN_BODY_LIMIT,
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
+    forceCloseConnections: 'idle',
+  });
+  // Query strings are text: let integer/boolean query parameters through their schema typed.
+  app.addHook('preValidation', async (req) => {
+    const q = req.query as Record<string, unknown> | undefined;
+    if (q === undefined || q === null) return;
+    for (const [k, v] of Object.entries(q)) {
+      if (typeof v !== 'string') continue;
+      if (/^\d+$/.test(v)) q[k] = Number(v);
+      else if (v === 'true' || v === 'false') q[k] = v === 'true';
+    }
+  });
+  await app.register(swagger, { openapi: { info: { title: 'teiplex manager', version: VERSION } } });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+  app.setErrorHandler(adminErrorHandler);
+  app.setNotFoundHandler((req, reply) => {
+    void reply.status(404).send(errorBody(new TeiplexError('NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`)));
+  });
+  await app.register(adminRoutes, { supervisor, metrics });
+  return app;
+}

@@ -1,0 +1,67 @@
+/**
+ * The manager's Prometheus metrics (docs/metrics.md lists them). Instance gauges are read from
+ * the supervisor at scrape time; counters and histograms are fed by supervisor hooks.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { InstanceHooks } from '../supervisor/instance.js';
+import { INSTANCE_STATES } from '../supervisor/instance-state.js';
+import type { Supervisor } from '../supervisor/supervisor.js';
+
+export class ManagerMetrics {
+  readonly registry = new Registry();
+  private readonly restarts: Counter<'instance' | 'reason'>;
+  private readonly healthFailures: Counter<'instance'>;
+  private readonly startSeconds: Histogram;
+  private readonly stateWrites: Counter<'result'>;
+  readonly stateWriteSeconds: Histogram;
+
+  constructor(supervisor: () => Supervisor | undefined) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry });
+    new Gauge({
+      name: 'teiplex_instances',
+      help: 'Instances by status',
+      labelNames: ['status'],
+      registers,
+      collect() {
+        const counts = Object.fromEntries(INSTANCE_STATES.map((s) => [s, 0]));
+        for (const i of supervisor()?.list() ?? []) counts[i.status]++;
+        for (const [status, n] of Object.entries(counts)) this.set({ status }, n);
+      },
+    });
+    new Gauge({
+      name: 'teiplex_instance_up',
+      help: '1 when the instance is running and healthy, else 0',
+      labelNames: ['instance', 'model'],
+      registers,
+      collect() {
+        this.reset();
+        for (const i of supervisor()?.list() ?? []) this.set({ instance: i.name, model: i.spec.model_id }, i.status === 'running' ? 1 : 0);
+      },
+    });
+    this.restarts = new Counter({ name: 'teiplex_instance_restarts_total', help: 'Instance restarts by reason (crash, unhealthy, manual)', labelNames: ['instance', 'reason'], registers });
+    this.healthFailures = new Counter({ name: 'teiplex_health_check_failures_total', help: 'Failed health checks', labelNames: ['instance'], registers });
+    this.startSeconds = new Histogram({
+      name: 'teiplex_instance_start_seconds',
+      help: 'Spawn to ready, seconds',
+      buckets: [0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300],
+      registers,
+    });
+    this.stateWrites = new Counter({ name: 'teiplex_state_writes_total', help: 'State file writes by result', labelNames: ['result'], registers });
+    this.stateWriteSeconds = new Histogram({ name: 'teiplex_state_write_seconds', help: 'State file write latency (write, fsync, rename, fsync dir)', buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5], registers });
+  }
+
+  hooks(): InstanceHooks {
+    return {
+      onRestart: (instance, reason) => this.restarts.inc({ instance, reason }),
+      onHealthFailure: (instance) => this.healthFailures.inc({ instance }),
+      onReady: (_instance, seconds) => this.startSeconds.observe(seconds),
+    };
+  }
+
+  /** Feed from StateStore.onWrite. */
+  stateWrite(ok: boolean, seconds: number): void {
+    this.stateWrites.inc({ result: ok ? 'ok' : 'error' });
+    this.stateWriteSeconds.observe(seconds);
+  }
+}

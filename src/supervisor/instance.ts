@@ -1,0 +1,327 @@
+/**
+ * One model instance's lifecycle: spawn its child (own process group, clean environment), wait
+ * for readiness, health-check it, restart it with capped exponential back-off when it dies or
+ * hangs, stop it gracefully. Status changes go through the StateMachine; a child's exit is seen
+ * from the process itself at once. Only one child per instance is ever alive: a new one is
+ * spawned only after the previous one's exit has been observed.
+ */
+import { execa, type ResultPromise } from 'execa';
+import type { RestartConfig } from '../config/config.js';
+import type { InstanceSpec } from '../config/instance-spec.js';
+import { buildChildCommand, type RuntimeSettings } from '../runtimes/runtimes.js';
+import { ChildLog } from './child-log.js';
+import { HealthProbe } from './health-probe.js';
+import { hasProcess, StateMachine, type InstanceState } from './instance-state.js';
+
+export interface InstanceSettings {
+  healthIntervalMs: number;
+  healthTimeoutMs: number;
+  maxFailures: number;
+  startupTimeoutMs: number;
+  gracefulMs: number;
+  restart: RestartConfig;
+  logDir: string;
+  logMaxBytes: number;
+  logMaxFiles: number;
+  logTailLines: number;
+  runtime: RuntimeSettings;
+  managerEnv: NodeJS.ProcessEnv;
+}
+
+export interface InstanceHooks {
+  onTransition?(name: string, from: InstanceState, to: InstanceState, reason: string): void;
+  onRestart?(name: string, reason: string): void;
+  onHealthFailure?(name: string): void;
+  onReady?(name: string, seconds: number): void;
+  onPid?(name: string, pid: number | undefined): void;
+}
+
+export interface LastExit {
+  code: number | null;
+  signal: string | null;
+  time: string;
+}
+
+export interface Placement {
+  port: number;
+  prometheusPort?: number;
+  gpuIds: number[];
+  createdAt: string;
+}
+
+/** How often a starting child is probed for readiness. */
+const READY_POLL_MS = 200;
+/** Lines of the log shown with a failure. */
+const FAILURE_TAIL_LINES = 20;
+
+type Child = ResultPromise<{ detached: true; buffer: false; reject: false; stdin: 'ignore' }>;
+
+export class Instance {
+  private readonly machine: StateMachine;
+  readonly log: ChildLog;
+  private child: Child | undefined;
+  private childExited: Promise<void> | undefined;
+  private generation = 0;
+  private probe: HealthProbe | undefined;
+  private healthTimer: NodeJS.Timeout | undefined;
+  private backoffTimer: NodeJS.Timeout | undefined;
+  private restartAfterStop = false;
+  private killReason: string | undefined;
+
+  restarts = 0;
+  /** Consecutive restarts since the last healthy stretch (drives the back-off). */
+  private consecutive = 0;
+  private restartTimes: number[] = [];
+  lastExit: LastExit | undefined;
+  lastError: string | undefined;
+  healthFailures = 0;
+  lastHealthCheck: string | undefined;
+  private spawnedAt = 0;
+  private readyAt: number | undefined;
+
+  constructor(
+    readonly spec: InstanceSpec,
+    readonly placement: Placement,
+    private readonly settings: InstanceSettings,
+    private readonly hooks: InstanceHooks = {},
+  ) {
+    this.machine = new StateMachine('stopped', (from, to, reason) => {
+      this.log.note(`${from} -> ${to}: ${reason}`);
+      this.hooks.onTransition?.(spec.name, from, to, reason);
+    });
+    this.log = new ChildLog({ dir: settings.logDir, name: spec.name, maxBytes: settings.logMaxBytes, maxFiles: settings.logMaxFiles, tailLines: settings.logTailLines });
+  }
+
+  get name(): string {
+    return this.spec.name;
+  }
+  get status(): InstanceState {
+    return this.machine.state;
+  }
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+  get uptimeSecs(): number {
+    return this.readyAt !== undefined && (this.status === 'running' || this.status === 'unhealthy') ? (Date.now() - this.readyAt) / 1000 : 0;
+  }
+
+  /** Start from stopped or failed (a user action: crash-loop counters start afresh). */
+  start(): void {
+    this.consecutive = 0;
+    this.restartTimes = [];
+    if (this.status === 'backoff') this.clearBackoff();
+    this.spawnChild('start requested');
+  }
+
+  /** Stop: SIGTERM to the process group, SIGKILL after the grace period; resolves once stopped. */
+  async stop(reason = 'stop requested'): Promise<void> {
+    this.restartAfterStop = false;
+    if (this.status === 'backoff' || this.status === 'failed') {
+      this.clearBackoff();
+      this.machine.transition('stopped', reason);
+      return;
+    }
+    if (this.status === 'stopped') return;
+    if (this.status !== 'stopping') this.machine.transition('stopping', reason);
+    await this.terminate();
+  }
+
+  /** Restart: stop the live child (if any), then start a new one. */
+  async restart(): Promise<void> {
+    if (!hasProcess(this.status) || this.status === 'stopping') {
+      if (this.status === 'stopping') await this.childExited;
+      if (this.status === 'backoff') this.clearBackoff();
+      if (this.status === 'stopped' || this.status === 'failed' || this.status === 'backoff') this.start();
+      return;
+    }
+    this.restartAfterStop = true;
+    this.machine.transition('stopping', 'restart requested');
+    this.restarts++;
+    this.hooks.onRestart?.(this.name, 'manual');
+    await this.terminate();
+  }
+
+  private clearBackoff(): void {
+    if (this.backoffTimer !== undefined) clearTimeout(this.backoffTimer);
+    this.backoffTimer = undefined;
+  }
+
+  private signal(sig: NodeJS.Signals): void {
+    const pid = this.child?.pid;
+    if (pid === undefined) return;
+    try {
+      process.kill(-pid, sig);
+    } catch {
+      try {
+        process.kill(pid, sig);
+      } catch {
+        /* already gone */
+      }
+    }
+  }
+
+  private async terminate(): Promise<void> {
+    const exited = this.childExited;
+    if (exited === undefined) return;
+    this.signal('SIGTERM');
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<boolean>((r) => (timer = setTimeout(() => r(true), this.settings.gracefulMs)));
+    const late = await Promise.race([exited.then(() => false), timedOut]);
+    clearTimeout(timer);
+    if (late) {
+      this.log.note(`no exit ${this.settings.gracefulMs} ms after SIGTERM: SIGKILL`);
+      this.signal('SIGKILL');
+      await exited;
+    }
+  }
+
+  private spawnChild(reason: string): void {
+    if (this.child !== undefined) throw new Error(`instance ${this.name}: a child is still alive (pid ${this.child.pid})`);
+    this.machine.transition('starting', reason);
+    const gen = ++this.generation;
+    this.healthFailures = 0;
+    this.readyAt = undefined;
+    this.killReason = undefined;
+    const cmd = buildChildCommand(this.spec.runtime ?? 'router', {
+      spec: this.spec,
+      port: this.placement.port,
+      prometheusPort: this.placement.prometheusPort,
+      gpuIds: this.placement.gpuIds,
+      managerEnv: this.settings.managerEnv,
+    }, this.settings.runtime);
+    this.log.note(`spawn: ${cmd.command} ${cmd.args.join(' ')}`);
+    this.spawnedAt = Date.now();
+    const child = execa(cmd.command, cmd.args, { env: cmd.env, extendEnv: false, detached: true, buffer: false, reject: false, stdin: 'ignore', cleanup: true });
+    this.child = child;
+    child.stdout?.on('data', (d: Buffer) => this.log.write(d));
+    child.stderr?.on('data', (d: Buffer) => this.log.write(d));
+    this.hooks.onPid?.(this.name, child.pid);
+    this.childExited = child.then(
+      (r) => this.onExit(gen, r.exitCode ?? null, r.signal ?? null, r.failed && r.exitCode === undefined && r.signal === undefined ? r.message : undefined),
+      (err: Error) => this.onExit(gen, null, null, err.message),
+    );
+    void this.awaitReady(gen);
+  }
+
+  private async awaitReady(gen: number): Promise<void> {
+    const timeoutMs = this.spec.startup_timeout_secs !== undefined ? this.spec.startup_timeout_secs * 1000 : this.settings.startupTimeoutMs;
+    const deadline = this.spawnedAt + timeoutMs;
+    this.probe?.close();
+    const probe = (this.probe = new HealthProbe(this.placement.port));
+    let last = 'no answer yet';
+    while (gen === this.generation && this.status === 'starting') {
+      const r = await probe.check(Math.min(this.settings.healthTimeoutMs, Math.max(50, deadline - Date.now())));
+      if (gen !== this.generation || this.status !== 'starting') return;
+      if (r.ok) {
+        this.readyAt = Date.now();
+        this.machine.transition('running', `ready after ${((this.readyAt - this.spawnedAt) / 1000).toFixed(2)} s`);
+        this.hooks.onReady?.(this.name, (this.readyAt - this.spawnedAt) / 1000);
+        this.scheduleHealth(gen);
+        return;
+      }
+      last = r.reason;
+      if (Date.now() >= deadline) {
+        this.killReason = `not ready within ${timeoutMs / 1000} s (${last})`;
+        this.lastError = this.killReason;
+        this.signal('SIGKILL');
+        return;
+      }
+      await new Promise((r2) => setTimeout(r2, READY_POLL_MS));
+    }
+  }
+
+  private scheduleHealth(gen: number): void {
+    this.healthTimer = setTimeout(() => void this.healthCheck(gen), this.settings.healthIntervalMs);
+  }
+
+  private async healthCheck(gen: number): Promise<void> {
+    if (gen !== this.generation || (this.status !== 'running' && this.status !== 'unhealthy') || this.probe === undefined) return;
+    const r = await this.probe.check(this.settings.healthTimeoutMs);
+    if (gen !== this.generation || (this.status !== 'running' && this.status !== 'unhealthy')) return;
+    this.lastHealthCheck = new Date().toISOString();
+    if (r.ok) {
+      this.healthFailures = 0;
+      if (this.status === 'unhealthy') this.machine.transition('running', 'health check passed');
+    } else {
+      this.healthFailures++;
+      this.lastError = `health check failed: ${r.reason}`;
+      this.hooks.onHealthFailure?.(this.name);
+      if (this.status === 'running') this.machine.transition('unhealthy', this.lastError);
+      if (this.healthFailures >= this.settings.maxFailures) {
+        this.killReason = `${this.healthFailures} health checks failed in a row (${r.reason})`;
+        this.log.note(`${this.killReason}: SIGKILL`);
+        this.signal('SIGKILL');
+        return; // the exit handler restarts it
+      }
+    }
+    this.scheduleHealth(gen);
+  }
+
+  private onExit(gen: number, code: number | null, signal: string | null, spawnError?: string): void {
+    if (gen !== this.generation) return;
+    this.log.flush();
+    clearTimeout(this.healthTimer);
+    this.probe?.close();
+    this.probe = undefined;
+    this.child = undefined;
+    this.hooks.onPid?.(this.name, undefined);
+    this.lastExit = { code, signal, time: new Date().toISOString() };
+    const how = spawnError ?? (signal !== null ? `killed by ${signal}` : `exit code ${code}`);
+    this.log.note(`child exited: ${how}`);
+
+    if (this.status === 'stopping') {
+      if (this.restartAfterStop) {
+        this.restartAfterStop = false;
+        this.spawnChild('restart');
+      } else {
+        this.machine.transition('stopped', `child exited (${how})`);
+      }
+      return;
+    }
+
+    // An exit nobody asked for: died, or killed by us for a hang / startup timeout.
+    const cause = this.killReason ?? `child exited unexpectedly (${how})`;
+    this.lastError = this.killReason ?? (spawnError ? `spawn failed: ${spawnError}` : cause);
+    const policy = this.spec.restart_policy ?? 'always';
+    if (policy === 'on-failure' && code === 0 && this.killReason === undefined) {
+      this.machine.transition('stopped', 'child exited with code 0');
+      return;
+    }
+    if (policy === 'never') {
+      this.fail(`${cause}; restart_policy is never`);
+      return;
+    }
+    const r = this.settings.restart;
+    const now = Date.now();
+    if (this.readyAt !== undefined && now - this.readyAt >= r.reset_after_secs * 1000) this.consecutive = 0;
+    this.restartTimes = this.restartTimes.filter((t) => now - t < r.window_secs * 1000);
+    if (this.restartTimes.length >= r.max_restarts) {
+      this.fail(`${cause}; ${this.restartTimes.length} restarts within ${r.window_secs} s`);
+      return;
+    }
+    const delay = Math.min(r.initial_backoff_ms * r.backoff_factor ** this.consecutive, r.max_backoff_ms);
+    this.consecutive++;
+    this.machine.transition('backoff', `${cause}; restarting in ${delay} ms`);
+    this.backoffTimer = setTimeout(() => {
+      this.backoffTimer = undefined;
+      if (this.status !== 'backoff') return;
+      this.restartTimes.push(Date.now());
+      this.restarts++;
+      this.hooks.onRestart?.(this.name, this.killReason !== undefined ? 'unhealthy' : 'crash');
+      this.spawnChild(`restart ${this.restarts} after: ${cause}`);
+    }, delay);
+  }
+
+  private fail(reason: string): void {
+    const tail = this.log.tail(FAILURE_TAIL_LINES).filter((l) => !l.startsWith('[teiplex]')).slice(-5);
+    this.lastError = tail.length > 0 ? `${reason}; last output: ${tail.join(' | ')}` : reason;
+    this.machine.transition('failed', reason);
+  }
+
+  /** Forget timers (manager shutdown after stop). */
+  dispose(): void {
+    this.clearBackoff();
+    clearTimeout(this.healthTimer);
+    this.probe?.close();
+  }
+}

@@ -1,0 +1,308 @@
+/**
+ * The registry of instances: create, delete, start, stop, restart; ports and GPUs assigned;
+ * desired state persisted on every change; boot restores (or seeds) after stopping orphans a
+ * dead manager left behind. The API and the multiplexer look instances up here.
+ */
+import path from 'node:path';
+import { TeiplexError } from '../common/errors.js';
+import type { Config } from '../config/config.js';
+import type { InstanceSpec } from '../config/instance-spec.js';
+import { StateStore, type State, type StoredInstance } from '../state/state-store.js';
+import { discoverGpus, type GpuDiscovery } from './gpus.js';
+import { Instance, type InstanceHooks, type InstanceSettings } from './instance.js';
+import { hasProcess } from './instance-state.js';
+import { allocatePort, portIsFree, PortRangeExhausted } from './ports.js';
+import { ProcessRecords, reapOrphans } from './process-record.js';
+
+export interface SupervisorOptions {
+  config: Config;
+  env?: NodeJS.ProcessEnv;
+  hooks?: InstanceHooks;
+  /** The teiplex CLI script run for router children (default: this package's bin). */
+  teiplexScript?: string;
+  log?: (msg: string, fields?: Record<string, unknown>) => void;
+}
+
+export interface BootReport {
+  source: 'state' | 'config';
+  restored: number;
+  orphansStopped: string[];
+  corruptStateMovedTo?: string;
+  corruptReason?: string;
+  skipped: Array<{ name: string; reason: string }>;
+}
+
+interface Entry {
+  instance: Instance;
+  desired: 'running' | 'stopped';
+}
+
+export class Supervisor {
+  private readonly entries = new Map<string, Entry>();
+  readonly store: StateStore;
+  readonly records: ProcessRecords;
+  private readonly settings: InstanceSettings;
+  private readonly log: (msg: string, fields?: Record<string, unknown>) => void;
+  private gpuCache: { at: number; value: GpuDiscovery } | undefined;
+  private closing = false;
+  /** Serializes admin operations: checks and their effects never interleave. */
+  private lock: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly o: SupervisorOptions) {
+    const c = o.config;
+    this.store = new StateStore(c.state_file);
+    this.records = new ProcessRecords(path.join(path.dirname(path.resolve(c.state_file)), `${path.basename(c.state_file)}.pids.json`));
+    this.log = o.log ?? (() => undefined);
+    this.settings = {
+      healthIntervalMs: c.health_check_interval_secs * 1000,
+      healthTimeoutMs: c.health_check_timeout_secs * 1000,
+      maxFailures: c.max_failures_before_restart,
+      startupTimeoutMs: c.startup_timeout_secs * 1000,
+      gracefulMs: c.graceful_shutdown_timeout_secs * 1000,
+      restart: c.restart,
+      logDir: c.log_dir,
+      logMaxBytes: c.log_max_bytes,
+      logMaxFiles: c.log_max_files,
+      logTailLines: c.log_tail_lines,
+      runtime: { teiBinaryPath: c.tei_binary_path, teiplexScript: o.teiplexScript },
+      managerEnv: o.env ?? process.env,
+    };
+  }
+
+  private serialized<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.lock.then(fn, fn);
+    this.lock = next.catch(() => undefined);
+    return next;
+  }
+
+  /** Instances ordered by name (the order `instance_index` refers to). */
+  list(): Instance[] {
+    return [...this.entries.values()].map((e) => e.instance).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  get(name: string): Instance {
+    const e = this.entries.get(name);
+    if (!e) throw new TeiplexError('INSTANCE_NOT_FOUND', `instance '${name}' not found`);
+    return e.instance;
+  }
+
+  find(name: string): Instance | undefined {
+    return this.entries.get(name)?.instance;
+  }
+
+  desiredState(name: string): 'running' | 'stopped' | undefined {
+    return this.entries.get(name)?.desired;
+  }
+
+  async gpus(): Promise<GpuDiscovery> {
+    if (this.gpuCache === undefined || Date.now() - this.gpuCache.at > 2000) {
+      this.gpuCache = { at: Date.now(), value: await discoverGpus(this.o.config.nvidia_smi_path) };
+    }
+    return this.gpuCache.value;
+  }
+
+  private heldPorts(except?: string): Set<number> {
+    const held = new Set<number>([this.o.config.api_port, this.o.config.grpc_port]);
+    for (const [name, e] of this.entries) {
+      if (name === except) continue;
+      held.add(e.instance.placement.port);
+      if (e.instance.placement.prometheusPort !== undefined) held.add(e.instance.placement.prometheusPort);
+    }
+    return held;
+  }
+
+  private async place(spec: InstanceSpec): Promise<{ port: number; prometheusPort?: number; gpuIds: number[] }> {
+    const c = this.o.config;
+    const held = this.heldPorts();
+    let port = spec.port;
+    if (port !== undefined) {
+      if (held.has(port)) throw new TeiplexError('PORT_CONFLICT', `port ${port} is already used by another instance or the manager`);
+      if (!(await portIsFree(port))) throw new TeiplexError('PORT_CONFLICT', `port ${port} is in use by another process`);
+    }
+    try {
+      port ??= await allocatePort(c.instance_port_start, c.instance_port_end, held);
+      held.add(port);
+      let prometheusPort = spec.prometheus_port;
+      if (prometheusPort !== undefined && held.has(prometheusPort)) throw new TeiplexError('PORT_CONFLICT', `prometheus_port ${prometheusPort} is already used`);
+      // TEI's gRPC build binds a Prometheus port (default 9000, the manager's API port): give it its own.
+      if (prometheusPort === undefined && spec.runtime === 'tei') prometheusPort = await allocatePort(c.instance_port_start, c.instance_port_end, held);
+      const gpuIds = spec.gpu_ids ?? (spec.gpu_id !== undefined ? [spec.gpu_id] : []);
+      if (gpuIds.length > 0) {
+        const { gpus, error } = await this.gpus();
+        for (const id of gpuIds) {
+          if (!gpus.some((g) => g.index === id)) {
+            throw new TeiplexError('INVALID_GPU_ID', `gpu_id ${id} does not exist: ${gpus.length === 0 ? `no GPU found${error ? ` (${error})` : ''}` : `GPUs are ${gpus.map((g) => g.index).join(', ')}`}`);
+          }
+        }
+      }
+      return { port, prometheusPort, gpuIds };
+    } catch (err) {
+      if (err instanceof PortRangeExhausted) throw new TeiplexError('PORT_CONFLICT', `${err.message} (instance_port_start..instance_port_end)`);
+      throw err;
+    }
+  }
+
+  private state(): State {
+    const instances: StoredInstance[] = this.list().map((i) => ({
+      ...i.spec,
+      port: i.placement.port,
+      desired_state: this.entries.get(i.name)!.desired,
+      created_at: i.placement.createdAt,
+    }));
+    return { version: 1, instances };
+  }
+
+  private async persist(): Promise<void> {
+    try {
+      await this.store.save(this.state());
+    } catch (err) {
+      throw new TeiplexError('STATE_WRITE_FAILED', `could not save state to ${this.store.file}: ${(err as Error).message}`);
+    }
+  }
+
+  private hooks(): InstanceHooks {
+    const h = this.o.hooks ?? {};
+    return {
+      ...h,
+      onPid: (name, pid) => {
+        void this.records.set(name, pid);
+        h.onPid?.(name, pid);
+      },
+    };
+  }
+
+  private async add(spec: InstanceSpec, desired: 'running' | 'stopped', createdAt: string): Promise<Instance> {
+    const c = this.o.config;
+    if (this.entries.has(spec.name)) throw new TeiplexError('INSTANCE_EXISTS', `instance '${spec.name}' already exists`);
+    if (c.max_instances !== undefined && this.entries.size >= c.max_instances) {
+      throw new TeiplexError('MAX_INSTANCES_REACHED', `max_instances (${c.max_instances}) reached`);
+    }
+    if ((spec.runtime ?? 'router') === 'command' && spec.command === undefined) {
+      throw new TeiplexError('BAD_REQUEST', `runtime 'command' needs the field 'command'`);
+    }
+    const placement = await this.place(spec);
+    const instance = new Instance(spec, { ...placement, createdAt }, this.settings, this.hooks());
+    this.entries.set(spec.name, { instance, desired });
+    return instance;
+  }
+
+  /** Create an instance (and start it unless `start` is false). */
+  create(spec: InstanceSpec, start = true): Promise<Instance> {
+    return this.serialized(async () => {
+      this.assertOpen();
+      const instance = await this.add(spec, start ? 'running' : 'stopped', new Date().toISOString());
+      try {
+        await this.persist();
+      } catch (err) {
+        this.entries.delete(spec.name);
+        instance.dispose();
+        throw err;
+      }
+      if (start) instance.start();
+      return instance;
+    });
+  }
+
+  delete(name: string): Promise<Instance> {
+    return this.serialized(async () => {
+      const instance = this.get(name);
+      await instance.stop('instance deleted');
+      instance.dispose();
+      this.entries.delete(name);
+      await this.persist();
+      return instance;
+    });
+  }
+
+  start(name: string): Promise<Instance> {
+    return this.serialized(async () => {
+      this.assertOpen();
+      const instance = this.get(name);
+      if (instance.status !== 'stopped' && instance.status !== 'failed') {
+        throw new TeiplexError('ALREADY_RUNNING', `instance '${name}' is ${instance.status}`);
+      }
+      this.entries.get(name)!.desired = 'running';
+      await this.persist();
+      instance.start();
+      return instance;
+    });
+  }
+
+  stop(name: string): Promise<Instance> {
+    return this.serialized(async () => {
+      const instance = this.get(name);
+      if (instance.status === 'stopped' || (instance.status === 'failed' && this.entries.get(name)!.desired === 'stopped')) {
+        throw new TeiplexError('NOT_RUNNING', `instance '${name}' is ${instance.status}`);
+      }
+      this.entries.get(name)!.desired = 'stopped';
+      await this.persist();
+      await instance.stop();
+      return instance;
+    });
+  }
+
+  restart(name: string): Promise<Instance> {
+    return this.serialized(async () => {
+      this.assertOpen();
+      const instance = this.get(name);
+      if (this.entries.get(name)!.desired !== 'running') {
+        this.entries.get(name)!.desired = 'running';
+        await this.persist();
+      }
+      await instance.restart();
+      return instance;
+    });
+  }
+
+  private assertOpen(): void {
+    if (this.closing) throw new TeiplexError('UNHEALTHY', 'the manager is shutting down');
+  }
+
+  /** Stop orphans, then restore the state file (auto_restore) or seed from the config. */
+  async boot(): Promise<BootReport> {
+    const c = this.o.config;
+    const orphansStopped = await reapOrphans(await this.records.load(), this.settings.gracefulMs);
+    if (orphansStopped.length > 0) this.log('stopped children left by a previous manager', { instances: orphansStopped });
+    for (const name of orphansStopped) await this.records.set(name, undefined);
+    const report: BootReport = { source: 'config', restored: 0, orphansStopped, skipped: [] };
+    let items: Array<{ spec: InstanceSpec; desired: 'running' | 'stopped'; createdAt: string }> = [];
+    const loaded = await this.store.load();
+    if (loaded.kind === 'corrupt') {
+      report.corruptStateMovedTo = loaded.movedTo;
+      report.corruptReason = loaded.reason;
+      this.log('state file is corrupt: moved aside, seeding from the config', { moved_to: loaded.movedTo, reason: loaded.reason });
+    }
+    if (loaded.kind === 'ok' && c.auto_restore) {
+      report.source = 'state';
+      items = loaded.state.instances.map(({ desired_state, created_at, ...spec }) => ({ spec, desired: desired_state, createdAt: created_at }));
+    } else {
+      const now = new Date().toISOString();
+      items = c.instances.map((spec) => ({ spec, desired: 'running' as const, createdAt: now }));
+    }
+    for (const it of items) {
+      try {
+        await this.add(it.spec, it.desired, it.createdAt);
+        report.restored++;
+      } catch (err) {
+        report.skipped.push({ name: it.spec.name, reason: (err as Error).message });
+        this.log('instance not restored', { instance: it.spec.name, reason: (err as Error).message });
+      }
+    }
+    await this.persist();
+    for (const e of this.entries.values()) if (e.desired === 'running') e.instance.start();
+    return report;
+  }
+
+  /** Manager shutdown: stop every child in parallel, save the state, forget timers. */
+  async shutdown(): Promise<void> {
+    this.closing = true;
+    await this.lock.catch(() => undefined);
+    await Promise.all(
+      [...this.entries.values()].map(async (e) => {
+        if (hasProcess(e.instance.status) || e.instance.status === 'backoff') await e.instance.stop('manager shutting down');
+        e.instance.dispose();
+      }),
+    );
+    await this.persist().catch((err: Error) => this.log('state not saved at shutdown', { error: err.message }));
+  }
+}

@@ -1,0 +1,85 @@
+/**
+ * Runs the real `teiplex serve` (bin/teiplex.js -> dist/) with a TOML config on loopback, waits
+ * for its ready line, and gives a small REST client for its admin API.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { projectPath } from '../../src/common/paths.js';
+import { findReadyLine } from './router-process.js';
+
+export interface ManagerProcess {
+  apiPort: number;
+  ready: Record<string, unknown>;
+  proc: ChildProcess;
+  api<T = any>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }>;
+  /** Poll GET /instances/{name} until `pred` holds (default 60 s). */
+  waitFor<T = any>(name: string, pred: (i: any) => boolean, timeoutMs?: number): Promise<T>;
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+  output(): string;
+}
+
+const live = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const p of live) p.kill('SIGKILL');
+});
+
+export async function startManager(configFile: string, env: NodeJS.ProcessEnv = {}, timeoutMs = 30_000): Promise<ManagerProcess> {
+  const proc = spawn(process.execPath, [projectPath('bin', 'teiplex.js'), 'serve', '--config', configFile], {
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  live.add(proc);
+  let out = '';
+  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((r) => proc.once('exit', (code) => (live.delete(proc), r(code))));
+  const deadline = Date.now() + timeoutMs;
+  let ready: Record<string, unknown> | undefined;
+  while ((ready = findReadyLine(out)) === undefined) {
+    if (proc.exitCode !== null || Date.now() > deadline) {
+      proc.kill('SIGKILL');
+      throw new Error(`manager did not get ready:\n${out}`);
+    }
+    await sleep(20);
+  }
+  const apiPort = Number(ready.api_port);
+  const base = `http://127.0.0.1:${apiPort}`;
+  const api = async (method: string, path: string, body?: unknown) => {
+    const res = await fetch(base + path, {
+      method,
+      headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+    });
+    const text = await res.text();
+    let parsed: unknown = text;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      /* not JSON */
+    }
+    return { status: res.status, body: parsed as any };
+  };
+  return {
+    apiPort,
+    ready,
+    proc,
+    api,
+    async waitFor(name, pred, ms = 60_000) {
+      const end = Date.now() + ms;
+      let last: unknown;
+      while (Date.now() < end) {
+        const r = await api('GET', `/instances/${name}`);
+        last = r.body;
+        if (r.status === 200 && pred(r.body)) return r.body;
+        await sleep(100);
+      }
+      throw new Error(`instance ${name}: condition not met; last ${JSON.stringify(last)}\n--- manager output ---\n${out.slice(-4000)}`);
+    },
+    async stop(signal = 'SIGTERM') {
+      if (proc.exitCode !== null) return proc.exitCode;
+      proc.kill(signal);
+      return exited;
+    },
+    output: () => out,
+  };
+}
