@@ -20,6 +20,8 @@ let dir: string;
 let model: string;
 let teiShim: string;
 let crasher: string;
+let fakeSmi: string;
+let envPrinter: string;
 
 function config(name: string, extra = ''): Promise<string> {
   const file = path.join(dir, `${name}.toml`);
@@ -37,12 +39,13 @@ graceful_shutdown_timeout_secs = 5
 instance_port_start = ${20000 + Math.floor(Math.random() * 20000)}
 instance_port_end = 45000
 tei_binary_path = ${JSON.stringify(teiShim)}
+${extra}
 [restart]
 initial_backoff_ms = 100
 max_backoff_ms = 400
 max_restarts = 3
 window_secs = 60
-${extra}`,
+`,
   ).then(() => file);
 }
 
@@ -58,6 +61,13 @@ before(async () => {
   crasher = path.join(dir, 'crasher');
   await writeFile(crasher, '#!/bin/sh\necho "fatal: cannot load model $2" >&2\nexit 3\n');
   await chmod(crasher, 0o755);
+  // Canned nvidia-smi output: this machine has no GPU.
+  fakeSmi = path.join(dir, 'nvidia-smi');
+  await writeFile(fakeSmi, '#!/bin/sh\necho "0, GPU-aaaa, Fake GPU A, 81559, 10, 0"\necho "1, GPU-bbbb, Fake GPU B, 81559, 20, 5"\n');
+  await chmod(fakeSmi, 0o755);
+  envPrinter = path.join(dir, 'env-router');
+  await writeFile(envPrinter, `#!/bin/sh\necho "CUDA_VISIBLE_DEVICES=$CUDA_VISIBLE_DEVICES PORT=\${PORT:-unset} MODEL_ID=\${MODEL_ID:-unset}"\nexec ${JSON.stringify(process.execPath)} ${JSON.stringify(projectPath('bin', 'teiplex.js'))} router "$@"\n`);
+  await chmod(envPrinter, 0o755);
 });
 after(async () => {
   await rm(dir, { recursive: true, force: true });
@@ -66,7 +76,10 @@ after(async () => {
 describe('manager lifecycle over REST', () => {
   let m: ManagerProcess;
   before(async () => {
-    m = await startManager(await config('life', `[[instances]]\nname = "seeded"\nmodel_id = ${JSON.stringify(model)}\n`));
+    m = await startManager(await config('life', `nvidia_smi_path = ${JSON.stringify(fakeSmi)}\n[[instances]]\nname = "seeded"\nmodel_id = ${JSON.stringify(model)}\n`), {
+      // Must not leak into children: TEI reads its flags from these.
+      PORT: '1', MODEL_ID: 'leaked', HOSTNAME: 'leaked-host',
+    });
   });
   after(async () => {
     await m?.stop();
@@ -156,11 +169,20 @@ describe('manager lifecycle over REST', () => {
     await m.api('DELETE', '/instances/crash');
   });
 
-  test('GPU ids are checked against nvidia-smi (none on this machine)', async () => {
-    const r = await m.api('POST', '/instances', { name: 'gpu', model_id: model, gpu_id: 0 });
-    assert.equal(r.status, 422);
-    assert.equal(r.body.code, 'INVALID_GPU_ID');
+  test('GPUs from nvidia-smi (canned output, no GPU here): pinning by CUDA_VISIBLE_DEVICES, bad ids refused', async () => {
+    const gpus = await m.api('GET', '/gpus');
+    assert.deepEqual(gpus.body.gpus.map((g: { index: number; name: string }) => [g.index, g.name]), [[0, 'Fake GPU A'], [1, 'Fake GPU B']]);
+    const bad = await m.api('POST', '/instances', { name: 'gpu', model_id: model, gpu_id: 2 });
+    assert.equal(bad.status, 422);
+    assert.equal(bad.body.code, 'INVALID_GPU_ID');
+    assert.match(bad.body.error, /GPUs are 0, 1/);
     assert.equal((await m.api('GET', '/instances/gpu')).status, 404);
+    const ok = await m.api('POST', '/instances', { name: 'gpu', model_id: model, gpu_id: 1, runtime: 'command', command: envPrinter });
+    assert.equal(ok.status, 201, JSON.stringify(ok.body));
+    await m.waitFor('gpu', running);
+    const logs = (await m.api('GET', '/instances/gpu/logs')).body.lines.join('\n');
+    assert.match(logs, /CUDA_VISIBLE_DEVICES=1 PORT=unset MODEL_ID=unset/, 'pinned, and no TEI variable leaked from the manager');
+    await m.api('DELETE', '/instances/gpu');
   });
 });
 

@@ -34,7 +34,7 @@ export const InstanceSpecSchema = Type.Object(
     prometheus_port: Type.Optional(Port),
     startup_timeout_secs: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
     extra_args: Type.Optional(Type.Array(Type.String(), { maxItems: 256 })),
-    env: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }), Type.String())),
+    env: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }), Type.String(), { additionalProperties: false, description: 'extra environment variables for the child' })),
     restart_policy: Type.Optional(RestartPolicySchema),
   },
   { additionalProperties: false },

@@ -3,6 +3,7 @@
  * for its ready line, and gives a small REST client for its admin API.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { request } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { projectPath } from '../../src/common/paths.js';
 import { findReadyLine } from './router-process.js';
@@ -43,22 +44,27 @@ export async function startManager(configFile: string, env: NodeJS.ProcessEnv = 
     await sleep(20);
   }
   const apiPort = Number(ready.api_port);
-  const base = `http://127.0.0.1:${apiPort}`;
-  const api = async (method: string, path: string, body?: unknown) => {
-    const res = await fetch(base + path, {
-      method,
-      headers: body === undefined ? {} : { 'content-type': 'application/json' },
-      body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+  // node:http sends the path as written (fetch would resolve '..' segments first).
+  const api = (method: string, path: string, body?: unknown) =>
+    new Promise<{ status: number; body: any }>((resolve, reject) => {
+      const payload = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
+      const req = request({ host: '127.0.0.1', port: apiPort, method, path, headers: payload === undefined ? {} : { 'content-type': 'application/json' } }, (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (text += d));
+        res.on('end', () => {
+          let parsed: unknown = text;
+          try {
+            parsed = JSON.parse(text);
+          } catch {
+            /* not JSON */
+          }
+          resolve({ status: res.statusCode ?? 0, body: parsed });
+        });
+      });
+      req.on('error', reject);
+      req.end(payload);
     });
-    const text = await res.text();
-    let parsed: unknown = text;
-    try {
-      parsed = JSON.parse(text);
-    } catch {
-      /* not JSON */
-    }
-    return { status: res.status, body: parsed as any };
-  };
   return {
     apiPort,
     ready,
