@@ -102,3 +102,20 @@ test('config.example.toml is valid', async () => {
   const c = await loadConfig(projectPath('config.example.toml'), {});
   assert.ok(c.instances.length >= 1);
 });
+
+test('the container config is valid and the Dockerfile copies paths that exist', async () => {
+  const { readFile: read } = await import('node:fs/promises');
+  const { existsSync } = await import('node:fs');
+  const c = await loadConfig(projectPath('docker', 'config.toml'), {});
+  assert.equal(c.state_file, '/data/state.toml');
+  const dockerfile = await read(projectPath('Dockerfile'), 'utf8');
+  for (const m of dockerfile.matchAll(/^COPY (?!--from)(\S+) /gm)) {
+    if (m[1] !== '.') assert.ok(existsSync(projectPath(m[1])), `COPY ${m[1]}`);
+  }
+  // Everything the runtime stages copy from the build stage is produced by `npm ci` or tracked.
+  for (const m of dockerfile.matchAll(/^COPY --from=build(?:-gpu)? \/app\/(\S+)/gm)) {
+    assert.ok(['package.json', 'node_modules', 'dist', 'bin', 'proto', 'fixtures'].includes(m[1]), m[1]);
+    if (!['node_modules', 'dist'].includes(m[1])) assert.ok(existsSync(projectPath(m[1])), m[1]);
+  }
+  assert.match(dockerfile, /CMD \["serve", "--config", "\/etc\/teiplex\/config.toml"\]/);
+});
