@@ -101,6 +101,10 @@ export class Instance {
   get pid(): number | undefined {
     return this.child?.pid;
   }
+  /** Increments at every spawn: a client holding a channel to an older child rebuilds it. */
+  get spawnGeneration(): number {
+    return this.generation;
+  }
   get uptimeSecs(): number {
     return this.readyAt !== undefined && (this.status === 'running' || this.status === 'unhealthy') ? (Date.now() - this.readyAt) / 1000 : 0;
   }
