@@ -34,6 +34,7 @@ import { findOnnxFile } from '../src/router/model-files.js';
 import { routerPackageDefinition } from '../src/router/proto.js';
 import { testModel } from '../test/helpers/models.js';
 import { DEFAULT_SEED, makeWorkload } from './workload.js';
+import { cosine } from '../test/helpers/vectors.js';
 
 const require = createRequire(import.meta.url);
 const { Tokenizer } = require('tokenizers') as typeof import('tokenizers');
@@ -110,17 +111,6 @@ function chunks<T>(xs: readonly T[], n: number): T[][] {
   return out;
 }
 
-function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let ab = 0;
-  let aa = 0;
-  let bb = 0;
-  for (let i = 0; i < a.length; i++) {
-    ab += a[i] * b[i];
-    aa += a[i] * a[i];
-    bb += b[i] * b[i];
-  }
-  return ab / Math.sqrt(aa * bb);
-}
 
 function log(msg: string): void {
   process.stderr.write(`[bench] ${msg}\n`);

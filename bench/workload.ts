@@ -3,17 +3,10 @@
  * 1 in 10 of 41–300 words (real corpora have such tails). Same seed, same texts, on every machine.
  */
 
-/** mulberry32: a small, fast, seeded PRNG returning [0, 1). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededUniform } from '../src/testmodel/rng.js';
+
+/** A seeded uniform [0, 1) source. */
+export const rng = seededUniform;
 
 /** Common English words with a few longer and rarer ones, so word pieces vary as in real text. */
 const WORDS = (

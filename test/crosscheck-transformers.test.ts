@@ -19,6 +19,8 @@ import { env, mean_pooling, pipeline, Tensor, type FeatureExtractionPipeline } f
 import { createEngine, type RouterEngine } from '../src/router/engine.js';
 import type { RouterOptions } from '../src/router/types.js';
 import { testModel } from './helpers/models.js';
+import { cosine } from './helpers/vectors.js';
+import { seededUniform } from '../src/testmodel/rng.js';
 
 const COUNT = 300;
 const MIN_COSINE = 0.9999;
@@ -38,17 +40,6 @@ const options: RouterOptions = {
   threads: 2,
 };
 
-/** mulberry32: a small seeded PRNG. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const WORDS = (
   'the of and to in is was for on that with as by at from it an be this which or are have not has but were had their ' +
@@ -83,7 +74,7 @@ function word(r: () => number): string {
 
 /** Seeded, varied texts: 8 in 10 of 1-40 words, some of 41-150, about 1 in 12 of 200-420 (truncated). */
 function makeTexts(n: number, seed: number): string[] {
-  const r = rng(seed);
+  const r = seededUniform(seed);
   const fixed = ['a', '42', '!!!', 'Hello, world!', '   leading and trailing spaces   ', 'UPPER lower MiXeD', 'tab\tand\nnewline', '東京', '🙂', 'naïve café'];
   const out = [...fixed];
   while (out.length < n) {
@@ -98,17 +89,6 @@ function makeTexts(n: number, seed: number): string[] {
   return out;
 }
 
-function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let ab = 0;
-  let aa = 0;
-  let bb = 0;
-  for (let i = 0; i < a.length; i++) {
-    ab += a[i] * b[i];
-    aa += a[i] * a[i];
-    bb += b[i] * b[i];
-  }
-  return ab / Math.sqrt(aa * bb);
-}
 
 let dir: string;
 let engine: RouterEngine | undefined;

@@ -12,48 +12,17 @@ import { createEngine, type RouterEngine } from '../src/router/engine.js';
 import { findOnnxFile } from '../src/router/model-files.js';
 import type { RouterOptions, TextInput } from '../src/router/types.js';
 import { testModel } from './helpers/models.js';
+import { testRouterOptions } from './helpers/router-options.js';
+import { cosine, norm } from './helpers/vectors.js';
 
 const { Tokenizer } = createRequire(import.meta.url)('tokenizers') as typeof import('tokenizers');
 
-function options(over: Partial<RouterOptions> = {}): RouterOptions {
-  return {
-    modelId: 'test-model',
-    port: 3000,
-    hostname: '127.0.0.1',
-    maxConcurrentRequests: 512,
-    maxBatchTokens: 16384,
-    maxClientBatchSize: 32,
-    autoTruncate: false,
-    jsonOutput: false,
-    payloadLimit: 2_000_000,
-    device: 'cpu',
-    threads: 1,
-    ...over,
-  };
-}
 
 const EMBED = { truncate: false, truncationDirection: 'right' as const, normalize: true };
 const ENCODE = { truncate: false, truncationDirection: 'right' as const };
 const PREDICT = { truncate: false, truncationDirection: 'right' as const, rawScores: false };
 
-function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.equal(a.length, b.length);
-  let ab = 0;
-  let aa = 0;
-  let bb = 0;
-  for (let i = 0; i < a.length; i++) {
-    ab += a[i] * b[i];
-    aa += a[i] * a[i];
-    bb += b[i] * b[i];
-  }
-  return ab / Math.sqrt(aa * bb);
-}
 
-function norm(v: ArrayLike<number>): number {
-  let s = 0;
-  for (let i = 0; i < v.length; i++) s += v[i] * v[i];
-  return Math.sqrt(s);
-}
 
 function isCode(code: string, re?: RegExp) {
   return (e: unknown) => e instanceof TeiplexError && e.code === code && (re === undefined || re.test(e.message));
@@ -123,7 +92,7 @@ describe('embedding model', () => {
   before(async () => {
     dir = await testModel({ kind: 'embedding', prompts: { query: 'query: ', passage: 'passage: ' } });
     // A fixed batch overhead keeps the grouping checks independent of this machine's timings.
-    engine = await createEngine(options({ maxConcurrentRequests: 64, autoTruncate: false }), dir, (m) => logs.push(m), { batchOverheadTokens: 16 });
+    engine = await createEngine(testRouterOptions({ maxConcurrentRequests: 64, autoTruncate: false }), dir, (m) => logs.push(m), { batchOverheadTokens: 16 });
     direct = await Direct.open(dir);
   });
   after(async () => {
@@ -289,7 +258,7 @@ describe('embedding model', () => {
   });
 
   test('--pooling cls overrides 1_Pooling', async () => {
-    const cls = await createEngine(options({ pooling: 'cls' }), dir);
+    const cls = await createEngine(testRouterOptions({ pooling: 'cls' }), dir);
     try {
       assert.equal(cls.model.pooling, 'cls');
       const t = text(7, 11);
@@ -307,7 +276,7 @@ describe('engine lifecycle and loading', () => {
   test('close waits for in-flight work, then refuses with UNHEALTHY', async () => {
     const dir = await testModel({ kind: 'embedding' });
     const logs: string[] = [];
-    const engine = await createEngine(options(), dir, (m) => logs.push(m));
+    const engine = await createEngine(testRouterOptions(), dir, (m) => logs.push(m));
     assert.ok(engine.batchOverheadTokens >= 2 && engine.batchOverheadTokens <= 4096, 'batch overhead measured at warm-up');
     assert.ok(logs.some((l) => /batch cost/.test(l)));
     const inflight = engine.embed([text(20, 1), text(3, 2)], EMBED);
@@ -321,8 +290,8 @@ describe('engine lifecycle and loading', () => {
   test('a graph with sentence_embedding: same vectors, normalize=false honoured', async () => {
     const plainDir = await testModel({ kind: 'embedding', seed: 5 });
     const seDir = await testModel({ kind: 'embedding', seed: 5, sentenceEmbedding: true });
-    const a = await createEngine(options(), plainDir);
-    const b = await createEngine(options(), seDir);
+    const a = await createEngine(testRouterOptions(), plainDir);
+    const b = await createEngine(testRouterOptions(), seDir);
     try {
       const texts = [text(4, 1), text(30, 2)];
       for (const normalize of [true, false]) {
@@ -342,8 +311,8 @@ describe('engine lifecycle and loading', () => {
   test('external data and onnx/ layout load; --onnx-file picks the file', async () => {
     const ext = await testModel({ kind: 'embedding', externalData: true, seed: 3 });
     const sub = await testModel({ kind: 'embedding', onnxPath: 'onnx/model.onnx', seed: 3 });
-    const a = await createEngine(options(), ext);
-    const b = await createEngine(options({ onnxFile: 'onnx/model.onnx' }), sub);
+    const a = await createEngine(testRouterOptions(), ext);
+    const b = await createEngine(testRouterOptions({ onnxFile: 'onnx/model.onnx' }), sub);
     try {
       const x = (await a.embed(['same weights'], EMBED)).results[0];
       const y = (await b.embed(['same weights'], EMBED)).results[0];
@@ -352,14 +321,14 @@ describe('engine lifecycle and loading', () => {
       await a.close();
       await b.close();
     }
-    await assert.rejects(createEngine(options({ onnxFile: 'nope.onnx' }), sub), /nope.onnx/);
+    await assert.rejects(createEngine(testRouterOptions({ onnxFile: 'nope.onnx' }), sub), /nope.onnx/);
   });
 
   test('startup errors: splade pooling on a non-MaskedLM model, max-batch-tokens below max input length', async () => {
     const dir = await testModel({ kind: 'embedding' });
-    await assert.rejects(createEngine(options({ pooling: 'splade' }), dir), /ForMaskedLM/);
-    await assert.rejects(createEngine(options({ maxBatchTokens: 16 }), dir), /--max-batch-tokens/);
-    const e = await createEngine(options({ maxBatchTokens: 16, autoTruncate: true }), dir);
+    await assert.rejects(createEngine(testRouterOptions({ pooling: 'splade' }), dir), /ForMaskedLM/);
+    await assert.rejects(createEngine(testRouterOptions({ maxBatchTokens: 16 }), dir), /--max-batch-tokens/);
+    const e = await createEngine(testRouterOptions({ maxBatchTokens: 16, autoTruncate: true }), dir);
     try {
       assert.equal(e.model.maxInputLength, 16);
       const { metadata } = await e.embed([text(100, 1)], EMBED);
@@ -376,7 +345,7 @@ describe('SPLADE model', () => {
   let direct: Direct;
   before(async () => {
     dir = await testModel({ kind: 'splade' });
-    engine = await createEngine(options({ pooling: 'splade' }), dir);
+    engine = await createEngine(testRouterOptions({ pooling: 'splade' }), dir);
     direct = await Direct.open(dir);
   });
   after(async () => {
@@ -435,7 +404,7 @@ describe('reranker model', () => {
   let direct: Direct;
   before(async () => {
     const dir = await testModel({ kind: 'reranker' });
-    engine = await createEngine(options(), dir);
+    engine = await createEngine(testRouterOptions(), dir);
     direct = await Direct.open(dir);
   });
   after(async () => {
@@ -492,7 +461,7 @@ describe('classifier model', () => {
   let direct: Direct;
   before(async () => {
     const dir = await testModel({ kind: 'classifier', numLabels: 3 });
-    engine = await createEngine(options(), dir);
+    engine = await createEngine(testRouterOptions(), dir);
     direct = await Direct.open(dir);
   });
   after(async () => {

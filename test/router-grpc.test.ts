@@ -13,27 +13,14 @@ import { startGrpcServer, type GrpcServerOptions, type RouterGrpcServer } from '
 import { REFLECTION_PROTO_DIR, ROUTER_SERVICES, serviceClient, type RouterServiceName } from '../src/router/proto.js';
 import type { RouterOptions } from '../src/router/types.js';
 import { testModel, type TestModelSpec } from './helpers/models.js';
+import { testRouterOptions } from './helpers/router-options.js';
 
 const { status } = grpc;
 
 // ---- setup helpers -------------------------------------------------------------------------------
 
-function options(over: Partial<RouterOptions> = {}): RouterOptions {
-  return {
-    modelId: 'test-model',
-    port: 0,
-    hostname: '127.0.0.1',
-    maxConcurrentRequests: 64,
-    maxBatchTokens: 16384,
-    maxClientBatchSize: 32,
-    autoTruncate: false,
-    jsonOutput: false,
-    payloadLimit: 2_000_000,
-    device: 'cpu',
-    threads: 1,
-    ...over,
-  };
-}
+const options = (over: Partial<RouterOptions> = {}): RouterOptions => testRouterOptions({ maxConcurrentRequests: 64, ...over });
+
 
 function serverOptions(opts: RouterOptions, over: Partial<GrpcServerOptions> = {}): GrpcServerOptions {
   return { hostname: '127.0.0.1', port: 0, maxClientBatchSize: opts.maxClientBatchSize, payloadLimit: opts.payloadLimit, ...over };

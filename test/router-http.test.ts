@@ -10,24 +10,10 @@ import { silentLog } from '../src/router/router-log.js';
 import { startRouter, type RunningRouter } from '../src/router/server.js';
 import type { RouterOptions } from '../src/router/types.js';
 import { testModel } from './helpers/models.js';
+import { testRouterOptions } from './helpers/router-options.js';
+import { cosine, norm } from './helpers/vectors.js';
 
-function options(modelId: string, over: Partial<RouterOptions> = {}): RouterOptions {
-  return {
-    modelId,
-    port: 0,
-    hostname: '127.0.0.1',
-    maxConcurrentRequests: 512,
-    maxBatchTokens: 16384,
-    maxClientBatchSize: 32,
-    autoTruncate: false,
-    jsonOutput: false,
-    payloadLimit: 2_000_000,
-    device: 'cpu',
-    threads: 1,
-    httpPort: 0,
-    ...over,
-  };
-}
+const options = (modelId: string, over: Partial<RouterOptions> = {}): RouterOptions => testRouterOptions({ modelId, httpPort: 0, ...over });
 
 interface Reply {
   status: number;
@@ -56,16 +42,7 @@ function client(r: RunningRouter, headers: Record<string, string> = {}) {
   };
 }
 
-function norm(v: number[]): number {
-  return Math.sqrt(v.reduce((s, x) => s + x * x, 0));
-}
 
-function cosine(a: number[], b: number[]): number {
-  assert.equal(a.length, b.length);
-  let ab = 0;
-  for (let i = 0; i < a.length; i++) ab += a[i] * b[i];
-  return ab / (norm(a) * norm(b));
-}
 
 function assertError(r: Reply, status: number, type: string, re?: RegExp): void {
   assert.equal(r.status, status, JSON.stringify(r.body));

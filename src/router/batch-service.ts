@@ -7,7 +7,8 @@
 import type * as grpc from '@grpc/grpc-js';
 import { endianness } from 'node:os';
 import { TeiplexError } from '../common/errors.js';
-import { aggregateMetadata, embedOptions, encodeOptions, pbMetadata, unary, type Answer, type ServiceContext } from './grpc-service.js';
+import { aggregateMetadata } from './metadata.js';
+import { embedOptions, encodeOptions, pbMetadata, unary, type Answer, type ServiceContext } from './grpc-service.js';
 import type { PbEmbedAllBatchResponse, PbEmbedBatchRequest, PbEmbedBatchResponse, PbEmbedSparseBatchResponse, PbEncodeBatchRequest } from './proto.js';
 import type { Engine } from './types.js';
 

@@ -17,6 +17,7 @@ import { Task, type BatchInputs, type IntArray, type RowOutput, type SentenceEmb
 import { classifierScores, densify, finishEmbedding, predictions, sigmoid } from './pooling.js';
 import { BatchQueue, type Answer } from './queue.js';
 import { Tokenization, type EncodeRequest, type Encoded } from './tokenization.js';
+import { aggregateMetadata } from './metadata.js';
 import type {
   Batched,
   EmbedOptions,
@@ -432,30 +433,7 @@ class Router implements RouterEngine {
       return opts.returnText ? { index, text: texts[index], score } : { index, score };
     });
     ranks.sort((a, b) => b.score - a.score || a.index - b.index);
-    const n = BigInt(metadata.length);
-    let chars = 0;
-    let tokens = 0;
-    let tok = 0n;
-    let queue = 0n;
-    let inf = 0n;
-    for (const m of metadata) {
-      chars += m.computeChars;
-      tokens += m.computeTokens;
-      tok += m.tokenizationTimeNs;
-      queue += m.queueTimeNs;
-      inf += m.inferenceTimeNs;
-    }
-    return {
-      ranks,
-      metadata: {
-        computeChars: chars,
-        computeTokens: tokens,
-        totalTimeNs: process.hrtime.bigint() - start,
-        tokenizationTimeNs: tok / n,
-        queueTimeNs: queue / n,
-        inferenceTimeNs: inf / n,
-      },
-    };
+    return { ranks, metadata: aggregateMetadata(metadata, process.hrtime.bigint() - start) };
   }
 
   async tokenize(inputs: string[], addSpecialTokens: boolean, promptName?: string): Promise<SimpleToken[][]> {

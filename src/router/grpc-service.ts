@@ -37,6 +37,7 @@ import type {
   RouterServiceName,
 } from './proto.js';
 import type { EmbedOptions, EncodeOptions, Engine, Metadata, PairInput, PredictOptions, Prediction, TruncationDirection } from './types.js';
+import { aggregateMetadata, timingHeaders } from './metadata.js';
 
 /** What the handlers need from the server around them. */
 export interface ServiceContext {
@@ -70,45 +71,11 @@ export function pbMetadata(m: Metadata): PbMetadata {
   };
 }
 
-/** Several inputs' Metadata as one, as TEI does for rerank: sums of sizes, mean of stage times. */
-export function aggregateMetadata(all: readonly Metadata[], totalTimeNs?: bigint): Metadata {
-  let chars = 0;
-  let tokens = 0;
-  let total = 0n;
-  let tok = 0n;
-  let queue = 0n;
-  let inf = 0n;
-  for (const m of all) {
-    chars += m.computeChars;
-    tokens += m.computeTokens;
-    if (m.totalTimeNs > total) total = m.totalTimeNs;
-    tok += m.tokenizationTimeNs;
-    queue += m.queueTimeNs;
-    inf += m.inferenceTimeNs;
-  }
-  const n = BigInt(Math.max(1, all.length));
-  return {
-    computeChars: chars,
-    computeTokens: tokens,
-    totalTimeNs: totalTimeNs ?? total,
-    tokenizationTimeNs: tok / n,
-    queueTimeNs: queue / n,
-    inferenceTimeNs: inf / n,
-  };
-}
-
-const ms = (ns: bigint): string => (ns / 1_000_000n).toString();
 
 /** TEI's response headers for a Metadata (times in milliseconds). */
 export function metadataHeaders(m: Metadata): grpc.Metadata {
   const md = new grpc.Metadata();
-  md.set('x-compute-time', ms(m.totalTimeNs));
-  md.set('x-compute-characters', String(m.computeChars));
-  md.set('x-compute-tokens', String(m.computeTokens));
-  md.set('x-total-time', ms(m.totalTimeNs));
-  md.set('x-tokenization-time', ms(m.tokenizationTimeNs));
-  md.set('x-queue-time', ms(m.queueTimeNs));
-  md.set('x-inference-time', ms(m.inferenceTimeNs));
+  for (const [k, v] of timingHeaders(m)) md.set(k, v);
   return md;
 }
 

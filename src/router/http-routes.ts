@@ -23,6 +23,7 @@ import { asTeiplexError, ERROR_CODES, TeiplexError } from '../common/errors.js';
 import type { RouterMetrics } from './metrics.js';
 import type { RouterLog } from './router-log.js';
 import type { Engine, Metadata, PairInput, SimpleToken, TextInput, TruncationDirection } from './types.js';
+import { aggregateMetadata, timingHeaders } from './metadata.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -153,33 +154,9 @@ function splitInputs(inputs: Static<typeof Inputs>): { items: TextInput[]; singl
   return { items: inputs as TextInput[], single: false };
 }
 
-function ms(ns: bigint): string {
-  return (ns / 1_000_000n).toString();
-}
-
 /** TEI's response headers from per-input metadata: sums of sizes, means of stage times. */
 function setMetadataHeaders(reply: FastifyReply, start: bigint, metadata: readonly Metadata[]): void {
-  let chars = 0;
-  let tokens = 0;
-  let tok = 0n;
-  let queue = 0n;
-  let inf = 0n;
-  for (const m of metadata) {
-    chars += m.computeChars;
-    tokens += m.computeTokens;
-    tok += m.tokenizationTimeNs;
-    queue += m.queueTimeNs;
-    inf += m.inferenceTimeNs;
-  }
-  const n = BigInt(Math.max(1, metadata.length));
-  const total = ms(process.hrtime.bigint() - start);
-  reply.header('x-compute-time', total);
-  reply.header('x-compute-characters', String(chars));
-  reply.header('x-compute-tokens', String(tokens));
-  reply.header('x-total-time', total);
-  reply.header('x-tokenization-time', ms(tok / n));
-  reply.header('x-queue-time', ms(queue / n));
-  reply.header('x-inference-time', ms(inf / n));
+  for (const [k, v] of timingHeaders(aggregateMetadata(metadata, process.hrtime.bigint() - start))) reply.header(k, v);
 }
 
 function toList(v: Float32Array): number[] {

@@ -20,6 +20,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import { asTeiplexError, ERROR_CODES, type ErrorCode } from '../common/errors.js';
 import type { RouterEngine } from './engine.js';
 import type { Batched, Metadata } from './types.js';
+import { aggregateMetadata } from './metadata.js';
 
 /** TEI's duration buckets: 35 steps of x1.5 from 15 us. */
 function durationBuckets(): number[] {
@@ -124,19 +125,11 @@ export class RouterMetrics {
   /** Record per-input Metadata; `lengths` false for an aggregate (rerank's one Metadata for all pairs). */
   recordMetadata(metadata: readonly Metadata[], lengths = true): void {
     if (metadata.length === 0) return;
-    let tok = 0n;
-    let queue = 0n;
-    let inf = 0n;
-    for (const m of metadata) {
-      tok += m.tokenizationTimeNs;
-      queue += m.queueTimeNs;
-      inf += m.inferenceTimeNs;
-      if (lengths) this.inputLength.observe(m.computeTokens);
-    }
-    const n = BigInt(metadata.length);
-    this.tokenizationDuration.observe(Number(tok / n) / 1e9);
-    this.queueDuration.observe(Number(queue / n) / 1e9);
-    this.inferenceDuration.observe(Number(inf / n) / 1e9);
+    if (lengths) for (const m of metadata) this.inputLength.observe(m.computeTokens);
+    const mean = aggregateMetadata(metadata);
+    this.tokenizationDuration.observe(Number(mean.tokenizationTimeNs) / 1e9);
+    this.queueDuration.observe(Number(mean.queueTimeNs) / 1e9);
+    this.inferenceDuration.observe(Number(mean.inferenceTimeNs) / 1e9);
   }
 }
 

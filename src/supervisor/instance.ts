@@ -12,6 +12,7 @@ import { buildChildCommand, type RuntimeSettings } from '../runtimes/runtimes.js
 import { ChildLog } from './child-log.js';
 import { HealthProbe } from './health-probe.js';
 import { hasProcess, StateMachine, type InstanceState } from './instance-state.js';
+import { signalGroup } from './process-record.js';
 
 export interface InstanceSettings {
   healthIntervalMs: number;
@@ -151,18 +152,9 @@ export class Instance {
   }
 
   private signal(sig: NodeJS.Signals): void {
-    const pid = this.child?.pid;
-    if (pid === undefined) return;
-    try {
-      process.kill(-pid, sig);
-    } catch {
-      try {
-        process.kill(pid, sig);
-      } catch {
-        /* already gone */
-      }
-    }
+    if (this.child?.pid !== undefined) signalGroup(this.child.pid, sig);
   }
+
 
   private async terminate(): Promise<void> {
     const exited = this.childExited;

@@ -43,6 +43,19 @@ export function matches(rec: ProcessRecord): boolean {
   return processStartTime(rec.pid) === rec.start_time;
 }
 
+/** Signal a child's whole process group (it leads one); falls back to the process alone. */
+export function signalGroup(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, sig);
+  } catch {
+    try {
+      process.kill(pid, sig);
+    } catch {
+      /* already gone */
+    }
+  }
+}
+
 export class ProcessRecords {
   private records: Record<string, ProcessRecord> = {};
   private chain: Promise<void> = Promise.resolve();
@@ -73,20 +86,9 @@ export class ProcessRecords {
  */
 export async function reapOrphans(records: Record<string, ProcessRecord>, graceMs: number): Promise<string[]> {
   const alive = Object.entries(records).filter(([, r]) => matches(r));
-  const signal = (pid: number, sig: NodeJS.Signals): void => {
-    try {
-      process.kill(-pid, sig);
-    } catch {
-      try {
-        process.kill(pid, sig);
-      } catch {
-        /* gone */
-      }
-    }
-  };
-  for (const [, r] of alive) signal(r.pid, 'SIGTERM');
+  for (const [, r] of alive) signalGroup(r.pid, 'SIGTERM');
   const deadline = Date.now() + graceMs;
   while (Date.now() < deadline && alive.some(([, r]) => isAlive(r.pid))) await sleep(50);
-  for (const [, r] of alive) if (isAlive(r.pid)) signal(r.pid, 'SIGKILL');
+  for (const [, r] of alive) if (isAlive(r.pid)) signalGroup(r.pid, 'SIGKILL');
   return alive.map(([name]) => name);
 }

@@ -40,3 +40,9 @@ export class Rng {
     return out;
   }
 }
+
+/** A seeded uniform [0, 1) source as a plain function (text generators, workloads). */
+export function seededUniform(seed: number): () => number {
+  const r = new Rng(seed);
+  return () => r.uniform();
+}
