@@ -94,6 +94,9 @@ describe('manager lifecycle over REST', () => {
     assert.ok(i.pid > 0 && i.port >= 20000);
     const health = await m.api('GET', '/health/all');
     assert.equal(health.body.status, 'healthy');
+    const openapi = await m.api('GET', '/docs/json');
+    assert.equal(openapi.status, 200);
+    for (const p of ['/instances', '/instances/{name}/logs', '/gpus', '/health/all']) assert.ok(p in openapi.body.paths, p);
   });
 
   test('create -> running -> stop -> start -> restart -> delete', async () => {
@@ -146,6 +149,12 @@ describe('manager lifecycle over REST', () => {
     const after = await m.waitFor('seeded', (i) => running(i) && i.pid !== before.pid);
     assert.equal(after.restarts, before.restarts + 1);
     assert.equal(after.last_exit.signal, 'SIGKILL');
+    const metrics = String((await m.api('GET', '/metrics')).body);
+    assert.match(metrics, /teiplex_instance_restarts_total\{instance="seeded",reason="crash"\} 1/);
+    assert.match(metrics, /teiplex_instance_up\{instance="seeded",model="[^"]+"\} 1/);
+    assert.match(metrics, /teiplex_instances\{status="running"\} \d/);
+    assert.match(metrics, /teiplex_instance_start_seconds_count \d/);
+    assert.match(metrics, /teiplex_state_writes_total\{result="ok"\} \d/);
   });
 
   test('a hung child (stops answering health) is killed and restarted', async () => {
