@@ -43,8 +43,9 @@ ${extra}
 [restart]
 initial_backoff_ms = 100
 max_backoff_ms = 400
-max_restarts = 3
+max_restarts = ${name === 'backoff' ? 10 : 3}
 window_secs = 60
+reset_after_secs = 2
 `,
   ).then(() => file);
 }
@@ -192,6 +193,34 @@ describe('manager lifecycle over REST', () => {
     const logs = (await m.api('GET', '/instances/gpu/logs')).body.lines.join('\n');
     assert.match(logs, /CUDA_VISIBLE_DEVICES=1 PORT=unset MODEL_ID=unset/, 'pinned, and no TEI variable leaked from the manager');
     await m.api('DELETE', '/instances/gpu');
+  });
+});
+
+describe('restart back-off', () => {
+  test('grows by backoff_factor, is capped, and resets after a healthy stretch', async () => {
+    const m = await startManager(await config('backoff', `[[instances]]\nname = "b"\nmodel_id = ${JSON.stringify(model)}\n`));
+    try {
+      // The life config's [restart] table: initial 100 ms, cap 400 ms; reset_after_secs is set below.
+      const delays = async (): Promise<number[]> =>
+        (await m.api('GET', '/instances/b/logs')).body.lines.flatMap((l: string) => {
+          const d = /restarting in (\d+) ms/.exec(l);
+          return d ? [Number(d[1])] : [];
+        });
+      for (let k = 0; k < 4; k++) {
+        const i = await m.waitFor('b', running);
+        process.kill(i.pid, 'SIGKILL');
+        await m.waitFor('b', (x) => x.pid !== i.pid && x.status === 'running');
+      }
+      assert.deepEqual(await delays(), [100, 200, 400, 400]);
+      // Running longer than reset_after_secs (2 s) starts the back-off afresh.
+      const i = await m.waitFor('b', running);
+      await sleep(2500);
+      process.kill(i.pid, 'SIGKILL');
+      await m.waitFor('b', (x) => x.pid !== i.pid && x.status === 'running');
+      assert.deepEqual((await delays()).slice(4), [100]);
+    } finally {
+      await m.stop();
+    }
   });
 });
 
