@@ -72,7 +72,7 @@ async function main(): Promise<void> {
     const cfg = path.join(dir, 'c.toml');
     writeFileSync(
       cfg,
-      `api_port = 0\nlisten_host = "127.0.0.1"\nstate_file = ${JSON.stringify(path.join(dir, 'state.toml'))}\nlog_dir = ${JSON.stringify(path.join(dir, 'logs'))}\nhealth_check_interval_secs = 1\ninstance_port_start = 31000\ninstance_port_end = 31100\n[restart]\ninitial_backoff_ms = ${Number(flags['backoff-ms'])}\nmax_restarts = 100\n`,
+      `api_port = 0\ngrpc_port = 0\nlisten_host = "127.0.0.1"\nstate_file = ${JSON.stringify(path.join(dir, 'state.toml'))}\nlog_dir = ${JSON.stringify(path.join(dir, 'logs'))}\nhealth_check_interval_secs = 1\ninstance_port_start = 31000\ninstance_port_end = 31100\n[restart]\ninitial_backoff_ms = ${Number(flags['backoff-ms'])}\nmax_restarts = 100\n`,
     );
     const m = await startManager(cfg);
     const pid = m.proc.pid!;

@@ -20,7 +20,7 @@ before(async () => {
   const cfg = path.join(dir, 'c.toml');
   await writeFile(
     cfg,
-    `api_port = 0\nlisten_host = "127.0.0.1"\nstate_file = ${JSON.stringify(stateFile)}\nlog_dir = ${JSON.stringify(path.join(dir, 'logs'))}\nmax_instances = 3\n[[instances]]\nname = "keep"\nmodel_id = "org/never-started"\nruntime = "command"\ncommand = "/bin/false"\nrestart_policy = "never"\n`,
+    `api_port = 0\ngrpc_port = 0\nlisten_host = "127.0.0.1"\nstate_file = ${JSON.stringify(stateFile)}\nlog_dir = ${JSON.stringify(path.join(dir, 'logs'))}\nmax_instances = 3\n[[instances]]\nname = "keep"\nmodel_id = "org/never-started"\nruntime = "command"\ncommand = "/bin/false"\nrestart_policy = "never"\n`,
   );
   m = await startManager(cfg);
   await m.api('POST', '/instances/keep/stop');

@@ -28,6 +28,7 @@ function config(name: string, extra = ''): Promise<string> {
   return writeFile(
     file,
     `api_port = 0
+grpc_port = 0
 listen_host = "127.0.0.1"
 state_file = ${JSON.stringify(path.join(dir, `${name}-state.toml`))}
 log_dir = ${JSON.stringify(path.join(dir, `${name}-logs`))}

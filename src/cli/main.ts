@@ -15,6 +15,10 @@ const SUBCOMMANDS: Record<string, Subcommand> = {
     summary: 'serve one model over TEI gRPC (tei.v1) and optionally TEI HTTP (built-in ONNX Runtime server)',
     load: () => import('./router.js'),
   },
+  bench: {
+    summary: "load generator for the gRPC multiplexer, a child's tei.v1 port and the HTTP front ends (JSON report)",
+    load: () => import('./bench.js'),
+  },
   'make-test-model': {
     summary: 'write a BERT-shaped ONNX model with seeded random weights in the HuggingFace layout',
     load: () => import('./make-test-model.js'),

@@ -1,14 +1,15 @@
 /**
  * `teiplex serve`: the manager. Loads the config (a bad one exits 2 before any child is touched),
- * stops orphans of a dead manager, serves the admin API at once, restores or seeds instances
- * without waiting for them, and on SIGTERM/SIGINT stops accepting, stops every child in parallel,
- * saves the state and exits 0.
+ * stops orphans of a dead manager, serves the admin API and the gRPC multiplexer at once, restores
+ * or seeds instances without waiting for them, and on SIGTERM/SIGINT stops the multiplexer (calls
+ * in flight finish), stops accepting, stops every child in parallel, saves the state and exits 0.
  */
 import pino from 'pino';
 import { ConfigError } from '../config/validate.js';
 import { loadConfig } from '../config/config.js';
 import { buildManagerApp } from '../http/manager-app.js';
 import { ManagerMetrics } from '../metrics/manager-metrics.js';
+import { startMuxServer, type MuxServer } from '../mux/server.js';
 import { Supervisor } from '../supervisor/supervisor.js';
 import { FlagError, parseFlags } from './flags.js';
 
@@ -20,8 +21,9 @@ const SPEC = {
 export const USAGE = `Usage: teiplex serve [--config FILE]
 
 Runs the manager: supervises one child per model instance, persists the desired state, serves the
-REST admin API (api_port, OpenAPI at /docs). See config.example.toml for every key; environment
-variables TEIPLEX_<KEY> (and tei-manager's TEI_MANAGER_<KEY>, TEI_BINARY_PATH) override the file.
+REST admin API (api_port, OpenAPI at /docs) and the gRPC multiplexer (grpc_port). See
+config.example.toml for every key; environment variables TEIPLEX_<KEY> (and tei-manager's
+TEI_MANAGER_<KEY>, TEI_BINARY_PATH) override the file.
 
   -c, --config FILE   TOML config (env TEIPLEX_CONFIG); without one, defaults + environment
 `;
@@ -51,12 +53,16 @@ export async function run(argv: string[]): Promise<number> {
   }
 
   let supervisor: Supervisor | undefined;
+  let mux: MuxServer | undefined;
   const metrics = new ManagerMetrics(() => supervisor);
   supervisor = new Supervisor({
     config,
     hooks: {
       ...metrics.hooks(),
-      onTransition: (instance, from, to, reason) => log.info({ instance, from, to, reason }, 'instance status'),
+      onTransition: (instance, from, to, reason) => {
+        log.info({ instance, from, to, reason }, 'instance status');
+        mux?.instanceChanged(instance, to);
+      },
     },
     log: (msg, fields) => log.info(fields ?? {}, msg),
   });
@@ -65,9 +71,16 @@ export async function run(argv: string[]): Promise<number> {
   await app.listen({ port: config.api_port, host: config.listen_host });
   const address = app.server.address();
   const apiPort = typeof address === 'object' && address !== null ? address.port : config.api_port;
+  try {
+    mux = await startMuxServer({ instances: supervisor, config, registry: metrics.registry });
+  } catch (err) {
+    log.error({ err: (err as Error).message }, 'cannot start the gRPC multiplexer');
+    await app.close();
+    return 1;
+  }
 
   const report = await supervisor.boot();
-  log.info({ ...report, msg: 'ready', api_port: apiPort, pid: process.pid }, 'ready');
+  log.info({ ...report, api_port: apiPort, grpc_port: mux.port, pid: process.pid }, 'ready');
 
   return new Promise<number>((resolve) => {
     let stopping = false;
@@ -80,6 +93,7 @@ export async function run(argv: string[]): Promise<number> {
       stopping = true;
       log.info({ signal }, 'stopping: no new requests, stopping children');
       void (async () => {
+        await mux?.shutdown(config.graceful_shutdown_timeout_secs * 1000);
         await app.close();
         await supervisor.shutdown();
         log.info('stopped');

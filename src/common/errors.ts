@@ -37,6 +37,13 @@ export const ERROR_CODES = {
   INVALID_GPU_ID: { http: 422, grpc: GrpcStatus.INVALID_ARGUMENT, teiType: 'validation' },
   /** The manager could not persist the desired state. */
   STATE_WRITE_FAILED: { http: 500, grpc: GrpcStatus.INTERNAL, teiType: 'backend' },
+  // ---- routing to instances (gRPC multiplexer, HTTP data plane) ----
+  /** No instance serves the requested model. */
+  MODEL_NOT_FOUND: { http: 404, grpc: GrpcStatus.NOT_FOUND, teiType: 'not_found' },
+  /** The targeted instance exists but is not running (its status is named). */
+  INSTANCE_UNAVAILABLE: { http: 503, grpc: GrpcStatus.UNAVAILABLE, teiType: 'unhealthy' },
+  /** The instance did not answer within the request timeout. */
+  REQUEST_TIMEOUT: { http: 504, grpc: GrpcStatus.DEADLINE_EXCEEDED, teiType: 'backend' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -52,6 +52,13 @@ export const ConfigSchema = Type.Object(
     /** GPU discovery command (nvidia-smi's CSV query interface). */
     nvidia_smi_path: Type.String({ minLength: 1 }),
     auto_restore: Type.Boolean(),
+    /** gRPC multiplexer: a unary call's deadline to the child; on a stream, the longest wait for an owed answer. */
+    grpc_request_timeout_secs: Secs,
+    /** gRPC multiplexer: largest message accepted or sent, both to clients and to children (MiB). */
+    grpc_max_message_size_mb: Type.Number({ exclusiveMinimum: 0, maximum: 2047 }),
+    /** gRPC multiplexer: HTTP/2 keepalive pings on client and child connections with calls in flight. */
+    grpc_keepalive_interval_secs: Secs,
+    grpc_keepalive_timeout_secs: Secs,
     restart: RestartConfigSchema,
     instances: Type.Array(InstanceSpecSchema),
   },
@@ -79,6 +86,10 @@ export const DEFAULTS = {
   tei_binary_path: 'text-embeddings-router',
   nvidia_smi_path: 'nvidia-smi',
   auto_restore: true,
+  grpc_request_timeout_secs: 30,
+  grpc_max_message_size_mb: 64,
+  grpc_keepalive_interval_secs: 30,
+  grpc_keepalive_timeout_secs: 10,
   restart: { initial_backoff_ms: 1000, backoff_factor: 2, max_backoff_ms: 60_000, reset_after_secs: 300, max_restarts: 10, window_secs: 600 },
   instances: [],
 } as const satisfies Config;

@@ -1,0 +1,52 @@
+/**
+ * One channel per instance, to its child on 127.0.0.1:<port> (child-channel.ts: one HTTP/2
+ * connection, keepalive pings while calls are in flight, the message size limit). A channel
+ * belongs to one child: it is rebuilt when the instance's `spawnGeneration` or port changes (a
+ * restart, a move), and closed when the instance's child is gone (stopped, backoff, failed,
+ * deleted), which ends any call still on it with UNAVAILABLE. There are no client-side retries:
+ * a forwarded call reaches the child once or fails with the transport's status.
+ */
+import type { Instance } from '../supervisor/instance.js';
+import { ChildChannel, type ChildChannelSettings } from './child-channel.js';
+
+export type ChannelSettings = ChildChannelSettings;
+
+interface Entry {
+  channel: ChildChannel;
+  generation: number;
+}
+
+export class ChannelPool {
+  private readonly entries = new Map<string, Entry>();
+
+  constructor(private readonly settings: ChannelSettings) {}
+
+  /** The channel to this instance's current child (built on first use or after a respawn). */
+  get(instance: Instance): ChildChannel {
+    const e = this.entries.get(instance.name);
+    const generation = instance.spawnGeneration;
+    const port = instance.placement.port;
+    if (e !== undefined && e.generation === generation && e.channel.port === port) return e.channel;
+    e?.channel.close();
+    const channel = new ChildChannel(port, this.settings);
+    this.entries.set(instance.name, { channel, generation });
+    return channel;
+  }
+
+  /** Close the instance's channel (its child is gone). */
+  drop(name: string): void {
+    const e = this.entries.get(name);
+    if (e === undefined) return;
+    this.entries.delete(name);
+    e.channel.close();
+  }
+
+  closeAll(): void {
+    for (const name of [...this.entries.keys()]) this.drop(name);
+  }
+
+  /** Instances with an open channel (tests, diagnostics). */
+  names(): string[] {
+    return [...this.entries.keys()];
+  }
+}

@@ -1,0 +1,320 @@
+/**
+ * Forwarding a call to a child, bytes in and bytes out: the inner tei.v1 request (sliced out of
+ * the wrapper by wrapper.ts) goes to the child as it is (child-channel.ts), and the child's
+ * response bytes go back to the client as they are (an identity serializer on the server side),
+ * so the multiplexer never decodes or re-encodes a tei.v1 message.
+ *
+ * - Unary: one child call with deadline min(client's deadline, now + grpc_request_timeout_secs).
+ * - Streams (bidirectional, and RerankStream's client stream): the first message picks the
+ *   instance and opens the child stream; later messages may repeat the same target or omit it,
+ *   another target fails the stream with INVALID_ARGUMENT. Flow control is end to end (a side
+ *   that cannot take more pauses the other). The timeout bounds the wait for an owed answer: the
+ *   stream fails with DEADLINE_EXCEEDED when the child owes answers (bidi) or the final answer
+ *   (client stream) and sends none for grpc_request_timeout_secs; a client's own deadline bounds
+ *   the whole stream.
+ * - The child's status code, message and trailers pass through unchanged (a dead child's
+ *   connection drop is UNAVAILABLE); its response headers (TEI's x-compute-* timings) too, plus
+ *   `teiplex-instance` naming the instance that served the call. A client cancel cancels the
+ *   child call.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { asTeiplexError, TeiplexError } from '../common/errors.js';
+import type { Instance } from '../supervisor/instance.js';
+import type { ChildCall, ChildChannel } from './child-channel.js';
+import type { ForwardedMethod } from './methods.js';
+import { describeTarget, sameTarget, type Target, type Wrapper } from './wrapper.js';
+
+/** Identity codec: messages stay the bytes they are on the wire. */
+export const passthrough = (b: Buffer): Buffer => b;
+
+/** Response header naming the instance that served the call. */
+export const INSTANCE_HEADER = 'teiplex-instance';
+
+const EMPTY = Buffer.alloc(0);
+
+/** One call's hop to an instance. */
+export interface Leg {
+  readonly instance: Instance;
+  readonly channel: ChildChannel;
+}
+
+/** What forwarding needs around it (service.ts). */
+export interface Forwarder {
+  readonly timeoutMs: number;
+  /** Resolve the target and count the call in flight on that instance; throws TeiplexError. */
+  open(target: Target): Leg;
+  /** The call is over: no longer in flight; metrics. `leg` undefined: it never reached an instance. */
+  close(method: string, leg: Leg | undefined, code: grpc.status, startedMs: number): void;
+}
+
+export function statusError(code: grpc.status, details: string, metadata?: grpc.Metadata): grpc.ServerErrorResponse {
+  return Object.assign(new Error(details), { code, details, metadata });
+}
+
+/** A thrown value (a TeiplexError, mostly) as the status the client gets. */
+export function thrownError(err: unknown): grpc.ServerErrorResponse {
+  const e = asTeiplexError(err);
+  return statusError(e.grpcStatus, e.message);
+}
+
+/** The child's headers or trailers (child-channel.ts has left out the transport's keys), naming the instance. */
+function relayMetadata(md: grpc.Metadata | undefined, instance: string): grpc.Metadata {
+  const out = md ?? new grpc.Metadata();
+  out.set(INSTANCE_HEADER, instance);
+  return out;
+}
+
+function timeoutError(leg: Leg, timeoutMs: number): TeiplexError {
+  return new TeiplexError('REQUEST_TIMEOUT', `instance '${leg.instance.name}' did not answer within grpc_request_timeout_secs (${timeoutMs / 1000} s)`);
+}
+
+/** The child's status as the client's: code, message and trailers unchanged. */
+function childError(err: grpc.StatusObject, leg: Leg): grpc.ServerErrorResponse {
+  return statusError(err.code, err.details, relayMetadata(err.metadata, leg.instance.name));
+}
+
+function deadlineMs(d: grpc.Deadline): number {
+  return d instanceof Date ? d.getTime() : d;
+}
+
+/** Check a message's own fields (not yet its target's meaning); throws INVALID_ARGUMENT. */
+function checkMessage(m: ForwardedMethod, w: Wrapper, where: string): void {
+  if (w.error !== undefined) throw new TeiplexError('BAD_REQUEST', `${where}${w.error}`);
+  if (w.request === undefined && !m.requestOptional) throw new TeiplexError('BAD_REQUEST', `${where}'request' is required (the tei.v1 request to forward)`);
+}
+
+function requireTarget(w: Wrapper, where: string): Target {
+  if (w.target === undefined) throw new TeiplexError('BAD_REQUEST', `${where}'target' is required: set one of instance_name, model_id or instance_index`);
+  return w.target;
+}
+
+export function forwardUnary(m: ForwardedMethod, f: Forwarder): grpc.handleUnaryCall<Wrapper, Buffer> {
+  return (call, callback) => {
+    const started = performance.now();
+    const w = call.request;
+    let leg: Leg;
+    try {
+      checkMessage(m, w, '');
+      leg = f.open(requireTarget(w, ''));
+    } catch (err) {
+      const e = thrownError(err);
+      f.close(m.name, undefined, e.code!, started);
+      callback(e);
+      return;
+    }
+    const ours = Date.now() + f.timeoutMs;
+    const client = deadlineMs(call.getDeadline());
+    let response: Buffer | undefined;
+    const child = leg.channel.call(m.childPath, Math.min(client, ours), {
+      onHeaders: (md) => call.sendMetadata(relayMetadata(md, leg.instance.name)),
+      onMessage: (msg) => {
+        response ??= msg;
+      },
+      onStatus: (s) => {
+        let e: grpc.ServerErrorResponse | undefined;
+        if (s.code !== grpc.status.OK) e = s.code === grpc.status.DEADLINE_EXCEEDED && client > ours ? thrownError(timeoutError(leg, f.timeoutMs)) : childError(s, leg);
+        else if (response === undefined) e = statusError(grpc.status.INTERNAL, `instance '${leg.instance.name}' answered a unary call without a message`);
+        f.close(m.name, leg, e?.code ?? grpc.status.OK, started);
+        if (e !== undefined) callback(e);
+        else callback(null, response, relayMetadata(s.metadata, leg.instance.name));
+      },
+    });
+    child.end(w.request ?? EMPTY);
+    call.on('cancelled', () => child.cancel());
+  };
+}
+
+type ServerStream = grpc.ServerDuplexStream<Wrapper, Buffer> | grpc.ServerReadableStream<Wrapper, Buffer>;
+
+/** One forwarded stream; see the file comment. */
+class StreamRelay {
+  private readonly started = performance.now();
+  private leg: Leg | undefined;
+  private target: Target | undefined;
+  private child: ChildCall | undefined;
+  private done = false;
+  /** Messages received from the client. */
+  private messages = 0;
+  /** Answers the child owes (bidi: sent - received; client stream: 1 after the end). */
+  private owed = 0;
+  private timer: NodeJS.Timeout | undefined;
+  /** The client is not taking answers: the child is paused and the timeout does not run. */
+  private blockedOnClient = false;
+  private waitingForChild = false;
+  private childStatus: grpc.StatusObject | undefined;
+  /** Client stream: the child's one answer. */
+  private answer: Buffer | undefined;
+
+  constructor(
+    private readonly m: ForwardedMethod,
+    private readonly f: Forwarder,
+    private readonly call: ServerStream,
+    private readonly callback?: grpc.sendUnaryData<Buffer>,
+  ) {
+    call.on('data', (w: Wrapper) => this.onMessage(w));
+    call.on('end', () => this.onClientEnd());
+    call.on('cancelled', () => this.onCancelled());
+  }
+
+  private get bidi(): boolean {
+    return this.callback === undefined;
+  }
+
+  private onMessage(w: Wrapper): void {
+    if (this.done) return;
+    const n = ++this.messages;
+    const where = `message ${n}: `;
+    try {
+      checkMessage(this.m, w, where);
+      if (this.child === undefined) {
+        const target = requireTarget(w, where);
+        this.leg = this.f.open(target);
+        this.target = target;
+        this.child = this.openChild(this.leg);
+      } else if (w.target !== undefined && !sameTarget(w.target, this.target!)) {
+        throw new TeiplexError(
+          'BAD_REQUEST',
+          `${where}target ${describeTarget(w.target)} differs from this stream's target ${describeTarget(this.target!)} (set by its first message); a stream goes to one instance`,
+        );
+      }
+    } catch (err) {
+      this.fail(err);
+      return;
+    }
+    if (this.childStatus !== undefined || this.done) return; // the child has ended the call
+    const child = this.child;
+    if (this.bidi && this.owed++ === 0) this.armTimer();
+    if (!child.write(w.request ?? EMPTY) && !this.waitingForChild) {
+      this.waitingForChild = true;
+      this.call.pause();
+      child.onDrain(() => {
+        this.waitingForChild = false;
+        if (!this.done) this.call.resume();
+      });
+    }
+  }
+
+  private openChild(leg: Leg): ChildCall {
+    // The client's own deadline bounds the whole stream; ours bounds each wait for an answer.
+    return leg.channel.call(this.m.childPath, deadlineMs(this.call.getDeadline()), {
+      onHeaders: (md) => {
+        if (!this.done) this.call.sendMetadata(relayMetadata(md, leg.instance.name));
+      },
+      onMessage: (msg) => (this.bidi ? this.onChildMessage(msg) : (this.answer ??= msg)),
+      onStatus: (s) => this.onChildStatus(s),
+    });
+  }
+
+  private onChildMessage(msg: Buffer): void {
+    if (this.done) return;
+    if (this.owed > 0) this.owed--;
+    if (this.owed > 0) this.timer?.refresh();
+    else this.clearTimer();
+    const call = this.call as grpc.ServerDuplexStream<Wrapper, Buffer>;
+    if (!call.write(msg) && !this.blockedOnClient) {
+      this.blockedOnClient = true;
+      this.clearTimer();
+      const child = this.child!;
+      child.pause();
+      call.once('drain', () => {
+        this.blockedOnClient = false;
+        if (this.done) return;
+        child.resume();
+        if (this.owed > 0) this.armTimer();
+      });
+    }
+  }
+
+  /** The child's status: it ends the client's call (its answers have all been relayed). */
+  private onChildStatus(s: grpc.StatusObject): void {
+    this.childStatus = s;
+    if (this.done) return;
+    this.done = true;
+    this.clearTimer();
+    const leg = this.leg!;
+    let e: grpc.ServerErrorResponse | undefined;
+    if (s.code !== grpc.status.OK) e = childError(s, leg);
+    else if (!this.bidi && this.answer === undefined) e = statusError(grpc.status.INTERNAL, `instance '${leg.instance.name}' ended the call without an answer`);
+    this.f.close(this.m.name, leg, e?.code ?? grpc.status.OK, this.started);
+    const trailers = relayMetadata(s.metadata, leg.instance.name);
+    if (this.bidi) {
+      const call = this.call as grpc.ServerDuplexStream<Wrapper, Buffer>;
+      if (e === undefined) call.end(trailers);
+      else call.emit('error', e);
+    } else if (e === undefined) {
+      this.callback!(null, this.answer, trailers);
+    } else {
+      this.call.pause();
+      this.callback!(e);
+    }
+  }
+
+  private onClientEnd(): void {
+    if (this.done) return;
+    if (this.child === undefined) {
+      if (this.bidi) {
+        // No message, nothing owed: an empty exchange.
+        this.done = true;
+        this.f.close(this.m.name, undefined, grpc.status.OK, this.started);
+        (this.call as grpc.ServerDuplexStream<Wrapper, Buffer>).end();
+      } else {
+        this.fail(new TeiplexError('BAD_REQUEST', `the stream carried no message: its first message must set 'target' and 'request'`));
+      }
+      return;
+    }
+    if (this.childStatus !== undefined) return;
+    this.child.end();
+    if (!this.bidi) {
+      this.owed = 1;
+      this.armTimer();
+    }
+  }
+
+  private onCancelled(): void {
+    if (this.done) return;
+    this.done = true;
+    this.clearTimer();
+    this.child?.cancel();
+    this.f.close(this.m.name, this.leg, grpc.status.CANCELLED, this.started);
+  }
+
+  /** End the call with a status of the multiplexer's own. */
+  private fail(err: unknown): void {
+    if (this.done) return;
+    this.done = true;
+    this.clearTimer();
+    this.child?.cancel();
+    const e = thrownError(err);
+    this.f.close(this.m.name, this.leg, e.code!, this.started);
+    if (this.bidi) {
+      this.call.emit('error', e);
+    } else {
+      this.call.pause();
+      this.callback!(e);
+    }
+  }
+
+  private armTimer(): void {
+    if (this.blockedOnClient || this.done) return;
+    if (this.timer !== undefined) this.timer.refresh();
+    else this.timer = setTimeout(() => this.fail(timeoutError(this.leg!, this.f.timeoutMs)), this.f.timeoutMs);
+  }
+
+  private clearTimer(): void {
+    if (this.timer === undefined) return;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+}
+
+export function forwardBidi(m: ForwardedMethod, f: Forwarder): grpc.handleBidiStreamingCall<Wrapper, Buffer> {
+  return (call) => {
+    new StreamRelay(m, f, call);
+  };
+}
+
+export function forwardClientStream(m: ForwardedMethod, f: Forwarder): grpc.handleClientStreamingCall<Wrapper, Buffer> {
+  return (call, callback) => {
+    new StreamRelay(m, f, call, callback);
+  };
+}

@@ -1,0 +1,114 @@
+/**
+ * The multiplexer's gRPC server: TeiMultiplexer (service.ts), grpc.health.v1 (health.ts) and
+ * server reflection (v1 and v1alpha, listing only what this port serves), on
+ * `listen_host:grpc_port` (0: an ephemeral port), with the message size limit both ways and
+ * keepalive pings. `instanceChanged` is fed by the supervisor's transition hook: it updates
+ * health watchers and closes the channel of an instance whose child is gone.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { ReflectionService } from '@grpc/reflection';
+import { Registry } from 'prom-client';
+import type { Config } from '../config/config.js';
+import type { InstanceState } from '../supervisor/instance-state.js';
+import { ChannelPool } from './channels.js';
+import { MuxHealth } from './health.js';
+import { Inflight } from './inflight.js';
+import { MuxMetrics } from './metrics.js';
+import { muxReflectionPackageDefinition, REFLECTED_SERVICES } from './protos.js';
+import { muxService } from './service.js';
+import { TargetResolver, type InstanceDirectory } from './target.js';
+
+export type MuxConfig = Pick<
+  Config,
+  'listen_host' | 'grpc_port' | 'grpc_request_timeout_secs' | 'grpc_max_message_size_mb' | 'grpc_keepalive_interval_secs' | 'grpc_keepalive_timeout_secs'
+>;
+
+export interface MuxServerOptions {
+  instances: InstanceDirectory;
+  config: MuxConfig;
+  /** Where the metrics go (the manager's registry); default: a registry of its own. */
+  registry?: Registry;
+}
+
+export interface MuxServer {
+  /** The bound port. */
+  readonly port: number;
+  readonly channels: ChannelPool;
+  /** An instance changed status (supervisor onTransition hook). */
+  instanceChanged(name: string, to: InstanceState): void;
+  /** Health NOT_SERVING, refuse new calls, let calls in flight finish for up to `graceMs`, then cut them. */
+  shutdown(graceMs: number): Promise<void>;
+}
+
+/** States in which the instance has no child: its channel leads nowhere. */
+const CHILDLESS: ReadonlySet<InstanceState> = new Set(['stopped', 'backoff', 'failed']);
+
+export function hostPort(host: string, port: number): string {
+  return `${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${port}`;
+}
+
+export function maxMessageBytes(config: Pick<Config, 'grpc_max_message_size_mb'>): number {
+  return Math.floor(config.grpc_max_message_size_mb * 1024 * 1024);
+}
+
+export async function startMuxServer(o: MuxServerOptions): Promise<MuxServer> {
+  const c = o.config;
+  const maxBytes = maxMessageBytes(c);
+  const keepaliveMs = Math.round(c.grpc_keepalive_interval_secs * 1000);
+  const keepaliveTimeoutMs = Math.round(c.grpc_keepalive_timeout_secs * 1000);
+  const inflight = new Inflight();
+  const channels = new ChannelPool({ maxMessageBytes: maxBytes, keepaliveMs, keepaliveTimeoutMs });
+  const metrics = new MuxMetrics(o.registry ?? new Registry(), () => o.instances.list().map((i) => [i.name, inflight.get(i.name)]));
+  const health = new MuxHealth(o.instances);
+
+  const server = new grpc.Server({
+    'grpc.max_receive_message_length': maxBytes,
+    'grpc.max_send_message_length': maxBytes,
+    'grpc.keepalive_time_ms': keepaliveMs,
+    'grpc.keepalive_timeout_ms': keepaliveTimeoutMs,
+  });
+  const { definition, implementation } = muxService({
+    instances: o.instances,
+    resolver: new TargetResolver(o.instances, inflight),
+    channels,
+    inflight,
+    metrics,
+    timeoutMs: c.grpc_request_timeout_secs * 1000,
+  });
+  server.addService(definition, implementation);
+  health.addToServer(server);
+  new ReflectionService(muxReflectionPackageDefinition(), { services: REFLECTED_SERVICES }).addToServer(server);
+
+  const address = hostPort(c.listen_host, c.grpc_port);
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, bound) =>
+      err ? reject(new Error(`cannot listen for gRPC on ${address}: ${err.message}`)) : resolve(bound),
+    );
+  });
+
+  let stopping: Promise<void> | undefined;
+  return {
+    port,
+    channels,
+    instanceChanged(name: string, to: InstanceState): void {
+      if (CHILDLESS.has(to)) channels.drop(name);
+      health.changed(name);
+    },
+    shutdown(graceMs: number): Promise<void> {
+      stopping ??= new Promise<void>((resolve) => {
+        health.stopServing();
+        const finish = (): void => {
+          clearTimeout(timer);
+          channels.closeAll();
+          resolve();
+        };
+        const timer = setTimeout(() => {
+          server.forceShutdown();
+          finish();
+        }, graceMs);
+        server.tryShutdown(finish);
+      });
+      return stopping;
+    },
+  };
+}

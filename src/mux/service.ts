@@ -1,0 +1,114 @@
+/**
+ * The TeiMultiplexer service: its definition and handlers. Forwarded RPCs (methods.ts) get raw
+ * codecs: the request deserializer is wrapper.ts's parser (target decoded, inner request sliced
+ * out) and the response serializer is the identity, so a child's answer goes back byte for byte.
+ * The multiplexer's own RPCs keep protobufjs codecs from the .proto: ListInstances, and the Arrow
+ * batch calls (UNIMPLEMENTED until the Arrow work lands).
+ */
+import * as grpc from '@grpc/grpc-js';
+import type { Instance } from '../supervisor/instance.js';
+import type { ChannelPool } from './channels.js';
+import { forwardBidi, forwardClientStream, forwardUnary, passthrough, statusError, type Forwarder, type Leg } from './forward.js';
+import type { Inflight } from './inflight.js';
+import { FORWARDED_METHODS, type ForwardedMethod } from './methods.js';
+import type { MuxMetrics } from './metrics.js';
+import { muxServiceDefinition, MUX_SERVICE, type PbListInstancesResponse } from './protos.js';
+import type { InstanceDirectory, TargetResolver } from './target.js';
+import { parseWrapper, type Target } from './wrapper.js';
+
+export interface MuxServiceDeps {
+  instances: InstanceDirectory;
+  resolver: TargetResolver;
+  channels: ChannelPool;
+  inflight: Inflight;
+  metrics: MuxMetrics;
+  /** grpc_request_timeout_secs in milliseconds. */
+  timeoutMs: number;
+}
+
+export function forwarder(d: MuxServiceDeps): Forwarder {
+  return {
+    timeoutMs: d.timeoutMs,
+    open(target: Target): Leg {
+      const instance = d.resolver.resolve(target);
+      const channel = d.channels.get(instance);
+      d.inflight.begin(instance.name);
+      return { instance, channel };
+    },
+    close(method: string, leg: Leg | undefined, code: grpc.status, startedMs: number): void {
+      if (leg !== undefined) d.inflight.end(leg.instance.name);
+      d.metrics.observe(leg?.instance.name ?? '', leg?.instance.spec.model_id ?? '', method, code, (performance.now() - startedMs) / 1000);
+    },
+  };
+}
+
+function forwardedHandler(m: ForwardedMethod, f: Forwarder): grpc.UntypedHandleCall {
+  switch (m.kind) {
+    case 'unary':
+      return forwardUnary(m, f);
+    case 'bidi':
+      return forwardBidi(m, f);
+    case 'clientStream':
+      return forwardClientStream(m, f);
+  }
+}
+
+function shapeOf(def: grpc.MethodDefinition<unknown, unknown>): ForwardedMethod['kind'] | 'other' {
+  if (def.requestStream && def.responseStream) return 'bidi';
+  if (def.requestStream) return 'clientStream';
+  if (!def.responseStream) return 'unary';
+  return 'other';
+}
+
+export function summaries(instances: Instance[], inflight: Inflight): PbListInstancesResponse {
+  return {
+    instances: instances.map((i, index) => ({
+      name: i.name,
+      model_id: i.spec.model_id,
+      instance_index: index,
+      status: i.status,
+      serving: i.status === 'running',
+      inflight_requests: inflight.get(i.name),
+      runtime: i.spec.runtime ?? 'router',
+    })),
+  };
+}
+
+export function muxService(d: MuxServiceDeps): { definition: grpc.ServiceDefinition; implementation: grpc.UntypedServiceImplementation } {
+  const base = muxServiceDefinition();
+  const f = forwarder(d);
+  const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+  const implementation: grpc.UntypedServiceImplementation = {};
+  for (const [name, def] of Object.entries(base)) {
+    const m = FORWARDED_METHODS.get(name);
+    if (m === undefined) {
+      definition[name] = def;
+      continue;
+    }
+    if (shapeOf(def) !== m.kind) throw new Error(`${MUX_SERVICE}/${name}: the .proto declares a different call shape than ${m.kind}`);
+    definition[name] = { ...def, requestDeserialize: parseWrapper, responseSerialize: passthrough as (value: unknown) => Buffer };
+    implementation[name] = forwardedHandler(m, f);
+  }
+  for (const name of FORWARDED_METHODS.keys()) if (definition[name] === undefined) throw new Error(`${MUX_SERVICE} lacks ${name}`);
+
+  const own = (method: string, fn: () => unknown): grpc.handleUnaryCall<unknown, unknown> => (_call, callback) => {
+    const started = performance.now();
+    try {
+      const res = fn();
+      d.metrics.observe('', '', method, grpc.status.OK, (performance.now() - started) / 1000);
+      callback(null, res);
+    } catch (err) {
+      const e = err as grpc.ServerErrorResponse;
+      d.metrics.observe('', '', method, e.code ?? grpc.status.INTERNAL, (performance.now() - started) / 1000);
+      callback(e);
+    }
+  };
+  implementation.ListInstances = own('ListInstances', () => summaries(d.instances.list(), d.inflight));
+  for (const name of ['EmbedArrow', 'EmbedSparseArrow']) {
+    implementation[name] = own(name, () => {
+      throw statusError(grpc.status.UNIMPLEMENTED, `${name} is not implemented yet`);
+    });
+  }
+  for (const name of Object.keys(definition)) if (implementation[name] === undefined) throw new Error(`${MUX_SERVICE}/${name} has no handler`);
+  return { definition: definition as grpc.ServiceDefinition, implementation };
+}
