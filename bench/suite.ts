@@ -114,7 +114,7 @@ async function main(): Promise<void> {
   try {
     const inst = await m.waitFor('tiny', (i) => i.status === 'running');
     const logs: string[] = (await m.api('GET', '/instances/tiny/logs')).body.lines;
-    const ready = logs.map((l) => /"msg":"ready".*"http_port":(\d+)/.exec(l)).find((x) => x);
+    const ready = logs.map((l) => (l.includes('"msg":"ready"') ? /"http_port":(\d+)/.exec(l) : null)).find((x) => x);
     const childHttp = ready ? Number(ready[1]) : undefined;
     const mux = `127.0.0.1:${Number(m.ready.grpc_port)}`;
     const api = `http://127.0.0.1:${m.apiPort}`;

@@ -379,13 +379,8 @@ model_id = ${JSON.stringify(await testModel({ kind: 'embedding' }))}
     assert.deepEqual(unknown.errors, { NOT_FOUND: 3 });
   });
 
-  test('arrow mode: EmbedArrow batches of --batch-size rows', async (t) => {
+  test('arrow mode: EmbedArrow batches of --batch-size rows', async () => {
     const r = await bench(['-e', muxAt, '-i', 'emb', '-m', 'arrow', '-n', '50', '-b', '20', '-c', '2']);
-    if (r.errors.UNIMPLEMENTED !== undefined) {
-      // The multiplexer answers UNIMPLEMENTED until its Arrow RPCs land (issue 4).
-      t.skip(`EmbedArrow is not implemented by the multiplexer yet: ${r.error_messages.UNIMPLEMENTED}`);
-      return;
-    }
     assertAllOk(r, 50, 3);
     const noop = await bench(['-e', muxAt, '-i', 'emb', '-m', 'arrow', '--noop', '-n', '50', '-b', '25', '-c', '1']);
     assertAllOk(noop, 50, 2);

@@ -5,10 +5,13 @@
  * in flight finish), stops accepting, stops every child in parallel, saves the state and exits 0.
  */
 import pino from 'pino';
+import { loadAuth, type Auth } from '../auth/auth.js';
 import { ConfigError } from '../config/validate.js';
 import { loadConfig } from '../config/config.js';
+import { mountDataPlane } from '../http/data-plane/mount.js';
 import { buildManagerApp } from '../http/manager-app.js';
 import { ManagerMetrics } from '../metrics/manager-metrics.js';
+import { channelSettings, createRouting } from '../mux/routing.js';
 import { startMuxServer, type MuxServer } from '../mux/server.js';
 import { Supervisor } from '../supervisor/supervisor.js';
 import { FlagError, parseFlags } from './flags.js';
@@ -42,8 +45,10 @@ export async function run(argv: string[]): Promise<number> {
   }
   const log = pino({ base: { component: 'manager' } });
   let config;
+  let auth: Auth;
   try {
     config = await loadConfig(flags.config ?? process.env.TEIPLEX_CONFIG, process.env);
+    auth = await loadAuth(config.auth, flags.config ?? process.env.TEIPLEX_CONFIG); // cert files read and checked here
   } catch (err) {
     if (err instanceof ConfigError || err instanceof FlagError) {
       process.stderr.write(`teiplex serve: ${err.message}\n`);
@@ -67,20 +72,25 @@ export async function run(argv: string[]): Promise<number> {
     log: (msg, fields) => log.info(fields ?? {}, msg),
   });
   supervisor.store.onWrite = (ok, seconds) => metrics.stateWrite(ok, seconds);
-  const app = await buildManagerApp(supervisor, metrics);
+  for (const warning of auth.warnings) log.warn(warning);
+  const app = await buildManagerApp(supervisor, metrics, auth);
+  // One channel pool, in-flight count and balancing for the gRPC multiplexer and the HTTP data plane.
+  const routing = createRouting(supervisor, channelSettings(config));
+  const dataPlane = await mountDataPlane({ app, config, instances: supervisor, routing, auth });
   await app.listen({ port: config.api_port, host: config.listen_host });
   const address = app.server.address();
   const apiPort = typeof address === 'object' && address !== null ? address.port : config.api_port;
   try {
-    mux = await startMuxServer({ instances: supervisor, config, registry: metrics.registry });
+    mux = await startMuxServer({ instances: supervisor, config, registry: metrics.registry, auth, routing });
   } catch (err) {
     log.error({ err: (err as Error).message }, 'cannot start the gRPC multiplexer');
     await app.close();
     return 1;
   }
+  const dataPort = await dataPlane.listen(apiPort);
 
   const report = await supervisor.boot();
-  log.info({ ...report, api_port: apiPort, grpc_port: mux.port, pid: process.pid }, 'ready');
+  log.info({ ...report, api_port: apiPort, grpc_port: mux.port, data_port: dataPort, pid: process.pid }, 'ready');
 
   return new Promise<number>((resolve) => {
     let stopping = false;
@@ -93,8 +103,10 @@ export async function run(argv: string[]): Promise<number> {
       stopping = true;
       log.info({ signal }, 'stopping: no new requests, stopping children');
       void (async () => {
+        await dataPlane.drain(config.graceful_shutdown_timeout_secs * 1000);
         await mux?.shutdown(config.graceful_shutdown_timeout_secs * 1000);
         await app.close();
+        await dataPlane.close();
         await supervisor.shutdown();
         log.info('stopped');
         resolve(0);

@@ -23,6 +23,8 @@ export const ERROR_CODES = {
   BACKEND: { http: 424, grpc: GrpcStatus.INTERNAL, teiType: 'backend' },
   /** Missing or wrong API key. */
   UNAUTHENTICATED: { http: 401, grpc: GrpcStatus.UNAUTHENTICATED, teiType: 'unauthorized' },
+  /** A valid API key used outside its restrictions (instances, models, admin API). */
+  PERMISSION_DENIED: { http: 403, grpc: GrpcStatus.PERMISSION_DENIED, teiType: 'unauthorized' },
   /** Named thing does not exist. */
   NOT_FOUND: { http: 404, grpc: GrpcStatus.NOT_FOUND, teiType: 'not_found' },
   // ---- the manager's admin API ----
@@ -44,6 +46,10 @@ export const ERROR_CODES = {
   INSTANCE_UNAVAILABLE: { http: 503, grpc: GrpcStatus.UNAVAILABLE, teiType: 'unhealthy' },
   /** The instance did not answer within the request timeout. */
   REQUEST_TIMEOUT: { http: 504, grpc: GrpcStatus.DEADLINE_EXCEEDED, teiType: 'backend' },
+  /** HTTP data plane: an output type the model cannot produce (its capabilities are named). */
+  OUTPUT_TYPE_UNSUPPORTED: { http: 422, grpc: GrpcStatus.FAILED_PRECONDITION, teiType: 'validation' },
+  /** HTTP data plane: more inputs in one request than max_request_inputs. */
+  TOO_MANY_INPUTS: { http: 413, grpc: GrpcStatus.RESOURCE_EXHAUSTED, teiType: 'validation' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

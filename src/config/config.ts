@@ -27,6 +27,53 @@ export const RestartConfigSchema = Type.Object(
   { additionalProperties: false },
 );
 
+/** `[auth.mtls]`: TLS with required client certificates on the gRPC and the REST/HTTP listeners. */
+export const MtlsConfigSchema = Type.Object(
+  {
+    /** PEM files (paths relative to the working directory). */
+    server_cert: Type.String({ minLength: 1 }),
+    server_key: Type.String({ minLength: 1 }),
+    /** CA bundle that client certificates must chain to. */
+    client_ca: Type.String({ minLength: 1 }),
+    /** Subject allow-list: `ATTR=value` pairs separated by commas (e.g. "CN=client-a,O=acme"); see docs/security.md. */
+    allowed_subjects: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
+    /** SAN allow-list: DNS names, URIs (spiffe://...), IP addresses, e-mail addresses, matched exactly. */
+    allowed_sans: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
+  },
+  { additionalProperties: false },
+);
+
+/** `[[auth.api_keys]]`: one API key, stored as the hex SHA-256 of the key. */
+export const ApiKeyConfigSchema = Type.Object(
+  {
+    name: Type.String({ minLength: 1 }),
+    key_sha256: Type.String({ pattern: '^[0-9a-fA-F]{64}$' }),
+    /** Only these instances (by name) on the data plane. */
+    instances: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
+    /** Only instances of these model ids on the data plane. */
+    models: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
+    /** May use the REST admin API (when auth.admin_requires_key). */
+    admin: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: false },
+);
+
+export const AuthConfigSchema = Type.Object(
+  {
+    mtls: Type.Optional(MtlsConfigSchema),
+    api_keys: Type.Array(ApiKeyConfigSchema),
+    /** Health (gRPC grpc.health.v1, HTTP /health and /health/all) needs no API key and no allow-listed certificate. */
+    open_health: Type.Boolean(),
+    /** HTTP /metrics likewise. */
+    open_metrics: Type.Boolean(),
+    /** gRPC server reflection and the OpenAPI document (/docs) likewise. */
+    open_reflection: Type.Boolean(),
+    /** With API keys configured, the REST admin API needs a key with `admin = true`. */
+    admin_requires_key: Type.Boolean(),
+  },
+  { additionalProperties: false },
+);
+
 export const ConfigSchema = Type.Object(
   {
     api_port: Type.Integer({ minimum: 0, maximum: 65535 }),
@@ -59,13 +106,27 @@ export const ConfigSchema = Type.Object(
     /** gRPC multiplexer: HTTP/2 keepalive pings on client and child connections with calls in flight. */
     grpc_keepalive_interval_secs: Secs,
     grpc_keepalive_timeout_secs: Secs,
+    /** gRPC multiplexer, Arrow RPCs: most rows (texts) in one request. */
+    arrow_max_rows: Type.Integer({ minimum: 1 }),
+    /** gRPC multiplexer, Arrow RPCs: most bytes a request's Arrow bodies may decompress to (MiB). */
+    arrow_max_decompressed_mb: Type.Number({ exclusiveMinimum: 0, maximum: 16384 }),
+    /** HTTP data plane: its own listener on this port (0: ephemeral); unset: served on api_port. */
+    data_port: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
+    /** HTTP data plane: most inputs in one request (split into child calls of max_client_batch_size); beyond: 413. */
+    max_request_inputs: Type.Integer({ minimum: 1 }),
+    /** HTTP data plane: largest request body (MiB); beyond: 413. */
+    http_body_limit_mb: Type.Number({ exclusiveMinimum: 0, maximum: 1024 }),
     restart: RestartConfigSchema,
     instances: Type.Array(InstanceSpecSchema),
+    auth: AuthConfigSchema,
   },
   { additionalProperties: false },
 );
 export type Config = Static<typeof ConfigSchema>;
 export type RestartConfig = Static<typeof RestartConfigSchema>;
+export type AuthConfig = Static<typeof AuthConfigSchema>;
+export type MtlsConfig = Static<typeof MtlsConfigSchema>;
+export type ApiKeyConfig = Static<typeof ApiKeyConfigSchema>;
 
 export const DEFAULTS = {
   api_port: 9000,
@@ -90,12 +151,17 @@ export const DEFAULTS = {
   grpc_max_message_size_mb: 64,
   grpc_keepalive_interval_secs: 30,
   grpc_keepalive_timeout_secs: 10,
+  arrow_max_rows: 100_000,
+  arrow_max_decompressed_mb: 1024,
+  max_request_inputs: 2048,
+  http_body_limit_mb: 16,
   restart: { initial_backoff_ms: 1000, backoff_factor: 2, max_backoff_ms: 60_000, reset_after_secs: 300, max_restarts: 10, window_secs: 600 },
   instances: [],
+  auth: { api_keys: [], open_health: true, open_metrics: true, open_reflection: true, admin_requires_key: true },
 } as const satisfies Config;
 
-type ScalarKey = Exclude<keyof Config, 'restart' | 'instances'>;
-const SCALAR_KEYS = Object.keys(DEFAULTS).filter((k) => k !== 'restart' && k !== 'instances') as ScalarKey[];
+type ScalarKey = Exclude<keyof Config, 'restart' | 'instances' | 'auth'>;
+const SCALAR_KEYS = Object.keys(DEFAULTS).filter((k) => k !== 'restart' && k !== 'instances' && k !== 'auth') as ScalarKey[];
 
 /** tei-manager's environment names that are not simply TEI_MANAGER_<KEY>. */
 const TEI_MANAGER_ALIASES: Record<string, ScalarKey> = {
@@ -105,7 +171,7 @@ const TEI_MANAGER_ALIASES: Record<string, ScalarKey> = {
 
 function envValue(key: ScalarKey, raw: string, name: string): unknown {
   const kind = typeof DEFAULTS[key as keyof typeof DEFAULTS];
-  if (kind === 'number' || key === 'max_instances') {
+  if (kind === 'number' || key === 'max_instances' || key === 'data_port') {
     const n = Number(raw);
     if (raw.trim() === '' || !Number.isFinite(n)) throw new ConfigError(`${name}: expected a number for ${key}, got '${raw}'`);
     return n;
@@ -121,7 +187,7 @@ function envValue(key: ScalarKey, raw: string, name: string): unknown {
 /** Environment overrides as a partial config (TEIPLEX_* wins over tei-manager's names). */
 export function envOverrides(env: NodeJS.ProcessEnv): Partial<Config> {
   const out: Record<string, unknown> = {};
-  const keys = [...SCALAR_KEYS, 'max_instances' as const];
+  const keys = [...SCALAR_KEYS, 'max_instances' as const, 'data_port' as const];
   for (const key of keys) {
     const up = key.toUpperCase();
     for (const name of [`TEI_MANAGER_${up}`, ...Object.keys(TEI_MANAGER_ALIASES).filter((a) => TEI_MANAGER_ALIASES[a] === key), `TEIPLEX_${up}`]) {
@@ -138,12 +204,17 @@ export function resolveConfig(file: Record<string, unknown>, env: NodeJS.Process
   if (restartFile !== undefined && (typeof restartFile !== 'object' || restartFile === null || Array.isArray(restartFile))) {
     throw new ConfigError(`${where}: restart: expected a table`);
   }
+  const authFile = file.auth;
+  if (authFile !== undefined && (typeof authFile !== 'object' || authFile === null || Array.isArray(authFile))) {
+    throw new ConfigError(`${where}: auth: expected a table`);
+  }
   const merged = {
     ...DEFAULTS,
     ...file,
     ...envOverrides(env),
     restart: { ...DEFAULTS.restart, ...(restartFile as object | undefined) },
     instances: file.instances ?? [],
+    auth: { ...DEFAULTS.auth, ...(authFile as object | undefined) },
   };
   const config = check(ConfigSchema, merged, where);
   if (config.instance_port_start > config.instance_port_end) {
@@ -157,7 +228,25 @@ export function resolveConfig(file: Record<string, unknown>, env: NodeJS.Process
   if (config.max_instances !== undefined && config.instances.length > config.max_instances) {
     throw new ConfigError(`${where}: ${config.instances.length} instances exceed max_instances (${config.max_instances})`);
   }
+  checkApiKeys(config.auth, where);
   return config;
+}
+
+/** API keys: unique names and hashes; an admin key is not restricted (the admin API manages every instance). */
+function checkApiKeys(auth: AuthConfig, where: string): void {
+  const names = new Map<string, number>();
+  const hashes = new Map<string, number>();
+  auth.api_keys.forEach((k, i) => {
+    const at = `${where}: auth.api_keys[${i}]`;
+    if (names.has(k.name)) throw new ConfigError(`${at}.name: '${k.name}' appears twice (also auth.api_keys[${names.get(k.name)}])`);
+    names.set(k.name, i);
+    const hash = k.key_sha256.toLowerCase();
+    if (hashes.has(hash)) throw new ConfigError(`${at}.key_sha256: the same key as auth.api_keys[${hashes.get(hash)}]`);
+    hashes.set(hash, i);
+    if (k.admin === true && (k.instances !== undefined || k.models !== undefined)) {
+      throw new ConfigError(`${at}: admin = true with instances/models restrictions: the admin API manages every instance; use a separate key for the admin API`);
+    }
+  });
 }
 
 /** Read and validate a config file (absent path: defaults + environment). */

@@ -36,6 +36,9 @@ export const InstanceSpecSchema = Type.Object(
     extra_args: Type.Optional(Type.Array(Type.String(), { maxItems: 256 })),
     env: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }), Type.String(), { additionalProperties: false, description: 'extra environment variables for the child' })),
     restart_policy: Type.Optional(RestartPolicySchema),
+    aliases: Type.Optional(
+      Type.Array(Type.String({ minLength: 1, maxLength: 256 }), { maxItems: 64, description: 'more names the HTTP data plane resolves to this instance (besides its name and model_id)' }),
+    ),
   },
   { additionalProperties: false },
 );

@@ -5,6 +5,8 @@
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance } from 'fastify';
+import { NO_AUTH, type Auth } from '../auth/auth.js';
+import { httpsOptions, installHttpAuth } from '../auth/http-auth.js';
 import { TeiplexError } from '../common/errors.js';
 import { VERSION } from '../common/version.js';
 import type { ManagerMetrics } from '../metrics/manager-metrics.js';
@@ -15,13 +17,16 @@ import { adminErrorHandler, errorBody } from './error-body.js';
 /** Largest admin request body (an instance spec is small). */
 export const ADMIN_BODY_LIMIT = 1024 * 1024;
 
-export async function buildManagerApp(supervisor: Supervisor, metrics: ManagerMetrics): Promise<FastifyInstance> {
+export async function buildManagerApp(supervisor: Supervisor, metrics: ManagerMetrics, auth: Auth = NO_AUTH): Promise<FastifyInstance> {
   const app = Fastify({
+    // HTTPS with required client certificates under [auth.mtls] (docs/security.md); null: HTTP.
+    https: httpsOptions(auth) ?? null,
     logger: false,
     bodyLimit: ADMIN_BODY_LIMIT,
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
     forceCloseConnections: 'idle',
-  });
+  }) as unknown as FastifyInstance;
+  installHttpAuth(app, auth);
   // Query strings are text: let integer/boolean query parameters through their schema typed.
   app.addHook('preValidation', async (req) => {
     const q = req.query as Record<string, unknown> | undefined;

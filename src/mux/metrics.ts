@@ -5,7 +5,9 @@
  *   NOT_FOUND, UNAVAILABLE, ...); `instance` and `model` are empty for calls that never reached
  *   an instance (bad target, malformed message), so client input never becomes a label;
  * - `teiplex_request_duration_seconds{instance,method}`: call duration (a stream: its lifetime);
- * - `teiplex_inflight_requests{instance}`: calls in flight, read at scrape time.
+ * - `teiplex_inflight_requests{instance}`: calls in flight, read at scrape time;
+ * - `teiplex_arrow_rows_total{instance,kind}`: rows answered by the Arrow RPCs (kind: dense,
+ *   sparse, multivector; noop calls included).
  * Label children are cached, so a call costs two map lookups, not a label hash each.
  */
 import { status as GrpcStatus } from '@grpc/grpc-js';
@@ -28,6 +30,7 @@ export class MuxMetrics {
   private readonly duration: Histogram<'instance' | 'method'>;
   private readonly counterCache = new Map<string, Counter.Internal>();
   private readonly histogramCache = new Map<string, Histogram.Internal<'instance' | 'method'>>();
+  private readonly arrowRowsTotal: Counter<'instance' | 'kind'>;
 
   /** `inflight` lists the instances (every one, zeros included) with their calls in flight. */
   constructor(registry: Registry, inflight: () => Iterable<[instance: string, count: number]>) {
@@ -43,6 +46,12 @@ export class MuxMetrics {
       help: 'gRPC multiplexer call duration (a stream: its lifetime), seconds',
       labelNames: ['instance', 'method'],
       buckets: DURATION_BUCKETS,
+      registers,
+    });
+    this.arrowRowsTotal = new Counter({
+      name: 'teiplex_arrow_rows_total',
+      help: 'Rows answered by the gRPC multiplexer Arrow RPCs, by instance and kind (dense, sparse, multivector)',
+      labelNames: ['instance', 'kind'],
       registers,
     });
     new Gauge({
@@ -73,5 +82,10 @@ export class MuxMetrics {
       this.histogramCache.set(hk, h);
     }
     h.observe(seconds);
+  }
+
+  /** Rows answered by an Arrow RPC. */
+  arrowRows(instance: string, kind: string, rows: number): void {
+    this.arrowRowsTotal.inc({ instance, kind }, rows);
   }
 }

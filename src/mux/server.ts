@@ -8,26 +8,34 @@
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { Registry } from 'prom-client';
+import { NO_AUTH, type Auth } from '../auth/auth.js';
+import { grpcAuthInterceptor, grpcCredentials } from '../auth/grpc-auth.js';
 import type { Config } from '../config/config.js';
 import type { InstanceState } from '../supervisor/instance-state.js';
-import { ChannelPool } from './channels.js';
+import { arrowLimits } from './arrow-service.js';
+import type { ChannelPool } from './channels.js';
 import { MuxHealth } from './health.js';
-import { Inflight } from './inflight.js';
 import { MuxMetrics } from './metrics.js';
-import { muxReflectionPackageDefinition, REFLECTED_SERVICES } from './protos.js';
+import { muxReflectionPackageDefinition, MUX_SERVICE, REFLECTED_SERVICES } from './protos.js';
+import { createRouting, type MuxRouting } from './routing.js';
 import { muxService } from './service.js';
-import { TargetResolver, type InstanceDirectory } from './target.js';
+import type { InstanceDirectory } from './target.js';
 
 export type MuxConfig = Pick<
   Config,
   'listen_host' | 'grpc_port' | 'grpc_request_timeout_secs' | 'grpc_max_message_size_mb' | 'grpc_keepalive_interval_secs' | 'grpc_keepalive_timeout_secs'
->;
+> &
+  Partial<Pick<Config, 'arrow_max_rows' | 'arrow_max_decompressed_mb'>>;
 
 export interface MuxServerOptions {
   instances: InstanceDirectory;
   config: MuxConfig;
   /** Where the metrics go (the manager's registry); default: a registry of its own. */
   registry?: Registry;
+  /** mTLS and API keys (docs/security.md); default: plaintext, no keys. */
+  auth?: Auth;
+  /** Channels, calls in flight and resolution shared with the HTTP data plane (default: its own). */
+  routing?: MuxRouting;
 }
 
 export interface MuxServer {
@@ -56,8 +64,8 @@ export async function startMuxServer(o: MuxServerOptions): Promise<MuxServer> {
   const maxBytes = maxMessageBytes(c);
   const keepaliveMs = Math.round(c.grpc_keepalive_interval_secs * 1000);
   const keepaliveTimeoutMs = Math.round(c.grpc_keepalive_timeout_secs * 1000);
-  const inflight = new Inflight();
-  const channels = new ChannelPool({ maxMessageBytes: maxBytes, keepaliveMs, keepaliveTimeoutMs });
+  const routing = o.routing ?? createRouting(o.instances, { maxMessageBytes: maxBytes, keepaliveMs, keepaliveTimeoutMs });
+  const { inflight, channels } = routing;
   const metrics = new MuxMetrics(o.registry ?? new Registry(), () => o.instances.list().map((i) => [i.name, inflight.get(i.name)]));
   const health = new MuxHealth(o.instances);
 
@@ -66,14 +74,16 @@ export async function startMuxServer(o: MuxServerOptions): Promise<MuxServer> {
     'grpc.max_send_message_length': maxBytes,
     'grpc.keepalive_time_ms': keepaliveMs,
     'grpc.keepalive_timeout_ms': keepaliveTimeoutMs,
+    interceptors: o.auth?.perCall ? [grpcAuthInterceptor(o.auth, o.instances, (path, code) => path.startsWith(`/${MUX_SERVICE}/`) && metrics.observe('', '', path.slice(path.lastIndexOf('/') + 1), code, 0))] : [],
   });
   const { definition, implementation } = muxService({
     instances: o.instances,
-    resolver: new TargetResolver(o.instances, inflight),
+    resolver: routing.resolver,
     channels,
     inflight,
     metrics,
     timeoutMs: c.grpc_request_timeout_secs * 1000,
+    arrow: arrowLimits(c),
   });
   server.addService(definition, implementation);
   health.addToServer(server);
@@ -81,7 +91,7 @@ export async function startMuxServer(o: MuxServerOptions): Promise<MuxServer> {
 
   const address = hostPort(c.listen_host, c.grpc_port);
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, bound) =>
+    server.bindAsync(address, grpcCredentials(o.auth ?? NO_AUTH), (err, bound) =>
       err ? reject(new Error(`cannot listen for gRPC on ${address}: ${err.message}`)) : resolve(bound),
     );
   });

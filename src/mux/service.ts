@@ -3,12 +3,14 @@
  * codecs: the request deserializer is wrapper.ts's parser (target decoded, inner request sliced
  * out) and the response serializer is the identity, so a child's answer goes back byte for byte.
  * The multiplexer's own RPCs keep protobufjs codecs from the .proto: ListInstances, and the Arrow
- * batch calls (UNIMPLEMENTED until the Arrow work lands).
+ * batch calls (arrow-service.ts).
  */
 import * as grpc from '@grpc/grpc-js';
+import { authorizeTarget } from '../auth/grpc-auth.js';
 import type { Instance } from '../supervisor/instance.js';
+import { arrowLimits, arrowMethods, type ArrowLimits } from './arrow-service.js';
 import type { ChannelPool } from './channels.js';
-import { forwardBidi, forwardClientStream, forwardUnary, passthrough, statusError, type Forwarder, type Leg } from './forward.js';
+import { forwardBidi, forwardClientStream, forwardUnary, passthrough, type Forwarder, type Leg } from './forward.js';
 import type { Inflight } from './inflight.js';
 import { FORWARDED_METHODS, type ForwardedMethod } from './methods.js';
 import type { MuxMetrics } from './metrics.js';
@@ -24,6 +26,8 @@ export interface MuxServiceDeps {
   metrics: MuxMetrics;
   /** grpc_request_timeout_secs in milliseconds. */
   timeoutMs: number;
+  /** Arrow RPC limits; default: the config defaults. */
+  arrow?: ArrowLimits;
 }
 
 export function forwarder(d: MuxServiceDeps): Forwarder {
@@ -31,6 +35,7 @@ export function forwarder(d: MuxServiceDeps): Forwarder {
     timeoutMs: d.timeoutMs,
     open(target: Target): Leg {
       const instance = d.resolver.resolve(target);
+      authorizeTarget(target, instance);
       const channel = d.channels.get(instance);
       d.inflight.begin(instance.name);
       return { instance, channel };
@@ -104,10 +109,9 @@ export function muxService(d: MuxServiceDeps): { definition: grpc.ServiceDefinit
     }
   };
   implementation.ListInstances = own('ListInstances', () => summaries(d.instances.list(), d.inflight));
-  for (const name of ['EmbedArrow', 'EmbedSparseArrow']) {
-    implementation[name] = own(name, () => {
-      throw statusError(grpc.status.UNIMPLEMENTED, `${name} is not implemented yet`);
-    });
+  for (const [name, m] of Object.entries(arrowMethods(f, { metrics: d.metrics, limits: d.arrow ?? arrowLimits({}) }, base))) {
+    definition[name] = m.definition;
+    implementation[name] = m.handler as grpc.UntypedHandleCall;
   }
   for (const name of Object.keys(definition)) if (implementation[name] === undefined) throw new Error(`${MUX_SERVICE}/${name} has no handler`);
   return { definition: definition as grpc.ServiceDefinition, implementation };

@@ -64,8 +64,23 @@ export class TargetResolver {
   private byModel(modelId: string): Instance {
     const candidates = this.instances.list().filter((i) => i.spec.model_id === modelId);
     if (candidates.length === 0) throw new TeiplexError('MODEL_NOT_FOUND', `no instance serves model_id '${modelId}'`);
-    const turn = this.turns.get(modelId) ?? 0;
-    this.turns.set(modelId, (turn + 1) % candidates.length);
+    const best = this.pick(modelId, candidates);
+    if (best === undefined) {
+      const states = candidates.map((i) => `${i.name} is ${i.status}`).join(', ');
+      throw new TeiplexError('INSTANCE_UNAVAILABLE', `no running instance of model_id '${modelId}': ${states}`);
+    }
+    return best;
+  }
+
+  /**
+   * Among replicas of one model (`key` names the group, e.g. a model_id or an alias): the running
+   * one with the fewest requests in flight, ties taken in turn; unhealthy ones only when none is
+   * running; undefined when none can serve.
+   */
+  pick(key: string, candidates: readonly Instance[]): Instance | undefined {
+    if (candidates.length === 0) return undefined;
+    const turn = (this.turns.get(key) ?? 0) % candidates.length;
+    this.turns.set(key, (turn + 1) % candidates.length);
     let best: Instance | undefined;
     let bestScore = Infinity;
     for (let k = 0; k < candidates.length; k++) {
@@ -77,10 +92,6 @@ export class TargetResolver {
         best = instance;
         bestScore = score;
       }
-    }
-    if (best === undefined) {
-      const states = candidates.map((i) => `${i.name} is ${i.status}`).join(', ');
-      throw new TeiplexError('INSTANCE_UNAVAILABLE', `no running instance of model_id '${modelId}': ${states}`);
     }
     return best;
   }

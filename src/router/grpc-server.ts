@@ -115,7 +115,11 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RouterGr
     ...teiServiceImplementations(ctx),
     [BATCH_SERVICE]: batchServiceImplementation(ctx),
   };
+  // TEIPLEX_ROUTER_DISABLE_BATCH=1: serve without teiplex.v1.Batch, as a real TEI does (a test
+  // and compatibility knob: the manager's Arrow RPCs then take their tei.v1 stream fan-out path).
+  const withoutBatch = process.env.TEIPLEX_ROUTER_DISABLE_BATCH === '1';
   for (const name of ROUTER_SERVICES) {
+    if (withoutBatch && name === BATCH_SERVICE) continue;
     const def = serviceDefinition(name);
     const impl = opts.apiKey ? withApiKey(implementations[name], def, opts.apiKey) : implementations[name];
     server.addService(def, impl);

@@ -16,10 +16,21 @@
  *   `authorization: Bearer <key>` (401 otherwise).
  */
 import { timingSafeEqual } from 'node:crypto';
-import { Type, type Static, type TSchema } from '@sinclair/typebox';
-import { TypeCompiler } from '@sinclair/typebox/compiler';
+import type { Static, TSchema } from '@sinclair/typebox';
 import type { FastifyError, FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { asTeiplexError, ERROR_CODES, TeiplexError } from '../common/errors.js';
+import {
+  DecodeRequest,
+  EmbedAllRequest,
+  EmbedRequest,
+  EmbedSparseRequest,
+  OpenAIEmbeddingsRequest,
+  PredictRequest,
+  RerankRequest,
+  TokenizeRequest,
+  typeboxValidator,
+  type Inputs,
+} from '../common/tei-http-schemas.js';
 import type { RouterMetrics } from './metrics.js';
 import type { RouterLog } from './router-log.js';
 import type { Engine, Metadata, PairInput, SimpleToken, TextInput, TruncationDirection } from './types.js';
@@ -52,66 +63,9 @@ export interface HttpRoutesOptions {
   log?: Pick<RouterLog, 'error'>;
 }
 
-// ---- schemas --------------------------------------------------------------------------------
+// ---- schemas (shared with the manager's data plane: src/common/tei-http-schemas.ts) ----------
 
-const nullable = <T extends TSchema>(t: T) => Type.Optional(Type.Union([t, Type.Null()]));
-const Truncate = nullable(Type.Boolean({ description: 'truncate inputs longer than the max input length (default: --auto-truncate)' }));
-const Direction = Type.Optional(
-  Type.Union([Type.Literal('Right'), Type.Literal('Left'), Type.Literal('right'), Type.Literal('left')], {
-    description: '"Right" or "Left"',
-  }),
-);
-const PromptName = nullable(Type.String({ description: 'a key of the prompts in config_sentence_transformers.json' }));
-const TokenIds = Type.Array(Type.Integer({ minimum: 0, maximum: 0xffffffff }));
-const InputType = Type.Union([Type.String(), TokenIds]);
-const Inputs = Type.Union([InputType, Type.Array(InputType)], {
-  description: 'a string, a list of token ids, or a list of those',
-});
-
-export const EmbedRequest = Type.Object({
-  inputs: Inputs,
-  truncate: Truncate,
-  truncation_direction: Direction,
-  prompt_name: PromptName,
-  normalize: Type.Optional(Type.Boolean({ default: true })),
-  dimensions: nullable(Type.Integer({ minimum: 1, description: 'keep the first N dimensions (Matryoshka), before normalizing' })),
-});
-export const EmbedSparseRequest = Type.Object({ inputs: Inputs, truncate: Truncate, truncation_direction: Direction, prompt_name: PromptName });
-export const EmbedAllRequest = EmbedSparseRequest;
-
-const Sequence = Type.Array(Type.String(), { minItems: 1, maxItems: 2 });
-export const PredictRequest = Type.Object({
-  inputs: Type.Union([Type.String(), Type.Array(Type.Union([Type.String(), Sequence]), { minItems: 1 })], {
-    description: 'a string, a pair of strings [string, string], or a batch [[string], [string, string], ...]',
-  }),
-  truncate: Truncate,
-  truncation_direction: Direction,
-  raw_scores: Type.Optional(Type.Boolean({ default: false })),
-});
-export const RerankRequest = Type.Object({
-  query: Type.String(),
-  texts: Type.Array(Type.String(), { description: 'a list of strings' }),
-  truncate: Truncate,
-  truncation_direction: Direction,
-  raw_scores: Type.Optional(Type.Boolean({ default: false })),
-  return_text: Type.Optional(Type.Boolean({ default: false })),
-});
-export const TokenizeRequest = Type.Object({
-  inputs: Type.Union([Type.String(), Type.Array(Type.String())], { description: 'a string or a list of strings' }),
-  add_special_tokens: Type.Optional(Type.Boolean({ default: true })),
-  prompt_name: PromptName,
-});
-export const DecodeRequest = Type.Object({
-  ids: Type.Union([TokenIds, Type.Array(TokenIds)], { description: 'a list of token ids or a list of those' }),
-  skip_special_tokens: Type.Optional(Type.Boolean({ default: true })),
-});
-export const OpenAIEmbeddingsRequest = Type.Object({
-  input: Inputs,
-  model: nullable(Type.String()),
-  user: nullable(Type.String()),
-  encoding_format: Type.Optional(Type.Union([Type.Literal('float'), Type.Literal('base64')], { description: '"float" or "base64"' })),
-  dimensions: nullable(Type.Integer({ minimum: 1, description: 'a positive integer' })),
-});
+export { EmbedRequest, EmbedSparseRequest, EmbedAllRequest, PredictRequest, RerankRequest, TokenizeRequest, DecodeRequest, OpenAIEmbeddingsRequest };
 
 // ---- helpers --------------------------------------------------------------------------------
 
@@ -120,29 +74,6 @@ interface RouteConfig {
   open?: boolean;
   /** Errors in TEI's OpenAI shape. */
   openai?: boolean;
-}
-
-/** A validation failure found by the schema compiler; counted and answered as 422. */
-class BodyError extends Error {
-  readonly code = 'FST_ERR_VALIDATION';
-}
-
-function fieldName(path: string): string {
-  if (path === '') return 'request body';
-  return '`' + path.slice(1).replace(/\/(\d+)/g, '[$1]').replace(/\//g, '.') + '`';
-}
-
-/** fastify validator compiler backed by TypeBox: the first error, naming the field. */
-function typeboxValidator({ schema }: { schema: unknown }) {
-  const check = TypeCompiler.Compile(schema as TSchema);
-  return (data: unknown) => {
-    if (check.Check(data)) return { value: data };
-    const first = check.Errors(data).First();
-    if (first === undefined) return { error: new BodyError('invalid request body') };
-    const described = (first.schema as { description?: string }).description;
-    const what = first.message === 'Expected required property' ? 'is required' : described ? `must be ${described}` : first.message.replace(/^Expected/, 'expected');
-    return { error: new BodyError(`${fieldName(first.path)} ${what}`) };
-  };
 }
 
 const direction = (d: string | undefined): TruncationDirection => (d !== undefined && d.toLowerCase() === 'left' ? 'left' : 'right');

@@ -1,0 +1,103 @@
+/**
+ * TEI's HTTP request bodies as TypeBox schemas (text-embeddings-inference router/src/http/types.rs),
+ * and the fastify validator compiler that checks them: shared by the router's own HTTP routes and
+ * the manager's HTTP data plane, so both accept exactly the same bodies and name the same field
+ * when one is wrong. No coercion: a value of the wrong type is refused, never converted.
+ */
+import { Type, type TSchema } from '@sinclair/typebox';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+
+export const nullable = <T extends TSchema>(t: T) => Type.Optional(Type.Union([t, Type.Null()]));
+export const Truncate = nullable(Type.Boolean({ description: 'truncate inputs longer than the max input length (default: --auto-truncate)' }));
+export const Direction = Type.Optional(
+  Type.Union([Type.Literal('Right'), Type.Literal('Left'), Type.Literal('right'), Type.Literal('left')], {
+    description: '"Right" or "Left"',
+  }),
+);
+export const PromptName = nullable(Type.String({ description: 'a key of the prompts in config_sentence_transformers.json' }));
+export const TokenIds = Type.Array(Type.Integer({ minimum: 0, maximum: 0xffffffff }));
+export const InputType = Type.Union([Type.String(), TokenIds]);
+export const Inputs = Type.Union([InputType, Type.Array(InputType)], {
+  description: 'a string, a list of token ids, or a list of those',
+});
+
+export const EmbedRequest = Type.Object({
+  inputs: Inputs,
+  truncate: Truncate,
+  truncation_direction: Direction,
+  prompt_name: PromptName,
+  normalize: Type.Optional(Type.Boolean({ default: true })),
+  dimensions: nullable(Type.Integer({ minimum: 1, maximum: 0xffffffff, description: 'keep the first N dimensions (Matryoshka), before normalizing' })),
+});
+export const EmbedSparseRequest = Type.Object({ inputs: Inputs, truncate: Truncate, truncation_direction: Direction, prompt_name: PromptName });
+export const EmbedAllRequest = EmbedSparseRequest;
+
+export const Sequence = Type.Array(Type.String(), { minItems: 1, maxItems: 2 });
+export const PredictRequest = Type.Object({
+  inputs: Type.Union([Type.String(), Type.Array(Type.Union([Type.String(), Sequence]), { minItems: 1 })], {
+    description: 'a string, a pair of strings [string, string], or a batch [[string], [string, string], ...]',
+  }),
+  truncate: Truncate,
+  truncation_direction: Direction,
+  raw_scores: Type.Optional(Type.Boolean({ default: false })),
+});
+export const RerankRequest = Type.Object({
+  query: Type.String(),
+  texts: Type.Array(Type.String(), { description: 'a list of strings' }),
+  truncate: Truncate,
+  truncation_direction: Direction,
+  raw_scores: Type.Optional(Type.Boolean({ default: false })),
+  return_text: Type.Optional(Type.Boolean({ default: false })),
+});
+export const TokenizeRequest = Type.Object({
+  inputs: Type.Union([Type.String(), Type.Array(Type.String())], { description: 'a string or a list of strings' }),
+  add_special_tokens: Type.Optional(Type.Boolean({ default: true })),
+  prompt_name: PromptName,
+});
+export const DecodeRequest = Type.Object({
+  ids: Type.Union([TokenIds, Type.Array(TokenIds)], { description: 'a list of token ids or a list of those' }),
+  skip_special_tokens: Type.Optional(Type.Boolean({ default: true })),
+});
+export const OpenAIEmbeddingsRequest = Type.Object({
+  input: Inputs,
+  model: nullable(Type.String()),
+  user: nullable(Type.String()),
+  encoding_format: Type.Optional(Type.Union([Type.Literal('float'), Type.Literal('base64')], { description: '"float" or "base64"' })),
+  dimensions: nullable(Type.Integer({ minimum: 1, maximum: 0xffffffff, description: 'a positive integer' })),
+});
+
+/** A validation failure found by the schema compiler; fastify's code for one, answered as a 4xx. */
+export class BodyError extends Error {
+  readonly code = 'FST_ERR_VALIDATION';
+  /** The offending field's path in the body ('' for the body itself), e.g. `inputs[2]`. */
+  readonly field: string;
+  constructor(message: string, field: string) {
+    super(message);
+    this.field = field;
+  }
+}
+
+/** A JSON pointer (`/inputs/2`) as the field it names (`inputs[2]`); '' for the body. */
+export function fieldPath(pointer: string): string {
+  return pointer === '' ? '' : pointer.slice(1).replace(/\/(\d+)/g, '[$1]').replace(/\//g, '.');
+}
+
+function fieldName(pointer: string): string {
+  return pointer === '' ? 'request body' : '`' + fieldPath(pointer) + '`';
+}
+
+/** fastify validator compiler backed by TypeBox: the first error, naming the field. */
+export function typeboxValidator({ schema }: { schema: unknown }) {
+  const check = TypeCompiler.Compile(schema as TSchema);
+  return (data: unknown) => {
+    if (check.Check(data)) return { value: data };
+    const first = check.Errors(data).First();
+    if (first === undefined) return { error: new BodyError('invalid request body', '') };
+    const described = (first.schema as { description?: string }).description;
+    let what: string;
+    if (first.message === 'Expected required property') what = 'is required';
+    else if (first.message.startsWith('Unexpected property')) what = 'is not a known field';
+    else what = described ? `must be ${described}` : first.message.replace(/^Expected/, 'expected');
+    return { error: new BodyError(`${fieldName(first.path)} ${what}`, fieldPath(first.path)) };
+  };
+}

@@ -1,0 +1,48 @@
+/**
+ * Typed outputs to instances: for each output type a request asks of a model (dense, sparse,
+ * multivector, score), an instance behind that name that can produce it, balanced among those
+ * that can. One model id or alias may be served by several instances of one model family (say a
+ * dense and a SPLADE instance under one alias): their outputs are gathered into one answer. A
+ * type none of them can produce is 422 naming what the model can do.
+ */
+import { canServe } from '../../mux/target.js';
+import type { Instance } from '../../supervisor/instance.js';
+import type { Capability } from './child-info.js';
+import { RequestError } from './errors.js';
+import type { ModelMatch } from './model-directory.js';
+import { childInfo, type DataPlaneDeps } from './request-context.js';
+
+/** Which instance produces which of the asked types. */
+export type OutputPlan<T extends Capability> = Map<Instance, T[]>;
+
+export async function planOutputs<T extends Capability>(d: DataPlaneDeps, m: ModelMatch, types: readonly T[], param: string): Promise<OutputPlan<T>> {
+  const serving = m.candidates.filter((i) => canServe(i.status));
+  if (serving.length === 0) d.directory.pick(m); // throws 503 naming the statuses
+  const infos = await Promise.all(serving.map((i) => childInfo(d, i)));
+  const plan: OutputPlan<T> = new Map();
+  for (const type of new Set(types)) {
+    const able = serving.filter((_, k) => infos[k].capabilities.includes(type));
+    if (able.length === 0) {
+      const can = [...new Set(infos.flatMap((i) => i.capabilities))];
+      const what = m.kind === 'instance' ? `instance '${m.name}'` : `model '${m.name}'`;
+      throw new RequestError('OUTPUT_TYPE_UNSUPPORTED', `${what} cannot produce '${type}': its capabilities are ${can.map((c) => `'${c}'`).join(', ') || 'none'}`, param);
+    }
+    const chosen = d.directory.pick(m, able);
+    const list = plan.get(chosen);
+    if (list === undefined) plan.set(chosen, [type]);
+    else list.push(type);
+  }
+  return plan;
+}
+
+/**
+ * The instance for a request's `model` on a route that needs `capability`: with one candidate,
+ * that one (its child answers for itself, as TEI would); with several (replicas, or an alias over
+ * a model family), the least loaded of those that can do it.
+ */
+export async function instanceFor(d: DataPlaneDeps, model: string | undefined, capability: Capability | null): Promise<Instance> {
+  const m = d.directory.match(model);
+  if (m.candidates.length === 1 || capability === null) return d.directory.pick(m);
+  const plan = await planOutputs(d, m, [capability], 'model');
+  return [...plan.keys()][0];
+}

@@ -1,0 +1,110 @@
+/**
+ * The child methods the data plane calls, with their protobuf codecs: tei.v1 (every child) and
+ * teiplex.v1.Batch (teiplex routers only), from the same .proto files and loader options as the
+ * router (src/router/proto.ts), so messages are the shapes its Pb* types describe.
+ */
+import type { MethodDefinition } from '@grpc/proto-loader';
+import {
+  routerPackageDefinition,
+  type PbDecodeRequest,
+  type PbDecodeResponse,
+  type PbEmbedAllBatchResponse,
+  type PbEmbedAllResponse,
+  type PbEmbedBatchRequest,
+  type PbEmbedBatchResponse,
+  type PbEmbedRequest,
+  type PbEmbedResponse,
+  type PbEmbedSparseBatchResponse,
+  type PbEmbedSparseResponse,
+  type PbEncodeBatchRequest,
+  type PbEncodeOnlyRequest,
+  type PbEncodeRequest,
+  type PbEncodeResponse,
+  type PbInfoResponse,
+  type PbMetadata,
+  type PbPredictPairRequest,
+  type PbPredictRequest,
+  type PbPredictResponse,
+  type PbRerankRequest,
+  type PbRerankResponse,
+} from '../../router/proto.js';
+import type { Metadata } from '../../router/types.js';
+
+/** One child method: its path and message codecs. */
+export interface ChildMethod<Req, Res> {
+  readonly path: string;
+  encode(req: Req): Buffer;
+  decode(bytes: Buffer): Res;
+}
+
+function method<Req, Res>(service: string, name: string): ChildMethod<Req, Res> {
+  const def = (routerPackageDefinition()[service] as unknown as Record<string, MethodDefinition<Req, Res>> | undefined)?.[name];
+  if (def === undefined || typeof def.requestSerialize !== 'function') throw new Error(`${service}/${name} is not in the router's protos`);
+  return { path: def.path, encode: (req) => def.requestSerialize(req), decode: (bytes) => def.responseDeserialize(bytes) };
+}
+
+export const TEI = {
+  Info: method<Record<string, never>, PbInfoResponse>('tei.v1.Info', 'Info'),
+  Embed: method<Partial<PbEmbedRequest>, PbEmbedResponse>('tei.v1.Embed', 'Embed'),
+  EmbedStream: method<Partial<PbEmbedRequest>, PbEmbedResponse>('tei.v1.Embed', 'EmbedStream'),
+  EmbedSparse: method<Partial<PbEncodeOnlyRequest>, PbEmbedSparseResponse>('tei.v1.Embed', 'EmbedSparse'),
+  EmbedSparseStream: method<Partial<PbEncodeOnlyRequest>, PbEmbedSparseResponse>('tei.v1.Embed', 'EmbedSparseStream'),
+  EmbedAll: method<Partial<PbEncodeOnlyRequest>, PbEmbedAllResponse>('tei.v1.Embed', 'EmbedAll'),
+  EmbedAllStream: method<Partial<PbEncodeOnlyRequest>, PbEmbedAllResponse>('tei.v1.Embed', 'EmbedAllStream'),
+  Predict: method<Partial<PbPredictRequest>, PbPredictResponse>('tei.v1.Predict', 'Predict'),
+  PredictStream: method<Partial<PbPredictRequest>, PbPredictResponse>('tei.v1.Predict', 'PredictStream'),
+  PredictPair: method<Partial<PbPredictPairRequest>, PbPredictResponse>('tei.v1.Predict', 'PredictPair'),
+  PredictPairStream: method<Partial<PbPredictPairRequest>, PbPredictResponse>('tei.v1.Predict', 'PredictPairStream'),
+  Rerank: method<Partial<PbRerankRequest>, PbRerankResponse>('tei.v1.Rerank', 'Rerank'),
+  Tokenize: method<Partial<PbEncodeRequest>, PbEncodeResponse>('tei.v1.Tokenize', 'Tokenize'),
+  TokenizeStream: method<Partial<PbEncodeRequest>, PbEncodeResponse>('tei.v1.Tokenize', 'TokenizeStream'),
+  Decode: method<Partial<PbDecodeRequest>, PbDecodeResponse>('tei.v1.Tokenize', 'Decode'),
+  DecodeStream: method<Partial<PbDecodeRequest>, PbDecodeResponse>('tei.v1.Tokenize', 'DecodeStream'),
+} as const;
+
+export const BATCH = {
+  EmbedBatch: method<Partial<PbEmbedBatchRequest>, PbEmbedBatchResponse>('teiplex.v1.Batch', 'EmbedBatch'),
+  EmbedSparseBatch: method<Partial<PbEncodeBatchRequest>, PbEmbedSparseBatchResponse>('teiplex.v1.Batch', 'EmbedSparseBatch'),
+  EmbedAllBatch: method<Partial<PbEncodeBatchRequest>, PbEmbedAllBatchResponse>('teiplex.v1.Batch', 'EmbedAllBatch'),
+} as const;
+
+const ZERO: Metadata = { computeChars: 0, computeTokens: 0, totalTimeNs: 0n, tokenizationTimeNs: 0n, queueTimeNs: 0n, inferenceTimeNs: 0n };
+
+const ns = (s: string | undefined): bigint => {
+  try {
+    return BigInt(s ?? 0);
+  } catch {
+    return 0n;
+  }
+};
+
+/** A child's tei.v1.Metadata (absent: zeros). */
+export function fromPbMetadata(m: PbMetadata | null | undefined): Metadata {
+  if (m === null || m === undefined) return ZERO;
+  return {
+    computeChars: m.compute_chars,
+    computeTokens: m.compute_tokens,
+    totalTimeNs: ns(m.total_time_ns),
+    tokenizationTimeNs: ns(m.tokenization_time_ns),
+    queueTimeNs: ns(m.queue_time_ns),
+    inferenceTimeNs: ns(m.inference_time_ns),
+  };
+}
+
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
+/** Little-endian packed bytes as a typed array (copied when unaligned, or on a big-endian host). */
+export function float32s(b: Buffer): Float32Array {
+  if (b.byteOffset % 4 === 0 && LITTLE_ENDIAN) return new Float32Array(b.buffer, b.byteOffset, b.byteLength >>> 2);
+  const out = new Float32Array(b.byteLength >>> 2);
+  for (let i = 0; i < out.length; i++) out[i] = b.readFloatLE(i * 4);
+  return out;
+}
+
+export function uint32s(b: Buffer): Uint32Array {
+  if (b.byteOffset % 4 === 0 && LITTLE_ENDIAN) return new Uint32Array(b.buffer, b.byteOffset, b.byteLength >>> 2);
+  const out = new Uint32Array(b.byteLength >>> 2);
+  for (let i = 0; i < out.length; i++) out[i] = b.readUInt32LE(i * 4);
+  return out;
+}
+

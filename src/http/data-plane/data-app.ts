@@ -1,0 +1,23 @@
+/**
+ * The data plane on its own listener (`data_port`): a fastify app with only the data-plane
+ * routes (plugin.ts), `/health`, and a 404 in the protocol's shape for anything else. Without
+ * `data_port` the same plugin is registered on the admin API's app instead (mount.ts).
+ */
+import type { ServerOptions } from 'node:https';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { TeiplexError } from '../../common/errors.js';
+import { dataPlane, type DataPlaneOptions } from './plugin.js';
+
+export async function buildDataApp(o: DataPlaneOptions, secure?: (app: FastifyInstance) => void, https?: ServerOptions): Promise<FastifyInstance> {
+  const app = Fastify({ https: https ?? null, logger: false, bodyLimit: o.bodyLimitBytes, forceCloseConnections: 'idle' }) as unknown as FastifyInstance;
+  secure?.(app);
+  app.get('/health', async () => ({ status: 'ok' }));
+  app.setNotFoundHandler((req, reply) => {
+    const e = new TeiplexError('NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`);
+    void reply
+      .status(404)
+      .send(req.url.startsWith('/v1/') ? { error: { message: e.message, type: 'not_found_error', param: null, code: 'not_found' } } : { error: e.message, error_type: e.teiErrorType });
+  });
+  await app.register(dataPlane, o);
+  return app;
+}

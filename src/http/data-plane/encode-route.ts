@@ -1,0 +1,102 @@
+/**
+ * Typed outputs in one call: `POST /v1/encode/{model}` `{items: [{id?, text}], output_types:
+ * ["dense", "sparse", "multivector"], normalize, dimensions, truncate, prompt_name}` -> per item
+ * `{id, dense: {dim, values}, sparse: {indices, values}, multivector: {tokens, dim, values}}` for
+ * the types asked (multivector values are tokens x dim, row-major). A type the model cannot
+ * produce is 422 naming its capabilities; types served by different instances of the model (one
+ * alias over a dense and a SPLADE instance) are gathered into one answer (capabilities.ts).
+ * `{model}` may hold slashes (a hub id).
+ */
+import { Type, type Static } from '@sinclair/typebox';
+import type { FastifyInstance } from 'fastify';
+import { nullable, PromptName } from '../../common/tei-http-schemas.js';
+import type { Metadata } from '../../router/types.js';
+import { planOutputs } from './capabilities.js';
+import type { SparseRow, TokenRows } from './child-ops.js';
+import { floatList } from './json.js';
+import { checkCount, onInstance, setHeaders, tokenCount, type DataPlaneDeps } from './request-context.js';
+
+export const OutputType = Type.Union([Type.Literal('dense'), Type.Literal('sparse'), Type.Literal('multivector')], { description: '"dense", "sparse" or "multivector"' });
+type OutputType = Static<typeof OutputType>;
+
+const ItemId = Type.Union([Type.String(), Type.Integer()], { description: 'a string or an integer' });
+export const TextItem = Type.Object({ id: Type.Optional(ItemId), text: Type.String() }, { additionalProperties: false });
+
+export const EncodeBody = Type.Object(
+  {
+    items: Type.Array(TextItem, { description: 'a list of {id?, text} objects' }),
+    output_types: Type.Optional(Type.Array(OutputType, { minItems: 1, description: 'a non-empty list of "dense", "sparse", "multivector"' })),
+    normalize: nullable(Type.Boolean()),
+    dimensions: nullable(Type.Integer({ minimum: 1, maximum: 0xffffffff, description: 'a positive integer' })),
+    truncate: nullable(Type.Boolean()),
+    truncation_direction: Type.Optional(Type.Union([Type.Literal('Right'), Type.Literal('Left'), Type.Literal('right'), Type.Literal('left')], { description: '"Right" or "Left"' })),
+    prompt_name: PromptName,
+  },
+  { additionalProperties: false },
+);
+
+export const ModelParam = Type.Object({ '*': Type.String({ minLength: 1, description: 'instance name, model id or alias' }) });
+
+interface ItemOut {
+  id: string | number;
+  dense?: { dim: number; values: Float32Array };
+  sparse?: SparseRow;
+  multivector?: TokenRows;
+}
+
+/** The answer as JSON text, vectors without a number[] each. */
+function itemJson(x: ItemOut): string {
+  const parts = [`"id":${JSON.stringify(x.id)}`];
+  if (x.dense) parts.push(`"dense":{"dim":${x.dense.dim},"values":${floatList(x.dense.values)}}`);
+  if (x.sparse) parts.push(`"sparse":{"indices":${JSON.stringify(Array.from(x.sparse.indices))},"values":${floatList(x.sparse.values)}}`);
+  if (x.multivector) parts.push(`"multivector":{"tokens":${x.multivector.tokens},"dim":${x.multivector.dim},"values":${floatList(x.multivector.values)}}`);
+  return `{${parts.join(',')}}`;
+}
+
+export function encodeRoute(app: FastifyInstance, d: DataPlaneDeps): void {
+  app.post<{ Body: Static<typeof EncodeBody>; Params: Static<typeof ModelParam> }>(
+    '/v1/encode/*',
+    { schema: { body: EncodeBody, params: ModelParam, tags: ['data plane (typed)'] }, bodyLimit: d.bodyLimitBytes, config: { errorShape: 'openai' } },
+    async (request, reply) => {
+      const start = process.hrtime.bigint();
+      const body = request.body;
+      const model = request.params['*'];
+      checkCount(d, body.items.length, 'items');
+      const types: OutputType[] = body.output_types ?? ['dense'];
+      const plan = await planOutputs(d, d.directory.match(model, 'model'), types, 'output_types');
+      const texts = body.items.map((x) => x.text);
+      const out: ItemOut[] = body.items.map((x, i) => ({ id: x.id ?? i }));
+      const truncationDirection = body.truncation_direction?.toLowerCase() === 'left' ? 'TRUNCATION_DIRECTION_LEFT' : 'TRUNCATION_DIRECTION_RIGHT';
+      const metadata: Metadata[][] = [];
+      await Promise.all(
+        [...plan].map(([instance, kinds]) =>
+          onInstance(d, request, instance, async (ops) => {
+            const base = { truncate: body.truncate ?? ops.child.autoTruncate, truncationDirection, promptName: body.prompt_name ?? undefined } as const;
+            await Promise.all(
+              kinds.map(async (kind) => {
+                if (kind === 'dense') {
+                  const r = await ops.embed(texts, { ...base, normalize: body.normalize ?? undefined, dimensions: body.dimensions ?? undefined });
+                  r.rows.forEach((v, i) => (out[i].dense = { dim: v.length, values: v }));
+                  metadata.push(r.metadata);
+                } else if (kind === 'sparse') {
+                  const r = await ops.embedSparse(texts, base);
+                  r.rows.forEach((v, i) => (out[i].sparse = v));
+                  metadata.push(r.metadata);
+                } else {
+                  const r = await ops.embedAll(texts, base);
+                  r.rows.forEach((v, i) => (out[i].multivector = v));
+                  metadata.push(r.metadata);
+                }
+              }),
+            );
+          }),
+        ),
+      );
+      const flat = metadata.flat();
+      setHeaders(reply, start, flat, [...plan.keys()].map((i) => i.name));
+      // Each output type tokenizes the same texts: count them once.
+      const tokens = Math.max(0, ...metadata.map(tokenCount));
+      return reply.type('application/json').send(`{"model":${JSON.stringify(model)},"items":[${out.map(itemJson).join(',')}],"usage":{"prompt_tokens":${tokens},"total_tokens":${tokens}}}`);
+    },
+  );
+}

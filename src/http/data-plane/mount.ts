@@ -1,0 +1,63 @@
+/**
+ * Wiring of the data plane into `teiplex serve`: on the admin API's app (the default), or on a
+ * listener of its own when `data_port` is set (with the same TLS and API-key checks as the admin
+ * listener). API keys: `checkApiKey` (src/auth) on the instance each request resolves to.
+ */
+import type { FastifyInstance } from 'fastify';
+import type { Auth } from '../../auth/auth.js';
+import { apiKeyAllows, checkApiKey, httpsOptions, installHttpAuth } from '../../auth/http-auth.js';
+import type { Config } from '../../config/config.js';
+import type { MuxRouting } from '../../mux/routing.js';
+import type { InstanceDirectory } from '../../mux/target.js';
+import { buildDataApp } from './data-app.js';
+import { dataPlane, DataPlaneLifecycle, type DataPlaneOptions } from './plugin.js';
+
+export interface MountOptions {
+  /** The admin API's app, not yet listening. */
+  app: FastifyInstance;
+  config: Pick<Config, 'data_port' | 'listen_host' | 'grpc_request_timeout_secs' | 'max_request_inputs' | 'http_body_limit_mb'>;
+  instances: InstanceDirectory;
+  routing: MuxRouting;
+  auth?: Auth;
+}
+
+export interface MountedDataPlane {
+  /** Start the data plane's own listener, if any; the port it is served on (`apiPort` when shared). */
+  listen(apiPort: number): Promise<number>;
+  /** Refuse new requests (503) and wait for those in flight, up to `graceMs`. */
+  drain(graceMs: number): Promise<void>;
+  /** Close its own listener, if any. */
+  close(): Promise<void>;
+}
+
+export async function mountDataPlane(m: MountOptions): Promise<MountedDataPlane> {
+  const lifecycle = new DataPlaneLifecycle();
+  const options: DataPlaneOptions = {
+    instances: m.instances,
+    routing: m.routing,
+    timeoutMs: m.config.grpc_request_timeout_secs * 1000,
+    maxRequestInputs: m.config.max_request_inputs,
+    bodyLimitBytes: Math.floor(m.config.http_body_limit_mb * 1024 * 1024),
+    authorize: (request, instance) => void checkApiKey(request, instance),
+    visible: (request, instance) => apiKeyAllows(request, instance),
+    lifecycle,
+  };
+  let own: FastifyInstance | undefined;
+  if (m.config.data_port === undefined) {
+    await m.app.register(dataPlane, options);
+  } else {
+    own = await buildDataApp(options, (app) => m.auth !== undefined && installHttpAuth(app, m.auth), m.auth && httpsOptions(m.auth));
+  }
+  return {
+    async listen(apiPort) {
+      if (own === undefined) return apiPort;
+      await own.listen({ port: m.config.data_port, host: m.config.listen_host });
+      const a = own.server.address();
+      return typeof a === 'object' && a !== null ? a.port : (m.config.data_port ?? apiPort);
+    },
+    drain: (graceMs) => lifecycle.drain(graceMs),
+    async close() {
+      await own?.close();
+    },
+  };
+}

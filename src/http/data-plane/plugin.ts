@@ -1,0 +1,120 @@
+/**
+ * The manager's HTTP data plane as one fastify plugin: TEI's routes (tei-routes.ts), OpenAI's
+ * embeddings and models (openai-routes.ts), Cohere/Jina rerank (rerank-route.ts), typed encode
+ * and score (encode-route.ts, score-route.ts). Served on the admin API's listener, or on its own
+ * (`data_port`, data-app.ts).
+ *
+ * - Bodies are checked by their TypeBox schemas (no coercion); the first offending field is named.
+ *   Bad input is always a 4xx: a schema failure 422 (TEI's status), a body that is not JSON 400,
+ *   a body over `http_body_limit_mb` 413.
+ * - Errors in the route's protocol: TEI's `{error, error_type}`, or on /v1 routes OpenAI's
+ *   `{error: {message, type, param, code}}`; 429 and 503 carry Retry-After.
+ * - Draining: once `drain` is called new requests get 503 and it resolves when those in flight
+ *   have finished (or the grace period ends).
+ */
+import type { FastifyError, FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import { TeiplexError } from '../../common/errors.js';
+import { typeboxValidator } from '../../common/tei-http-schemas.js';
+import type { MuxRouting } from '../../mux/routing.js';
+import type { InstanceDirectory } from '../../mux/target.js';
+import { ChildInfoCache } from './child-info.js';
+import { encodeRoute } from './encode-route.js';
+import { describe, openaiErrorBody, teiErrorBody } from './errors.js';
+import { ModelDirectory } from './model-directory.js';
+import { openaiRoutes } from './openai-routes.js';
+import { rerankRoute } from './rerank-route.js';
+import type { Authorize, DataPlaneDeps } from './request-context.js';
+import { scoreRoute } from './score-route.js';
+import { teiRoutes } from './tei-routes.js';
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Data plane: the protocol whose error body a failure gets. */
+    errorShape?: 'tei' | 'openai';
+  }
+}
+
+export interface DataPlaneOptions {
+  instances: InstanceDirectory;
+  /** The multiplexer's channels, calls in flight and balancing (src/mux/routing.ts). */
+  routing: MuxRouting;
+  /** grpc_request_timeout_secs, ms: each child call's deadline. */
+  timeoutMs: number;
+  maxRequestInputs: number;
+  bodyLimitBytes: number;
+  /** API keys (default: every request allowed). */
+  authorize?: Authorize;
+  /** API keys: what a request may list (default: everything). */
+  visible?: DataPlaneDeps['visible'];
+  /** Shutdown coordination (default: a lifecycle of its own). */
+  lifecycle?: DataPlaneLifecycle;
+}
+
+/** Requests in flight, and the switch that refuses new ones during shutdown. */
+export class DataPlaneLifecycle {
+  private active = 0;
+  private stopping = false;
+  private idle: (() => void) | undefined;
+
+  get draining(): boolean {
+    return this.stopping;
+  }
+
+  begin(): void {
+    this.active++;
+  }
+
+  end(): void {
+    if (--this.active === 0) this.idle?.();
+  }
+
+  /** Refuse new requests; resolve when none is in flight, or after `graceMs`. */
+  drain(graceMs: number): Promise<void> {
+    this.stopping = true;
+    if (this.active === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, graceMs);
+      this.idle = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+}
+
+/** The tei-routes' and /v1 routes' error answer; Retry-After on 429/503. */
+function sendError(err: unknown, request: FastifyRequest, reply: FastifyReply, bodyLimitBytes: number): FastifyReply {
+  const a = describe(err, bodyLimitBytes);
+  const shape = request.routeOptions.config?.errorShape ?? (request.url.startsWith('/v1/') ? 'openai' : 'tei');
+  if (a.retryAfterSecs !== undefined) reply.header('retry-after', String(a.retryAfterSecs));
+  return reply.status(a.status).send(shape === 'openai' ? openaiErrorBody(a) : teiErrorBody(a));
+}
+
+export const dataPlane: FastifyPluginAsync<DataPlaneOptions> = async (app: FastifyInstance, o: DataPlaneOptions) => {
+  const lifecycle = o.lifecycle ?? new DataPlaneLifecycle();
+  const deps: DataPlaneDeps = {
+    directory: new ModelDirectory(o.instances, o.routing.resolver),
+    routing: o.routing,
+    infos: new ChildInfoCache(),
+    timeoutMs: o.timeoutMs,
+    maxRequestInputs: o.maxRequestInputs,
+    bodyLimitBytes: o.bodyLimitBytes,
+    authorize: o.authorize ?? (() => undefined),
+    visible: o.visible ?? (() => true),
+  };
+
+  app.setValidatorCompiler(typeboxValidator);
+  app.setErrorHandler((err: FastifyError, request, reply) => sendError(err, request, reply, o.bodyLimitBytes));
+
+  app.addHook('onRequest', async (request, reply) => {
+    if (lifecycle.draining) return sendError(new TeiplexError('UNHEALTHY', 'the manager is shutting down'), request, reply, o.bodyLimitBytes);
+    lifecycle.begin();
+    reply.raw.once('close', () => lifecycle.end());
+  });
+
+  teiRoutes(app, deps);
+  openaiRoutes(app, deps);
+  rerankRoute(app, deps);
+  encodeRoute(app, deps);
+  scoreRoute(app, deps);
+};

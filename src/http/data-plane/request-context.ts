@@ -1,0 +1,121 @@
+/**
+ * What every data-plane route shares: the dependencies (model directory, the multiplexer's
+ * routing pieces, the child info cache, limits), running a request's calls on an instance (counted
+ * in flight there, so model balancing sees HTTP and gRPC load alike), input limits, the response
+ * headers, and token-id inputs turned into text.
+ */
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { MuxRouting } from '../../mux/routing.js';
+import { aggregateMetadata, timingHeaders } from '../../router/metadata.js';
+import type { Metadata } from '../../router/types.js';
+import type { Instance } from '../../supervisor/instance.js';
+import type { CallTarget } from './child-call.js';
+import type { ChildInfo, ChildInfoCache } from './child-info.js';
+import { ChildOps } from './child-ops.js';
+import { RequestError } from './errors.js';
+import type { ModelDirectory } from './model-directory.js';
+
+/** Response header naming the instance(s) that answered. */
+export const INSTANCE_HEADER = 'x-teiplex-instance';
+
+/** Checks a request's credentials for an instance; throws (401/403) to refuse. */
+export type Authorize = (request: FastifyRequest, instance: Instance) => void | Promise<void>;
+
+export interface DataPlaneDeps {
+  directory: ModelDirectory;
+  routing: MuxRouting;
+  infos: ChildInfoCache;
+  /** A child call's deadline (grpc_request_timeout_secs). */
+  timeoutMs: number;
+  /** Most inputs in one request (max_request_inputs). */
+  maxRequestInputs: number;
+  /** Largest body (http_body_limit_mb), bytes. */
+  bodyLimitBytes: number;
+  authorize: Authorize;
+  /** Whether a request's credentials may see an instance (model lists). */
+  visible: (request: FastifyRequest, instance: Instance) => boolean;
+}
+
+function callTarget(d: DataPlaneDeps, instance: Instance): CallTarget {
+  return { instance: instance.name, channel: d.routing.channels.get(instance), deadlineMs: Date.now() + d.timeoutMs };
+}
+
+/** The child's info (cached per child), for decisions made before calling it. */
+export function childInfo(d: DataPlaneDeps, instance: Instance): Promise<ChildInfo> {
+  return d.infos.get(instance, callTarget(d, instance));
+}
+
+/** Run `fn` against the instance's child: authorized, counted in flight while it runs. */
+export async function onInstance<T>(d: DataPlaneDeps, request: FastifyRequest, instance: Instance, fn: (ops: ChildOps) => Promise<T>): Promise<T> {
+  // API keys: the one call site for the data plane (src/auth's check, wired in serve.ts).
+  await d.authorize(request, instance);
+  const target = callTarget(d, instance);
+  d.routing.inflight.begin(instance.name);
+  try {
+    const info = await d.infos.get(instance, target);
+    return await fn(new ChildOps(target, info));
+  } finally {
+    d.routing.inflight.end(instance.name);
+  }
+}
+
+/** A request's input count against the limits: empty -> 422, over max_request_inputs -> 413. */
+export function checkCount(d: DataPlaneDeps, n: number, field: string): void {
+  if (n === 0) throw new RequestError('EMPTY', `\`${field}\` cannot be empty`, field);
+  if (n > d.maxRequestInputs) {
+    throw new RequestError('TOO_MANY_INPUTS', `\`${field}\` has ${n} inputs, more than max_request_inputs (${d.maxRequestInputs}); split the request`, field);
+  }
+}
+
+/** The `model` of a request: the body's field, else the X-Model header. */
+export function requestedModel(request: FastifyRequest, fromBody: string | null | undefined): string | undefined {
+  if (typeof fromBody === 'string' && fromBody !== '') return fromBody;
+  const h = request.headers['x-model'];
+  const v = Array.isArray(h) ? h[0] : h;
+  return v === undefined || v === '' ? undefined : v;
+}
+
+/**
+ * TEI's timing headers (x-total-time is the manager's own), and the instances that answered;
+ * `metadata` null (tokenizer routes, which TEI gives no timings): x-total-time only.
+ */
+export function setHeaders(reply: FastifyReply, startNs: bigint, metadata: readonly Metadata[] | null, instances: readonly string[]): void {
+  const total = process.hrtime.bigint() - startNs;
+  if (metadata === null) reply.header('x-total-time', (total / 1_000_000n).toString());
+  else for (const [k, v] of timingHeaders(aggregateMetadata(metadata, total))) reply.header(k, v);
+  reply.header(INSTANCE_HEADER, [...new Set(instances)].join(','));
+}
+
+/** Tokens the child counted, summed. */
+export function tokenCount(metadata: readonly Metadata[]): number {
+  let n = 0;
+  for (const m of metadata) n += m.computeTokens;
+  return n;
+}
+
+/**
+ * Inputs as texts: token-id inputs are decoded by the child's tokenizer first (tei.v1 carries
+ * text only), special tokens skipped, so the child re-tokenizes them as it would the text.
+ */
+export async function textsOf(ops: ChildOps, items: ReadonlyArray<string | readonly number[]>): Promise<string[]> {
+  const ids: number[] = [];
+  items.forEach((x, i) => typeof x !== 'string' && ids.push(i));
+  if (ids.length === 0) return items as string[];
+  const decoded = await ops.decode(
+    ids.map((i) => items[i] as readonly number[]),
+    true,
+  );
+  const out = items.slice() as Array<string | readonly number[]>;
+  ids.forEach((i, k) => (out[i] = decoded[k]));
+  return out as string[];
+}
+
+/** TEI's input union: one input (a string or token ids) or a list of them. */
+export function inputList(inputs: string | number[] | Array<string | number[]>): Array<string | number[]> {
+  if (typeof inputs === 'string') return [inputs];
+  if (inputs.length > 0 && inputs.every((x) => typeof x === 'number')) return [inputs as number[]];
+  return inputs as Array<string | number[]>;
+}
+
+export const direction = (d: string | undefined): 'TRUNCATION_DIRECTION_LEFT' | 'TRUNCATION_DIRECTION_RIGHT' =>
+  d !== undefined && d.toLowerCase() === 'left' ? 'TRUNCATION_DIRECTION_LEFT' : 'TRUNCATION_DIRECTION_RIGHT';

@@ -1,0 +1,50 @@
+/**
+ * Cross-encoder scores: `POST /v1/score/{model}` `{query, items: [{id?, text}], truncate,
+ * raw_scores}` -> `{model, scores: [{id, index, score}], usage}`, best first. The model must be a
+ * reranker (capability 'score'); otherwise 422 naming what it can do. `{model}` may hold slashes.
+ */
+import { Type, type Static } from '@sinclair/typebox';
+import type { FastifyInstance } from 'fastify';
+import { nullable } from '../../common/tei-http-schemas.js';
+import { planOutputs } from './capabilities.js';
+import { ModelParam, TextItem } from './encode-route.js';
+import { checkCount, onInstance, setHeaders, tokenCount, type DataPlaneDeps } from './request-context.js';
+
+export const ScoreBody = Type.Object(
+  {
+    query: Type.String(),
+    items: Type.Array(TextItem, { description: 'a list of {id?, text} objects' }),
+    truncate: nullable(Type.Boolean()),
+    raw_scores: nullable(Type.Boolean()),
+  },
+  { additionalProperties: false },
+);
+
+export function scoreRoute(app: FastifyInstance, d: DataPlaneDeps): void {
+  app.post<{ Body: Static<typeof ScoreBody>; Params: Static<typeof ModelParam> }>(
+    '/v1/score/*',
+    { schema: { body: ScoreBody, params: ModelParam, tags: ['data plane (typed)'] }, bodyLimit: d.bodyLimitBytes, config: { errorShape: 'openai' } },
+    async (request, reply) => {
+      const start = process.hrtime.bigint();
+      const body = request.body;
+      const model = request.params['*'];
+      checkCount(d, body.items.length, 'items');
+      const plan = await planOutputs(d, d.directory.match(model, 'model'), ['score'], 'model');
+      const [instance] = [...plan.keys()];
+      const out = await onInstance(d, request, instance, (ops) =>
+        ops.rerank(
+          body.query,
+          body.items.map((x) => x.text),
+          { truncate: body.truncate ?? ops.child.autoTruncate, truncationDirection: 'TRUNCATION_DIRECTION_RIGHT', rawScores: body.raw_scores ?? false, returnText: false },
+        ),
+      );
+      setHeaders(reply, start, out.metadata, [instance.name]);
+      const tokens = tokenCount(out.metadata);
+      return {
+        model,
+        scores: out.rows.map((r) => ({ id: body.items[r.index].id ?? r.index, index: r.index, score: r.score })),
+        usage: { prompt_tokens: tokens, total_tokens: tokens },
+      };
+    },
+  );
+}

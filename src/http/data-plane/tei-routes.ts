@@ -1,0 +1,166 @@
+/**
+ * TEI's HTTP routes on the manager: `/embed`, `/embed_sparse`, `/embed_all`, `/predict`,
+ * `/rerank`, `/tokenize`, `/decode`, with TEI's bodies (the router's schemas,
+ * src/common/tei-http-schemas.ts) plus `model` (or the X-Model header) naming the instance, model
+ * id or alias; TEI's response shapes, error bodies and statuses. Unlike a TEI container, a request
+ * over the child's max_client_batch_size is split and answered whole (up to max_request_inputs).
+ */
+import { Type, type Static, type TObject, type TProperties } from '@sinclair/typebox';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import {
+  DecodeRequest,
+  EmbedAllRequest,
+  EmbedRequest,
+  EmbedSparseRequest,
+  nullable,
+  PredictRequest,
+  RerankRequest,
+  TokenizeRequest,
+} from '../../common/tei-http-schemas.js';
+import { instanceFor } from './capabilities.js';
+import type { Capability } from './child-info.js';
+import { RequestError } from './errors.js';
+import { floatMatrix } from './json.js';
+import { checkCount, direction, inputList, onInstance, requestedModel, setHeaders, textsOf, type DataPlaneDeps } from './request-context.js';
+
+const ModelField = nullable(Type.String({ description: 'instance name, model id or alias (else the X-Model header; optional with a single instance)' }));
+const withModel = <P extends TProperties>(s: TObject<P>) => Type.Object({ ...s.properties, model: ModelField });
+
+export const TeiEmbedBody = withModel(EmbedRequest);
+export const TeiEmbedSparseBody = withModel(EmbedSparseRequest);
+export const TeiEmbedAllBody = withModel(EmbedAllRequest);
+export const TeiPredictBody = withModel(PredictRequest);
+export const TeiRerankBody = withModel(RerankRequest);
+export const TeiTokenizeBody = withModel(TokenizeRequest);
+export const TeiDecodeBody = withModel(DecodeRequest);
+
+type Handler<B> = (body: B, request: FastifyRequest, reply: FastifyReply) => Promise<unknown>;
+
+export function teiRoutes(app: FastifyInstance, d: DataPlaneDeps): void {
+  const post = <S extends TObject>(url: string, schema: S, handler: Handler<Static<S>>) =>
+    app.post(url, { schema: { body: schema, tags: ['data plane (TEI)'] }, bodyLimit: d.bodyLimitBytes, config: { errorShape: 'tei' } }, (request, reply) =>
+      handler(request.body as Static<S>, request, reply),
+    );
+  const resolve = (request: FastifyRequest, body: { model?: string | null }, capability: Capability | null) => instanceFor(d, requestedModel(request, body.model), capability);
+
+  post('/embed', TeiEmbedBody, async (body, request, reply) => {
+    const start = process.hrtime.bigint();
+    const items = inputList(body.inputs);
+    checkCount(d, items.length, 'inputs');
+    const instance = await resolve(request, body, 'dense');
+    const out = await onInstance(d, request, instance, async (ops) =>
+      ops.embed(await textsOf(ops, items), {
+        truncate: body.truncate ?? ops.child.autoTruncate,
+        truncationDirection: direction(body.truncation_direction),
+        promptName: body.prompt_name ?? undefined,
+        normalize: body.normalize,
+        dimensions: body.dimensions ?? undefined,
+      }),
+    );
+    setHeaders(reply, start, out.metadata, [instance.name]);
+    return reply.type('application/json').send(floatMatrix(out.rows));
+  });
+
+  post('/embed_sparse', TeiEmbedSparseBody, async (body, request, reply) => {
+    const start = process.hrtime.bigint();
+    const items = inputList(body.inputs);
+    checkCount(d, items.length, 'inputs');
+    const instance = await resolve(request, body, 'sparse');
+    const out = await onInstance(d, request, instance, async (ops) =>
+      ops.embedSparse(await textsOf(ops, items), {
+        truncate: body.truncate ?? ops.child.autoTruncate,
+        truncationDirection: direction(body.truncation_direction),
+        promptName: body.prompt_name ?? undefined,
+      }),
+    );
+    setHeaders(reply, start, out.metadata, [instance.name]);
+    return out.rows.map((r) => Array.from(r.indices, (index, k) => ({ index, value: r.values[k] })));
+  });
+
+  post('/embed_all', TeiEmbedAllBody, async (body, request, reply) => {
+    const start = process.hrtime.bigint();
+    const items = inputList(body.inputs);
+    checkCount(d, items.length, 'inputs');
+    const instance = await resolve(request, body, 'multivector');
+    const out = await onInstance(d, request, instance, async (ops) =>
+      ops.embedAll(await textsOf(ops, items), {
+        truncate: body.truncate ?? ops.child.autoTruncate,
+        truncationDirection: direction(body.truncation_direction),
+        promptName: body.prompt_name ?? undefined,
+      }),
+    );
+    setHeaders(reply, start, out.metadata, [instance.name]);
+    const json = out.rows.map((t) => floatMatrix(Array.from({ length: t.tokens }, (_, r) => t.values.subarray(r * t.dim, (r + 1) * t.dim))));
+    return reply.type('application/json').send(`[${json.join(',')}]`);
+  });
+
+  post('/predict', TeiPredictBody, async (body, request, reply) => {
+    const start = process.hrtime.bigint();
+    const inputs = body.inputs;
+    const sequence = (s: string[], where: string): string | [string, string] => {
+      if (s.length === 1) return s[0];
+      if (s.length === 2) return [s[0], s[1]];
+      throw new RequestError('VALIDATION', `\`${where}\` must be a string or a pair of strings [string, string], got ${s.length} strings`, where);
+    };
+    let items: Array<string | [string, string]>;
+    let single: boolean;
+    if (typeof inputs === 'string') {
+      items = [inputs];
+      single = true;
+    } else if (typeof inputs[0] === 'string') {
+      // TEI: a list that starts with a string is one input, a string or a pair.
+      if (!inputs.every((x) => typeof x === 'string')) {
+        throw new RequestError('VALIDATION', '`inputs` must be a string, a pair of strings [string, string], or a batch [[string], [string, string], ...]', 'inputs');
+      }
+      items = [sequence(inputs as string[], 'inputs')];
+      single = true;
+    } else {
+      items = inputs.map((x, i) => (typeof x === 'string' ? x : sequence(x, `inputs[${i}]`)));
+      single = false;
+      checkCount(d, items.length, 'inputs');
+    }
+    const instance = await resolve(request, body, 'classify');
+    const out = await onInstance(d, request, instance, (ops) =>
+      ops.predict(items, { truncate: body.truncate ?? ops.child.autoTruncate, truncationDirection: direction(body.truncation_direction), rawScores: body.raw_scores ?? false }),
+    );
+    setHeaders(reply, start, out.metadata, [instance.name]);
+    return single ? out.rows[0] : out.rows;
+  });
+
+  post('/rerank', TeiRerankBody, async (body, request, reply) => {
+    const start = process.hrtime.bigint();
+    checkCount(d, body.texts.length, 'texts');
+    const instance = await resolve(request, body, 'score');
+    const out = await onInstance(d, request, instance, (ops) =>
+      ops.rerank(body.query, body.texts, {
+        truncate: body.truncate ?? ops.child.autoTruncate,
+        truncationDirection: direction(body.truncation_direction),
+        rawScores: body.raw_scores ?? false,
+        returnText: body.return_text ?? false,
+      }),
+    );
+    setHeaders(reply, start, out.metadata, [instance.name]);
+    return out.rows.map((r) => (r.text !== undefined ? { index: r.index, text: r.text, score: r.score } : { index: r.index, score: r.score }));
+  });
+
+  post('/tokenize', TeiTokenizeBody, async (body, request, reply) => {
+    const start = process.hrtime.bigint();
+    const inputs = typeof body.inputs === 'string' ? [body.inputs] : body.inputs;
+    checkCount(d, inputs.length, 'inputs');
+    const instance = await resolve(request, body, null);
+    const out = await onInstance(d, request, instance, (ops) => ops.tokenize(inputs, body.add_special_tokens ?? true, body.prompt_name ?? undefined));
+    setHeaders(reply, start, null, [instance.name]);
+    return out;
+  });
+
+  post('/decode', TeiDecodeBody, async (body, request, reply) => {
+    const start = process.hrtime.bigint();
+    const ids = body.ids;
+    const batch = ids.length > 0 && Array.isArray(ids[0]) ? (ids as number[][]) : [ids as number[]];
+    checkCount(d, batch.length, 'ids');
+    const instance = await resolve(request, body, null);
+    const out = await onInstance(d, request, instance, (ops) => ops.decode(batch, body.skip_special_tokens ?? true));
+    setHeaders(reply, start, null, [instance.name]);
+    return out;
+  });
+}

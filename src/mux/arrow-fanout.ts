@@ -1,0 +1,228 @@
+/**
+ * Getting one answer row per text from a child, in input order, by one of two paths:
+ *
+ * - Batch (fast path, `teiplex router` children): the texts go in chunks to teiplex.v1.Batch,
+ *   many inputs per call (at most half the child's max_concurrent_requests, at most
+ *   MAX_CHUNK_ROWS, at most `chunkBytes` of text). Up to `batchWindow` chunks of one Arrow call
+ *   are in flight at once, and every Arrow call to a child draws on one input budget of
+ *   max_concurrent_requests (arrow-child.ts), so the multiplexer never sends the child more
+ *   inputs than it admits. A chunk the child still refuses as overloaded (other clients hold its
+ *   permits) waits and is sent again, as TEI's stream messages wait for admission.
+ * - Stream (real TEI children, without teiplex.v1.Batch): one bidirectional tei.v1 stream, one
+ *   text per message, at most `streamWindow` messages unanswered; the child answers in order.
+ *   The stream takes its window's worth of the same input budget for its whole life, so at most
+ *   max_concurrent_requests messages are unanswered at the child and further calls wait their
+ *   turn (FIFO): without this, 64 calls of 1,000 rows would all advance together, the child
+ *   polling admission for thousands of waiting messages, and every call would miss its deadline.
+ *
+ * The first Batch call to a child whose support is not yet known is sent alone: UNIMPLEMENTED
+ * means the child has no Batch service, it is remembered, and the call takes the stream path.
+ *
+ * Errors: the child's status passes through. An INVALID_ARGUMENT names the row (counted across the
+ * whole Arrow input): the router names the input of a Batch call (`input 3: ...`), which becomes
+ * `row <chunk start + 3>: ...`; on a stream, the failing message is the first one not answered.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { TeiplexError } from '../common/errors.js';
+import { ChildStatusError, type ArrowCall } from './arrow-call.js';
+import type { ArrowChild } from './arrow-child.js';
+import type { ArrowKind, EmbedFlags } from './arrow-kinds.js';
+
+/** Most inputs in one Batch call, whatever the child admits. */
+export const MAX_CHUNK_ROWS = 256;
+
+export interface FanoutSettings {
+  /** Batch calls in flight per Arrow call. */
+  batchWindow: number;
+  /** Messages unanswered on a fan-out stream. */
+  streamWindow: number;
+  /** Most bytes of text in one Batch call (children refuse messages over their payload limit). */
+  chunkBytes: number;
+}
+
+/** TEI's default --payload-limit is 2,000,000 bytes: stay well under it. */
+export const DEFAULT_FANOUT: FanoutSettings = { batchWindow: 4, streamWindow: 256, chunkBytes: 1024 * 1024 };
+
+export type FanoutPath = 'batch' | 'stream';
+
+/** The rows for `texts`, in order, and the path that produced them. */
+export async function embedRows<Row>(
+  call: ArrowCall,
+  child: ArrowChild,
+  kind: ArrowKind<Row>,
+  texts: readonly string[],
+  flags: EmbedFlags,
+  settings: FanoutSettings = DEFAULT_FANOUT,
+): Promise<{ rows: Row[]; path: FanoutPath }> {
+  if (child.batch !== 'no') {
+    const rows = await viaBatch(call, child, kind, texts, flags, settings);
+    if (rows !== undefined) return { rows, path: 'batch' };
+  }
+  // One budget for both paths: a stream holds its window's worth of the child's inputs, so calls
+  // are served in turn instead of all crawling at once behind the child's admission.
+  const budget = await child.inputBudget(call);
+  const window = Math.max(1, Math.min(settings.streamWindow, texts.length, budget.limit));
+  await budget.acquire(window, call);
+  try {
+    return { rows: await viaStream(call, child, kind, texts, flags, window), path: 'stream' };
+  } finally {
+    budget.release(window);
+  }
+}
+
+/** [start, end) ranges of at most `maxRows` rows and (unless one row alone is larger) `maxBytes` bytes. */
+export function planChunks(texts: readonly string[], maxRows: number, maxBytes: number): Array<[number, number]> {
+  const chunks: Array<[number, number]> = [];
+  let start = 0;
+  let bytes = 0;
+  for (let i = 0; i < texts.length; i++) {
+    // A protobuf string costs its UTF-8 bytes plus a tag and a length (a few bytes).
+    const b = Buffer.byteLength(texts[i]!) + 6;
+    if (i > start && (i - start >= maxRows || bytes + b > maxBytes)) {
+      chunks.push([start, i]);
+      start = i;
+      bytes = 0;
+    }
+    bytes += b;
+  }
+  if (texts.length > start) chunks.push([start, texts.length]);
+  return chunks;
+}
+
+function isOverloaded(err: unknown): boolean {
+  return err instanceof ChildStatusError && err.code === grpc.status.RESOURCE_EXHAUSTED && /overloaded/i.test(err.status.details);
+}
+
+/** Statuses that come from the child's Batch service itself (not the transport or our deadline). */
+function fromBatchService(err: unknown): boolean {
+  return err instanceof ChildStatusError && ![grpc.status.UNIMPLEMENTED, grpc.status.UNAVAILABLE, grpc.status.DEADLINE_EXCEEDED, grpc.status.CANCELLED].includes(err.code);
+}
+
+/** A child's INVALID_ARGUMENT for a Batch call of rows [start, start + n), naming the row. */
+function namingRow(err: unknown, start: number, n: number): unknown {
+  if (!(err instanceof ChildStatusError) || err.code !== grpc.status.INVALID_ARGUMENT) return err;
+  const details = err.status.details;
+  const m = /^input (\d+): ([\s\S]*)$/.exec(details);
+  let named: string;
+  if (m !== null && Number(m[1]) < n) named = `row ${start + Number(m[1])}: ${m[2]}`;
+  else if (n === 1) named = `row ${start}: ${details}`;
+  else named = `rows ${start}..${start + n - 1}: ${details}`;
+  return new ChildStatusError({ ...err.status, details: named });
+}
+
+/** The Batch path; undefined when the child turns out to have no Batch service. */
+async function viaBatch<Row>(call: ArrowCall, child: ArrowChild, kind: ArrowKind<Row>, texts: readonly string[], flags: EmbedFlags, s: FanoutSettings): Promise<Row[] | undefined> {
+  const budget = await child.inputBudget(call);
+  const maxRows = Math.max(1, Math.min(MAX_CHUNK_ROWS, Math.floor(budget.limit / 2)));
+  const chunks = planChunks(texts, maxRows, s.chunkBytes);
+  const results = new Array<Row[]>(chunks.length);
+
+  const runChunk = async (index: number): Promise<void> => {
+    const [start, end] = chunks[index]!;
+    const n = end - start;
+    const request = kind.batchRequest(texts.slice(start, end), flags);
+    let delay = 1;
+    for (;;) {
+      await budget.acquire(n, call);
+      let answer: Buffer;
+      try {
+        answer = await call.unary(child.channel, kind.batchPath, request);
+      } catch (err) {
+        if (!isOverloaded(err)) throw namingRow(err, start, n);
+        await call.sleep(delay);
+        delay = Math.min(delay * 2, 50);
+        continue;
+      } finally {
+        budget.release(n);
+      }
+      results[index] = kind.batchRows(answer, n);
+      return;
+    }
+  };
+
+  let next = 0;
+  if (child.batch === 'unknown') {
+    // Learn whether the child has the Batch service from one call.
+    try {
+      await runChunk(next++);
+    } catch (err) {
+      if (err instanceof ChildStatusError && err.code === grpc.status.UNIMPLEMENTED) {
+        child.batch = 'no';
+        return undefined;
+      }
+      if (fromBatchService(err)) child.batch = 'yes';
+      throw err;
+    }
+    child.batch = 'yes';
+  }
+  let failed = false;
+  const worker = async (): Promise<void> => {
+    while (!failed && next < chunks.length) {
+      try {
+        await runChunk(next++);
+      } catch (err) {
+        failed = true;
+        throw err;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(s.batchWindow, chunks.length - next) }, worker));
+  return results.flat();
+}
+
+/** The stream path: one message per text, answers in order. */
+function viaStream<Row>(call: ArrowCall, child: ArrowChild, kind: ArrowKind<Row>, texts: readonly string[], flags: EmbedFlags, window: number): Promise<Row[]> {
+  return new Promise<Row[]>((resolve, reject) => {
+    const n = texts.length;
+    const rows = new Array<Row>(n);
+    let sent = 0;
+    let answered = 0;
+    let ended = false;
+    let waitingForDrain = false;
+    let failure: unknown;
+
+    const stream = call.open(child.channel, kind.streamPath, {
+      onHeaders: () => undefined,
+      onMessage: (msg) => {
+        if (failure !== undefined) return;
+        try {
+          if (answered >= sent) throw new TeiplexError('BACKEND', `the child answered message ${answered + 1} of a stream before it was sent`);
+          rows[answered++] = kind.streamRow(msg);
+        } catch (err) {
+          failure = err;
+          stream.cancel((err as Error).message);
+          return;
+        }
+        pump();
+      },
+      onStatus: (st) => {
+        if (failure !== undefined) return reject(failure);
+        if (call.aborted !== undefined) return reject(call.aborted);
+        if (st.code !== grpc.status.OK) {
+          const details = st.code === grpc.status.INVALID_ARGUMENT && answered < n ? `row ${answered}: ${st.details}` : st.details;
+          return reject(new ChildStatusError({ ...st, details }));
+        }
+        if (answered !== n) return reject(new TeiplexError('BACKEND', `the child ended a stream after ${answered} answers to ${n} messages`));
+        resolve(rows);
+      },
+    });
+
+    function pump(): void {
+      while (!waitingForDrain && sent < n && sent - answered < window) {
+        const ok = stream.write(kind.streamRequest(texts[sent++]!, flags));
+        if (!ok) {
+          waitingForDrain = true;
+          stream.onDrain(() => {
+            waitingForDrain = false;
+            pump();
+          });
+        }
+      }
+      if (!ended && sent === n) {
+        ended = true;
+        stream.end();
+      }
+    }
+    pump();
+  });
+}
