@@ -210,3 +210,26 @@ test('queue and inference times are reported per entry', async () => {
   assert.ok(a.queueTimeNs >= 0n);
   assert.equal(a.batchSize, 1);
 });
+
+test('whenCapacity: waiters woken in order as permits free; too large or closed rejects', async () => {
+  const { BatchQueue, OverloadedError } = await import('../src/router/queue.js');
+  const q = new BatchQueue<{ length: number }, null, number>(
+    { maxConcurrentRequests: 4, maxBatchTokens: 1000, batchOverheadTokens: 1, maxGatherMs: 0 } as never,
+    { prepare: () => null, run: async (items: readonly { length: number }[]) => items.map(() => 1) } as never,
+  );
+  const p = q.admit(4);
+  assert.throws(() => q.admit(1), (e: unknown) => e instanceof OverloadedError && e.requested === 1);
+  const order: string[] = [];
+  const a = q.whenCapacity(3).then(() => order.push('a'));
+  const b = q.whenCapacity(1).then(() => order.push('b'));
+  await new Promise((r) => setTimeout(r, 10));
+  assert.deepEqual(order, [], 'nobody woken while full');
+  p.release();
+  await Promise.all([a, b]);
+  assert.deepEqual(order, ['a', 'b']);
+  await assert.rejects(q.whenCapacity(5), OverloadedError);
+  q.admit(4);
+  const c = q.whenCapacity(1);
+  void q.close();
+  await assert.rejects(c, /shutting down/);
+});

@@ -305,6 +305,10 @@ class Router implements RouterEngine {
 
   // ---- shared request path -------------------------------------------------------------------
 
+  whenCapacity(inputs: number): Promise<void> {
+    return this.queue.whenCapacity(inputs);
+  }
+
   private ensureOpen(): void {
     if (this.closed) throw new TeiplexError('UNHEALTHY', 'Model is shutting down');
   }

@@ -38,6 +38,7 @@ import type {
 } from './proto.js';
 import type { EmbedOptions, EncodeOptions, Engine, Metadata, PairInput, PredictOptions, Prediction, TruncationDirection } from './types.js';
 import { aggregateMetadata, timingHeaders } from './metadata.js';
+import { OverloadedError } from './queue.js';
 
 /** What the handlers need from the server around them. */
 export interface ServiceContext {
@@ -104,19 +105,15 @@ export function unary<Req, Res>(fn: (req: Req) => Promise<Answer<Res>>): grpc.ha
   return (call, callback) => reply(call, callback, () => fn(call.request));
 }
 
-const sleep = (msec: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, msec));
-
-/** Run `fn`; while the engine is full, wait and try again (a stream message waits for admission). */
-async function whenAdmitted<T>(fn: () => Promise<T>, alive: () => boolean): Promise<T> {
-  let delay = 1;
+/** Run `fn`; while the engine is full, wait for free permits and try again (a stream message waits for admission, as in TEI). */
+async function whenAdmitted<T>(fn: () => Promise<T>, alive: () => boolean, engine: () => Engine): Promise<T> {
   for (;;) {
     try {
       return await fn();
     } catch (err) {
-      if (!(err instanceof TeiplexError && err.code === 'MODEL_OVERLOADED') || !alive()) throw err;
+      if (!(err instanceof OverloadedError) || !alive()) throw err;
+      await engine().whenCapacity(err.requested);
     }
-    await sleep(delay);
-    delay = Math.min(delay * 2, 50);
   }
 }
 
@@ -176,7 +173,7 @@ export function orderedStream<Req, Res>(
       const slot: Slot<Res> = { state: 'pending' };
       slots.push(slot);
       if (slots.length >= window) call.pause();
-      whenAdmitted(() => fn(req), alive).then(
+      whenAdmitted(() => fn(req), alive, () => ctx.engine()).then(
         (value) => {
           slot.state = 'ok';
           slot.value = value;
@@ -233,7 +230,7 @@ export function collectStream<Req, Item, Res>(
       const index = work.length;
       inFlight++;
       if (inFlight >= window) call.pause();
-      const p = whenAdmitted(() => fn(req, index), alive).finally(() => {
+      const p = whenAdmitted(() => fn(req, index), alive, () => ctx.engine()).finally(() => {
         inFlight--;
         if (!failed && inFlight < window && call.isPaused()) call.resume();
       });

@@ -176,6 +176,7 @@ export function withMetrics(engine: RouterEngine, metrics: RouterMetrics): Route
     get batchOverheadTokens() {
       return engine.batchOverheadTokens;
     },
+    whenCapacity: (inputs) => engine.whenCapacity(inputs),
     embed: (inputs, opts) => timed('embed', inputs.length, () => engine.embed(inputs, opts), batched),
     embedSparse: (inputs, opts) => timed('embed_sparse', inputs.length, () => engine.embedSparse(inputs, opts), batched),
     embedAll: (inputs, opts) => timed('embed_all', inputs.length, () => engine.embedAll(inputs, opts), batched),

@@ -74,6 +74,13 @@ interface Planned<I, P, R> {
   prepared: P;
 }
 
+/** Admission refused: more inputs in flight than max_concurrent_requests. Says how many it asked for. */
+export class OverloadedError extends TeiplexError {
+  constructor(readonly requested: number) {
+    super('MODEL_OVERLOADED', 'Model is overloaded');
+  }
+}
+
 /** Admission for one request: `size` inputs, released once when the request is done. */
 export class Permit {
   /** Inputs admitted but not yet enqueued (still being tokenized). */
@@ -131,6 +138,7 @@ export class BatchQueue<I extends QueueItem, P, R> {
   readonly stats: QueueStats = { batches: 0, items: 0, paddedTokens: 0, realTokens: 0 };
   private readonly limits: Required<Omit<QueueLimits, 'maxBatchRequests'>> & { maxBatchRequests?: number };
   private waiting: Entry<I, R>[] = [];
+  private readonly capacityWaiters: Array<{ size: number; resolve: () => void; reject: (e: unknown) => void }> = [];
   private next: Planned<I, P, R> | null = null;
   /** Entries arrived since `next` was planned. */
   private dirty = false;
@@ -183,14 +191,36 @@ export class BatchQueue<I extends QueueItem, P, R> {
   /** Admit a request of `size` inputs, or throw MODEL_OVERLOADED (UNHEALTHY once closed). */
   admit(size: number): Permit {
     if (this.closed) throw new TeiplexError('UNHEALTHY', 'Model is shutting down');
-    if (this.permitsInUse + size > this.limits.maxConcurrentRequests) throw new TeiplexError('MODEL_OVERLOADED', 'Model is overloaded');
+    if (this.permitsInUse + size > this.limits.maxConcurrentRequests) throw new OverloadedError(size);
     this.permitsInUse += size;
     this.pendingInputs += size;
     return new Permit(size, (p) => this.onRelease(p));
   }
 
+  /**
+   * Resolves once `size` permits are free (waiters are served in arrival order), for callers that
+   * wait for admission instead of failing (TEI's gRPC streams). Admission itself is still `admit`,
+   * which may lose a race and throw again: wait again then.
+   */
+  whenCapacity(size: number): Promise<void> {
+    if (this.closed) return Promise.reject(new TeiplexError('UNHEALTHY', 'Model is shutting down'));
+    if (size > this.limits.maxConcurrentRequests) return Promise.reject(new OverloadedError(size));
+    if (this.capacityWaiters.length === 0 && this.permitsInUse + size <= this.limits.maxConcurrentRequests) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => this.capacityWaiters.push({ size, resolve, reject }));
+  }
+
+  private wakeCapacityWaiters(): void {
+    let free = this.limits.maxConcurrentRequests - this.permitsInUse;
+    while (this.capacityWaiters.length > 0 && this.capacityWaiters[0].size <= free) {
+      const w = this.capacityWaiters.shift()!;
+      free -= w.size;
+      w.resolve();
+    }
+  }
+
   private onRelease(p: Permit): void {
     this.permitsInUse -= p.size;
+    this.wakeCapacityWaiters();
     if (p.pending > 0) {
       this.pendingInputs -= p.pending;
       p.pending = 0;
@@ -223,6 +253,7 @@ export class BatchQueue<I extends QueueItem, P, R> {
   /** Stop admitting and wait until every admitted request has been answered. */
   async close(): Promise<void> {
     this.closed = true;
+    for (const w of this.capacityWaiters.splice(0)) w.reject(new TeiplexError('UNHEALTHY', 'Model is shutting down'));
     if (this.permitsInUse === 0 && this.runningBatches === 0) return;
     await new Promise<void>((resolve) => this.drainWaiters.push(resolve));
   }

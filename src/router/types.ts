@@ -154,6 +154,8 @@ export interface Engine {
   rerank(query: string, texts: string[], opts: RerankOptions): Promise<{ ranks: Rank[]; metadata: Metadata }>;
   tokenize(inputs: string[], addSpecialTokens: boolean, promptName?: string): Promise<SimpleToken[][]>;
   decode(ids: number[][], skipSpecialTokens: boolean): Promise<string[]>;
+  /** Resolves once `inputs` permits are free (for callers that wait rather than fail as overloaded). */
+  whenCapacity(inputs: number): Promise<void>;
   /** Stop admitting, wait for in-flight work, release the ONNX session. */
   close(): Promise<void>;
 }
