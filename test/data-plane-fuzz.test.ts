@@ -1,10 +1,11 @@
 /**
- * The data plane on its own listener (`data_port`) with a single instance, and a fuzzed corpus of
- * bad bodies against every route: random JSON values, valid bodies with one field broken, and
- * bytes that are not JSON. Never a 5xx; a body its schema refuses is always a 4xx whose message
- * names what is wrong, in the route's error shape.
+ * The data plane on its own listener (`data_port`) with a single instance and API keys, and a
+ * fuzzed corpus of bad bodies against every route: random JSON values, valid bodies with one field
+ * broken, and bytes that are not JSON. Never a 5xx; a body its schema refuses is always a 4xx
+ * whose message names what is wrong, in the route's error shape.
  */
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -26,14 +27,25 @@ let m: ManagerProcess;
 let data: ReturnType<typeof client>;
 let admin: ReturnType<typeof client>;
 let modelId: string;
+const sha = (key: string) => createHash('sha256').update(key).digest('hex');
 
 before(async () => {
   dir = await mkdtemp(path.join(tmpdir(), 'teiplex-dpf-'));
   modelId = await testModel({ kind: 'embedding' });
-  m = await startManager(await writeConfig(dir, 'data_port = 0', instanceToml('solo', modelId)));
+  const keys = `[auth]
+admin_requires_key = false
+[[auth.api_keys]]
+name = "all"
+key_sha256 = "${sha('key-all')}"
+[[auth.api_keys]]
+name = "other-only"
+key_sha256 = "${sha('key-other')}"
+instances = ["other"]
+`;
+  m = await startManager(await writeConfig(dir, `data_port = 0\n${keys}`, instanceToml('solo', modelId)));
   await m.waitFor('solo', (i) => i.status === 'running', 120_000);
-  data = client(Number(m.ready.data_port));
-  admin = client(m.apiPort);
+  data = client(Number(m.ready.data_port), { authorization: 'Bearer key-all' });
+  admin = client(m.apiPort, { authorization: 'Bearer key-all' });
 });
 
 after(async () => {
@@ -55,6 +67,23 @@ describe('data_port: the data plane on its own listener', () => {
     const oa = await data.post('/v1/embeddings', { input: ['a', 'b'] });
     assert.equal(oa.body.model, modelId, 'the model id answers for a request without model');
     assert.equal((await data.post(`/v1/encode/${modelId}`, { items: [{ text: 'x' }] })).status, 200, 'a model id with slashes in the path');
+  });
+
+  test('API keys: 401 without a valid key, 403 for a key limited to other instances, in the route shape', async () => {
+    const anon = client(Number(m.ready.data_port));
+    const none = await anon.post('/embed', { inputs: 'x' });
+    assert.equal(none.status, 401);
+    assert.equal(none.body.error_type, 'unauthorized');
+    const wrong = await anon.post('/v1/embeddings', { input: 'x' }, { authorization: 'Bearer nope' });
+    assert.equal(wrong.status, 401);
+    assert.equal(wrong.body.error.type, 'authentication_error');
+    const other = client(Number(m.ready.data_port), { authorization: 'Bearer key-other' });
+    const denied = await other.post('/v1/embeddings', { input: 'x', model: 'solo' });
+    assert.equal(denied.status, 403);
+    assert.match(denied.body.error.message, /may not use instance 'solo'/);
+    assert.deepEqual((await other.get('/v1/models')).body.data, [], 'a key sees only the models it may use');
+    assert.equal((await data.get('/v1/models')).body.data[0].id, modelId);
+    assert.equal((await anon.get('/health')).status, 200, 'health stays open');
   });
 });
 

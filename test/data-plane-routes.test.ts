@@ -218,7 +218,7 @@ describe('OpenAI, Cohere/Jina, typed encode and score', () => {
     await assert.rejects(openai.embeddings.create({ model: 'nope', input: 'x' }), (e: InstanceType<typeof OpenAI.APIError>) => {
       assert.equal(e.status, 404);
       assert.equal(e.code, 'model_not_found');
-      assert.match(e.message, /model 'nope' is not served; models: .*'minilm'/);
+      assert.match(e.message, /model 'nope' is not served: no instance, model id or alias has that name; choose from instances 'emb', 'emb-tei', 'rerank', 'splade'; models .*'minilm'/);
       return true;
     });
   });
@@ -287,7 +287,7 @@ describe('errors: status, shape, the field or limit named', () => {
     assert.equal(none.body.error_type, 'validation');
     const unknown = await api.post('/embed', { inputs: 'x', model: 'nope' });
     assert.equal(unknown.status, 404);
-    assert.match(unknown.body.error, /model 'nope' is not served; models: .*'minilm'/);
+    assert.match(unknown.body.error, /model 'nope' is not served: .*; models .*'minilm'/);
     const oa = await api.post('/v1/embeddings', { input: 'x', model: 'nope' });
     assert.equal(oa.status, 404);
     assert.deepEqual(Object.keys(oa.body.error).sort(), ['code', 'message', 'param', 'type']);

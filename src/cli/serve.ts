@@ -24,9 +24,10 @@ const SPEC = {
 export const USAGE = `Usage: teiplex serve [--config FILE]
 
 Runs the manager: supervises one child per model instance, persists the desired state, serves the
-REST admin API (api_port, OpenAPI at /docs) and the gRPC multiplexer (grpc_port). See
-config.example.toml for every key; environment variables TEIPLEX_<KEY> (and tei-manager's
-TEI_MANAGER_<KEY>, TEI_BINARY_PATH) override the file.
+REST admin API (api_port, OpenAPI at /docs), the HTTP data plane (OpenAI, TEI, rerank, encode;
+on api_port, or data_port) and the gRPC multiplexer (grpc_port). See config.example.toml for
+every key; environment variables TEIPLEX_<KEY> (and tei-manager's TEI_MANAGER_<KEY>,
+TEI_BINARY_PATH) override the file.
 
   -c, --config FILE   TOML config (env TEIPLEX_CONFIG); without one, defaults + environment
 `;

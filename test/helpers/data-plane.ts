@@ -37,8 +37,8 @@ export function instanceToml(name: string, model: string, extra = ''): string {
   return `[[instances]]\nname = "${name}"\nmodel_id = ${JSON.stringify(model)}\n${extra}\n`;
 }
 
-/** A JSON client for one HTTP origin. */
-export function client(port: number) {
+/** A JSON client for one HTTP origin; `defaults` go on every request (e.g. an API key). */
+export function client(port: number, defaults: Record<string, string> = {}) {
   const base = `http://127.0.0.1:${port}`;
   const parse = async (res: Response): Promise<Answer> => {
     const text = await res.text();
@@ -56,13 +56,13 @@ export function client(port: number) {
     async post<T = any>(route: string, body: unknown, headers: Record<string, string> = {}): Promise<Answer<T>> {
       const res = await fetch(base + route, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', ...headers },
+        headers: { 'content-type': 'application/json', ...defaults, ...headers },
         body: typeof body === 'string' ? body : JSON.stringify(body),
       });
       return parse(res);
     },
-    async get<T = any>(route: string): Promise<Answer<T>> {
-      return parse(await fetch(base + route));
+    async get<T = any>(route: string, headers: Record<string, string> = {}): Promise<Answer<T>> {
+      return parse(await fetch(base + route, { headers: { ...defaults, ...headers } }));
     },
   };
 }

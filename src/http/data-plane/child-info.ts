@@ -1,6 +1,6 @@
 /**
  * What the data plane knows about an instance's child: its tei.v1 Info (max_client_batch_size,
- * model type, ...), fetched once per child (instance name + spawnGeneration + port) and shared by
+ * model type, ...), fetched once per child (instance + spawnGeneration + port) and shared by
  * concurrent requests; whether it serves teiplex.v1.Batch (a teiplex router, until it says
  * UNIMPLEMENTED); and from its spec the flags that change what a request means (--auto-truncate,
  * SPLADE pooling, --served-model-name).
@@ -28,6 +28,8 @@ export interface ChildInfo {
 }
 
 interface Entry {
+  /** The Instance object (a deleted and re-created instance of the same name is another one). */
+  instance: Instance;
   generation: number;
   port: number;
   info: Promise<ChildInfo>;
@@ -85,7 +87,7 @@ export class ChildInfoCache {
     const generation = instance.spawnGeneration;
     const port = instance.placement.port;
     const e = this.entries.get(instance.name);
-    if (e !== undefined && e.generation === generation && e.port === port) return e.info;
+    if (e !== undefined && e.instance === instance && e.generation === generation && e.port === port) return e.info;
     const info = unary(target, TEI.Info, {}).then(
       (i): ChildInfo => ({
         info: i,
@@ -96,17 +98,12 @@ export class ChildInfoCache {
         batch: (instance.spec.runtime ?? 'router') === 'router',
       }),
     );
-    const entry: Entry = { generation, port, info };
+    const entry: Entry = { instance, generation, port, info };
     this.entries.set(instance.name, entry);
     // A failed fetch is not kept: the next request asks again.
     info.catch(() => {
       if (this.entries.get(instance.name) === entry) this.entries.delete(instance.name);
     });
     return info;
-  }
-
-  /** Forget an instance (deleted, or its child gone). */
-  drop(name: string): void {
-    this.entries.delete(name);
   }
 }

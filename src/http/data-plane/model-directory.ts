@@ -49,7 +49,7 @@ export class ModelDirectory {
     if (byModel.length > 0) return { kind: 'model_id', name: model, candidates: byModel };
     const byAlias = all.filter((i) => aliasesOf(i.spec).includes(model));
     if (byAlias.length > 0) return { kind: 'alias', name: model, candidates: byAlias };
-    throw new RequestError('MODEL_NOT_FOUND', `model '${model}' is not served; models: ${this.choices(all)}`, param);
+    throw new RequestError('MODEL_NOT_FOUND', `model '${model}' is not served: no instance, model id or alias has that name; choose from ${this.choices(all)}`, param);
   }
 
   /** The instance to call for a match: balanced among replicas; 503 naming statuses if none serves. */
