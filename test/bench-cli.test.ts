@@ -20,7 +20,7 @@ import { benchServiceDefinition, MUX_SERVICE } from '../src/bench/grpc-client.js
 import { resolveOptions } from '../src/cli/bench.js';
 import { FlagError } from '../src/cli/flags.js';
 import { serviceDefinition } from '../src/router/proto.js';
-import { startManager, type ManagerProcess } from './helpers/manager-process.js';
+import { startManager, type ManagerProcess, loopbackConfig } from './helpers/manager-process.js';
 import { testModel } from './helpers/models.js';
 import { runCli, startRouterProcess, type RouterProcess } from './helpers/router-process.js';
 
@@ -350,14 +350,7 @@ describe('through the multiplexer (teiplex serve)', () => {
     const file = path.join(dir, 'manager.toml');
     await writeFile(
       file,
-      `api_port = 0
-grpc_port = 0
-listen_host = "127.0.0.1"
-state_file = ${JSON.stringify(path.join(dir, 'state.toml'))}
-log_dir = ${JSON.stringify(path.join(dir, 'logs'))}
-instance_port_start = ${20000 + Math.floor(Math.random() * 20000)}
-instance_port_end = 45000
-[[instances]]
+      `${loopbackConfig(dir)}[[instances]]
 name = "emb"
 model_id = ${JSON.stringify(await testModel({ kind: 'embedding' }))}
 `,

@@ -22,7 +22,7 @@ import { PATH_HEADER } from '../src/mux/arrow-service.js';
 import { MUX_SERVICE } from '../src/mux/protos.js';
 import { serviceDefinition } from '../src/router/proto.js';
 import { INSTANCE_HEADER } from '../src/mux/forward.js';
-import { startManager, type ManagerProcess } from './helpers/manager-process.js';
+import { startManager, type ManagerProcess, loopbackConfig } from './helpers/manager-process.js';
 import { testModel } from './helpers/models.js';
 import { direct, grpcError, mux, rawUnary, unary, type AnyClient } from './helpers/mux-client.js';
 import { cosine } from './helpers/vectors.js';
@@ -49,15 +49,8 @@ before(async () => {
   const file = path.join(dir, 'mux.toml');
   await writeFile(
     file,
-    `api_port = 0
-grpc_port = 0
-listen_host = "127.0.0.1"
-state_file = ${JSON.stringify(path.join(dir, 'state.toml'))}
-log_dir = ${JSON.stringify(path.join(dir, 'logs'))}
-startup_timeout_secs = 120
+    `${loopbackConfig(dir)}startup_timeout_secs = 120
 arrow_max_rows = ${MAX_ROWS}
-instance_port_start = ${20000 + Math.floor(Math.random() * 20000)}
-instance_port_end = 45000
 ${instance('emb', embedding)}${instance('emb-stream', embedding, noBatch)}${instance('splade', splade, 'pooling = "splade"\n')}${instance('splade-stream', splade, `pooling = "splade"\n${noBatch}`)}`,
   );
   m = await startManager(file);

@@ -13,7 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
 import { INSTANCE_HEADER } from '../src/mux/forward.js';
-import { startManager, type ManagerProcess } from './helpers/manager-process.js';
+import { startManager, type ManagerProcess, loopbackConfig } from './helpers/manager-process.js';
 import { testModel } from './helpers/models.js';
 import { bidi, clientStream, grpcError, health, mux, unary, type AnyClient } from './helpers/mux-client.js';
 
@@ -36,18 +36,11 @@ before(async () => {
   const file = path.join(dir, 'mux.toml');
   await writeFile(
     file,
-    `api_port = 0
-grpc_port = 0
-listen_host = "127.0.0.1"
-state_file = ${JSON.stringify(path.join(dir, 'state.toml'))}
-log_dir = ${JSON.stringify(path.join(dir, 'logs'))}
-# Health checks stay out of the way of the SIGSTOP test.
+    `${loopbackConfig(dir)}# Health checks stay out of the way of the SIGSTOP test.
 health_check_interval_secs = 60
 startup_timeout_secs = 120
 graceful_shutdown_timeout_secs = 5
 grpc_request_timeout_secs = ${TIMEOUT_SECS}
-instance_port_start = ${20000 + Math.floor(Math.random() * 20000)}
-instance_port_end = 45000
 [restart]
 initial_backoff_ms = 100
 max_backoff_ms = 400

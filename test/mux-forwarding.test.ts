@@ -14,7 +14,7 @@ import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { INSTANCE_HEADER } from '../src/mux/forward.js';
 import { MUX_SERVICE } from '../src/mux/protos.js';
-import { startManager, type ManagerProcess } from './helpers/manager-process.js';
+import { startManager, type ManagerProcess, loopbackConfig } from './helpers/manager-process.js';
 import { testModel } from './helpers/models.js';
 import {
   assertClose,
@@ -62,17 +62,10 @@ before(async () => {
   const file = path.join(dir, 'mux.toml');
   await writeFile(
     file,
-    `api_port = 0
-grpc_port = 0
-listen_host = "127.0.0.1"
-state_file = ${JSON.stringify(path.join(dir, 'state.toml'))}
-log_dir = ${JSON.stringify(path.join(dir, 'logs'))}
-health_check_interval_secs = 5
+    `${loopbackConfig(dir)}health_check_interval_secs = 5
 startup_timeout_secs = 120
 grpc_request_timeout_secs = 30
 grpc_max_message_size_mb = ${MAX_MESSAGE_MB}
-instance_port_start = ${20000 + Math.floor(Math.random() * 20000)}
-instance_port_end = 45000
 ${instance('cls', models.classifier)}${instance('emb-a', models.embedding)}${instance('emb-b', models.embedding)}${instance('rerank', models.reranker)}${instance('splade', models.splade, 'pooling = "splade"\n')}`,
   );
   m = await startManager(file);

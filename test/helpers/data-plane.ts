@@ -6,6 +6,7 @@
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { ManagerProcess } from './manager-process.js';
+import { loopbackConfig } from './manager-process.js';
 
 export interface Answer<T = any> {
   status: number;
@@ -18,15 +19,8 @@ export async function writeConfig(dir: string, extra: string, instances: string)
   const file = path.join(dir, 'manager.toml');
   await writeFile(
     file,
-    `api_port = 0
-grpc_port = 0
-listen_host = "127.0.0.1"
-state_file = ${JSON.stringify(path.join(dir, 'state.toml'))}
-log_dir = ${JSON.stringify(path.join(dir, 'logs'))}
-health_check_interval_secs = 5
+    `${loopbackConfig(dir)}health_check_interval_secs = 5
 startup_timeout_secs = 120
-instance_port_start = ${20000 + Math.floor(Math.random() * 20000)}
-instance_port_end = 45000
 ${extra}
 ${instances}`,
   );

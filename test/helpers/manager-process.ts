@@ -4,6 +4,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { request } from 'node:http';
+import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { projectPath } from '../../src/common/paths.js';
 import { findReadyLine } from './router-process.js';
@@ -23,6 +24,23 @@ const live = new Set<ChildProcess>();
 process.on('exit', () => {
   for (const p of live) p.kill('SIGKILL');
 });
+
+/**
+ * The top of a test manager config: loopback, ephemeral API and gRPC ports, state and logs in
+ * `dir`, a random instance port range (parallel test files do not collide).
+ */
+export function loopbackConfig(dir: string): string {
+  return [
+    'api_port = 0',
+    'grpc_port = 0',
+    'listen_host = "127.0.0.1"',
+    `state_file = ${JSON.stringify(path.join(dir, 'state.toml'))}`,
+    `log_dir = ${JSON.stringify(path.join(dir, 'logs'))}`,
+    `instance_port_start = ${20000 + Math.floor(Math.random() * 20000)}`,
+    'instance_port_end = 45000',
+    '',
+  ].join('\n');
+}
 
 export async function startManager(configFile: string, env: NodeJS.ProcessEnv = {}, timeoutMs = 30_000): Promise<ManagerProcess> {
   const proc = spawn(process.execPath, [projectPath('bin', 'teiplex.js'), 'serve', '--config', configFile], {
