@@ -1,11 +1,14 @@
 /**
  * `teiplex serve`: the manager. Loads the config (a bad one exits 2 before any child is touched),
  * stops orphans of a dead manager, serves the admin API and the gRPC multiplexer at once, restores
- * or seeds instances without waiting for them, and on SIGTERM/SIGINT stops the multiplexer (calls
- * in flight finish), stops accepting, stops every child in parallel, saves the state and exits 0.
+ * or seeds instances and catalog models without waiting for them, reloads the config on SIGHUP,
+ * and on SIGTERM/SIGINT stops the multiplexer (calls in flight finish), stops accepting, stops
+ * every child in parallel, saves the state and exits 0.
  */
 import pino from 'pino';
 import { loadAuth, type Auth } from '../auth/auth.js';
+import { Catalog } from '../catalog/catalog.js';
+import { catalogSettings, ConfigReloader } from '../catalog/reload.js';
 import { ConfigError } from '../config/validate.js';
 import { loadConfig } from '../config/config.js';
 import { mountDataPlane } from '../http/data-plane/mount.js';
@@ -45,11 +48,12 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   const log = pino({ base: { component: 'manager' } });
+  const configPath = flags.config ?? process.env.TEIPLEX_CONFIG;
   let config;
   let auth: Auth;
   try {
-    config = await loadConfig(flags.config ?? process.env.TEIPLEX_CONFIG, process.env);
-    auth = await loadAuth(config.auth, flags.config ?? process.env.TEIPLEX_CONFIG); // cert files read and checked here
+    config = await loadConfig(configPath, process.env);
+    auth = await loadAuth(config.auth, configPath); // cert files read and checked here
   } catch (err) {
     if (err instanceof ConfigError || err instanceof FlagError) {
       process.stderr.write(`teiplex serve: ${err.message}\n`);
@@ -60,7 +64,11 @@ export async function run(argv: string[]): Promise<number> {
 
   let supervisor: Supervisor | undefined;
   let mux: MuxServer | undefined;
-  const metrics = new ManagerMetrics(() => supervisor);
+  let catalog: Catalog | undefined;
+  const metrics = new ManagerMetrics(
+    () => supervisor,
+    () => catalog,
+  );
   supervisor = new Supervisor({
     config,
     hooks: {
@@ -68,21 +76,24 @@ export async function run(argv: string[]): Promise<number> {
       onTransition: (instance, from, to, reason) => {
         log.info({ instance, from, to, reason }, 'instance status');
         mux?.instanceChanged(instance, to);
+        catalog?.instanceChanged(instance, from, to);
       },
     },
     log: (msg, fields) => log.info(fields ?? {}, msg),
   });
   supervisor.store.onWrite = (ok, seconds) => metrics.stateWrite(ok, seconds);
   for (const warning of auth.warnings) log.warn(warning);
-  const app = await buildManagerApp(supervisor, metrics, auth);
   // One channel pool, in-flight count and balancing for the gRPC multiplexer and the HTTP data plane.
   const routing = createRouting(supervisor, channelSettings(config));
-  const dataPlane = await mountDataPlane({ app, config, instances: supervisor, routing, auth });
+  catalog = new Catalog({ supervisor, inflight: routing.inflight, settings: catalogSettings(config), events: metrics.catalogEvents(), log: (msg, fields) => log.info(fields ?? {}, msg) });
+  const reloader = new ConfigReloader(configPath, config, supervisor, catalog);
+  const app = await buildManagerApp(supervisor, metrics, auth, { catalog, reload: () => reloader.reload() });
+  const dataPlane = await mountDataPlane({ app, config, instances: supervisor, routing, auth, catalog });
   await app.listen({ port: config.api_port, host: config.listen_host });
   const address = app.server.address();
   const apiPort = typeof address === 'object' && address !== null ? address.port : config.api_port;
   try {
-    mux = await startMuxServer({ instances: supervisor, config, registry: metrics.registry, auth, routing });
+    mux = await startMuxServer({ instances: supervisor, config, registry: metrics.registry, auth, routing, catalog });
   } catch (err) {
     log.error({ err: (err as Error).message }, 'cannot start the gRPC multiplexer');
     await app.close();
@@ -91,6 +102,7 @@ export async function run(argv: string[]): Promise<number> {
   const dataPort = await dataPlane.listen(apiPort);
 
   const report = await supervisor.boot();
+  catalog.start();
   log.info({ ...report, api_port: apiPort, grpc_port: mux.port, data_port: dataPort, pid: process.pid }, 'ready');
 
   return new Promise<number>((resolve) => {
@@ -108,11 +120,20 @@ export async function run(argv: string[]): Promise<number> {
         await mux?.shutdown(config.graceful_shutdown_timeout_secs * 1000);
         await app.close();
         await dataPlane.close();
+        catalog.close();
         await supervisor.shutdown();
         log.info('stopped');
         resolve(0);
       })();
     };
+    process.on('SIGHUP', () => {
+      if (stopping) return;
+      log.info('SIGHUP: reloading the config');
+      reloader.reload().then(
+        (r) => log.info({ ...r }, 'config reloaded'),
+        (err: Error) => log.error({ err: err.message }, 'config not reloaded'),
+      );
+    });
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
   });

@@ -50,16 +50,36 @@ export const ERROR_CODES = {
   OUTPUT_TYPE_UNSUPPORTED: { http: 422, grpc: GrpcStatus.FAILED_PRECONDITION, teiType: 'validation' },
   /** HTTP data plane: more inputs in one request than max_request_inputs. */
   TOO_MANY_INPUTS: { http: 413, grpc: GrpcStatus.RESOURCE_EXHAUSTED, teiType: 'validation' },
+  // ---- on-demand models (the catalog) ----
+  /** A catalog model is being started (the client asked not to wait, or the cold start outlasted cold_start_timeout_secs). */
+  MODEL_LOADING: { http: 503, grpc: GrpcStatus.UNAVAILABLE, teiType: 'unhealthy' },
+  /** Too many requests already wait for this model's cold start (cold_start_queue_size). */
+  COLD_START_QUEUE_FULL: { http: 503, grpc: GrpcStatus.RESOURCE_EXHAUSTED, teiType: 'overloaded' },
+  /** Starting the model would exceed a memory budget and nothing can be evicted (the budget is named). */
+  MEMORY_BUDGET_EXCEEDED: { http: 503, grpc: GrpcStatus.RESOURCE_EXHAUSTED, teiType: 'overloaded' },
+  /** The model failed to load (bad files, crash at start): not retried until loaded again or its spec changes. */
+  MODEL_LOAD_FAILED: { http: 503, grpc: GrpcStatus.FAILED_PRECONDITION, teiType: 'unhealthy' },
+  /** A catalog model with this name or model id exists. */
+  MODEL_EXISTS: { http: 409, grpc: GrpcStatus.ALREADY_EXISTS, teiType: 'validation' },
+  /** The instance belongs to a catalog model: manage it through /models. */
+  INSTANCE_MANAGED: { http: 409, grpc: GrpcStatus.FAILED_PRECONDITION, teiType: 'validation' },
+  /** The operation is not possible in the model's current state (e.g. unload with min_replicas > 0). */
+  MODEL_BUSY: { http: 409, grpc: GrpcStatus.FAILED_PRECONDITION, teiType: 'validation' },
+  /** Config reload: the file is missing or invalid (nothing was applied). */
+  CONFIG_INVALID: { http: 422, grpc: GrpcStatus.INVALID_ARGUMENT, teiType: 'validation' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
 
 export class TeiplexError extends Error {
   readonly code: ErrorCode;
-  constructor(code: ErrorCode, message: string) {
+  /** When to retry (HTTP Retry-After, gRPC `retry-after` trailer); undefined: the code's default. */
+  retryAfterSecs: number | undefined;
+  constructor(code: ErrorCode, message: string, opts: { retryAfterSecs?: number } = {}) {
     super(message);
     this.name = 'TeiplexError';
     this.code = code;
+    this.retryAfterSecs = opts.retryAfterSecs;
   }
   get httpStatus(): number {
     return ERROR_CODES[this.code].http;

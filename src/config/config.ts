@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { Type, type Static } from '@sinclair/typebox';
 import { parseTomlPlain } from './toml.js';
 import { InstanceSpecSchema } from './instance-spec.js';
+import { ModelSpecSchema, modelName, namesOf } from './model-spec.js';
 import { check, ConfigError } from './validate.js';
 
 const Port = Type.Integer({ minimum: 1, maximum: 65535 });
@@ -116,8 +117,28 @@ export const ConfigSchema = Type.Object(
     max_request_inputs: Type.Integer({ minimum: 1 }),
     /** HTTP data plane: largest request body (MiB); beyond: 413. */
     http_body_limit_mb: Type.Number({ exclusiveMinimum: 0, maximum: 1024 }),
+    /** On-demand models: a replica idle this long (nothing in flight, no request) is stopped; per model: idle_timeout_secs. */
+    idle_timeout_secs: Secs,
+    /** On-demand models: longest a request waits for a cold start; then 503 / UNAVAILABLE with Retry-After (the start goes on). */
+    cold_start_timeout_secs: Secs,
+    /** On-demand models: most requests waiting for one model's cold start; more -> 503 / RESOURCE_EXHAUSTED. */
+    cold_start_queue_size: Type.Integer({ minimum: 1 }),
+    /** Memory budget per GPU (MiB); unset: the GPU's total (nvidia-smi) minus gpu_memory_reserve_mb. */
+    gpu_memory_budget_mb: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
+    gpu_memory_reserve_mb: Type.Number({ minimum: 0 }),
+    /** Memory budget for children on the CPU (MiB); unset: the host's memory minus cpu_memory_reserve_mb. */
+    cpu_memory_budget_mb: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
+    cpu_memory_reserve_mb: Type.Number({ minimum: 0 }),
+    /** A model's memory estimate before its first start when it gives no memory_mb (MiB). */
+    default_memory_mb: Type.Number({ exclusiveMinimum: 0 }),
+    /** Replicas: every replica of a model with at least this many requests in flight ... */
+    scale_up_inflight: Type.Integer({ minimum: 1 }),
+    /** ... for this long starts another one (up to max_replicas). */
+    scale_up_after_secs: Secs,
     restart: RestartConfigSchema,
     instances: Type.Array(InstanceSpecSchema),
+    /** The catalog of on-demand models (docs/on-demand.md). */
+    models: Type.Array(ModelSpecSchema),
     auth: AuthConfigSchema,
   },
   { additionalProperties: false },
@@ -155,13 +176,24 @@ export const DEFAULTS = {
   arrow_max_decompressed_mb: 1024,
   max_request_inputs: 2048,
   http_body_limit_mb: 16,
+  idle_timeout_secs: 600,
+  cold_start_timeout_secs: 300,
+  cold_start_queue_size: 1024,
+  gpu_memory_reserve_mb: 1024,
+  cpu_memory_reserve_mb: 2048,
+  default_memory_mb: 1024,
+  scale_up_inflight: 8,
+  scale_up_after_secs: 5,
   restart: { initial_backoff_ms: 1000, backoff_factor: 2, max_backoff_ms: 60_000, reset_after_secs: 300, max_restarts: 10, window_secs: 600 },
   instances: [],
+  models: [],
   auth: { api_keys: [], open_health: true, open_metrics: true, open_reflection: true, admin_requires_key: true },
 } as const satisfies Config;
 
-type ScalarKey = Exclude<keyof Config, 'restart' | 'instances' | 'auth'>;
-const SCALAR_KEYS = Object.keys(DEFAULTS).filter((k) => k !== 'restart' && k !== 'instances' && k !== 'auth') as ScalarKey[];
+type ScalarKey = Exclude<keyof Config, 'restart' | 'instances' | 'models' | 'auth'>;
+const SCALAR_KEYS = Object.keys(DEFAULTS).filter((k) => k !== 'restart' && k !== 'instances' && k !== 'models' && k !== 'auth') as ScalarKey[];
+/** Optional scalar keys (no default): numbers. */
+const OPTIONAL_NUMBER_KEYS = ['max_instances', 'data_port', 'gpu_memory_budget_mb', 'cpu_memory_budget_mb'] as const;
 
 /** tei-manager's environment names that are not simply TEI_MANAGER_<KEY>. */
 const TEI_MANAGER_ALIASES: Record<string, ScalarKey> = {
@@ -171,7 +203,7 @@ const TEI_MANAGER_ALIASES: Record<string, ScalarKey> = {
 
 function envValue(key: ScalarKey, raw: string, name: string): unknown {
   const kind = typeof DEFAULTS[key as keyof typeof DEFAULTS];
-  if (kind === 'number' || key === 'max_instances' || key === 'data_port') {
+  if (kind === 'number' || (OPTIONAL_NUMBER_KEYS as readonly string[]).includes(key)) {
     const n = Number(raw);
     if (raw.trim() === '' || !Number.isFinite(n)) throw new ConfigError(`${name}: expected a number for ${key}, got '${raw}'`);
     return n;
@@ -187,7 +219,7 @@ function envValue(key: ScalarKey, raw: string, name: string): unknown {
 /** Environment overrides as a partial config (TEIPLEX_* wins over tei-manager's names). */
 export function envOverrides(env: NodeJS.ProcessEnv): Partial<Config> {
   const out: Record<string, unknown> = {};
-  const keys = [...SCALAR_KEYS, 'max_instances' as const, 'data_port' as const];
+  const keys: ScalarKey[] = [...SCALAR_KEYS, ...OPTIONAL_NUMBER_KEYS];
   for (const key of keys) {
     const up = key.toUpperCase();
     for (const name of [`TEI_MANAGER_${up}`, ...Object.keys(TEI_MANAGER_ALIASES).filter((a) => TEI_MANAGER_ALIASES[a] === key), `TEIPLEX_${up}`]) {
@@ -214,6 +246,7 @@ export function resolveConfig(file: Record<string, unknown>, env: NodeJS.Process
     ...envOverrides(env),
     restart: { ...DEFAULTS.restart, ...(restartFile as object | undefined) },
     instances: file.instances ?? [],
+    models: file.models ?? [],
     auth: { ...DEFAULTS.auth, ...(authFile as object | undefined) },
   };
   const config = check(ConfigSchema, merged, where);
@@ -228,8 +261,26 @@ export function resolveConfig(file: Record<string, unknown>, env: NodeJS.Process
   if (config.max_instances !== undefined && config.instances.length > config.max_instances) {
     throw new ConfigError(`${where}: ${config.instances.length} instances exceed max_instances (${config.max_instances})`);
   }
+  checkModels(config, where);
   checkApiKeys(config.auth, where);
   return config;
+}
+
+/** Catalog models: no name, model_id or alias shared by two models; replica bounds consistent. */
+export function checkModels(config: Pick<Config, 'models'>, where: string): void {
+  const owner = new Map<string, number>();
+  config.models.forEach((spec, i) => {
+    const at = `${where}: models[${i}]`;
+    if ((spec.min_replicas ?? 0) > (spec.max_replicas ?? Math.max(1, spec.min_replicas ?? 0))) {
+      throw new ConfigError(`${at}: min_replicas (${spec.min_replicas}) exceeds max_replicas (${spec.max_replicas})`);
+    }
+    if ((spec.runtime ?? 'router') === 'command' && spec.command === undefined) throw new ConfigError(`${at}: runtime 'command' needs the field 'command'`);
+    for (const n of namesOf(spec)) {
+      const other = owner.get(n);
+      if (other !== undefined && other !== i) throw new ConfigError(`${at}: '${n}' already names models[${other}] ('${modelName(config.models[other])}')`);
+      owner.set(n, i);
+    }
+  });
 }
 
 /** API keys: unique names and hashes; an admin key is not restricted (the admin API manages every instance). */

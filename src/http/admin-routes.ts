@@ -34,6 +34,8 @@ const InstanceInfoSchema = Type.Object({
   health_check_failures: Type.Integer(),
   last_health_check: Type.Union([Type.String(), Type.Null()]),
   last_error: Type.Union([Type.String(), Type.Null()]),
+  /** The catalog model this instance is a replica of (managed through /models), or null. */
+  model: Type.Union([Type.String(), Type.Null()]),
 });
 type InstanceInfo = Static<typeof InstanceInfoSchema>;
 
@@ -43,7 +45,7 @@ const CreateQuery = Type.Object({ start: Type.Optional(Type.Boolean({ descriptio
 
 const errors = (...codes: number[]): Record<number, typeof ErrorSchema> => Object.fromEntries(codes.map((c) => [c, ErrorSchema]));
 
-export function instanceInfo(i: Instance, desired: string): InstanceInfo {
+export function instanceInfo(i: Instance, desired: string, model: string | undefined): InstanceInfo {
   return {
     name: i.name,
     model_id: i.spec.model_id,
@@ -62,11 +64,12 @@ export function instanceInfo(i: Instance, desired: string): InstanceInfo {
     health_check_failures: i.healthFailures,
     last_health_check: i.lastHealthCheck ?? null,
     last_error: i.lastError ?? null,
+    model: model ?? null,
   };
 }
 
 export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (app, { supervisor, metrics }) => {
-  const info = (i: Instance): InstanceInfo => instanceInfo(i, supervisor.desiredState(i.name) ?? 'stopped');
+  const info = (i: Instance): InstanceInfo => instanceInfo(i, supervisor.desiredState(i.name) ?? 'stopped', supervisor.ownerOf(i.name));
 
   app.get('/health', { schema: { tags: ['health'], response: { 200: Type.Object({ status: Type.Literal('ok') }) } } }, async () => ({ status: 'ok' as const }));
 
@@ -100,16 +103,20 @@ export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (app, {
     info(supervisor.get(req.params.name)),
   );
 
-  app.delete<{ Params: Static<typeof NameParams> }>('/instances/:name', { schema: { tags: ['instances'], params: NameParams, response: { 200: InstanceInfoSchema, ...errors(400, 404) } } }, async (req) => {
+  app.delete<{ Params: Static<typeof NameParams> }>('/instances/:name', { schema: { tags: ['instances'], params: NameParams, response: { 200: InstanceInfoSchema, ...errors(400, 404, 409) } } }, async (req) => {
+    supervisor.assertUnmanaged(req.params.name);
     const i = await supervisor.delete(req.params.name);
-    return instanceInfo(i, 'deleted');
+    return instanceInfo(i, 'deleted', undefined);
   });
 
   for (const action of ['start', 'stop', 'restart'] as const) {
     app.post<{ Params: Static<typeof NameParams> }>(
       `/instances/:name/${action}`,
       { schema: { tags: ['instances'], params: NameParams, response: { 200: InstanceInfoSchema, ...errors(400, 404, 409) } } },
-      async (req) => info(await supervisor[action](req.params.name)),
+      async (req) => {
+        supervisor.assertUnmanaged(req.params.name);
+        return info(await supervisor[action](req.params.name));
+      },
     );
   }
 

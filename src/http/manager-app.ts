@@ -13,11 +13,12 @@ import type { ManagerMetrics } from '../metrics/manager-metrics.js';
 import type { Supervisor } from '../supervisor/supervisor.js';
 import { adminRoutes } from './admin-routes.js';
 import { adminErrorHandler, errorBody } from './error-body.js';
+import { modelRoutes, type ModelRoutesOptions } from './model-routes.js';
 
 /** Largest admin request body (an instance spec is small). */
 export const ADMIN_BODY_LIMIT = 1024 * 1024;
 
-export async function buildManagerApp(supervisor: Supervisor, metrics: ManagerMetrics, auth: Auth = NO_AUTH): Promise<FastifyInstance> {
+export async function buildManagerApp(supervisor: Supervisor, metrics: ManagerMetrics, auth: Auth = NO_AUTH, models?: ModelRoutesOptions): Promise<FastifyInstance> {
   const app = Fastify({
     // HTTPS with required client certificates under [auth.mtls] (docs/security.md); null: HTTP.
     https: httpsOptions(auth) ?? null,
@@ -44,5 +45,6 @@ export async function buildManagerApp(supervisor: Supervisor, metrics: ManagerMe
     void reply.status(404).send(errorBody(new TeiplexError('NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`)));
   });
   await app.register(adminRoutes, { supervisor, metrics });
+  if (models !== undefined) await app.register(modelRoutes, models);
   return app;
 }

@@ -3,6 +3,7 @@
  * the supervisor at scrape time; counters and histograms are fed by supervisor hooks.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Catalog, CatalogEvents } from '../catalog/catalog.js';
 import type { InstanceHooks } from '../supervisor/instance.js';
 import { INSTANCE_STATES } from '../supervisor/instance-state.js';
 import type { Supervisor } from '../supervisor/supervisor.js';
@@ -14,8 +15,11 @@ export class ManagerMetrics {
   private readonly startSeconds: Histogram;
   private readonly stateWrites: Counter<'result'>;
   readonly stateWriteSeconds: Histogram;
+  private readonly modelLoads: Counter<'model' | 'result'>;
+  private readonly modelEvictions: Counter<'model' | 'reason'>;
+  private readonly coldStartSeconds: Histogram<'model'>;
 
-  constructor(supervisor: () => Supervisor | undefined) {
+  constructor(supervisor: () => Supervisor | undefined, catalog: () => Catalog | undefined = () => undefined) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
     new Gauge({
@@ -48,6 +52,46 @@ export class ManagerMetrics {
       registers,
     });
     this.stateWrites = new Counter({ name: 'teiplex_state_writes_total', help: 'State file writes by result', labelNames: ['result'], registers });
+    this.modelLoads = new Counter({ name: 'teiplex_model_loads_total', help: 'Catalog model replica starts by result (ok, failed: did not get ready, refused: no room in the budget)', labelNames: ['model', 'result'], registers });
+    this.modelEvictions = new Counter({ name: 'teiplex_model_evictions_total', help: 'Catalog model replicas stopped by reason (idle, budget, unload)', labelNames: ['model', 'reason'], registers });
+    this.coldStartSeconds = new Histogram({
+      name: 'teiplex_cold_start_seconds',
+      help: 'Catalog model replica starts: from the request (or decision) to a ready child, seconds',
+      labelNames: ['model'],
+      buckets: [0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300],
+      registers,
+    });
+    new Gauge({
+      name: 'teiplex_model_loaded',
+      help: 'Replicas of a catalog model serving now (0: not loaded)',
+      labelNames: ['model'],
+      registers,
+      collect() {
+        this.reset();
+        const c = catalog();
+        for (const m of c?.list() ?? []) this.set({ model: m.name }, c!.replicas(m).filter((i) => i.status === 'running' || i.status === 'unhealthy').length);
+      },
+    });
+    new Gauge({
+      name: 'teiplex_memory_budget_bytes',
+      help: 'Memory budget per device (cpu, gpu0, ...) for model instances',
+      labelNames: ['device'],
+      registers,
+      collect() {
+        this.reset();
+        for (const d of catalog()?.memory() ?? []) if (d.budget_mb !== null) this.set({ device: d.device }, d.budget_mb * 1024 * 1024);
+      },
+    });
+    new Gauge({
+      name: 'teiplex_memory_used_bytes',
+      help: 'Memory held per device by running instances (measured footprints, else estimates)',
+      labelNames: ['device'],
+      registers,
+      collect() {
+        this.reset();
+        for (const d of catalog()?.memory() ?? []) this.set({ device: d.device }, d.used_mb * 1024 * 1024);
+      },
+    });
     this.stateWriteSeconds = new Histogram({ name: 'teiplex_state_write_seconds', help: 'State file write latency (write, fsync, rename, fsync dir)', buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5], registers });
   }
 
@@ -56,6 +100,17 @@ export class ManagerMetrics {
       onRestart: (instance, reason) => this.restarts.inc({ instance, reason }),
       onHealthFailure: (instance) => this.healthFailures.inc({ instance }),
       onReady: (_instance, seconds) => this.startSeconds.observe(seconds),
+    };
+  }
+
+  /** Feed from the catalog. */
+  catalogEvents(): CatalogEvents {
+    return {
+      load: (model, result, seconds) => {
+        this.modelLoads.inc({ model, result });
+        if (result === 'ok') this.coldStartSeconds.observe({ model }, seconds);
+      },
+      evict: (model, reason) => this.modelEvictions.inc({ model, reason }),
     };
   }
 

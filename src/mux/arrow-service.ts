@@ -156,78 +156,91 @@ function arrowHandler(name: string, method: ArrowMethod, f: Forwarder, d: ArrowS
     const started = performance.now();
     const req = call.request;
     let texts: string[];
-    let leg: Leg;
+    let opened: Leg | Promise<Leg>;
+    const refuse = (err: unknown): void => {
+      const e = thrownError(err);
+      f.close(name, undefined, e.code!, started);
+      callback(e);
+    };
     try {
       if (req.malformed !== undefined) throw new TeiplexError('BAD_REQUEST', req.malformed);
       const target = toTarget(req.target);
       texts = readTextColumn(req.arrow_ipc ?? Buffer.alloc(0), { maxRows: d.limits.maxRows, maxDecompressedBytes: d.limits.maxDecompressedBytes });
-      leg = f.open(target);
+      opened = f.open(target, call.metadata);
     } catch (err) {
-      const e = thrownError(err);
-      f.close(name, undefined, e.code!, started);
-      callback(e);
+      refuse(err);
       return;
     }
+    if (opened instanceof Promise) {
+      opened.then((leg) => {
+        if (call.cancelled) f.close(name, leg, grpc.status.CANCELLED, started);
+        else serve(leg);
+      }, refuse);
+    } else {
+      serve(opened);
+    }
 
-    const ours = Date.now() + f.timeoutMs;
-    const client = deadlineMs(call.getDeadline());
-    const timedOut = (): grpc.ServerErrorResponse | undefined => {
-      if (Date.now() < Math.min(ours, client) - 5) return undefined;
-      if (client <= ours) return statusError(grpc.status.DEADLINE_EXCEEDED, 'Deadline exceeded', instanceMetadata(leg.instance.name));
-      const e = thrownError(new TeiplexError('REQUEST_TIMEOUT', `instance '${leg.instance.name}' did not answer within grpc_request_timeout_secs (${f.timeoutMs / 1000} s)`));
-      return statusError(e.code!, e.details!, instanceMetadata(leg.instance.name));
-    };
-    const arrowCall = new ArrowCall(Math.min(ours, client), () => timedOut() ?? statusError(grpc.status.DEADLINE_EXCEEDED, 'Deadline exceeded'));
-    let done = false;
-    const finish = (code: grpc.status): void => {
-      done = true;
-      arrowCall.finish();
-      f.close(name, leg, code, started);
-    };
-    call.on('cancelled', () => {
-      if (done) return;
-      arrowCall.abort(statusError(grpc.status.CANCELLED, 'the client cancelled the call'));
-      finish(grpc.status.CANCELLED);
-    });
-
-    let path: FanoutPath | 'none' = 'none';
-    const run = async (): Promise<Uint8Array> => {
-      const child = children.get(leg.channel);
-      if (texts.length === 0) return kind.encode([], await kind.dimension(child, arrowCall));
-      if (req.noop === true) return kind.zeros(texts.length, await kind.dimension(child, arrowCall));
-      const out = await embedRows(arrowCall, child, kind, texts, method.flags(req), d.fanout ?? DEFAULT_FANOUT);
-      path = out.path;
-      kind.learn(child, out.rows);
-      return kind.encode(out.rows, 0);
-    };
-
-    run().then(
-      (ipc) => {
+    function serve(leg: Leg): void {
+      const ours = Date.now() + f.timeoutMs;
+      const client = deadlineMs(call.getDeadline());
+      const timedOut = (): grpc.ServerErrorResponse | undefined => {
+        if (Date.now() < Math.min(ours, client) - 5) return undefined;
+        if (client <= ours) return statusError(grpc.status.DEADLINE_EXCEEDED, 'Deadline exceeded', instanceMetadata(leg.instance.name));
+        const e = thrownError(new TeiplexError('REQUEST_TIMEOUT', `instance '${leg.instance.name}' did not answer within grpc_request_timeout_secs (${f.timeoutMs / 1000} s)`));
+        return statusError(e.code!, e.details!, instanceMetadata(leg.instance.name));
+      };
+      const arrowCall = new ArrowCall(Math.min(ours, client), () => timedOut() ?? statusError(grpc.status.DEADLINE_EXCEEDED, 'Deadline exceeded'));
+      let done = false;
+      const finish = (code: grpc.status): void => {
+        done = true;
+        arrowCall.finish();
+        f.close(name, leg, code, started);
+      };
+      call.on('cancelled', () => {
         if (done) return;
-        if (ipc.byteLength + 16 > d.limits.maxMessageBytes) {
-          const e = statusError(
-            grpc.status.RESOURCE_EXHAUSTED,
-            `the answer to ${texts.length} rows is ${ipc.byteLength} bytes, more than grpc_max_message_size_mb allows (${d.limits.maxMessageBytes} bytes); send fewer rows per call`,
-            instanceMetadata(leg.instance.name),
-          );
+        arrowCall.abort(statusError(grpc.status.CANCELLED, 'the client cancelled the call'));
+        finish(grpc.status.CANCELLED);
+      });
+
+      let path: FanoutPath | 'none' = 'none';
+      const run = async (): Promise<Uint8Array> => {
+        const child = children.get(leg.channel);
+        if (texts.length === 0) return kind.encode([], await kind.dimension(child, arrowCall));
+        if (req.noop === true) return kind.zeros(texts.length, await kind.dimension(child, arrowCall));
+        const out = await embedRows(arrowCall, child, kind, texts, method.flags(req), d.fanout ?? DEFAULT_FANOUT);
+        path = out.path;
+        kind.learn(child, out.rows);
+        return kind.encode(out.rows, 0);
+      };
+
+      run().then(
+        (ipc) => {
+          if (done) return;
+          if (ipc.byteLength + 16 > d.limits.maxMessageBytes) {
+            const e = statusError(
+              grpc.status.RESOURCE_EXHAUSTED,
+              `the answer to ${texts.length} rows is ${ipc.byteLength} bytes, more than grpc_max_message_size_mb allows (${d.limits.maxMessageBytes} bytes); send fewer rows per call`,
+              instanceMetadata(leg.instance.name),
+            );
+            finish(e.code!);
+            callback(e);
+            return;
+          }
+          finish(grpc.status.OK);
+          d.metrics.arrowRows(leg.instance.name, kind.name, texts.length);
+          const headers = instanceMetadata(leg.instance.name);
+          headers.set(PATH_HEADER, path);
+          call.sendMetadata(headers);
+          callback(null, { arrow_ipc: Buffer.from(ipc.buffer, ipc.byteOffset, ipc.byteLength) }, instanceMetadata(leg.instance.name));
+        },
+        (err: unknown) => {
+          if (done) return;
+          const e = failure(arrowCall.aborted ?? err, leg, timedOut);
+          arrowCall.abort(e);
           finish(e.code!);
           callback(e);
-          return;
-        }
-        finish(grpc.status.OK);
-        d.metrics.arrowRows(leg.instance.name, kind.name, texts.length);
-        const headers = instanceMetadata(leg.instance.name);
-        headers.set(PATH_HEADER, path);
-        call.sendMetadata(headers);
-        callback(null, { arrow_ipc: Buffer.from(ipc.buffer, ipc.byteOffset, ipc.byteLength) }, instanceMetadata(leg.instance.name));
-      },
-      (err: unknown) => {
-        if (done) return;
-        const e = failure(arrowCall.aborted ?? err, leg, timedOut);
-        arrowCall.abort(e);
-        finish(e.code!);
-        callback(e);
-      },
-    );
+        },
+      );
+    }
   };
 }

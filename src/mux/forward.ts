@@ -29,6 +29,8 @@ export const passthrough = (b: Buffer): Buffer => b;
 
 /** Response header naming the instance that served the call. */
 export const INSTANCE_HEADER = 'teiplex-instance';
+/** Trailer on refusals a client may retry (a cold start, a full wait queue): seconds to wait. */
+export const RETRY_AFTER_KEY = 'retry-after';
 
 const EMPTY = Buffer.alloc(0);
 
@@ -41,8 +43,11 @@ export interface Leg {
 /** What forwarding needs around it (service.ts). */
 export interface Forwarder {
   readonly timeoutMs: number;
-  /** Resolve the target and count the call in flight on that instance; throws TeiplexError. */
-  open(target: Target): Leg;
+  /**
+   * Resolve the target and count the call in flight on that instance; throws TeiplexError. A
+   * promise when the target is an on-demand model that must be started first (a cold start).
+   */
+  open(target: Target, metadata: grpc.Metadata): Leg | Promise<Leg>;
   /** The call is over: no longer in flight; metrics. `leg` undefined: it never reached an instance. */
   close(method: string, leg: Leg | undefined, code: grpc.status, startedMs: number): void;
 }
@@ -54,7 +59,10 @@ export function statusError(code: grpc.status, details: string, metadata?: grpc.
 /** A thrown value (a TeiplexError, mostly) as the status the client gets. */
 export function thrownError(err: unknown): grpc.ServerErrorResponse {
   const e = asTeiplexError(err);
-  return statusError(e.grpcStatus, e.message);
+  if (e.retryAfterSecs === undefined) return statusError(e.grpcStatus, e.message);
+  const md = new grpc.Metadata();
+  md.set(RETRY_AFTER_KEY, String(e.retryAfterSecs));
+  return statusError(e.grpcStatus, e.message, md);
 }
 
 /** The child's headers or trailers (child-channel.ts has left out the transport's keys), naming the instance. */
@@ -92,35 +100,46 @@ export function forwardUnary(m: ForwardedMethod, f: Forwarder): grpc.handleUnary
   return (call, callback) => {
     const started = performance.now();
     const w = call.request;
-    let leg: Leg;
-    try {
-      checkMessage(m, w, '');
-      leg = f.open(requireTarget(w, ''));
-    } catch (err) {
+    const refuse = (err: unknown): void => {
       const e = thrownError(err);
       f.close(m.name, undefined, e.code!, started);
       callback(e);
+    };
+    const run = (leg: Leg): void => {
+      if (call.cancelled) {
+        f.close(m.name, leg, grpc.status.CANCELLED, started);
+        return;
+      }
+      const ours = Date.now() + f.timeoutMs;
+      const client = deadlineMs(call.getDeadline());
+      let response: Buffer | undefined;
+      const child = leg.channel.call(m.childPath, Math.min(client, ours), {
+        onHeaders: (md) => call.sendMetadata(relayMetadata(md, leg.instance.name)),
+        onMessage: (msg) => {
+          response ??= msg;
+        },
+        onStatus: (s) => {
+          let e: grpc.ServerErrorResponse | undefined;
+          if (s.code !== grpc.status.OK) e = s.code === grpc.status.DEADLINE_EXCEEDED && client > ours ? thrownError(timeoutError(leg, f.timeoutMs)) : childError(s, leg);
+          else if (response === undefined) e = statusError(grpc.status.INTERNAL, `instance '${leg.instance.name}' answered a unary call without a message`);
+          f.close(m.name, leg, e?.code ?? grpc.status.OK, started);
+          if (e !== undefined) callback(e);
+          else callback(null, response, relayMetadata(s.metadata, leg.instance.name));
+        },
+      });
+      child.end(w.request ?? EMPTY);
+      call.on('cancelled', () => child.cancel());
+    };
+    let opened: Leg | Promise<Leg>;
+    try {
+      checkMessage(m, w, '');
+      opened = f.open(requireTarget(w, ''), call.metadata);
+    } catch (err) {
+      refuse(err);
       return;
     }
-    const ours = Date.now() + f.timeoutMs;
-    const client = deadlineMs(call.getDeadline());
-    let response: Buffer | undefined;
-    const child = leg.channel.call(m.childPath, Math.min(client, ours), {
-      onHeaders: (md) => call.sendMetadata(relayMetadata(md, leg.instance.name)),
-      onMessage: (msg) => {
-        response ??= msg;
-      },
-      onStatus: (s) => {
-        let e: grpc.ServerErrorResponse | undefined;
-        if (s.code !== grpc.status.OK) e = s.code === grpc.status.DEADLINE_EXCEEDED && client > ours ? thrownError(timeoutError(leg, f.timeoutMs)) : childError(s, leg);
-        else if (response === undefined) e = statusError(grpc.status.INTERNAL, `instance '${leg.instance.name}' answered a unary call without a message`);
-        f.close(m.name, leg, e?.code ?? grpc.status.OK, started);
-        if (e !== undefined) callback(e);
-        else callback(null, response, relayMetadata(s.metadata, leg.instance.name));
-      },
-    });
-    child.end(w.request ?? EMPTY);
-    call.on('cancelled', () => child.cancel());
+    if (opened instanceof Promise) opened.then(run, refuse);
+    else run(opened);
   };
 }
 
@@ -144,6 +163,8 @@ class StreamRelay {
   private childStatus: grpc.StatusObject | undefined;
   /** Client stream: the child's one answer. */
   private answer: Buffer | undefined;
+  /** The target's model is being started: the first message waits here, the client is paused. */
+  private opening = false;
 
   constructor(
     private readonly m: ForwardedMethod,
@@ -168,8 +189,33 @@ class StreamRelay {
       checkMessage(this.m, w, where);
       if (this.child === undefined) {
         const target = requireTarget(w, where);
-        this.leg = this.f.open(target);
         this.target = target;
+        const opened = this.f.open(target, this.call.metadata);
+        if (opened instanceof Promise) {
+          // A cold start: no more messages until the instance is up, then this one goes first.
+          this.opening = true;
+          this.call.pause();
+          opened.then(
+            (leg) => {
+              this.opening = false;
+              if (this.done) {
+                this.f.close(this.m.name, leg, grpc.status.CANCELLED, this.started);
+                return;
+              }
+              this.leg = leg;
+              this.child = this.openChild(leg);
+              this.send(w);
+              this.call.resume();
+            },
+            (err) => {
+              this.opening = false;
+              if (this.done) this.f.close(this.m.name, undefined, grpc.status.CANCELLED, this.started);
+              else this.fail(err);
+            },
+          );
+          return;
+        }
+        this.leg = opened;
         this.child = this.openChild(this.leg);
       } else if (w.target !== undefined && !sameTarget(w.target, this.target!)) {
         throw new TeiplexError(
@@ -181,8 +227,13 @@ class StreamRelay {
       this.fail(err);
       return;
     }
+    this.send(w);
+  }
+
+  /** Relay one client message to the child. */
+  private send(w: Wrapper): void {
     if (this.childStatus !== undefined || this.done) return; // the child has ended the call
-    const child = this.child;
+    const child = this.child!;
     if (this.bidi && this.owed++ === 0) this.armTimer();
     if (!child.write(w.request ?? EMPTY) && !this.waitingForChild) {
       this.waitingForChild = true;
@@ -275,7 +326,8 @@ class StreamRelay {
     this.done = true;
     this.clearTimer();
     this.child?.cancel();
-    this.f.close(this.m.name, this.leg, grpc.status.CANCELLED, this.started);
+    // A pending cold start closes its own leg when it resolves.
+    if (!this.opening) this.f.close(this.m.name, this.leg, grpc.status.CANCELLED, this.started);
   }
 
   /** End the call with a status of the multiplexer's own. */

@@ -1,9 +1,11 @@
 /**
- * Requests the multiplexer has in flight, per instance: what `model_id` routing balances on
- * (fewest first) and what the `teiplex_inflight_requests` gauge shows.
+ * Requests the front ends have in flight, per instance: what `model_id` routing balances on
+ * (fewest first), what the `teiplex_inflight_requests` gauge shows, and when each instance was
+ * last used (the catalog's idle timeouts and least-recently-used eviction read it).
  */
 export class Inflight {
   private readonly counts = new Map<string, number>();
+  private readonly lastActive = new Map<string, number>();
 
   get(name: string): number {
     return this.counts.get(name) ?? 0;
@@ -11,11 +13,28 @@ export class Inflight {
 
   begin(name: string): void {
     this.counts.set(name, (this.counts.get(name) ?? 0) + 1);
+    this.lastActive.set(name, Date.now());
   }
 
   end(name: string): void {
     const n = (this.counts.get(name) ?? 0) - 1;
     if (n > 0) this.counts.set(name, n);
     else this.counts.delete(name);
+    this.lastActive.set(name, Date.now());
+  }
+
+  /** Mark the instance used now (chosen for a request about to begin). */
+  touch(name: string): void {
+    this.lastActive.set(name, Date.now());
+  }
+
+  /** When the instance last began or ended a request (ms since the epoch); undefined: never. */
+  lastUsed(name: string): number | undefined {
+    return this.lastActive.get(name);
+  }
+
+  /** Forget when a deleted instance was used (its name may come back for a new one). */
+  forget(name: string): void {
+    this.lastActive.delete(name);
   }
 }

@@ -10,6 +10,7 @@ import { ReflectionService } from '@grpc/reflection';
 import { Registry } from 'prom-client';
 import { NO_AUTH, type Auth } from '../auth/auth.js';
 import { grpcAuthInterceptor, grpcCredentials } from '../auth/grpc-auth.js';
+import type { Catalog } from '../catalog/catalog.js';
 import type { Config } from '../config/config.js';
 import type { InstanceState } from '../supervisor/instance-state.js';
 import { arrowLimits } from './arrow-service.js';
@@ -36,6 +37,8 @@ export interface MuxServerOptions {
   auth?: Auth;
   /** Channels, calls in flight and resolution shared with the HTTP data plane (default: its own). */
   routing?: MuxRouting;
+  /** On-demand models (src/catalog): started by a model_id call that finds none loaded. */
+  catalog?: Catalog;
 }
 
 export interface MuxServer {
@@ -84,6 +87,7 @@ export async function startMuxServer(o: MuxServerOptions): Promise<MuxServer> {
     metrics,
     timeoutMs: c.grpc_request_timeout_secs * 1000,
     arrow: arrowLimits(c),
+    catalog: o.catalog,
   });
   server.addService(definition, implementation);
   health.addToServer(server);

@@ -15,7 +15,8 @@ import type { Inflight } from './inflight.js';
 import { FORWARDED_METHODS, type ForwardedMethod } from './methods.js';
 import type { MuxMetrics } from './metrics.js';
 import { muxServiceDefinition, MUX_SERVICE, type PbListInstancesResponse } from './protos.js';
-import type { InstanceDirectory, TargetResolver } from './target.js';
+import { asksNoWait, NO_WAIT_HEADER, type Catalog } from '../catalog/catalog.js';
+import { canServe, type InstanceDirectory, type TargetResolver } from './target.js';
 import { parseWrapper, type Target } from './wrapper.js';
 
 export interface MuxServiceDeps {
@@ -28,17 +29,29 @@ export interface MuxServiceDeps {
   timeoutMs: number;
   /** Arrow RPC limits; default: the config defaults. */
   arrow?: ArrowLimits;
+  /** On-demand models: a model_id target naming one that is not loaded starts it first. */
+  catalog?: Catalog;
 }
 
 export function forwarder(d: MuxServiceDeps): Forwarder {
   return {
     timeoutMs: d.timeoutMs,
-    open(target: Target): Leg {
-      const instance = d.resolver.resolve(target);
-      authorizeTarget(target, instance);
-      const channel = d.channels.get(instance);
-      d.inflight.begin(instance.name);
-      return { instance, channel };
+    open(target: Target, metadata: grpc.Metadata): Leg | Promise<Leg> {
+      // `target` itself goes to authorizeTarget: the API key's grant is keyed on it.
+      const claim = (route: Target): Leg => {
+        const instance = d.resolver.resolve(route);
+        authorizeTarget(target, instance);
+        const channel = d.channels.get(instance);
+        d.inflight.begin(instance.name);
+        return { instance, channel };
+      };
+      const c = d.catalog;
+      if (c === undefined || target.kind !== 'model_id') return claim(target);
+      const m = c.lookup(target.value);
+      if (m === undefined) return claim(target);
+      const route: Target = { kind: 'model_id', value: m.spec.model_id };
+      if (c.coldStartFor(target.value, (id) => d.instances.list().some((i) => i.spec.model_id === id && canServe(i.status))) === undefined) return claim(route);
+      return c.ensureServing(m, !asksNoWait(metadata.get(NO_WAIT_HEADER)[0])).then(() => claim(route));
     },
     close(method: string, leg: Leg | undefined, code: grpc.status, startedMs: number): void {
       if (leg !== undefined) d.inflight.end(leg.instance.name);

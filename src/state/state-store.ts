@@ -9,23 +9,44 @@ import { Type, type Static } from '@sinclair/typebox';
 import { stringify as stringifyToml } from 'smol-toml';
 import { parseTomlPlain } from '../config/toml.js';
 import { InstanceSpecSchema } from '../config/instance-spec.js';
+import { ModelSpecSchema } from '../config/model-spec.js';
 import { check } from '../config/validate.js';
 import { writeFileAtomic } from './atomic-file.js';
 
 export const STATE_VERSION = 1;
+
+/** Where an instance or model came from: the config (a reload may change or remove it) or the REST API. */
+export const SourceSchema = Type.Union([Type.Literal('config'), Type.Literal('api')]);
+export type Source = Static<typeof SourceSchema>;
 
 export const StoredInstanceSchema = Type.Composite([
   InstanceSpecSchema,
   Type.Object({
     desired_state: Type.Union([Type.Literal('running'), Type.Literal('stopped')]),
     created_at: Type.String(),
+    /** Absent in state files written before reloads existed: treated as 'api' (a reload leaves it alone). */
+    source: Type.Optional(SourceSchema),
   }),
 ]);
 export type StoredInstance = Static<typeof StoredInstanceSchema>;
 
+/** A catalog model: its spec, where it came from, and the footprint measured when it last ran. */
+export const StoredModelSchema = Type.Composite([
+  ModelSpecSchema,
+  Type.Object({
+    source: SourceSchema,
+    created_at: Type.String(),
+    /** Measured memory of one replica (MiB): GPU memory, else resident memory. */
+    footprint_mb: Type.Optional(Type.Number({ minimum: 0 })),
+  }),
+]);
+export type StoredModel = Static<typeof StoredModelSchema>;
+
 export const StateSchema = Type.Object({
   version: Type.Literal(STATE_VERSION),
   instances: Type.Array(StoredInstanceSchema),
+  /** Absent in state files written before the catalog existed. */
+  models: Type.Optional(Type.Array(StoredModelSchema)),
 });
 export type State = Static<typeof StateSchema>;
 

@@ -7,7 +7,8 @@ import path from 'node:path';
 import { TeiplexError } from '../common/errors.js';
 import type { Config } from '../config/config.js';
 import type { InstanceSpec } from '../config/instance-spec.js';
-import { StateStore, type State, type StoredInstance } from '../state/state-store.js';
+import { isDeepStrictEqual } from 'node:util';
+import { StateStore, type Source, type State, type StoredInstance, type StoredModel } from '../state/state-store.js';
 import { discoverGpus, type GpuDiscovery } from './gpus.js';
 import { Instance, type InstanceHooks, type InstanceSettings } from './instance.js';
 import { hasProcess } from './instance-state.js';
@@ -23,6 +24,23 @@ export interface SupervisorOptions {
   log?: (msg: string, fields?: Record<string, unknown>) => void;
 }
 
+/** What the catalog (src/catalog) gives and takes around the state file. */
+export interface CatalogState {
+  /** The models to persist with the instances. */
+  stored(): StoredModel[];
+  /** Boot: the models restored from the state file, or seeded from the config. */
+  restore(models: StoredModel[]): void;
+}
+
+/** What a reload did to the config's instances. */
+export interface ReconcileReport {
+  added: string[];
+  removed: string[];
+  changed: string[];
+  unchanged: string[];
+  skipped: Array<{ name: string; reason: string }>;
+}
+
 export interface BootReport {
   source: 'state' | 'config';
   restored: number;
@@ -35,6 +53,15 @@ export interface BootReport {
 interface Entry {
   instance: Instance;
   desired: 'running' | 'stopped';
+  source: Source;
+  /** The catalog model this instance is a replica of: not persisted, managed through /models. */
+  owner?: string;
+}
+
+export interface CreateOptions {
+  source?: Source;
+  /** A replica of this catalog model (see Entry.owner). */
+  owner?: string;
 }
 
 export class Supervisor {
@@ -45,6 +72,9 @@ export class Supervisor {
   private readonly log: (msg: string, fields?: Record<string, unknown>) => void;
   private gpuCache: { at: number; value: GpuDiscovery } | undefined;
   private closing = false;
+  private catalog: CatalogState | undefined;
+  /** Models read at boot, kept for persistence until a catalog takes them. */
+  private bootModels: StoredModel[] = [];
   /** Serializes admin operations: checks and their effects never interleave. */
   private lock: Promise<unknown> = Promise.resolve();
 
@@ -92,6 +122,21 @@ export class Supervisor {
 
   desiredState(name: string): 'running' | 'stopped' | undefined {
     return this.entries.get(name)?.desired;
+  }
+
+  /** The catalog model an instance is a replica of. */
+  ownerOf(name: string): string | undefined {
+    return this.entries.get(name)?.owner;
+  }
+
+  /** Admin operations on an instance go through /models when a catalog model owns it. */
+  assertUnmanaged(name: string): void {
+    const owner = this.ownerOf(name);
+    if (owner !== undefined) throw new TeiplexError('INSTANCE_MANAGED', `instance '${name}' is a replica of catalog model '${owner}': use /models/${owner}/load, /unload or DELETE /models/${owner}`);
+  }
+
+  attachCatalog(catalog: CatalogState): void {
+    this.catalog = catalog;
   }
 
   async gpus(): Promise<GpuDiscovery> {
@@ -143,13 +188,18 @@ export class Supervisor {
   }
 
   private state(): State {
-    const instances: StoredInstance[] = this.list().map((i) => ({
-      ...i.spec,
-      port: i.placement.port,
-      desired_state: this.entries.get(i.name)!.desired,
-      created_at: i.placement.createdAt,
-    }));
-    return { version: 1, instances };
+    const instances: StoredInstance[] = [];
+    for (const i of this.list()) {
+      const e = this.entries.get(i.name)!;
+      if (e.owner !== undefined) continue; // replicas follow their model
+      instances.push({ ...i.spec, port: i.placement.port, desired_state: e.desired, created_at: i.placement.createdAt, source: e.source });
+    }
+    return { version: 1, instances, models: this.catalog?.stored() ?? this.bootModels };
+  }
+
+  /** Save the desired state now (the catalog calls this after changing its models). */
+  persistState(): Promise<void> {
+    return this.serialized(() => this.persist());
   }
 
   private async persist(): Promise<void> {
@@ -171,7 +221,7 @@ export class Supervisor {
     };
   }
 
-  private async add(spec: InstanceSpec, desired: 'running' | 'stopped', createdAt: string): Promise<Instance> {
+  private async add(spec: InstanceSpec, desired: 'running' | 'stopped', createdAt: string, opts: CreateOptions = {}): Promise<Instance> {
     const c = this.o.config;
     if (this.entries.has(spec.name)) throw new TeiplexError('INSTANCE_EXISTS', `instance '${spec.name}' already exists`);
     if (c.max_instances !== undefined && this.entries.size >= c.max_instances) {
@@ -182,24 +232,70 @@ export class Supervisor {
     }
     const placement = await this.place(spec);
     const instance = new Instance(spec, { ...placement, createdAt }, this.settings, this.hooks());
-    this.entries.set(spec.name, { instance, desired });
+    this.entries.set(spec.name, { instance, desired, source: opts.source ?? 'api', owner: opts.owner });
     return instance;
   }
 
   /** Create an instance (and start it unless `start` is false). */
-  create(spec: InstanceSpec, start = true): Promise<Instance> {
+  create(spec: InstanceSpec, start = true, opts: CreateOptions = {}): Promise<Instance> {
     return this.serialized(async () => {
       this.assertOpen();
-      const instance = await this.add(spec, start ? 'running' : 'stopped', new Date().toISOString());
-      try {
-        await this.persist();
-      } catch (err) {
-        this.entries.delete(spec.name);
-        instance.dispose();
-        throw err;
+      const instance = await this.add(spec, start ? 'running' : 'stopped', new Date().toISOString(), opts);
+      if (opts.owner === undefined) {
+        try {
+          await this.persist();
+        } catch (err) {
+          this.entries.delete(spec.name);
+          instance.dispose();
+          throw err;
+        }
       }
       if (start) instance.start();
       return instance;
+    });
+  }
+
+  /**
+   * Config reload: bring the instances that came from the config in line with `specs`. Those
+   * whose spec is unchanged are not touched; changed ones are replaced (stopped, created anew);
+   * removed ones are deleted; instances created through the API are left alone.
+   */
+  reconcile(specs: readonly InstanceSpec[]): Promise<ReconcileReport> {
+    return this.serialized(async () => {
+      this.assertOpen();
+      const report: ReconcileReport = { added: [], removed: [], changed: [], unchanged: [], skipped: [] };
+      const wanted = new Map(specs.map((s) => [s.name, s]));
+      const replaced = new Set<string>();
+      for (const [name, e] of [...this.entries]) {
+        if (e.source !== 'config' || e.owner !== undefined) continue;
+        const spec = wanted.get(name);
+        if (spec !== undefined && sameSpec(spec, e.instance.spec)) {
+          report.unchanged.push(name);
+          continue;
+        }
+        await e.instance.stop(spec === undefined ? 'removed from the config' : 'spec changed in the config');
+        e.instance.dispose();
+        this.entries.delete(name);
+        if (spec === undefined) report.removed.push(name);
+        else replaced.add(name);
+      }
+      for (const spec of specs) {
+        if (report.unchanged.includes(spec.name)) continue;
+        const existing = this.entries.get(spec.name);
+        if (existing !== undefined) {
+          report.skipped.push({ name: spec.name, reason: existing.owner !== undefined ? `a replica of catalog model '${existing.owner}' has that name` : 'an instance created through the API has that name' });
+          continue;
+        }
+        try {
+          const instance = await this.add(spec, 'running', new Date().toISOString(), { source: 'config' });
+          instance.start();
+          (replaced.has(spec.name) ? report.changed : report.added).push(spec.name);
+        } catch (err) {
+          report.skipped.push({ name: spec.name, reason: (err as Error).message });
+        }
+      }
+      await this.persist();
+      return report;
     });
   }
 
@@ -265,23 +361,28 @@ export class Supervisor {
     if (orphansStopped.length > 0) this.log('stopped children left by a previous manager', { instances: orphansStopped });
     for (const name of orphansStopped) await this.records.set(name, undefined);
     const report: BootReport = { source: 'config', restored: 0, orphansStopped, skipped: [] };
-    let items: Array<{ spec: InstanceSpec; desired: 'running' | 'stopped'; createdAt: string }> = [];
+    let items: Array<{ spec: InstanceSpec; desired: 'running' | 'stopped'; createdAt: string; source: Source }> = [];
     const loaded = await this.store.load();
     if (loaded.kind === 'corrupt') {
       report.corruptStateMovedTo = loaded.movedTo;
       report.corruptReason = loaded.reason;
       this.log('state file is corrupt: moved aside, seeding from the config', { moved_to: loaded.movedTo, reason: loaded.reason });
     }
+    let models: StoredModel[];
     if (loaded.kind === 'ok' && c.auto_restore) {
       report.source = 'state';
-      items = loaded.state.instances.map(({ desired_state, created_at, ...spec }) => ({ spec, desired: desired_state, createdAt: created_at }));
+      items = loaded.state.instances.map(({ desired_state, created_at, source, ...spec }) => ({ spec, desired: desired_state, createdAt: created_at, source: source ?? 'api' }));
+      models = loaded.state.models ?? [];
     } else {
       const now = new Date().toISOString();
-      items = c.instances.map((spec) => ({ spec, desired: 'running' as const, createdAt: now }));
+      items = c.instances.map((spec) => ({ spec, desired: 'running' as const, createdAt: now, source: 'config' as const }));
+      models = c.models.map((spec) => ({ ...spec, source: 'config' as const, created_at: now }));
     }
+    this.bootModels = models;
+    this.catalog?.restore(models);
     for (const it of items) {
       try {
-        await this.add(it.spec, it.desired, it.createdAt);
+        await this.add(it.spec, it.desired, it.createdAt, { source: it.source });
         report.restored++;
       } catch (err) {
         report.skipped.push({ name: it.spec.name, reason: (err as Error).message });
@@ -305,4 +406,11 @@ export class Supervisor {
     );
     await this.persist().catch((err: Error) => this.log('state not saved at shutdown', { error: err.message }));
   }
+}
+
+/** A config spec against a running instance's: a port the config leaves open is whatever was allocated. */
+function sameSpec(config: InstanceSpec, current: InstanceSpec): boolean {
+  if (config.port !== undefined) return isDeepStrictEqual(config, current);
+  const { port: _p, ...rest } = current;
+  return isDeepStrictEqual(config, rest);
 }

@@ -5,6 +5,7 @@
  * dense and a SPLADE instance under one alias): their outputs are gathered into one answer. A
  * type none of them can produce is 422 naming what the model can do.
  */
+import type { FastifyRequest } from 'fastify';
 import { canServe } from '../../mux/target.js';
 import type { Instance } from '../../supervisor/instance.js';
 import type { Capability } from './child-info.js';
@@ -40,8 +41,8 @@ export async function planOutputs<T extends Capability>(d: DataPlaneDeps, m: Mod
  * that one (its child answers for itself, as TEI would); with several (replicas, or an alias over
  * a model family), the least loaded of those that can do it.
  */
-export async function instanceFor(d: DataPlaneDeps, model: string | undefined, capability: Capability | null): Promise<Instance> {
-  const m = d.directory.match(model);
+export async function instanceFor(d: DataPlaneDeps, request: FastifyRequest, model: string | undefined, capability: Capability | null): Promise<Instance> {
+  const m = await d.directory.matchReady(request, model);
   if (m.candidates.length === 1 || capability === null) return d.directory.pick(m);
   const plan = await planOutputs(d, m, [capability], 'model');
   return [...plan.keys()][0];

@@ -63,7 +63,7 @@ export function encodeRoute(app: FastifyInstance, d: DataPlaneDeps): void {
       const model = request.params['*'];
       checkCount(d, body.items.length, 'items');
       const types: OutputType[] = body.output_types ?? ['dense'];
-      const plan = await planOutputs(d, d.directory.match(model, 'model'), types, 'output_types');
+      const plan = await planOutputs(d, await d.directory.matchReady(request, model, 'model'), types, 'output_types');
       const texts = body.items.map((x) => x.text);
       const out: ItemOut[] = body.items.map((x, i) => ({ id: x.id ?? i }));
       const truncationDirection = body.truncation_direction?.toLowerCase() === 'left' ? 'TRUNCATION_DIRECTION_LEFT' : 'TRUNCATION_DIRECTION_RIGHT';

@@ -21,7 +21,14 @@ export class RequestError extends TeiplexError {
 }
 
 /** Seconds a client should wait before retrying, by code (absent: no Retry-After). */
-const RETRY_AFTER_SECS: Partial<Record<ErrorCode, number>> = { MODEL_OVERLOADED: 1, INSTANCE_UNAVAILABLE: 5, UNHEALTHY: 5 };
+const RETRY_AFTER_SECS: Partial<Record<ErrorCode, number>> = {
+  MODEL_OVERLOADED: 1,
+  INSTANCE_UNAVAILABLE: 5,
+  UNHEALTHY: 5,
+  MODEL_LOADING: 5,
+  COLD_START_QUEUE_FULL: 5,
+  MEMORY_BUDGET_EXCEEDED: 5,
+};
 
 /** A child call's failure, as the error it means for the HTTP client. */
 export function childError(instance: string, s: Pick<grpc.StatusObject, 'code' | 'details'>): TeiplexError {
@@ -54,7 +61,7 @@ export interface ErrorAnswer {
 /** Any failure of a data-plane request as the answer to give. Never a 5xx for bad input. */
 export function describe(err: unknown, bodyLimitBytes: number): ErrorAnswer {
   if (err instanceof TeiplexError) {
-    return { status: err.httpStatus, error: err, param: err instanceof RequestError ? err.param : null, retryAfterSecs: RETRY_AFTER_SECS[err.code] };
+    return { status: err.httpStatus, error: err, param: err instanceof RequestError ? err.param : null, retryAfterSecs: err.retryAfterSecs ?? RETRY_AFTER_SECS[err.code] };
   }
   if (err instanceof BodyError) return { status: ERROR_CODES.VALIDATION.http, error: new TeiplexError('VALIDATION', err.message), param: err.field || null };
   const fe = err as Partial<FastifyError>;
@@ -71,7 +78,7 @@ export function describe(err: unknown, bodyLimitBytes: number): ErrorAnswer {
     return { status: fe.statusCode, error: new TeiplexError('BAD_REQUEST', fe.message ?? 'bad request'), param: null };
   }
   const e = asTeiplexError(err);
-  return { status: e.httpStatus, error: e, param: null, retryAfterSecs: RETRY_AFTER_SECS[e.code] };
+  return { status: e.httpStatus, error: e, param: null, retryAfterSecs: e.retryAfterSecs ?? RETRY_AFTER_SECS[e.code] };
 }
 
 /** TEI's error body. */

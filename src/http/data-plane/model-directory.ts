@@ -4,7 +4,12 @@
  * with several instances goes to the least loaded running one (the multiplexer's balancing,
  * src/mux/target.ts). No `model`: the only instance if there is exactly one, else 400 naming the
  * choices. Unknown: 404 listing the models. Known but not serving: 503 naming the status.
+ * A catalog model (src/catalog) that nothing serves is started first (`ready`), and listed.
  */
+import type { FastifyRequest } from 'fastify';
+import type { AuthTarget } from '../../auth/api-keys.js';
+import { asksNoWait, NO_WAIT_HEADER, type Catalog } from '../../catalog/catalog.js';
+import type { CatalogModel } from '../../catalog/catalog-model.js';
 import type { Instance } from '../../supervisor/instance.js';
 import { canServe, type InstanceDirectory, type TargetResolver } from '../../mux/target.js';
 import { aliasesOf } from './child-info.js';
@@ -29,11 +34,39 @@ export interface ModelEntry {
   ready: boolean;
 }
 
+/** What an API key is checked against for a catalog model not loaded: its first replica. */
+export function catalogTarget(m: CatalogModel): AuthTarget {
+  return { name: `${m.name}-1`, spec: { model_id: m.spec.model_id } };
+}
+
+/** Checks a request's API key against a catalog model before starting it. */
+export type AuthorizeModel = (request: FastifyRequest, target: AuthTarget) => void | Promise<void>;
+
 export class ModelDirectory {
   constructor(
     private readonly instances: InstanceDirectory,
     private readonly resolver: TargetResolver,
+    private readonly catalog?: Catalog,
+    private readonly authorizeModel: AuthorizeModel = () => undefined,
   ) {}
+
+  /**
+   * When `model` names a catalog model that nothing serves: start it and wait (or, with the
+   * no-wait header, 503 at once). The caller matches the name afterwards as usual.
+   */
+  async ready(request: FastifyRequest, model: string | null | undefined): Promise<void> {
+    if (this.catalog === undefined || model === undefined || model === null || model === '') return;
+    const m = this.catalog.coldStartFor(model, (id) => this.instances.list().some((i) => i.spec.model_id === id && canServe(i.status)));
+    if (m === undefined) return;
+    await this.authorizeModel(request, catalogTarget(m));
+    await this.catalog.ensureServing(m, !asksNoWait(request.headers[NO_WAIT_HEADER]));
+  }
+
+  /** ready + match. */
+  async matchReady(request: FastifyRequest, model: string | null | undefined, param = 'model'): Promise<ModelMatch> {
+    await this.ready(request, model);
+    return this.match(model, param);
+  }
 
   /** The instances a name could mean (not yet checked for status); throws 400/404. */
   match(model: string | null | undefined, param = 'model'): ModelMatch {
@@ -70,7 +103,7 @@ export class ModelDirectory {
   }
 
   /** Every model_id and alias, with its instances (those `visible` allows; default all). */
-  models(visible: (i: Instance) => boolean = () => true): ModelEntry[] {
+  models(visible: (i: AuthTarget) => boolean = () => true): ModelEntry[] {
     const out = new Map<string, ModelEntry>();
     const add = (id: string, kind: ModelEntry['kind'], i: Instance): void => {
       let e = out.get(id);
@@ -83,6 +116,13 @@ export class ModelDirectory {
       if (!visible(i)) continue;
       add(i.spec.model_id, 'model_id', i);
       for (const a of aliasesOf(i.spec)) if (a !== i.spec.model_id) add(a, 'alias', i);
+    }
+    // Catalog models not loaded now are listed too: a request starts them.
+    for (const m of this.catalog?.list() ?? []) {
+      if (!visible(catalogTarget(m))) continue;
+      for (const [id, kind] of [[m.spec.model_id, 'model_id'], ...[m.name, ...(m.spec.aliases ?? [])].map((a) => [a, 'alias'])] as Array<[string, ModelEntry['kind']]>) {
+        if (!out.has(id)) out.set(id, { id, kind, model_ids: [m.spec.model_id], instances: [], ready: false });
+      }
     }
     return [...out.values()];
   }

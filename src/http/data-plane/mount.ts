@@ -5,6 +5,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import type { Auth } from '../../auth/auth.js';
+import type { Catalog } from '../../catalog/catalog.js';
 import { apiKeyAllows, checkApiKey, httpsOptions, installHttpAuth } from '../../auth/http-auth.js';
 import type { Config } from '../../config/config.js';
 import type { MuxRouting } from '../../mux/routing.js';
@@ -19,6 +20,7 @@ export interface MountOptions {
   instances: InstanceDirectory;
   routing: MuxRouting;
   auth?: Auth;
+  catalog?: Catalog;
 }
 
 export interface MountedDataPlane {
@@ -41,6 +43,7 @@ export async function mountDataPlane(m: MountOptions): Promise<MountedDataPlane>
     authorize: (request, instance) => void checkApiKey(request, instance),
     visible: (request, instance) => apiKeyAllows(request, instance),
     lifecycle,
+    catalog: m.catalog,
   };
   let own: FastifyInstance | undefined;
   if (m.config.data_port === undefined) {

@@ -31,7 +31,7 @@ export function openaiRoutes(app: FastifyInstance, d: DataPlaneDeps): void {
       const items = inputList(body.input);
       checkCount(d, items.length, 'input');
       const model = requestedModel(request, body.model);
-      const instance = await instanceFor(d, model, 'dense');
+      const instance = await instanceFor(d, request, model, 'dense');
       const out = await onInstance(d, request, instance, async (ops) =>
         ops.embed(await textsOf(ops, items), { truncate: ops.child.autoTruncate, truncationDirection: 'TRUNCATION_DIRECTION_RIGHT', dimensions: body.dimensions ?? undefined }),
       );

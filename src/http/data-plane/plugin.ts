@@ -12,6 +12,7 @@
  * - Draining: once `drain` is called new requests get 503 and it resolves when those in flight
  *   have finished (or the grace period ends).
  */
+import type { Catalog } from '../../catalog/catalog.js';
 import type { FastifyError, FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { TeiplexError } from '../../common/errors.js';
 import { typeboxValidator } from '../../common/tei-http-schemas.js';
@@ -48,6 +49,8 @@ export interface DataPlaneOptions {
   visible?: DataPlaneDeps['visible'];
   /** Shutdown coordination (default: a lifecycle of its own). */
   lifecycle?: DataPlaneLifecycle;
+  /** On-demand models: a request naming one that is not loaded starts it. */
+  catalog?: Catalog;
 }
 
 /** Requests in flight, and the switch that refuses new ones during shutdown. */
@@ -93,7 +96,7 @@ function sendError(err: unknown, request: FastifyRequest, reply: FastifyReply, b
 export const dataPlane: FastifyPluginAsync<DataPlaneOptions> = async (app: FastifyInstance, o: DataPlaneOptions) => {
   const lifecycle = o.lifecycle ?? new DataPlaneLifecycle();
   const deps: DataPlaneDeps = {
-    directory: new ModelDirectory(o.instances, o.routing.resolver),
+    directory: new ModelDirectory(o.instances, o.routing.resolver, o.catalog, o.authorize),
     routing: o.routing,
     infos: new ChildInfoCache(),
     timeoutMs: o.timeoutMs,

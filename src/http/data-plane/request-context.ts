@@ -5,7 +5,10 @@
  * headers, and token-id inputs turned into text.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { AuthTarget } from '../../auth/api-keys.js';
+import { TeiplexError } from '../../common/errors.js';
 import type { MuxRouting } from '../../mux/routing.js';
+import { canServe } from '../../mux/target.js';
 import { aggregateMetadata, timingHeaders } from '../../router/metadata.js';
 import type { Metadata } from '../../router/types.js';
 import type { Instance } from '../../supervisor/instance.js';
@@ -19,7 +22,7 @@ import type { ModelDirectory } from './model-directory.js';
 export const INSTANCE_HEADER = 'x-teiplex-instance';
 
 /** Checks a request's credentials for an instance; throws (401/403) to refuse. */
-export type Authorize = (request: FastifyRequest, instance: Instance) => void | Promise<void>;
+export type Authorize = (request: FastifyRequest, instance: AuthTarget) => void | Promise<void>;
 
 export interface DataPlaneDeps {
   directory: ModelDirectory;
@@ -33,7 +36,7 @@ export interface DataPlaneDeps {
   bodyLimitBytes: number;
   authorize: Authorize;
   /** Whether a request's credentials may see an instance (model lists). */
-  visible: (request: FastifyRequest, instance: Instance) => boolean;
+  visible: (request: FastifyRequest, instance: AuthTarget) => boolean;
 }
 
 function callTarget(d: DataPlaneDeps, instance: Instance): CallTarget {
@@ -51,6 +54,11 @@ export async function onInstance<T>(d: DataPlaneDeps, request: FastifyRequest, i
   await d.authorize(request, instance);
   const target = callTarget(d, instance);
   d.routing.inflight.begin(instance.name);
+  // Chosen, then stopped before it was counted (an on-demand replica evicted in between): retry.
+  if (!canServe(instance.status)) {
+    d.routing.inflight.end(instance.name);
+    throw new TeiplexError('INSTANCE_UNAVAILABLE', `instance '${instance.name}' is ${instance.status}`, { retryAfterSecs: 1 });
+  }
   try {
     const info = await d.infos.get(instance, target);
     return await fn(new ChildOps(target, info));

@@ -32,7 +32,7 @@ export function rerankRoute(app: FastifyInstance, d: DataPlaneDeps): void {
       checkCount(d, body.documents.length, 'documents');
       const texts = body.documents.map((x) => (typeof x === 'string' ? x : x.text));
       const model = requestedModel(request, body.model);
-      const instance = await instanceFor(d, model, 'score');
+      const instance = await instanceFor(d, request, model, 'score');
       const out = await onInstance(d, request, instance, (ops) =>
         ops.rerank(body.query, texts, { truncate: body.truncate ?? ops.child.autoTruncate, truncationDirection: 'TRUNCATION_DIRECTION_RIGHT', rawScores: body.raw_scores ?? false, returnText: false }),
       );

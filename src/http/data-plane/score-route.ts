@@ -29,7 +29,7 @@ export function scoreRoute(app: FastifyInstance, d: DataPlaneDeps): void {
       const body = request.body;
       const model = request.params['*'];
       checkCount(d, body.items.length, 'items');
-      const plan = await planOutputs(d, d.directory.match(model, 'model'), ['score'], 'model');
+      const plan = await planOutputs(d, await d.directory.matchReady(request, model, 'model'), ['score'], 'model');
       const [instance] = [...plan.keys()];
       const out = await onInstance(d, request, instance, (ops) =>
         ops.rerank(

@@ -41,7 +41,7 @@ export function teiRoutes(app: FastifyInstance, d: DataPlaneDeps): void {
     app.post(url, { schema: { body: schema, tags: ['data plane (TEI)'] }, bodyLimit: d.bodyLimitBytes, config: { errorShape: 'tei' } }, (request, reply) =>
       handler(request.body as Static<S>, request, reply),
     );
-  const resolve = (request: FastifyRequest, body: { model?: string | null }, capability: Capability | null) => instanceFor(d, requestedModel(request, body.model), capability);
+  const resolve = (request: FastifyRequest, body: { model?: string | null }, capability: Capability | null) => instanceFor(d, request, requestedModel(request, body.model), capability);
 
   post('/embed', TeiEmbedBody, async (body, request, reply) => {
     const start = process.hrtime.bigint();

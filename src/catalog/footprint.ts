@@ -1,0 +1,100 @@
+/**
+ * A child's memory footprint: GPU memory from nvidia-smi's per-process query for a child on a
+ * GPU, else the resident memory of its process group (the child and anything it spawned) from
+ * /proc. Linux only for RSS; elsewhere the footprint is unknown and the estimate stays in use.
+ */
+import { execFile } from 'node:child_process';
+import { readdir, readFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
+
+const MIB = 1024 * 1024;
+
+export const NVIDIA_SMI_APPS_QUERY = ['--query-compute-apps=pid,used_memory', '--format=csv,noheader,nounits'];
+
+/** Parse `nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader,nounits`: MiB per pid. */
+export function parseComputeApps(csv: string): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const raw of csv.split(/\r?\n/)) {
+    const line = raw.trim();
+    if (line === '' || /no running/i.test(line)) continue;
+    const [pidText, memText] = line.split(',').map((x) => x.trim());
+    const pid = Number(pidText);
+    const mib = Number(memText);
+    // "[N/A]" memory (some drivers in containers): unknown, not zero.
+    if (!Number.isInteger(pid) || pid <= 0 || memText === undefined || memText === '' || !Number.isFinite(mib)) continue;
+    out.set(pid, (out.get(pid) ?? 0) + mib);
+  }
+  return out;
+}
+
+/** GPU memory per pid, all GPUs together; empty when nvidia-smi is missing or fails. */
+export async function gpuMemoryByPid(nvidiaSmi: string, timeoutMs = 5000): Promise<Map<number, number>> {
+  try {
+    const { stdout } = await promisify(execFile)(nvidiaSmi, NVIDIA_SMI_APPS_QUERY, { timeout: timeoutMs });
+    return parseComputeApps(stdout);
+  } catch {
+    return new Map();
+  }
+}
+
+/** The pids whose process group is `pgid` (the child is its group's leader: spawned detached). */
+export async function groupMembers(pgid: number): Promise<number[]> {
+  let names: string[];
+  try {
+    names = await readdir('/proc');
+  } catch {
+    return [];
+  }
+  const out: number[] = [];
+  await Promise.all(
+    names.map(async (n) => {
+      if (!/^\d+$/.test(n)) return;
+      try {
+        const stat = await readFile(`/proc/${n}/stat`, 'utf8');
+        // Fields after the command (which may hold spaces and parentheses): state ppid pgrp ...
+        const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        if (Number(rest[2]) === pgid) out.push(Number(n));
+      } catch {
+        /* exited meanwhile */
+      }
+    }),
+  );
+  return out;
+}
+
+/** Resident memory of the pids (MiB), from /proc/<pid>/status VmRSS. */
+export async function residentMb(pids: readonly number[]): Promise<number> {
+  let kb = 0;
+  for (const pid of pids) {
+    try {
+      const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(await readFile(`/proc/${pid}/status`, 'utf8'));
+      if (m) kb += Number(m[1]);
+    } catch {
+      /* exited meanwhile */
+    }
+  }
+  return (kb * 1024) / MIB;
+}
+
+export interface Footprint {
+  mb: number;
+  /** What was measured. */
+  kind: 'gpu' | 'rss';
+}
+
+/**
+ * The footprint of the child whose process group is `pgid`: on a GPU, the group's GPU memory
+ * when nvidia-smi reports any (`gpuByPid`), else its resident memory; undefined when neither
+ * can be read.
+ */
+export async function measureFootprint(pgid: number, gpuByPid: Map<number, number> | undefined): Promise<Footprint | undefined> {
+  const pids = await groupMembers(pgid);
+  if (pids.length === 0) return undefined;
+  if (gpuByPid !== undefined) {
+    let mb = 0;
+    for (const pid of pids) mb += gpuByPid.get(pid) ?? 0;
+    if (mb > 0) return { mb, kind: 'gpu' };
+  }
+  const mb = await residentMb(pids);
+  return mb > 0 ? { mb, kind: 'rss' } : undefined;
+}

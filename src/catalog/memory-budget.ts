@@ -1,0 +1,52 @@
+/**
+ * Memory budgets and eviction: a device (`cpu`, `gpu0`, `gpu1`, ...) has a budget in MiB; what
+ * runs on it uses its footprint (measured, else estimated). A start that would exceed the budget
+ * first evicts the least recently used evictable replicas on that device; those in use (requests
+ * in flight), kept by min_replicas, or not on-demand at all are never evicted. When evicting
+ * everything evictable would still not make room, the plan fails with a reason naming the budget
+ * and what holds the memory.
+ */
+
+export interface Budget {
+  device: string;
+  /** MiB; Infinity: no limit known. */
+  mb: number;
+  /** Where the figure comes from (a config key, or the device's total minus a reserve). */
+  source: string;
+}
+
+/** Something holding memory on a device. */
+export interface Resident {
+  instance: string;
+  mb: number;
+  lastUsedMs: number;
+  /** Why it may not be evicted; undefined: it may. */
+  keep?: string;
+}
+
+export type Plan = { ok: true; evict: Resident[] } | { ok: false; reason: string };
+
+const fmt = (mb: number): string => `${Math.round(mb)} MiB`;
+
+/** Which residents to evict so that `needMb` more fits the budget, least recently used first. */
+export function planPlacement(what: string, needMb: number, budget: Budget, residents: readonly Resident[]): Plan {
+  const used = residents.reduce((a, r) => a + r.mb, 0);
+  if (used + needMb <= budget.mb) return { ok: true, evict: [] };
+  if (needMb > budget.mb) {
+    return { ok: false, reason: `${what} needs ~${fmt(needMb)} on ${budget.device}, more than its whole budget of ${fmt(budget.mb)} (${budget.source})` };
+  }
+  const evictable = residents.filter((r) => r.keep === undefined).sort((a, b) => a.lastUsedMs - b.lastUsedMs);
+  const evict: Resident[] = [];
+  let free = budget.mb - used;
+  for (const r of evictable) {
+    if (free >= needMb) break;
+    evict.push(r);
+    free += r.mb;
+  }
+  if (free >= needMb) return { ok: true, evict };
+  const held = residents.map((r) => `${r.instance} (${fmt(r.mb)}${r.keep !== undefined ? `, ${r.keep}` : ''})`).join(', ');
+  return {
+    ok: false,
+    reason: `${what} needs ~${fmt(needMb)} on ${budget.device}: the budget is ${fmt(budget.mb)} (${budget.source}) and ${fmt(used)} are held by ${held}; nothing more can be evicted`,
+  };
+}
