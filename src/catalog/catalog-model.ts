@@ -70,6 +70,7 @@ export class CatalogModel {
     if (this.failure !== undefined) return 'failed';
     if (this.unloading !== undefined) return 'unloading';
     if (replicas.some((i) => i.status === 'running' || i.status === 'unhealthy')) return 'loaded';
+    if (replicas.some((i) => i.status === 'stopping')) return 'unloading';
     if (this.loading !== undefined || replicas.some((i) => i.status === 'starting')) return 'loading';
     return 'available';
   }
