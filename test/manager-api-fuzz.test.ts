@@ -20,7 +20,7 @@ before(async () => {
   const cfg = path.join(dir, 'c.toml');
   await writeFile(
     cfg,
-    `api_port = 0\ngrpc_port = 0\nlisten_host = "127.0.0.1"\nstate_file = ${JSON.stringify(stateFile)}\nlog_dir = ${JSON.stringify(path.join(dir, 'logs'))}\nmax_instances = 3\n[[instances]]\nname = "keep"\nmodel_id = "org/never-started"\nruntime = "command"\ncommand = "/bin/false"\nrestart_policy = "never"\n`,
+    `api_port = 0\ngrpc_port = 0\nlisten_host = "127.0.0.1"\nstate_file = ${JSON.stringify(stateFile)}\nlog_dir = ${JSON.stringify(path.join(dir, 'logs'))}\nmax_instances = 3\n[[instances]]\nname = "keep"\nmodel_id = "org/never-started"\nruntime = "command"\ncommand = "/bin/false"\nrestart_policy = "never"\n[[models]]\nname = "keepm"\nmodel_id = "org/kept"\n`,
   );
   m = await startManager(cfg);
   await m.api('POST', '/instances/keep/stop');
@@ -43,6 +43,24 @@ const badSpec = fc.oneof(
   fc.record({ name: fc.constant('ok'), model_id: fc.constant('m'), [`x${Math.random().toString(36).slice(2, 6)}`]: jsonValue }),
   fc.record({ name: fc.constant('keep'), model_id: fc.constant('m') }),
   fc.record({ name: fc.constant('ok'), model_id: fc.constant('m'), runtime: fc.constant('command') }),
+  jsonValue,
+);
+/** Catalog specs one field wrong at a time (the catalog already has 'keepm' with model_id 'org/kept'). */
+const badModel = fc.oneof(
+  fc.record({ model_id: fc.constant('') }),
+  fc.record({ model_id: fc.constant('m2'), name: fc.string().filter((s) => !/^[a-z0-9][a-z0-9._-]{0,55}$/.test(s)) }),
+  fc.record({ model_id: fc.constant('m2'), min_replicas: fc.oneof(fc.integer({ max: -1 }), fc.integer({ min: 65 }), fc.double(), fc.string()) }),
+  fc.record({ model_id: fc.constant('m2'), max_replicas: fc.oneof(fc.integer({ max: 0 }), fc.string()) }),
+  fc.record({ model_id: fc.constant('m2'), min_replicas: fc.constant(3), max_replicas: fc.constant(2) }),
+  fc.record({ model_id: fc.constant('m2'), memory_mb: fc.oneof(fc.double({ max: 0 }), fc.string(), fc.constant(null)) }),
+  fc.record({ model_id: fc.constant('m2'), idle_timeout_secs: fc.oneof(fc.double({ max: 0 }), fc.string()) }),
+  fc.record({ model_id: fc.constant('m2'), on_demand: fc.oneof(fc.string(), fc.integer()) }),
+  fc.record({ model_id: fc.constant('m2'), gpu_ids: fc.oneof(fc.constant([]), fc.constant([7]), fc.array(fc.integer({ max: -1 }), { minLength: 1 })) }),
+  fc.record({ model_id: fc.constant('m2'), port: fc.integer({ min: 1, max: 65535 }) }),
+  fc.record({ model_id: fc.constantFrom('org/kept', 'm2'), name: fc.constant('keepm') }),
+  fc.record({ model_id: fc.constant('m2'), aliases: fc.constant(['org/kept']) }),
+  fc.record({ model_id: fc.constant('m2'), runtime: fc.constant('command') }),
+  fc.record({ model_id: fc.constant('m2'), [`x${Math.random().toString(36).slice(2, 6)}`]: jsonValue }),
   jsonValue,
 );
 const badName = fc.oneof(fc.string(), fc.constantFrom('..', '../etc', 'UPPER', '-lead', 'a'.repeat(64), '%2e%2e', 'nope', 'a/b'));
@@ -89,6 +107,23 @@ test('malformed bodies, names and queries: 4xx with a code, never 5xx, no state 
     }),
     { numRuns: 100, seed: 45 },
   );
+  await fc.assert(
+    fc.asyncProperty(badModel, async (body) => {
+      const r = await m.api('POST', '/models', body);
+      expectClientError(r, `POST /models ${JSON.stringify(body)}`);
+    }),
+    { numRuns: 200, seed: 46 },
+  );
+  await fc.assert(
+    fc.asyncProperty(badName, fc.constantFrom('GET', 'DELETE', 'POST load', 'POST unload'), async (name, route) => {
+      const [method, action] = route.split(' ');
+      const r = await m.api(method, `/models/${enc(name)}${action ? `/${action}` : ''}`);
+      expectClientError(r, `${route} /models/${JSON.stringify(name)}`);
+    }),
+    { numRuns: 200, seed: 47 },
+  );
+  const managed = await m.api('POST', '/instances/keepm-1/stop');
+  expectClientError(managed, 'unknown replica');
   const big = await m.api('POST', '/instances', { name: 'big', model_id: 'x'.repeat(2 * 1024 * 1024) });
   expectClientError(big, 'oversized body');
   assert.equal(await readFile(stateFile, 'utf8'), before, 'state unchanged');

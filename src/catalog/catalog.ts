@@ -16,7 +16,7 @@
  */
 import os from 'node:os';
 import { TeiplexError } from '../common/errors.js';
-import { checkModels, type Config } from '../config/config.js';
+import { checkModels, DuplicateModelNameError, type Config } from '../config/config.js';
 import { maxReplicas, modelName, namesOf, replicaSpec, type ModelSpec } from '../config/model-spec.js';
 import { ConfigError } from '../config/validate.js';
 import type { Instance } from '../supervisor/instance.js';
@@ -208,7 +208,7 @@ export class Catalog {
     try {
       checkModels({ models: specs }, 'models');
     } catch (err) {
-      if (err instanceof ConfigError) throw new TeiplexError('MODEL_EXISTS', err.message.replace(/^models: models\[\d+\]: /, `model '${m.name}': `));
+      if (err instanceof ConfigError) throw new TeiplexError(err instanceof DuplicateModelNameError ? 'MODEL_EXISTS' : 'BAD_REQUEST', err.message.replace(/^models: models\[\d+\]: /, `model '${m.name}': `));
       throw err;
     }
     this.models.set(m.name, m);
@@ -225,6 +225,13 @@ export class Catalog {
   async add(spec: ModelSpec, source: Source = 'api'): Promise<CatalogModel> {
     const m = new CatalogModel(spec, source, new Date().toISOString());
     if (this.models.has(m.name)) throw new TeiplexError('MODEL_EXISTS', `catalog model '${m.name}' exists`);
+    if (spec.gpu_ids !== undefined) {
+      const { gpus, error } = await this.o.supervisor.gpus();
+      const missing = spec.gpu_ids.filter((id) => !gpus.some((g) => g.index === id));
+      if (missing.length > 0) {
+        throw new TeiplexError('INVALID_GPU_ID', `gpu_ids ${missing.join(', ')} do not exist: ${gpus.length === 0 ? `no GPU found${error ? ` (${error})` : ''}` : `GPUs are ${gpus.map((g) => g.index).join(', ')}`}`);
+      }
+    }
     this.insert(m);
     try {
       await this.o.supervisor.persistState();

@@ -266,6 +266,9 @@ export function resolveConfig(file: Record<string, unknown>, env: NodeJS.Process
   return config;
 }
 
+/** Two catalog models share a name (catalog name, model_id or alias). */
+export class DuplicateModelNameError extends ConfigError {}
+
 /** Catalog models: no name, model_id or alias shared by two models; replica bounds consistent. */
 export function checkModels(config: Pick<Config, 'models'>, where: string): void {
   const owner = new Map<string, number>();
@@ -277,7 +280,7 @@ export function checkModels(config: Pick<Config, 'models'>, where: string): void
     if ((spec.runtime ?? 'router') === 'command' && spec.command === undefined) throw new ConfigError(`${at}: runtime 'command' needs the field 'command'`);
     for (const n of namesOf(spec)) {
       const other = owner.get(n);
-      if (other !== undefined && other !== i) throw new ConfigError(`${at}: '${n}' already names models[${other}] ('${modelName(config.models[other])}')`);
+      if (other !== undefined && other !== i) throw new DuplicateModelNameError(`${at}: '${n}' already names models[${other}] ('${modelName(config.models[other])}')`);
       owner.set(n, i);
     }
   });
