@@ -99,12 +99,16 @@ describe('cold start, single flight, idle stop, no-wait, broken files', () => {
   let modelA: string;
   let modelB: string;
   let modelC: string;
+  let modelD: string;
+  let modelP: string;
   let broken: string;
 
   before(async () => {
     modelA = await testModel({ kind: 'embedding', seed: 101 });
     modelB = await testModel({ kind: 'embedding', seed: 102 });
     modelC = await testModel({ kind: 'embedding', seed: 103 });
+    modelD = await testModel({ kind: 'embedding', seed: 104 });
+    modelP = await testModel({ kind: 'embedding', seed: 105 });
     // A model directory whose ONNX file is garbage: the child cannot load it.
     broken = path.join(dir, 'broken-model');
     await cp(modelA, broken, { recursive: true });
@@ -113,8 +117,13 @@ describe('cold start, single flight, idle stop, no-wait, broken files', () => {
     await mkdir(sub);
     const file = await writeManagerConfig(
       path.join(sub, 'manager.toml'),
-      'idle_timeout_secs = 600\n[restart]\ninitial_backoff_ms = 100\nmax_backoff_ms = 200',
-      modelToml('tiny-a', modelA, 'aliases = ["alias-a"]') + modelToml('tiny-b', modelB, 'idle_timeout_secs = 1.5') + modelToml('tiny-c', modelC) + modelToml('broken', broken),
+      'idle_timeout_secs = 600\nscale_up_inflight = 1\nscale_up_after_secs = 0.3\n[restart]\ninitial_backoff_ms = 100\nmax_backoff_ms = 200',
+      modelToml('tiny-a', modelA, 'aliases = ["alias-a"]') +
+        modelToml('tiny-b', modelB, 'idle_timeout_secs = 1.5') +
+        modelToml('tiny-c', modelC) +
+        modelToml('tiny-d', modelD, 'max_replicas = 2\nidle_timeout_secs = 1') +
+        modelToml('tiny-p', modelP, 'on_demand = false\nidle_timeout_secs = 0.5') +
+        modelToml('broken', broken),
     );
     m = await startManager(file);
     http = client(m.apiPort);
@@ -125,15 +134,21 @@ describe('cold start, single flight, idle stop, no-wait, broken files', () => {
     await m?.stop();
   });
 
-  test('the catalog lists every model as available and starts nothing at boot', async () => {
+  test('the catalog lists every model; only the one kept loaded (on_demand = false) starts at boot', async () => {
     const list = (await m.api('GET', '/models')).body;
-    assert.deepEqual(list.map((x: any) => [x.name, x.state, x.replicas.length]), [
-      ['broken', 'available', 0],
-      ['tiny-a', 'available', 0],
-      ['tiny-b', 'available', 0],
-      ['tiny-c', 'available', 0],
-    ]);
-    assert.deepEqual((await m.api('GET', '/instances')).body, []);
+    assert.deepEqual(
+      list.filter((x: any) => x.name !== 'tiny-p').map((x: any) => [x.name, x.state, x.replicas.length]),
+      [
+        ['broken', 'available', 0],
+        ['tiny-a', 'available', 0],
+        ['tiny-b', 'available', 0],
+        ['tiny-c', 'available', 0],
+        ['tiny-d', 'available', 0],
+      ],
+    );
+    const p = await waitModel(m, 'tiny-p', (y) => y.state === 'loaded');
+    assert.deepEqual(p.replicas.map((r: any) => r.instance), ['tiny-p-1']);
+    assert.deepEqual((await m.api('GET', '/instances')).body.map((i: any) => i.name), ['tiny-p-1']);
     // /v1/models lists catalog models (not loaded) for clients to choose from.
     const ids = (await http.get('/v1/models')).body.data.map((x: any) => x.id);
     for (const id of ['tiny-a', 'alias-a', modelA, 'tiny-b']) assert.ok(ids.includes(id), `${id} in ${ids}`);
@@ -216,6 +231,31 @@ describe('cold start, single flight, idle stop, no-wait, broken files', () => {
     assert.equal(err.code, status.UNAVAILABLE);
     assert.match(err.details, /tiny-c.*being started/);
     assert.ok(Number(err.metadata.get('retry-after')[0]) >= 1);
+  });
+
+  test('a model kept loaded is never idle-stopped and refuses unload', async () => {
+    await sleep(1000); // twice its idle timeout
+    assert.equal((await model(m, 'tiny-p')).state, 'loaded');
+    const r = await m.api('POST', '/models/tiny-p/unload');
+    assert.equal(r.status, 409);
+    assert.equal(r.body.code, 'MODEL_BUSY');
+  });
+
+  test('sustained queueing on every replica starts another, up to max_replicas; idle replicas then stop', async () => {
+    assert.equal((await http.post('/v1/embeddings', embedBody('tiny-d'))).status, 200);
+    const busy = await openStream(grpcClient, modelD); // 1 in flight = scale_up_inflight, held > scale_up_after_secs
+    try {
+      const two = await waitModel(m, 'tiny-d', (y) => y.replicas.filter((r: any) => r.status === 'running').length === 2, 15_000);
+      assert.deepEqual(two.replicas.map((r: any) => r.instance).sort(), ['tiny-d-1', 'tiny-d-2']);
+      // Balancing: with tiny-d-1 busy, a model_id call goes to the idle replica.
+      const r = await unary(grpcClient, 'Embed', { target: { model_id: modelD }, request: { inputs: 'x' } });
+      assert.equal(r.headers.get('teiplex-instance')[0], 'tiny-d-2');
+      await sleep(1000);
+      assert.equal((await model(m, 'tiny-d')).replicas.length, 2, 'no third replica: max_replicas = 2');
+    } finally {
+      await busy.close();
+    }
+    await waitModel(m, 'tiny-d', (y) => y.replicas.length === 0, 10_000);
   });
 
   test('a model with broken files ends failed; the next request gets the error at once, nothing respawns', async () => {
