@@ -521,7 +521,7 @@ export class Catalog {
   /** Every instance transition (serve.ts wires the supervisor's hook here). */
   instanceChanged(name: string, _from: InstanceState, to: InstanceState): void {
     const owner = this.o.supervisor.ownerOf(name);
-    if (owner === undefined || this.stopping.has(name)) return;
+    if (owner === undefined || this.stopping.has(name) || this.closed) return;
     const m = this.models.get(owner);
     const waiting = this.readiness.get(name);
     if (waiting !== undefined) {

@@ -1,0 +1,521 @@
+/**
+ * On-demand models (src/catalog): a real `teiplex serve` whose config declares three catalog models
+ * (`[[models]]`), three generated all-MiniLM-L6-v2-shaped embedding models (`minilm-l6`, the real
+ * tokenizer, seeds 0, 1, 2) served by `teiplex router` children on the CPU.
+ *
+ *   1. Cold start, request to first answer: --cold-runs times, unload model A (POST
+ *      /models/A/unload, wait for `available`), then time one POST /v1/embeddings of a short
+ *      input; then --warm-per-run warm requests of the same input for comparison. The manager's
+ *      own figure is teiplex_cold_start_seconds (sum / count over the same runs).
+ *   2. Thrash: the footprint of one loaded replica (GET /models, RSS in MiB, read after warm-up
+ *      traffic and a fresh sample) sets cpu_memory_budget_mb through a config rewrite and
+ *      POST /config/reload: (a) 3.5 x footprint (all three fit), (b) 2.5 x footprint (two fit).
+ *      Under each budget, from nothing loaded and after one priming request per model, two
+ *      workloads run for --duration seconds each, every request a batch of --batch texts:
+ *        (i)  one sequential client cycling A, B, C, A, B, C, ...;
+ *        (ii) three concurrent clients, each in a loop on its own model.
+ *      Reported: requests/s and texts/s of answered requests, p50/p99 latency of answered
+ *      requests, failures by HTTP status and error code, and replica loads / evictions from
+ *      /metrics deltas. A client pauses --fail-pause-ms after a failed request (no hot loop on
+ *      503s; Retry-After is not honoured, so failures count attempts at that pace).
+ *
+ * Client, manager and children share this machine's cores: a cold start's CPU (process start,
+ * model load) comes out of the serving replicas' budget.
+ *
+ *   npm run build && node --import tsx bench/on-demand.ts [--cold-runs 5 --warm-per-run 5 --duration 20 --batch 8 --fail-pause-ms 200]
+ *
+ * Prints a table; writes bench/results/on-demand.json and bench/results/on-demand.md.
+ */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus, tmpdir } from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { parseArgs } from 'node:util';
+import { projectPath } from '../src/common/paths.js';
+import { loopbackConfig, startManager, type ManagerProcess } from '../test/helpers/manager-process.js';
+import { testModel } from '../test/helpers/models.js';
+import { makeWorkload } from './workload.js';
+
+const { values: flags } = parseArgs({
+  options: {
+    'cold-runs': { type: 'string', default: '5' },
+    'warm-per-run': { type: 'string', default: '5' },
+    duration: { type: 'string', default: '20' },
+    batch: { type: 'string', default: '8' },
+    'fail-pause-ms': { type: 'string', default: '200' },
+    out: { type: 'string', default: projectPath('bench', 'results') },
+  },
+  strict: true,
+});
+
+const MODELS = ['od-a', 'od-b', 'od-c'] as const;
+const SHORT_INPUT = 'How long does a cold start take?';
+/** Idle stops must not interfere: far longer than the whole run. */
+const IDLE_TIMEOUT_SECS = 3600;
+const COLD_START_TIMEOUT_SECS = 300;
+const BUDGETS = [
+  { key: 'a', label: '(a) 3.5 x footprint, all three fit', factor: 3.5 },
+  { key: 'b', label: '(b) 2.5 x footprint, two fit', factor: 2.5 },
+] as const;
+
+// ---- small statistics ----
+
+const quantile = (xs: readonly number[], q: number): number => {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(q * s.length))];
+};
+
+interface Summary {
+  n: number;
+  p50_ms: number;
+  min_ms: number;
+  max_ms: number;
+}
+
+const summarize = (ms: readonly number[]): Summary => ({ n: ms.length, p50_ms: quantile(ms, 0.5), min_ms: Math.min(...ms), max_ms: Math.max(...ms) });
+
+const fmtMs = (x: number): string => (Number.isFinite(x) ? (x >= 100 ? x.toFixed(0) : x.toFixed(1)) : '-');
+
+// ---- the config file ----
+
+interface Setup {
+  dir: string;
+  configFile: string;
+  /** The top of the config (ports, dirs, catalog settings), kept byte-identical across rewrites. */
+  head: string;
+  /** The [[models]] tables, kept byte-identical across rewrites (a changed spec restarts a model). */
+  models: string;
+}
+
+async function prepareConfig(): Promise<Setup> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'teiplex-bench-on-demand-'));
+  const head = `${loopbackConfig(dir)}idle_timeout_secs = ${IDLE_TIMEOUT_SECS}\ncold_start_timeout_secs = ${COLD_START_TIMEOUT_SECS}\n`;
+  let models = '';
+  for (const [seed, name] of MODELS.entries()) {
+    const modelDir = await testModel({ kind: 'embedding', shape: 'minilm-l6', seed: seed === 0 ? undefined : seed });
+    models += `\n[[models]]\nname = "${name}"\nmodel_id = ${JSON.stringify(modelDir)}\nmax_concurrent_requests = 4096\nextra_args = ["--auto-truncate"]\n`;
+  }
+  const setup = { dir, configFile: path.join(dir, 'config.toml'), head, models };
+  writeConfig(setup, undefined);
+  return setup;
+}
+
+/** Write the config with `budgetMb` as cpu_memory_budget_mb (undefined: no budget key). */
+function writeConfig(s: Setup, budgetMb: number | undefined): void {
+  const budget = budgetMb === undefined ? '' : `cpu_memory_budget_mb = ${budgetMb.toFixed(1)}\n`;
+  writeFileSync(s.configFile, s.head + budget + s.models);
+}
+
+// ---- the manager's API ----
+
+interface ModelInfo {
+  name: string;
+  state: string;
+  footprint_mb: number | null;
+  replicas: Array<{ instance: string; status: string; footprint_mb: number | null }>;
+}
+
+async function models(m: ManagerProcess): Promise<ModelInfo[]> {
+  const r = await m.api<ModelInfo[]>('GET', '/models');
+  if (r.status !== 200) throw new Error(`GET /models: ${r.status} ${JSON.stringify(r.body)}`);
+  return r.body;
+}
+
+async function modelInfo(m: ManagerProcess, name: string): Promise<ModelInfo> {
+  const info = (await models(m)).find((x) => x.name === name);
+  if (info === undefined) throw new Error(`GET /models lists no '${name}'`);
+  return info;
+}
+
+async function waitForState(m: ManagerProcess, name: string, state: string, timeoutMs = 120_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  let last = '';
+  while (Date.now() < end) {
+    last = (await modelInfo(m, name)).state;
+    if (last === state) return;
+    await sleep(50);
+  }
+  throw new Error(`model ${name}: state ${last}, not ${state}, after ${timeoutMs} ms`);
+}
+
+async function unload(m: ManagerProcess, name: string): Promise<void> {
+  const r = await m.api('POST', `/models/${name}/unload`);
+  if (r.status !== 200) throw new Error(`POST /models/${name}/unload: ${r.status} ${JSON.stringify(r.body)}`);
+  await waitForState(m, name, 'available');
+}
+
+async function setBudget(m: ManagerProcess, s: Setup, budgetMb: number): Promise<unknown> {
+  writeConfig(s, budgetMb);
+  const r = await m.api<{ restart_required: string[]; models: { unchanged: string[] } }>('POST', '/config/reload');
+  if (r.status !== 200) throw new Error(`POST /config/reload: ${r.status} ${JSON.stringify(r.body)}`);
+  if (r.body.restart_required.length > 0) throw new Error(`POST /config/reload: restart required for ${r.body.restart_required.join(', ')}`);
+  if (r.body.models.unchanged.length !== MODELS.length) throw new Error(`POST /config/reload changed models: ${JSON.stringify(r.body.models)}`);
+  return r.body;
+}
+
+interface CpuMemory {
+  budget_mb: number | null;
+  used_mb: number;
+}
+
+async function cpuMemory(m: ManagerProcess): Promise<CpuMemory> {
+  const r = await m.api<{ devices: Array<CpuMemory & { device: string }> }>('GET', '/memory');
+  const cpu = r.body.devices.find((d) => d.device === 'cpu');
+  if (cpu === undefined) throw new Error(`GET /memory: no cpu device: ${JSON.stringify(r.body)}`);
+  return { budget_mb: cpu.budget_mb, used_mb: cpu.used_mb };
+}
+
+// ---- /metrics ----
+
+/** Sum of the samples of `metric` whose labels include every pair of `labels`. */
+function metricSum(text: string, metric: string, labels: Record<string, string> = {}): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)$/.exec(line);
+    if (m === null || m[1] !== metric) continue;
+    const have = Object.fromEntries([...(m[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((x) => [x[1], x[2]]));
+    if (Object.entries(labels).every(([k, v]) => have[k] === v)) sum += Number(m[3]);
+  }
+  return sum;
+}
+
+interface Counters {
+  loads_ok: number;
+  loads_refused: number;
+  loads_failed: number;
+  evictions_budget: number;
+  evictions_idle: number;
+  evictions_unload: number;
+  cold_start_sum_s: number;
+  cold_start_count: number;
+}
+
+async function counters(m: ManagerProcess, model?: string): Promise<Counters> {
+  const text = String((await m.api('GET', '/metrics')).body);
+  const only: Record<string, string> = model === undefined ? {} : { model };
+  return {
+    loads_ok: metricSum(text, 'teiplex_model_loads_total', { ...only, result: 'ok' }),
+    loads_refused: metricSum(text, 'teiplex_model_loads_total', { ...only, result: 'refused' }),
+    loads_failed: metricSum(text, 'teiplex_model_loads_total', { ...only, result: 'failed' }),
+    evictions_budget: metricSum(text, 'teiplex_model_evictions_total', { ...only, reason: 'budget' }),
+    evictions_idle: metricSum(text, 'teiplex_model_evictions_total', { ...only, reason: 'idle' }),
+    evictions_unload: metricSum(text, 'teiplex_model_evictions_total', { ...only, reason: 'unload' }),
+    cold_start_sum_s: metricSum(text, 'teiplex_cold_start_seconds_sum', only),
+    cold_start_count: metricSum(text, 'teiplex_cold_start_seconds_count', only),
+  };
+}
+
+function delta(after: Counters, before: Counters): Counters {
+  return Object.fromEntries(Object.entries(after).map(([k, v]) => [k, v - before[k as keyof Counters]])) as unknown as Counters;
+}
+
+// ---- one embeddings request ----
+
+interface Outcome {
+  ms: number;
+  status: number;
+  /** The error code of a failed request (OpenAI shape: error.code). */
+  code?: string;
+  message?: string;
+}
+
+async function embed(baseUrl: string, model: string, input: string | string[]): Promise<Outcome> {
+  const t0 = performance.now();
+  try {
+    const res = await fetch(`${baseUrl}/v1/embeddings`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model, input }) });
+    const body = (await res.json()) as { data?: unknown[]; error?: { code?: string; type?: string; message?: string } };
+    const ms = performance.now() - t0;
+    if (res.ok) {
+      const want = Array.isArray(input) ? input.length : 1;
+      if (body.data?.length !== want) return { ms, status: res.status, code: 'WRONG_ROW_COUNT', message: `${body.data?.length} rows for ${want} inputs` };
+      return { ms, status: res.status };
+    }
+    return { ms, status: res.status, code: body.error?.code ?? body.error?.type ?? 'unknown', message: body.error?.message };
+  } catch (err) {
+    return { ms: performance.now() - t0, status: 0, code: 'TRANSPORT', message: (err as Error).message };
+  }
+}
+
+const failed = (o: Outcome): boolean => o.status !== 200 || o.code !== undefined;
+
+// ---- 1. cold start ----
+
+interface ColdStartResult {
+  model: string;
+  cold: Summary & { runs_ms: number[] };
+  warm: Summary;
+  manager_cold_start_s: { sum: number; count: number; mean: number };
+  failures: Outcome[];
+}
+
+async function coldStarts(m: ManagerProcess, baseUrl: string, model: string, runs: number, warmPerRun: number): Promise<ColdStartResult> {
+  const before = await counters(m, model);
+  const cold: number[] = [];
+  const warm: number[] = [];
+  const failures: Outcome[] = [];
+  for (let i = 0; i < runs; i++) {
+    await unload(m, model);
+    const c = await embed(baseUrl, model, SHORT_INPUT);
+    if (failed(c)) failures.push(c);
+    else cold.push(c.ms);
+    for (let j = 0; j < warmPerRun; j++) {
+      const w = await embed(baseUrl, model, SHORT_INPUT);
+      if (failed(w)) failures.push(w);
+      else warm.push(w.ms);
+    }
+    console.error(`cold start ${i + 1}/${runs}: ${fmtMs(c.ms)} ms${failed(c) ? ` (failed: ${c.status} ${c.code})` : ''}`);
+  }
+  const d = delta(await counters(m, model), before);
+  return {
+    model,
+    cold: { ...summarize(cold), runs_ms: cold },
+    warm: summarize(warm),
+    manager_cold_start_s: { sum: d.cold_start_sum_s, count: d.cold_start_count, mean: d.cold_start_sum_s / d.cold_start_count },
+    failures,
+  };
+}
+
+// ---- 2. footprint ----
+
+interface Footprints {
+  /** Model A's footprint as first measured after its cold starts (MiB). */
+  a_after_cold_starts_mb: number | null;
+  /** Each model's footprint after warm-up batches and a fresh sample (MiB). */
+  after_warmup_mb: Record<string, number | null>;
+  /** What the budgets are computed from: model A's footprint after warm-up. */
+  basis_mb: number;
+}
+
+/** Load every model without a budget, send each a few batches, wait for a fresh sample, read the footprints. */
+async function measureFootprints(m: ManagerProcess, baseUrl: string, batch: string[]): Promise<Footprints> {
+  const first = (await modelInfo(m, MODELS[0])).footprint_mb;
+  for (const name of MODELS) {
+    for (let i = 0; i < 5; i++) {
+      const o = await embed(baseUrl, name, batch);
+      if (failed(o)) throw new Error(`warm-up of ${name}: ${o.status} ${o.code}: ${o.message}`);
+    }
+  }
+  // The catalog samples footprints every 5 s; /memory samples at once.
+  await cpuMemory(m);
+  const infos = await models(m);
+  const after = Object.fromEntries(MODELS.map((n) => [n, infos.find((x) => x.name === n)?.footprint_mb ?? null]));
+  const basis = after[MODELS[0]];
+  if (basis === null || !(basis > 0)) throw new Error(`no footprint measured for ${MODELS[0]}: ${JSON.stringify(infos)}`);
+  return { a_after_cold_starts_mb: first, after_warmup_mb: after, basis_mb: basis };
+}
+
+// ---- 3. thrash ----
+
+interface ClientLog {
+  model: string;
+  outcomes: Outcome[];
+}
+
+interface WorkloadResult {
+  workload: string;
+  duration_s: number;
+  requests_per_s: number;
+  texts_per_s: number;
+  answered: number;
+  p50_ms: number;
+  p99_ms: number;
+  answered_per_model: Record<string, number>;
+  failures: Record<string, number>;
+  failure_examples: Record<string, string>;
+  metrics: Counters;
+}
+
+/** One client: send batches in a loop until `deadline`, to the models `pick(i)` names. */
+async function client(baseUrl: string, pick: (i: number) => string, batch: string[], deadline: number, failPauseMs: number): Promise<ClientLog[]> {
+  const logs = new Map<string, ClientLog>();
+  for (let i = 0; performance.now() < deadline; i++) {
+    const model = pick(i);
+    const o = await embed(baseUrl, model, batch);
+    if (!logs.has(model)) logs.set(model, { model, outcomes: [] });
+    logs.get(model)!.outcomes.push(o);
+    if (failed(o)) await sleep(failPauseMs);
+  }
+  return [...logs.values()];
+}
+
+const sequential = (baseUrl: string, batch: string[], deadline: number, pause: number): Promise<ClientLog[]> =>
+  client(baseUrl, (i) => MODELS[i % MODELS.length], batch, deadline, pause);
+
+const concurrent = async (baseUrl: string, batch: string[], deadline: number, pause: number): Promise<ClientLog[]> =>
+  (await Promise.all(MODELS.map((name) => client(baseUrl, () => name, batch, deadline, pause)))).flat();
+
+/** One request per model in order, not timed, so a workload starts from a settled set of loaded replicas. */
+async function prime(baseUrl: string, batch: string[]): Promise<void> {
+  for (const name of MODELS) await embed(baseUrl, name, batch);
+}
+
+async function runWorkload(
+  m: ManagerProcess,
+  baseUrl: string,
+  workload: string,
+  drive: typeof sequential,
+  batch: string[],
+  durationS: number,
+  pause: number,
+): Promise<WorkloadResult> {
+  await prime(baseUrl, batch);
+  const before = await counters(m);
+  const t0 = performance.now();
+  const logs = await drive(baseUrl, batch, t0 + durationS * 1000, pause);
+  const elapsed = (performance.now() - t0) / 1000;
+  const metrics = delta(await counters(m), before);
+  const all = logs.flatMap((l) => l.outcomes);
+  const ok = all.filter((o) => !failed(o)).map((o) => o.ms);
+  const failures: Record<string, number> = {};
+  const examples: Record<string, string> = {};
+  for (const o of all.filter(failed)) {
+    const key = `${o.status} ${o.code}`;
+    failures[key] = (failures[key] ?? 0) + 1;
+    examples[key] ??= o.message ?? '';
+  }
+  const perModel: Record<string, number> = {};
+  for (const l of logs) perModel[l.model] = (perModel[l.model] ?? 0) + l.outcomes.filter((o) => !failed(o)).length;
+  return {
+    workload,
+    duration_s: elapsed,
+    requests_per_s: ok.length / elapsed,
+    texts_per_s: (ok.length * batch.length) / elapsed,
+    answered: ok.length,
+    p50_ms: quantile(ok, 0.5),
+    p99_ms: quantile(ok, 0.99),
+    answered_per_model: perModel,
+    failures,
+    failure_examples: examples,
+    metrics,
+  };
+}
+
+interface BudgetResult {
+  key: string;
+  label: string;
+  budget_mb: number;
+  reload: unknown;
+  /** Right after the reload, before anything is unloaded: is the lower budget enforced on what runs? */
+  after_reload: { loaded: number; cpu: CpuMemory };
+  workloads: WorkloadResult[];
+}
+
+async function underBudget(m: ManagerProcess, s: Setup, baseUrl: string, b: (typeof BUDGETS)[number], footprintMb: number, batch: string[]): Promise<BudgetResult> {
+  const budgetMb = b.factor * footprintMb;
+  const reload = await setBudget(m, s, budgetMb);
+  await sleep(1000);
+  const after_reload = { loaded: (await models(m)).filter((x) => x.state === 'loaded').length, cpu: await cpuMemory(m) };
+  const workloads: WorkloadResult[] = [];
+  const durationS = Number(flags.duration);
+  const pause = Number(flags['fail-pause-ms']);
+  for (const [name, drive] of [
+    ['(i) sequential A,B,C', sequential],
+    ['(ii) 3 concurrent, one model each', concurrent],
+  ] as const) {
+    for (const model of MODELS) await unload(m, model);
+    const r = await runWorkload(m, baseUrl, name, drive, batch, durationS, pause);
+    console.error(`${b.key} ${name}: ${r.requests_per_s.toFixed(2)} req/s, p50 ${fmtMs(r.p50_ms)} ms, failures ${JSON.stringify(r.failures)}, loads ${r.metrics.loads_ok}, evictions ${r.metrics.evictions_budget}`);
+    workloads.push(r);
+  }
+  return { key: b.key, label: b.label, budget_mb: budgetMb, reload, after_reload, workloads };
+}
+
+// ---- report ----
+
+function table(rows: string[][]): string {
+  const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
+  const line = (r: string[]) => `| ${r.map((x, c) => x.padEnd(widths[c])).join(' | ')} |`;
+  return [line(rows[0]), `| ${widths.map((w) => '-'.repeat(w)).join(' | ')} |`, ...rows.slice(1).map(line)].join('\n');
+}
+
+function coldStartTable(c: ColdStartResult): string {
+  return table([
+    ['request', 'n', 'p50 ms', 'min ms', 'max ms'],
+    ['cold (unloaded -> first answer)', String(c.cold.n), fmtMs(c.cold.p50_ms), fmtMs(c.cold.min_ms), fmtMs(c.cold.max_ms)],
+    ['warm (replica loaded)', String(c.warm.n), fmtMs(c.warm.p50_ms), fmtMs(c.warm.min_ms), fmtMs(c.warm.max_ms)],
+    [
+      'manager teiplex_cold_start_seconds (mean)',
+      String(c.manager_cold_start_s.count),
+      fmtMs(c.manager_cold_start_s.mean * 1000),
+      '',
+      `sum ${c.manager_cold_start_s.sum.toFixed(2)} s`,
+    ],
+  ]);
+}
+
+function thrashTable(results: BudgetResult[]): string {
+  const rows = [['budget', 'workload', 'req/s', 'texts/s', 'ratio b/a', 'p50 ms', 'p99 ms', 'answered per model', 'failures', 'loads ok/refused', 'evictions budget']];
+  for (const r of results) {
+    for (const [i, w] of r.workloads.entries()) {
+      const base = results[0].workloads[i];
+      rows.push([
+        `${r.label} = ${r.budget_mb.toFixed(0)} MiB`,
+        w.workload,
+        w.requests_per_s.toFixed(2),
+        w.texts_per_s.toFixed(1),
+        r === results[0] ? '' : `${(w.requests_per_s / base.requests_per_s).toFixed(2)}x`,
+        fmtMs(w.p50_ms),
+        fmtMs(w.p99_ms),
+        MODELS.map((n) => w.answered_per_model[n] ?? 0).join('/'),
+        Object.entries(w.failures)
+          .map(([k, v]) => `${k} x${v}`)
+          .join(', ') || '0',
+        `${w.metrics.loads_ok}/${w.metrics.loads_refused}`,
+        String(w.metrics.evictions_budget),
+      ]);
+    }
+  }
+  return table(rows);
+}
+
+async function main(): Promise<void> {
+  const setup = await prepareConfig();
+  const m = await startManager(setup.configFile);
+  const baseUrl = `http://127.0.0.1:${m.apiPort}`;
+  const batch = makeWorkload({ count: Number(flags.batch) });
+  try {
+    const cold = await coldStarts(m, baseUrl, MODELS[0], Number(flags['cold-runs']), Number(flags['warm-per-run']));
+    const footprints = await measureFootprints(m, baseUrl, batch);
+    console.error(`footprints (MiB): ${JSON.stringify(footprints)}`);
+    const budgets: BudgetResult[] = [];
+    for (const b of BUDGETS) budgets.push(await underBudget(m, setup, baseUrl, b, footprints.basis_mb, batch));
+
+    const machine = { cpus: availableParallelism(), cpu_model: cpus()[0]?.model, node: process.version };
+    const md = [
+      '# teiplex on-demand models',
+      '',
+      `${machine.cpus} cores (${machine.cpu_model}), Node ${machine.node}; three generated minilm-l6 embedding models (seeds 0, 1, 2), CPU children; client, manager and children share the cores.`,
+      '',
+      `## Cold start of ${cold.model}, short input ("${SHORT_INPUT}")`,
+      '',
+      coldStartTable(cold),
+      cold.failures.length > 0 ? `\n${cold.failures.length} failed: ${JSON.stringify(cold.failures)}` : '',
+      '',
+      `## Thrash: round-robin over three models, batches of ${batch.length} texts, ${flags.duration} s per workload`,
+      '',
+      `Footprint (RSS, MiB): ${MODELS[0]} after its cold starts ${footprints.a_after_cold_starts_mb ?? '-'}; after warm-up batches ${MODELS.map((n) => `${n} ${footprints.after_warmup_mb[n] ?? '-'}`).join(', ')}. Budgets from ${footprints.basis_mb} MiB. A client pauses ${flags['fail-pause-ms']} ms after a failure.`,
+      '',
+      thrashTable(budgets),
+      '',
+      ...budgets.map(
+        (b) =>
+          `After the reload to ${b.key} (${b.budget_mb.toFixed(0)} MiB) with all three loaded: ${b.after_reload.loaded} loaded, cpu used ${b.after_reload.cpu.used_mb.toFixed(0)} MiB of budget ${b.after_reload.cpu.budget_mb?.toFixed(0) ?? '-'} MiB.`,
+      ),
+      '',
+    ].join('\n');
+    console.log(md);
+    mkdirSync(flags.out, { recursive: true });
+    writeFileSync(
+      path.join(flags.out, 'on-demand.json'),
+      JSON.stringify({ machine, flags, cold_start: cold, footprints, budgets }, null, 2) + '\n',
+    );
+    writeFileSync(path.join(flags.out, 'on-demand.md'), md);
+    console.log(`wrote ${path.join(flags.out, 'on-demand.json')} and on-demand.md`);
+  } finally {
+    await m.stop();
+    rmSync(setup.dir, { recursive: true, force: true });
+  }
+}
+
+await main();
