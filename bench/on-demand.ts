@@ -112,6 +112,7 @@ function writeConfig(s: Setup, budgetMb: number | undefined): void {
 interface ModelInfo {
   name: string;
   state: string;
+  failure: { reason: string; at: string } | null;
   footprint_mb: number | null;
   replicas: Array<{ instance: string; status: string; footprint_mb: number | null }>;
 }
@@ -128,21 +129,34 @@ async function modelInfo(m: ManagerProcess, name: string): Promise<ModelInfo> {
   return info;
 }
 
-async function waitForState(m: ManagerProcess, name: string, state: string, timeoutMs = 120_000): Promise<void> {
+/** Poll GET /models until `name` is in `state` (or `failed`, which it stays in); the last info. */
+async function waitForState(m: ManagerProcess, name: string, state: string, timeoutMs = 120_000): Promise<ModelInfo> {
   const end = Date.now() + timeoutMs;
-  let last = '';
+  let last: ModelInfo | undefined;
   while (Date.now() < end) {
-    last = (await modelInfo(m, name)).state;
-    if (last === state) return;
+    last = await modelInfo(m, name);
+    if (last.state === state || last.state === 'failed') return last;
     await sleep(50);
   }
-  throw new Error(`model ${name}: state ${last}, not ${state}, after ${timeoutMs} ms`);
+  throw new Error(`model ${name}: state ${last?.state}, not ${state}, after ${timeoutMs} ms`);
 }
 
-async function unload(m: ManagerProcess, name: string): Promise<void> {
-  const r = await m.api('POST', `/models/${name}/unload`);
-  if (r.status !== 200) throw new Error(`POST /models/${name}/unload: ${r.status} ${JSON.stringify(r.body)}`);
-  await waitForState(m, name, 'available');
+/** Model failures seen while unloading (the bench clears them and goes on; they are reported). */
+const modelFailures: Array<{ model: string; reason: string; at: string; seen_during: string }> = [];
+
+/** Stop a model's replicas and wait until it is `available`; a `failed` model is recorded, loaded again (clears the failure) and unloaded. */
+async function unload(m: ManagerProcess, name: string, during: string): Promise<void> {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    const r = await m.api('POST', `/models/${name}/unload`);
+    if (r.status !== 200) throw new Error(`POST /models/${name}/unload: ${r.status} ${JSON.stringify(r.body)}`);
+    const info = await waitForState(m, name, 'available');
+    if (info.state === 'available') return;
+    modelFailures.push({ model: name, reason: info.failure?.reason ?? '?', at: info.failure?.at ?? '?', seen_during: during });
+    console.error(`model ${name} is failed (${during}): ${info.failure?.reason}; POST /models/${name}/load to clear it`);
+    const load = await m.api('POST', `/models/${name}/load`);
+    if (load.status !== 200) throw new Error(`POST /models/${name}/load: ${load.status} ${JSON.stringify(load.body)}`);
+  }
+  throw new Error(`model ${name} did not become available`);
 }
 
 async function setBudget(m: ManagerProcess, s: Setup, budgetMb: number): Promise<unknown> {
@@ -255,7 +269,7 @@ async function coldStarts(m: ManagerProcess, baseUrl: string, model: string, run
   const warm: number[] = [];
   const failures: Outcome[] = [];
   for (let i = 0; i < runs; i++) {
-    await unload(m, model);
+    await unload(m, model, 'cold start');
     const c = await embed(baseUrl, model, SHORT_INPUT);
     if (failed(c)) failures.push(c);
     else cold.push(c.ms);
@@ -413,9 +427,9 @@ async function underBudget(m: ManagerProcess, s: Setup, baseUrl: string, b: (typ
     ['(i) sequential A,B,C', sequential],
     ['(ii) 3 concurrent, one model each', concurrent],
   ] as const) {
-    for (const model of MODELS) await unload(m, model);
+    for (const model of MODELS) await unload(m, model, `before ${b.key} ${name}`);
     const r = await runWorkload(m, baseUrl, name, drive, batch, durationS, pause);
-    console.error(`${b.key} ${name}: ${r.requests_per_s.toFixed(2)} req/s, p50 ${fmtMs(r.p50_ms)} ms, failures ${JSON.stringify(r.failures)}, loads ${r.metrics.loads_ok}, evictions ${r.metrics.evictions_budget}`);
+    console.error(`${b.key} ${name}: ${r.requests_per_s.toFixed(2)} req/s, p50 ${fmtMs(r.p50_ms)} ms, loads ${r.metrics.loads_ok}, evictions ${r.metrics.evictions_budget}, failures ${JSON.stringify(r.failure_examples)}`);
     workloads.push(r);
   }
   return { key: b.key, label: b.label, budget_mb: budgetMb, reload, after_reload, workloads };
@@ -500,18 +514,24 @@ async function main(): Promise<void> {
       '',
       ...budgets.map(
         (b) =>
-          `After the reload to ${b.key} (${b.budget_mb.toFixed(0)} MiB) with all three loaded: ${b.after_reload.loaded} loaded, cpu used ${b.after_reload.cpu.used_mb.toFixed(0)} MiB of budget ${b.after_reload.cpu.budget_mb?.toFixed(0) ?? '-'} MiB.`,
+          `After the reload to ${b.key} (${b.budget_mb.toFixed(0)} MiB), before unloading: ${b.after_reload.loaded} loaded, cpu used ${b.after_reload.cpu.used_mb.toFixed(0)} MiB of budget ${b.after_reload.cpu.budget_mb?.toFixed(0) ?? '-'} MiB.`,
       ),
+      '',
+      modelFailures.length === 0 ? 'No model was marked failed.' : `Models marked failed (found when unloading; cleared with POST /models/{name}/load):`,
+      ...modelFailures.map((f) => `- ${f.model} (${f.seen_during}, at ${f.at}): ${f.reason}`),
       '',
     ].join('\n');
     console.log(md);
     mkdirSync(flags.out, { recursive: true });
     writeFileSync(
       path.join(flags.out, 'on-demand.json'),
-      JSON.stringify({ machine, flags, cold_start: cold, footprints, budgets }, null, 2) + '\n',
+      JSON.stringify({ machine, flags, cold_start: cold, footprints, budgets, model_failures: modelFailures }, null, 2) + '\n',
     );
     writeFileSync(path.join(flags.out, 'on-demand.md'), md);
     console.log(`wrote ${path.join(flags.out, 'on-demand.json')} and on-demand.md`);
+  } catch (err) {
+    console.error(`--- manager output (tail) ---\n${m.output().slice(-8000)}`);
+    throw err;
   } finally {
     await m.stop();
     rmSync(setup.dir, { recursive: true, force: true });

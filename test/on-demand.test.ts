@@ -161,7 +161,8 @@ describe('cold start, single flight, idle stop, no-wait, broken files', () => {
     assert.equal(r.status, 200, JSON.stringify(r.body));
     assert.equal(r.body.data[0].embedding.length, 32);
     assert.equal(r.headers.get('x-teiplex-instance'), 'tiny-a-1');
-    const x = await model(m, 'tiny-a');
+    // Measured just after the start, without holding up the first answer.
+    const x = await waitModel(m, 'tiny-a', (y) => y.footprint_mb !== null, 5000);
     assert.equal(x.state, 'loaded');
     assert.deepEqual(
       x.replicas.map((r: any) => [r.instance, r.status, r.device]),

@@ -31,6 +31,8 @@ export class CatalogModel {
   unloading: Promise<void> | undefined;
   /** Requests waiting for a cold start. */
   waiters = 0;
+  /** A start for min_replicas failed (no room, say): not tried again before this time. */
+  keepRetryAt = 0;
   /** Since when every replica has had scale_up_inflight requests in flight. */
   pressureSince: number | undefined;
   /** When a replica since stopped was last used (ms since the epoch). */

@@ -76,6 +76,8 @@ export function asksNoWait(value: unknown): boolean {
 
 /** How often idle replicas, pinned counts and queueing are looked at. */
 const SWEEP_MS = 250;
+/** After a failed start for min_replicas (no room, say), the wait before trying again. */
+const KEEP_RETRY_MS = 5000;
 /** How often footprints and device usage are sampled. */
 const FOOTPRINT_MS = 5000;
 const MIB = 1024 * 1024;
@@ -574,7 +576,11 @@ export class Catalog {
       const live = replicas.filter((i) => hasProcess(i.status));
       const serving = live.filter((i) => i.status === 'running' || i.status === 'unhealthy');
       if (m.failure === undefined && m.loading === undefined && live.length < m.pinned) {
-        this.startLoad(m).catch((err: Error) => this.log('could not keep min_replicas loaded', { model: m.name, reason: err.message }));
+        if (now < m.keepRetryAt) continue;
+        this.startLoad(m).catch((err: Error) => {
+          m.keepRetryAt = Date.now() + KEEP_RETRY_MS;
+          this.log('could not keep min_replicas loaded', { model: m.name, reason: err.message, retry_in_secs: KEEP_RETRY_MS / 1000 });
+        });
         continue;
       }
       // Idle replicas beyond those pinned, least recently used first.
