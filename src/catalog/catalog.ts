@@ -15,15 +15,16 @@
  * be ready is not.
  */
 import os from 'node:os';
+import { isDeepStrictEqual } from 'node:util';
 import { TeiplexError } from '../common/errors.js';
 import { checkModels, DuplicateModelNameError, type Config } from '../config/config.js';
 import { maxReplicas, modelName, namesOf, replicaSpec, type ModelSpec } from '../config/model-spec.js';
 import { ConfigError } from '../config/validate.js';
+import { checkGpuIds } from '../supervisor/gpus.js';
 import type { Instance } from '../supervisor/instance.js';
 import { hasProcess, type InstanceState } from '../supervisor/instance-state.js';
 import type { Supervisor } from '../supervisor/supervisor.js';
 import type { Source, StoredModel } from '../state/state-store.js';
-import { isDeepStrictEqual } from 'node:util';
 import { CatalogModel, type ModelState } from './catalog-model.js';
 import { gpuMemoryByPid, measureFootprint } from './footprint.js';
 import { planPlacement, type Budget, type Resident } from './memory-budget.js';
@@ -227,13 +228,7 @@ export class Catalog {
   async add(spec: ModelSpec, source: Source = 'api'): Promise<CatalogModel> {
     const m = new CatalogModel(spec, source, new Date().toISOString());
     if (this.models.has(m.name)) throw new TeiplexError('MODEL_EXISTS', `catalog model '${m.name}' exists`);
-    if (spec.gpu_ids !== undefined) {
-      const { gpus, error } = await this.o.supervisor.gpus();
-      const missing = spec.gpu_ids.filter((id) => !gpus.some((g) => g.index === id));
-      if (missing.length > 0) {
-        throw new TeiplexError('INVALID_GPU_ID', `gpu_ids ${missing.join(', ')} do not exist: ${gpus.length === 0 ? `no GPU found${error ? ` (${error})` : ''}` : `GPUs are ${gpus.map((g) => g.index).join(', ')}`}`);
-      }
-    }
+    if (spec.gpu_ids !== undefined) checkGpuIds(spec.gpu_ids, await this.o.supervisor.gpus(), 'gpu_ids');
     this.insert(m);
     try {
       await this.o.supervisor.persistState();

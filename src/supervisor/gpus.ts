@@ -3,6 +3,7 @@
  */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
+import { TeiplexError } from '../common/errors.js';
 
 export interface GpuInfo {
   index: number;
@@ -58,4 +59,14 @@ export async function discoverGpus(binary = 'nvidia-smi', timeoutMs = 5000): Pro
   } catch (err) {
     return { gpus: [], error: (err as Error).message.split('\n')[0] };
   }
+}
+
+/** Throws INVALID_GPU_ID naming the GPUs there are when one of `ids` is not among them. */
+export function checkGpuIds(ids: readonly number[], { gpus, error }: GpuDiscovery, field = 'gpu_id'): void {
+  const missing = ids.filter((id) => !gpus.some((g) => g.index === id));
+  if (missing.length === 0) return;
+  throw new TeiplexError(
+    'INVALID_GPU_ID',
+    `${field} ${missing.join(', ')} does not exist: ${gpus.length === 0 ? `no GPU found${error ? ` (${error})` : ''}` : `GPUs are ${gpus.map((g) => g.index).join(', ')}`}`,
+  );
 }

@@ -9,7 +9,7 @@ import type { Config } from '../config/config.js';
 import type { InstanceSpec } from '../config/instance-spec.js';
 import { isDeepStrictEqual } from 'node:util';
 import { StateStore, type Source, type State, type StoredInstance, type StoredModel } from '../state/state-store.js';
-import { discoverGpus, type GpuDiscovery } from './gpus.js';
+import { checkGpuIds, discoverGpus, type GpuDiscovery } from './gpus.js';
 import { Instance, type InstanceHooks, type InstanceSettings } from './instance.js';
 import { hasProcess } from './instance-state.js';
 import { allocatePort, portIsFree, PortRangeExhausted } from './ports.js';
@@ -172,14 +172,7 @@ export class Supervisor {
       // TEI's gRPC build binds a Prometheus port (default 9000, the manager's API port): give it its own.
       if (prometheusPort === undefined && spec.runtime === 'tei') prometheusPort = await allocatePort(c.instance_port_start, c.instance_port_end, held);
       const gpuIds = spec.gpu_ids ?? (spec.gpu_id !== undefined ? [spec.gpu_id] : []);
-      if (gpuIds.length > 0) {
-        const { gpus, error } = await this.gpus();
-        for (const id of gpuIds) {
-          if (!gpus.some((g) => g.index === id)) {
-            throw new TeiplexError('INVALID_GPU_ID', `gpu_id ${id} does not exist: ${gpus.length === 0 ? `no GPU found${error ? ` (${error})` : ''}` : `GPUs are ${gpus.map((g) => g.index).join(', ')}`}`);
-          }
-        }
-      }
+      if (gpuIds.length > 0) checkGpuIds(gpuIds, await this.gpus());
       return { port, prometheusPort, gpuIds };
     } catch (err) {
       if (err instanceof PortRangeExhausted) throw new TeiplexError('PORT_CONFLICT', `${err.message} (instance_port_start..instance_port_end)`);
