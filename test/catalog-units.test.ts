@@ -12,7 +12,8 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Value } from '@sinclair/typebox/value';
-import { planPlacement, type Budget, type Resident } from '../src/catalog/memory-budget.js';
+import { deviceBudgets, devicesOf, planPlacement, type Budget, type Resident } from '../src/catalog/memory-budget.js';
+import { parseNvidiaSmi } from '../src/supervisor/gpus.js';
 import { groupMembers, measureFootprint, parseComputeApps, residentMb } from '../src/catalog/footprint.js';
 import { MODEL_NAME_PATTERN, ModelSpecSchema, maxReplicas, modelName, namesOf, pinnedReplicas, replicaSpec, type ModelSpec } from '../src/config/model-spec.js';
 import { InstanceSpecSchema } from '../src/config/instance-spec.js';
@@ -532,4 +533,23 @@ created_at = "2026-01-01T00:00:00.000Z"
   // A model with a source other than config/api, or no created_at, is refused.
   assert.throws(() => parseState('version = 1\ninstances = []\n[[models]]\nmodel_id = "org/a"\nsource = "other"\ncreated_at = "t"\n', 'bad'), ConfigError);
   assert.throws(() => parseState('version = 1\ninstances = []\n[[models]]\nmodel_id = "org/a"\nsource = "api"\n', 'bad'), ConfigError);
+});
+
+test('deviceBudgets: explicit budgets, totals minus reserves, unknown GPU memory unlimited (canned nvidia-smi output, no GPU here)', () => {
+  const gpus = parseNvidiaSmi('0, GPU-a, Fake A, 81559, 10, 0\n1, GPU-b, Fake B, [N/A], 0, 0\n');
+  const reserves = { cpu_memory_budget_mb: undefined, cpu_memory_reserve_mb: 2048, gpu_memory_budget_mb: undefined, gpu_memory_reserve_mb: 1024 };
+  const derived = deviceBudgets(reserves, gpus, 24_000);
+  assert.deepEqual([...derived.values()].map((b) => [b.device, b.mb, b.source]), [
+    ['cpu', 24_000 - 2048, 'host memory minus cpu_memory_reserve_mb'],
+    ['gpu0', 81559 - 1024, 'GPU memory minus gpu_memory_reserve_mb'],
+    ['gpu1', Infinity, 'GPU memory unknown'],
+  ]);
+  const explicit = deviceBudgets({ ...reserves, cpu_memory_budget_mb: 4096, gpu_memory_budget_mb: 30_000 }, gpus, 24_000);
+  assert.deepEqual([...explicit.values()].map((b) => [b.device, b.mb, b.source]), [
+    ['cpu', 4096, 'cpu_memory_budget_mb'],
+    ['gpu0', 30_000, 'gpu_memory_budget_mb'],
+    ['gpu1', 30_000, 'gpu_memory_budget_mb'],
+  ]);
+  assert.deepEqual(devicesOf([]), ['cpu']);
+  assert.deepEqual(devicesOf([0, 2]), ['gpu0', 'gpu2']);
 });

@@ -27,7 +27,7 @@ import type { Supervisor } from '../supervisor/supervisor.js';
 import type { Source, StoredModel } from '../state/state-store.js';
 import { CatalogModel, type ModelState } from './catalog-model.js';
 import { gpuMemoryByPid, measureFootprint } from './footprint.js';
-import { planPlacement, type Budget, type Resident } from './memory-budget.js';
+import { deviceBudgets, devicesOf, planPlacement, type Budget, type Resident } from './memory-budget.js';
 
 /** The config keys the catalog reads; a reload replaces them. */
 export type CatalogSettings = Pick<
@@ -98,10 +98,6 @@ export interface CatalogReconcileReport {
   skipped: Array<{ name: string; reason: string }>;
 }
 
-/** The device an instance's GPU ids put it on. */
-function devicesOf(gpuIds: readonly number[]): string[] {
-  return gpuIds.length === 0 ? ['cpu'] : gpuIds.map((g) => `gpu${g}`);
-}
 
 export class Catalog {
   private readonly models = new Map<string, CatalogModel>();
@@ -465,24 +461,8 @@ export class Catalog {
     return undefined;
   }
 
-  /** Budget per device: the CPU, and each GPU nvidia-smi lists. */
   private async budgets(): Promise<Map<string, Budget>> {
-    const s = this.settings;
-    const out = new Map<string, Budget>();
-    out.set(
-      'cpu',
-      s.cpu_memory_budget_mb !== undefined
-        ? { device: 'cpu', mb: s.cpu_memory_budget_mb, source: 'cpu_memory_budget_mb' }
-        : { device: 'cpu', mb: os.totalmem() / MIB - s.cpu_memory_reserve_mb, source: 'host memory minus cpu_memory_reserve_mb' },
-    );
-    const { gpus } = await this.o.supervisor.gpus();
-    for (const g of gpus) {
-      const device = `gpu${g.index}`;
-      if (s.gpu_memory_budget_mb !== undefined) out.set(device, { device, mb: s.gpu_memory_budget_mb, source: 'gpu_memory_budget_mb' });
-      else if (g.memory_total_mib !== null) out.set(device, { device, mb: g.memory_total_mib - s.gpu_memory_reserve_mb, source: 'GPU memory minus gpu_memory_reserve_mb' });
-      else out.set(device, { device, mb: Infinity, source: 'GPU memory unknown' });
-    }
-    return out;
+    return deviceBudgets(this.settings, (await this.o.supervisor.gpus()).gpus, os.totalmem() / MIB);
   }
 
   /** Stop and delete one replica (eviction, idle, unload, failure). */

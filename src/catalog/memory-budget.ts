@@ -6,6 +6,8 @@
  * everything evictable would still not make room, the plan fails with a reason naming the budget
  * and what holds the memory.
  */
+import type { Config } from '../config/config.js';
+import type { GpuInfo } from '../supervisor/gpus.js';
 
 export interface Budget {
   device: string;
@@ -22,6 +24,31 @@ export interface Resident {
   lastUsedMs: number;
   /** Why it may not be evicted; undefined: it may. */
   keep?: string;
+}
+
+/** The devices an instance's GPU ids put it on (`cpu` without any). */
+export function devicesOf(gpuIds: readonly number[]): string[] {
+  return gpuIds.length === 0 ? ['cpu'] : gpuIds.map((g) => `gpu${g}`);
+}
+
+type BudgetSettings = Pick<Config, 'cpu_memory_budget_mb' | 'cpu_memory_reserve_mb' | 'gpu_memory_budget_mb' | 'gpu_memory_reserve_mb'>;
+
+/** Budget per device: the CPU (host memory `hostMb`), and each GPU nvidia-smi lists. */
+export function deviceBudgets(s: BudgetSettings, gpus: readonly GpuInfo[], hostMb: number): Map<string, Budget> {
+  const out = new Map<string, Budget>();
+  out.set(
+    'cpu',
+    s.cpu_memory_budget_mb !== undefined
+      ? { device: 'cpu', mb: s.cpu_memory_budget_mb, source: 'cpu_memory_budget_mb' }
+      : { device: 'cpu', mb: hostMb - s.cpu_memory_reserve_mb, source: 'host memory minus cpu_memory_reserve_mb' },
+  );
+  for (const g of gpus) {
+    const device = `gpu${g.index}`;
+    if (s.gpu_memory_budget_mb !== undefined) out.set(device, { device, mb: s.gpu_memory_budget_mb, source: 'gpu_memory_budget_mb' });
+    else if (g.memory_total_mib !== null) out.set(device, { device, mb: g.memory_total_mib - s.gpu_memory_reserve_mb, source: 'GPU memory minus gpu_memory_reserve_mb' });
+    else out.set(device, { device, mb: Infinity, source: 'GPU memory unknown' });
+  }
+  return out;
 }
 
 export type Plan = { ok: true; evict: Resident[] } | { ok: false; reason: string };

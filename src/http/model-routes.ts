@@ -7,6 +7,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
 import type { Catalog } from '../catalog/catalog.js';
 import type { CatalogModel } from '../catalog/catalog-model.js';
+import { devicesOf } from '../catalog/memory-budget.js';
 import type { ReloadReport } from '../catalog/reload.js';
 import { ModelSpecSchema, maxReplicas } from '../config/model-spec.js';
 
@@ -62,7 +63,7 @@ export const modelRoutes: FastifyPluginAsync<ModelRoutesOptions> = async (app, {
     const replicas = catalog.replicas(m).map((i) => ({
       instance: i.name,
       status: i.status,
-      device: i.placement.gpuIds.length === 0 ? 'cpu' : i.placement.gpuIds.map((g) => `gpu${g}`).join(','),
+      device: devicesOf(i.placement.gpuIds).join(','),
       pid: i.pid ?? null,
       inflight_requests: usage.get(i.name),
       footprint_mb: round(catalog.footprintOf(i.name)),
