@@ -7,17 +7,19 @@
  *      /models/A/unload, wait for `available`), then time one POST /v1/embeddings of a short
  *      input; then --warm-per-run warm requests of the same input for comparison. The manager's
  *      own figure is teiplex_cold_start_seconds (sum / count over the same runs).
- *   2. Thrash: the footprint of one loaded replica (GET /models, RSS in MiB, read after warm-up
- *      traffic and a fresh sample) sets cpu_memory_budget_mb through a config rewrite and
+ *   2. Thrash: replica footprints (GET /models, RSS in MiB, after warm-up batches and a fresh
+ *      sample; the largest of the three) set cpu_memory_budget_mb through a config rewrite and
  *      POST /config/reload: (a) 3.5 x footprint (all three fit), (b) 2.5 x footprint (two fit).
- *      Under each budget, from nothing loaded and after one priming request per model, two
- *      workloads run for --duration seconds each, every request a batch of --batch texts:
+ *      Each workload starts from nothing loaded (every model unloaded), so both budgets start
+ *      alike, then one priming request per model,
+ *      then runs for --duration seconds, every request a batch of --batch texts:
  *        (i)  one sequential client cycling A, B, C, A, B, C, ...;
  *        (ii) three concurrent clients, each in a loop on its own model.
  *      Reported: requests/s and texts/s of answered requests, p50/p99 latency of answered
  *      requests, failures by HTTP status and error code, and replica loads / evictions from
  *      /metrics deltas. A client pauses --fail-pause-ms after a failed request (no hot loop on
- *      503s; Retry-After is not honoured, so failures count attempts at that pace).
+ *      503s; Retry-After is not honoured, so failures count attempts at that pace). A model
+ *      found `failed` when unloading is reported, loaded again to clear it, and unloaded.
  *
  * Client, manager and children share this machine's cores: a cold start's CPU (process start,
  * model load) comes out of the serving replicas' budget.
@@ -297,11 +299,15 @@ interface Footprints {
   a_after_cold_starts_mb: number | null;
   /** Each model's footprint after warm-up batches and a fresh sample (MiB). */
   after_warmup_mb: Record<string, number | null>;
-  /** What the budgets are computed from: model A's footprint after warm-up. */
+  /** What the budgets are computed from: the largest footprint after warm-up (identical shapes still differ by ~10% in RSS). */
   basis_mb: number;
 }
 
-/** Load every model without a budget, send each a few batches, wait for a fresh sample, read the footprints. */
+/**
+ * With no budget: load every model, send each a few batches, have the manager sample now (GET
+ * /memory), read the footprints. The budgets' basis is the largest of the three, so that (a)
+ * holds all three and (b) any two.
+ */
 async function measureFootprints(m: ManagerProcess, baseUrl: string, batch: string[]): Promise<Footprints> {
   const first = (await modelInfo(m, MODELS[0])).footprint_mb;
   for (const name of MODELS) {
@@ -310,13 +316,13 @@ async function measureFootprints(m: ManagerProcess, baseUrl: string, batch: stri
       if (failed(o)) throw new Error(`warm-up of ${name}: ${o.status} ${o.code}: ${o.message}`);
     }
   }
-  // The catalog samples footprints every 5 s; /memory samples at once.
+  // The catalog samples footprints every 5 s; GET /memory samples at once.
   await cpuMemory(m);
   const infos = await models(m);
   const after = Object.fromEntries(MODELS.map((n) => [n, infos.find((x) => x.name === n)?.footprint_mb ?? null]));
-  const basis = after[MODELS[0]];
-  if (basis === null || !(basis > 0)) throw new Error(`no footprint measured for ${MODELS[0]}: ${JSON.stringify(infos)}`);
-  return { a_after_cold_starts_mb: first, after_warmup_mb: after, basis_mb: basis };
+  const measured = Object.values(after);
+  if (measured.some((mb) => mb === null || !(mb > 0))) throw new Error(`a footprint is missing: ${JSON.stringify(infos)}`);
+  return { a_after_cold_starts_mb: first, after_warmup_mb: after, basis_mb: Math.max(...(measured as number[])) };
 }
 
 // ---- 3. thrash ----
@@ -504,11 +510,11 @@ async function main(): Promise<void> {
       `## Cold start of ${cold.model}, short input ("${SHORT_INPUT}")`,
       '',
       coldStartTable(cold),
-      cold.failures.length > 0 ? `\n${cold.failures.length} failed: ${JSON.stringify(cold.failures)}` : '',
+      ...(cold.failures.length > 0 ? ['', `${cold.failures.length} failed: ${JSON.stringify(cold.failures)}`] : []),
       '',
       `## Thrash: round-robin over three models, batches of ${batch.length} texts, ${flags.duration} s per workload`,
       '',
-      `Footprint (RSS, MiB): ${MODELS[0]} after its cold starts ${footprints.a_after_cold_starts_mb ?? '-'}; after warm-up batches ${MODELS.map((n) => `${n} ${footprints.after_warmup_mb[n] ?? '-'}`).join(', ')}. Budgets from ${footprints.basis_mb} MiB. A client pauses ${flags['fail-pause-ms']} ms after a failure.`,
+      `Footprint (RSS, MiB): ${MODELS[0]} after its cold starts ${footprints.a_after_cold_starts_mb ?? '-'}; after warm-up batches ${MODELS.map((n) => `${n} ${footprints.after_warmup_mb[n] ?? '-'}`).join(', ')}. Budgets from the largest, ${footprints.basis_mb} MiB (the three together: ${Object.values(footprints.after_warmup_mb).reduce((a: number, x) => a + (x ?? 0), 0).toFixed(0)} MiB). A client pauses ${flags['fail-pause-ms']} ms after a failure.`,
       '',
       thrashTable(budgets),
       '',

@@ -293,12 +293,20 @@ describe('memory budget: least recently used idle model evicted, never one in us
   let http: ReturnType<typeof client>;
   let grpcClient: AnyClient;
   const ids: Record<string, string> = {};
+  let file: string;
+  let smi: string;
+  const config = (budgetMb: number) =>
+    writeManagerConfig(
+      file,
+      `nvidia_smi_path = ${JSON.stringify(smi)}\ngpu_memory_budget_mb = ${budgetMb}\nidle_timeout_secs = 600`,
+      ['a', 'b', 'c'].map((k) => modelToml(`m-${k}`, ids[k], 'gpu_ids = [0]\nmemory_mb = 1000')).join(''),
+    );
 
   before(async () => {
     const sub = path.join(dir, 'budget');
     await mkdir(sub);
     // One fake GPU of 10000 MiB; every router child uses 1000 MiB "on it".
-    const smi = path.join(sub, 'nvidia-smi');
+    smi = path.join(sub, 'nvidia-smi');
     await writeFile(
       smi,
       `#!/bin/sh
@@ -310,11 +318,8 @@ esac
     );
     await chmod(smi, 0o755);
     for (const [k, seed] of [['a', 201], ['b', 202], ['c', 203]] as const) ids[k] = await testModel({ kind: 'embedding', seed });
-    const file = await writeManagerConfig(
-      path.join(sub, 'manager.toml'),
-      `nvidia_smi_path = ${JSON.stringify(smi)}\ngpu_memory_budget_mb = 2500\nidle_timeout_secs = 600`,
-      ['a', 'b', 'c'].map((k) => modelToml(`m-${k}`, ids[k], 'gpu_ids = [0]\nmemory_mb = 1000')).join(''),
-    );
+    file = path.join(sub, 'manager.toml');
+    await config(2500);
     m = await startManager(file);
     http = client(m.apiPort);
     grpcClient = mux(Number(m.ready.grpc_port));
@@ -377,8 +382,19 @@ esac
       await ok('m-c'); // m-a is idle now: evicted
       assert.deepEqual(await states(), ['m-a:available', 'm-b:loaded', 'm-c:loaded']);
     } finally {
-      await busyB.close();
+      await busyB.close(); // m-b last used now: m-c is the least recently used
     }
+  });
+
+  test('a budget lowered by a reload evicts the least recently used idle replica', async () => {
+    await config(1500);
+    const r = await m.api('POST', '/config/reload');
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.deepEqual(r.body.models.unchanged, ['m-a', 'm-b', 'm-c']);
+    const mem = (await m.api('GET', '/memory')).body.devices.find((d: any) => d.device === 'gpu0'); // samples, and enforces
+    assert.equal(mem.budget_mb, 1500);
+    assert.deepEqual(await states(), ['m-a:available', 'm-b:loaded', 'm-c:available']);
+    assert.equal(await metric(m, 'teiplex_model_evictions_total', { model: 'm-c', reason: 'budget' }), 2);
   });
 });
 

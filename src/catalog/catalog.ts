@@ -77,6 +77,8 @@ export function asksNoWait(value: unknown): boolean {
 
 /** How often idle replicas, pinned counts and queueing are looked at. */
 const SWEEP_MS = 250;
+/** Starts of a replica that fail before it is ready, in a row, before its model is marked failed. */
+const LOAD_ATTEMPTS = 2;
 /** After a failed start for min_replicas (no room, say), the wait before trying again. */
 const KEEP_RETRY_MS = 5000;
 /** How often footprints and device usage are sampled. */
@@ -114,6 +116,8 @@ export class Catalog {
   private sweepTimer: NodeJS.Timeout | undefined;
   private footprintTimer: NodeJS.Timeout | undefined;
   private memorySnapshot: DeviceMemory[] = [];
+  /** Devices found over budget with nothing to evict (logged once until that changes). */
+  private readonly overBudget = new Set<string>();
   private closed = false;
   private readonly log: (msg: string, fields?: Record<string, unknown>) => void;
 
@@ -358,29 +362,37 @@ export class Catalog {
     if (this.closed) throw new TeiplexError('UNHEALTHY', 'the manager is shutting down');
     if (m.unloading !== undefined) await m.unloading;
     const t0 = performance.now();
-    let instance: Instance;
-    let ready: Promise<void>;
-    try {
-      ({ instance, ready } = await this.serialized(() => this.placeAndCreate(m)));
-    } catch (err) {
-      this.o.events?.load?.(m.name, 'refused', (performance.now() - t0) / 1000);
-      throw err;
+    let reason = '';
+    // A start that fails may be bad luck (a port taken between the check and the bind, a
+    // starved CPU): one more try, on a fresh replica, before the model is marked failed.
+    for (let attempt = 1; attempt <= LOAD_ATTEMPTS; attempt++) {
+      let instance: Instance;
+      let ready: Promise<void>;
+      try {
+        ({ instance, ready } = await this.serialized(() => this.placeAndCreate(m)));
+      } catch (err) {
+        this.o.events?.load?.(m.name, 'refused', (performance.now() - t0) / 1000);
+        throw err;
+      }
+      try {
+        await ready;
+        const secs = (performance.now() - t0) / 1000;
+        m.lastLoadSecs = secs;
+        this.o.events?.load?.(m.name, 'ok', secs);
+        this.o.inflight.touch(instance.name);
+        void this.sampleOne(m, instance);
+        return instance;
+      } catch (why) {
+        reason = String(why);
+        await this.stopReplica(m, instance.name);
+        if (this.closed) throw new TeiplexError('UNHEALTHY', 'the manager is shutting down');
+        this.log('a replica failed before it was ready', { model: m.name, instance: instance.name, attempt, of: LOAD_ATTEMPTS, reason });
+      }
     }
-    try {
-      await ready;
-    } catch (reason) {
-      m.failure = { reason: String(reason), at: new Date().toISOString() };
-      this.log('catalog model failed to load', { model: m.name, instance: instance.name, reason: m.failure.reason });
-      this.o.events?.load?.(m.name, 'failed', (performance.now() - t0) / 1000);
-      await this.stopReplica(m, instance.name);
-      throw this.failedError(m);
-    }
-    const secs = (performance.now() - t0) / 1000;
-    m.lastLoadSecs = secs;
-    this.o.events?.load?.(m.name, 'ok', secs);
-    this.o.inflight.touch(instance.name);
-    void this.sampleOne(m, instance);
-    return instance;
+    m.failure = { reason, at: new Date().toISOString() };
+    this.log('catalog model failed to load', { model: m.name, reason });
+    this.o.events?.load?.(m.name, 'failed', (performance.now() - t0) / 1000);
+    throw this.failedError(m);
   }
 
   private serialized<T>(fn: () => Promise<T>): Promise<T> {
@@ -412,14 +424,7 @@ export class Catalog {
       const reasons = options.map((x) => (x.plan.ok ? '' : x.plan.reason));
       throw new TeiplexError('MEMORY_BUDGET_EXCEEDED', reasons.join('; '), { retryAfterSecs: 5 });
     }
-    for (const r of chosen.plan.evict) {
-      const owner = this.o.supervisor.ownerOf(r.instance);
-      const victim = owner !== undefined ? this.models.get(owner) : undefined;
-      if (victim === undefined) continue;
-      this.log('evicting a replica to make room', { instance: r.instance, model: victim.name, for: m.name, device: chosen.device });
-      this.o.events?.evict?.(victim.name, 'budget');
-      await this.stopReplica(victim, r.instance);
-    }
+    for (const r of chosen.plan.evict) await this.evict(r.instance, `to make room for '${m.name}' on ${chosen.device}`);
     let index = 1;
     while (this.o.supervisor.find(`${m.name}-${index}`) !== undefined) index++;
     const spec = replicaSpec(m.spec, index, chosen.gpu);
@@ -593,12 +598,14 @@ export class Catalog {
     const onGpu = i.placement.gpuIds.length > 0;
     const f = await measureFootprint(pid, onGpu ? (gpuByPid ?? (await gpuMemoryByPid(this.settings.nvidia_smi_path))) : undefined);
     if (f === undefined || i.pid !== pid) return;
-    this.footprints.set(i.name, f.mb);
+    // The peak of this replica's samples: what the next replica of the model is expected to need.
+    const peak = Math.max(f.mb, this.footprints.get(i.name) ?? 0);
+    this.footprints.set(i.name, peak);
     const before = m.footprintMb;
-    m.footprintMb = f.mb;
+    m.footprintMb = peak;
     m.footprintKind = f.kind;
     // Persist the first measurement and real changes, not every sample.
-    if (before === undefined || Math.abs(f.mb - before) > 0.1 * before) void this.o.supervisor.persistState().catch(() => undefined);
+    if (before === undefined || Math.abs(peak - before) > 0.1 * before) void this.o.supervisor.persistState().catch(() => undefined);
   }
 
   private async sampleAll(): Promise<void> {
@@ -615,6 +622,7 @@ export class Catalog {
       }
     }
     const budgets = await this.budgets();
+    await this.serialized(() => this.enforceBudgets(budgets));
     this.memorySnapshot = [...budgets.values()].map((b) => ({
       device: b.device,
       budget_mb: Number.isFinite(b.mb) ? b.mb : null,
@@ -623,9 +631,40 @@ export class Catalog {
     }));
   }
 
+  /**
+   * A device over its budget (a budget lowered by a reload, replicas grown since their first
+   * sample): its least recently used evictable replicas are stopped until it fits.
+   */
+  private async enforceBudgets(budgets: Map<string, Budget>): Promise<void> {
+    for (const b of budgets.values()) {
+      const plan = planPlacement(`keeping within the budget`, 0, b, this.residents(b.device));
+      if (!plan.ok) {
+        if (!this.overBudget.has(b.device)) this.log('over the memory budget, nothing can be evicted now', { device: b.device, reason: plan.reason });
+        this.overBudget.add(b.device);
+        continue;
+      }
+      this.overBudget.delete(b.device);
+      for (const r of plan.evict) await this.evict(r.instance, `${b.device} is over its budget of ${Math.round(b.mb)} MiB`);
+    }
+  }
+
+  /** Stop a replica for the budget (only replicas are ever planned for eviction). */
+  private async evict(instance: string, why: string): Promise<void> {
+    const owner = this.o.supervisor.ownerOf(instance);
+    const victim = owner !== undefined ? this.models.get(owner) : undefined;
+    if (victim === undefined) return;
+    this.log('evicting a replica', { instance, model: victim.name, why });
+    this.o.events?.evict?.(victim.name, 'budget');
+    await this.stopReplica(victim, instance);
+  }
+
   /** Manager shutdown: no more starts or sweeps (the supervisor stops the children). */
   close(): void {
     this.closed = true;
+    for (const [name, w] of [...this.readiness]) {
+      this.readiness.delete(name);
+      w.reject('the manager is shutting down');
+    }
     clearInterval(this.sweepTimer);
     clearInterval(this.footprintTimer);
   }
