@@ -295,10 +295,10 @@ describe('memory budget: least recently used idle model evicted, never one in us
   const ids: Record<string, string> = {};
   let file: string;
   let smi: string;
-  const config = (budgetMb: number) =>
+  const config = (budgetMb: number, extra = '') =>
     writeManagerConfig(
       file,
-      `nvidia_smi_path = ${JSON.stringify(smi)}\ngpu_memory_budget_mb = ${budgetMb}\nidle_timeout_secs = 600`,
+      `nvidia_smi_path = ${JSON.stringify(smi)}\ngpu_memory_budget_mb = ${budgetMb}\nidle_timeout_secs = 600\n${extra}`,
       ['a', 'b', 'c'].map((k) => modelToml(`m-${k}`, ids[k], 'gpu_ids = [0]\nmemory_mb = 1000')).join(''),
     );
 
@@ -395,6 +395,20 @@ esac
     assert.equal(mem.budget_mb, 1500);
     assert.deepEqual(await states(), ['m-a:available', 'm-b:loaded', 'm-c:available']);
     assert.equal(await metric(m, 'teiplex_model_evictions_total', { model: 'm-c', reason: 'budget' }), 2);
+  });
+
+  test('cold start limits (changed by a reload): a full wait queue and a start past the timeout get 503 with Retry-After', async () => {
+    await config(1500, 'cold_start_queue_size = 3\ncold_start_timeout_secs = 0.3');
+    const r = await m.api('POST', '/config/reload');
+    assert.deepEqual([r.status, r.body.restart_required], [200, []]);
+    const answers = await Promise.all(Array.from({ length: 6 }, (_, i) => http.post('/v1/embeddings', embedBody('m-a', `t${i}`))));
+    const codes = answers.map((a) => `${a.status} ${a.body.error?.code}`).sort();
+    assert.deepEqual(codes, ['503 cold_start_queue_full', '503 cold_start_queue_full', '503 cold_start_queue_full', '503 model_loading', '503 model_loading', '503 model_loading']);
+    for (const a of answers) assert.ok(Number(a.headers.get('retry-after')) >= 1);
+    assert.match(answers.find((a) => a.body.error.code === 'model_loading')!.body.error.message, /cold_start_timeout_secs \(0\.3 s\); it goes on starting/);
+    // The start went on: m-a serves (m-b, idle, made room).
+    await waitModel(m, 'm-a', (y) => y.state === 'loaded');
+    assert.deepEqual(await states(), ['m-a:loaded', 'm-b:available', 'm-c:available']);
   });
 });
 
