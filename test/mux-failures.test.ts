@@ -159,6 +159,9 @@ describe('misbehaving children', () => {
     watch.on('data', (d: { status: string }) => seen.push(d.status));
     watch.on('error', () => undefined);
     try {
+      // The Watch's first answer (the status now) before the stop: else it may already say NOT_SERVING.
+      for (let i = 0; i < 100 && seen.length === 0; i++) await sleep(20);
+      assert.deepEqual(seen, ['SERVING']);
       assert.equal((await m.api('POST', '/instances/b/stop')).status, 200);
       await assert.rejects(embed('b'), grpcError(status.UNAVAILABLE, /instance 'b' is stopped/));
       await assert.rejects(unary(client, 'Embed', { target: { instance_index: 1 }, request: { inputs: 'x' } }), grpcError(status.UNAVAILABLE, /instance 'b' is stopped/));
