@@ -297,6 +297,12 @@ models = [${JSON.stringify(modelB)}]
     const notAdmin = await https('POST', '/instances/emb-a/stop', pki.clientA, KEYS.any);
     assert.equal(notAdmin.status, 403);
     assert.equal(notAdmin.body.code, 'PERMISSION_DENIED');
+    // The catalog and the config reload are admin routes too.
+    for (const [method, route] of [['POST', '/models'], ['GET', '/models'], ['POST', '/config/reload'], ['GET', '/memory']]) {
+      const r = await https(method, route, pki.clientA, KEYS.any, method === 'POST' ? { body: { model_id: 'org/x' } } : undefined);
+      assert.equal(r.status, 403, `${method} ${route}`);
+    }
+    assert.equal((await https('GET', '/models', pki.clientA, KEYS.ops)).status, 200);
   });
 
   test('HTTPS: data-plane paths need a key; health and metrics stay open; refused gRPC calls are counted', async () => {

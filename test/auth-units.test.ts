@@ -223,6 +223,8 @@ describe('HTTP hook', () => {
     assert.equal(httpRouteKind('/docs/static/*'), 'docs');
     assert.equal(httpRouteKind('/instances/:name/logs'), 'admin');
     assert.equal(httpRouteKind('/gpus'), 'admin');
+    for (const admin of ['/models', '/models/:name', '/models/:name/load', '/memory', '/config/reload']) assert.equal(httpRouteKind(admin), 'admin', admin);
+    assert.equal(httpRouteKind('/v1/models'), 'data');
     assert.equal(httpRouteKind('/v1/embeddings'), 'data');
     assert.equal(httpRouteKind('/embed'), 'data');
   });

@@ -41,7 +41,8 @@ export function httpRouteKind(url: string): HttpRouteKind {
   if (url === '/health' || url === '/health/all') return 'health';
   if (url === '/metrics') return 'metrics';
   if (url === '/docs' || url.startsWith('/docs/')) return 'docs';
-  if (url === '/instances' || url.startsWith('/instances/') || url === '/gpus') return 'admin';
+  if (url === '/gpus' || url === '/memory' || url === '/config/reload') return 'admin';
+  for (const base of ['/instances', '/models']) if (url === base || url.startsWith(`${base}/`)) return 'admin';
   return 'data';
 }
 

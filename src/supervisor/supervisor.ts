@@ -365,7 +365,8 @@ export class Supervisor {
     if (loaded.kind === 'ok' && c.auto_restore) {
       report.source = 'state';
       items = loaded.state.instances.map(({ desired_state, created_at, source, ...spec }) => ({ spec, desired: desired_state, createdAt: created_at, source: source ?? 'api' }));
-      models = loaded.state.models ?? [];
+      // A state file written before the catalog existed has no models: take the config's.
+      models = loaded.state.models ?? c.models.map((spec) => ({ ...spec, source: 'config' as const, created_at: new Date().toISOString() }));
     } else {
       const now = new Date().toISOString();
       items = c.instances.map((spec) => ({ spec, desired: 'running' as const, createdAt: now, source: 'config' as const }));
