@@ -366,11 +366,11 @@ export class Supervisor {
       report.source = 'state';
       items = loaded.state.instances.map(({ desired_state, created_at, source, ...spec }) => ({ spec, desired: desired_state, createdAt: created_at, source: source ?? 'api' }));
       // A state file written before the catalog existed has no models: take the config's.
-      models = loaded.state.models ?? c.models.map((spec) => ({ ...spec, source: 'config' as const, created_at: new Date().toISOString() }));
+      models = loaded.state.models ?? seedModels(c);
     } else {
       const now = new Date().toISOString();
       items = c.instances.map((spec) => ({ spec, desired: 'running' as const, createdAt: now, source: 'config' as const }));
-      models = c.models.map((spec) => ({ ...spec, source: 'config' as const, created_at: now }));
+      models = seedModels(c);
     }
     this.bootModels = models;
     this.catalog?.restore(models);
@@ -407,4 +407,10 @@ function sameSpec(config: InstanceSpec, current: InstanceSpec): boolean {
   if (config.port !== undefined) return isDeepStrictEqual(config, current);
   const { port: _p, ...rest } = current;
   return isDeepStrictEqual(config, rest);
+}
+
+/** The config's catalog models as a boot seed. */
+function seedModels(c: Config): StoredModel[] {
+  const now = new Date().toISOString();
+  return c.models.map((spec) => ({ ...spec, source: 'config' as const, created_at: now }));
 }
