@@ -24,7 +24,7 @@ export const StoredInstanceSchema = Type.Composite([
   Type.Object({
     desired_state: Type.Union([Type.Literal('running'), Type.Literal('stopped')]),
     created_at: Type.String(),
-    /** Absent in state files written before reloads existed: treated as 'api' (a reload leaves it alone). */
+    /** Absent in state files written before reloads existed: 'config' when the config names the instance, else 'api'. */
     source: Type.Optional(SourceSchema),
   }),
 ]);

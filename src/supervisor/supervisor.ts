@@ -364,7 +364,14 @@ export class Supervisor {
     let models: StoredModel[];
     if (loaded.kind === 'ok' && c.auto_restore) {
       report.source = 'state';
-      items = loaded.state.instances.map(({ desired_state, created_at, source, ...spec }) => ({ spec, desired: desired_state, createdAt: created_at, source: source ?? 'api' }));
+      // No source (a state file written before reloads existed): the config's if it names the instance.
+      const inConfig = new Set(c.instances.map((s) => s.name));
+      items = loaded.state.instances.map(({ desired_state, created_at, source, ...spec }) => ({
+        spec,
+        desired: desired_state,
+        createdAt: created_at,
+        source: source ?? (inConfig.has(spec.name) ? 'config' : 'api'),
+      }));
       // A state file written before the catalog existed has no models: take the config's.
       models = loaded.state.models ?? seedModels(c);
     } else {
