@@ -212,8 +212,13 @@ models = [${JSON.stringify(modelB)}]
       const res = await embed(mux(cert), { instance_name: 'emb-a' }, KEYS.any);
       assert.equal(res.embeddings.length > 0, true);
     }
-    const list = await call(mux(pki.clientA), 'ListInstances', {}, KEYS.teamA);
-    assert.deepEqual(list.instances.map((i: { name: string }) => i.name), ['emb-a', 'emb-b']);
+    const all = await call(mux(pki.clientA), 'ListInstances', {}, KEYS.any);
+    assert.deepEqual(all.instances.map((i: { name: string }) => i.name), ['emb-a', 'emb-b']);
+    // A restricted key lists what it may use; instance_index stays the position in the full list.
+    const modelB = await call(mux(pki.clientA), 'ListInstances', {}, KEYS.modelB);
+    assert.deepEqual(modelB.instances.map((i: { name: string; instance_index?: number }) => [i.name, i.instance_index ?? 0]), [['emb-b', 1]]);
+    const teamA = await call(mux(pki.clientA), 'ListInstances', {}, KEYS.teamA);
+    assert.deepEqual(teamA.instances.map((i: { name: string }) => i.name), ['emb-a']);
   });
 
   test('gRPC: no client certificate, or one from another CA: the handshake fails', async () => {

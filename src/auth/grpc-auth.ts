@@ -51,6 +51,16 @@ export function authorizeTarget(call: object | undefined, instance: AuthTarget):
   if (grant !== undefined) authorizeInstance(grant, instance);
 }
 
+/** May the call's API key use `instance`? (Lists: what a restricted key sees.) */
+export function targetAllowed(call: object | undefined, instance: AuthTarget): boolean {
+  try {
+    authorizeTarget(call, instance);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * The routing target of a request message: the multiplexer's wrapper (`{kind, value}`, wrapper.ts)
  * or a protobufjs-decoded `Target` (`routing` naming the oneof member, or the member set).

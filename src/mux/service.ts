@@ -6,7 +6,7 @@
  * batch calls (arrow-service.ts).
  */
 import * as grpc from '@grpc/grpc-js';
-import { authorizeTarget } from '../auth/grpc-auth.js';
+import { authorizeTarget, targetAllowed } from '../auth/grpc-auth.js';
 import type { Instance } from '../supervisor/instance.js';
 import { arrowLimits, arrowMethods, type ArrowLimits } from './arrow-service.js';
 import type { ChannelPool } from './channels.js';
@@ -78,9 +78,10 @@ function shapeOf(def: grpc.MethodDefinition<unknown, unknown>): ForwardedMethod[
   return 'other';
 }
 
-export function summaries(instances: Instance[], inflight: Inflight): PbListInstancesResponse {
+/** Every instance, or those `visible` allows (a restricted API key); `instance_index` stays the position in the full list. */
+export function summaries(instances: Instance[], inflight: Inflight, visible: (i: Instance) => boolean = () => true): PbListInstancesResponse {
   return {
-    instances: instances.map((i, index) => ({
+    instances: instances.flatMap((i, index) => (visible(i) ? [{
       name: i.name,
       model_id: i.spec.model_id,
       instance_index: index,
@@ -88,7 +89,7 @@ export function summaries(instances: Instance[], inflight: Inflight): PbListInst
       serving: i.status === 'running',
       inflight_requests: inflight.get(i.name),
       runtime: i.spec.runtime ?? 'router',
-    })),
+    }] : [])),
   };
 }
 
@@ -109,10 +110,10 @@ export function muxService(d: MuxServiceDeps): { definition: grpc.ServiceDefinit
   }
   for (const name of FORWARDED_METHODS.keys()) if (definition[name] === undefined) throw new Error(`${MUX_SERVICE} lacks ${name}`);
 
-  const own = (method: string, fn: () => unknown): grpc.handleUnaryCall<unknown, unknown> => (_call, callback) => {
+  const own = (method: string, fn: (request: object) => unknown): grpc.handleUnaryCall<unknown, unknown> => (call, callback) => {
     const started = performance.now();
     try {
-      const res = fn();
+      const res = fn(call.request as object);
       d.metrics.observe('', '', method, grpc.status.OK, (performance.now() - started) / 1000);
       callback(null, res);
     } catch (err) {
@@ -121,7 +122,7 @@ export function muxService(d: MuxServiceDeps): { definition: grpc.ServiceDefinit
       callback(e);
     }
   };
-  implementation.ListInstances = own('ListInstances', () => summaries(d.instances.list(), d.inflight));
+  implementation.ListInstances = own('ListInstances', (request) => summaries(d.instances.list(), d.inflight, (i) => targetAllowed(request, i)));
   for (const [name, m] of Object.entries(arrowMethods(f, { metrics: d.metrics, limits: d.arrow ?? arrowLimits({}) }, base))) {
     definition[name] = m.definition;
     implementation[name] = m.handler as grpc.UntypedHandleCall;
