@@ -299,7 +299,8 @@ describe('memory budget: least recently used idle model evicted, never one in us
     writeManagerConfig(
       file,
       `nvidia_smi_path = ${JSON.stringify(smi)}\ngpu_memory_budget_mb = ${budgetMb}\nidle_timeout_secs = 600\n${extra}`,
-      ['a', 'b', 'c'].map((k) => modelToml(`m-${k}`, ids[k], 'gpu_ids = [0]\nmemory_mb = 1000')).join(''),
+      // The GPU is fake: the routers run on the CPU.
+      ['a', 'b', 'c'].map((k) => modelToml(`m-${k}`, ids[k], 'gpu_ids = [0]\nmemory_mb = 1000\nextra_args = ["--device", "cpu"]')).join(''),
     );
 
   before(async () => {

@@ -69,6 +69,14 @@ test('child argv: TEI flags, extra_args override without duplicates; clean envir
   assert.match(router.args[0], /bin[\\/]teiplex\.js$/);
   assert.equal(router.args[1], 'router');
   assert.equal(router.env.CUDA_VISIBLE_DEVICES, '');
+  assert.ok(!router.args.includes('--device'), 'no GPU: the router default (cpu)');
+  // Pinned to a GPU: the router uses it, unless the spec says otherwise.
+  assert.deepEqual(buildChildCommand('router', ctx, { teiBinaryPath: '/opt/tei' }).args.slice(-2), ['--device', 'cuda']);
+  const cpu = buildChildCommand('router', { ...ctx, spec: { ...ctx.spec, extra_args: ['--device', 'cpu'] } }, { teiBinaryPath: '/opt/tei' });
+  assert.deepEqual(cpu.args.filter((a) => a === '--device' || a === 'cuda' || a === 'cpu'), ['--device', 'cpu']);
+  const byEnv = buildChildCommand('router', { ...ctx, spec: { ...ctx.spec, env: { TEIPLEX_DEVICE: 'cpu' } } }, { teiBinaryPath: '/opt/tei' });
+  assert.ok(!byEnv.args.includes('--device'));
+  assert.ok(!tei.args.includes('--device'), 'TEI chooses its device by its build');
   assert.throws(() => buildChildCommand('command', ctx, { teiBinaryPath: 'x' }), /needs 'command'/);
 });
 

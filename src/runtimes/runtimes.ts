@@ -1,6 +1,7 @@
 /**
  * The runtime kinds: how each builds its child's command line.
  * - router: the built-in `teiplex router` (this package's own CLI, run by the same Node binary);
+ *   pinned to a GPU it runs with `--device cuda` unless extra_args or TEIPLEX_DEVICE choose;
  * - tei: HuggingFace's text-embeddings-router (gRPC build) at `tei_binary_path`;
  * - command: any executable that takes TEI's flags and speaks tei.v1 gRPC on --port.
  */
@@ -20,11 +21,18 @@ export function buildChildCommand(kind: RuntimeKind, ctx: ChildContext, settings
   const args = teiArgs(ctx);
   switch (kind) {
     case 'router':
-      return { command: process.execPath, args: [settings.teiplexScript ?? projectPath('bin', 'teiplex.js'), 'router', ...args], env };
+      return { command: process.execPath, args: [settings.teiplexScript ?? projectPath('bin', 'teiplex.js'), 'router', ...args, ...routerDevice(ctx)], env };
     case 'tei':
       return { command: settings.teiBinaryPath, args, env };
     case 'command':
       if (ctx.spec.command === undefined) throw new Error(`instance ${ctx.spec.name}: runtime 'command' needs 'command'`);
       return { command: ctx.spec.command, args, env };
   }
+}
+
+/** A router on a GPU uses it: `--device cuda`, unless the spec chooses (extra_args --device, env TEIPLEX_DEVICE). */
+function routerDevice(ctx: ChildContext): string[] {
+  if (ctx.gpuIds.length === 0) return [];
+  const chosen = (ctx.spec.extra_args ?? []).some((a) => a === '--device' || a.startsWith('--device=')) || ctx.spec.env?.TEIPLEX_DEVICE !== undefined;
+  return chosen ? [] : ['--device', 'cuda'];
 }
