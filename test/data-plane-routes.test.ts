@@ -350,3 +350,23 @@ describe('errors: status, shape, the field or limit named', () => {
     assert.equal((await api.post('/embed', { inputs: 'x', model: 'late' })).status, 404);
   });
 });
+
+describe('metrics', () => {
+  test('requests counted by route pattern, answering instance and status; durations observed', async () => {
+    const count = async (labels: string): Promise<number> => {
+      const text = String((await m.api('GET', '/metrics')).body);
+      const line = text.split('\n').find((l) => l.startsWith(`teiplex_http_requests_total{${labels}}`));
+      return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
+    };
+    const ok = 'route="/embed",instance="emb",code="200"';
+    const missing = 'route="/v1/embeddings",instance="",code="404"';
+    const [ok0, missing0] = [await count(ok), await count(missing)];
+    for (let i = 0; i < 3; i++) assert.equal((await api.post('/embed', { inputs: 'x', model: 'emb' })).status, 200);
+    assert.equal((await api.post('/v1/embeddings', { input: 'x', model: 'no-such-model' })).status, 404);
+    assert.equal(await count(ok), ok0 + 3);
+    assert.equal(await count(missing), missing0 + 1);
+    const text = String((await m.api('GET', '/metrics')).body);
+    assert.match(text, /teiplex_http_request_duration_seconds_count\{route="\/embed"\} [1-9]/);
+    assert.ok(!text.includes('no-such-model'), 'client input never becomes a label');
+  });
+});

@@ -88,7 +88,7 @@ export async function run(argv: string[]): Promise<number> {
   catalog = new Catalog({ supervisor, inflight: routing.inflight, settings: catalogSettings(config), events: metrics.catalogEvents(), log: (msg, fields) => log.info(fields ?? {}, msg) });
   const reloader = new ConfigReloader(configPath, config, supervisor, catalog);
   const app = await buildManagerApp(supervisor, metrics, auth, { catalog, reload: () => reloader.reload() });
-  const dataPlane = await mountDataPlane({ app, config, instances: supervisor, routing, auth, catalog });
+  const dataPlane = await mountDataPlane({ app, config, instances: supervisor, routing, auth, catalog, registry: metrics.registry });
   await app.listen({ port: config.api_port, host: config.listen_host });
   const address = app.server.address();
   const apiPort = typeof address === 'object' && address !== null ? address.port : config.api_port;

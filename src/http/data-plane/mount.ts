@@ -4,6 +4,7 @@
  * listener). API keys: `checkApiKey` (src/auth) on the instance each request resolves to.
  */
 import type { FastifyInstance } from 'fastify';
+import type { Registry } from 'prom-client';
 import type { Auth } from '../../auth/auth.js';
 import type { Catalog } from '../../catalog/catalog.js';
 import { apiKeyAllows, checkApiKey, httpsOptions, installHttpAuth } from '../../auth/http-auth.js';
@@ -21,6 +22,8 @@ export interface MountOptions {
   routing: MuxRouting;
   auth?: Auth;
   catalog?: Catalog;
+  /** The manager's metrics registry (request counts and durations). */
+  registry?: Registry;
 }
 
 export interface MountedDataPlane {
@@ -44,6 +47,7 @@ export async function mountDataPlane(m: MountOptions): Promise<MountedDataPlane>
     visible: (request, instance) => apiKeyAllows(request, instance),
     lifecycle,
     catalog: m.catalog,
+    registry: m.registry,
   };
   let own: FastifyInstance | undefined;
   if (m.config.data_port === undefined) {

@@ -12,8 +12,9 @@
  * - Draining: once `drain` is called new requests get 503 and it resolves when those in flight
  *   have finished (or the grace period ends).
  */
-import type { Catalog } from '../../catalog/catalog.js';
 import type { FastifyError, FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import type { Registry } from 'prom-client';
+import type { Catalog } from '../../catalog/catalog.js';
 import { TeiplexError } from '../../common/errors.js';
 import { typeboxValidator } from '../../common/tei-http-schemas.js';
 import type { MuxRouting } from '../../mux/routing.js';
@@ -21,10 +22,11 @@ import type { InstanceDirectory } from '../../mux/target.js';
 import { ChildInfoCache } from './child-info.js';
 import { encodeRoute } from './encode-route.js';
 import { describe, openaiErrorBody, teiErrorBody } from './errors.js';
+import { DataPlaneMetrics } from './metrics.js';
 import { ModelDirectory } from './model-directory.js';
 import { openaiRoutes } from './openai-routes.js';
 import { rerankRoute } from './rerank-route.js';
-import type { Authorize, DataPlaneDeps } from './request-context.js';
+import { INSTANCE_HEADER, type Authorize, type DataPlaneDeps } from './request-context.js';
 import { scoreRoute } from './score-route.js';
 import { teiRoutes } from './tei-routes.js';
 
@@ -51,6 +53,8 @@ export interface DataPlaneOptions {
   lifecycle?: DataPlaneLifecycle;
   /** On-demand models: a request naming one that is not loaded starts it. */
   catalog?: Catalog;
+  /** Where request metrics go (the manager's registry); none: not counted. */
+  registry?: Registry;
 }
 
 /** Requests in flight, and the switch that refuses new ones during shutdown. */
@@ -114,6 +118,13 @@ export const dataPlane: FastifyPluginAsync<DataPlaneOptions> = async (app: Fasti
     lifecycle.begin();
     reply.raw.once('close', () => lifecycle.end());
   });
+  if (o.registry !== undefined) {
+    const metrics = new DataPlaneMetrics(o.registry);
+    app.addHook('onResponse', async (request, reply) => {
+      const instance = reply.getHeader(INSTANCE_HEADER);
+      metrics.observe(request.routeOptions.url ?? 'unknown', typeof instance === 'string' ? instance : '', reply.statusCode, reply.elapsedTime / 1000);
+    });
+  }
 
   teiRoutes(app, deps);
   openaiRoutes(app, deps);
