@@ -12,6 +12,7 @@ import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import OpenAI from 'openai';
 import { projectPath } from '../src/common/paths.js';
 import { startManager, type ManagerProcess } from './helpers/manager-process.js';
@@ -368,5 +369,39 @@ describe('metrics', () => {
     const text = String((await m.api('GET', '/metrics')).body);
     assert.match(text, /teiplex_http_request_duration_seconds_count\{route="\/embed"\} [1-9]/);
     assert.ok(!text.includes('no-such-model'), 'client input never becomes a label');
+  });
+});
+
+describe('a client that goes away', () => {
+  test('its child calls are cancelled (a hung child: in flight drops at once, not at the 30 s deadline)', async () => {
+    const created = await m.api('POST', '/instances', { name: 'hang', model_id: models.embedding });
+    assert.equal(created.status, 201);
+    const info = await m.waitFor('hang', (i) => i.status === 'running', 120_000);
+    assert.equal((await api.post('/embed', { inputs: 'warm', model: 'hang' })).status, 200); // child info cached
+    const inflight = async (): Promise<number> => {
+      const line = String((await m.api('GET', '/metrics')).body)
+        .split('\n')
+        .find((l) => l.startsWith('teiplex_inflight_requests{instance="hang"}'));
+      return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
+    };
+    process.kill(info.pid, 'SIGSTOP');
+    try {
+      const gone = fetch(`${api.base}/embed`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ inputs: 'never answered', model: 'hang' }),
+        signal: AbortSignal.timeout(500),
+      });
+      await assert.rejects(gone);
+      let n = await inflight();
+      for (let i = 0; i < 50 && n > 0; i++) {
+        await sleep(100);
+        n = await inflight();
+      }
+      assert.equal(n, 0, 'the call to the hung child was cancelled when the client left');
+    } finally {
+      process.kill(info.pid, 'SIGCONT');
+      await m.api('DELETE', '/instances/hang');
+    }
   });
 });

@@ -15,6 +15,8 @@ export interface CallTarget {
   readonly channel: ChildChannel;
   /** Epoch ms by which the child must have answered. */
   readonly deadlineMs: number;
+  /** Aborted when the HTTP client has gone away: calls in progress are cancelled. */
+  readonly signal?: AbortSignal;
 }
 
 /** A child call failed with this gRPC status (kept for callers that branch on it, e.g. UNIMPLEMENTED). */
@@ -29,8 +31,14 @@ export class ChildStatusError extends Error {
 
 function run<Res>(t: CallTarget, path: string, decode: (b: Buffer) => Res, send: (call: ReturnType<ChildChannel['call']>) => void, expected: number): Promise<Res[]> {
   return new Promise<Res[]>((resolve, reject) => {
+    if (t.signal?.aborted) {
+      reject(new ChildStatusError(grpc.status.CANCELLED, 'the client went away'));
+      return;
+    }
     const answers: Res[] = [];
     let failure: unknown;
+    const cancel = (): void => call.cancel('the client went away');
+    t.signal?.addEventListener('abort', cancel, { once: true });
     const call = t.channel.call(path, t.deadlineMs, {
       onHeaders: () => undefined,
       onMessage: (msg) => {
@@ -43,6 +51,7 @@ function run<Res>(t: CallTarget, path: string, decode: (b: Buffer) => Res, send:
         }
       },
       onStatus: (s) => {
+        t.signal?.removeEventListener('abort', cancel);
         if (failure !== undefined) reject(new ChildStatusError(grpc.status.INTERNAL, `instance '${t.instance}' sent an answer that does not decode: ${(failure as Error).message}`));
         else if (s.code !== grpc.status.OK) reject(new ChildStatusError(s.code, s.details));
         else if (answers.length !== expected) reject(new ChildStatusError(grpc.status.INTERNAL, `instance '${t.instance}' answered ${answers.length} messages for ${expected}`));

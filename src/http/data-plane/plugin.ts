@@ -26,7 +26,7 @@ import { DataPlaneMetrics } from './metrics.js';
 import { ModelDirectory } from './model-directory.js';
 import { openaiRoutes } from './openai-routes.js';
 import { rerankRoute } from './rerank-route.js';
-import { INSTANCE_HEADER, type Authorize, type DataPlaneDeps } from './request-context.js';
+import { INSTANCE_HEADER, watchDisconnect, type Authorize, type DataPlaneDeps } from './request-context.js';
 import { scoreRoute } from './score-route.js';
 import { teiRoutes } from './tei-routes.js';
 
@@ -117,6 +117,7 @@ export const dataPlane: FastifyPluginAsync<DataPlaneOptions> = async (app: Fasti
     if (lifecycle.draining) return sendError(new TeiplexError('UNHEALTHY', 'the manager is shutting down'), request, reply, o.bodyLimitBytes);
     lifecycle.begin();
     reply.raw.once('close', () => lifecycle.end());
+    watchDisconnect(request, reply);
   });
   if (o.registry !== undefined) {
     const metrics = new DataPlaneMetrics(o.registry);

@@ -39,8 +39,20 @@ export interface DataPlaneDeps {
   visible: (request: FastifyRequest, instance: AuthTarget) => boolean;
 }
 
-function callTarget(d: DataPlaneDeps, instance: Instance): CallTarget {
-  return { instance: instance.name, channel: d.routing.channels.get(instance), deadlineMs: Date.now() + d.timeoutMs };
+/** Per request: aborted when the client goes away before its answer is sent. */
+const disconnects = new WeakMap<object, AbortController>();
+
+/** Watch for the client going away (the data plane's onRequest hook): child calls then stop. */
+export function watchDisconnect(request: FastifyRequest, reply: FastifyReply): void {
+  const ac = new AbortController();
+  disconnects.set(request.raw, ac);
+  reply.raw.once('close', () => {
+    if (!reply.raw.writableFinished) ac.abort();
+  });
+}
+
+function callTarget(d: DataPlaneDeps, instance: Instance, request?: FastifyRequest): CallTarget {
+  return { instance: instance.name, channel: d.routing.channels.get(instance), deadlineMs: Date.now() + d.timeoutMs, signal: request && disconnects.get(request.raw)?.signal };
 }
 
 /** The child's info (cached per child), for decisions made before calling it. */
@@ -52,7 +64,7 @@ export function childInfo(d: DataPlaneDeps, instance: Instance): Promise<ChildIn
 export async function onInstance<T>(d: DataPlaneDeps, request: FastifyRequest, instance: Instance, fn: (ops: ChildOps) => Promise<T>): Promise<T> {
   // API keys: the one call site for the data plane (src/auth's check, wired in serve.ts).
   await d.authorize(request, instance);
-  const target = callTarget(d, instance);
+  const target = callTarget(d, instance, request);
   d.routing.inflight.begin(instance.name);
   // Chosen, then stopped before it was counted (an on-demand replica evicted in between): retry.
   if (!canServe(instance.status)) {
@@ -60,7 +72,8 @@ export async function onInstance<T>(d: DataPlaneDeps, request: FastifyRequest, i
     throw new TeiplexError('INSTANCE_UNAVAILABLE', `instance '${instance.name}' is ${instance.status}`, { retryAfterSecs: 1 });
   }
   try {
-    const info = await d.infos.get(instance, target);
+    // The info is cached per child and shared: fetched without this request's disconnect signal.
+    const info = await d.infos.get(instance, callTarget(d, instance));
     return await fn(new ChildOps(target, info));
   } finally {
     d.routing.inflight.end(instance.name);
