@@ -26,7 +26,7 @@ import { hasProcess, type InstanceState } from '../supervisor/instance-state.js'
 import type { Supervisor } from '../supervisor/supervisor.js';
 import type { Source, StoredModel } from '../state/state-store.js';
 import { CatalogModel, type ModelState } from './catalog-model.js';
-import { gpuMemoryByPid, measureFootprint } from './footprint.js';
+import { gpuMemoryByPid, measureFootprint, processGroups } from './footprint.js';
 import { deviceBudgets, devicesOf, planPlacement, type Budget, type Resident } from './memory-budget.js';
 
 /** The config keys the catalog reads; a reload replaces them. */
@@ -592,11 +592,11 @@ export class Catalog {
     }
   }
 
-  private async sampleOne(m: CatalogModel, i: Instance, gpuByPid?: Map<number, number>): Promise<void> {
+  private async sampleOne(m: CatalogModel, i: Instance, gpuByPid?: Map<number, number>, groups?: Map<number, number[]>): Promise<void> {
     const pid = i.pid;
     if (pid === undefined) return;
     const onGpu = i.placement.gpuIds.length > 0;
-    const f = await measureFootprint(pid, onGpu ? (gpuByPid ?? (await gpuMemoryByPid(this.settings.nvidia_smi_path))) : undefined);
+    const f = await measureFootprint(pid, onGpu ? (gpuByPid ?? (await gpuMemoryByPid(this.settings.nvidia_smi_path))) : undefined, groups);
     if (f === undefined || i.pid !== pid) return;
     // The peak of this replica's samples: what the next replica of the model is expected to need.
     const peak = Math.max(f.mb, this.footprints.get(i.name) ?? 0);
@@ -612,12 +612,13 @@ export class Catalog {
     if (this.closed) return;
     const all = this.o.supervisor.list().filter((i) => i.pid !== undefined && (i.status === 'running' || i.status === 'unhealthy'));
     const gpuByPid = all.some((i) => i.placement.gpuIds.length > 0) ? await gpuMemoryByPid(this.settings.nvidia_smi_path) : undefined;
+    const groups = all.length > 0 ? await processGroups() : undefined;
     for (const i of all) {
       const owner = this.o.supervisor.ownerOf(i.name);
       const m = owner !== undefined ? this.models.get(owner) : undefined;
-      if (m !== undefined) await this.sampleOne(m, i, gpuByPid);
+      if (m !== undefined) await this.sampleOne(m, i, gpuByPid, groups);
       else {
-        const f = await measureFootprint(i.pid!, gpuByPid);
+        const f = await measureFootprint(i.pid!, gpuByPid, groups);
         if (f !== undefined) this.footprints.set(i.name, f.mb);
       }
     }

@@ -37,29 +37,36 @@ export async function gpuMemoryByPid(nvidiaSmi: string, timeoutMs = 5000): Promi
   }
 }
 
-/** The pids whose process group is `pgid` (the child is its group's leader: spawned detached). */
-export async function groupMembers(pgid: number): Promise<number[]> {
+/** Every process group on the host: pgid -> its pids (one scan of /proc; empty off Linux). */
+export async function processGroups(): Promise<Map<number, number[]>> {
+  const out = new Map<number, number[]>();
   let names: string[];
   try {
     names = await readdir('/proc');
   } catch {
-    return [];
+    return out;
   }
-  const out: number[] = [];
   await Promise.all(
     names.map(async (n) => {
       if (!/^\d+$/.test(n)) return;
       try {
         const stat = await readFile(`/proc/${n}/stat`, 'utf8');
         // Fields after the command (which may hold spaces and parentheses): state ppid pgrp ...
-        const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-        if (Number(rest[2]) === pgid) out.push(Number(n));
+        const pgid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]);
+        const list = out.get(pgid);
+        if (list === undefined) out.set(pgid, [Number(n)]);
+        else list.push(Number(n));
       } catch {
         /* exited meanwhile */
       }
     }),
   );
   return out;
+}
+
+/** The pids whose process group is `pgid` (the child is its group's leader: spawned detached). */
+export async function groupMembers(pgid: number): Promise<number[]> {
+  return (await processGroups()).get(pgid) ?? [];
 }
 
 /** Resident memory of the pids (MiB), from /proc/<pid>/status VmRSS. */
@@ -85,10 +92,10 @@ export interface Footprint {
 /**
  * The footprint of the child whose process group is `pgid`: on a GPU, the group's GPU memory
  * when nvidia-smi reports any (`gpuByPid`), else its resident memory; undefined when neither
- * can be read.
+ * can be read. `groups` (from processGroups) saves a scan of /proc when measuring many children.
  */
-export async function measureFootprint(pgid: number, gpuByPid: Map<number, number> | undefined): Promise<Footprint | undefined> {
-  const pids = await groupMembers(pgid);
+export async function measureFootprint(pgid: number, gpuByPid: Map<number, number> | undefined, groups?: Map<number, number[]>): Promise<Footprint | undefined> {
+  const pids = groups !== undefined ? (groups.get(pgid) ?? []) : await groupMembers(pgid);
   if (pids.length === 0) return undefined;
   if (gpuByPid !== undefined) {
     let mb = 0;
