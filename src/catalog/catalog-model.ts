@@ -6,6 +6,7 @@
  */
 import { modelName, pinnedReplicas, type ModelSpec } from '../config/model-spec.js';
 import type { Instance } from '../supervisor/instance.js';
+import { canServe } from '../supervisor/instance-state.js';
 import type { Source, StoredModel } from '../state/state-store.js';
 
 export const MODEL_STATES = ['available', 'loading', 'loaded', 'unloading', 'failed'] as const;
@@ -71,7 +72,7 @@ export class CatalogModel {
   state(replicas: readonly Instance[]): ModelState {
     if (this.failure !== undefined) return 'failed';
     if (this.unloading !== undefined) return 'unloading';
-    if (replicas.some((i) => i.status === 'running' || i.status === 'unhealthy')) return 'loaded';
+    if (replicas.some((i) => canServe(i.status))) return 'loaded';
     if (replicas.some((i) => i.status === 'stopping')) return 'unloading';
     if (this.loading !== undefined || replicas.some((i) => i.status === 'starting')) return 'loading';
     return 'available';

@@ -22,7 +22,7 @@ import { maxReplicas, modelName, namesOf, replicaSpec, type ModelSpec } from '..
 import { ConfigError } from '../config/validate.js';
 import { checkGpuIds } from '../supervisor/gpus.js';
 import type { Instance } from '../supervisor/instance.js';
-import { hasProcess, type InstanceState } from '../supervisor/instance-state.js';
+import { canServe, hasProcess, type InstanceState } from '../supervisor/instance-state.js';
 import type { Supervisor } from '../supervisor/supervisor.js';
 import type { Source, StoredModel } from '../state/state-store.js';
 import { CatalogModel, type ModelState } from './catalog-model.js';
@@ -100,7 +100,6 @@ export interface CatalogReconcileReport {
   skipped: Array<{ name: string; reason: string }>;
 }
 
-
 export class Catalog {
   private readonly models = new Map<string, CatalogModel>();
   /** Every name a request may use (catalog name, model_id, aliases) -> model. */
@@ -167,7 +166,7 @@ export class Catalog {
   serving(m: CatalogModel): boolean {
     for (const n of m.replicas) {
       const s = this.o.supervisor.find(n)?.status;
-      if (s === 'running' || s === 'unhealthy') return true;
+      if (s !== undefined && canServe(s)) return true;
     }
     return false;
   }
@@ -459,7 +458,7 @@ export class Catalog {
     if (m === undefined) return 'an instance outside the catalog';
     const n = this.o.inflight.get(i.name);
     if (n > 0) return `in use: ${n} request${n === 1 ? '' : 's'} in flight`;
-    if (i.status !== 'running' && i.status !== 'unhealthy') return i.status;
+    if (!canServe(i.status)) return i.status;
     if (m.pinned > 0 && this.replicas(m).filter((r) => hasProcess(r.status)).length <= m.pinned) {
       return m.spec.on_demand === false ? 'on_demand = false' : `min_replicas ${m.pinned}`;
     }
@@ -554,7 +553,7 @@ export class Catalog {
       if (m.unloading !== undefined) continue;
       const replicas = this.replicas(m);
       const live = replicas.filter((i) => hasProcess(i.status));
-      const serving = live.filter((i) => i.status === 'running' || i.status === 'unhealthy');
+      const serving = live.filter((i) => canServe(i.status));
       if (m.failure === undefined && m.loading === undefined && live.length < m.pinned) {
         if (now < m.keepRetryAt) continue;
         this.startLoad(m).catch((err: Error) => {
@@ -610,7 +609,7 @@ export class Catalog {
 
   private async sampleAll(): Promise<void> {
     if (this.closed) return;
-    const all = this.o.supervisor.list().filter((i) => i.pid !== undefined && (i.status === 'running' || i.status === 'unhealthy'));
+    const all = this.o.supervisor.list().filter((i) => i.pid !== undefined && canServe(i.status));
     const gpuByPid = all.some((i) => i.placement.gpuIds.length > 0) ? await gpuMemoryByPid(this.settings.nvidia_smi_path) : undefined;
     const groups = all.length > 0 ? await processGroups() : undefined;
     for (const i of all) {

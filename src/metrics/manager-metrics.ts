@@ -5,7 +5,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Catalog, CatalogEvents } from '../catalog/catalog.js';
 import type { InstanceHooks } from '../supervisor/instance.js';
-import { INSTANCE_STATES } from '../supervisor/instance-state.js';
+import { canServe, INSTANCE_STATES } from '../supervisor/instance-state.js';
 import type { Supervisor } from '../supervisor/supervisor.js';
 
 export class ManagerMetrics {
@@ -69,7 +69,7 @@ export class ManagerMetrics {
       collect() {
         this.reset();
         const c = catalog();
-        for (const m of c?.list() ?? []) this.set({ model: m.name }, c!.replicas(m).filter((i) => i.status === 'running' || i.status === 'unhealthy').length);
+        for (const m of c?.list() ?? []) this.set({ model: m.name }, c!.replicas(m).filter((i) => canServe(i.status)).length);
       },
     });
     new Gauge({

@@ -16,7 +16,8 @@ import { FORWARDED_METHODS, type ForwardedMethod } from './methods.js';
 import type { MuxMetrics } from './metrics.js';
 import { muxServiceDefinition, MUX_SERVICE, type PbListInstancesResponse } from './protos.js';
 import { asksNoWait, NO_WAIT_HEADER, type Catalog } from '../catalog/catalog.js';
-import { canServe, type InstanceDirectory, type TargetResolver } from './target.js';
+import { canServe } from '../supervisor/instance-state.js';
+import type { InstanceDirectory, TargetResolver } from './target.js';
 import { parseWrapper, type Target } from './wrapper.js';
 
 export interface MuxServiceDeps {

@@ -11,7 +11,7 @@
  */
 import { TeiplexError } from '../common/errors.js';
 import type { Instance } from '../supervisor/instance.js';
-import type { InstanceState } from '../supervisor/instance-state.js';
+import { canServe } from '../supervisor/instance-state.js';
 import type { Inflight } from './inflight.js';
 import type { Target } from './wrapper.js';
 
@@ -22,10 +22,6 @@ export interface InstanceDirectory {
   find(name: string): Instance | undefined;
 }
 
-/** States in which the instance's child is up and can take a call. */
-export function canServe(status: InstanceState): boolean {
-  return status === 'running' || status === 'unhealthy';
-}
 
 function usable(instance: Instance): Instance {
   if (canServe(instance.status)) return instance;

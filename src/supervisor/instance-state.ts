@@ -36,6 +36,11 @@ export function canTransition(from: InstanceState, to: InstanceState): boolean {
   return ALLOWED[from].includes(to);
 }
 
+/** States in which the instance's child is up and can take a call (unhealthy: a health check failed, it may well answer). */
+export function canServe(s: InstanceState): boolean {
+  return s === 'running' || s === 'unhealthy';
+}
+
 /** States in which a child process may be alive. */
 export function hasProcess(s: InstanceState): boolean {
   return s === 'starting' || s === 'running' || s === 'unhealthy' || s === 'stopping';

@@ -11,7 +11,7 @@ import type { InstanceSpec } from '../config/instance-spec.js';
 import { buildChildCommand, type RuntimeSettings } from '../runtimes/runtimes.js';
 import { ChildLog } from './child-log.js';
 import { HealthProbe } from './health-probe.js';
-import { hasProcess, StateMachine, type InstanceState } from './instance-state.js';
+import { canServe, hasProcess, StateMachine, type InstanceState } from './instance-state.js';
 import { signalGroup } from './process-record.js';
 
 export interface InstanceSettings {
@@ -107,7 +107,7 @@ export class Instance {
     return this.generation;
   }
   get uptimeSecs(): number {
-    return this.readyAt !== undefined && (this.status === 'running' || this.status === 'unhealthy') ? (Date.now() - this.readyAt) / 1000 : 0;
+    return this.readyAt !== undefined && canServe(this.status) ? (Date.now() - this.readyAt) / 1000 : 0;
   }
 
   /** Start from stopped or failed (a user action: crash-loop counters start afresh). */
@@ -231,9 +231,9 @@ export class Instance {
   }
 
   private async healthCheck(gen: number): Promise<void> {
-    if (gen !== this.generation || (this.status !== 'running' && this.status !== 'unhealthy') || this.probe === undefined) return;
+    if (gen !== this.generation || !canServe(this.status) || this.probe === undefined) return;
     const r = await this.probe.check(this.settings.healthTimeoutMs);
-    if (gen !== this.generation || (this.status !== 'running' && this.status !== 'unhealthy')) return;
+    if (gen !== this.generation || !canServe(this.status)) return;
     this.lastHealthCheck = new Date().toISOString();
     if (r.ok) {
       this.healthFailures = 0;

@@ -6,7 +6,7 @@
  * type none of them can produce is 422 naming what the model can do.
  */
 import type { FastifyRequest } from 'fastify';
-import { canServe } from '../../mux/target.js';
+import { canServe } from '../../supervisor/instance-state.js';
 import type { Instance } from '../../supervisor/instance.js';
 import type { Capability } from './child-info.js';
 import { RequestError } from './errors.js';

@@ -11,7 +11,8 @@ import type { AuthTarget } from '../../auth/api-keys.js';
 import { asksNoWait, NO_WAIT_HEADER, type Catalog } from '../../catalog/catalog.js';
 import type { CatalogModel } from '../../catalog/catalog-model.js';
 import type { Instance } from '../../supervisor/instance.js';
-import { canServe, type InstanceDirectory, type TargetResolver } from '../../mux/target.js';
+import { canServe } from '../../supervisor/instance-state.js';
+import type { InstanceDirectory, TargetResolver } from '../../mux/target.js';
 import { aliasesOf } from './child-info.js';
 import { RequestError } from './errors.js';
 

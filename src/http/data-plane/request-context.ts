@@ -8,7 +8,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { AuthTarget } from '../../auth/api-keys.js';
 import { TeiplexError } from '../../common/errors.js';
 import type { MuxRouting } from '../../mux/routing.js';
-import { canServe } from '../../mux/target.js';
+import { canServe } from '../../supervisor/instance-state.js';
 import { aggregateMetadata, timingHeaders } from '../../router/metadata.js';
 import type { Metadata } from '../../router/types.js';
 import type { Instance } from '../../supervisor/instance.js';
