@@ -379,7 +379,7 @@ export class Catalog {
         m.lastLoadSecs = secs;
         this.o.events?.load?.(m.name, 'ok', secs);
         this.o.inflight.touch(instance.name);
-        void this.sampleOne(m, instance);
+        void this.sampleOne(m, instance).catch(() => undefined);
         return instance;
       } catch (why) {
         reason = String(why);
@@ -539,10 +539,11 @@ export class Catalog {
   start(): void {
     this.sweepTimer = setInterval(() => this.sweep(), SWEEP_MS);
     this.sweepTimer.unref();
-    this.footprintTimer = setInterval(() => void this.sampleAll(), FOOTPRINT_MS);
+    const sample = (): void => void this.sampleAll().catch((err: Error) => this.log('footprint sample failed', { reason: err.message }));
+    this.footprintTimer = setInterval(sample, FOOTPRINT_MS);
     this.footprintTimer.unref();
     this.sweep();
-    void this.sampleAll();
+    sample();
   }
 
   private sweep(): void {
