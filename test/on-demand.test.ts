@@ -17,7 +17,8 @@ import * as grpc from '@grpc/grpc-js';
 import { client, type Answer } from './helpers/data-plane.js';
 import { loopbackConfig, startManager, type ManagerProcess } from './helpers/manager-process.js';
 import { testModel } from './helpers/models.js';
-import { mux, unary, type AnyClient } from './helpers/mux-client.js';
+import { decodeDense, encodeTexts } from '../src/arrow/embedding-batch.js';
+import { bidi, mux, unary, type AnyClient } from './helpers/mux-client.js';
 
 const { status } = grpc;
 
@@ -101,6 +102,7 @@ describe('cold start, single flight, idle stop, no-wait, broken files', () => {
   let modelC: string;
   let modelD: string;
   let modelP: string;
+  let modelS: string;
   let broken: string;
 
   before(async () => {
@@ -109,6 +111,7 @@ describe('cold start, single flight, idle stop, no-wait, broken files', () => {
     modelC = await testModel({ kind: 'embedding', seed: 103 });
     modelD = await testModel({ kind: 'embedding', seed: 104 });
     modelP = await testModel({ kind: 'embedding', seed: 105 });
+    modelS = await testModel({ kind: 'embedding', seed: 106 });
     // A model directory whose ONNX file is garbage: the child cannot load it.
     broken = path.join(dir, 'broken-model');
     await cp(modelA, broken, { recursive: true });
@@ -123,6 +126,7 @@ describe('cold start, single flight, idle stop, no-wait, broken files', () => {
         modelToml('tiny-c', modelC) +
         modelToml('tiny-d', modelD, 'max_replicas = 2\nidle_timeout_secs = 1') +
         modelToml('tiny-p', modelP, 'on_demand = false\nidle_timeout_secs = 0.5') +
+        modelToml('tiny-s', modelS) +
         modelToml('broken', broken),
     );
     m = await startManager(file);
@@ -144,6 +148,7 @@ describe('cold start, single flight, idle stop, no-wait, broken files', () => {
         ['tiny-b', 'available', 0],
         ['tiny-c', 'available', 0],
         ['tiny-d', 'available', 0],
+        ['tiny-s', 'available', 0],
       ],
     );
     const p = await waitModel(m, 'tiny-p', (y) => y.state === 'loaded');
@@ -232,6 +237,19 @@ describe('cold start, single flight, idle stop, no-wait, broken files', () => {
     assert.equal(err.code, status.UNAVAILABLE);
     assert.match(err.details, /tiny-c.*being started/);
     assert.ok(Number(err.metadata.get('retry-after')[0]) >= 1);
+  });
+
+  test('a stream and an Arrow call to a cold model wait for its start, then are served in full', async () => {
+    const s = await bidi(grpcClient, 'EmbedStream', ['one', 'two', 'three'].map((inputs) => ({ target: { model_id: modelS }, request: { inputs } })));
+    assert.equal(s.error, undefined, s.error?.details);
+    assert.equal(s.responses.length, 3);
+    assert.deepEqual(s.headers.get('teiplex-instance'), ['tiny-s-1']);
+    assert.equal((await m.api('POST', '/models/tiny-s/unload')).status, 200);
+    await waitModel(m, 'tiny-s', (y) => y.state === 'available' && y.replicas.length === 0);
+    const r = await unary(grpcClient, 'EmbedArrow', { target: { model_id: 'tiny-s' }, arrow_ipc: Buffer.from(encodeTexts(['a', 'b', 'c', 'd'])) });
+    const dense = decodeDense(r.res.arrow_ipc);
+    assert.deepEqual([dense.rows, dense.dim], [4, 32]);
+    assert.equal(await metric(m, 'teiplex_model_loads_total', { model: 'tiny-s', result: 'ok' }), 2);
   });
 
   test('a model kept loaded is never idle-stopped and refuses unload', async () => {
