@@ -154,12 +154,13 @@ export class Catalog {
   /**
    * For a request naming `name` (its catalog name, model_id or alias): the catalog model that must
    * be started before it can be served, or undefined (not a catalog model, or something serves:
-   * a replica, or an instance outside the catalog that `othersServe` finds).
+   * a replica, or an instance outside the catalog with the model's model_id).
    */
-  coldStartFor(name: string, othersServe: (modelId: string) => boolean): CatalogModel | undefined {
+  coldStartFor(name: string): CatalogModel | undefined {
     const m = this.byName.get(name);
-    if (m === undefined || this.serving(m) || othersServe(m.spec.model_id)) return undefined;
-    return m;
+    if (m === undefined || this.serving(m)) return undefined;
+    const id = m.spec.model_id;
+    return this.o.supervisor.list().some((i) => i.spec.model_id === id && canServe(i.status)) ? undefined : m;
   }
 
   /** Does a replica of `m` serve now? */

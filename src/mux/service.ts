@@ -16,7 +16,6 @@ import { FORWARDED_METHODS, type ForwardedMethod } from './methods.js';
 import type { MuxMetrics } from './metrics.js';
 import { muxServiceDefinition, MUX_SERVICE, type PbListInstancesResponse } from './protos.js';
 import { asksNoWait, NO_WAIT_HEADER, type Catalog } from '../catalog/catalog.js';
-import { canServe } from '../supervisor/instance-state.js';
 import type { InstanceDirectory, TargetResolver } from './target.js';
 import { parseWrapper, type Target } from './wrapper.js';
 
@@ -51,7 +50,7 @@ export function forwarder(d: MuxServiceDeps): Forwarder {
       const m = c.lookup(target.value);
       if (m === undefined) return claim(target);
       const route: Target = { kind: 'model_id', value: m.spec.model_id };
-      if (c.coldStartFor(target.value, (id) => d.instances.list().some((i) => i.spec.model_id === id && canServe(i.status))) === undefined) return claim(route);
+      if (c.coldStartFor(target.value) === undefined) return claim(route);
       return c.ensureServing(m, !asksNoWait(metadata.get(NO_WAIT_HEADER)[0])).then(() => claim(route));
     },
     close(method: string, leg: Leg | undefined, code: grpc.status, startedMs: number): void {

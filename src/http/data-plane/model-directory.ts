@@ -58,7 +58,7 @@ export class ModelDirectory {
   async ready(request: FastifyRequest, model: string | null | undefined): Promise<void> {
     if (this.catalog === undefined || model === undefined || model === null || model === '') return;
     if (this.instances.find(model) !== undefined) return; // an instance name wins, as in match()
-    const m = this.catalog.coldStartFor(model, (id) => this.instances.list().some((i) => i.spec.model_id === id && canServe(i.status)));
+    const m = this.catalog.coldStartFor(model);
     if (m === undefined) return;
     await this.authorizeModel(request, catalogTarget(m));
     await this.catalog.ensureServing(m, !asksNoWait(request.headers[NO_WAIT_HEADER]));
