@@ -17,6 +17,7 @@
 import os from 'node:os';
 import { isDeepStrictEqual } from 'node:util';
 import { TeiplexError } from '../common/errors.js';
+import { SerialQueue } from '../common/serial-queue.js';
 import { checkModels, DuplicateModelNameError, type Config } from '../config/config.js';
 import { maxReplicas, modelName, namesOf, replicaSpec, type ModelSpec } from '../config/model-spec.js';
 import { ConfigError } from '../config/validate.js';
@@ -27,7 +28,7 @@ import type { Supervisor } from '../supervisor/supervisor.js';
 import type { Source, StoredModel } from '../state/state-store.js';
 import { CatalogModel, type ModelState } from './catalog-model.js';
 import { gpuMemoryByPid, measureFootprint, processGroups } from './footprint.js';
-import { deviceBudgets, devicesOf, planPlacement, type Budget, type Resident } from './memory-budget.js';
+import { deviceBudgets, devicesOf, heldMb, planPlacement, type Budget, type Resident } from './memory-budget.js';
 
 /** The config keys the catalog reads; a reload replaces them. */
 export type CatalogSettings = Pick<
@@ -111,7 +112,8 @@ export class Catalog {
   private readonly readiness = new Map<string, { resolve(): void; reject(reason: string): void }>();
   /** Measured footprint per instance (MiB). */
   private readonly footprints = new Map<string, number>();
-  private placeLock: Promise<unknown> = Promise.resolve();
+  /** Placement decisions (choose a device, evict, create) one at a time. */
+  private readonly placements = new SerialQueue();
   private sweepTimer: NodeJS.Timeout | undefined;
   private footprintTimer: NodeJS.Timeout | undefined;
   private memorySnapshot: DeviceMemory[] = [];
@@ -369,7 +371,7 @@ export class Catalog {
       let instance: Instance;
       let ready: Promise<void>;
       try {
-        ({ instance, ready } = await this.serialized(() => this.placeAndCreate(m)));
+        ({ instance, ready } = await this.placements.run(() => this.placeAndCreate(m)));
       } catch (err) {
         this.o.events?.load?.(m.name, 'refused', (performance.now() - t0) / 1000);
         throw err;
@@ -395,12 +397,6 @@ export class Catalog {
     throw this.failedError(m);
   }
 
-  private serialized<T>(fn: () => Promise<T>): Promise<T> {
-    const next = this.placeLock.then(fn, fn);
-    this.placeLock = next.catch(() => undefined);
-    return next;
-  }
-
   /** Pick a device with room (evicting if need be), create the replica; `ready` settles when it serves or fails. */
   private async placeAndCreate(m: CatalogModel): Promise<{ instance: Instance; ready: Promise<void> }> {
     const need = m.expectedMb(this.settings.default_memory_mb);
@@ -408,15 +404,12 @@ export class Catalog {
     const candidates = m.spec.gpu_ids ?? [undefined];
     const placed = new Set(this.replicas(m).flatMap((i) => devicesOf(i.placement.gpuIds)));
     const budgets = await this.budgets();
-    const options = await Promise.all(
-      candidates.map(async (gpu) => {
-        const device = gpu === undefined ? 'cpu' : `gpu${gpu}`;
-        const budget = budgets.get(device) ?? { device, mb: Infinity, source: 'unknown' };
-        const residents = this.residents(device);
-        const used = residents.reduce((a, r) => a + r.mb, 0);
-        return { gpu, device, plan: planPlacement(what, need, budget, residents), free: budget.mb - used };
-      }),
-    );
+    const options = candidates.map((gpu) => {
+      const [device] = devicesOf(gpu === undefined ? [] : [gpu]);
+      const budget = budgets.get(device) ?? { device, mb: Infinity, source: 'unknown' };
+      const residents = this.residents(device);
+      return { gpu, device, plan: planPlacement(what, need, budget, residents), free: budget.mb - heldMb(residents) };
+    });
     // Another device than the replicas already have, then the fewest evictions, then the most room.
     options.sort((a, b) => Number(placed.has(a.device)) - Number(placed.has(b.device)) || evictions(a.plan) - evictions(b.plan) || b.free - a.free);
     const chosen = options.find((x) => x.plan.ok);
@@ -624,12 +617,12 @@ export class Catalog {
       }
     }
     const budgets = await this.budgets();
-    await this.serialized(() => this.enforceBudgets(budgets));
+    await this.placements.run(() => this.enforceBudgets(budgets));
     this.memorySnapshot = [...budgets.values()].map((b) => ({
       device: b.device,
       budget_mb: Number.isFinite(b.mb) ? b.mb : null,
       budget_source: b.source,
-      used_mb: this.residents(b.device).reduce((a, r) => a + r.mb, 0),
+      used_mb: heldMb(this.residents(b.device)),
     }));
   }
 

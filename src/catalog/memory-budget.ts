@@ -51,13 +51,18 @@ export function deviceBudgets(s: BudgetSettings, gpus: readonly GpuInfo[], hostM
   return out;
 }
 
+/** MiB the residents hold together. */
+export function heldMb(residents: readonly Resident[]): number {
+  return residents.reduce((a, r) => a + r.mb, 0);
+}
+
 export type Plan = { ok: true; evict: Resident[] } | { ok: false; reason: string };
 
 const fmt = (mb: number): string => `${Math.round(mb)} MiB`;
 
 /** Which residents to evict so that `needMb` more fits the budget, least recently used first. */
 export function planPlacement(what: string, needMb: number, budget: Budget, residents: readonly Resident[]): Plan {
-  const used = residents.reduce((a, r) => a + r.mb, 0);
+  const used = heldMb(residents);
   if (used + needMb <= budget.mb) return { ok: true, evict: [] };
   if (needMb > budget.mb) {
     return { ok: false, reason: `${what} needs ~${fmt(needMb)} on ${budget.device}, more than its whole budget of ${fmt(budget.mb)} (${budget.source})` };

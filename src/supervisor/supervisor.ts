@@ -5,6 +5,7 @@
  */
 import path from 'node:path';
 import { TeiplexError } from '../common/errors.js';
+import { SerialQueue } from '../common/serial-queue.js';
 import type { Config } from '../config/config.js';
 import type { InstanceSpec } from '../config/instance-spec.js';
 import { isDeepStrictEqual } from 'node:util';
@@ -76,7 +77,7 @@ export class Supervisor {
   /** Models read at boot, kept for persistence until a catalog takes them. */
   private bootModels: StoredModel[] = [];
   /** Serializes admin operations: checks and their effects never interleave. */
-  private lock: Promise<unknown> = Promise.resolve();
+  private readonly queue = new SerialQueue();
 
   constructor(private readonly o: SupervisorOptions) {
     const c = o.config;
@@ -97,12 +98,6 @@ export class Supervisor {
       runtime: { teiBinaryPath: c.tei_binary_path, teiplexScript: o.teiplexScript },
       managerEnv: o.env ?? process.env,
     };
-  }
-
-  private serialized<T>(fn: () => Promise<T>): Promise<T> {
-    const next = this.lock.then(fn, fn);
-    this.lock = next.catch(() => undefined);
-    return next;
   }
 
   /** Instances ordered by name (the order `instance_index` refers to). */
@@ -192,7 +187,7 @@ export class Supervisor {
 
   /** Save the desired state now (the catalog calls this after changing its models). */
   persistState(): Promise<void> {
-    return this.serialized(() => this.persist());
+    return this.queue.run(() => this.persist());
   }
 
   private async persist(): Promise<void> {
@@ -231,7 +226,7 @@ export class Supervisor {
 
   /** Create an instance (and start it unless `start` is false). */
   create(spec: InstanceSpec, start = true, opts: CreateOptions = {}): Promise<Instance> {
-    return this.serialized(async () => {
+    return this.queue.run(async () => {
       this.assertOpen();
       const instance = await this.add(spec, start ? 'running' : 'stopped', new Date().toISOString(), opts);
       if (opts.owner === undefined) {
@@ -254,7 +249,7 @@ export class Supervisor {
    * removed ones are deleted; instances created through the API are left alone.
    */
   reconcile(specs: readonly InstanceSpec[]): Promise<ReconcileReport> {
-    return this.serialized(async () => {
+    return this.queue.run(async () => {
       this.assertOpen();
       const report: ReconcileReport = { added: [], removed: [], changed: [], unchanged: [], skipped: [] };
       const wanted = new Map(specs.map((s) => [s.name, s]));
@@ -293,7 +288,7 @@ export class Supervisor {
   }
 
   delete(name: string): Promise<Instance> {
-    return this.serialized(async () => {
+    return this.queue.run(async () => {
       const instance = this.get(name);
       await instance.stop('instance deleted');
       instance.dispose();
@@ -304,7 +299,7 @@ export class Supervisor {
   }
 
   start(name: string): Promise<Instance> {
-    return this.serialized(async () => {
+    return this.queue.run(async () => {
       this.assertOpen();
       const instance = this.get(name);
       if (instance.status !== 'stopped' && instance.status !== 'failed') {
@@ -318,7 +313,7 @@ export class Supervisor {
   }
 
   stop(name: string): Promise<Instance> {
-    return this.serialized(async () => {
+    return this.queue.run(async () => {
       const instance = this.get(name);
       if (instance.status === 'stopped' || (instance.status === 'failed' && this.entries.get(name)!.desired === 'stopped')) {
         throw new TeiplexError('NOT_RUNNING', `instance '${name}' is ${instance.status}`);
@@ -331,7 +326,7 @@ export class Supervisor {
   }
 
   restart(name: string): Promise<Instance> {
-    return this.serialized(async () => {
+    return this.queue.run(async () => {
       this.assertOpen();
       const instance = this.get(name);
       if (this.entries.get(name)!.desired !== 'running') {
@@ -398,7 +393,7 @@ export class Supervisor {
   /** Manager shutdown: stop every child in parallel, save the state, forget timers. */
   async shutdown(): Promise<void> {
     this.closing = true;
-    await this.lock.catch(() => undefined);
+    await this.queue.idle;
     await Promise.all(
       [...this.entries.values()].map(async (e) => {
         if (hasProcess(e.instance.status) || e.instance.status === 'backoff') await e.instance.stop('manager shutting down');
