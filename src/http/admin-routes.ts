@@ -8,13 +8,13 @@ import { InstanceSpecSchema, INSTANCE_NAME_PATTERN } from '../config/instance-sp
 import type { ManagerMetrics } from '../metrics/manager-metrics.js';
 import type { Instance } from '../supervisor/instance.js';
 import type { Supervisor } from '../supervisor/supervisor.js';
+import { errors } from './error-body.js';
 
 export interface AdminRoutesOptions {
   supervisor: Supervisor;
   metrics: ManagerMetrics;
 }
 
-const ErrorSchema = Type.Object({ error: Type.String(), code: Type.String(), timestamp: Type.String() });
 
 const InstanceInfoSchema = Type.Object({
   name: Type.String(),
@@ -43,7 +43,6 @@ const NameParams = Type.Object({ name: Type.String({ pattern: INSTANCE_NAME_PATT
 const LogsQuery = Type.Object({ start: Type.Optional(Type.Integer({ minimum: 0 })), end: Type.Optional(Type.Integer({ minimum: 0 })) }, { additionalProperties: false });
 const CreateQuery = Type.Object({ start: Type.Optional(Type.Boolean({ description: 'start at once (default true)' })) }, { additionalProperties: false });
 
-const errors = (...codes: number[]): Record<number, typeof ErrorSchema> => Object.fromEntries(codes.map((c) => [c, ErrorSchema]));
 
 export function instanceInfo(i: Instance, desired: string, model: string | undefined): InstanceInfo {
   return {

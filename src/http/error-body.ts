@@ -3,8 +3,15 @@
  * error table (src/common/errors.ts). Schema failures become BAD_REQUEST naming the field;
  * nothing unexpected leaks as a 5xx without a code.
  */
+import { Type } from '@sinclair/typebox';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { asTeiplexError, TeiplexError } from '../common/errors.js';
+
+/** The error answer's schema (OpenAPI). */
+export const ErrorSchema = Type.Object({ error: Type.String(), code: Type.String(), timestamp: Type.String() });
+
+/** Response schemas for these error statuses. */
+export const errors = (...codes: number[]): Record<number, typeof ErrorSchema> => Object.fromEntries(codes.map((c) => [c, ErrorSchema]));
 
 export function errorBody(err: TeiplexError): { error: string; code: string; timestamp: string } {
   return { error: err.message, code: err.code, timestamp: new Date().toISOString() };

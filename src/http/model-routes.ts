@@ -10,14 +10,13 @@ import type { CatalogModel } from '../catalog/catalog-model.js';
 import { devicesOf } from '../catalog/memory-budget.js';
 import type { ReloadReport } from '../catalog/reload.js';
 import { ModelSpecSchema, maxReplicas } from '../config/model-spec.js';
+import { errors } from './error-body.js';
 
 export interface ModelRoutesOptions {
   catalog: Catalog;
   reload: () => Promise<ReloadReport>;
 }
 
-const ErrorSchema = Type.Object({ error: Type.String(), code: Type.String(), timestamp: Type.String() });
-const errors = (...codes: number[]): Record<number, typeof ErrorSchema> => Object.fromEntries(codes.map((c) => [c, ErrorSchema]));
 const Nullable = <T extends ReturnType<typeof Type.String>>(t: T) => Type.Union([t, Type.Null()]);
 
 const ReplicaSchema = Type.Object({
@@ -60,7 +59,8 @@ const iso = (ms: number | undefined): string | null => (ms === undefined ? null 
 export const modelRoutes: FastifyPluginAsync<ModelRoutesOptions> = async (app, { catalog, reload }) => {
   const usage = catalog.usage;
   const info = (m: CatalogModel): ModelInfo => {
-    const replicas = catalog.replicas(m).map((i) => ({
+    const instances = catalog.replicas(m);
+    const replicas = instances.map((i) => ({
       instance: i.name,
       status: i.status,
       device: devicesOf(i.placement.gpuIds).join(','),
@@ -69,14 +69,14 @@ export const modelRoutes: FastifyPluginAsync<ModelRoutesOptions> = async (app, {
       footprint_mb: round(catalog.footprintOf(i.name)),
       last_used: iso(usage.lastUsed(i.name)),
     }));
-    const lastUsed = Math.max(...catalog.replicas(m).map((i) => usage.lastUsed(i.name) ?? 0), m.lastUsedMs ?? 0);
+    const lastUsed = Math.max(...instances.map((i) => usage.lastUsed(i.name) ?? 0), m.lastUsedMs ?? 0);
     return {
       name: m.name,
       model_id: m.spec.model_id,
       aliases: m.spec.aliases ?? [],
       runtime: m.spec.runtime ?? 'router',
       source: m.source,
-      state: catalog.state(m),
+      state: m.state(instances),
       failure: m.failure ?? null,
       on_demand: m.spec.on_demand !== false,
       min_replicas: m.pinned,
