@@ -19,6 +19,7 @@ import {
 } from '../../common/tei-http-schemas.js';
 import { instanceFor } from './capabilities.js';
 import type { Capability } from './child-info.js';
+import type { ChildOps, EncodeOptions, Results } from './child-ops.js';
 import { RequestError } from './errors.js';
 import { floatMatrix } from './json.js';
 import { checkCount, direction, inputList, onInstance, requestedModel, setHeaders, textsOf, type DataPlaneDeps } from './request-context.js';
@@ -43,56 +44,53 @@ export function teiRoutes(app: FastifyInstance, d: DataPlaneDeps): void {
     );
   const resolve = (request: FastifyRequest, body: { model?: string | null }, capability: Capability | null) => instanceFor(d, request, requestedModel(request, body.model), capability);
 
-  post('/embed', TeiEmbedBody, async (body, request, reply) => {
-    const start = process.hrtime.bigint();
-    const items = inputList(body.inputs);
-    checkCount(d, items.length, 'inputs');
-    const instance = await resolve(request, body, 'dense');
-    const out = await onInstance(d, request, instance, async (ops) =>
-      ops.embed(await textsOf(ops, items), {
-        truncate: body.truncate ?? ops.child.autoTruncate,
-        truncationDirection: direction(body.truncation_direction),
-        promptName: body.prompt_name ?? undefined,
-        normalize: body.normalize,
-        dimensions: body.dimensions ?? undefined,
-      }),
-    );
-    setHeaders(reply, start, out.metadata, [instance.name]);
-    return reply.type('application/json').send(floatMatrix(out.rows));
-  });
+  /**
+   * The embedding routes' one shape: inputs (texts or token ids) counted, the instance resolved
+   * for `capability`, `run` on its texts with TEI's encode options, headers, `answer` the rows.
+   */
+  const embedRoute = <S extends typeof TeiEmbedSparseBody, R>(
+    url: string,
+    schema: S,
+    capability: Capability,
+    run: (ops: ChildOps, texts: string[], o: EncodeOptions, body: Static<S>) => Promise<Results<R>>,
+    answer: (rows: R[], reply: FastifyReply) => unknown,
+  ) =>
+    post(url, schema, async (body, request, reply) => {
+      const start = process.hrtime.bigint();
+      const items = inputList(body.inputs);
+      checkCount(d, items.length, 'inputs');
+      const instance = await resolve(request, body, capability);
+      const out = await onInstance(d, request, instance, async (ops) =>
+        run(ops, await textsOf(ops, items), { truncate: body.truncate ?? ops.child.autoTruncate, truncationDirection: direction(body.truncation_direction), promptName: body.prompt_name ?? undefined }, body),
+      );
+      setHeaders(reply, start, out.metadata, [instance.name]);
+      return answer(out.rows, reply);
+    });
 
-  post('/embed_sparse', TeiEmbedSparseBody, async (body, request, reply) => {
-    const start = process.hrtime.bigint();
-    const items = inputList(body.inputs);
-    checkCount(d, items.length, 'inputs');
-    const instance = await resolve(request, body, 'sparse');
-    const out = await onInstance(d, request, instance, async (ops) =>
-      ops.embedSparse(await textsOf(ops, items), {
-        truncate: body.truncate ?? ops.child.autoTruncate,
-        truncationDirection: direction(body.truncation_direction),
-        promptName: body.prompt_name ?? undefined,
-      }),
-    );
-    setHeaders(reply, start, out.metadata, [instance.name]);
-    return out.rows.map((r) => Array.from(r.indices, (index, k) => ({ index, value: r.values[k] })));
-  });
-
-  post('/embed_all', TeiEmbedAllBody, async (body, request, reply) => {
-    const start = process.hrtime.bigint();
-    const items = inputList(body.inputs);
-    checkCount(d, items.length, 'inputs');
-    const instance = await resolve(request, body, 'multivector');
-    const out = await onInstance(d, request, instance, async (ops) =>
-      ops.embedAll(await textsOf(ops, items), {
-        truncate: body.truncate ?? ops.child.autoTruncate,
-        truncationDirection: direction(body.truncation_direction),
-        promptName: body.prompt_name ?? undefined,
-      }),
-    );
-    setHeaders(reply, start, out.metadata, [instance.name]);
-    const json = out.rows.map((t) => floatMatrix(Array.from({ length: t.tokens }, (_, r) => t.values.subarray(r * t.dim, (r + 1) * t.dim))));
-    return reply.type('application/json').send(`[${json.join(',')}]`);
-  });
+  embedRoute(
+    '/embed',
+    TeiEmbedBody,
+    'dense',
+    (ops, texts, o, body) => ops.embed(texts, { ...o, normalize: body.normalize, dimensions: body.dimensions ?? undefined }),
+    (rows, reply) => reply.type('application/json').send(floatMatrix(rows)),
+  );
+  embedRoute(
+    '/embed_sparse',
+    TeiEmbedSparseBody,
+    'sparse',
+    (ops, texts, o) => ops.embedSparse(texts, o),
+    (rows) => rows.map((r) => Array.from(r.indices, (index, k) => ({ index, value: r.values[k] }))),
+  );
+  embedRoute(
+    '/embed_all',
+    TeiEmbedAllBody,
+    'multivector',
+    (ops, texts, o) => ops.embedAll(texts, o),
+    (rows, reply) => {
+      const json = rows.map((t) => floatMatrix(Array.from({ length: t.tokens }, (_, r) => t.values.subarray(r * t.dim, (r + 1) * t.dim))));
+      return reply.type('application/json').send(`[${json.join(',')}]`);
+    },
+  );
 
   post('/predict', TeiPredictBody, async (body, request, reply) => {
     const start = process.hrtime.bigint();
