@@ -176,14 +176,19 @@ export const httpRoutes: FastifyPluginAsync<HttpRoutesOptions> = async (app: Fas
 
   // ---- embeddings ----
 
+  /** The encode options every embedding route takes from its body. */
+  const encodeOptions = (body: Static<typeof EmbedSparseRequest>) => ({
+    truncate: body.truncate ?? autoTruncate,
+    truncationDirection: direction(body.truncation_direction),
+    promptName: body.prompt_name ?? undefined,
+  });
+
   const embed = async (body: Static<typeof EmbedRequest>, reply: FastifyReply) => {
     const start = process.hrtime.bigint();
     const { items } = splitInputs(body.inputs);
     checkBatch(items.length);
     const out = await engine.embed(items, {
-      truncate: body.truncate ?? autoTruncate,
-      truncationDirection: direction(body.truncation_direction),
-      promptName: body.prompt_name ?? undefined,
+      ...encodeOptions(body),
       normalize: body.normalize ?? true,
       dimensions: body.dimensions ?? undefined,
     });
@@ -195,11 +200,7 @@ export const httpRoutes: FastifyPluginAsync<HttpRoutesOptions> = async (app: Fas
     const start = process.hrtime.bigint();
     const { items } = splitInputs(body.inputs);
     checkBatch(items.length);
-    const out = await engine.embedSparse(items, {
-      truncate: body.truncate ?? autoTruncate,
-      truncationDirection: direction(body.truncation_direction),
-      promptName: body.prompt_name ?? undefined,
-    });
+    const out = await engine.embedSparse(items, encodeOptions(body));
     setMetadataHeaders(reply, start, out.metadata);
     return out.results.map((v) => Array.from(v.indices, (index, i) => ({ index, value: v.values[i] })));
   };
@@ -208,11 +209,7 @@ export const httpRoutes: FastifyPluginAsync<HttpRoutesOptions> = async (app: Fas
     const start = process.hrtime.bigint();
     const { items } = splitInputs(body.inputs);
     checkBatch(items.length);
-    const out = await engine.embedAll(items, {
-      truncate: body.truncate ?? autoTruncate,
-      truncationDirection: direction(body.truncation_direction),
-      promptName: body.prompt_name ?? undefined,
-    });
+    const out = await engine.embedAll(items, encodeOptions(body));
     setMetadataHeaders(reply, start, out.metadata);
     return out.results.map((t) => Array.from({ length: t.tokens }, (_, r) => Array.from(t.values.subarray(r * t.dim, (r + 1) * t.dim))));
   };
