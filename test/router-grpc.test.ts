@@ -13,14 +13,14 @@ import { ROUTER_SERVICES, serviceClient, type RouterServiceName } from '../src/r
 import type { RouterOptions } from '../src/router/types.js';
 import { testModel, type TestModelSpec } from './helpers/models.js';
 import { testRouterOptions } from './helpers/router-options.js';
-import { reflect } from './helpers/mux-client.js';
+import { bidi, clientStream, grpcError, reflect, unary, type AnyClient } from './helpers/mux-client.js';
+import { norm } from './helpers/vectors.js';
 
 const { status } = grpc;
 
 // ---- setup helpers -------------------------------------------------------------------------------
 
 const options = (over: Partial<RouterOptions> = {}): RouterOptions => testRouterOptions({ maxConcurrentRequests: 64, ...over });
-
 
 function serverOptions(opts: RouterOptions, over: Partial<GrpcServerOptions> = {}): GrpcServerOptions {
   return { hostname: '127.0.0.1', port: 0, maxClientBatchSize: opts.maxClientBatchSize, payloadLimit: opts.payloadLimit, ...over };
@@ -30,8 +30,6 @@ async function engineFor(spec: TestModelSpec, opts: RouterOptions): Promise<Rout
   return createEngine(opts, await testModel(spec), () => undefined, { batchOverheadTokens: 16 });
 }
 
-type Fn = (...args: unknown[]) => unknown;
-type AnyClient = grpc.Client & Record<string, Fn>;
 type Msg = Record<string, any>;
 
 /** One client per service of a server. */
@@ -58,55 +56,28 @@ class Clients {
   }
 }
 
-interface UnaryResult {
-  response: Msg;
-  headers: grpc.Metadata;
-}
-
-function unary(client: AnyClient, method: string, req: Msg, md = new grpc.Metadata()): Promise<UnaryResult> {
-  return new Promise((resolve, reject) => {
-    let headers = new grpc.Metadata();
-    const call = client[method](req, md, (err: grpc.ServiceError | null, response: Msg) => (err ? reject(err) : resolve({ response, headers }))) as grpc.ClientUnaryCall;
-    call.on('metadata', (h: grpc.Metadata) => (headers = h));
+/** A model loaded and served over gRPC for the tests of one describe block (its before/after hooks). */
+function served(spec: TestModelSpec, opts: RouterOptions): { engine: RouterEngine; clients: Clients } {
+  const ctx = {} as { engine: RouterEngine; clients: Clients; server: RouterGrpcServer };
+  before(async () => {
+    ctx.engine = await engineFor(spec, opts);
+    ctx.server = await startGrpcServer(serverOptions(opts));
+    ctx.server.setEngine(ctx.engine);
+    ctx.clients = new Clients(ctx.server.port);
   });
-}
-
-const rpc = async (client: AnyClient, method: string, req: Msg, md?: grpc.Metadata): Promise<Msg> => (await unary(client, method, req, md)).response;
-
-/** A bidirectional stream: write every request at once, collect the answers (or the error and the answers before it). */
-function bidi(client: AnyClient, method: string, reqs: Msg[], md = new grpc.Metadata()): Promise<{ responses: Msg[]; error?: grpc.ServiceError }> {
-  return new Promise((resolve) => {
-    const responses: Msg[] = [];
-    const call = client[method](md) as grpc.ClientDuplexStream<Msg, Msg>;
-    call.on('data', (r: Msg) => responses.push(r));
-    call.on('error', (error: grpc.ServiceError) => resolve({ responses, error }));
-    call.on('end', () => resolve({ responses }));
-    for (const r of reqs) call.write(r);
-    call.end();
+  after(async () => {
+    ctx.clients?.close();
+    await ctx.server?.drain();
+    await ctx.engine?.close();
   });
+  return ctx;
 }
 
-function clientStream(client: AnyClient, method: string, reqs: Msg[], md = new grpc.Metadata()): Promise<Msg> {
-  return new Promise((resolve, reject) => {
-    const call = client[method](md, (err: grpc.ServiceError | null, res: Msg) => (err ? reject(err) : resolve(res))) as grpc.ClientWritableStream<Msg>;
-    for (const r of reqs) call.write(r);
-    call.end();
-  });
-}
-
-function grpcError(code: grpc.status, re?: RegExp) {
-  return (e: unknown): boolean => {
-    const err = e as grpc.ServiceError;
-    assert.equal(err.code, code, `expected ${status[code]}, got ${status[err.code]}: ${err.details}`);
-    if (re) assert.match(err.details, re);
-    return true;
-  };
-}
+const rpc = async (client: AnyClient, method: string, req: Msg, md?: grpc.Metadata): Promise<Msg> => (await unary<Msg>(client, method, req, {}, md)).res;
 
 async function healthOf(clients: Clients, service: string): Promise<string> {
   return (await rpc(clients.health(), 'Check', { service })).status as string;
 }
-
 
 const WORDS = 'alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau'.split(' ');
 function text(n: number, seed = 0): string {
@@ -122,7 +93,6 @@ function close(a: ArrayLike<number>, b: ArrayLike<number>, tol = 1e-5): void {
   for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i] - b[i]) <= tol, `[${i}] ${a[i]} vs ${b[i]}`);
 }
 
-const norm = (v: number[]): number => Math.sqrt(v.reduce((s, x) => s + x * x, 0));
 const f32 = (b: Buffer): Float32Array => {
   const out = new Float32Array(b.length / 4);
   for (let i = 0; i < out.length; i++) out[i] = b.readFloatLE(i * 4);
@@ -200,7 +170,7 @@ describe('embedding model over gRPC', () => {
 
   test('Embed: same vector as the engine; normalize default, dimensions, prompt_name, truncation; Metadata and headers', async () => {
     const input = text(12, 1);
-    const { response, headers } = await unary(embed(), 'Embed', { inputs: input });
+    const { res: response, headers } = await unary<Msg>(embed(), 'Embed', { inputs: input });
     const expected = (await engine.embed([input], { truncate: false, truncationDirection: 'right', normalize: true })).results[0];
     close(response.embeddings, expected);
     assert.ok(Math.abs(norm(response.embeddings) - 1) < 1e-5);
@@ -362,7 +332,7 @@ describe('embedding model over gRPC', () => {
       const stream = await bidi(c.get('tei.v1.Embed'), 'EmbedStream', [{ inputs: 'x' }]);
       assert.equal(stream.error?.code, status.UNAUTHENTICATED);
       assert.equal((await rpc(c.get('tei.v1.Embed'), 'Embed', { inputs: 'x' }, good)).embeddings.length, engine.model.hiddenSize);
-      assert.equal((await bidi(c.get('tei.v1.Embed'), 'EmbedStream', [{ inputs: 'x' }], good)).responses.length, 1);
+      assert.equal((await bidi(c.get('tei.v1.Embed'), 'EmbedStream', [{ inputs: 'x' }], {}, good)).responses.length, 1);
       assert.equal((await rpc(c.get('teiplex.v1.Batch'), 'EmbedBatch', { inputs: ['x'] }, good)).dim, engine.model.hiddenSize);
       assert.equal(await healthOf(c, ''), 'SERVING');
       assert.ok((await reflect(keyed.port, 'v1', 'tei.v1.Info')).services.includes('tei.v1.Info'));
@@ -404,28 +374,14 @@ describe('embedding model over gRPC', () => {
 // ---- SPLADE ------------------------------------------------------------------------------------------
 
 describe('SPLADE model over gRPC', () => {
-  let server: RouterGrpcServer;
-  let engine: RouterEngine;
-  let clients: Clients;
-  before(async () => {
-    const opts = options({ pooling: 'splade' });
-    engine = await engineFor({ kind: 'splade' }, opts);
-    server = await startGrpcServer(serverOptions(opts));
-    server.setEngine(engine);
-    clients = new Clients(server.port);
-  });
-  after(async () => {
-    clients?.close();
-    await server?.drain();
-    await engine?.close();
-  });
+  const ctx = served({ kind: 'splade' }, options({ pooling: 'splade' }));
 
   test('EmbedSparse, EmbedSparseStream and EmbedSparseBatch agree with the engine', async () => {
-    const embed = clients.get('tei.v1.Embed');
-    assert.equal(await healthOf(clients, 'tei.v1.Embed'), 'SERVING');
-    assert.equal(await healthOf(clients, 'tei.v1.Predict'), 'NOT_SERVING');
+    const embed = ctx.clients.get('tei.v1.Embed');
+    assert.equal(await healthOf(ctx.clients, 'tei.v1.Embed'), 'SERVING');
+    assert.equal(await healthOf(ctx.clients, 'tei.v1.Predict'), 'NOT_SERVING');
     const inputs = [text(40, 11), 'tiny', text(8, 12)];
-    const expected = await engine.embedSparse(inputs, { truncate: false, truncationDirection: 'right' });
+    const expected = await ctx.engine.embedSparse(inputs, { truncate: false, truncationDirection: 'right' });
     const one = await rpc(embed, 'EmbedSparse', { inputs: inputs[0] });
     assert.deepEqual(
       one.sparse_embeddings.map((s: Msg) => s.index),
@@ -441,7 +397,7 @@ describe('SPLADE model over gRPC', () => {
     assert.equal(error, undefined);
     responses.forEach((r, i) => assert.deepEqual(r.sparse_embeddings.map((s: Msg) => s.index), Array.from(expected.results[i].indices)));
 
-    const batch = await rpc(clients.get('teiplex.v1.Batch'), 'EmbedSparseBatch', { inputs });
+    const batch = await rpc(ctx.clients.get('teiplex.v1.Batch'), 'EmbedSparseBatch', { inputs });
     assert.equal(batch.offsets.length, inputs.length + 1);
     const indices = u32(batch.indices);
     const values = f32(batch.values);
@@ -452,7 +408,7 @@ describe('SPLADE model over gRPC', () => {
     }
 
     const dense = await rpc(embed, 'Embed', { inputs: 'tiny', normalize: false });
-    assert.equal(dense.embeddings.length, engine.model.vocabSize);
+    assert.equal(dense.embeddings.length, ctx.engine.model.vocabSize);
     await assert.rejects(rpc(embed, 'EmbedAll', { inputs: 'x' }), grpcError(status.FAILED_PRECONDITION));
   });
 });
@@ -460,33 +416,19 @@ describe('SPLADE model over gRPC', () => {
 // ---- reranker ----------------------------------------------------------------------------------------
 
 describe('reranker model over gRPC', () => {
-  let server: RouterGrpcServer;
-  let engine: RouterEngine;
-  let clients: Clients;
   const query = 'what is the capital of france';
   const texts = ['paris is the capital', text(30, 13), 'berlin', 'the capital of france is paris'];
-  before(async () => {
-    // Few permits: unary calls over the limit are refused, stream messages wait for admission.
-    const opts = options({ maxConcurrentRequests: 4, maxClientBatchSize: 8 });
-    engine = await engineFor({ kind: 'reranker' }, opts);
-    server = await startGrpcServer(serverOptions(opts));
-    server.setEngine(engine);
-    clients = new Clients(server.port);
-  });
-  after(async () => {
-    clients?.close();
-    await server?.drain();
-    await engine?.close();
-  });
+  // Few permits: unary calls over the limit are refused, stream messages wait for admission.
+  const ctx = served({ kind: 'reranker' }, options({ maxConcurrentRequests: 4, maxClientBatchSize: 8 }));
 
   test('Rerank: scores, order, return_text, raw_scores; Info and health', async () => {
-    const rerank = clients.get('tei.v1.Rerank');
-    assert.equal((await rpc(clients.get('tei.v1.Info'), 'Info', {})).model_type, 'MODEL_TYPE_RERANKER');
-    for (const name of ['tei.v1.Predict', 'tei.v1.Rerank']) assert.equal(await healthOf(clients, name), 'SERVING');
-    assert.equal(await healthOf(clients, 'tei.v1.Embed'), 'NOT_SERVING');
+    const rerank = ctx.clients.get('tei.v1.Rerank');
+    assert.equal((await rpc(ctx.clients.get('tei.v1.Info'), 'Info', {})).model_type, 'MODEL_TYPE_RERANKER');
+    for (const name of ['tei.v1.Predict', 'tei.v1.Rerank']) assert.equal(await healthOf(ctx.clients, name), 'SERVING');
+    assert.equal(await healthOf(ctx.clients, 'tei.v1.Embed'), 'NOT_SERVING');
 
-    const { response, headers } = await unary(rerank, 'Rerank', { query, texts, return_text: true });
-    const expected = await engine.rerank(query, texts, { truncate: false, truncationDirection: 'right', rawScores: false, returnText: true });
+    const { res: response, headers } = await unary<Msg>(rerank, 'Rerank', { query, texts, return_text: true });
+    const expected = await ctx.engine.rerank(query, texts, { truncate: false, truncationDirection: 'right', rawScores: false, returnText: true });
     assert.deepEqual(
       response.ranks.map((r: Msg) => r.index),
       expected.ranks.map((r) => r.index),
@@ -504,7 +446,7 @@ describe('reranker model over gRPC', () => {
   });
 
   test('RerankStream (client stream) equals Rerank; waits for admission beyond max_concurrent_requests', async () => {
-    const rerank = clients.get('tei.v1.Rerank');
+    const rerank = ctx.clients.get('tei.v1.Rerank');
     const unaryRes = await rpc(rerank, 'Rerank', { query, texts, return_text: true });
     const streamed = await clientStream(
       rerank,
@@ -523,7 +465,7 @@ describe('reranker model over gRPC', () => {
   });
 
   test('rerank limits: empty texts, > max_client_batch_size, > max_concurrent_requests', async () => {
-    const rerank = clients.get('tei.v1.Rerank');
+    const rerank = ctx.clients.get('tei.v1.Rerank');
     await assert.rejects(rpc(rerank, 'Rerank', { query, texts: [] }), grpcError(status.INVALID_ARGUMENT, /texts/));
     await assert.rejects(rpc(rerank, 'Rerank', { query, texts: Array(9).fill('t') }), grpcError(status.INVALID_ARGUMENT, /batch size 9 > maximum allowed batch size 8/));
     await assert.rejects(rpc(rerank, 'Rerank', { query, texts: Array(6).fill('t') }), grpcError(status.RESOURCE_EXHAUSTED, /overloaded/));
@@ -531,9 +473,9 @@ describe('reranker model over gRPC', () => {
   });
 
   test('Predict, PredictPair and PredictPairStream on pairs', async () => {
-    const predict = clients.get('tei.v1.Predict');
+    const predict = ctx.clients.get('tei.v1.Predict');
     const pair = await rpc(predict, 'PredictPair', { inputs: [query, texts[0]] });
-    const ranked = await rpc(clients.get('tei.v1.Rerank'), 'Rerank', { query, texts: [texts[0]] });
+    const ranked = await rpc(ctx.clients.get('tei.v1.Rerank'), 'Rerank', { query, texts: [texts[0]] });
     assert.equal(pair.predictions.length, 1);
     assert.ok(Math.abs(pair.predictions[0].score - ranked.ranks[0].score) < 1e-6);
     const single = await rpc(predict, 'Predict', { inputs: texts[1] });
@@ -550,34 +492,20 @@ describe('reranker model over gRPC', () => {
       const one = await rpc(predict, 'PredictPair', { inputs: pairs[i] });
       assert.ok(Math.abs(responses[i].predictions[0].score - one.predictions[0].score) < 1e-6, `message ${i}`);
     }
-    await assert.rejects(rpc(clients.get('tei.v1.Embed'), 'Embed', { inputs: 'x' }), grpcError(status.FAILED_PRECONDITION));
+    await assert.rejects(rpc(ctx.clients.get('tei.v1.Embed'), 'Embed', { inputs: 'x' }), grpcError(status.FAILED_PRECONDITION));
   });
 });
 
 // ---- classifier --------------------------------------------------------------------------------------
 
 describe('classifier model over gRPC', () => {
-  let server: RouterGrpcServer;
-  let engine: RouterEngine;
-  let clients: Clients;
-  before(async () => {
-    const opts = options();
-    engine = await engineFor({ kind: 'classifier', numLabels: 3 }, opts);
-    server = await startGrpcServer(serverOptions(opts));
-    server.setEngine(engine);
-    clients = new Clients(server.port);
-  });
-  after(async () => {
-    clients?.close();
-    await server?.drain();
-    await engine?.close();
-  });
+  const ctx = served({ kind: 'classifier', numLabels: 3 }, options());
 
   test('Predict and PredictStream: labels sorted by score, as the engine; raw_scores; wrong RPCs', async () => {
-    const predict = clients.get('tei.v1.Predict');
-    assert.equal((await rpc(clients.get('tei.v1.Info'), 'Info', {})).model_type, 'MODEL_TYPE_CLASSIFIER');
+    const predict = ctx.clients.get('tei.v1.Predict');
+    assert.equal((await rpc(ctx.clients.get('tei.v1.Info'), 'Info', {})).model_type, 'MODEL_TYPE_CLASSIFIER');
     const inputs = [text(25, 30), 'i love it', text(3, 31), text(60, 32)];
-    const expected = await engine.predict(inputs, { truncate: false, truncationDirection: 'right', rawScores: false });
+    const expected = await ctx.engine.predict(inputs, { truncate: false, truncationDirection: 'right', rawScores: false });
     const one = await rpc(predict, 'Predict', { inputs: inputs[0] });
     assert.deepEqual(
       one.predictions.map((p: Msg) => p.label),
@@ -589,7 +517,7 @@ describe('classifier model over gRPC', () => {
     );
     assert.ok(Math.abs(one.predictions.reduce((s: number, p: Msg) => s + p.score, 0) - 1) < 1e-5);
     const raw = await rpc(predict, 'Predict', { inputs: inputs[0], raw_scores: true });
-    const rawExpected = await engine.predict([inputs[0]], { truncate: false, truncationDirection: 'right', rawScores: true });
+    const rawExpected = await ctx.engine.predict([inputs[0]], { truncate: false, truncationDirection: 'right', rawScores: true });
     close(
       raw.predictions.map((p: Msg) => p.score),
       rawExpected.results[0].map((p) => p.score),
@@ -606,7 +534,7 @@ describe('classifier model over gRPC', () => {
       expected.results[1].map((p) => p.score),
     );
 
-    await assert.rejects(rpc(clients.get('tei.v1.Rerank'), 'Rerank', { query: 'q', texts: ['a'] }), grpcError(status.FAILED_PRECONDITION, /not a re-ranker/));
+    await assert.rejects(rpc(ctx.clients.get('tei.v1.Rerank'), 'Rerank', { query: 'q', texts: ['a'] }), grpcError(status.FAILED_PRECONDITION, /not a re-ranker/));
     await assert.rejects(rpc(predict, 'Predict', { inputs: '' }), grpcError(status.INVALID_ARGUMENT));
     assert.equal((await rpc(predict, 'Predict', { inputs: 'still serving' })).predictions.length, 3);
   });

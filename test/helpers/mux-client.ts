@@ -18,18 +18,24 @@ export interface Unary<T> {
   headers: grpc.Metadata;
 }
 
-export function unary<T = any>(client: AnyClient, method: string, req: unknown, options: grpc.CallOptions = {}): Promise<Unary<T>> {
+export function unary<T = any>(client: AnyClient, method: string, req: unknown, options: grpc.CallOptions = {}, metadata = new grpc.Metadata()): Promise<Unary<T>> {
   return new Promise((resolve, reject) => {
     let headers = new grpc.Metadata();
-    const call = client[method](req, new grpc.Metadata(), options, (err: grpc.ServiceError | null, res: T) => (err ? reject(err) : resolve({ res, headers })));
+    const call = client[method](req, metadata, options, (err: grpc.ServiceError | null, res: T) => (err ? reject(err) : resolve({ res, headers })));
     call.on('metadata', (md: grpc.Metadata) => (headers = md));
   });
 }
 
 /** A bidirectional stream: writes every request, ends, collects answers and the final error. */
-export function bidi<T = any>(client: AnyClient, method: string, reqs: unknown[], options: grpc.CallOptions = {}): Promise<{ responses: T[]; error?: grpc.ServiceError; headers: grpc.Metadata }> {
+export function bidi<T = any>(
+  client: AnyClient,
+  method: string,
+  reqs: unknown[],
+  options: grpc.CallOptions = {},
+  metadata = new grpc.Metadata(),
+): Promise<{ responses: T[]; error?: grpc.ServiceError; headers: grpc.Metadata }> {
   return new Promise((resolve) => {
-    const call = client[method](new grpc.Metadata(), options) as grpc.ClientDuplexStream<unknown, T>;
+    const call = client[method](metadata, options) as grpc.ClientDuplexStream<unknown, T>;
     const responses: T[] = [];
     let headers = new grpc.Metadata();
     let error: grpc.ServiceError | undefined;
@@ -42,9 +48,9 @@ export function bidi<T = any>(client: AnyClient, method: string, reqs: unknown[]
   });
 }
 
-export function clientStream<T = any>(client: AnyClient, method: string, reqs: unknown[], options: grpc.CallOptions = {}): Promise<T> {
+export function clientStream<T = any>(client: AnyClient, method: string, reqs: unknown[], options: grpc.CallOptions = {}, metadata = new grpc.Metadata()): Promise<T> {
   return new Promise((resolve, reject) => {
-    const call = client[method](new grpc.Metadata(), options, (err: grpc.ServiceError | null, res: T) => (err ? reject(err) : resolve(res)));
+    const call = client[method](metadata, options, (err: grpc.ServiceError | null, res: T) => (err ? reject(err) : resolve(res)));
     for (const r of reqs) call.write(r);
     call.end();
   });
