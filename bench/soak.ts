@@ -15,7 +15,8 @@
  *   - admin changes (bench/soak/admin.ts) every ~--admin-every-secs, each acknowledged one
  *     recorded in the expected state (bench/soak/expected-state.ts);
  *   - kill -9 of a random child every ~--child-kill-every-secs;
- *   - SIGKILL of the manager every --manager-kill-min-secs..--manager-kill-max-secs, in turn right
+ *   - SIGKILL of the manager every --manager-kill-min-secs..--manager-kill-max-secs (the first by
+ *     half-time at the latest, so a short run has one too), in turn right
  *     after an acknowledged change, in the middle of a change, and at an idle moment; the state
  *     file is checked against the expected state at once, the manager is restarted with the same
  *     config, and once it is ready (plus --orphan-grace-secs) processes carrying our marker that
@@ -43,13 +44,14 @@ import { residentMb } from '../src/catalog/footprint.js';
 import { projectPath } from '../src/common/paths.js';
 import { loopbackConfig, startManager, type ManagerProcess } from '../test/helpers/manager-process.js';
 import { testModel } from '../test/helpers/models.js';
+import { metricSum } from './lib/prometheus-text.js';
 import { Admin, observeApi, observeStateFile } from './soak/admin.js';
 import { EventLoopReader } from './soak/event-loop.js';
 import { ExpectedState, type Desired } from './soak/expected-state.js';
 import { httpCall } from './soak/http-call.js';
 import { childrenOf, markedProcesses, orphansOf, RUN_ID_VAR, type Marker } from './soak/processes.js';
 import { Recorder } from './soak/recorder.js';
-import { markdown, rows, byKind, failuresByCode, verdict } from './soak/report.js';
+import { byKind, childCounters, failuresByCode, markdown, rows, verdict } from './soak/report.js';
 import { Traffic } from './soak/traffic.js';
 import { makeWorkload } from './workload.js';
 
@@ -255,13 +257,13 @@ async function main(): Promise<number> {
 
   /** Start the manager again after it died, then look for orphans and check the state it restored. */
   const restart = async (where: string): Promise<void> => {
-    rec.phase = 'restart';
+    rec.beginRestart();
     const readyMs = await mgr.start();
     loop.reset();
     rec.event('manager-restart', { ready_ms: readyMs, pid: mgr.pid, where });
     log(`manager restarted (${where}) in ${readyMs.toFixed(0)} ms, pid ${mgr.pid}`);
     await sleep(ORPHAN_GRACE_MS);
-    rec.phase = 'up';
+    rec.endRestart();
     checkOrphans(`after restart, ${where}`, mgr.pid);
     await checkApi(`after restart, ${where}`);
     checkStateFile(`after restart, ${where}`);
@@ -294,18 +296,22 @@ async function main(): Promise<number> {
     const n = ++managerKills;
     const pid = mgr.pid;
     let after: string | undefined;
+    // Requests failing from here on (the connections the kill resets included) count as during a restart.
+    const sigkill = (): Promise<void> => {
+      rec.beginRestart();
+      return mgr.kill();
+    };
     if (mode === 'after-ack') {
       for (let i = 0; i < 10 && after === undefined; i++) if ((await admin.change()) === 'acknowledged') after = rec.admin.at(-1)!.op;
-      await mgr.kill();
+      await sigkill();
     } else if (mode === 'mid-call') {
       const change = admin.change();
       await sleep(Math.random() * 30);
-      await mgr.kill();
+      await sigkill();
       after = `${(await change) ?? 'nothing'} (${rec.admin.at(-1)?.op})`;
     } else {
-      await mgr.kill();
+      await sigkill();
     }
-    rec.phase = 'restart';
     rec.event('manager-kill', { n, mode, pid, after });
     log(`SIGKILL manager #${n} (${mode}${after ? `, change: ${after}` : ''})`);
     checkStateFile(`after manager SIGKILL #${n}`);
@@ -325,7 +331,9 @@ async function main(): Promise<number> {
       const health = await httpCall(base, 'GET', '/health', undefined, 5000);
       const rtt = health.kind === 'answer' ? performance.now() - t0 : null;
       const metrics = await httpCall(base, 'GET', '/metrics', undefined, 5000);
-      const delay = metrics.kind === 'answer' && metrics.status === 200 ? loop.read(String(metrics.body)) : undefined;
+      const text = metrics.kind === 'answer' && metrics.status === 200 ? String(metrics.body) : undefined;
+      const delay = text === undefined ? undefined : loop.read(text);
+      const restarts = text === undefined ? null : Object.fromEntries(['crash', 'unhealthy', 'manual'].map((reason) => [reason, metricSum(text, 'teiplex_instance_restarts_total', { reason })]));
       rec.samples.push({
         at_s: rec.now(),
         manager_pid: pid ?? null,
@@ -334,6 +342,8 @@ async function main(): Promise<number> {
         event_loop_source: delay?.source ?? (rtt === null ? 'none (manager down)' : 'proxy: GET /health round trip'),
         health_rtt_ms: rtt,
         children: pid === undefined ? 0 : childrenOf(marker, pid).length,
+        instance_restarts: restarts,
+        model_loads: text === undefined ? null : metricSum(text, 'teiplex_model_loads_total', { result: 'ok' }),
         requests: { ...rec.counts },
       });
     } finally {
@@ -348,7 +358,7 @@ async function main(): Promise<number> {
     const readyMs = await mgr.start();
     log(`manager ready in ${readyMs.toFixed(0)} ms (api ${apiPort}, grpc ${grpcPort}, state ${stateFile})`);
     for (const name of STATIC) await mgr.current!.waitFor(name, (i) => i.status === 'running', MANAGER_READY_MS);
-    rec.event('manager-restart', { ready_ms: readyMs, pid: mgr.pid, where: 'first start' });
+    rec.event('manager-start', { ready_ms: readyMs, pid: mgr.pid });
 
     const traffic = new Traffic(
       {
@@ -366,12 +376,13 @@ async function main(): Promise<number> {
     const sampler = setInterval(() => void sample(), SAMPLE_EVERY_MS);
     const endAt = Date.now() + DURATION_S * 1000;
     let nextChildKill = Date.now() + jitter(CHILD_KILL_EVERY_MS);
-    let nextManagerKill = Date.now() + MANAGER_KILL_MIN_MS + Math.random() * (MANAGER_KILL_MAX_MS - MANAGER_KILL_MIN_MS);
+    // The first SIGKILL comes by half-time at the latest, so a short run restarts the manager too.
+    let nextManagerKill = Date.now() + Math.min(MANAGER_KILL_MIN_MS + Math.random() * (MANAGER_KILL_MAX_MS - MANAGER_KILL_MIN_MS), (DURATION_S * 1000) / 2);
     let mode = 0;
     let lastMinute = 0;
     while (Date.now() < endAt) {
       if (mgr.exitedUnexpectedly()) {
-        rec.phase = 'restart';
+        rec.beginRestart();
         rec.event('manager-unexpected-exit', { pid: mgr.pid, code: mgr.current?.proc.exitCode, signal: mgr.current?.proc.signalCode, output_tail: mgr.current?.output().slice(-2000) });
         log(`manager exited by itself (code ${mgr.current?.proc.exitCode}, signal ${mgr.current?.proc.signalCode})`);
         checkStateFile('after an unexpected manager exit');
@@ -428,6 +439,7 @@ async function main(): Promise<number> {
           machine,
           flags,
           verdict: v,
+          child_counters: childCounters(rec),
           totals: total,
           per_minute: perMinute,
           by_kind: byKind(rec.outcomes),

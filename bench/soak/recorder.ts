@@ -21,7 +21,7 @@ export type Phase = 'up' | 'restart';
 
 export interface Outcome {
   at_s: number;
-  /** The manager's phase when the request was sent. */
+  /** `restart` when the request was sent or settled during a manager restart. */
   phase: Phase;
   kind: string;
   target: string;
@@ -50,7 +50,7 @@ export interface AdminChange {
 
 export interface ChaosEvent {
   at_s: number;
-  what: 'child-kill' | 'manager-kill' | 'manager-restart' | 'manager-unexpected-exit' | 'manager-stop';
+  what: 'child-kill' | 'manager-start' | 'manager-kill' | 'manager-restart' | 'manager-unexpected-exit' | 'manager-stop';
   detail: Record<string, unknown>;
 }
 
@@ -63,6 +63,10 @@ export interface Sample {
   event_loop_source: string;
   health_rtt_ms: number | null;
   children: number;
+  /** This manager's teiplex_instance_restarts_total by reason (crash, unhealthy, manual), since it started; null: /metrics did not answer. */
+  instance_restarts: Record<string, number> | null;
+  /** This manager's teiplex_model_loads_total{result="ok"} (catalog cold starts), since it started; null: /metrics did not answer. */
+  model_loads: number | null;
   requests: Record<Result, number>;
 }
 
@@ -82,8 +86,29 @@ export class Recorder {
   readonly orphans: Orphan[] = [];
   private readonly orphanKeys = new Set<string>();
   readonly counts: Record<Result, number> = { ok: 0, error: 0, never: 0, wrong: 0 };
-  /** Set by the bench around each manager restart. */
-  phase: Phase = 'up';
+  private restarting = false;
+  private restarts = 0;
+
+  /** From the manager's SIGKILL (or unexpected exit) ... */
+  beginRestart(): void {
+    if (!this.restarting) this.restarts++;
+    this.restarting = true;
+  }
+
+  /** ... until it is ready again. */
+  endRestart(): void {
+    this.restarting = false;
+  }
+
+  /** A token taken when a request is sent, turned into its phase when it settles. */
+  phaseToken(): number {
+    return this.restarting ? -1 : this.restarts;
+  }
+
+  /** `restart` if a restart was under way when the request was sent, or began before it settled. */
+  phaseOf(token: number): Phase {
+    return token === -1 || this.restarting || token !== this.restarts ? 'restart' : 'up';
+  }
 
   now(): number {
     return (Date.now() - this.t0) / 1000;

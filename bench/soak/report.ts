@@ -104,6 +104,22 @@ export function verdict(rec: Recorder): Verdict {
   return { ...v, pass: Object.values(v).every((n) => n === 0) };
 }
 
+/**
+ * The managers' own counters of child restarts and catalog loads, summed over every manager
+ * process of the run (each one's counters start at 0: its last sample counts).
+ */
+export function childCounters(rec: Recorder): { instance_restarts: Record<string, number>; model_loads: number } {
+  const last = new Map<number, (typeof rec.samples)[number]>();
+  for (const s of rec.samples) if (s.manager_pid !== null && s.instance_restarts !== null) last.set(s.manager_pid, s);
+  const instance_restarts: Record<string, number> = {};
+  let model_loads = 0;
+  for (const s of last.values()) {
+    for (const [k, n] of Object.entries(s.instance_restarts ?? {})) instance_restarts[k] = (instance_restarts[k] ?? 0) + n;
+    model_loads += s.model_loads ?? 0;
+  }
+  return { instance_restarts, model_loads };
+}
+
 const f = (x: number): string => (Number.isFinite(x) ? (x >= 100 ? x.toFixed(0) : x.toFixed(1)) : '-');
 
 export function markdown(rec: Recorder, durationS: number, heading: string): string {
@@ -126,6 +142,7 @@ export function markdown(rec: Recorder, durationS: number, heading: string): str
   const failures = Object.entries(failuresByCode(rec.outcomes)).map(([k, n]) => `- ${k}: ${n}`);
   const sources = [...new Set(rec.samples.map((s) => s.event_loop_source))];
   const restarts = rec.chaos.filter((c) => c.what === 'manager-restart').map((c) => Number(c.detail.ready_ms));
+  const kids = childCounters(rec);
   const lines = [
     heading,
     '',
@@ -138,6 +155,9 @@ export function markdown(rec: Recorder, durationS: number, heading: string): str
     '',
     `Event-loop p99 source: ${sources.join('; ') || 'none'}.`,
     `Manager restarts: ${restarts.length}${restarts.length > 0 ? `, SIGKILL to ready p50 ${f(quantile(restarts, 0.5))} ms, max ${f(Math.max(...restarts))} ms` : ''}.`,
+    `Children: ${rec.chaos.filter((c) => c.what === 'child-kill').length} killed by the bench; the managers counted restarts ${Object.entries(kids.instance_restarts)
+      .map(([k, n]) => `${k} ${n}`)
+      .join(', ')} and ${kids.model_loads} catalog cold starts (from /metrics, every 5 s: a manager's last sample before it was killed is what counts).`,
     `State checks: ${rec.checks.length} (${rec.checks.reduce((n, c) => n + c.compared, 0)} names compared).`,
     '',
     `**never answered: ${v.never_answered}; wrong answers: ${v.wrong_answers}; acknowledged changes lost: ${v.lost_changes}; orphans: ${v.orphans}** -> ${v.pass ? 'PASS' : 'FAIL'}`,

@@ -112,14 +112,14 @@ export class Traffic {
     while (!this.stopped) {
       const target = this.o.targets[Math.floor(Math.random() * this.o.targets.length)]!;
       const t0 = performance.now();
-      const phase = this.rec.phase;
+      const phase = this.rec.phaseToken();
       let watchdog: NodeJS.Timeout | undefined;
       const limit = new Promise<Settled>((resolve) => {
         watchdog = setTimeout(() => resolve({ result: 'never', code: 'no-answer' }), this.o.deadlineMs + this.o.marginMs);
       });
       const s = await Promise.race([this.send(kind, target, t0), limit]);
       clearTimeout(watchdog);
-      this.rec.outcome({ phase, kind, target: target.name, result: s.result, code: s.code, ms: performance.now() - t0 });
+      this.rec.outcome({ phase: this.rec.phaseOf(phase), kind, target: target.name, result: s.result, code: s.code, ms: performance.now() - t0 });
       await sleep(s.result === 'ok' ? THINK_MS : ERROR_PAUSE_MS);
     }
   }
