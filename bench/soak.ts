@@ -29,12 +29,13 @@
  *
  *   npm run build && node --import tsx bench/soak.ts [--duration-secs 600] [--deadline-secs 30]
  *
- * Prints a per-minute table with totals; writes bench/results/soak-<timestamp>.json and .md.
+ * Prints a per-minute table with totals; writes bench/results/soak-<timestamp>.json and .md, and
+ * keeps every manager process's output and the children's logs in soak-<timestamp>-logs/.
  * Exit code 1 when any request was never answered or answered with missing results, any
  * acknowledged change was lost, or any orphan was found; 0 otherwise.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import path from 'node:path';
@@ -117,11 +118,22 @@ class Manager {
   current: ManagerProcess | undefined;
   /** Set while the bench itself kills or stops it (any other exit is unexpected). */
   private expectingExit = false;
+  private started = 0;
 
   constructor(
     private readonly configFile: string,
     private readonly env: Record<string, string>,
+    /** Where each manager process's output is written when it has exited. */
+    private readonly logDir: string,
   ) {}
+
+  /** Keep the output of the manager that just exited (numbered in start order). */
+  saveOutput(): void {
+    const m = this.current;
+    if (m === undefined) return;
+    mkdirSync(this.logDir, { recursive: true });
+    writeFileSync(path.join(this.logDir, `manager-${this.started}-pid${m.proc.pid}.log`), m.output());
+  }
 
   get pid(): number | undefined {
     return this.current?.proc.pid;
@@ -133,24 +145,47 @@ class Manager {
     return p.exitCode !== null || p.signalCode !== null;
   }
 
-  /** Start it and wait for the ready line; the time that took (ms). */
-  async start(): Promise<number> {
+  /**
+   * Start it and wait for the ready line: the time that took (ms), when its API first answered
+   * /health (it listens before it boots: stopping a previous manager's children and restoring
+   * the state come after), and the children its boot stopped.
+   */
+  async start(base: string): Promise<{ readyMs: number; listeningMs: number | null; orphansStopped: unknown }> {
     const t0 = performance.now();
-    this.current = await startManager(this.configFile, this.env, MANAGER_READY_MS);
+    let listeningMs: number | null = null;
+    let starting = true;
+    const poll = (async () => {
+      while (starting && listeningMs === null) {
+        const r = await httpCall(base, 'GET', '/health', undefined, 1000);
+        if (r.kind === 'answer' && r.status === 200) listeningMs = performance.now() - t0;
+        else await sleep(25);
+      }
+    })();
+    try {
+      this.started++;
+      this.current = await startManager(this.configFile, this.env, MANAGER_READY_MS);
+    } finally {
+      starting = false;
+      await poll;
+    }
     this.expectingExit = false;
-    return performance.now() - t0;
+    return { readyMs: performance.now() - t0, listeningMs, orphansStopped: this.current.ready.orphansStopped };
   }
 
   async kill(): Promise<void> {
     this.expectingExit = true;
-    await this.current?.stop('SIGKILL');
+    if (this.current === undefined || this.current.proc.exitCode !== null || this.current.proc.signalCode !== null) return;
+    await this.current.stop('SIGKILL');
+    this.saveOutput();
   }
 
   async terminate(timeoutMs: number): Promise<number | null | 'timeout'> {
     this.expectingExit = true;
     const m = this.current;
     if (m === undefined) return null;
-    return Promise.race([m.stop('SIGTERM'), sleep(timeoutMs).then(() => 'timeout' as const)]);
+    const code = await Promise.race([m.stop('SIGTERM'), sleep(timeoutMs).then(() => 'timeout' as const)]);
+    if (code !== 'timeout') this.saveOutput();
+    return code;
   }
 }
 
@@ -186,7 +221,9 @@ async function main(): Promise<number> {
   const apiPort = await freePort();
   const grpcPort = await freePort();
   const base = `http://127.0.0.1:${apiPort}`;
-  const mgr = new Manager(configFile, { TEIPLEX_API_PORT: String(apiPort), TEIPLEX_GRPC_PORT: String(grpcPort) });
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  const logDir = path.join(flags.out, `soak-${stamp}-logs`);
+  const mgr = new Manager(configFile, { TEIPLEX_API_PORT: String(apiPort), TEIPLEX_GRPC_PORT: String(grpcPort) }, logDir);
   const rec = new Recorder();
   const expected = new ExpectedState({
     ...Object.fromEntries(STATIC.map((n) => [n, 'running' as Desired])),
@@ -258,10 +295,10 @@ async function main(): Promise<number> {
   /** Start the manager again after it died, then look for orphans and check the state it restored. */
   const restart = async (where: string): Promise<void> => {
     rec.beginRestart();
-    const readyMs = await mgr.start();
+    const { readyMs, listeningMs, orphansStopped } = await mgr.start(base);
     loop.reset();
-    rec.event('manager-restart', { ready_ms: readyMs, pid: mgr.pid, where });
-    log(`manager restarted (${where}) in ${readyMs.toFixed(0)} ms, pid ${mgr.pid}`);
+    rec.event('manager-restart', { ready_ms: readyMs, listening_ms: listeningMs, orphans_stopped_at_boot: orphansStopped, pid: mgr.pid, where });
+    log(`manager restarted (${where}): API answering after ${listeningMs?.toFixed(0) ?? '?'} ms, ready after ${readyMs.toFixed(0)} ms (its boot stopped ${JSON.stringify(orphansStopped)}), pid ${mgr.pid}`);
     await sleep(ORPHAN_GRACE_MS);
     rec.endRestart();
     checkOrphans(`after restart, ${where}`, mgr.pid);
@@ -355,7 +392,7 @@ async function main(): Promise<number> {
 
   let exitCode = 1;
   try {
-    const readyMs = await mgr.start();
+    const { readyMs } = await mgr.start(base);
     log(`manager ready in ${readyMs.toFixed(0)} ms (api ${apiPort}, grpc ${grpcPort}, state ${stateFile})`);
     for (const name of STATIC) await mgr.current!.waitFor(name, (i) => i.status === 'running', MANAGER_READY_MS);
     rec.event('manager-start', { ready_ms: readyMs, pid: mgr.pid });
@@ -385,6 +422,7 @@ async function main(): Promise<number> {
         rec.beginRestart();
         rec.event('manager-unexpected-exit', { pid: mgr.pid, code: mgr.current?.proc.exitCode, signal: mgr.current?.proc.signalCode, output_tail: mgr.current?.output().slice(-2000) });
         log(`manager exited by itself (code ${mgr.current?.proc.exitCode}, signal ${mgr.current?.proc.signalCode})`);
+        mgr.saveOutput();
         checkStateFile('after an unexpected manager exit');
         await restart('unexpected exit');
       } else if (Date.now() >= nextManagerKill) {
@@ -428,7 +466,6 @@ async function main(): Promise<number> {
     const heading = `# teiplex soak\n\n${machine.cpus} cores (${machine.cpu_model}), Node ${machine.node}; ${DURATION_S} s; ${STATIC.length} static instances, catalog model ${CATALOG} (idle timeout ${IDLE_TIMEOUT_S} s), churn instances ${CHURN.join(', ')}; ${PER_KIND} worker(s) per request kind; deadline ${DEADLINE_MS / 1000} s.`;
     const md = markdown(rec, DURATION_S, heading);
     console.log(md);
-    const stamp = new Date().toISOString().replace(/[:.]/g, '-');
     mkdirSync(flags.out, { recursive: true });
     const json = path.join(flags.out, `soak-${stamp}.json`);
     const { perMinute, total } = rows(rec, DURATION_S);
@@ -466,6 +503,8 @@ async function main(): Promise<number> {
   } finally {
     await mgr.kill();
     killMarked();
+    // The children's logs (log_dir) go with the managers' output, for reading a failure.
+    if (existsSync(path.join(dir, 'logs'))) cpSync(path.join(dir, 'logs'), path.join(logDir, 'children'), { recursive: true });
     rmSync(dir, { recursive: true, force: true });
   }
   return exitCode;
