@@ -139,6 +139,12 @@ class Manager {
     return this.current?.proc.pid;
   }
 
+  /** The pid of the manager if it is running (not while it is dead and not yet restarted). */
+  get livePid(): number | undefined {
+    const p = this.current?.proc;
+    return p !== undefined && p.exitCode === null && p.signalCode === null ? p.pid : undefined;
+  }
+
   exitedUnexpectedly(): boolean {
     const p = this.current?.proc;
     if (p === undefined || this.expectingExit) return false;
@@ -296,6 +302,8 @@ async function main(): Promise<number> {
   const restart = async (where: string): Promise<void> => {
     rec.beginRestart();
     const { readyMs, listeningMs, orphansStopped } = await mgr.start(base);
+    // Its first event-loop window would cover its own start-up: scrape once to start a fresh one.
+    await httpCall(base, 'GET', '/metrics', undefined, 5000);
     loop.reset();
     rec.event('manager-restart', { ready_ms: readyMs, listening_ms: listeningMs, orphans_stopped_at_boot: orphansStopped, pid: mgr.pid, where });
     log(`manager restarted (${where}): API answering after ${listeningMs?.toFixed(0) ?? '?'} ms, ready after ${readyMs.toFixed(0)} ms (its boot stopped ${JSON.stringify(orphansStopped)}), pid ${mgr.pid}`);
@@ -363,7 +371,8 @@ async function main(): Promise<number> {
     if (sampling) return;
     sampling = true;
     try {
-      const pid = mgr.current?.proc.exitCode === null ? mgr.pid : undefined;
+      const phase = rec.phaseOf(rec.phaseToken());
+      const pid = phase === 'up' ? mgr.livePid : undefined;
       const t0 = performance.now();
       const health = await httpCall(base, 'GET', '/health', undefined, 5000);
       const rtt = health.kind === 'answer' ? performance.now() - t0 : null;
@@ -373,6 +382,7 @@ async function main(): Promise<number> {
       const restarts = text === undefined ? null : Object.fromEntries(['crash', 'unhealthy', 'manual'].map((reason) => [reason, metricSum(text, 'teiplex_instance_restarts_total', { reason })]));
       rec.samples.push({
         at_s: rec.now(),
+        phase,
         manager_pid: pid ?? null,
         rss_mib: pid === undefined ? null : await residentMb([pid]),
         event_loop_p99_ms: delay?.p99_ms ?? rtt,
@@ -386,6 +396,48 @@ async function main(): Promise<number> {
     } finally {
       sampling = false;
     }
+  };
+
+  // ---- report ----
+
+  /** Print the table, write the JSON and Markdown; the exit code (0: every must-be-zero figure is 0). */
+  const report = (aborted: string | undefined): number => {
+    const v = verdict(rec);
+    const machine = { cpus: availableParallelism(), cpu_model: cpus()[0]?.model, node: process.version };
+    const heading = `# teiplex soak\n\n${machine.cpus} cores (${machine.cpu_model}), Node ${machine.node}; ${DURATION_S} s; ${STATIC.length} static instances, catalog model ${CATALOG} (idle timeout ${IDLE_TIMEOUT_S} s), churn instances ${CHURN.join(', ')}; ${PER_KIND} worker(s) per request kind; deadline ${DEADLINE_MS / 1000} s.${aborted === undefined ? '' : `\n\n**The run was ${aborted}** (figures up to then).`}`;
+    const md = markdown(rec, DURATION_S, heading);
+    console.log(md);
+    mkdirSync(flags.out, { recursive: true });
+    const json = path.join(flags.out, `soak-${stamp}.json`);
+    const { perMinute, total } = rows(rec, DURATION_S);
+    writeFileSync(
+      json,
+      JSON.stringify(
+        {
+          machine,
+          flags,
+          aborted: aborted ?? null,
+          verdict: v,
+          child_counters: childCounters(rec),
+          totals: total,
+          per_minute: perMinute,
+          by_kind: byKind(rec.outcomes),
+          failures_by_code: failuresByCode(rec.outcomes),
+          failures: rec.outcomes.filter((o) => o.result !== 'ok'),
+          lost_changes: rec.mismatches,
+          orphans: rec.orphans,
+          checks: rec.checks,
+          chaos: rec.chaos,
+          admin: rec.admin,
+          samples: rec.samples,
+        },
+        null,
+        2,
+      ) + '\n',
+    );
+    writeFileSync(json.replace(/\.json$/, '.md'), md);
+    console.log(`wrote ${json} and ${path.basename(json.replace(/\.json$/, '.md'))}`);
+    return v.pass && aborted === undefined ? 0 : 1;
   };
 
   // ---- the run ----
@@ -460,45 +512,11 @@ async function main(): Promise<number> {
     await sleep(ORPHAN_GRACE_MS);
     checkOrphans('after SIGTERM of the manager', undefined);
 
-    // ---- report ----
-    const v = verdict(rec);
-    const machine = { cpus: availableParallelism(), cpu_model: cpus()[0]?.model, node: process.version };
-    const heading = `# teiplex soak\n\n${machine.cpus} cores (${machine.cpu_model}), Node ${machine.node}; ${DURATION_S} s; ${STATIC.length} static instances, catalog model ${CATALOG} (idle timeout ${IDLE_TIMEOUT_S} s), churn instances ${CHURN.join(', ')}; ${PER_KIND} worker(s) per request kind; deadline ${DEADLINE_MS / 1000} s.`;
-    const md = markdown(rec, DURATION_S, heading);
-    console.log(md);
-    mkdirSync(flags.out, { recursive: true });
-    const json = path.join(flags.out, `soak-${stamp}.json`);
-    const { perMinute, total } = rows(rec, DURATION_S);
-    writeFileSync(
-      json,
-      JSON.stringify(
-        {
-          machine,
-          flags,
-          verdict: v,
-          child_counters: childCounters(rec),
-          totals: total,
-          per_minute: perMinute,
-          by_kind: byKind(rec.outcomes),
-          failures_by_code: failuresByCode(rec.outcomes),
-          failures: rec.outcomes.filter((o) => o.result !== 'ok'),
-          lost_changes: rec.mismatches,
-          orphans: rec.orphans,
-          checks: rec.checks,
-          chaos: rec.chaos,
-          admin: rec.admin,
-          samples: rec.samples,
-        },
-        null,
-        2,
-      ) + '\n',
-    );
-    writeFileSync(json.replace(/\.json$/, '.md'), md);
-    console.log(`wrote ${json} and ${path.basename(json.replace(/\.json$/, '.md'))}`);
-    exitCode = v.pass ? 0 : 1;
+    exitCode = report(undefined);
   } catch (err) {
     console.error(`soak aborted: ${(err as Error).stack}`);
     console.error(`--- manager output (tail) ---\n${mgr.current?.output().slice(-6000)}`);
+    report(`aborted: ${(err as Error).message}`);
     exitCode = 1;
   } finally {
     await mgr.kill();

@@ -56,6 +56,11 @@ export interface ChaosEvent {
 
 export interface Sample {
   at_s: number;
+  /**
+   * `restart`: taken while the manager restarted; its figures (a new manager's first event-loop
+   * window covers its own start-up) are kept in the JSON but left out of the table.
+   */
+  phase: Phase;
   manager_pid: number | null;
   rss_mib: number | null;
   event_loop_p99_ms: number | null;

@@ -42,7 +42,7 @@ function row(label: string, rec: Recorder, from: number, to: number): Row {
   const okMs = out.filter((o) => o.result === 'ok').map((o) => o.ms);
   const admin = inRange(rec.admin);
   const chaos = inRange(rec.chaos);
-  const samples = inRange(rec.samples);
+  const samples = inRange(rec.samples).filter((s) => s.phase === 'up');
   return {
     minute: label,
     requests: out.length,
@@ -140,7 +140,7 @@ export function markdown(rec: Recorder, durationS: number, heading: string): str
     ...Object.entries(kinds).map(([k, r]) => `| ${k} | ${r.ok} | ${r.error} | ${r.never} | ${r.wrong} | ${f(r.ok_p50_ms)} / ${f(r.ok_p99_ms)} |`),
   ];
   const failures = Object.entries(failuresByCode(rec.outcomes)).map(([k, n]) => `- ${k}: ${n}`);
-  const sources = [...new Set(rec.samples.map((s) => s.event_loop_source))];
+  const sources = [...new Set(rec.samples.filter((s) => s.phase === 'up').map((s) => s.event_loop_source))];
   const restartEvents = rec.chaos.filter((c) => c.what === 'manager-restart');
   const restarts = restartEvents.map((c) => Number(c.detail.ready_ms));
   const listening = restartEvents.flatMap((c) => (typeof c.detail.listening_ms === 'number' ? [c.detail.listening_ms] : []));
