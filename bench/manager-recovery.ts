@@ -21,6 +21,7 @@ import { projectPath } from '../src/common/paths.js';
 import { StateStore, type State } from '../src/state/state-store.js';
 import { startManager } from '../test/helpers/manager-process.js';
 import { testModel } from '../test/helpers/models.js';
+import { quantile } from './lib/stats.js';
 
 const { values: flags } = parseArgs({
   options: {
@@ -32,10 +33,6 @@ const { values: flags } = parseArgs({
   strict: true,
 });
 
-const quantile = (xs: number[], q: number): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor(q * s.length))];
-};
 const rssMiB = (pid: number): number => {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) / 1024 : NaN;

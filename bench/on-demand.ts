@@ -36,6 +36,8 @@ import { parseArgs } from 'node:util';
 import { projectPath } from '../src/common/paths.js';
 import { loopbackConfig, startManager, type ManagerProcess } from '../test/helpers/manager-process.js';
 import { testModel } from '../test/helpers/models.js';
+import { metricSum } from './lib/prometheus-text.js';
+import { quantile } from './lib/stats.js';
 import { makeWorkload } from './workload.js';
 
 const { values: flags } = parseArgs({
@@ -61,12 +63,6 @@ const BUDGETS = [
 ] as const;
 
 // ---- small statistics ----
-
-const quantile = (xs: readonly number[], q: number): number => {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor(q * s.length))];
-};
 
 interface Summary {
   n: number;
@@ -183,18 +179,6 @@ async function cpuMemory(m: ManagerProcess): Promise<CpuMemory> {
 }
 
 // ---- /metrics ----
-
-/** Sum of the samples of `metric` whose labels include every pair of `labels`. */
-function metricSum(text: string, metric: string, labels: Record<string, string> = {}): number {
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)$/.exec(line);
-    if (m === null || m[1] !== metric) continue;
-    const have = Object.fromEntries([...(m[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((x) => [x[1], x[2]]));
-    if (Object.entries(labels).every(([k, v]) => have[k] === v)) sum += Number(m[3]);
-  }
-  return sum;
-}
 
 interface Counters {
   loads_ok: number;
