@@ -105,7 +105,7 @@ describe('embedding model', () => {
     assert.equal(engine.model.pooling, 'mean');
     assert.ok(engine.model.hiddenSize! > 0);
     assert.ok(engine.model.maxInputLength > 0 && engine.model.maxInputLength <= 256);
-    assert.deepEqual(engine.model.prompts, { query: 'query: ', passage: 'passage: ' });
+    assert.deepEqual(Object.fromEntries(engine.model.prompts), { query: 'query: ', passage: 'passage: ' });
     assert.equal(engine.info.modelType, 'embedding');
     assert.equal(engine.info.modelId, 'test-model');
     assert.equal(engine.info.maxConcurrentRequests, 64);

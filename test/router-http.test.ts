@@ -141,6 +141,20 @@ describe('TEI HTTP routes', () => {
       assertError(await c.post('/embed', { inputs: 'x', prompt_name: 'passage' }), 422, 'validation', /passage/);
     });
 
+    test('prompt_name names only the model\'s own prompts: constructor, toString, __proto__ are unknown (422)', async () => {
+      const c = client(emb);
+      for (const name of ['constructor', 'toString', '__proto__', 'hasOwnProperty']) {
+        const unknown = new RegExp(`prompt_name \`${name}\` is not a prompt of this model. Available prompts: query`);
+        assertError(await c.post('/embed', { inputs: 'x', prompt_name: name }), 422, 'validation', unknown);
+        assertError(await c.post('/embed_all', { inputs: 'x', prompt_name: name }), 422, 'validation', unknown);
+        assertError(await c.post('/tokenize', { inputs: 'x', prompt_name: name }), 422, 'validation', unknown);
+      }
+      const prompted = await c.post('/embed', { inputs: 'what is up', prompt_name: 'query' });
+      const manual = await c.post('/embed', { inputs: 'query: what is up' });
+      assert.equal(prompted.status, 200);
+      assert.ok(cosine(prompted.body[0], manual.body[0]) > 0.99999);
+    });
+
     test('token ids as input', async () => {
       const c = client(emb);
       const tokens = await c.post('/tokenize', { inputs: 'hello world' });

@@ -10,7 +10,7 @@ const CLS = 101;
 const SEP = 102;
 
 function tk(extra: Partial<Parameters<typeof Tokenization.load>[1]> = {}): Tokenization {
-  return Tokenization.load(TOKENIZER, { maxInputLength: 8, autoTruncate: false, prompts: { query: 'query: ', doc: 'passage: ' }, ...extra });
+  return Tokenization.load(TOKENIZER, { maxInputLength: 8, autoTruncate: false, prompts: new Map([['query', 'query: '], ['doc', 'passage: ']]), ...extra });
 }
 
 function isCode(code: string, re?: RegExp) {
@@ -20,7 +20,7 @@ function isCode(code: string, re?: RegExp) {
 const right = { truncate: false, truncationDirection: 'right' as const };
 
 test("the file's own padding (fixed 128) and truncation (128) are off", async () => {
-  const t = Tokenization.load(TOKENIZER, { maxInputLength: 512, autoTruncate: false, prompts: {} });
+  const t = Tokenization.load(TOKENIZER, { maxInputLength: 512, autoTruncate: false, prompts: new Map() });
   const [short] = await t.encode(['hello world'], right);
   assert.deepEqual(short.ids, [CLS, 7592, 2088, SEP]);
   const long = 'word '.repeat(200);
@@ -84,6 +84,17 @@ test('prompts by name, the default prompt, and unknown names listing the known o
   assert.deepEqual(explicit.ids, qq.ids, 'a request prompt wins over the default');
   const literal = tk({ maxInputLength: 64, defaultPrompt: 'query: ' });
   assert.deepEqual((await literal.encode(['hello'], right))[0].ids, qq.ids);
+});
+
+test('prompt_name is one of the model\'s own prompts: names every object inherits are unknown', async () => {
+  const t = tk({ maxInputLength: 64 });
+  for (const name of ['constructor', 'toString', '__proto__', 'hasOwnProperty', 'valueOf']) {
+    await assert.rejects(t.encode(['hello'], { ...right, promptName: name }), isCode('VALIDATION', new RegExp(`prompt_name \`${name}\` is not a prompt of this model`)), name);
+    await assert.rejects(t.tokenize(['hello'], true, name), isCode('VALIDATION', /is not a prompt of this model/), name);
+  }
+  const [q] = await t.encode(['hello'], { ...right, promptName: 'query' });
+  const [qq] = await t.encode(['query: hello'], right);
+  assert.deepEqual(q.ids, qq.ids);
 });
 
 test('pairs get segment ids; singles have none', async () => {

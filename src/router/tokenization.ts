@@ -35,7 +35,7 @@ export interface TokenizationOptions {
   /** Truncate every input at maxInputLength even when the request does not ask for it. */
   autoTruncate: boolean;
   /** Prompts by name (config_sentence_transformers.json). */
-  prompts: Record<string, string>;
+  prompts: ReadonlyMap<string, string>;
   /** Applied when a request names no prompt: the prompt of this name... */
   defaultPromptName?: string;
   /** ...or this literal text. */
@@ -146,9 +146,9 @@ export class Tokenization {
   /** The prompt text a request gets: its prompt_name's, else the server's default, else none. */
   promptFor(promptName: string | undefined): string | undefined {
     if (promptName !== undefined && promptName !== '') {
-      const prompt = this.opts.prompts[promptName];
+      const prompt = this.opts.prompts.get(promptName);
       if (prompt === undefined) {
-        const known = Object.keys(this.opts.prompts);
+        const known = [...this.opts.prompts.keys()];
         throw new TeiplexError(
           'VALIDATION',
           `prompt_name \`${promptName}\` is not a prompt of this model. ${known.length ? `Available prompts: ${known.join(', ')}` : 'The model has no prompts (config_sentence_transformers.json)'}`,
@@ -156,7 +156,7 @@ export class Tokenization {
       }
       return prompt;
     }
-    if (this.opts.defaultPromptName !== undefined) return this.opts.prompts[this.opts.defaultPromptName];
+    if (this.opts.defaultPromptName !== undefined) return this.opts.prompts.get(this.opts.defaultPromptName);
     return this.opts.defaultPrompt;
   }
 

@@ -47,7 +47,7 @@ export interface ModelDescription {
   vocabSize?: number; // sparse dimension (SPLADE)
   maxInputLength: number;
   id2label: string[]; // classifier labels by index; empty for embedding models
-  prompts: Record<string, string>; // from config_sentence_transformers.json
+  prompts: ReadonlyMap<string, string>; // by name, from config_sentence_transformers.json (a Map: no inherited names)
 }
 
 /** Info as TEI's InfoResponse reports it. */
