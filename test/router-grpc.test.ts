@@ -281,6 +281,14 @@ describe('embedding model over gRPC', () => {
       await assert.rejects(rpc(clients.get('tei.v1.Tokenize'), 'Tokenize', { inputs: 'x', add_special_tokens: true, prompt_name: name }), unknown);
     }
     assert.equal((await rpc(embed(), 'Embed', { inputs: 'x', prompt_name: 'query' })).embeddings.length, engine.model.hiddenSize);
+    // Token ids past the vocabulary: INVALID_ARGUMENT naming the id and the vocabulary size.
+    const tok = clients.get('tei.v1.Tokenize');
+    const outside = grpcError(status.INVALID_ARGUMENT, /token id 99999 at position 1 .*\(vocabulary size 30522\)/);
+    await assert.rejects(rpc(tok, 'Decode', { ids: [101, 99999], skip_special_tokens: true }), outside);
+    const ds = await bidi(tok, 'DecodeStream', [{ ids: [101, 102], skip_special_tokens: true }, { ids: [101, 99999], skip_special_tokens: true }]);
+    assert.equal(ds.error?.code, status.INVALID_ARGUMENT);
+    assert.match(ds.error?.details ?? '', /token id 99999/);
+    assert.equal((await rpc(tok, 'Decode', { ids: [101, 7592, 102], skip_special_tokens: true })).text, 'hello');
     await assert.rejects(rpc(embed(), 'Embed', { inputs: 'x', dimensions: 100000 }), grpcError(status.INVALID_ARGUMENT, /dimensions/));
     await assert.rejects(rpc(embed(), 'EmbedSparse', { inputs: 'x' }), grpcError(status.FAILED_PRECONDITION));
     const sparse = await bidi(embed(), 'EmbedSparseStream', [{ inputs: 'x' }]);

@@ -118,6 +118,25 @@ test('pre-tokenized ids are taken as they are; out-of-vocabulary ids are VALIDAT
   await assert.rejects(t.encode([[CLS]], { ...right, promptName: 'query' }), isCode('VALIDATION', /pre-tokenized/));
 });
 
+test('token ids past the vocabulary or negative are VALIDATION naming the id, its position and the vocabulary size', async () => {
+  const t = tk();
+  assert.equal(t.vocabSize, 30522);
+  const outside = (id: number, at: number, row = '') =>
+    isCode('VALIDATION', new RegExp(`^${row}token id ${id} at position ${at} is not in the model's vocabulary: ids go from 0 to 30521 \\(vocabulary size 30522\\)$`));
+  await assert.rejects(t.encode([[CLS, 30522]], right), outside(30522, 1));
+  await assert.rejects(t.encode([[CLS, 7592, -1]], right), outside(-1, 2));
+  await assert.rejects(t.encode(['text', [CLS, 2 ** 32]], right), outside(2 ** 32, 1, 'input 1: '));
+  await assert.rejects(t.decode([[CLS, 30522]], true), outside(30522, 1));
+  await assert.rejects(t.decode([[CLS], [7592, -3]], true), outside(-3, 1, 'input 1: '));
+  assert.deepEqual(await t.decode([[CLS, 7592, SEP]], true), ['hello']);
+  // A model whose embedding table is smaller than the tokenizer (config.json vocab_size) bounds ids by the table.
+  const small = tk({ vocabSize: 30000 });
+  assert.equal(small.vocabSize, 30000);
+  await assert.rejects(small.encode([[CLS, 30100]], right), isCode('VALIDATION', /token id 30100 at position 1 .*\(vocabulary size 30000\)/));
+  await assert.rejects(small.decode([[30100]], true), isCode('VALIDATION', /vocabulary size 30000/));
+  assert.equal(tk({ vocabSize: 40000 }).vocabSize, 30522, 'never past the tokenizer');
+});
+
 test('tokenize: special flags, text and character offsets; decode', async () => {
   const t = tk({ maxInputLength: 64 });
   const [toks] = await t.tokenize(['héllo wörld 🙂 ok'], true);

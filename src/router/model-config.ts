@@ -28,6 +28,8 @@ export interface ResolvedModel {
   configPooling?: Exclude<Pooling, 'splade'>;
   /** Things an operator should know (e.g. CLS pooling assumed). */
   warnings: string[];
+  /** config.json vocab_size: the rows of the model's token embedding table, when it says. */
+  embeddingRows?: number;
 }
 
 /** Model types TEI treats as BERT variants (CLS pooling assumed when nothing else says). */
@@ -187,5 +189,5 @@ export function describeModel(input: ModelConfigInput, opts: ModelConfigOptions)
     id2label,
     prompts,
   };
-  return { model, configPooling, warnings };
+  return { model, configPooling, warnings, embeddingRows: vocab !== undefined && vocab > 0 ? Math.floor(vocab) : undefined };
 }
