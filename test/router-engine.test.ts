@@ -3,7 +3,9 @@
  * computations: ONNX Runtime run by the test on unpadded single rows, pooled/scored here.
  */
 import assert from 'node:assert/strict';
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
+import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as ort from 'onnxruntime-node';
@@ -105,7 +107,7 @@ describe('embedding model', () => {
     assert.equal(engine.model.pooling, 'mean');
     assert.ok(engine.model.hiddenSize! > 0);
     assert.ok(engine.model.maxInputLength > 0 && engine.model.maxInputLength <= 256);
-    assert.deepEqual(engine.model.prompts, { query: 'query: ', passage: 'passage: ' });
+    assert.deepEqual(Object.fromEntries(engine.model.prompts), { query: 'query: ', passage: 'passage: ' });
     assert.equal(engine.info.modelType, 'embedding');
     assert.equal(engine.info.modelId, 'test-model');
     assert.equal(engine.info.maxConcurrentRequests, 64);
@@ -335,6 +337,25 @@ describe('engine lifecycle and loading', () => {
       assert.equal(metadata[0].computeTokens, 16);
     } finally {
       await e.close();
+    }
+  });
+
+  test('token ids are bounded by the smaller of config.json vocab_size and the tokenizer; a bad id leaves the engine serving', async () => {
+    const tmp = await mkdtemp(path.join(os.tmpdir(), 'teiplex-vocab-'));
+    const dir = path.join(tmp, 'model');
+    await cp(await testModel({ kind: 'embedding' }), dir, { recursive: true });
+    const config = JSON.parse(await readFile(path.join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
+    await writeFile(path.join(dir, 'config.json'), JSON.stringify({ ...config, vocab_size: 30000 }));
+    const e = await createEngine(testRouterOptions(), dir);
+    try {
+      assert.equal(e.model.inputVocabSize, 30000);
+      await assert.rejects(e.embed([[101, 30100, 102]], EMBED), isCode('VALIDATION', /token id 30100 at position 1 .*\(vocabulary size 30000\)/));
+      await assert.rejects(e.embed(['fine', [101, -1]], EMBED), isCode('VALIDATION', /^input 1: token id -1 at position 1/));
+      await assert.rejects(e.decode([[101, 30000]], true), isCode('VALIDATION', /token id 30000 .*\(vocabulary size 30000\)/));
+      assert.equal((await e.embed([[101, 29999, 102]], EMBED)).results.length, 1);
+    } finally {
+      await e.close();
+      await rm(tmp, { recursive: true, force: true });
     }
   });
 });

@@ -275,6 +275,20 @@ describe('embedding model over gRPC', () => {
     await assert.rejects(rpc(embed(), 'Embed', { inputs: '' }), grpcError(status.INVALID_ARGUMENT, /cannot be empty/));
     await assert.rejects(rpc(embed(), 'Embed', { inputs: text(400, 7), truncate: false }), grpcError(status.INVALID_ARGUMENT));
     await assert.rejects(rpc(embed(), 'Embed', { inputs: 'x', prompt_name: 'nope' }), grpcError(status.INVALID_ARGUMENT, /nope/));
+    for (const name of ['constructor', 'toString', '__proto__']) {
+      const unknown = grpcError(status.INVALID_ARGUMENT, new RegExp(`prompt_name \`${name}\` is not a prompt of this model`));
+      await assert.rejects(rpc(embed(), 'Embed', { inputs: 'x', prompt_name: name }), unknown);
+      await assert.rejects(rpc(clients.get('tei.v1.Tokenize'), 'Tokenize', { inputs: 'x', add_special_tokens: true, prompt_name: name }), unknown);
+    }
+    assert.equal((await rpc(embed(), 'Embed', { inputs: 'x', prompt_name: 'query' })).embeddings.length, engine.model.hiddenSize);
+    // Token ids past the vocabulary: INVALID_ARGUMENT naming the id and the vocabulary size.
+    const tok = clients.get('tei.v1.Tokenize');
+    const outside = grpcError(status.INVALID_ARGUMENT, /token id 99999 at position 1 .*\(vocabulary size 30522\)/);
+    await assert.rejects(rpc(tok, 'Decode', { ids: [101, 99999], skip_special_tokens: true }), outside);
+    const ds = await bidi(tok, 'DecodeStream', [{ ids: [101, 102], skip_special_tokens: true }, { ids: [101, 99999], skip_special_tokens: true }]);
+    assert.equal(ds.error?.code, status.INVALID_ARGUMENT);
+    assert.match(ds.error?.details ?? '', /token id 99999/);
+    assert.equal((await rpc(tok, 'Decode', { ids: [101, 7592, 102], skip_special_tokens: true })).text, 'hello');
     await assert.rejects(rpc(embed(), 'Embed', { inputs: 'x', dimensions: 100000 }), grpcError(status.INVALID_ARGUMENT, /dimensions/));
     await assert.rejects(rpc(embed(), 'EmbedSparse', { inputs: 'x' }), grpcError(status.FAILED_PRECONDITION));
     const sparse = await bidi(embed(), 'EmbedSparseStream', [{ inputs: 'x' }]);

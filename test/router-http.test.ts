@@ -141,6 +141,20 @@ describe('TEI HTTP routes', () => {
       assertError(await c.post('/embed', { inputs: 'x', prompt_name: 'passage' }), 422, 'validation', /passage/);
     });
 
+    test('prompt_name names only the model\'s own prompts: constructor, toString, __proto__ are unknown (422)', async () => {
+      const c = client(emb);
+      for (const name of ['constructor', 'toString', '__proto__', 'hasOwnProperty']) {
+        const unknown = new RegExp(`prompt_name \`${name}\` is not a prompt of this model. Available prompts: query`);
+        assertError(await c.post('/embed', { inputs: 'x', prompt_name: name }), 422, 'validation', unknown);
+        assertError(await c.post('/embed_all', { inputs: 'x', prompt_name: name }), 422, 'validation', unknown);
+        assertError(await c.post('/tokenize', { inputs: 'x', prompt_name: name }), 422, 'validation', unknown);
+      }
+      const prompted = await c.post('/embed', { inputs: 'what is up', prompt_name: 'query' });
+      const manual = await c.post('/embed', { inputs: 'query: what is up' });
+      assert.equal(prompted.status, 200);
+      assert.ok(cosine(prompted.body[0], manual.body[0]) > 0.99999);
+    });
+
     test('token ids as input', async () => {
       const c = client(emb);
       const tokens = await c.post('/tokenize', { inputs: 'hello world' });
@@ -152,6 +166,30 @@ describe('TEI HTTP routes', () => {
       assert.ok(cosine(byIds.body[0], byText.body[0]) > 0.99999);
       const both = await c.post('/embed', { inputs: [ids, 'hello world'] });
       assert.equal(both.body.length, 2);
+    });
+
+    test('token ids past the vocabulary or negative are 422 naming the id and the vocabulary size; the router keeps serving', async () => {
+      const c = client(emb);
+      assert.equal(emb.engine.model.inputVocabSize, 30522);
+      const outside = (id: number, at: number, row = '') =>
+        new RegExp(`^${row}token id ${id} at position ${at} is not in the model's vocabulary: ids go from 0 to 30521 \\(vocabulary size 30522\\)$`);
+      assertError(await c.post('/embed', { inputs: [101, 30522] }), 422, 'validation', outside(30522, 1));
+      assertError(await c.post('/embed', { inputs: [101, 7592, -1] }), 422, 'validation', outside(-1, 2));
+      assertError(await c.post('/embed', { inputs: [[101, 2], [101, 2 ** 32]] }), 422, 'validation', outside(2 ** 32, 1, 'input 1: '));
+      assertError(await c.post('/embed', { inputs: ['text', [101, -7]] }), 422, 'validation', outside(-7, 1, 'input 1: '));
+      assertError(await c.post('/embed_all', { inputs: [101, 99999] }), 422, 'validation', outside(99999, 1));
+      assertError(await c.post('/', { inputs: [-1] }), 422, 'validation', outside(-1, 0));
+      assertError(await c.post('/decode', { ids: [101, 99999] }), 422, 'validation', outside(99999, 1));
+      assertError(await c.post('/decode', { ids: [[101], [102, -2]] }), 422, 'validation', outside(-2, 1, 'input 1: '));
+      for (const input of [[101, -1], [[101, 30522]]]) {
+        const r = await c.post('/v1/embeddings', { input, model: 'tiny-embed' });
+        assert.equal(r.status, 422, JSON.stringify(r.body));
+        assert.equal(r.body.type, 'validation');
+        assert.match(r.body.message, /token id (-1|30522) at position 1 .*\(vocabulary size 30522\)/);
+      }
+      const ok = await c.post('/embed', { inputs: [101, 7592, 30521, 102] });
+      assert.equal(ok.status, 200, JSON.stringify(ok.body));
+      assert.deepEqual((await c.post('/decode', { ids: [101, 7592, 102] })).body, ['hello']);
     });
 
     test('empty, too many inputs (max_client_batch_size), overloaded', async () => {

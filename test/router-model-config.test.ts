@@ -74,11 +74,27 @@ test('max input length: max_seq_length, else positions (less pad_token_id + 1 fo
 test('prompts, default prompt name and served model name', () => {
   const st = { prompts: { query: 'query: ', passage: 'passage: ' } };
   const r = describeModel({ config: bert, sentenceTransformersConfig: st }, { ...opts, servedModelName: 'served', defaultPromptName: 'query', dtype: 'float16' });
-  assert.deepEqual(r.model.prompts, st.prompts);
+  assert.deepEqual(Object.fromEntries(r.model.prompts), st.prompts);
   assert.equal(r.model.modelId, 'served');
   assert.equal(r.model.dtype, 'float16');
   assert.throws(() => describeModel({ config: bert, sentenceTransformersConfig: st }, { ...opts, defaultPromptName: 'nope' }), /known: query, passage/);
   assert.throws(() => describeModel({ config: bert }, { ...opts, defaultPromptName: 'q', defaultPrompt: 'x' }), /cannot both/);
+});
+
+test('prompts are the model\'s own names only: inherited names are not prompts, and any JSON key is one', () => {
+  const st = { prompts: { query: 'query: ' } };
+  for (const name of ['constructor', 'toString', '__proto__', 'hasOwnProperty']) {
+    assert.throws(
+      () => describeModel({ config: bert, sentenceTransformersConfig: st }, { ...opts, defaultPromptName: name }),
+      new RegExp(`--default-prompt-name ${name} is not a prompt of this model \\(known: query\\)`),
+    );
+    assert.equal(describeModel({ config: bert, sentenceTransformersConfig: st }, opts).model.prompts.has(name), false, name);
+  }
+  // JSON.parse makes "__proto__" an own key: a model may really name a prompt so.
+  const odd = JSON.parse('{"prompts": {"__proto__": "odd: ", "constructor": "c: "}}') as { prompts: Record<string, string> };
+  const r = describeModel({ config: bert, sentenceTransformersConfig: odd }, { ...opts, defaultPromptName: '__proto__' });
+  assert.equal(r.model.prompts.get('__proto__'), 'odd: ');
+  assert.equal(r.model.prompts.get('constructor'), 'c: ');
 });
 
 test('readModelFiles: the fixture layout, onnx file choice, and missing files named', async () => {

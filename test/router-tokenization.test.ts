@@ -10,7 +10,7 @@ const CLS = 101;
 const SEP = 102;
 
 function tk(extra: Partial<Parameters<typeof Tokenization.load>[1]> = {}): Tokenization {
-  return Tokenization.load(TOKENIZER, { maxInputLength: 8, autoTruncate: false, prompts: { query: 'query: ', doc: 'passage: ' }, ...extra });
+  return Tokenization.load(TOKENIZER, { maxInputLength: 8, autoTruncate: false, prompts: new Map([['query', 'query: '], ['doc', 'passage: ']]), ...extra });
 }
 
 function isCode(code: string, re?: RegExp) {
@@ -20,7 +20,7 @@ function isCode(code: string, re?: RegExp) {
 const right = { truncate: false, truncationDirection: 'right' as const };
 
 test("the file's own padding (fixed 128) and truncation (128) are off", async () => {
-  const t = Tokenization.load(TOKENIZER, { maxInputLength: 512, autoTruncate: false, prompts: {} });
+  const t = Tokenization.load(TOKENIZER, { maxInputLength: 512, autoTruncate: false, prompts: new Map() });
   const [short] = await t.encode(['hello world'], right);
   assert.deepEqual(short.ids, [CLS, 7592, 2088, SEP]);
   const long = 'word '.repeat(200);
@@ -86,6 +86,17 @@ test('prompts by name, the default prompt, and unknown names listing the known o
   assert.deepEqual((await literal.encode(['hello'], right))[0].ids, qq.ids);
 });
 
+test('prompt_name is one of the model\'s own prompts: names every object inherits are unknown', async () => {
+  const t = tk({ maxInputLength: 64 });
+  for (const name of ['constructor', 'toString', '__proto__', 'hasOwnProperty', 'valueOf']) {
+    await assert.rejects(t.encode(['hello'], { ...right, promptName: name }), isCode('VALIDATION', new RegExp(`prompt_name \`${name}\` is not a prompt of this model`)), name);
+    await assert.rejects(t.tokenize(['hello'], true, name), isCode('VALIDATION', /is not a prompt of this model/), name);
+  }
+  const [q] = await t.encode(['hello'], { ...right, promptName: 'query' });
+  const [qq] = await t.encode(['query: hello'], right);
+  assert.deepEqual(q.ids, qq.ids);
+});
+
 test('pairs get segment ids; singles have none', async () => {
   const t = tk({ maxInputLength: 64 });
   const [single, pair] = await t.encode(['a question', ['a question', 'the answer']], right);
@@ -105,6 +116,25 @@ test('pre-tokenized ids are taken as they are; out-of-vocabulary ids are VALIDAT
   assert.deepEqual((await t.encode([long], { truncate: true, truncationDirection: 'left' }))[0].ids, long.slice(2));
   assert.deepEqual((await t.encode([long], { truncate: true, truncationDirection: 'right' }))[0].ids, long.slice(0, 8));
   await assert.rejects(t.encode([[CLS]], { ...right, promptName: 'query' }), isCode('VALIDATION', /pre-tokenized/));
+});
+
+test('token ids past the vocabulary or negative are VALIDATION naming the id, its position and the vocabulary size', async () => {
+  const t = tk();
+  assert.equal(t.vocabSize, 30522);
+  const outside = (id: number, at: number, row = '') =>
+    isCode('VALIDATION', new RegExp(`^${row}token id ${id} at position ${at} is not in the model's vocabulary: ids go from 0 to 30521 \\(vocabulary size 30522\\)$`));
+  await assert.rejects(t.encode([[CLS, 30522]], right), outside(30522, 1));
+  await assert.rejects(t.encode([[CLS, 7592, -1]], right), outside(-1, 2));
+  await assert.rejects(t.encode(['text', [CLS, 2 ** 32]], right), outside(2 ** 32, 1, 'input 1: '));
+  await assert.rejects(t.decode([[CLS, 30522]], true), outside(30522, 1));
+  await assert.rejects(t.decode([[CLS], [7592, -3]], true), outside(-3, 1, 'input 1: '));
+  assert.deepEqual(await t.decode([[CLS, 7592, SEP]], true), ['hello']);
+  // A model whose embedding table is smaller than the tokenizer (config.json vocab_size) bounds ids by the table.
+  const small = tk({ vocabSize: 30000 });
+  assert.equal(small.vocabSize, 30000);
+  await assert.rejects(small.encode([[CLS, 30100]], right), isCode('VALIDATION', /token id 30100 at position 1 .*\(vocabulary size 30000\)/));
+  await assert.rejects(small.decode([[30100]], true), isCode('VALIDATION', /vocabulary size 30000/));
+  assert.equal(tk({ vocabSize: 40000 }).vocabSize, 30522, 'never past the tokenizer');
 });
 
 test('tokenize: special flags, text and character offsets; decode', async () => {

@@ -150,7 +150,9 @@ export async function createEngine(
     defaultPromptName: opts.defaultPromptName,
     defaultPrompt: opts.defaultPrompt,
     workers: tuning.tokenizationWorkers,
+    vocabSize: resolved.embeddingRows,
   });
+  model.inputVocabSize = tokenization.vocabSize;
 
   // When the graph's own sentence_embedding may stand in for pooling here.
   let sentenceEmbedding: SentenceEmbeddingUse = 'use';

@@ -10,6 +10,8 @@
  *   validation, 429 overloaded, 424 backend, 413 payload, 400 wrong model type, 401 api key);
  *   /v1/embeddings answers errors in TEI's OpenAI shape `{"message", "code", "type"}`.
  * - More inputs than max_client_batch_size: 422 "batch size N > maximum allowed batch size M".
+ * - Token ids (`inputs`/`input` of the embedding routes, `ids` of /decode) outside the model's
+ *   vocabulary, negative ones included: 422 naming the id, its position and the vocabulary size.
  * - Success headers (ms, like TEI): x-compute-time, x-compute-characters, x-compute-tokens,
  *   x-total-time, x-tokenization-time, x-queue-time, x-inference-time.
  * - With an api key every route except /health, /ping, GET / and /metrics needs
@@ -33,6 +35,7 @@ import {
 } from '../common/tei-http-schemas.js';
 import type { RouterMetrics } from './metrics.js';
 import type { RouterLog } from './router-log.js';
+import { tokenIdsError } from './tokenization.js';
 import type { Engine, Metadata, PairInput, SimpleToken, TextInput, TruncationDirection } from './types.js';
 import { aggregateMetadata, timingHeaders } from './metadata.js';
 
@@ -74,6 +77,8 @@ interface RouteConfig {
   open?: boolean;
   /** Errors in TEI's OpenAI shape. */
   openai?: boolean;
+  /** The body field that may hold token ids. */
+  tokenIds?: 'inputs' | 'input' | 'ids';
 }
 
 const direction = (d: string | undefined): TruncationDirection => (d !== undefined && d.toLowerCase() === 'left' ? 'left' : 'right');
@@ -83,6 +88,14 @@ function splitInputs(inputs: Static<typeof Inputs>): { items: TextInput[]; singl
   if (typeof inputs === 'string') return { items: [inputs], single: true };
   if (inputs.length > 0 && inputs.every((x) => typeof x === 'number')) return { items: [inputs as number[]], single: true };
   return { items: inputs as TextInput[], single: false };
+}
+
+/** The token-id lists in a body field: the field itself when it is a list of numbers, else those of its items that are, with their row. */
+function tokenIdLists(v: unknown): Array<{ ids: unknown[]; row: number; rows: number }> {
+  const isIds = (x: unknown): x is unknown[] => Array.isArray(x) && x.length > 0 && x.every((t) => typeof t === 'number');
+  if (!Array.isArray(v)) return [];
+  if (isIds(v)) return [{ ids: v, row: 0, rows: 1 }];
+  return v.flatMap((x, row) => (isIds(x) ? [{ ids: x, row, rows: v.length }] : []));
 }
 
 /** TEI's response headers from per-input metadata: sums of sizes, means of stage times. */
@@ -164,6 +177,19 @@ export const httpRoutes: FastifyPluginAsync<HttpRoutesOptions> = async (app: Fas
     metrics?.recordFailure(err);
     return e;
   };
+
+  // Token ids are checked against the vocabulary before the body schema, which types them u32: a
+  // negative id would fail it with a message about the whole field, naming neither the id nor the
+  // vocabulary. The Engine checks again (for ids that pass the schema); this is only the message.
+  app.addHook('preValidation', async (request) => {
+    const field = (request.routeOptions.config as RouteConfig).tokenIds;
+    const vocabSize = engine.model.inputVocabSize;
+    if (field === undefined || vocabSize === undefined || request.body === null || typeof request.body !== 'object') return;
+    for (const { ids, row, rows } of tokenIdLists((request.body as Record<string, unknown>)[field])) {
+      const bad = tokenIdsError(ids, vocabSize, row, rows);
+      if (bad) throw edgeError('validation', bad);
+    }
+  });
   const checkBatch = (n: number, field = 'inputs'): void => {
     if (n === 0) throw edgeError('validation', new TeiplexError('EMPTY', `\`${field}\` cannot be empty`));
     if (n > maxClientBatchSize) {
@@ -214,9 +240,9 @@ export const httpRoutes: FastifyPluginAsync<HttpRoutesOptions> = async (app: Fas
     return out.results.map((t) => Array.from({ length: t.tokens }, (_, r) => Array.from(t.values.subarray(r * t.dim, (r + 1) * t.dim))));
   };
 
-  post('/embed', EmbedRequest, embed);
-  post('/embed_sparse', EmbedSparseRequest, embedSparse);
-  post('/embed_all', EmbedAllRequest, embedAll);
+  post('/embed', EmbedRequest, embed, { tokenIds: 'inputs' });
+  post('/embed_sparse', EmbedSparseRequest, embedSparse, { tokenIds: 'inputs' });
+  post('/embed_all', EmbedAllRequest, embedAll, { tokenIds: 'inputs' });
 
   // ---- classification and reranking ----
 
@@ -279,12 +305,17 @@ export const httpRoutes: FastifyPluginAsync<HttpRoutesOptions> = async (app: Fas
     return tokens.map((row) => row.map(simpleToken));
   });
 
-  post('/decode', DecodeRequest, async (body) => {
-    const ids = body.ids;
-    const batch = ids.length > 0 && Array.isArray(ids[0]) ? (ids as number[][]) : [ids as number[]];
-    checkBatch(batch.length, 'ids');
-    return engine.decode(batch, body.skip_special_tokens ?? true);
-  });
+  post(
+    '/decode',
+    DecodeRequest,
+    async (body) => {
+      const ids = body.ids;
+      const batch = ids.length > 0 && Array.isArray(ids[0]) ? (ids as number[][]) : [ids as number[]];
+      checkBatch(batch.length, 'ids');
+      return engine.decode(batch, body.skip_special_tokens ?? true);
+    },
+    { tokenIds: 'ids' },
+  );
 
   // ---- OpenAI ----
 
@@ -313,8 +344,8 @@ export const httpRoutes: FastifyPluginAsync<HttpRoutesOptions> = async (app: Fas
       usage: { prompt_tokens: tokens, total_tokens: tokens },
     };
   };
-  post('/v1/embeddings', OpenAIEmbeddingsRequest, openai, { openai: true });
-  post('/embeddings', OpenAIEmbeddingsRequest, openai, { openai: true });
+  post('/v1/embeddings', OpenAIEmbeddingsRequest, openai, { openai: true, tokenIds: 'input' });
+  post('/embeddings', OpenAIEmbeddingsRequest, openai, { openai: true, tokenIds: 'input' });
 
   // ---- the model's natural route (TEI: POST / and /invocations) ----
 
@@ -327,8 +358,9 @@ export const httpRoutes: FastifyPluginAsync<HttpRoutesOptions> = async (app: Fas
     return embed(body as Static<typeof EmbedRequest>, reply);
   };
   const naturalSchema: TSchema = kind === 'classifier' ? PredictRequest : kind === 'reranker' ? RerankRequest : kind === 'splade' ? EmbedSparseRequest : EmbedRequest;
-  post('/', naturalSchema, natural);
-  post('/invocations', naturalSchema, natural);
+  const naturalConfig: RouteConfig = kind === 'embedding' || kind === 'splade' ? { tokenIds: 'inputs' } : {};
+  post('/', naturalSchema, natural, naturalConfig);
+  post('/invocations', naturalSchema, natural, naturalConfig);
 
   // ---- info, health, metrics ----
 

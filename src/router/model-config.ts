@@ -28,6 +28,8 @@ export interface ResolvedModel {
   configPooling?: Exclude<Pooling, 'splade'>;
   /** Things an operator should know (e.g. CLS pooling assumed). */
   warnings: string[];
+  /** config.json vocab_size: the rows of the model's token embedding table, when it says. */
+  embeddingRows?: number;
 }
 
 /** Model types TEI treats as BERT variants (CLS pooling assumed when nothing else says). */
@@ -156,16 +158,18 @@ export function describeModel(input: ModelConfigInput, opts: ModelConfigOptions)
     }
   }
 
-  const prompts: Record<string, string> = {};
+  // A Map, so a name is one of the model's own prompts and never something every object inherits
+  // (`constructor`, `toString`, `__proto__`).
+  const prompts = new Map<string, string>();
   const rawPrompts = input.sentenceTransformersConfig?.prompts;
-  if (rawPrompts && typeof rawPrompts === 'object') {
-    for (const [name, text] of Object.entries(rawPrompts)) if (typeof text === 'string') prompts[name] = text;
+  if (rawPrompts && typeof rawPrompts === 'object' && !Array.isArray(rawPrompts)) {
+    for (const [name, text] of Object.entries(rawPrompts)) if (typeof text === 'string') prompts.set(name, text);
   }
   if (opts.defaultPromptName !== undefined && opts.defaultPrompt !== undefined) {
     throw new ModelConfigError('--default-prompt-name and --default-prompt cannot both be set');
   }
-  if (opts.defaultPromptName !== undefined && !(opts.defaultPromptName in prompts)) {
-    const known = Object.keys(prompts);
+  if (opts.defaultPromptName !== undefined && !prompts.has(opts.defaultPromptName)) {
+    const known = [...prompts.keys()];
     throw new ModelConfigError(
       `--default-prompt-name ${opts.defaultPromptName} is not a prompt of this model (${known.length ? `known: ${known.join(', ')}` : 'config_sentence_transformers.json has no prompts'})`,
     );
@@ -185,5 +189,5 @@ export function describeModel(input: ModelConfigInput, opts: ModelConfigOptions)
     id2label,
     prompts,
   };
-  return { model, configPooling, warnings };
+  return { model, configPooling, warnings, embeddingRows: vocab !== undefined && vocab > 0 ? Math.floor(vocab) : undefined };
 }

@@ -2,9 +2,16 @@
  * Reading a local model directory laid out like a HuggingFace repository: config.json, the
  * tokenizer files, the ONNX graph and the sentence-transformers side files. Only reads; the rules
  * that turn these files into a model description live in model-config.ts.
+ *
+ * Every file is read through model-paths.ts: names from `--onnx-file` and `modules.json` must be
+ * relative paths inside the directory, and every file's real location (symlinks followed) must be
+ * inside the model folder: the directory itself, or for a hub cache snapshot
+ * (`models--org--name/snapshots/<sha>/`, whose files are symlinks into `../../blobs/`) the
+ * repository's folder. Anything else is a ModelFilesError naming the file.
  */
-import { access, readFile } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { existsInside, joinInside } from './model-paths.js';
 
 /** A JSON object as read from disk. */
 export type Json = Record<string, unknown>;
@@ -71,44 +78,81 @@ export class ModelFilesError extends Error {
   }
 }
 
-async function exists(file: string): Promise<boolean> {
-  try {
-    await access(file);
-    return true;
-  } catch {
-    return false;
-  }
+const fail = (message: string): ModelFilesError => new ModelFilesError(message);
+
+/** The folder every file of the model directory `dir` must really be in (see the file comment). */
+function modelFolder(dir: string): string {
+  return snapshotSha(dir) !== undefined ? path.dirname(path.dirname(dir)) : dir;
 }
 
-async function readJson<T = Json>(file: string, dir: string, required: boolean): Promise<T | undefined> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    if (!required && (err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    const rel = path.relative(dir, file);
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new ModelFilesError(`model directory ${dir} has no ${rel}`);
-    throw new ModelFilesError(`cannot read ${rel} in ${dir}: ${(err as Error).message}`);
+/** One model directory: names joined inside it, files checked to be inside its model folder. */
+class ModelDir {
+  readonly folder: string;
+  constructor(readonly dir: string) {
+    this.folder = modelFolder(dir);
   }
-  try {
-    return JSON.parse(text) as T;
-  } catch (err) {
-    throw new ModelFilesError(`${path.relative(dir, file)} in ${dir} is not valid JSON: ${(err as Error).message}`);
+
+  /** The absolute path of `rel` (from `what`: a flag, modules.json, ...), refused when it leaves the directory. */
+  join(rel: string, what: string): string {
+    return joinInside(this.dir, rel, what, fail);
+  }
+
+  /** Whether `file` exists inside the model folder (throws when it leads outside). */
+  has(file: string): Promise<boolean> {
+    return existsInside(this.folder, file, path.relative(this.dir, file) || '.', fail);
+  }
+
+  async readJson<T = Json>(rel: string, required: boolean): Promise<T | undefined> {
+    const file = this.join(rel, rel);
+    if (!(await this.has(file))) {
+      if (!required) return undefined;
+      throw new ModelFilesError(`model directory ${this.dir} has no ${rel}`);
+    }
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (err) {
+      throw new ModelFilesError(`cannot read ${rel} in ${this.dir}: ${(err as Error).message}`);
+    }
+    try {
+      return JSON.parse(text) as T;
+    } catch (err) {
+      throw new ModelFilesError(`${rel} in ${this.dir} is not valid JSON: ${(err as Error).message}`);
+    }
+  }
+
+  /**
+   * The graph: `onnxFile` when given, else onnx/model.onnx, else model.onnx. Its external data
+   * files (beside it, named after it: model.onnx_data, model.onnx.data, ...) must be inside the
+   * model folder too, since ONNX Runtime opens them.
+   */
+  async onnxFile(onnxFile?: string): Promise<string> {
+    let graph: string | undefined;
+    if (onnxFile !== undefined && onnxFile !== '') {
+      graph = this.join(onnxFile, '--onnx-file');
+      if (!(await this.has(graph))) throw new ModelFilesError(`model directory ${this.dir} has no ${onnxFile} (--onnx-file)`);
+    } else {
+      for (const candidate of ['onnx/model.onnx', 'model.onnx']) {
+        const file = this.join(candidate, candidate);
+        if (await this.has(file)) {
+          graph = file;
+          break;
+        }
+      }
+      if (graph === undefined) {
+        throw new ModelFilesError(`model directory ${this.dir} has no ONNX model: looked for onnx/model.onnx and model.onnx (choose another with --onnx-file)`);
+      }
+    }
+    const base = path.basename(graph);
+    const siblings = await readdir(path.dirname(graph)).catch(() => [] as string[]);
+    for (const name of siblings) if (name !== base && name.startsWith(base)) await this.has(path.join(path.dirname(graph), name));
+    return graph;
   }
 }
 
 /** Where the ONNX graph is: `onnxFile` when given (relative to the directory), else onnx/model.onnx, else model.onnx. */
 export async function findOnnxFile(dir: string, onnxFile?: string): Promise<string> {
-  if (onnxFile !== undefined && onnxFile !== '') {
-    const file = path.resolve(dir, onnxFile);
-    if (!(await exists(file))) throw new ModelFilesError(`model directory ${dir} has no ${onnxFile} (--onnx-file)`);
-    return file;
-  }
-  for (const candidate of ['onnx/model.onnx', 'model.onnx']) {
-    const file = path.join(dir, candidate);
-    if (await exists(file)) return file;
-  }
-  throw new ModelFilesError(`model directory ${dir} has no ONNX model: looked for onnx/model.onnx and model.onnx (choose another with --onnx-file)`);
+  return new ModelDir(path.resolve(dir)).onnxFile(onnxFile);
 }
 
 /** The snapshot revision when `dir` is `.../snapshots/<40 hex>/` in a hub cache. */
@@ -121,25 +165,34 @@ export function snapshotSha(dir: string): string | undefined {
 /** Read every file the router uses from a local model directory. */
 export async function readModelFiles(dir: string, opts: { onnxFile?: string } = {}): Promise<ModelFiles> {
   const root = path.resolve(dir);
-  if (!(await exists(root))) throw new ModelFilesError(`model directory ${root} does not exist`);
-  const config = (await readJson<Json>(path.join(root, 'config.json'), root, true))!;
-  const tokenizerPath = path.join(root, 'tokenizer.json');
-  if (!(await exists(tokenizerPath))) throw new ModelFilesError(`model directory ${root} has no tokenizer.json`);
-  const onnxPath = await findOnnxFile(root, opts.onnxFile);
+  const exists = await stat(root).then(
+    () => true,
+    () => false,
+  );
+  if (!exists) throw new ModelFilesError(`model directory ${root} does not exist`);
+  const model = new ModelDir(root);
+  const config = (await model.readJson<Json>('config.json', true))!;
+  const tokenizerPath = model.join('tokenizer.json', 'tokenizer.json');
+  if (!(await model.has(tokenizerPath))) throw new ModelFilesError(`model directory ${root} has no tokenizer.json`);
+  const onnxPath = await model.onnxFile(opts.onnxFile);
 
   const [tokenizerConfig, specialTokensMap, modules, sentenceBertConfig, sentenceTransformersConfig] = await Promise.all([
-    readJson<Json>(path.join(root, 'tokenizer_config.json'), root, false),
-    readJson<Json>(path.join(root, 'special_tokens_map.json'), root, false),
-    readJson<ModuleEntry[]>(path.join(root, 'modules.json'), root, false),
-    readJson<SentenceBertConfigFile>(path.join(root, 'sentence_bert_config.json'), root, false),
-    readJson<SentenceTransformersConfigFile>(path.join(root, 'config_sentence_transformers.json'), root, false),
+    model.readJson<Json>('tokenizer_config.json', false),
+    model.readJson<Json>('special_tokens_map.json', false),
+    model.readJson<ModuleEntry[]>('modules.json', false),
+    model.readJson<SentenceBertConfigFile>('sentence_bert_config.json', false),
+    model.readJson<SentenceTransformersConfigFile>('config_sentence_transformers.json', false),
   ]);
   if (modules !== undefined && !Array.isArray(modules)) throw new ModelFilesError(`modules.json in ${root} is not a list`);
+  // Every module folder must be inside the model directory, read or not.
+  modules?.forEach((m, i) => {
+    if (typeof m?.path === 'string') model.join(m.path, `modules.json entry ${i} (${String(m.type)}) path`);
+  });
 
   // The Pooling module's folder comes from modules.json when it names one; 1_Pooling otherwise.
   const poolingModule = modules?.find((m) => typeof m?.type === 'string' && m.type.endsWith('.Pooling'));
-  const poolingDir = poolingModule?.path ? poolingModule.path : '1_Pooling';
-  const poolingConfig = await readJson<PoolingConfigFile>(path.join(root, poolingDir, 'config.json'), root, false);
+  const poolingDir = typeof poolingModule?.path === 'string' && poolingModule.path !== '' ? poolingModule.path : '1_Pooling';
+  const poolingConfig = await model.readJson<PoolingConfigFile>(`${poolingDir}/config.json`, false);
 
   return {
     dir: root,

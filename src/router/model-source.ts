@@ -17,6 +17,11 @@
  * `console.debug` line per file on stdout (where the router's ready line and JSON logs go), needs
  * an extra `paths-info` request per file, never writes `refs/<revision>`, and shares one
  * `.incomplete` name between concurrent downloaders.
+ *
+ * Paths stay inside the repository's cache folder (model-paths.ts): `--revision` and `--onnx-file`
+ * must be relative names without `..`, a `refs/<revision>` file must hold a commit sha, module
+ * folders named by `modules.json` must be inside the snapshot, and a cached file whose real
+ * location (symlinks followed) is outside the repository's folder is refused, not read.
  */
 import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
@@ -28,6 +33,7 @@ import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { downloadFile, fileDownloadInfo, HubApiError, modelInfo } from '@huggingface/hub';
 import { snapshotSha } from './model-files.js';
+import { existsInside, joinInside } from './model-paths.js';
 
 export interface ResolveModelOptions {
   /** A local directory, or a hub repository id ("org/name", or a bare legacy "name"). */
@@ -152,7 +158,12 @@ export async function resolveModelDir(o: ResolveModelOptions): Promise<ResolvedM
       { modelId: o.modelId },
     );
   }
-  return new HubSnapshot(o.modelId, revision, hubCacheDir(env, o.cacheDir), hubEndpoint(env), hubToken(env), o.onnxFile, log, env).resolve();
+  const cacheDir = hubCacheDir(env, o.cacheDir);
+  const refuse = (message: string) => new ModelSourceError(message, { modelId: o.modelId, revision });
+  // Both name files in the repository's cache folder: checked by name before anything is read or fetched.
+  joinInside(path.join(cacheDir, repoFolderName(o.modelId), 'refs'), revision, '--revision', refuse);
+  if (o.onnxFile) joinInside(o.modelId, o.onnxFile, '--onnx-file', refuse);
+  return new HubSnapshot(o.modelId, revision, cacheDir, hubEndpoint(env), hubToken(env), o.onnxFile || undefined, log, env).resolve();
 }
 
 /** One repository at one revision in the cache. */
@@ -182,6 +193,19 @@ class HubSnapshot {
     return path.join(this.storage, 'snapshots', sha);
   }
 
+  private refuse = (message: string): ModelSourceError =>
+    new ModelSourceError(message, { modelId: this.modelId, revision: this.revision });
+
+  /** `rel` ('/'-separated, from the hub or modules.json) under `dir`, refused when it leaves it. */
+  private join(dir: string, rel: string, what: string): string {
+    return joinInside(dir, rel, what, this.refuse);
+  }
+
+  /** Whether `file` exists with its real location inside the repository's cache folder (throws when outside). */
+  private has(file: string): Promise<boolean> {
+    return existsInside(this.storage, file, path.relative(this.storage, file), this.refuse);
+  }
+
   async resolve(): Promise<ResolvedModel> {
     const cached = await this.cachedSnapshot();
     if (cached) {
@@ -199,22 +223,29 @@ class HubSnapshot {
 
   /** The snapshot when it is complete on disk: the commit is known, and every file TEI needs is there. */
   private async cachedSnapshot(): Promise<ResolvedModel | undefined> {
-    let sha: string | undefined;
+    let sha: string;
     if (COMMIT_SHA.test(this.revision)) sha = this.revision;
     else {
+      const ref = this.join(path.join(this.storage, 'refs'), this.revision, '--revision');
+      if (!(await this.has(ref))) return undefined;
       try {
-        sha = (await readFile(path.join(this.storage, 'refs', this.revision), 'utf8')).trim();
+        sha = (await readFile(ref, 'utf8')).trim();
       } catch {
         return undefined;
       }
+      if (sha === '') return undefined; // written by a process that died before its data reached the disk
+      if (!COMMIT_SHA.test(sha)) {
+        throw this.refuse(
+          `${ref} does not hold a commit sha (it reads ${JSON.stringify(sha.slice(0, 80))}); remove it to fetch ${this.where} again`,
+        );
+      }
     }
-    if (!COMMIT_SHA.test(sha)) return undefined;
     const dir = this.snapshotDir(sha);
-    for (const file of REQUIRED_FILES) if (!(await exists(path.join(dir, file)))) return undefined;
+    for (const file of REQUIRED_FILES) if (!(await this.has(this.join(dir, file, file)))) return undefined;
     // The graph is fetched last, so its presence means the files before it are complete.
     const graphs = this.onnxFile ? [this.onnxFile] : ONNX_CANDIDATES;
     let graph = false;
-    for (const file of graphs) if (await exists(path.join(dir, file))) graph = true;
+    for (const file of graphs) if (await this.has(this.join(dir, file, file))) graph = true;
     if (!graph) return undefined;
     return { dir, sha };
   }
@@ -259,9 +290,11 @@ class HubSnapshot {
     await this.fetchFile(sha, graph); // last: marks the snapshot complete
 
     if (this.revision !== sha) {
-      const ref = path.join(this.storage, 'refs', this.revision);
+      const ref = this.join(path.join(this.storage, 'refs'), this.revision, '--revision');
       await mkdir(path.dirname(ref), { recursive: true });
-      await writeFile(ref, sha);
+      const partial = `${ref}.${process.pid}.${randomBytes(4).toString('hex')}.incomplete`;
+      await writeFile(partial, sha);
+      await rename(partial, ref);
     }
     return { dir, sha };
   }
@@ -289,19 +322,26 @@ class HubSnapshot {
     return { sha: info.sha, files: info.filePaths };
   }
 
+  /** The Pooling module's config file named by the snapshot's modules.json; refused when its folder is outside the snapshot. */
   private async poolingConfigPath(dir: string): Promise<string | undefined> {
+    let modules: unknown;
     try {
-      const modules = JSON.parse(await readFile(path.join(dir, 'modules.json'), 'utf8')) as Array<{ path?: string; type?: string }>;
-      const pooling = Array.isArray(modules) ? modules.find((m) => typeof m?.type === 'string' && m.type.endsWith('.Pooling')) : undefined;
-      return pooling?.path ? path.posix.join(pooling.path, 'config.json') : undefined;
+      modules = JSON.parse(await readFile(path.join(dir, 'modules.json'), 'utf8'));
     } catch {
       return undefined;
     }
+    const pooling = Array.isArray(modules)
+      ? (modules as Array<{ path?: unknown; type?: unknown } | null>).find((m) => typeof m?.type === 'string' && m.type.endsWith('.Pooling'))
+      : undefined;
+    if (typeof pooling?.path !== 'string' || pooling.path === '') return undefined;
+    const file = `${pooling.path}/config.json`;
+    this.join(dir, file, `modules.json's Pooling module path`);
+    return path.posix.normalize(file);
   }
 
   /** One file into blobs/ (unless there already) and its symlink into the snapshot. */
   private async fetchFile(sha: string, file: string): Promise<void> {
-    const pointer = path.join(this.snapshotDir(sha), ...file.split('/'));
+    const pointer = this.join(this.snapshotDir(sha), file, 'a hub file name');
     if (await exists(pointer)) return;
     const repo = { type: 'model' as const, name: this.modelId };
     let blobPath: string;

@@ -35,7 +35,7 @@ export interface TokenizationOptions {
   /** Truncate every input at maxInputLength even when the request does not ask for it. */
   autoTruncate: boolean;
   /** Prompts by name (config_sentence_transformers.json). */
-  prompts: Record<string, string>;
+  prompts: ReadonlyMap<string, string>;
   /** Applied when a request names no prompt: the prompt of this name... */
   defaultPromptName?: string;
   /** ...or this literal text. */
@@ -45,7 +45,10 @@ export interface TokenizationOptions {
    * which bounds the binding's async calls anyway, so no extra limiter sits in the way.
    */
   workers?: number;
-  /** Ids at or above this are refused in pre-tokenized inputs (default: the tokenizer's vocabulary size). */
+  /**
+   * Rows of the model's token embedding table (config.json vocab_size). Token ids given as input
+   * or to decode must be below both this and the tokenizer's vocabulary size.
+   */
   vocabSize?: number;
 }
 
@@ -99,8 +102,28 @@ function rowPrefix(i: number, n: number): string {
   return n > 1 ? `input ${i}: ` : '';
 }
 
+/**
+ * The VALIDATION error for the first id of a token-id input (row `i` of `n`) that is not an
+ * integer in 0 .. vocabSize - 1, naming the id, its position and the vocabulary size; undefined
+ * when every id is in range. Ids past the vocabulary would index outside the model's embedding
+ * table (an ONNX Runtime failure on CPU, garbage or a crash on GPU), so they never reach it.
+ */
+export function tokenIdsError(ids: readonly unknown[], vocabSize: number, i: number, n: number): TeiplexError | undefined {
+  for (let t = 0; t < ids.length; t++) {
+    const id = ids[t];
+    if (typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id >= vocabSize) {
+      return new TeiplexError(
+        'VALIDATION',
+        `${rowPrefix(i, n)}token id ${String(id)} at position ${t} is not in the model's vocabulary: ids go from 0 to ${vocabSize - 1} (vocabulary size ${vocabSize})`,
+      );
+    }
+  }
+  return undefined;
+}
+
 export class Tokenization {
   readonly workers: number;
+  /** Token ids accepted in inputs and by decode are 0 .. vocabSize - 1. */
   readonly vocabSize: number;
   readonly maxInputLength: number;
   private readonly plain: TkTokenizer;
@@ -124,7 +147,8 @@ export class Tokenization {
     right.setTruncation(opts.maxInputLength, { direction: 'right', strategy: 'LongestFirst' as never });
     this.truncating = { left, right };
     this.maxInputLength = opts.maxInputLength;
-    this.vocabSize = opts.vocabSize ?? this.plain.getVocabSize(true);
+    const tokenizerVocab = this.plain.getVocabSize(true);
+    this.vocabSize = opts.vocabSize !== undefined && opts.vocabSize > 0 ? Math.min(opts.vocabSize, tokenizerVocab) : tokenizerVocab;
     const pool = uvPoolSize();
     this.workers = Math.max(1, Math.floor(opts.workers ?? pool));
     this.limiter = this.workers < pool ? new Limiter(this.workers) : null;
@@ -146,9 +170,9 @@ export class Tokenization {
   /** The prompt text a request gets: its prompt_name's, else the server's default, else none. */
   promptFor(promptName: string | undefined): string | undefined {
     if (promptName !== undefined && promptName !== '') {
-      const prompt = this.opts.prompts[promptName];
+      const prompt = this.opts.prompts.get(promptName);
       if (prompt === undefined) {
-        const known = Object.keys(this.opts.prompts);
+        const known = [...this.opts.prompts.keys()];
         throw new TeiplexError(
           'VALIDATION',
           `prompt_name \`${promptName}\` is not a prompt of this model. ${known.length ? `Available prompts: ${known.join(', ')}` : 'The model has no prompts (config_sentence_transformers.json)'}`,
@@ -156,7 +180,7 @@ export class Tokenization {
       }
       return prompt;
     }
-    if (this.opts.defaultPromptName !== undefined) return this.opts.prompts[this.opts.defaultPromptName];
+    if (this.opts.defaultPromptName !== undefined) return this.opts.prompts.get(this.opts.defaultPromptName);
     return this.opts.defaultPrompt;
   }
 
@@ -254,15 +278,8 @@ export class Tokenization {
   private encodeIds(ids: number[], truncate: boolean, direction: TruncationDirection, i: number, n: number): Encoded {
     const t0 = process.hrtime.bigint();
     if (ids.length === 0) throw new TeiplexError('VALIDATION', `${rowPrefix(i, n)}\`inputs\` cannot be empty`);
-    for (let t = 0; t < ids.length; t++) {
-      const id = ids[t];
-      if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) {
-        throw new TeiplexError(
-          'VALIDATION',
-          `${rowPrefix(i, n)}token id ${String(id)} at position ${t} is not in the model's vocabulary (0..${this.vocabSize - 1})`,
-        );
-      }
-    }
+    const bad = tokenIdsError(ids, this.vocabSize, i, n);
+    if (bad) throw bad;
     let kept = ids;
     if (ids.length > this.maxInputLength) {
       if (!truncate) {
@@ -303,11 +320,8 @@ export class Tokenization {
   async decode(ids: ReadonlyArray<readonly number[]>, skipSpecialTokens: boolean): Promise<string[]> {
     for (let i = 0; i < ids.length; i++) {
       if (ids[i].length === 0) throw new TeiplexError('VALIDATION', `${rowPrefix(i, ids.length)}\`input_ids\` cannot be empty`);
-      for (const id of ids[i]) {
-        if (!Number.isInteger(id) || id < 0 || id > 0xffffffff) {
-          throw new TeiplexError('VALIDATION', `${rowPrefix(i, ids.length)}\`ids\` must be non-negative integers, got ${String(id)}`);
-        }
-      }
+      const bad = tokenIdsError(ids[i], this.vocabSize, i, ids.length);
+      if (bad) throw bad;
     }
     return this.limit(async () => {
       try {

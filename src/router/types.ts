@@ -45,9 +45,11 @@ export interface ModelDescription {
   pooling?: Pooling; // embedding and splade models
   hiddenSize?: number; // dense dimension
   vocabSize?: number; // sparse dimension (SPLADE)
+  /** Token ids accepted in inputs and by decode are 0 .. inputVocabSize - 1: the smaller of config.json vocab_size and the tokenizer's vocabulary (set once the tokenizer is loaded). */
+  inputVocabSize?: number;
   maxInputLength: number;
   id2label: string[]; // classifier labels by index; empty for embedding models
-  prompts: Record<string, string>; // from config_sentence_transformers.json
+  prompts: ReadonlyMap<string, string>; // by name, from config_sentence_transformers.json (a Map: no inherited names)
 }
 
 /** Info as TEI's InfoResponse reports it. */
