@@ -75,8 +75,9 @@ export class ModelDirectory {
     if (model === undefined || model === null || model === '') {
       const visible = g === undefined ? all : all.filter((i) => mayUse(g, i));
       if (visible.length === 1) return { kind: 'only', name: visible[0].spec.model_id, candidates: visible };
-      const which = visible.length === 0 ? `no instance serves${g === undefined ? '' : ' that this API key may use'}` : 'several instances serve';
-      throw new RequestError(visible.length === 0 ? 'MODEL_NOT_FOUND' : 'BAD_REQUEST', `\`${param}\` is required: ${which}; set it (or the X-Model header) to one of ${this.choices(grant)}`, param);
+      if (visible.length > 1) throw new RequestError('BAD_REQUEST', `\`${param}\` is required when several instances serve: set it (or the X-Model header) to one of ${this.choices(grant)}`, param);
+      if (g === undefined) throw new RequestError('MODEL_NOT_FOUND', 'no model is served: there are no instances', param);
+      throw new RequestError('MODEL_NOT_FOUND', `\`${param}\` is required: this API key may use no instance now; set it (or the X-Model header) to one of ${this.choices(grant)}`, param);
     }
     const byName = this.instances.find(model);
     let kind: ModelMatch['kind'] = 'instance';
