@@ -214,9 +214,9 @@ models = [${JSON.stringify(modelB)}]
     }
     const all = await call(mux(pki.clientA), 'ListInstances', {}, KEYS.any);
     assert.deepEqual(all.instances.map((i: { name: string }) => i.name), ['emb-a', 'emb-b']);
-    // A restricted key lists what it may use; instance_index stays the position in the full list.
+    // A restricted key lists what it may use; instance_index is the position in that list.
     const modelB = await call(mux(pki.clientA), 'ListInstances', {}, KEYS.modelB);
-    assert.deepEqual(modelB.instances.map((i: { name: string; instance_index?: number }) => [i.name, i.instance_index ?? 0]), [['emb-b', 1]]);
+    assert.deepEqual(modelB.instances.map((i: { name: string; instance_index?: number }) => [i.name, i.instance_index ?? 0]), [['emb-b', 0]]);
     const teamA = await call(mux(pki.clientA), 'ListInstances', {}, KEYS.teamA);
     assert.deepEqual(teamA.instances.map((i: { name: string }) => i.name), ['emb-a']);
   });
@@ -247,11 +247,12 @@ models = [${JSON.stringify(modelB)}]
     const c = mux(pki.clientA);
     await embed(c, { instance_name: 'emb-a' }, KEYS.teamA);
     await embed(c, { model_id: modelA }, KEYS.teamA);
-    await assert.rejects(embed(c, { instance_name: 'emb-b' }, KEYS.teamA), grpcError(status.PERMISSION_DENIED, /API key 'team-a' may not use instance 'emb-b'.*instances 'emb-a'/));
-    await assert.rejects(embed(c, { model_id: modelB }, KEYS.teamA), grpcError(status.PERMISSION_DENIED, /model_id .* also served by 'emb-b'/));
+    await assert.rejects(embed(c, { instance_name: 'emb-b' }, KEYS.teamA), grpcError(status.PERMISSION_DENIED, /API key 'team-a' cannot use instance 'emb-b': .*it may use instances 'emb-a'/));
+    await assert.rejects(embed(c, { model_id: modelB }, KEYS.teamA), grpcError(status.PERMISSION_DENIED, /cannot use model_id '.*': it does not exist or is not one this key may use/));
     await assert.rejects(embed(c, { instance_index: 1 }, KEYS.teamA), grpcError(status.PERMISSION_DENIED));
     await embed(c, { model_id: modelB }, KEYS.modelB);
-    await assert.rejects(embed(c, { instance_name: 'emb-a' }, KEYS.modelB), grpcError(status.PERMISSION_DENIED, /'model-b' may not use instance 'emb-a'.*models/));
+    await embed(c, { instance_index: 0 }, KEYS.modelB);
+    await assert.rejects(embed(c, { instance_name: 'emb-a' }, KEYS.modelB), grpcError(status.PERMISSION_DENIED, /'model-b' cannot use instance 'emb-a'/));
 
     // Every RPC, whatever its handler: the Arrow batch call too.
     await assert.rejects(call(c, 'EmbedArrow', { target: { instance_name: 'emb-b' }, arrow_ipc: Buffer.alloc(0) }, KEYS.teamA), grpcError(status.PERMISSION_DENIED));

@@ -1,7 +1,7 @@
 /**
  * Authentication pieces in-process: subject patterns and SAN parsing, the allow-list, API keys
- * (hash match, restrictions), config errors that name the key or the file, gRPC open methods, and
- * the HTTP hook on a small fastify app (admin key, data-plane key, restricted key, open routes).
+ * (hash match, what a restriction allows), config errors that name the key or the file, gRPC open methods, and
+ * the HTTP hook on a small fastify app (admin key, data-plane key, a restricted key's grant, open routes).
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -11,10 +11,11 @@ import type { PeerCertificate } from 'node:tls';
 import { after, before, describe, test } from 'node:test';
 import Fastify from 'fastify';
 import { AllowList, parseSubjectAltNames, parseSubjectPattern, subjectMatches } from '../src/auth/allow-list.js';
-import { ApiKeys, authorizeInstance, authorizeRoute, sha256Hex } from '../src/auth/api-keys.js';
+import { mayUse } from '../src/auth/access.js';
+import { ApiKeys, sha256Hex } from '../src/auth/api-keys.js';
 import { loadAuth } from '../src/auth/auth.js';
-import { grpcMethodIsOpen, routeTargetOf } from '../src/auth/grpc-auth.js';
-import { checkApiKey, httpRouteKind, installHttpAuth } from '../src/auth/http-auth.js';
+import { grpcMethodIsOpen } from '../src/auth/grpc-auth.js';
+import { httpRouteKind, installHttpAuth, requestGrant } from '../src/auth/http-auth.js';
 import { TeiplexError } from '../src/common/errors.js';
 import { DEFAULTS, resolveConfig, type ApiKeyConfig, type AuthConfig } from '../src/config/config.js';
 import { ConfigError } from '../src/config/validate.js';
@@ -111,41 +112,11 @@ describe('API keys', () => {
     const keys = new ApiKeys([keyConfig('any', 'k0'), keyConfig('inst', 'k1', { instances: ['a'] }), keyConfig('model', 'k2', { models: ['org/m'] })]);
     const a = { name: 'a', spec: { model_id: 'org/other' } };
     const b = { name: 'b', spec: { model_id: 'org/m' } };
-    authorizeInstance(keys.authenticate('Bearer k0'), a);
-    authorizeInstance(keys.authenticate('Bearer k1'), a);
-    authorizeInstance(keys.authenticate('Bearer k2'), b);
-    assert.throws(() => authorizeInstance(keys.authenticate('Bearer k1'), b), (e: TeiplexError) => e.code === 'PERMISSION_DENIED' && /'inst' may not use instance 'b'.*instances 'a'/.test(e.message));
-    assert.throws(() => authorizeInstance(keys.authenticate('Bearer k2'), a), (e: TeiplexError) => e.code === 'PERMISSION_DENIED' && /models 'org\/m'/.test(e.message));
-    authorizeInstance(undefined, a);
-  });
-
-  test('before resolution: every target kind; model_id needs every replica allowed', () => {
-    const inst = (name: string, model_id: string) => ({ name, spec: { model_id } });
-    const all = [inst('a1', 'org/a'), inst('a2', 'org/a'), inst('b', 'org/b')];
-    const dir = { list: () => all, find: (n: string) => all.find((i) => i.name === n) };
-    const keys = new ApiKeys([keyConfig('one', 'k1', { instances: ['a1', 'b'] }), keyConfig('both', 'k2', { instances: ['a1', 'a2'] }), keyConfig('model', 'k3', { models: ['org/a'] })]);
-    const [one, both, model] = ['k1', 'k2', 'k3'].map((k) => keys.authenticate(`Bearer ${k}`));
-    const denied = (re: RegExp) => (e: TeiplexError) => e.code === 'PERMISSION_DENIED' && re.test(e.message);
-    authorizeRoute(one, { kind: 'instance_name', value: 'a1' }, dir);
-    authorizeRoute(one, { kind: 'instance_index', value: 2 }, dir);
-    authorizeRoute(one, { kind: 'model_id', value: 'org/b' }, dir);
-    assert.throws(() => authorizeRoute(one, { kind: 'instance_name', value: 'a2' }, dir), denied(/'one' may not use instance 'a2'/));
-    assert.throws(() => authorizeRoute(one, { kind: 'instance_name', value: 'nope' }, dir), denied(/instance 'nope'/), 'no probing for names');
-    assert.throws(() => authorizeRoute(one, { kind: 'instance_index', value: 1 }, dir), denied(/instance 'a2'/));
-    assert.throws(() => authorizeRoute(one, { kind: 'model_id', value: 'org/a' }, dir), denied(/model_id 'org\/a': it is also served by 'a2'.*name the instance/));
-    authorizeRoute(both, { kind: 'model_id', value: 'org/a' }, dir);
-    authorizeRoute(model, { kind: 'model_id', value: 'org/a' }, dir);
-    authorizeRoute(model, { kind: 'instance_index', value: 7 }, dir);
-    assert.throws(() => authorizeRoute(model, { kind: 'model_id', value: 'org/b' }, dir), denied(/models 'org\/a'/));
-    assert.throws(() => authorizeRoute(model, { kind: 'instance_name', value: 'b' }, dir), denied(/instance 'b' \(model_id 'org\/b'\)/));
-  });
-
-  test('targets read from wrapper messages and protobufjs messages', () => {
-    assert.deepEqual(routeTargetOf({ target: { kind: 'model_id', value: 'm' }, request: Buffer.alloc(0) }), { kind: 'model_id', value: 'm' });
-    assert.deepEqual(routeTargetOf({ target: { routing: 'instance_index', instance_index: 0 } }), { kind: 'instance_index', value: 0 });
-    assert.deepEqual(routeTargetOf({ target: { instance_name: 'x' } }), { kind: 'instance_name', value: 'x' });
-    assert.equal(routeTargetOf({ request: {} }), undefined);
-    assert.equal(routeTargetOf(Buffer.alloc(3)), undefined);
+    const [any, inst, model] = ['k0', 'k1', 'k2'].map((k) => keys.authenticate(`Bearer ${k}`));
+    assert.deepEqual([any.restricted, inst.restricted, model.restricted], [false, true, true]);
+    assert.deepEqual([mayUse(any, a), mayUse(any, b), mayUse(undefined, a)], [true, true, true]);
+    assert.deepEqual([mayUse(inst, a), mayUse(inst, b)], [true, false]);
+    assert.deepEqual([mayUse(model, a), mayUse(model, b)], [false, true]);
   });
 });
 
@@ -211,8 +182,8 @@ describe('HTTP hook', () => {
     a.get('/instances', async () => []);
     a.get('/instances/:name', async () => ({}));
     a.post<{ Body: { model: string } }>('/v1/embeddings', async (req) => {
-      const grant = checkApiKey(req, { name: req.body.model, spec: { model_id: `org/${req.body.model}` } });
-      return { key: grant?.name ?? null };
+      const grant = requestGrant(req);
+      return { key: grant?.name ?? null, allowed: mayUse(grant, { name: req.body.model, spec: { model_id: `org/${req.body.model}` } }) };
     });
     return a;
   }
@@ -244,11 +215,9 @@ describe('HTTP hook', () => {
 
     const embed = (model: string, headers: Record<string, string> = {}) => a.inject({ method: 'POST', url: '/v1/embeddings', payload: { model }, headers });
     assert.equal((await embed('a')).statusCode, 401);
-    assert.deepEqual((await embed('b', bearer('any-key'))).json(), { key: 'any' });
-    assert.deepEqual((await embed('a', bearer('team-a-key'))).json(), { key: 'team-a' });
-    const denied = await embed('b', bearer('team-a-key'));
-    assert.equal(denied.statusCode, 403);
-    assert.match(denied.json().error, /'team-a' may not use instance 'b'/);
+    assert.deepEqual((await embed('b', bearer('any-key'))).json(), { key: 'any', allowed: true });
+    assert.deepEqual((await embed('a', bearer('team-a-key'))).json(), { key: 'team-a', allowed: true });
+    assert.deepEqual((await embed('b', bearer('team-a-key'))).json(), { key: 'team-a', allowed: false });
     assert.equal((await a.inject({ url: '/nowhere' })).statusCode, 401, 'unknown paths are data plane: a key first');
     assert.equal((await a.inject({ url: '/nowhere', headers: bearer('any-key') })).statusCode, 404);
     await a.close();

@@ -80,7 +80,7 @@ describe('data_port: the data plane on its own listener', () => {
     const other = client(Number(m.ready.data_port), { authorization: 'Bearer key-other' });
     const denied = await other.post('/v1/embeddings', { input: 'x', model: 'solo' });
     assert.equal(denied.status, 403);
-    assert.match(denied.body.error.message, /may not use instance 'solo'/);
+    assert.match(denied.body.error.message, /API key 'other-only' cannot use model 'solo': it does not exist or is not one this key may use/);
     assert.deepEqual((await other.get('/v1/models')).body.data, [], 'a key sees only the models it may use');
     assert.equal((await data.get('/v1/models')).body.data[0].id, modelId);
     assert.equal((await anon.get('/health')).status, 200, 'health stays open');

@@ -9,16 +9,14 @@
  *   a failure ends the call with UNAUTHENTICATED before the handler runs. grpc.health.v1 and
  *   server reflection skip both checks while `open_health` / `open_reflection` (the TLS handshake
  *   still applies).
- * - Restricted keys (`instances`, `models`): the interceptor checks the `target` of every request
- *   message that has one against the key (`authorizeRoute`: deterministic, before resolution; a
- *   `model_id` target needs every instance of the model allowed) -> PERMISSION_DENIED, for every
- *   RPC whatever its handler. It also records the grant on the message and its `target`, and the
- *   forwarding path calls `authorizeTarget(target, instance)` after resolution as a second check
- *   (an instance added between the two).
+ * - Restricted keys (`instances`, `models`): the interceptor records the key's grant on every
+ *   request message (`grantOf(message)`), and the handlers make the one authorization decision
+ *   on what the call's target resolves to (access.ts): forwarded RPCs and the Arrow RPCs when
+ *   they resolve their target, ListInstances and health when they list or look up an instance.
  */
 import * as grpc from '@grpc/grpc-js';
 import { asTeiplexError, TeiplexError } from '../common/errors.js';
-import { authorizeInstance, authorizeRoute, type ApiKeyGrant, type AuthDirectory, type AuthTarget, type RouteTarget } from './api-keys.js';
+import type { ApiKeyGrant } from './api-keys.js';
 import type { Auth } from './auth.js';
 
 export const HEALTH_SERVICE = 'grpc.health.v1.Health';
@@ -30,52 +28,15 @@ export function grpcCredentials(auth: Auth): grpc.ServerCredentials {
   return grpc.ServerCredentials.createSsl(m.ca, [{ private_key: m.key, cert_chain: m.cert }], true);
 }
 
-/** Restricted keys' grants by request message and by its target object. */
+/** Restricted keys' grants by request message (the object the handler receives as the request). */
 const grants = new WeakMap<object, ApiKeyGrant>();
 
-function record(message: unknown, grant: ApiKeyGrant): void {
-  if (typeof message !== 'object' || message === null) return;
-  grants.set(message, grant);
-  const target = (message as { target?: unknown }).target;
-  if (typeof target === 'object' && target !== null) grants.set(target, grant);
-}
-
 /**
- * After target resolution: throws PERMISSION_DENIED (a TeiplexError) when the call's API key may
- * not use `instance`. `call` is the request message as received, or its `target` object.
- * Nothing recorded (no keys, or an unrestricted key): allowed.
+ * The API key grant a request message was received with when that key is restricted; undefined
+ * when keys are off or the key is unrestricted (it may use everything).
  */
-export function authorizeTarget(call: object | undefined, instance: AuthTarget): void {
-  if (call === undefined) return;
-  const grant = grants.get(call);
-  if (grant !== undefined) authorizeInstance(grant, instance);
-}
-
-/** May the call's API key use `instance`? (Lists: what a restricted key sees.) */
-export function targetAllowed(call: object | undefined, instance: AuthTarget): boolean {
-  try {
-    authorizeTarget(call, instance);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/**
- * The routing target of a request message: the multiplexer's wrapper (`{kind, value}`, wrapper.ts)
- * or a protobufjs-decoded `Target` (`routing` naming the oneof member, or the member set).
- */
-export function routeTargetOf(message: unknown): RouteTarget | undefined {
-  if (typeof message !== 'object' || message === null) return undefined;
-  const t = (message as { target?: unknown }).target;
-  if (typeof t !== 'object' || t === null) return undefined;
-  const o = t as Record<string, unknown>;
-  if ((o.kind === 'instance_name' || o.kind === 'model_id') && typeof o.value === 'string') return { kind: o.kind, value: o.value };
-  if (o.kind === 'instance_index' && typeof o.value === 'number') return { kind: o.kind, value: o.value };
-  const member = typeof o.routing === 'string' ? o.routing : ['instance_name', 'model_id', 'instance_index'].find((k) => o[k] !== undefined && o[k] !== null && o[k] !== '');
-  if (member === 'instance_name' || member === 'model_id') return { kind: member, value: String(o[member] ?? '') };
-  if (member === 'instance_index') return { kind: member, value: Number(o[member] ?? 0) };
-  return undefined;
+export function grantOf(message: unknown): ApiKeyGrant | undefined {
+  return typeof message === 'object' && message !== null ? grants.get(message) : undefined;
 }
 
 function serviceOf(path: string): string {
@@ -90,11 +51,8 @@ export function grpcMethodIsOpen(auth: Auth, path: string): boolean {
   return false;
 }
 
-/**
- * The interceptor. `instances` is what targets resolve against (restricted keys);
- * `onReject(path, code)` hears about each refused call (metrics).
- */
-export function grpcAuthInterceptor(auth: Auth, instances: AuthDirectory, onReject?: (path: string, code: grpc.status) => void): grpc.ServerInterceptor {
+/** The interceptor. `onReject(path, code)` hears about each refused call (metrics). */
+export function grpcAuthInterceptor(auth: Auth, onReject?: (path: string, code: grpc.status) => void): grpc.ServerInterceptor {
   const allowList = auth.mtls?.allowList;
   const checkCert = allowList?.active === true;
   const keys = auth.keys.enabled ? auth.keys : undefined;
@@ -130,16 +88,7 @@ export function grpcAuthInterceptor(auth: Auth, instances: AuthDirectory, onReje
       builder
         .withOnReceiveMessage((message, next) => {
           if (refused) return;
-          if (grant?.restricted) {
-            const target = routeTargetOf(message);
-            try {
-              if (target !== undefined) authorizeRoute(grant, target, instances);
-            } catch (err) {
-              refuse(err);
-              return;
-            }
-            record(message, grant);
-          }
+          if (grant?.restricted && typeof message === 'object' && message !== null) grants.set(message, grant);
           next(message);
         })
         .withOnReceiveHalfClose((next) => {

@@ -14,9 +14,9 @@
  *   Failures are thrown as TeiplexErrors (UNAUTHENTICATED 401 with `www-authenticate: Bearer`,
  *   PERMISSION_DENIED 403), so each route context's error handler shapes the body (admin
  *   `{error, code}`, OpenAI `{error: {...}}`, ...).
- * - `checkApiKey(request, target)`: for data-plane routes, after they resolve the instance:
- *   PERMISSION_DENIED when the request's key may not use it. A separate data-plane listener must
- *   call `installHttpAuth` on its own app too.
+ * - `requestGrant(request)`: for data-plane routes, the request's key grant; the data plane makes
+ *   the authorization decision on what the request's model resolves to (access.ts). A separate
+ *   data-plane listener must call `installHttpAuth` on its own app too.
  */
 import type { IncomingMessage } from 'node:http';
 import type { ServerOptions } from 'node:https';
@@ -24,7 +24,7 @@ import { TLSSocket } from 'node:tls';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { TeiplexError } from '../common/errors.js';
 import type { Verdict } from './allow-list.js';
-import { authorizeAdmin, authorizeInstance, type ApiKeyGrant, type AuthTarget } from './api-keys.js';
+import { authorizeAdmin, type ApiKeyGrant } from './api-keys.js';
 import type { Auth } from './auth.js';
 
 export type HttpRouteKind = 'health' | 'metrics' | 'docs' | 'admin' | 'data';
@@ -95,22 +95,7 @@ export function installHttpAuth(app: FastifyInstance, auth: Auth): void {
   });
 }
 
-/**
- * For data-plane routes: the API key's grant for this request (undefined when keys are off), and
- * with `target` (the resolved instance) PERMISSION_DENIED when the key may not use it.
- */
-export function checkApiKey(request: FastifyRequest, target?: AuthTarget): ApiKeyGrant | undefined {
-  const grant = decided.get(request.raw)?.grant;
-  if (target !== undefined) authorizeInstance(grant, target);
-  return grant;
-}
-
-/** May this request's key use `target`? For filtering lists (e.g. GET /v1/models). */
-export function apiKeyAllows(request: FastifyRequest, target: AuthTarget): boolean {
-  try {
-    checkApiKey(request, target);
-    return true;
-  } catch {
-    return false;
-  }
+/** For data-plane routes: the request's API key grant (undefined when keys are off). */
+export function requestGrant(request: FastifyRequest): ApiKeyGrant | undefined {
+  return decided.get(request.raw)?.grant;
 }

@@ -7,7 +7,8 @@
  *    INTERNAL), `target` is required, and the text column is read with the configured limits
  *    (`arrow_max_rows`, `arrow_max_decompressed_mb`): a null or non-string row, garbage or a
  *    truncated stream -> INVALID_ARGUMENT naming the row or what is wrong.
- * 2. The target resolves like any forwarded call (target.ts) and the call counts in flight.
+ * 2. The target resolves like any forwarded call (target.ts; the API key's decision, then a cold
+ *    start if need be) and the call counts in flight.
  * 3. The texts go to the child (arrow-fanout.ts: teiplex.v1.Batch in chunks, or a tei.v1 stream
  *    for children without it), under one deadline: min(client's, now + grpc_request_timeout_secs).
  *    `noop` skips the child and answers zeros of the right shape; dense needs the dimension,
@@ -21,6 +22,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { readTextColumn } from '../arrow/text-batch.js';
+import { grantOf } from '../auth/grpc-auth.js';
 import type { Config } from '../config/config.js';
 import { DEFAULTS } from '../config/config.js';
 import { TeiplexError } from '../common/errors.js';
@@ -166,7 +168,7 @@ function arrowHandler(name: string, method: ArrowMethod, f: Forwarder, d: ArrowS
       if (req.malformed !== undefined) throw new TeiplexError('BAD_REQUEST', req.malformed);
       const target = toTarget(req.target);
       texts = readTextColumn(req.arrow_ipc ?? Buffer.alloc(0), { maxRows: d.limits.maxRows, maxDecompressedBytes: d.limits.maxDecompressedBytes });
-      opened = f.open(target, call.metadata);
+      opened = f.open(target, call.metadata, grantOf(req));
     } catch (err) {
       refuse(err);
       return;

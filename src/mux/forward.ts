@@ -18,6 +18,8 @@
  *   child call.
  */
 import * as grpc from '@grpc/grpc-js';
+import type { ApiKeyGrant } from '../auth/api-keys.js';
+import { grantOf } from '../auth/grpc-auth.js';
 import { asTeiplexError, TeiplexError } from '../common/errors.js';
 import type { Instance } from '../supervisor/instance.js';
 import type { ChildCall, ChildChannel } from './child-channel.js';
@@ -44,10 +46,12 @@ export interface Leg {
 export interface Forwarder {
   readonly timeoutMs: number;
   /**
-   * Resolve the target and count the call in flight on that instance; throws TeiplexError. A
-   * promise when the target is an on-demand model that must be started first (a cold start).
+   * Resolve the target, decide what `grant` (the call's restricted API key, `grantOf` the request
+   * message) may use of it, and count the call in flight on the instance chosen; throws
+   * TeiplexError. A promise when the target is an on-demand model that must be started first (a
+   * cold start, only after the decision).
    */
-  open(target: Target, metadata: grpc.Metadata): Leg | Promise<Leg>;
+  open(target: Target, metadata: grpc.Metadata, grant: ApiKeyGrant | undefined): Leg | Promise<Leg>;
   /** The call is over: no longer in flight; metrics. `leg` undefined: it never reached an instance. */
   close(method: string, leg: Leg | undefined, code: grpc.status, startedMs: number): void;
 }
@@ -133,7 +137,7 @@ export function forwardUnary(m: ForwardedMethod, f: Forwarder): grpc.handleUnary
     let opened: Leg | Promise<Leg>;
     try {
       checkMessage(m, w, '');
-      opened = f.open(requireTarget(w, ''), call.metadata);
+      opened = f.open(requireTarget(w, ''), call.metadata, grantOf(w));
     } catch (err) {
       refuse(err);
       return;
@@ -190,7 +194,7 @@ class StreamRelay {
       if (this.child === undefined) {
         const target = requireTarget(w, where);
         this.target = target;
-        const opened = this.f.open(target, this.call.metadata);
+        const opened = this.f.open(target, this.call.metadata, grantOf(w));
         if (opened instanceof Promise) {
           // A cold start: no more messages until the instance is up, then this one goes first.
           this.opening = true;

@@ -6,9 +6,15 @@
  * - anything else: NOT_FOUND (Check), SERVICE_UNKNOWN (Watch).
  * Watch streams get the current status at once and a new message whenever it changes
  * (`changed(name)` is called on every instance transition).
+ * With `open_health = false` a call carries an API key: a key restricted by `instances`/`models`
+ * sees an instance it may not use as an unknown name (Check, Watch), and List leaves it out. With
+ * health open, every instance name and status is visible to anyone who can connect.
  */
 import * as grpc from '@grpc/grpc-js';
 import { service as healthServiceDefinition } from 'grpc-health-check';
+import { mayUse } from '../auth/access.js';
+import type { ApiKeyGrant } from '../auth/api-keys.js';
+import { grantOf } from '../auth/grpc-auth.js';
 import { MUX_SERVICE } from './protos.js';
 import type { InstanceDirectory } from './target.js';
 
@@ -18,15 +24,16 @@ const MUX_NAMES = ['', MUX_SERVICE];
 
 export class MuxHealth {
   private serving = true;
-  private readonly watchers = new Map<string, Set<(status: WatchStatus) => void>>();
+  /** Per service name: its watchers, each with its call's grant. */
+  private readonly watchers = new Map<string, Map<(status: WatchStatus) => void, ApiKeyGrant | undefined>>();
 
   constructor(private readonly instances: InstanceDirectory) {}
 
-  /** The status of a service name; undefined when the name is unknown. */
-  status(service: string): 'SERVING' | 'NOT_SERVING' | undefined {
+  /** The status of a service name; undefined when the name is unknown (or an instance `grant` may not use). */
+  status(service: string, grant?: ApiKeyGrant): 'SERVING' | 'NOT_SERVING' | undefined {
     if (MUX_NAMES.includes(service)) return this.serving ? 'SERVING' : 'NOT_SERVING';
     const instance = this.instances.find(service);
-    if (instance === undefined) return undefined;
+    if (instance === undefined || !mayUse(grant, instance)) return undefined;
     return this.serving && instance.status === 'running' ? 'SERVING' : 'NOT_SERVING';
   }
 
@@ -34,8 +41,7 @@ export class MuxHealth {
   changed(service: string): void {
     const set = this.watchers.get(service);
     if (set === undefined) return;
-    const status = this.status(service) ?? 'SERVICE_UNKNOWN';
-    for (const w of set) w(status);
+    for (const [w, grant] of set) w(this.status(service, grant) ?? 'SERVICE_UNKNOWN');
   }
 
   /** Shutting down: every name NOT_SERVING. */
@@ -47,12 +53,13 @@ export class MuxHealth {
   addToServer(server: grpc.Server): void {
     server.addService(healthServiceDefinition as unknown as grpc.ServiceDefinition, {
       Check: (call: grpc.ServerUnaryCall<{ service: string }, unknown>, callback: grpc.sendUnaryData<unknown>) => {
-        const status = this.status(call.request.service);
+        const status = this.status(call.request.service, grantOf(call.request));
         if (status === undefined) callback({ code: grpc.status.NOT_FOUND, details: `unknown service '${call.request.service}': not an instance name` });
         else callback(null, { status });
       },
       Watch: (call: grpc.ServerWritableStream<{ service: string }, unknown>) => {
         const service = call.request.service;
+        const grant = grantOf(call.request);
         let last: WatchStatus | undefined;
         const send = (status: WatchStatus): void => {
           if (status === last) return;
@@ -60,18 +67,19 @@ export class MuxHealth {
           call.write({ status });
         };
         let set = this.watchers.get(service);
-        if (set === undefined) this.watchers.set(service, (set = new Set()));
-        set.add(send);
+        if (set === undefined) this.watchers.set(service, (set = new Map()));
+        set.set(send, grant);
         call.on('cancelled', () => {
           set.delete(send);
           if (set.size === 0 && this.watchers.get(service) === set) this.watchers.delete(service);
         });
-        send(this.status(service) ?? 'SERVICE_UNKNOWN');
+        send(this.status(service, grant) ?? 'SERVICE_UNKNOWN');
       },
-      List: (_call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+      List: (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+        const grant = grantOf(call.request);
         const statuses: Record<string, { status: string }> = {};
         for (const name of MUX_NAMES) statuses[name] = { status: this.status(name)! };
-        for (const i of this.instances.list()) statuses[i.name] = { status: this.status(i.name)! };
+        for (const i of this.instances.list()) if (mayUse(grant, i)) statuses[i.name] = { status: this.status(i.name)! };
         callback(null, { statuses });
       },
     });

@@ -77,7 +77,7 @@ export async function startMuxServer(o: MuxServerOptions): Promise<MuxServer> {
     'grpc.max_send_message_length': maxBytes,
     'grpc.keepalive_time_ms': keepaliveMs,
     'grpc.keepalive_timeout_ms': keepaliveTimeoutMs,
-    interceptors: o.auth?.perCall ? [grpcAuthInterceptor(o.auth, o.instances, (path, code) => path.startsWith(`/${MUX_SERVICE}/`) && metrics.observe('', '', path.slice(path.lastIndexOf('/') + 1), code, 0))] : [],
+    interceptors: o.auth?.perCall ? [grpcAuthInterceptor(o.auth, (path, code) => path.startsWith(`/${MUX_SERVICE}/`) && metrics.observe('', '', path.slice(path.lastIndexOf('/') + 1), code, 0))] : [],
   });
   const { definition, implementation } = muxService({
     instances: o.instances,

@@ -6,7 +6,9 @@
  * batch calls (arrow-service.ts).
  */
 import * as grpc from '@grpc/grpc-js';
-import { authorizeTarget, targetAllowed } from '../auth/grpc-auth.js';
+import type { ApiKeyGrant } from '../auth/api-keys.js';
+import { mayUse } from '../auth/access.js';
+import { grantOf } from '../auth/grpc-auth.js';
 import type { Instance } from '../supervisor/instance.js';
 import { arrowLimits, arrowMethods, type ArrowLimits } from './arrow-service.js';
 import type { ChannelPool } from './channels.js';
@@ -16,7 +18,7 @@ import { FORWARDED_METHODS, type ForwardedMethod } from './methods.js';
 import type { MuxMetrics } from './metrics.js';
 import { muxServiceDefinition, MUX_SERVICE, type PbListInstancesResponse } from './protos.js';
 import { asksNoWait, NO_WAIT_HEADER, type Catalog } from '../catalog/catalog.js';
-import type { InstanceDirectory, TargetResolver } from './target.js';
+import { unavailable, type InstanceDirectory, type TargetReach, type TargetResolver } from './target.js';
 import { parseWrapper, type Target } from './wrapper.js';
 
 export interface MuxServiceDeps {
@@ -29,29 +31,29 @@ export interface MuxServiceDeps {
   timeoutMs: number;
   /** Arrow RPC limits; default: the config defaults. */
   arrow?: ArrowLimits;
-  /** On-demand models: a model_id target naming one that is not loaded starts it first. */
+  /** On-demand models: a model_id target naming one that nothing (the key may use) serves starts it first. */
   catalog?: Catalog;
 }
 
 export function forwarder(d: MuxServiceDeps): Forwarder {
   return {
     timeoutMs: d.timeoutMs,
-    open(target: Target, metadata: grpc.Metadata): Leg | Promise<Leg> {
-      // `target` itself goes to authorizeTarget: the API key's grant is keyed on it.
-      const claim = (route: Target): Leg => {
-        const instance = d.resolver.resolve(route);
-        authorizeTarget(target, instance);
+    open(target: Target, metadata: grpc.Metadata, grant: ApiKeyGrant | undefined): Leg | Promise<Leg> {
+      // The one authorization decision (reach), before any work for the caller (a cold start).
+      const claim = (r: TargetReach, instance: Instance | undefined): Leg => {
+        if (instance === undefined) throw unavailable(r);
         const channel = d.channels.get(instance);
         d.inflight.begin(instance.name);
         return { instance, channel };
       };
+      const r = d.resolver.reach(target, grant, d.catalog);
+      const chosen = d.resolver.choose(r);
       const c = d.catalog;
-      if (c === undefined || target.kind !== 'model_id') return claim(target);
-      const m = c.lookup(target.value);
-      if (m === undefined) return claim(target);
-      const route: Target = { kind: 'model_id', value: m.spec.model_id };
-      if (c.coldStartFor(target.value) === undefined) return claim(route);
-      return c.ensureServing(m, !asksNoWait(metadata.get(NO_WAIT_HEADER)[0])).then(() => claim(route));
+      if (chosen !== undefined || r.catalog === undefined || c === undefined) return claim(r, chosen);
+      return c.ensureServing(r.catalog, !asksNoWait(metadata.get(NO_WAIT_HEADER)[0])).then(() => {
+        const again = d.resolver.reach(target, grant, c);
+        return claim(again, d.resolver.choose(again));
+      });
     },
     close(method: string, leg: Leg | undefined, code: grpc.status, startedMs: number): void {
       if (leg !== undefined) d.inflight.end(leg.instance.name);
@@ -78,10 +80,13 @@ function shapeOf(def: grpc.MethodDefinition<unknown, unknown>): ForwardedMethod[
   return 'other';
 }
 
-/** Every instance, or those `visible` allows (a restricted API key); `instance_index` stays the position in the full list. */
+/**
+ * Every instance, or those `visible` allows (a restricted API key), in name order; `instance_index`
+ * is the position in that list (what an `instance_index` target of the same key means).
+ */
 export function summaries(instances: Instance[], inflight: Inflight, visible: (i: Instance) => boolean = () => true): PbListInstancesResponse {
   return {
-    instances: instances.flatMap((i, index) => (visible(i) ? [{
+    instances: instances.filter(visible).map((i, index) => ({
       name: i.name,
       model_id: i.spec.model_id,
       instance_index: index,
@@ -89,7 +94,7 @@ export function summaries(instances: Instance[], inflight: Inflight, visible: (i
       serving: i.status === 'running',
       inflight_requests: inflight.get(i.name),
       runtime: i.spec.runtime ?? 'router',
-    }] : [])),
+    })),
   };
 }
 
@@ -122,7 +127,7 @@ export function muxService(d: MuxServiceDeps): { definition: grpc.ServiceDefinit
       callback(e);
     }
   };
-  implementation.ListInstances = own('ListInstances', (request) => summaries(d.instances.list(), d.inflight, (i) => targetAllowed(request, i)));
+  implementation.ListInstances = own('ListInstances', (request) => summaries(d.instances.list(), d.inflight, (i) => mayUse(grantOf(request), i)));
   for (const [name, m] of Object.entries(arrowMethods(f, { metrics: d.metrics, limits: d.arrow ?? arrowLimits({}) }, base))) {
     definition[name] = m.definition;
     implementation[name] = m.handler as grpc.UntypedHandleCall;

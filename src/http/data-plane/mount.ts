@@ -1,13 +1,14 @@
 /**
  * Wiring of the data plane into `teiplex serve`: on the admin API's app (the default), or on a
  * listener of its own when `data_port` is set (with the same TLS and API-key checks as the admin
- * listener). API keys: `checkApiKey` (src/auth) on the instance each request resolves to.
+ * listener). API keys: the request's grant (`requestGrant`, src/auth) goes to the data plane's one
+ * authorization decision on what each request's model resolves to (model-directory.ts).
  */
 import type { FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
 import type { Auth } from '../../auth/auth.js';
 import type { Catalog } from '../../catalog/catalog.js';
-import { apiKeyAllows, checkApiKey, httpsOptions, installHttpAuth } from '../../auth/http-auth.js';
+import { httpsOptions, installHttpAuth, requestGrant } from '../../auth/http-auth.js';
 import type { Config } from '../../config/config.js';
 import type { MuxRouting } from '../../mux/routing.js';
 import type { InstanceDirectory } from '../../mux/target.js';
@@ -43,8 +44,7 @@ export async function mountDataPlane(m: MountOptions): Promise<MountedDataPlane>
     timeoutMs: m.config.grpc_request_timeout_secs * 1000,
     maxRequestInputs: m.config.max_request_inputs,
     bodyLimitBytes: Math.floor(m.config.http_body_limit_mb * 1024 * 1024),
-    authorize: (request, instance) => void checkApiKey(request, instance),
-    visible: (request, instance) => apiKeyAllows(request, instance),
+    grant: requestGrant,
     lifecycle,
     catalog: m.catalog,
     registry: m.registry,

@@ -67,12 +67,12 @@ export function openaiRoutes(app: FastifyInstance, d: DataPlaneDeps): void {
 
   app.get('/v1/models', { schema: { tags: ['data plane (OpenAI)'] }, config: { errorShape: 'openai' } }, async (request) => ({
     object: 'list',
-    data: d.directory.models((i) => d.visible(request, i)).map(modelObject),
+    data: d.directory.models(d.grant(request)).map(modelObject),
   }));
 
   app.get<{ Params: { '*': string } }>('/v1/models/*', { schema: { tags: ['data plane (OpenAI)'], params: Type.Object({ '*': Type.String() }) }, config: { errorShape: 'openai' } }, async (request) => {
     const id = request.params['*'];
-    const models = d.directory.models((i) => d.visible(request, i));
+    const models = d.directory.models(d.grant(request));
     const m = models.find((x) => x.id === id);
     if (m === undefined) throw new RequestError('MODEL_NOT_FOUND', `model '${id}' is not served; models: ${models.map((x) => `'${x.id}'`).join(', ') || '(none)'}`, 'model');
     return modelObject(m);

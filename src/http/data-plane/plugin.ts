@@ -23,10 +23,10 @@ import { ChildInfoCache } from './child-info.js';
 import { encodeRoute } from './encode-route.js';
 import { describe, openaiErrorBody, teiErrorBody } from './errors.js';
 import { DataPlaneMetrics } from './metrics.js';
-import { ModelDirectory } from './model-directory.js';
+import { ModelDirectory, type GrantOf } from './model-directory.js';
 import { openaiRoutes } from './openai-routes.js';
 import { rerankRoute } from './rerank-route.js';
-import { INSTANCE_HEADER, watchDisconnect, type Authorize, type DataPlaneDeps } from './request-context.js';
+import { INSTANCE_HEADER, watchDisconnect, type DataPlaneDeps } from './request-context.js';
 import { scoreRoute } from './score-route.js';
 import { teiRoutes } from './tei-routes.js';
 
@@ -45,10 +45,8 @@ export interface DataPlaneOptions {
   timeoutMs: number;
   maxRequestInputs: number;
   bodyLimitBytes: number;
-  /** API keys (default: every request allowed). */
-  authorize?: Authorize;
-  /** API keys: what a request may list (default: everything). */
-  visible?: DataPlaneDeps['visible'];
+  /** API keys: a request's grant, for the authorization decision on what it reaches (default: none, everything allowed). */
+  grant?: GrantOf;
   /** Shutdown coordination (default: a lifecycle of its own). */
   lifecycle?: DataPlaneLifecycle;
   /** On-demand models: a request naming one that is not loaded starts it. */
@@ -99,15 +97,15 @@ function sendError(err: unknown, request: FastifyRequest, reply: FastifyReply, b
 
 export const dataPlane: FastifyPluginAsync<DataPlaneOptions> = async (app: FastifyInstance, o: DataPlaneOptions) => {
   const lifecycle = o.lifecycle ?? new DataPlaneLifecycle();
+  const grant = o.grant ?? (() => undefined);
   const deps: DataPlaneDeps = {
-    directory: new ModelDirectory(o.instances, o.routing.resolver, o.catalog, o.authorize),
+    directory: new ModelDirectory(o.instances, o.routing.resolver, o.catalog, grant),
     routing: o.routing,
     infos: new ChildInfoCache(),
     timeoutMs: o.timeoutMs,
     maxRequestInputs: o.maxRequestInputs,
     bodyLimitBytes: o.bodyLimitBytes,
-    authorize: o.authorize ?? (() => undefined),
-    visible: o.visible ?? (() => true),
+    grant,
   };
 
   app.setValidatorCompiler(typeboxValidator);

@@ -5,7 +5,6 @@
  * headers, and token-id inputs turned into text.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { AuthTarget } from '../../auth/api-keys.js';
 import { TeiplexError } from '../../common/errors.js';
 import type { MuxRouting } from '../../mux/routing.js';
 import { canServe } from '../../supervisor/instance-state.js';
@@ -16,15 +15,13 @@ import type { CallTarget } from './child-call.js';
 import type { ChildInfo, ChildInfoCache } from './child-info.js';
 import { ChildOps } from './child-ops.js';
 import { RequestError } from './errors.js';
-import type { ModelDirectory } from './model-directory.js';
+import type { GrantOf, ModelDirectory } from './model-directory.js';
 
 /** Response header naming the instance(s) that answered. */
 export const INSTANCE_HEADER = 'x-teiplex-instance';
 
-/** Checks a request's credentials for an instance; throws (401/403) to refuse. */
-export type Authorize = (request: FastifyRequest, instance: AuthTarget) => void | Promise<void>;
-
 export interface DataPlaneDeps {
+  /** Resolution and the API key's decision: every route gets its instances from here. */
   directory: ModelDirectory;
   routing: MuxRouting;
   infos: ChildInfoCache;
@@ -34,9 +31,8 @@ export interface DataPlaneDeps {
   maxRequestInputs: number;
   /** Largest body (http_body_limit_mb), bytes. */
   bodyLimitBytes: number;
-  authorize: Authorize;
-  /** Whether a request's credentials may see an instance (model lists). */
-  visible: (request: FastifyRequest, instance: AuthTarget) => boolean;
+  /** The request's API key grant (model lists). */
+  grant: GrantOf;
 }
 
 /** Per request: aborted when the client goes away before its answer is sent. */
@@ -60,10 +56,11 @@ export function childInfo(d: DataPlaneDeps, instance: Instance): Promise<ChildIn
   return d.infos.get(instance, callTarget(d, instance));
 }
 
-/** Run `fn` against the instance's child: authorized, counted in flight while it runs. */
+/**
+ * Run `fn` against the instance's child, counted in flight while it runs. `instance` comes from
+ * the directory's match for this request, so the request's API key may use it.
+ */
 export async function onInstance<T>(d: DataPlaneDeps, request: FastifyRequest, instance: Instance, fn: (ops: ChildOps) => Promise<T>): Promise<T> {
-  // API keys: the one call site for the data plane (src/auth's check, wired in serve.ts).
-  await d.authorize(request, instance);
   const target = callTarget(d, instance, request);
   d.routing.inflight.begin(instance.name);
   // Chosen, then stopped before it was counted (an on-demand replica evicted in between): retry.
