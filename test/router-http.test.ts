@@ -4,6 +4,9 @@
  * /v1/embeddings through the official `openai` client.
  */
 import assert from 'node:assert/strict';
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import OpenAI from 'openai';
 import { silentLog } from '../src/router/router-log.js';
@@ -398,6 +401,33 @@ describe('TEI HTTP routes', () => {
       assert.deepEqual(Object.keys(info.body.model_type), ['classifier']);
       assert.equal(Object.keys(info.body.model_type.classifier.id2label).length, 3);
     });
+  });
+
+  test('labels named __proto__, constructor, toString survive: /info id2label and label2id, /predict', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'teiplex-proto-labels-'));
+    let r: RunningRouter | undefined;
+    try {
+      await cp(await testModel({ kind: 'classifier', numLabels: 3 }), dir, { recursive: true });
+      const configPath = path.join(dir, 'config.json');
+      // Written as text: a JS object literal with a __proto__ key would set the prototype instead.
+      const config = (await readFile(configPath, 'utf8')).replace(/"id2label":\s*\{[^}]*\}/, '"id2label": {"0": "__proto__", "1": "constructor", "2": "toString"}');
+      assert.match(config, /"__proto__"/);
+      await writeFile(configPath, config);
+      r = await startRouter(options(dir), silentLog);
+      const c = client(r);
+      const info = await c.get('/info');
+      assert.equal(info.status, 200);
+      const text = JSON.stringify(info.body.model_type);
+      assert.equal(text, JSON.stringify({ classifier: { id2label: { '0': '__proto__', '1': 'constructor', '2': 'toString' }, label2id: JSON.parse('{"__proto__": 0, "constructor": 1, "toString": 2}') } }));
+      const label2id = info.body.model_type.classifier.label2id;
+      assert.deepEqual(Object.entries(label2id), [['__proto__', 0], ['constructor', 1], ['toString', 2]]);
+      const p = await c.post('/predict', { inputs: 'I love this', raw_scores: true });
+      assert.equal(p.status, 200);
+      assert.deepEqual(p.body.map((x: { label: string }) => x.label).sort(), ['__proto__', 'constructor', 'toString']);
+    } finally {
+      await r?.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   test('SPLADE: /embed_sparse returns [[{index, value}]], the nonzeros of the dense vector', async () => {

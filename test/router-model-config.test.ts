@@ -1,12 +1,14 @@
-/** TEI's model rules on hand-written configs, and reading a model directory. */
+/** TEI's model rules on hand-written configs, reading a model directory, and the real `teiplex router` refusing a hostile id2label (needs `npm run build`). */
 import assert from 'node:assert/strict';
-import { cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import test from 'node:test';
 import { projectPath } from '../src/common/paths.js';
-import { describeModel, labelsOf, maxInputLength, ModelConfigError, poolingFromConfig } from '../src/router/model-config.js';
+import { describeModel, labelsOf, MAX_LABELS, maxInputLength, ModelConfigError, poolingFromConfig } from '../src/router/model-config.js';
 import { hasNormalizeModule, readModelFiles } from '../src/router/model-files.js';
+import { testModel } from './helpers/models.js';
+import { runCli } from './helpers/router-process.js';
 
 const bert = { architectures: ['BertModel'], model_type: 'bert', hidden_size: 384, max_position_embeddings: 512, vocab_size: 30522 };
 const opts = { modelId: 'org/model' };
@@ -50,6 +52,62 @@ test('classifier and reranker from *ForSequenceClassification and id2label', () 
   assert.deepEqual(labelsOf({ num_labels: 2 }), ['LABEL_0', 'LABEL_1']);
   const withPooling = describeModel({ config: cls }, { ...opts, pooling: 'mean' });
   assert.match(withPooling.warnings.join(' '), /ignored/);
+});
+
+test('id2label: keys are canonical ids 0..n-1, labels strings, at most MAX_LABELS; anything else is refused naming config.json and the key', () => {
+  const refused = (config: Record<string, unknown>, ...parts: Array<RegExp | string>) =>
+    assert.throws(
+      () => labelsOf(config),
+      (e: unknown) =>
+        e instanceof ModelConfigError && e.message.includes('config.json') && parts.every((p) => (typeof p === 'string' ? e.message.includes(p) : p.test(e.message))),
+      JSON.stringify(config),
+    );
+  // A huge id would have sized the label table by it (a billion LABEL_i strings at startup).
+  refused({ id2label: { '1000000000': 'x' } }, 'key "1000000000"', 'must be 0..0', `at most ${MAX_LABELS} labels`);
+  refused({ id2label: { '0': 'a', '5': 'b' } }, 'key "5"', 'must be 0..1');
+  for (const key of ['01', '-1', '1e9', '1.0', '1.5', ' 1', '+1', '0x1', '', 'NaN', '__proto__', '１']) {
+    refused({ id2label: { [key]: 'x' } }, `key ${JSON.stringify(key)}`, /canonical non-negative integers/);
+  }
+  refused({ id2label: { '0': 'a', '1': 7 } }, /"1"/, /strings/);
+  refused({ id2label: ['a', 'b'] }, /id2label must be an object/);
+  const tooMany = Object.fromEntries(Array.from({ length: MAX_LABELS + 1 }, (_, i) => [String(i), `L${i}`]));
+  refused({ id2label: tooMany }, `${MAX_LABELS + 1} entries`, `at most ${MAX_LABELS}`);
+  for (const n of [1e9, MAX_LABELS + 1, 2.5, -1, 0, '3']) refused({ num_labels: n }, 'num_labels', `1..${MAX_LABELS}`);
+  // Accepted: any key order, exactly MAX_LABELS labels, labels that are names every object inherits.
+  assert.deepEqual(labelsOf({ id2label: { '2': 'c', '0': 'a', '1': 'b' } }), ['a', 'b', 'c']);
+  assert.equal(labelsOf({ id2label: Object.fromEntries(Array.from({ length: MAX_LABELS }, (_, i) => [String(i), `L${i}`])) }).length, MAX_LABELS);
+  assert.deepEqual(labelsOf(JSON.parse('{"id2label": {"0": "__proto__", "1": "constructor"}}')), ['__proto__', 'constructor']);
+  assert.deepEqual(labelsOf({ id2label: {}, num_labels: 2 }), ['LABEL_0', 'LABEL_1']);
+  assert.deepEqual(labelsOf({}), []);
+});
+
+test('teiplex router refuses a classifier whose id2label has key "1000000000" at once, naming config.json, the key and the limit', async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'teiplex-labels-'));
+  try {
+    await cp(await testModel({ kind: 'classifier', numLabels: 3 }), dir, { recursive: true });
+    const configPath = path.join(dir, 'config.json');
+    const config = JSON.parse(await readFile(configPath, 'utf8'));
+    const args = ['router', '--model-id', dir, '--port', '0', '--hostname', '127.0.0.1'];
+    // The old code built a table of a billion labels here: out of memory, or minutes.
+    await writeFile(configPath, JSON.stringify({ ...config, id2label: { '1000000000': 'x' }, label2id: { x: 1000000000 } }));
+    const t0 = Date.now();
+    let r = await runCli(args, {}, 30_000);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /config\.json id2label key "1000000000" is out of range/);
+    assert.match(r.stderr, new RegExp(`at most ${MAX_LABELS} labels`));
+    assert.ok(Date.now() - t0 < 30_000);
+    await writeFile(configPath, JSON.stringify({ ...config, id2label: { '0': 'a', '01': 'b', '2': 'c' } }));
+    r = await runCli(args, {}, 30_000);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /config\.json id2label key "01" is not a label id/);
+    // Dense, canonical, but not what the graph's classifier head gives (3 logits).
+    await writeFile(configPath, JSON.stringify({ ...config, id2label: { '0': 'a', '1': 'b' } }));
+    r = await runCli(args, {}, 30_000);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /config\.json names 2 labels .* gives 3 logits/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });
 
 test('SPLADE needs --pooling splade and a *ForMaskedLM architecture', () => {

@@ -11,7 +11,7 @@ import { endianness } from 'node:os';
 import { TeiplexError } from '../common/errors.js';
 import { VERSION } from '../common/version.js';
 import { InferenceWorker } from './inference-worker.js';
-import { describeModel } from './model-config.js';
+import { describeModel, ModelConfigError } from './model-config.js';
 import { hasNormalizeModule, readModelFiles } from './model-files.js';
 import { Task, type BatchInputs, type IntArray, type RowOutput, type SentenceEmbeddingUse, type TaskCode } from './onnx-session.js';
 import { classifierScores, densify, finishEmbedding, predictions, sigmoid } from './pooling.js';
@@ -277,8 +277,10 @@ class Router implements RouterEngine {
     } else if (this.model.kind === 'splade') {
       this.model.vocabSize ??= this.tokenization.vocabSize;
     } else if (row instanceof Float32Array && row.length !== this.model.id2label.length) {
-      log(`warning: the model has ${row.length} logits but config.json names ${this.model.id2label.length} labels`);
-      for (let i = this.model.id2label.length; i < row.length; i++) this.model.id2label[i] = `LABEL_${i}`;
+      // Every logit needs its label and every label its logit: /predict and /info must agree.
+      throw new ModelConfigError(
+        `config.json names ${this.model.id2label.length} labels (id2label or num_labels) but the ONNX graph's classifier head gives ${row.length} logits`,
+      );
     }
 
     if (calibrate) {

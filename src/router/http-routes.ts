@@ -386,12 +386,10 @@ export function infoBody(engine: Engine, autoTruncate: boolean, servedModelName?
   const { info, model } = engine;
   let modelType: Record<string, unknown>;
   if (model.kind === 'classifier' || model.kind === 'reranker') {
-    const id2label: Record<string, string> = {};
-    const label2id: Record<string, number> = {};
-    model.id2label.forEach((label, i) => {
-      id2label[String(i)] = label;
-      label2id[label] = i;
-    });
+    // Object.fromEntries defines own properties, so a label named `__proto__` or `constructor` is
+    // a key like any other (an assignment `o[label] = i` would set the prototype or be lost).
+    const id2label = Object.fromEntries(model.id2label.map((label, i) => [String(i), label]));
+    const label2id = Object.fromEntries(model.id2label.map((label, i) => [label, i]));
     modelType = { [model.kind]: { id2label, label2id } };
   } else {
     const pooling = model.kind === 'splade' ? 'splade' : model.pooling === 'last-token' ? 'last_token' : (model.pooling ?? 'cls');

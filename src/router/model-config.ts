@@ -64,21 +64,57 @@ function num(config: Record<string, unknown>, key: string): number | undefined {
   return typeof v === 'number' && Number.isFinite(v) ? v : undefined;
 }
 
-/** The labels by index from config.json's id2label ({"0": "NEG", "1": "POS"}), else num_labels generic names. */
+/**
+ * The most labels a classifier may have (config.json id2label entries or num_labels). Real heads
+ * have a few to a few thousand; the limit keeps a hostile config.json from making the router
+ * build a label table of billions of entries at startup.
+ */
+export const MAX_LABELS = 100_000;
+
+/** A label index as config.json must spell it: a canonical non-negative integer ("0", "17"; not "01", "-1", "1e3", "1.0"). */
+const LABEL_ID = /^(0|[1-9][0-9]*)$/;
+
+/**
+ * The labels by index from config.json's id2label ({"0": "NEG", "1": "POS"}), else num_labels
+ * generic names (LABEL_0 ...). id2label's keys must be exactly 0..n-1 (canonical integers, no gaps)
+ * with string labels, and n at most MAX_LABELS; otherwise ModelConfigError naming the key.
+ */
 export function labelsOf(config: Record<string, unknown>): string[] {
   const id2label = config.id2label;
-  if (id2label && typeof id2label === 'object' && !Array.isArray(id2label)) {
-    const entries = Object.entries(id2label as Record<string, unknown>)
-      .map(([k, v]) => [Number(k), String(v)] as const)
-      .filter(([k]) => Number.isInteger(k) && k >= 0);
-    const out: string[] = [];
-    for (const [k, v] of entries) out[k] = v;
-    for (let i = 0; i < out.length; i++) if (out[i] === undefined) out[i] = `LABEL_${i}`;
-    if (out.length > 0) return out;
+  if (id2label !== undefined && id2label !== null) {
+    if (typeof id2label !== 'object' || Array.isArray(id2label)) {
+      throw new ModelConfigError('config.json id2label must be an object mapping label ids ("0", "1", ...) to label names');
+    }
+    const entries = Object.entries(id2label as Record<string, unknown>);
+    if (entries.length > MAX_LABELS) {
+      throw new ModelConfigError(`config.json id2label has ${entries.length} entries: at most ${MAX_LABELS} labels are supported`);
+    }
+    if (entries.length > 0) {
+      const out = new Array<string>(entries.length);
+      for (const [key, label] of entries) {
+        if (!LABEL_ID.test(key)) {
+          throw new ModelConfigError(`config.json id2label key ${JSON.stringify(key)} is not a label id: ids are canonical non-negative integers ("0", "1", ...)`);
+        }
+        const id = Number(key);
+        if (id >= entries.length) {
+          throw new ModelConfigError(
+            `config.json id2label key ${JSON.stringify(key)} is out of range: the ${entries.length} ids must be 0..${entries.length - 1} (at most ${MAX_LABELS} labels)`,
+          );
+        }
+        if (typeof label !== 'string') {
+          throw new ModelConfigError(`config.json id2label ${JSON.stringify(key)} is ${JSON.stringify(label)}: labels are strings`);
+        }
+        out[id] = label;
+      }
+      return out; // n distinct ids, each below n: every index 0..n-1 is set
+    }
   }
-  const n = num(config, 'num_labels');
-  if (n !== undefined && n > 0) return Array.from({ length: n }, (_, i) => `LABEL_${i}`);
-  return [];
+  const n = config.num_labels;
+  if (n === undefined || n === null) return [];
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > MAX_LABELS) {
+    throw new ModelConfigError(`config.json num_labels ${JSON.stringify(n)} is not a label count: an integer 1..${MAX_LABELS}`);
+  }
+  return Array.from({ length: n }, (_, i) => `LABEL_${i}`);
 }
 
 /** The pooling a sentence-transformers Pooling config asks for: cls > mean > lasttoken, as TEI reads it. */
