@@ -11,6 +11,7 @@ import { Catalog } from '../catalog/catalog.js';
 import { catalogSettings, ConfigReloader } from '../catalog/reload.js';
 import { ConfigError } from '../config/validate.js';
 import { loadConfig } from '../config/config.js';
+import { exposureWarning } from '../config/exposure.js';
 import { mountDataPlane } from '../http/data-plane/mount.js';
 import { buildManagerApp } from '../http/manager-app.js';
 import { ManagerMetrics } from '../metrics/manager-metrics.js';
@@ -83,11 +84,13 @@ export async function run(argv: string[]): Promise<number> {
   });
   supervisor.store.onWrite = (ok, seconds) => metrics.stateWrite(ok, seconds);
   for (const warning of auth.warnings) log.warn(warning);
+  const exposed = exposureWarning(config);
+  if (exposed !== undefined) log.warn(exposed);
   // One channel pool, in-flight count and balancing for the gRPC multiplexer and the HTTP data plane.
   const routing = createRouting(supervisor, channelSettings(config));
   catalog = new Catalog({ supervisor, inflight: routing.inflight, settings: catalogSettings(config), events: metrics.catalogEvents(), log: (msg, fields) => log.info(fields ?? {}, msg) });
   const reloader = new ConfigReloader(configPath, config, supervisor, catalog);
-  const app = await buildManagerApp(supervisor, metrics, auth, { catalog, reload: () => reloader.reload() });
+  const app = await buildManagerApp(supervisor, metrics, auth, { catalog, reload: () => reloader.reload(), security: config.security });
   const dataPlane = await mountDataPlane({ app, config, instances: supervisor, routing, auth, catalog, registry: metrics.registry });
   await app.listen({ port: config.api_port, host: config.listen_host });
   const address = app.server.address();
