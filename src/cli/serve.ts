@@ -1,5 +1,7 @@
 /**
- * `teiplex serve`: the manager. Loads the config (a bad one exits 2 before any child is touched),
+ * `teiplex serve`: the manager. Loads the config (a bad one exits 2 before any child is touched,
+ * and so does an admin API open to the network without the [security] opt-in; with it, a warning
+ * at every boot),
  * stops orphans of a dead manager, serves the admin API and the gRPC multiplexer at once, restores
  * or seeds instances and catalog models without waiting for them, reloads the config on SIGHUP,
  * and on SIGTERM/SIGINT stops the multiplexer (calls in flight finish), stops accepting, stops
@@ -29,7 +31,8 @@ export const USAGE = `Usage: teiplex serve [--config FILE]
 
 Runs the manager: supervises one child per model instance, persists the desired state, serves the
 REST admin API (api_port, OpenAPI at /docs), the HTTP data plane (OpenAI, TEI, rerank, encode;
-on api_port, or data_port) and the gRPC multiplexer (grpc_port). See config.example.toml for
+on api_port, or data_port) and the gRPC multiplexer (grpc_port), on listen_host (default
+127.0.0.1; docs/security.md says what a network address needs). See config.example.toml for
 every key; environment variables TEIPLEX_<KEY> (and tei-manager's TEI_MANAGER_<KEY>,
 TEI_BINARY_PATH) override the file.
 
