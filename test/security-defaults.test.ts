@@ -11,6 +11,7 @@ import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import fc from 'fast-check';
 import { spawn } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { projectPath } from '../src/common/paths.js';
@@ -104,6 +105,22 @@ describe('spec policy', () => {
     assert.equal(api({ env: { OMP_NUM_THREADS: '\ud83d' } }, open)?.field, 'env.OMP_NUM_THREADS');
     assert.equal(api({ extra_args: ['--served-model-name', '\udc00'] })?.field, 'extra_args[1]');
     assert.equal(api({ model_id: 'org/\ud83d\ude00' }), undefined, 'a surrogate pair is a character');
+    // Any string field, any lone surrogate, anywhere in the text: the field is named.
+    fc.assert(
+      fc.property(fc.constantFrom('model_id', 'revision', 'aliases[0]', 'extra_args[1]', 'env.RUST_LOG', 'command'), fc.integer({ min: 0xd800, max: 0xdfff }), fc.string(), fc.nat(), (field, unit, text, at) => {
+        const cut = at % (text.length + 1);
+        const bad = text.slice(0, cut) + String.fromCharCode(unit) + text.slice(cut);
+        const spec = { model_id: 'm', revision: 'main', aliases: ['a'], extra_args: ['--served-model-name', 'x'], env: { RUST_LOG: 'info' }, runtime: 'command', command: '/opt/tei' };
+        const [key, index] = field.includes('.') ? field.split('.') : field.replace(']', '').split('[');
+        const target = spec as Record<string, any>;
+        if (index === undefined) target[key] = bad;
+        else if (Array.isArray(target[key])) target[key][Number(index)] = bad;
+        else target[key][index] = bad;
+        const r = specRefusal(spec as never, 'api', { ...open, api_env: ['RUST_LOG'] });
+        return r?.kind === 'invalid' && r.field === field;
+      }),
+      { numRuns: 300, seed: 7 },
+    );
   });
 
   test('the config file: specs with the manager flags or names refused; api_commands absolute', () => {

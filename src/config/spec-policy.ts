@@ -160,12 +160,13 @@ export function specRefusal(spec: ChildSettings, origin: SpecOrigin, security: S
       };
     }
   }
+  if ((spec.runtime ?? 'router') === 'command' && spec.command === undefined) return { kind: 'invalid', field: 'command', message: "command: runtime 'command' needs the field 'command'" };
   if (origin === 'api' && (spec.runtime ?? 'router') === 'command' && !security.api_commands.includes(spec.command ?? '')) {
     return {
       kind: 'forbidden',
       field: 'command',
       setting: 'security.api_commands',
-      message: `command: specs created through the API may run only the executables listed in security.api_commands in the config file, and '${spec.command ?? ''}' is not one`,
+      message: `command: specs created through the API may run only the executables listed in security.api_commands in the config file, and '${spec.command}' is not one`,
     };
   }
   return undefined;
