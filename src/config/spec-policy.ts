@@ -135,7 +135,7 @@ function extraArgsRefusal(spec: ChildSettings, origin: SpecOrigin, security: Sec
     return {
       kind: 'invalid',
       field,
-      message: `${field}: '${arg}' is neither a --flag, a --flag=value nor the value of the --flag before it: specs created through the API take long flags only (no short options, no positional arguments)`,
+      message: `${field}: neither a --flag, a --flag=value nor the value of the --flag before it: specs created through the API take long flags only (no short options, no positional arguments)`,
     };
   }
   return undefined;
