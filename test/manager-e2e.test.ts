@@ -47,6 +47,8 @@ max_backoff_ms = 400
 max_restarts = ${name === 'backoff' ? 10 : 3}
 window_secs = 60
 reset_after_secs = 2
+[security]
+api_commands = [${JSON.stringify(crasher)}, ${JSON.stringify(envPrinter)}]
 `,
   ).then(() => file);
 }

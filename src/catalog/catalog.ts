@@ -425,7 +425,7 @@ export class Catalog {
     ready.catch(() => undefined);
     m.replicas.add(spec.name);
     try {
-      const instance = await this.o.supervisor.create(spec, true, { owner: m.name });
+      const instance = await this.o.supervisor.create(spec, true, { owner: m.name, source: m.source });
       return { instance, ready };
     } catch (err) {
       m.replicas.delete(spec.name);

@@ -1,5 +1,7 @@
 /**
- * `teiplex serve`: the manager. Loads the config (a bad one exits 2 before any child is touched),
+ * `teiplex serve`: the manager. Loads the config (a bad one exits 2 before any child is touched,
+ * and so does an admin API open to the network without the [security] opt-in; with it, a warning
+ * at every boot),
  * stops orphans of a dead manager, serves the admin API and the gRPC multiplexer at once, restores
  * or seeds instances and catalog models without waiting for them, reloads the config on SIGHUP,
  * and on SIGTERM/SIGINT stops the multiplexer (calls in flight finish), stops accepting, stops
@@ -11,6 +13,7 @@ import { Catalog } from '../catalog/catalog.js';
 import { catalogSettings, ConfigReloader } from '../catalog/reload.js';
 import { ConfigError } from '../config/validate.js';
 import { loadConfig } from '../config/config.js';
+import { exposureWarning } from '../config/exposure.js';
 import { mountDataPlane } from '../http/data-plane/mount.js';
 import { buildManagerApp } from '../http/manager-app.js';
 import { ManagerMetrics } from '../metrics/manager-metrics.js';
@@ -28,7 +31,8 @@ export const USAGE = `Usage: teiplex serve [--config FILE]
 
 Runs the manager: supervises one child per model instance, persists the desired state, serves the
 REST admin API (api_port, OpenAPI at /docs), the HTTP data plane (OpenAI, TEI, rerank, encode;
-on api_port, or data_port) and the gRPC multiplexer (grpc_port). See config.example.toml for
+on api_port, or data_port) and the gRPC multiplexer (grpc_port), on listen_host (default
+127.0.0.1; docs/security.md says what a network address needs). See config.example.toml for
 every key; environment variables TEIPLEX_<KEY> (and tei-manager's TEI_MANAGER_<KEY>,
 TEI_BINARY_PATH) override the file.
 
@@ -83,11 +87,13 @@ export async function run(argv: string[]): Promise<number> {
   });
   supervisor.store.onWrite = (ok, seconds) => metrics.stateWrite(ok, seconds);
   for (const warning of auth.warnings) log.warn(warning);
+  const exposed = exposureWarning(config);
+  if (exposed !== undefined) log.warn(exposed);
   // One channel pool, in-flight count and balancing for the gRPC multiplexer and the HTTP data plane.
   const routing = createRouting(supervisor, channelSettings(config));
   catalog = new Catalog({ supervisor, inflight: routing.inflight, settings: catalogSettings(config), events: metrics.catalogEvents(), log: (msg, fields) => log.info(fields ?? {}, msg) });
   const reloader = new ConfigReloader(configPath, config, supervisor, catalog);
-  const app = await buildManagerApp(supervisor, metrics, auth, { catalog, reload: () => reloader.reload() });
+  const app = await buildManagerApp(supervisor, metrics, auth, { catalog, reload: () => reloader.reload(), security: config.security });
   const dataPlane = await mountDataPlane({ app, config, instances: supervisor, routing, auth, catalog, registry: metrics.registry });
   await app.listen({ port: config.api_port, host: config.listen_host });
   const address = app.server.address();

@@ -25,6 +25,8 @@ export const ERROR_CODES = {
   UNAUTHENTICATED: { http: 401, grpc: GrpcStatus.UNAUTHENTICATED, teiType: 'unauthorized' },
   /** A valid API key used outside its restrictions (instances, models, admin API). */
   PERMISSION_DENIED: { http: 403, grpc: GrpcStatus.PERMISSION_DENIED, teiType: 'unauthorized' },
+  /** A spec created through the REST API asks for something the config file's [security] does not allow (the setting is named). */
+  FORBIDDEN_SETTING: { http: 403, grpc: GrpcStatus.PERMISSION_DENIED, teiType: 'unauthorized' },
   /** Named thing does not exist. */
   NOT_FOUND: { http: 404, grpc: GrpcStatus.NOT_FOUND, teiType: 'not_found' },
   // ---- the manager's admin API ----

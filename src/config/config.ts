@@ -4,10 +4,13 @@
  * TEI_BINARY_PATH), then the file, then the defaults below.
  */
 import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
 import { parseTomlPlain } from './toml.js';
 import { InstanceSpecSchema } from './instance-spec.js';
 import { ModelSpecSchema, modelName, namesOf } from './model-spec.js';
+import { exposureRefusal } from './exposure.js';
+import { MANAGER_ENV, specRefusal } from './spec-policy.js';
 import { check, ConfigError } from './validate.js';
 
 const Port = Type.Integer({ minimum: 1, maximum: 65535 });
@@ -75,11 +78,30 @@ export const AuthConfigSchema = Type.Object(
   { additionalProperties: false },
 );
 
+/**
+ * `[security]`: what the config file (the trust anchor) lets specs created through the REST API
+ * do, and whether the admin API may be served on the network without credentials
+ * (docs/security.md). Specs in this file are trusted.
+ */
+export const SecurityConfigSchema = Type.Object(
+  {
+    /** Serve on a non-loopback listen_host while the admin API needs neither an API key nor a client certificate (a warning at every boot). */
+    allow_remote_admin_without_auth: Type.Boolean(),
+    /** Executables (absolute paths, compared exactly) that API-created specs may run with runtime = "command"; empty: none. */
+    api_commands: Type.Array(Type.String({ minLength: 1 })),
+    /** Environment variable names API-created specs may set in `env`; empty: no `env` from the API. */
+    api_env: Type.Array(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' })),
+    /** API-created specs may give extra_args flags that replace a flag the manager derives from the spec (--max-batch-tokens, --pooling, ...). */
+    api_flag_overrides: Type.Boolean(),
+  },
+  { additionalProperties: false },
+);
+
 export const ConfigSchema = Type.Object(
   {
     api_port: Type.Integer({ minimum: 0, maximum: 65535 }),
     grpc_port: Type.Integer({ minimum: 0, maximum: 65535 }),
-    /** Address the API and gRPC front ends bind. */
+    /** Address the API and gRPC front ends bind; loopback by default (a network address needs [auth] or security.allow_remote_admin_without_auth). */
     listen_host: Type.String(),
     state_file: Type.String({ minLength: 1 }),
     log_dir: Type.String({ minLength: 1 }),
@@ -140,9 +162,11 @@ export const ConfigSchema = Type.Object(
     /** The catalog of on-demand models (docs/on-demand.md). */
     models: Type.Array(ModelSpecSchema),
     auth: AuthConfigSchema,
+    security: SecurityConfigSchema,
   },
   { additionalProperties: false },
 );
+export type SecurityConfig = Static<typeof SecurityConfigSchema>;
 export type Config = Static<typeof ConfigSchema>;
 export type RestartConfig = Static<typeof RestartConfigSchema>;
 export type AuthConfig = Static<typeof AuthConfigSchema>;
@@ -152,7 +176,7 @@ export type ApiKeyConfig = Static<typeof ApiKeyConfigSchema>;
 export const DEFAULTS = {
   api_port: 9000,
   grpc_port: 9001,
-  listen_host: '0.0.0.0',
+  listen_host: '127.0.0.1',
   state_file: 'teiplex-state.toml',
   log_dir: 'teiplex-logs',
   log_max_bytes: 10 * 1024 * 1024,
@@ -188,10 +212,11 @@ export const DEFAULTS = {
   instances: [],
   models: [],
   auth: { api_keys: [], open_health: true, open_metrics: true, open_reflection: true, admin_requires_key: true },
+  security: { allow_remote_admin_without_auth: false, api_commands: [], api_env: [], api_flag_overrides: false },
 } as const satisfies Config;
 
-type ScalarKey = Exclude<keyof Config, 'restart' | 'instances' | 'models' | 'auth'>;
-const SCALAR_KEYS = Object.keys(DEFAULTS).filter((k) => k !== 'restart' && k !== 'instances' && k !== 'models' && k !== 'auth') as ScalarKey[];
+type ScalarKey = Exclude<keyof Config, 'restart' | 'instances' | 'models' | 'auth' | 'security'>;
+const SCALAR_KEYS = Object.keys(DEFAULTS).filter((k) => k !== 'restart' && k !== 'instances' && k !== 'models' && k !== 'auth' && k !== 'security') as ScalarKey[];
 /** Optional scalar keys (no default): numbers. */
 const OPTIONAL_NUMBER_KEYS = ['max_instances', 'data_port', 'gpu_memory_budget_mb', 'cpu_memory_budget_mb'] as const;
 
@@ -240,6 +265,10 @@ export function resolveConfig(file: Record<string, unknown>, env: NodeJS.Process
   if (authFile !== undefined && (typeof authFile !== 'object' || authFile === null || Array.isArray(authFile))) {
     throw new ConfigError(`${where}: auth: expected a table`);
   }
+  const securityFile = file.security;
+  if (securityFile !== undefined && (typeof securityFile !== 'object' || securityFile === null || Array.isArray(securityFile))) {
+    throw new ConfigError(`${where}: security: expected a table`);
+  }
   const merged = {
     ...DEFAULTS,
     ...file,
@@ -248,6 +277,7 @@ export function resolveConfig(file: Record<string, unknown>, env: NodeJS.Process
     instances: file.instances ?? [],
     models: file.models ?? [],
     auth: { ...DEFAULTS.auth, ...(authFile as object | undefined) },
+    security: { ...DEFAULTS.security, ...(securityFile as object | undefined) },
   };
   const config = check(ConfigSchema, merged, where);
   if (config.instance_port_start > config.instance_port_end) {
@@ -263,6 +293,7 @@ export function resolveConfig(file: Record<string, unknown>, env: NodeJS.Process
   }
   checkModels(config, where);
   checkApiKeys(config.auth, where);
+  checkSecurity(config, where);
   return config;
 }
 
@@ -301,6 +332,30 @@ function checkApiKeys(auth: AuthConfig, where: string): void {
       throw new ConfigError(`${at}: admin = true with instances/models restrictions: the admin API manages every instance; use a separate key for the admin API`);
     }
   });
+}
+
+/**
+ * `[security]` and what it guards: executables absolute, no manager-reserved name in api_env,
+ * the file's own specs free of the manager's flags and environment names, and the admin API not
+ * open to the network without the opt-in.
+ */
+function checkSecurity(config: Config, where: string): void {
+  const s = config.security;
+  s.api_commands.forEach((cmd, i) => {
+    if (!path.isAbsolute(cmd)) throw new ConfigError(`${where}: security.api_commands[${i}]: '${cmd}' is not an absolute path`);
+  });
+  s.api_env.forEach((name, i) => {
+    if (MANAGER_ENV[name] !== undefined) throw new ConfigError(`${where}: security.api_env[${i}]: ${name} is ${MANAGER_ENV[name]}; no spec may set it`);
+  });
+  const refuse = (list: string, specs: Parameters<typeof specRefusal>[0][]): void =>
+    specs.forEach((spec, i) => {
+      const r = specRefusal(spec, 'config', s);
+      if (r !== undefined) throw new ConfigError(`${where}: ${list}[${i}].${r.message}`);
+    });
+  refuse('instances', config.instances);
+  refuse('models', config.models);
+  const exposed = exposureRefusal(config);
+  if (exposed !== undefined) throw new ConfigError(`${where}: ${exposed}`);
 }
 
 /** Read and validate a config file (absent path: defaults + environment). */

@@ -34,6 +34,9 @@ export const InstanceSpecSchema = Type.Object(
     prometheus_port: Type.Optional(Port),
     startup_timeout_secs: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
     extra_args: Type.Optional(Type.Array(Type.String(), { maxItems: 256 })),
+    inherit_hf_env: Type.Optional(
+      Type.Boolean({ description: "runtime = command: pass the manager's HF_* variables and HUGGING_FACE_HUB_TOKEN (its hub token included) to the child; default false (router and tei children always get them)" }),
+    ),
     env: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }), Type.String(), { additionalProperties: false, description: 'extra environment variables for the child' })),
     restart_policy: Type.Optional(RestartPolicySchema),
     aliases: Type.Optional(

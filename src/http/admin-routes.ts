@@ -1,12 +1,16 @@
 /**
  * The manager's REST admin API: instance lifecycle, logs, health, GPUs, metrics. Schemas (TypeBox)
- * validate every body and parameter and double as the OpenAPI document served at /docs.
+ * validate every body and parameter and double as the OpenAPI document served at /docs. A created
+ * spec is held to the config's [security] by the supervisor (403 FORBIDDEN_SETTING naming the
+ * setting, 400 for what no setting allows); errors and log lines are answered with secrets
+ * redacted (runtimes/redact.ts).
  */
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
 import { InstanceSpecSchema, INSTANCE_NAME_PATTERN } from '../config/instance-spec.js';
 import type { ManagerMetrics } from '../metrics/manager-metrics.js';
 import type { Instance } from '../supervisor/instance.js';
+import { redactText } from '../runtimes/redact.js';
 import type { Supervisor } from '../supervisor/supervisor.js';
 import { errors } from './error-body.js';
 
@@ -62,7 +66,7 @@ export function instanceInfo(i: Instance, desired: string, model: string | undef
     last_exit: i.lastExit ?? null,
     health_check_failures: i.healthFailures,
     last_health_check: i.lastHealthCheck ?? null,
-    last_error: i.lastError ?? null,
+    last_error: i.lastError === undefined ? null : redactText(i.lastError),
     model: model ?? null,
   };
 }
@@ -91,7 +95,7 @@ export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (app, {
 
   app.post<{ Body: Static<typeof InstanceSpecSchema>; Querystring: Static<typeof CreateQuery> }>(
     '/instances',
-    { schema: { tags: ['instances'], body: InstanceSpecSchema, querystring: CreateQuery, response: { 201: InstanceInfoSchema, ...errors(400, 409, 422) } } },
+    { schema: { tags: ['instances'], body: InstanceSpecSchema, querystring: CreateQuery, response: { 201: InstanceInfoSchema, ...errors(400, 403, 409, 422) } } },
     async (req, reply) => {
       const instance = await supervisor.create(req.body, req.query.start ?? true);
       return reply.status(201).send(info(instance));
@@ -122,7 +126,10 @@ export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (app, {
   app.get<{ Params: Static<typeof NameParams>; Querystring: Static<typeof LogsQuery> }>(
     '/instances/:name/logs',
     { schema: { tags: ['instances'], params: NameParams, querystring: LogsQuery, response: errors(400, 404) } },
-    async (req) => supervisor.get(req.params.name).log.range(req.query.start, req.query.end),
+    async (req) => {
+      const range = supervisor.get(req.params.name).log.range(req.query.start, req.query.end);
+      return { ...range, lines: range.lines.map(redactText) };
+    },
   );
 
   app.get<{ Params: Static<typeof NameParams> }>('/instances/:name/health', { schema: { tags: ['instances'], params: NameParams, response: errors(400, 404) } }, async (req) => {
@@ -133,7 +140,7 @@ export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (app, {
       healthy: i.status === 'running',
       health_check_failures: i.healthFailures,
       last_health_check: i.lastHealthCheck ?? null,
-      last_error: i.lastError ?? null,
+      last_error: i.lastError === undefined ? null : redactText(i.lastError),
     };
   });
 };

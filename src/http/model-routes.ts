@@ -1,7 +1,9 @@
 /**
  * The REST API of the catalog of on-demand models (docs/on-demand.md): list, add, remove, load,
  * unload; memory per device; and the config reload. A model is addressed by its catalog name,
- * model_id (URL-encoded: `BAAI%2Fbge-m3`) or an alias.
+ * model_id (URL-encoded: `BAAI%2Fbge-m3`) or an alias. A spec added here is held to the config's
+ * [security] (403 FORBIDDEN_SETTING naming the setting); failure reasons are answered with secrets
+ * redacted.
  */
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
@@ -9,12 +11,17 @@ import type { Catalog } from '../catalog/catalog.js';
 import type { CatalogModel } from '../catalog/catalog-model.js';
 import { devicesOf } from '../catalog/memory-budget.js';
 import type { ReloadReport } from '../catalog/reload.js';
+import type { SecurityConfig } from '../config/config.js';
 import { ModelSpecSchema, maxReplicas } from '../config/model-spec.js';
+import { assertSpecAllowed } from '../config/spec-policy.js';
+import { redactText } from '../runtimes/redact.js';
 import { errors } from './error-body.js';
 
 export interface ModelRoutesOptions {
   catalog: Catalog;
   reload: () => Promise<ReloadReport>;
+  /** What specs added through the API may ask for (config [security]). */
+  security: SecurityConfig;
 }
 
 const Nullable = <T extends ReturnType<typeof Type.String>>(t: T) => Type.Union([t, Type.Null()]);
@@ -56,7 +63,7 @@ const NameParams = Type.Object({ name: Type.String({ minLength: 1, maxLength: 10
 const round = (mb: number | undefined): number | null => (mb === undefined ? null : Math.round(mb * 10) / 10);
 const iso = (ms: number | undefined): string | null => (ms === undefined ? null : new Date(ms).toISOString());
 
-export const modelRoutes: FastifyPluginAsync<ModelRoutesOptions> = async (app, { catalog, reload }) => {
+export const modelRoutes: FastifyPluginAsync<ModelRoutesOptions> = async (app, { catalog, reload, security }) => {
   const usage = catalog.usage;
   const info = (m: CatalogModel): ModelInfo => {
     const instances = catalog.replicas(m);
@@ -77,7 +84,7 @@ export const modelRoutes: FastifyPluginAsync<ModelRoutesOptions> = async (app, {
       runtime: m.spec.runtime ?? 'router',
       source: m.source,
       state: m.state(instances),
-      failure: m.failure ?? null,
+      failure: m.failure === undefined ? null : { ...m.failure, reason: redactText(m.failure.reason) },
       on_demand: m.spec.on_demand !== false,
       min_replicas: m.pinned,
       max_replicas: maxReplicas(m.spec),
@@ -95,9 +102,10 @@ export const modelRoutes: FastifyPluginAsync<ModelRoutesOptions> = async (app, {
 
   app.get('/models', { schema: schema({ response: { 200: Type.Array(ModelInfoSchema) } }) }, async () => catalog.list().map(info));
 
-  app.post<{ Body: Static<typeof ModelSpecSchema> }>('/models', { schema: schema({ body: ModelSpecSchema, response: { 201: ModelInfoSchema, ...errors(400, 409) } }) }, async (req, reply) =>
-    reply.status(201).send(info(await catalog.add(req.body))),
-  );
+  app.post<{ Body: Static<typeof ModelSpecSchema> }>('/models', { schema: schema({ body: ModelSpecSchema, response: { 201: ModelInfoSchema, ...errors(400, 403, 409) } }) }, async (req, reply) => {
+    assertSpecAllowed(req.body, 'api', security);
+    return reply.status(201).send(info(await catalog.add(req.body)));
+  });
 
   app.get<{ Params: Static<typeof NameParams> }>('/models/:name', { schema: schema({ params: NameParams, response: { 200: ModelInfoSchema, ...errors(400, 404) } }) }, async (req) =>
     info(catalog.get(req.params.name)),
@@ -109,8 +117,13 @@ export const modelRoutes: FastifyPluginAsync<ModelRoutesOptions> = async (app, {
 
   app.post<{ Params: Static<typeof NameParams> }>(
     '/models/:name/load',
-    { schema: schema({ params: NameParams, response: { 200: ModelInfoSchema, ...errors(400, 404, 503) } }) },
-    async (req) => info(await catalog.load(req.params.name)),
+    { schema: schema({ params: NameParams, response: { 200: ModelInfoSchema, ...errors(400, 403, 404, 503) } }) },
+    async (req) => {
+      // A model the API added (restored from the state file too) loads only while [security] allows its spec.
+      const m = catalog.get(req.params.name);
+      if (m.source === 'api') assertSpecAllowed(m.spec, 'api', security);
+      return info(await catalog.load(req.params.name));
+    },
   );
 
   app.post<{ Params: Static<typeof NameParams> }>(

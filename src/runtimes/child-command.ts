@@ -4,11 +4,14 @@
  * flags as text-embeddings-router).
  */
 import type { InstanceSpec } from '../config/instance-spec.js';
+import { ALWAYS_FLAGS, flagName, MANAGER_FLAGS, SPEC_FLAGS } from '../config/spec-policy.js';
 
 export interface ChildCommand {
   command: string;
   args: string[];
   env: Record<string, string>;
+  /** What the manager logs for this spawn: `spawn: <command> <args> (env: ...)`, secrets redacted (redact.ts). */
+  logLine: string;
 }
 
 export interface ChildContext {
@@ -23,38 +26,42 @@ export interface ChildContext {
   managerEnv: NodeJS.ProcessEnv;
 }
 
-/** The flag name of an argv element (`--port=1` -> `--port`), or undefined for values. */
-function flagName(arg: string): string | undefined {
-  if (!arg.startsWith('--')) return undefined;
-  const eq = arg.indexOf('=');
-  return eq < 0 ? arg : arg.slice(0, eq);
+/**
+ * extra_args without the manager's own flags (MANAGER_FLAGS) and their values. Specs are checked
+ * before they are accepted (config/spec-policy.ts); this keeps a spec that slipped past (an old
+ * state file) from moving the child off its port or address all the same.
+ */
+function withoutManagerFlags(extra: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < extra.length; i++) {
+    const name = flagName(extra[i]);
+    if (name !== undefined && MANAGER_FLAGS[name] !== undefined) {
+      if (!extra[i].includes('=')) i++; // and its value
+      continue;
+    }
+    out.push(extra[i]);
+  }
+  return out;
 }
 
 /**
- * TEI's flags for an instance, then `extra_args`. A flag given in extra_args replaces ours, so no
- * flag appears twice (TEI refuses duplicates).
+ * TEI's flags for an instance, then `extra_args`. The manager's own flags (--model-id, --port,
+ * --hostname, --prometheus-port) come first and are never replaced; a flag derived from the spec
+ * (--max-batch-tokens, --pooling, ...) given in extra_args replaces ours, so no flag appears twice
+ * (TEI refuses duplicates). Whether a spec may do that is decided before (config/spec-policy.ts).
  */
 export function teiArgs(ctx: ChildContext): string[] {
   const { spec } = ctx;
-  const ours: Array<[string, string | undefined]> = [
-    ['--model-id', spec.model_id],
-    ['--port', String(ctx.port)],
-    ['--hostname', '127.0.0.1'],
-    ['--json-output', undefined],
-  ];
-  if (spec.revision !== undefined) ours.push(['--revision', spec.revision]);
-  if (spec.max_batch_tokens !== undefined) ours.push(['--max-batch-tokens', String(spec.max_batch_tokens)]);
-  if (spec.max_concurrent_requests !== undefined) ours.push(['--max-concurrent-requests', String(spec.max_concurrent_requests)]);
-  if (spec.pooling !== undefined) ours.push(['--pooling', spec.pooling]);
-  if (spec.dtype !== undefined) ours.push(['--dtype', spec.dtype]);
-  if (ctx.prometheusPort !== undefined) ours.push(['--prometheus-port', String(ctx.prometheusPort)]);
-  const extra = spec.extra_args ?? [];
+  const derived: Array<[string, string | undefined]> = ALWAYS_FLAGS.map((f) => [f, undefined]);
+  for (const [flag, field] of SPEC_FLAGS) if (spec[field] !== undefined) derived.push([flag, String(spec[field])]);
+  const extra = withoutManagerFlags(spec.extra_args ?? []);
   const overridden = new Set(extra.map(flagName).filter((f): f is string => f !== undefined));
-  const args: string[] = [];
-  for (const [flag, value] of ours) {
+  const args = ['--model-id', spec.model_id, '--port', String(ctx.port), '--hostname', '127.0.0.1'];
+  for (const [flag, value] of derived) {
     if (overridden.has(flag)) continue;
     args.push(flag);
     if (value !== undefined) args.push(value);
   }
+  if (ctx.prometheusPort !== undefined) args.push('--prometheus-port', String(ctx.prometheusPort));
   return [...args, ...extra];
 }

@@ -3,12 +3,15 @@
  * - router: the built-in `teiplex router` (this package's own CLI, run by the same Node binary);
  *   pinned to a GPU it runs with `--device cuda` unless extra_args or TEIPLEX_DEVICE choose;
  * - tei: HuggingFace's text-embeddings-router (gRPC build) at `tei_binary_path`;
- * - command: any executable that takes TEI's flags and speaks tei.v1 gRPC on --port.
+ * - command: any executable that takes TEI's flags and speaks tei.v1 gRPC on --port (from the
+ *   REST API: only those in security.api_commands; it gets the manager's HF_* variables only with
+ *   the spec's inherit_hf_env).
  */
 import { projectPath } from '../common/paths.js';
 import type { RuntimeKind } from '../config/instance-spec.js';
 import { teiArgs, type ChildCommand, type ChildContext } from './child-command.js';
 import { childEnv } from './child-env.js';
+import { spawnLine } from './redact.js';
 
 export interface RuntimeSettings {
   teiBinaryPath: string;
@@ -17,7 +20,13 @@ export interface RuntimeSettings {
 }
 
 export function buildChildCommand(kind: RuntimeKind, ctx: ChildContext, settings: RuntimeSettings): ChildCommand {
-  const env = childEnv(ctx.managerEnv, ctx.spec.env, ctx.gpuIds);
+  const { command, args, env } = childCommand(kind, ctx, settings);
+  return { command, args, env, logLine: spawnLine({ command, args }, ctx.spec.env) };
+}
+
+function childCommand(kind: RuntimeKind, ctx: ChildContext, settings: RuntimeSettings): Omit<ChildCommand, 'logLine'> {
+  // The manager's hub token goes to its own router and the configured TEI binary; to a `command` only when asked.
+  const env = childEnv(ctx.managerEnv, ctx.spec.env, ctx.gpuIds, { hf: kind !== 'command' || ctx.spec.inherit_hf_env === true });
   const args = teiArgs(ctx);
   switch (kind) {
     case 'router':

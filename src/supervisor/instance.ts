@@ -185,7 +185,7 @@ export class Instance {
       gpuIds: this.placement.gpuIds,
       managerEnv: this.settings.managerEnv,
     }, this.settings.runtime);
-    this.log.note(`spawn: ${cmd.command} ${cmd.args.join(' ')}`);
+    this.log.note(cmd.logLine);
     this.spawnedAt = Date.now();
     const child = execa(cmd.command, cmd.args, { env: cmd.env, extendEnv: false, detached: true, buffer: false, reject: false, stdin: 'ignore', cleanup: true });
     this.child = child;

@@ -8,6 +8,7 @@ import { TeiplexError } from '../common/errors.js';
 import { SerialQueue } from '../common/serial-queue.js';
 import type { Config } from '../config/config.js';
 import type { InstanceSpec } from '../config/instance-spec.js';
+import { assertSpecAllowed, specRefusal } from '../config/spec-policy.js';
 import { isDeepStrictEqual } from 'node:util';
 import { StateStore, type Source, type State, type StoredInstance, type StoredModel } from '../state/state-store.js';
 import { checkGpuIds, discoverGpus, type GpuDiscovery } from './gpus.js';
@@ -228,6 +229,7 @@ export class Supervisor {
   create(spec: InstanceSpec, start = true, opts: CreateOptions = {}): Promise<Instance> {
     return this.queue.run(async () => {
       this.assertOpen();
+      if ((opts.source ?? 'api') === 'api') assertSpecAllowed(spec, 'api', this.o.config.security);
       const instance = await this.add(spec, start ? 'running' : 'stopped', new Date().toISOString(), opts);
       if (opts.owner === undefined) {
         try {
@@ -302,6 +304,7 @@ export class Supervisor {
     return this.queue.run(async () => {
       this.assertOpen();
       const instance = this.get(name);
+      this.admit(name);
       if (instance.status !== 'stopped' && instance.status !== 'failed') {
         throw new TeiplexError('ALREADY_RUNNING', `instance '${name}' is ${instance.status}`);
       }
@@ -329,6 +332,7 @@ export class Supervisor {
     return this.queue.run(async () => {
       this.assertOpen();
       const instance = this.get(name);
+      this.admit(name);
       if (this.entries.get(name)!.desired !== 'running') {
         this.entries.get(name)!.desired = 'running';
         await this.persist();
@@ -336,6 +340,12 @@ export class Supervisor {
       await instance.restart();
       return instance;
     });
+  }
+
+  /** An API-created spec (one restored from the state file too) runs only while the config's [security] allows it. */
+  private admit(name: string): void {
+    const e = this.entries.get(name);
+    if (e !== undefined && e.source === 'api') assertSpecAllowed(e.instance.spec, 'api', this.o.config.security);
   }
 
   private assertOpen(): void {
@@ -376,17 +386,25 @@ export class Supervisor {
     }
     this.bootModels = models;
     this.catalog?.restore(models);
+    const refused = new Set<string>();
     for (const it of items) {
       try {
-        await this.add(it.spec, it.desired, it.createdAt, { source: it.source });
+        const instance = await this.add(it.spec, it.desired, it.createdAt, { source: it.source });
         report.restored++;
+        // Written by a manager that allowed more: kept (desired state and all), not started.
+        const refusal = specRefusal(it.spec, it.source, c.security);
+        if (refusal !== undefined) {
+          instance.lastError = `not started: ${refusal.message}`;
+          refused.add(it.spec.name);
+          this.log('instance not started: its spec is not allowed by this config', { instance: it.spec.name, reason: refusal.message });
+        }
       } catch (err) {
         report.skipped.push({ name: it.spec.name, reason: (err as Error).message });
         this.log('instance not restored', { instance: it.spec.name, reason: (err as Error).message });
       }
     }
     await this.persist();
-    for (const e of this.entries.values()) if (e.desired === 'running') e.instance.start();
+    for (const e of this.entries.values()) if (e.desired === 'running' && !refused.has(e.instance.name)) e.instance.start();
     return report;
   }
 
