@@ -12,7 +12,7 @@ import type { InstanceSpec } from '../src/config/instance-spec.js';
 import { aliasesOf, autoTruncateOf, isSplade } from '../src/http/data-plane/child-info.js';
 import { childError, describe as describeError, openaiErrorBody, RequestError, teiErrorBody } from '../src/http/data-plane/errors.js';
 import { chunk, fanOut, mapLimit } from '../src/http/data-plane/fan-out.js';
-import { base64Floats, floatList, floatMatrix } from '../src/http/data-plane/json.js';
+import { base64Floats, flatPieces, floatList, listPieces, matrixPieces } from '../src/http/data-plane/json.js';
 
 describe('fan-out', () => {
   test('chunks cover the input in order; results come back in input order whatever the timing', async () => {
@@ -60,7 +60,11 @@ describe('JSON for vectors', () => {
       }),
     );
     assert.equal(floatList(new Float32Array([NaN, Infinity, -0, 1e-45])), JSON.stringify([null, null, -0, 1e-45].map((x) => (x === null ? null : Math.fround(x)))));
-    assert.equal(floatMatrix([new Float32Array([1, 2]), new Float32Array(0)]), '[[1,2],[]]');
+    assert.equal([...listPieces([new Float32Array([1, 2]), new Float32Array(0)], (v) => [floatList(v)])].join(''), '[[1,2],[]]');
+    assert.equal([...matrixPieces(new Float32Array([1, 2, 3, 4, 5, 6]), 3, 2)].join(''), '[[1,2],[3,4],[5,6]]');
+    assert.equal([...matrixPieces(new Float32Array(0), 0, 4)].join(''), '[]');
+    const long = Float32Array.from({ length: 10_000 }, (_, i) => i / 7);
+    assert.equal([...flatPieces(long)].join(''), floatList(long), 'a long list in pieces is the same text');
     const b = Buffer.from(base64Floats(new Float32Array([1.5, -2])), 'base64');
     assert.deepEqual([b.readFloatLE(0), b.readFloatLE(4)], [1.5, -2]);
   });

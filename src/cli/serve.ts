@@ -12,6 +12,7 @@ import { catalogSettings, ConfigReloader } from '../catalog/reload.js';
 import { ConfigError } from '../config/validate.js';
 import { loadConfig } from '../config/config.js';
 import { mountDataPlane } from '../http/data-plane/mount.js';
+import { connectionLimits } from '../http/connection-limits.js';
 import { buildManagerApp } from '../http/manager-app.js';
 import { ManagerMetrics } from '../metrics/manager-metrics.js';
 import { channelSettings, createRouting } from '../mux/routing.js';
@@ -87,7 +88,7 @@ export async function run(argv: string[]): Promise<number> {
   const routing = createRouting(supervisor, channelSettings(config));
   catalog = new Catalog({ supervisor, inflight: routing.inflight, settings: catalogSettings(config), events: metrics.catalogEvents(), log: (msg, fields) => log.info(fields ?? {}, msg) });
   const reloader = new ConfigReloader(configPath, config, supervisor, catalog);
-  const app = await buildManagerApp(supervisor, metrics, auth, { catalog, reload: () => reloader.reload() });
+  const app = await buildManagerApp(supervisor, metrics, auth, { catalog, reload: () => reloader.reload() }, connectionLimits(config));
   const dataPlane = await mountDataPlane({ app, config, instances: supervisor, routing, auth, catalog, registry: metrics.registry });
   await app.listen({ port: config.api_port, host: config.listen_host });
   const address = app.server.address();

@@ -15,6 +15,7 @@ import { canServe } from '../../supervisor/instance-state.js';
 import type { InstanceDirectory, TargetResolver } from '../../mux/target.js';
 import { aliasesOf } from './child-info.js';
 import { RequestError } from './errors.js';
+import { coldStartWaiter } from './request-context.js';
 
 /** What a name resolved to: the instances it names (one for an instance name). */
 export interface ModelMatch {
@@ -61,7 +62,7 @@ export class ModelDirectory {
     const m = this.catalog.coldStartFor(model);
     if (m === undefined) return;
     await this.authorizeModel(request, catalogTarget(m));
-    await this.catalog.ensureServing(m, !asksNoWait(request.headers[NO_WAIT_HEADER]));
+    await this.catalog.ensureServing(m, !asksNoWait(request.headers[NO_WAIT_HEADER]), coldStartWaiter(request));
   }
 
   /** ready + match. */
