@@ -155,6 +155,12 @@ admin = true
     assert.match(r.text, /http_body_limit_mb/);
     assert.match(r.text, /\r\nconnection: close\r\n/i);
     assert.ok(r.closedAfterMs !== undefined && r.closedAfterMs < 800, `closed after ${r.closedAfterMs} ms`);
+    // A 413 found after the body was read (too many inputs) closes it too.
+    const body = JSON.stringify({ inputs: Array.from({ length: 4097 }, () => 'a') });
+    const many = await raw(port, (s) => s.write(`POST /embed HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${KEY}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`), 8000);
+    assert.match(many.text, /^HTTP\/1\.1 413 /, many.text);
+    assert.match(many.text, /max_request_inputs \(4096\)/);
+    assert.ok(many.closedAfterMs !== undefined && many.closedAfterMs < 800, `closed after ${many.closedAfterMs} ms`);
   });
 
   test('/embed_all whose answer would exceed http_response_limit_mb: 413 naming the limit', async () => {
@@ -205,14 +211,14 @@ describe('/embed_all: a large answer is streamed while /health stays fast', () =
     const health = await slowestHealth(m.apiPort, answer);
     const r = await answer;
     assert.equal(r.status, 200, r.body.slice(0, 300));
+    assert.ok(health.polls > 3, `only ${health.polls} health polls`);
+    assert.ok(health.slowestMs < 1000, `/health took up to ${health.slowestMs.toFixed(0)} ms while the answer was encoded`);
     assert.equal(r.chunked, 'chunked', 'streamed, not built as one string');
     assert.ok(r.body.length > 50_000_000, `answer of ${r.body.length} bytes`);
     const rows = JSON.parse(r.body) as number[][][];
     assert.equal(rows.length, 2048);
     assert.equal(rows[2047].length, 128, 'truncated to the 128 tokens of the tiny model');
     assert.equal(rows[2047][0].length, 32);
-    assert.ok(health.polls > 3, `only ${health.polls} health polls`);
-    assert.ok(health.slowestMs < 1000, `/health took up to ${health.slowestMs.toFixed(0)} ms while the answer was encoded`);
   });
 });
 
