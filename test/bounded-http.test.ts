@@ -4,7 +4,8 @@
  *   and disconnected after http_request_timeout_secs; an idle keep-alive connection is closed;
  * - after a 401 or a 413 the connection is closed (its unread body is not waited for);
  * - /embed_all whose answer would exceed http_response_limit_mb is 413 naming the limit; a large
- *   /embed_all answer is streamed while /health keeps answering in tens of milliseconds;
+ *   /embed_all answer is streamed while /health keeps answering in tens of milliseconds, and a
+ *   client that stops reading it is disconnected after http_send_timeout_secs;
  * - cold-start waiters: their bodies count against cold_start_queue_mb (over it: 503
  *   COLD_START_QUEUE_FULL), and a waiter whose client went away leaves the queue;
  * - DELETE /models/{name} and unload while the replica is starting return at once, SIGTERM the
@@ -188,7 +189,7 @@ describe('/embed_all: a large answer is streamed while /health stays fast', () =
   before(async () => {
     const model = await testModel({ kind: 'embedding' });
     const sub = await mkdtemp(path.join(dir, 'stream-'));
-    const file = await writeConfig(sub, 'max_request_inputs = 2048\nhttp_body_limit_mb = 4\nhttp_response_limit_mb = 1024', instanceToml('emb', model, 'max_batch_tokens = 65536\nmax_concurrent_requests = 2048\nextra_args = ["--max-client-batch-size", "256"]'));
+    const file = await writeConfig(sub, 'max_request_inputs = 2048\nhttp_body_limit_mb = 4\nhttp_response_limit_mb = 1024\nhttp_send_timeout_secs = 2', instanceToml('emb', model, 'max_batch_tokens = 65536\nmax_concurrent_requests = 2048\nextra_args = ["--max-client-batch-size", "256"]'));
     m = await startManager(file);
     await m.waitFor('emb', (i) => i.status === 'running', 120_000);
   });
@@ -219,6 +220,28 @@ describe('/embed_all: a large answer is streamed while /health stays fast', () =
     assert.equal(rows.length, 2048);
     assert.equal(rows[2047].length, 128, 'truncated to the 128 tokens of the tiny model');
     assert.equal(rows[2047][0].length, 32);
+  });
+
+  test('a client that stops reading its answer is disconnected after http_send_timeout_secs', async () => {
+    const text = Array.from({ length: 200 }, (_, i) => `w${i % 50}`).join(' ');
+    const body = JSON.stringify({ inputs: Array.from({ length: 1024 }, () => text), truncate: true });
+    let received = 0;
+    let closed = false;
+    const s = net.connect(m.apiPort, '127.0.0.1');
+    s.on('error', () => undefined);
+    s.on('close', () => (closed = true));
+    const first = new Promise<string>((resolve) => s.once('data', (d: Buffer) => resolve(d.toString('latin1', 0, 12))));
+    s.on('data', (d: Buffer) => (received += d.length));
+    s.write(`POST /embed_all HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+    // The answer (about 85 MB) has begun: read nothing more.
+    assert.equal(await first, 'HTTP/1.1 200');
+    s.pause();
+    await sleep(5000);
+    s.resume();
+    const end = Date.now() + 10_000;
+    while (!closed && Date.now() < end) await sleep(50);
+    assert.ok(closed, `still connected; ${received} bytes received`);
+    assert.ok(received < 40_000_000, `${received} bytes received: the answer was not abandoned`);
   });
 });
 
