@@ -1,7 +1,7 @@
 /**
  * One catalog model at run time: its spec, where it came from, its replicas (instance names), its
- * measured footprint, a load in progress (single flight), requests waiting for it (and their
- * bytes), the epoch an unload or delete bumps to cancel a start in progress, and a failure
+ * measured footprint, a load in progress (single flight), requests waiting for it, the epoch an
+ * unload or delete bumps to cancel a start in progress, and a failure
  * that stops it from being retried in a loop. Its state is derived from these and the replicas'
  * statuses.
  */
@@ -31,9 +31,8 @@ export class CatalogModel {
   lastLoadSecs: number | undefined;
   /** An unload in progress. */
   unloading: Promise<void> | undefined;
-  /** Requests waiting for a cold start, and the bytes of their bodies. */
+  /** Requests waiting for a cold start. */
   waiters = 0;
-  waitingBytes = 0;
   /** Bumped by every unload or delete: a start begun under an older value is cancelled. */
   startEpoch = 0;
   /** A start for min_replicas failed (no room, say): not tried again before this time. */

@@ -333,7 +333,6 @@ export class Catalog {
     }
     if (w.signal?.aborted) throw gone(m);
     m.waiters++;
-    m.waitingBytes += bytes;
     this.waitingBytes += bytes;
     let timer: NodeJS.Timeout | undefined;
     let onAbort: (() => void) | undefined;
@@ -358,14 +357,8 @@ export class Catalog {
       clearTimeout(timer);
       if (onAbort !== undefined) w.signal?.removeEventListener('abort', onAbort);
       m.waiters--;
-      m.waitingBytes -= bytes;
       this.waitingBytes -= bytes;
     }
-  }
-
-  /** Bytes of request bodies waiting for cold starts, all models together. */
-  get coldStartBytes(): number {
-    return this.waitingBytes;
   }
 
   /** POST /models/{name}/load: clear a failure and make sure a replica serves. */
