@@ -302,7 +302,7 @@ while :; do sleep 0.05; done
     );
     await chmod(script, 0o755);
     const model = (name: string) => `[[models]]\nname = "${name}"\nmodel_id = "org/${name}"\nruntime = "command"\ncommand = ${JSON.stringify(script)}\nenv = { TEIPLEX_MODEL = "${name}" }\n`;
-    const file = await writeConfig(sub, 'cold_start_queue_mb = 1\ncold_start_timeout_secs = 120', model('queue') + model('gone') + model('dropped'));
+    const file = await writeConfig(sub, 'cold_start_queue_mb = 1\ncold_start_timeout_secs = 120\nhttp_request_timeout_secs = 1', model('queue') + model('gone') + model('dropped'));
     m = await startManager(file);
   });
   after(async () => {
@@ -355,6 +355,8 @@ while :; do sleep 0.05; done
     const w = waiting('dropped', 1000);
     const starting = await until('replica starting', () => info('dropped'), (x) => x.replicas.length === 1 && x.replicas[0].pid !== null);
     await until('child started', () => marked('dropped'), (l) => l.length === 1);
+    // Waiting past http_request_timeout_secs (1 s) is not a slow request: its body has arrived.
+    await sleep(2000);
     const t0 = performance.now();
     const un = await m.api('POST', '/models/dropped/unload');
     const took = performance.now() - t0;
