@@ -7,8 +7,12 @@
  */
 import { RequestError } from './errors.js';
 
-/** The most characters one float32 value takes in the JSON we write (json.ts), its comma included: `-1.2345678901234567e-38,`. */
-export const JSON_BYTES_PER_FLOAT = 24;
+/**
+ * The most characters one float32 value takes in the JSON we write (json.ts): 25 for the value
+ * (`-0.0000010741975984274177`: JavaScript writes 1e-7 to 1e21 without an exponent), one for its
+ * comma, one more that covers its list's brackets.
+ */
+export const JSON_BYTES_PER_FLOAT = 27;
 
 export class AnswerBudget {
   private bytes = 0;
