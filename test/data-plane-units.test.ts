@@ -1,6 +1,7 @@
 /**
  * The data plane's pure parts: chunking and bounded fan-out (order kept, concurrency bounded,
- * the first failure stops new chunks), float vectors as JSON text, a child's gRPC status as the
+ * the first failure stops new chunks), float vectors as JSON text (in pieces too), the answer
+ * budget's bytes per value as a true bound, a child's gRPC status as the
  * HTTP error it means, and the spec-derived child settings (aliases, --auto-truncate, SPLADE).
  */
 import assert from 'node:assert/strict';
@@ -12,7 +13,8 @@ import type { InstanceSpec } from '../src/config/instance-spec.js';
 import { aliasesOf, autoTruncateOf, isSplade } from '../src/http/data-plane/child-info.js';
 import { childError, describe as describeError, openaiErrorBody, RequestError, teiErrorBody } from '../src/http/data-plane/errors.js';
 import { chunk, fanOut, mapLimit } from '../src/http/data-plane/fan-out.js';
-import { base64Floats, floatList, floatMatrix } from '../src/http/data-plane/json.js';
+import { AnswerBudget, JSON_BYTES_PER_FLOAT } from '../src/http/data-plane/answer-budget.js';
+import { base64Floats, flatPieces, floatList, listPieces, matrixPieces } from '../src/http/data-plane/json.js';
 
 describe('fan-out', () => {
   test('chunks cover the input in order; results come back in input order whatever the timing', async () => {
@@ -60,9 +62,37 @@ describe('JSON for vectors', () => {
       }),
     );
     assert.equal(floatList(new Float32Array([NaN, Infinity, -0, 1e-45])), JSON.stringify([null, null, -0, 1e-45].map((x) => (x === null ? null : Math.fround(x)))));
-    assert.equal(floatMatrix([new Float32Array([1, 2]), new Float32Array(0)]), '[[1,2],[]]');
+    assert.equal([...listPieces([new Float32Array([1, 2]), new Float32Array(0)], (v) => [floatList(v)])].join(''), '[[1,2],[]]');
+    assert.equal([...matrixPieces(new Float32Array([1, 2, 3, 4, 5, 6]), 3, 2)].join(''), '[[1,2],[3,4],[5,6]]');
+    assert.equal([...matrixPieces(new Float32Array(0), 0, 4)].join(''), '[]');
+    const long = Float32Array.from({ length: 10_000 }, (_, i) => i / 7);
+    assert.equal([...flatPieces(long)].join(''), floatList(long), 'a long list in pieces is the same text');
     const b = Buffer.from(base64Floats(new Float32Array([1.5, -2])), 'base64');
     assert.deepEqual([b.readFloatLE(0), b.readFloatLE(4)], [1.5, -2]);
+  });
+});
+
+describe('answer budget', () => {
+  test('JSON_BYTES_PER_FLOAT bounds what a float32 list takes in our JSON, commas and brackets included', () => {
+    const extremes = new Float32Array([-1.1754942e-38, -3.4028235e38, -1.4e-45, -1.0741976e-6, -1.2345679e20, -0.1234567, NaN, -Infinity]);
+    assert.ok(floatList(extremes).length <= extremes.length * JSON_BYTES_PER_FLOAT, floatList(extremes));
+    fc.assert(
+      fc.property(fc.array(fc.float(), { minLength: 1, maxLength: 64 }), (xs) => {
+        const v = Float32Array.from(xs);
+        return floatList(v).length <= v.length * JSON_BYTES_PER_FLOAT;
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  test('values are charged until the limit; past it 413 naming http_response_limit_mb', () => {
+    const b = new AnswerBudget(100 * JSON_BYTES_PER_FLOAT);
+    b.floats(60);
+    b.floats(40);
+    assert.throws(
+      () => b.floats(1),
+      (e: RequestError) => e.code === 'PAYLOAD_TOO_LARGE' && e.httpStatus === 413 && e.message.includes(`http_response_limit_mb (${100 * JSON_BYTES_PER_FLOAT} bytes`),
+    );
   });
 });
 

@@ -1,6 +1,7 @@
 /**
  * One catalog model at run time: its spec, where it came from, its replicas (instance names), its
- * measured footprint, a load in progress (single flight), requests waiting for it, and a failure
+ * measured footprint, a load in progress (single flight), requests waiting for it, the epoch an
+ * unload or delete bumps to cancel a start in progress, and a failure
  * that stops it from being retried in a loop. Its state is derived from these and the replicas'
  * statuses.
  */
@@ -32,6 +33,8 @@ export class CatalogModel {
   unloading: Promise<void> | undefined;
   /** Requests waiting for a cold start. */
   waiters = 0;
+  /** Bumped by every unload or delete: a start begun under an older value is cancelled. */
+  startEpoch = 0;
   /** A start for min_replicas failed (no room, say): not tried again before this time. */
   keepRetryAt = 0;
   /** Since when every replica has had scale_up_inflight requests in flight. */

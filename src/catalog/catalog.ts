@@ -4,7 +4,9 @@
  * when idle, under a memory budget per device:
  * - Cold start: a request for a model with no serving replica starts one and waits for it
  *   (single flight: concurrent first requests share one start), bounded by
- *   cold_start_timeout_secs and cold_start_queue_size; a client may ask not to wait.
+ *   cold_start_timeout_secs, cold_start_queue_size and cold_start_queue_mb (the waiters' bodies);
+ *   a waiter whose client goes away leaves the queue; a client may ask not to wait.
+ * - Unload and delete cancel a start in progress: its child is stopped at once, not retried.
  * - Budget: before a start that would exceed its device's budget, the least recently used idle
  *   replicas there are stopped (memory-budget.ts); in use or pinned ones never are.
  * - A replica that fails before it is ever ready marks its model `failed`: requests get that
@@ -36,6 +38,7 @@ export type CatalogSettings = Pick<
   | 'idle_timeout_secs'
   | 'cold_start_timeout_secs'
   | 'cold_start_queue_size'
+  | 'cold_start_queue_mb'
   | 'gpu_memory_budget_mb'
   | 'gpu_memory_reserve_mb'
   | 'cpu_memory_budget_mb'
@@ -65,6 +68,18 @@ export interface CatalogOptions {
   settings: CatalogSettings;
   events?: CatalogEvents;
   log?: (msg: string, fields?: Record<string, unknown>) => void;
+}
+
+/** What a request waiting for a cold start holds, and how its client's going away is seen. */
+export interface ColdStartWaiter {
+  /** Bytes of its body (counted against cold_start_queue_mb). */
+  bytes?: number;
+  /** Aborted when its client has gone away: it leaves the queue. */
+  signal?: AbortSignal;
+}
+
+function gone(m: CatalogModel): TeiplexError {
+  return new TeiplexError('CANCELLED', `the client went away while waiting for model '${m.name}' to start`);
 }
 
 /** Header (HTTP) or metadata key (gRPC): a request for a model that is not loaded fails at once with Retry-After instead of waiting for its cold start. */
@@ -110,6 +125,8 @@ export class Catalog {
   private readonly stopping = new Set<string>();
   /** Replicas starting, with what to do when they are ready or fail first. */
   private readonly readiness = new Map<string, { resolve(): void; reject(reason: string): void }>();
+  /** Bytes of request bodies waiting for cold starts (cold_start_queue_mb). */
+  private waitingBytes = 0;
   /** Measured footprint per instance (MiB). */
   private readonly footprints = new Map<string, number>();
   /** Placement decisions (choose a device, evict, create) one at a time. */
@@ -241,11 +258,14 @@ export class Catalog {
     return m;
   }
 
-  /** DELETE /models/{name}: stop its replicas, forget it. */
+  /**
+   * DELETE /models/{name}: forget it (requests naming it from now on: 404), then stop its
+   * replicas; a start in progress is cancelled (its child gets SIGTERM, nothing is retried).
+   */
   async remove(name: string): Promise<CatalogModel> {
     const m = this.get(name);
-    await this.stopAll(m, 'unload');
     this.unindex(m);
+    await this.stopAll(m, 'unload');
     await this.o.supervisor.persistState();
     return m;
   }
@@ -287,8 +307,10 @@ export class Catalog {
   /**
    * Make sure a replica of `m` serves: at once when one does; else start one (or join the start
    * in progress) and wait, unless `wait` is false (then MODEL_LOADING at once, the start goes on).
+   * A waiter holds `w.bytes` (its request body) against cold_start_queue_mb, all models
+   * together; it leaves the queue when its client goes away (`w.signal`: CANCELLED).
    */
-  async ensureServing(m: CatalogModel, wait: boolean): Promise<void> {
+  async ensureServing(m: CatalogModel, wait: boolean, w: ColdStartWaiter = {}): Promise<void> {
     if (this.serving(m)) return;
     if (m.failure !== undefined) throw this.failedError(m);
     if (!wait) {
@@ -299,8 +321,21 @@ export class Catalog {
     if (m.waiters >= s.cold_start_queue_size) {
       throw new TeiplexError('COLD_START_QUEUE_FULL', `model '${m.name}' is starting and ${m.waiters} requests already wait for it (cold_start_queue_size)`, { retryAfterSecs: this.retryAfter(m) });
     }
+    const bytes = Math.max(0, w.bytes ?? 0);
+    if (bytes > 0 && this.waitingBytes + bytes > s.cold_start_queue_mb * MIB) {
+      // The model is still wanted: its start goes on (or begins) for the requests to come.
+      this.startLoad(m).catch(() => undefined);
+      throw new TeiplexError(
+        'COLD_START_QUEUE_FULL',
+        `model '${m.name}' is starting and the requests waiting for cold starts hold ${(this.waitingBytes / MIB).toFixed(1)} MiB; this one's ${bytes} bytes would exceed cold_start_queue_mb (${s.cold_start_queue_mb})`,
+        { retryAfterSecs: this.retryAfter(m) },
+      );
+    }
+    if (w.signal?.aborted) throw gone(m);
     m.waiters++;
+    this.waitingBytes += bytes;
     let timer: NodeJS.Timeout | undefined;
+    let onAbort: (() => void) | undefined;
     try {
       const timeout = new Promise<never>((_, reject) => {
         timer = setTimeout(
@@ -313,10 +348,16 @@ export class Catalog {
           s.cold_start_timeout_secs * 1000,
         );
       });
-      await Promise.race([this.startLoad(m), timeout]);
+      const aborted = new Promise<never>((_, reject) => {
+        onAbort = () => reject(gone(m));
+        w.signal?.addEventListener('abort', onAbort, { once: true });
+      });
+      await Promise.race([this.startLoad(m), timeout, aborted]);
     } finally {
       clearTimeout(timer);
+      if (onAbort !== undefined) w.signal?.removeEventListener('abort', onAbort);
       m.waiters--;
+      this.waitingBytes -= bytes;
     }
   }
 
@@ -336,6 +377,12 @@ export class Catalog {
     }
     await this.stopAll(m, 'unload');
     return m;
+  }
+
+  private cancelledError(m: CatalogModel): TeiplexError {
+    return this.models.get(m.name) === m
+      ? new TeiplexError('INSTANCE_UNAVAILABLE', `model '${m.name}' was unloaded while it was starting; a new request starts it again`, { retryAfterSecs: 1 })
+      : new TeiplexError('MODEL_NOT_FOUND', `catalog model '${m.name}' was deleted while it was starting`);
   }
 
   private failedError(m: CatalogModel): TeiplexError {
@@ -363,6 +410,9 @@ export class Catalog {
   private async loadReplica(m: CatalogModel): Promise<Instance> {
     if (this.closed) throw new TeiplexError('UNHEALTHY', 'the manager is shutting down');
     if (m.unloading !== undefined) await m.unloading;
+    // Deleted while this start waited for the delete: nothing is started for it.
+    if (this.models.get(m.name) !== m) throw new TeiplexError('MODEL_NOT_FOUND', `catalog model '${m.name}' was deleted`);
+    const epoch = m.startEpoch;
     const t0 = performance.now();
     let reason = '';
     // A start that fails may be bad luck (a port taken between the check and the bind, a
@@ -371,12 +421,17 @@ export class Catalog {
       let instance: Instance;
       let ready: Promise<void>;
       try {
-        ({ instance, ready } = await this.placements.run(() => this.placeAndCreate(m)));
+        ({ instance, ready } = await this.placements.run(() => {
+          if (m.startEpoch !== epoch) throw this.cancelledError(m);
+          return this.placeAndCreate(m);
+        }));
       } catch (err) {
-        this.o.events?.load?.(m.name, 'refused', (performance.now() - t0) / 1000);
+        if (m.startEpoch === epoch) this.o.events?.load?.(m.name, 'refused', (performance.now() - t0) / 1000);
         throw err;
       }
       try {
+        // An unload or delete since the placement decision: this replica goes (stopAll may not have seen it).
+        if (m.startEpoch !== epoch) throw this.cancelledError(m);
         await ready;
         const secs = (performance.now() - t0) / 1000;
         m.lastLoadSecs = secs;
@@ -388,6 +443,8 @@ export class Catalog {
         reason = String(why);
         await this.stopReplica(m, instance.name);
         if (this.closed) throw new TeiplexError('UNHEALTHY', 'the manager is shutting down');
+        // Cancelled by an unload or delete: not a failure of the model, and not retried.
+        if (m.startEpoch !== epoch) throw this.cancelledError(m);
         this.log('a replica failed before it was ready', { model: m.name, instance: instance.name, attempt, of: LOAD_ATTEMPTS, reason });
       }
     }
@@ -481,12 +538,18 @@ export class Catalog {
     }
   }
 
+  /**
+   * Stop every replica of `m`, a starting one included (SIGTERM now, not after its start): the
+   * start in progress is cancelled (startEpoch) and settles at once without a retry.
+   */
   private async stopAll(m: CatalogModel, reason: 'unload'): Promise<void> {
     if (m.unloading !== undefined) return m.unloading;
+    m.startEpoch++;
     const work = (async () => {
-      if (m.loading !== undefined) await m.loading.catch(() => undefined);
       const names = [...m.replicas];
       await Promise.all(names.map((n) => this.stopReplica(m, n)));
+      // The cancelled start stops what it created past the snapshot above before it settles.
+      if (m.loading !== undefined) await m.loading.catch(() => undefined);
       if (names.length > 0) this.o.events?.evict?.(m.name, reason);
     })();
     m.unloading = work.finally(() => (m.unloading = undefined));

@@ -18,6 +18,7 @@ const LIVE_KEYS = [
   'idle_timeout_secs',
   'cold_start_timeout_secs',
   'cold_start_queue_size',
+  'cold_start_queue_mb',
   'gpu_memory_budget_mb',
   'gpu_memory_reserve_mb',
   'cpu_memory_budget_mb',

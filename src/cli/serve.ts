@@ -15,6 +15,7 @@ import { ConfigError } from '../config/validate.js';
 import { loadConfig } from '../config/config.js';
 import { exposureWarning } from '../config/exposure.js';
 import { mountDataPlane } from '../http/data-plane/mount.js';
+import { connectionLimits } from '../http/connection-limits.js';
 import { buildManagerApp } from '../http/manager-app.js';
 import { ManagerMetrics } from '../metrics/manager-metrics.js';
 import { channelSettings, createRouting } from '../mux/routing.js';
@@ -93,7 +94,7 @@ export async function run(argv: string[]): Promise<number> {
   const routing = createRouting(supervisor, channelSettings(config));
   catalog = new Catalog({ supervisor, inflight: routing.inflight, settings: catalogSettings(config), events: metrics.catalogEvents(), log: (msg, fields) => log.info(fields ?? {}, msg) });
   const reloader = new ConfigReloader(configPath, config, supervisor, catalog);
-  const app = await buildManagerApp(supervisor, metrics, auth, { catalog, reload: () => reloader.reload(), security: config.security });
+  const app = await buildManagerApp(supervisor, metrics, auth, { catalog, reload: () => reloader.reload(), security: config.security }, connectionLimits(config));
   const dataPlane = await mountDataPlane({ app, config, instances: supervisor, routing, auth, catalog, registry: metrics.registry });
   await app.listen({ port: config.api_port, host: config.listen_host });
   const address = app.server.address();

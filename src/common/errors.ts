@@ -46,6 +46,8 @@ export const ERROR_CODES = {
   MODEL_NOT_FOUND: { http: 404, grpc: GrpcStatus.NOT_FOUND, teiType: 'not_found' },
   /** The targeted instance exists but is not running (its status is named). */
   INSTANCE_UNAVAILABLE: { http: 503, grpc: GrpcStatus.UNAVAILABLE, teiType: 'unhealthy' },
+  /** The client went away before its answer (e.g. while it waited for a cold start); nobody reads this answer. */
+  CANCELLED: { http: 499, grpc: GrpcStatus.CANCELLED, teiType: 'backend' },
   /** The instance did not answer within the request timeout. */
   REQUEST_TIMEOUT: { http: 504, grpc: GrpcStatus.DEADLINE_EXCEEDED, teiType: 'backend' },
   /** HTTP data plane: an output type the model cannot produce (its capabilities are named). */

@@ -139,12 +139,22 @@ export const ConfigSchema = Type.Object(
     max_request_inputs: Type.Integer({ minimum: 1 }),
     /** HTTP data plane: largest request body (MiB); beyond: 413. */
     http_body_limit_mb: Type.Number({ exclusiveMinimum: 0, maximum: 1024 }),
+    /** HTTP data plane: largest answer a request may ask for (MiB), estimated before any child work (/embed_all, multivector); beyond: 413. */
+    http_response_limit_mb: Type.Number({ exclusiveMinimum: 0, maximum: 16384 }),
+    /** HTTP (admin API and data plane): a request's headers and body must have arrived within this; else 408 and the connection is closed. */
+    http_request_timeout_secs: Secs,
+    /** HTTP: an idle keep-alive connection is closed after this. */
+    http_keep_alive_timeout_secs: Secs,
+    /** HTTP: an answer being sent to a client that reads nothing for this long is abandoned and the connection closed. */
+    http_send_timeout_secs: Secs,
     /** On-demand models: a replica idle this long (nothing in flight, no request) is stopped; per model: idle_timeout_secs. */
     idle_timeout_secs: Secs,
     /** On-demand models: longest a request waits for a cold start; then 503 / UNAVAILABLE with Retry-After (the start goes on). */
     cold_start_timeout_secs: Secs,
     /** On-demand models: most requests waiting for one model's cold start; more -> 503 / RESOURCE_EXHAUSTED. */
     cold_start_queue_size: Type.Integer({ minimum: 1 }),
+    /** On-demand models: most bytes of request bodies waiting for cold starts, all models together (MiB); more -> 503 / RESOURCE_EXHAUSTED. */
+    cold_start_queue_mb: Type.Number({ exclusiveMinimum: 0 }),
     /** Memory budget per GPU (MiB); unset: the GPU's total (nvidia-smi) minus gpu_memory_reserve_mb. */
     gpu_memory_budget_mb: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
     gpu_memory_reserve_mb: Type.Number({ minimum: 0 }),
@@ -198,11 +208,16 @@ export const DEFAULTS = {
   grpc_keepalive_timeout_secs: 10,
   arrow_max_rows: 100_000,
   arrow_max_decompressed_mb: 1024,
-  max_request_inputs: 2048,
-  http_body_limit_mb: 16,
+  max_request_inputs: 256,
+  http_body_limit_mb: 2,
+  http_response_limit_mb: 64,
+  http_request_timeout_secs: 30,
+  http_keep_alive_timeout_secs: 5,
+  http_send_timeout_secs: 30,
   idle_timeout_secs: 600,
   cold_start_timeout_secs: 300,
   cold_start_queue_size: 1024,
+  cold_start_queue_mb: 64,
   gpu_memory_reserve_mb: 1024,
   cpu_memory_reserve_mb: 2048,
   default_memory_mb: 1024,

@@ -1,6 +1,7 @@
 /**
  * The manager's fastify application: OpenAPI (/docs), the admin routes, one error shape. Strict
- * validation: no type coercion and no silent removal of unknown fields.
+ * validation: no type coercion and no silent removal of unknown fields. Client time is bounded
+ * (request, keep-alive and send timeouts; refused clients disconnected): connection-limits.ts.
  */
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
@@ -12,21 +13,29 @@ import { VERSION } from '../common/version.js';
 import type { ManagerMetrics } from '../metrics/manager-metrics.js';
 import type { Supervisor } from '../supervisor/supervisor.js';
 import { adminRoutes } from './admin-routes.js';
+import { connectionLimits, installConnectionLimits, serverOptions, type ConnectionLimits } from './connection-limits.js';
 import { adminErrorHandler, errorBody } from './error-body.js';
 import { modelRoutes, type ModelRoutesOptions } from './model-routes.js';
 
 /** Largest admin request body (an instance spec is small). */
 export const ADMIN_BODY_LIMIT = 1024 * 1024;
 
-export async function buildManagerApp(supervisor: Supervisor, metrics: ManagerMetrics, auth: Auth = NO_AUTH, models?: ModelRoutesOptions): Promise<FastifyInstance> {
+export async function buildManagerApp(
+  supervisor: Supervisor,
+  metrics: ManagerMetrics,
+  auth: Auth = NO_AUTH,
+  models?: ModelRoutesOptions,
+  limits: ConnectionLimits = connectionLimits(),
+): Promise<FastifyInstance> {
   const app = Fastify({
     // HTTPS with required client certificates under [auth.mtls] (docs/security.md); null: HTTP.
-    https: httpsOptions(auth) ?? null,
+    ...serverOptions(limits, httpsOptions(auth)),
     logger: false,
     bodyLimit: ADMIN_BODY_LIMIT,
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
     forceCloseConnections: 'idle',
   }) as unknown as FastifyInstance;
+  installConnectionLimits(app, limits);
   installHttpAuth(app, auth);
   // Query strings are text: let integer/boolean query parameters through their schema typed.
   app.addHook('preValidation', async (req) => {

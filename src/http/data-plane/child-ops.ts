@@ -15,6 +15,7 @@ import * as grpc from '@grpc/grpc-js';
 import { ChildStatusError, asCallError, many, unary, unaryRaw, type CallTarget } from './child-call.js';
 import { BATCH, TEI, float32s, fromPbMetadata, uint32s } from './child-codec.js';
 import type { ChildInfo } from './child-info.js';
+import type { AnswerBudget } from './answer-budget.js';
 import { fanOut } from './fan-out.js';
 
 export interface EncodeOptions {
@@ -157,13 +158,15 @@ export class ChildOps {
     );
   }
 
-  embedAll(texts: readonly string[], o: EncodeOptions): Promise<Results<TokenRows>> {
+  /** Every token's vector; each chunk's values are charged to `budget` as they arrive (past it: 413, no more chunks). */
+  embedAll(texts: readonly string[], o: EncodeOptions, budget: AnswerBudget): Promise<Results<TokenRows>> {
     const req = { truncate: o.truncate, truncation_direction: o.truncationDirection, prompt_name: optional(o.promptName) };
     return this.split(
       texts,
       async (inputs) => {
         const res = await unaryRaw(this.target, BATCH.EmbedAllBatch, { ...req, inputs });
         const all = float32s(res.embeddings);
+        budget.floats(all.length);
         const { dim, offsets: off } = res;
         return {
           rows: inputs.map((_, i) => ({ tokens: off[i + 1] - off[i], dim, values: all.subarray(off[i] * dim, off[i + 1] * dim) })),
@@ -172,6 +175,7 @@ export class ChildOps {
       },
       async (inputs) => {
         const res = await many(this.target, TEI.EmbedAll, TEI.EmbedAllStream, inputs.map((inputs) => ({ ...req, inputs })));
+        for (const r of res) for (const t of r.token_embeddings) budget.floats(t.embeddings.length);
         return {
           rows: res.map((r) => {
             const tokens = r.token_embeddings.length;

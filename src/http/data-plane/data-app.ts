@@ -1,15 +1,23 @@
 /**
  * The data plane on its own listener (`data_port`): a fastify app with only the data-plane
  * routes (plugin.ts), `/health`, and a 404 in the protocol's shape for anything else. Without
- * `data_port` the same plugin is registered on the admin API's app instead (mount.ts).
+ * `data_port` the same plugin is registered on the admin API's app instead (mount.ts). The same
+ * bounds on client time as the admin listener (connection-limits.ts).
  */
 import type { ServerOptions } from 'node:https';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { TeiplexError } from '../../common/errors.js';
+import { connectionLimits, installConnectionLimits, serverOptions, type ConnectionLimits } from '../connection-limits.js';
 import { dataPlane, type DataPlaneOptions } from './plugin.js';
 
-export async function buildDataApp(o: DataPlaneOptions, secure?: (app: FastifyInstance) => void, https?: ServerOptions): Promise<FastifyInstance> {
-  const app = Fastify({ https: https ?? null, logger: false, bodyLimit: o.bodyLimitBytes, forceCloseConnections: 'idle' }) as unknown as FastifyInstance;
+export async function buildDataApp(
+  o: DataPlaneOptions,
+  secure?: (app: FastifyInstance) => void,
+  https?: ServerOptions,
+  limits: ConnectionLimits = connectionLimits(),
+): Promise<FastifyInstance> {
+  const app = Fastify({ ...serverOptions(limits, https), logger: false, bodyLimit: o.bodyLimitBytes, forceCloseConnections: 'idle' }) as unknown as FastifyInstance;
+  installConnectionLimits(app, limits);
   secure?.(app);
   app.get('/health', async () => ({ status: 'ok' }));
   app.setNotFoundHandler((req, reply) => {

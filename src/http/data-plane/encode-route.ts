@@ -5,7 +5,8 @@
  * the types asked (multivector values are tokens x dim, row-major). A type the model cannot
  * produce is 422 naming its capabilities; types served by different instances of the model (one
  * alias over a dense and a SPLADE instance) are gathered into one answer (capabilities.ts).
- * `{model}` may hold slashes (a hub id).
+ * `{model}` may hold slashes (a hub id). Multivector outputs count against http_response_limit_mb;
+ * large answers are streamed (json.ts).
  */
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
@@ -13,7 +14,8 @@ import { nullable, PromptName } from '../../common/tei-http-schemas.js';
 import type { Metadata } from '../../router/types.js';
 import { planOutputs } from './capabilities.js';
 import type { SparseRow, TokenRows } from './child-ops.js';
-import { floatList } from './json.js';
+import { AnswerBudget, JSON_BYTES_PER_FLOAT } from './answer-budget.js';
+import { flatPieces, floatList, listPieces, sendJson } from './json.js';
 import { checkCount, onInstance, setHeaders, tokenCount, type DataPlaneDeps } from './request-context.js';
 
 export const OutputType = Type.Union([Type.Literal('dense'), Type.Literal('sparse'), Type.Literal('multivector')], { description: '"dense", "sparse" or "multivector"' });
@@ -44,14 +46,21 @@ interface ItemOut {
   multivector?: TokenRows;
 }
 
-/** The answer as JSON text, vectors without a number[] each. */
-function itemJson(x: ItemOut): string {
-  const parts = [`"id":${JSON.stringify(x.id)}`];
-  if (x.dense) parts.push(`"dense":{"dim":${x.dense.dim},"values":${floatList(x.dense.values)}}`);
-  if (x.sparse) parts.push(`"sparse":{"indices":${JSON.stringify(Array.from(x.sparse.indices))},"values":${floatList(x.sparse.values)}}`);
-  if (x.multivector) parts.push(`"multivector":{"tokens":${x.multivector.tokens},"dim":${x.multivector.dim},"values":${floatList(x.multivector.values)}}`);
-  return `{${parts.join(',')}}`;
+/** One item of the answer as JSON pieces, vectors without a number[] each. */
+function* itemPieces(x: ItemOut): Generator<string> {
+  yield `{"id":${JSON.stringify(x.id)}`;
+  if (x.dense) yield `,"dense":{"dim":${x.dense.dim},"values":${floatList(x.dense.values)}}`;
+  if (x.sparse) yield `,"sparse":{"indices":${JSON.stringify(Array.from(x.sparse.indices))},"values":${floatList(x.sparse.values)}}`;
+  if (x.multivector) {
+    yield `,"multivector":{"tokens":${x.multivector.tokens},"dim":${x.multivector.dim},"values":`;
+    yield* flatPieces(x.multivector.values);
+    yield '}';
+  }
+  yield '}';
 }
+
+/** Values in an item's vectors (for the size of the answer). */
+const itemFloats = (x: ItemOut): number => (x.dense?.values.length ?? 0) + 2 * (x.sparse?.values.length ?? 0) + (x.multivector?.values.length ?? 0);
 
 export function encodeRoute(app: FastifyInstance, d: DataPlaneDeps): void {
   app.post<{ Body: Static<typeof EncodeBody>; Params: Static<typeof ModelParam> }>(
@@ -68,6 +77,7 @@ export function encodeRoute(app: FastifyInstance, d: DataPlaneDeps): void {
       const out: ItemOut[] = body.items.map((x, i) => ({ id: x.id ?? i }));
       const truncationDirection = body.truncation_direction?.toLowerCase() === 'left' ? 'TRUNCATION_DIRECTION_LEFT' : 'TRUNCATION_DIRECTION_RIGHT';
       const metadata: Metadata[][] = [];
+      const budget = new AnswerBudget(d.responseLimitBytes);
       await Promise.all(
         [...plan].map(([instance, kinds]) =>
           onInstance(d, request, instance, async (ops) => {
@@ -83,7 +93,7 @@ export function encodeRoute(app: FastifyInstance, d: DataPlaneDeps): void {
                   r.rows.forEach((v, i) => (out[i].sparse = v));
                   metadata.push(r.metadata);
                 } else {
-                  const r = await ops.embedAll(texts, base);
+                  const r = await ops.embedAll(texts, base, budget);
                   r.rows.forEach((v, i) => (out[i].multivector = v));
                   metadata.push(r.metadata);
                 }
@@ -96,7 +106,12 @@ export function encodeRoute(app: FastifyInstance, d: DataPlaneDeps): void {
       setHeaders(reply, start, flat, [...plan.keys()].map((i) => i.name));
       // Each output type tokenizes the same texts: count them once.
       const tokens = Math.max(0, ...metadata.map(tokenCount));
-      return reply.type('application/json').send(`{"model":${JSON.stringify(model)},"items":[${out.map(itemJson).join(',')}],"usage":{"prompt_tokens":${tokens},"total_tokens":${tokens}}}`);
+      function* answer(): Generator<string> {
+        yield `{"model":${JSON.stringify(model)},"items":`;
+        yield* listPieces(out, itemPieces);
+        yield `,"usage":{"prompt_tokens":${tokens},"total_tokens":${tokens}}}`;
+      }
+      return sendJson(reply, answer(), out.reduce((n, x) => n + itemFloats(x), 0) * JSON_BYTES_PER_FLOAT);
     },
   );
 }

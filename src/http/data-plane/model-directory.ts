@@ -21,6 +21,7 @@ import { canServe } from '../../supervisor/instance-state.js';
 import type { InstanceDirectory, TargetResolver } from '../../mux/target.js';
 import { aliasesOf } from './child-info.js';
 import { RequestError } from './errors.js';
+import { coldStartWaiter } from './request-context.js';
 
 /** What a name resolved to, after the API key's decision: only what the request may use. */
 export interface ModelMatch {
@@ -64,7 +65,7 @@ export class ModelDirectory {
     const grant = this.grantOf(request);
     const m = this.match(model, param, grant);
     if (m.catalog === undefined || this.catalog === undefined || m.candidates.some((i) => canServe(i.status))) return m;
-    await this.catalog.ensureServing(m.catalog, !asksNoWait(request.headers[NO_WAIT_HEADER]));
+    await this.catalog.ensureServing(m.catalog, !asksNoWait(request.headers[NO_WAIT_HEADER]), coldStartWaiter(request));
     return this.match(model, param, grant);
   }
 

@@ -12,13 +12,14 @@ import { httpsOptions, installHttpAuth, requestGrant } from '../../auth/http-aut
 import type { Config } from '../../config/config.js';
 import type { MuxRouting } from '../../mux/routing.js';
 import type { InstanceDirectory } from '../../mux/target.js';
+import { connectionLimits, type ConnectionLimitKeys } from '../connection-limits.js';
 import { buildDataApp } from './data-app.js';
 import { dataPlane, DataPlaneLifecycle, type DataPlaneOptions } from './plugin.js';
 
 export interface MountOptions {
   /** The admin API's app, not yet listening. */
   app: FastifyInstance;
-  config: Pick<Config, 'data_port' | 'listen_host' | 'grpc_request_timeout_secs' | 'max_request_inputs' | 'http_body_limit_mb'>;
+  config: Pick<Config, 'data_port' | 'listen_host' | 'grpc_request_timeout_secs' | 'max_request_inputs' | 'http_body_limit_mb' | 'http_response_limit_mb' | ConnectionLimitKeys>;
   instances: InstanceDirectory;
   routing: MuxRouting;
   auth?: Auth;
@@ -45,6 +46,7 @@ export async function mountDataPlane(m: MountOptions): Promise<MountedDataPlane>
     maxRequestInputs: m.config.max_request_inputs,
     bodyLimitBytes: Math.floor(m.config.http_body_limit_mb * 1024 * 1024),
     grant: requestGrant,
+    responseLimitBytes: Math.floor(m.config.http_response_limit_mb * 1024 * 1024),
     lifecycle,
     catalog: m.catalog,
     registry: m.registry,
@@ -53,7 +55,7 @@ export async function mountDataPlane(m: MountOptions): Promise<MountedDataPlane>
   if (m.config.data_port === undefined) {
     await m.app.register(dataPlane, options);
   } else {
-    own = await buildDataApp(options, (app) => m.auth !== undefined && installHttpAuth(app, m.auth), m.auth && httpsOptions(m.auth));
+    own = await buildDataApp(options, (app) => m.auth !== undefined && installHttpAuth(app, m.auth), m.auth && httpsOptions(m.auth), connectionLimits(m.config));
   }
   return {
     async listen(apiPort) {

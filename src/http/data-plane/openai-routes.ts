@@ -11,7 +11,8 @@ import type { FastifyInstance } from 'fastify';
 import { OpenAIEmbeddingsRequest } from '../../common/tei-http-schemas.js';
 import { instanceFor } from './capabilities.js';
 import { RequestError } from './errors.js';
-import { base64Floats, floatList } from './json.js';
+import { JSON_BYTES_PER_FLOAT } from './answer-budget.js';
+import { base64Floats, floatCount, floatList, sendJson } from './json.js';
 import { checkCount, inputList, onInstance, requestedModel, setHeaders, textsOf, tokenCount, type DataPlaneDeps } from './request-context.js';
 
 export const EmbeddingsBody = OpenAIEmbeddingsRequest;
@@ -38,16 +39,18 @@ export function openaiRoutes(app: FastifyInstance, d: DataPlaneDeps): void {
       setHeaders(reply, start, out.metadata, [instance.name]);
       const tokens = tokenCount(out.metadata);
       const base64 = body.encoding_format === 'base64';
-      // Built as text: the vectors go out without a number[] per row.
-      let data = '';
-      out.rows.forEach((v, index) => {
-        const embedding = base64 ? JSON.stringify(base64Floats(v)) : floatList(v);
-        data += `${index > 0 ? ',' : ''}{"object":"embedding","embedding":${embedding},"index":${index}}`;
-      });
       const name = JSON.stringify(model ?? instance.spec.model_id);
-      return reply
-        .type('application/json')
-        .send(`{"object":"list","data":[${data}],"model":${name},"usage":{"prompt_tokens":${tokens},"total_tokens":${tokens}}}`);
+      // Written as text, the vectors without a number[] per row; streamed when large.
+      function* answer(): Generator<string> {
+        yield '{"object":"list","data":[';
+        for (let index = 0; index < out.rows.length; index++) {
+          const v = out.rows[index];
+          const embedding = base64 ? JSON.stringify(base64Floats(v)) : floatList(v);
+          yield `${index > 0 ? ',' : ''}{"object":"embedding","embedding":${embedding},"index":${index}}`;
+        }
+        yield `],"model":${name},"usage":{"prompt_tokens":${tokens},"total_tokens":${tokens}}}`;
+      }
+      return sendJson(reply, answer(), floatCount(out.rows) * JSON_BYTES_PER_FLOAT);
     },
   );
 

@@ -6,7 +6,9 @@
  *
  * - Bodies are checked by their TypeBox schemas (no coercion); the first offending field is named.
  *   Bad input is always a 4xx: a schema failure 422 (TEI's status), a body that is not JSON 400,
- *   a body over `http_body_limit_mb` 413.
+ *   a body over `http_body_limit_mb` 413; an answer that would exceed `http_response_limit_mb`
+ *   413 as soon as the child's results show it (answer-budget.ts). Large answers are streamed in
+ *   chunks with backpressure (json.ts), never built as one string.
  * - Errors in the route's protocol: TEI's `{error, error_type}`, or on /v1 routes OpenAI's
  *   `{error: {message, type, param, code}}`; 429 and 503 carry Retry-After.
  * - Draining: once `drain` is called new requests get 503 and it resolves when those in flight
@@ -16,6 +18,7 @@ import type { FastifyError, FastifyInstance, FastifyPluginAsync, FastifyReply, F
 import type { Registry } from 'prom-client';
 import type { Catalog } from '../../catalog/catalog.js';
 import { TeiplexError } from '../../common/errors.js';
+import { DEFAULTS } from '../../config/config.js';
 import { typeboxValidator } from '../../common/tei-http-schemas.js';
 import type { MuxRouting } from '../../mux/routing.js';
 import type { InstanceDirectory } from '../../mux/target.js';
@@ -47,6 +50,8 @@ export interface DataPlaneOptions {
   bodyLimitBytes: number;
   /** API keys: a request's grant, for the authorization decision on what it reaches (default: none, everything allowed). */
   grant?: GrantOf;
+  /** http_response_limit_mb, bytes (default: the config default). */
+  responseLimitBytes?: number;
   /** Shutdown coordination (default: a lifecycle of its own). */
   lifecycle?: DataPlaneLifecycle;
   /** On-demand models: a request naming one that is not loaded starts it. */
@@ -106,6 +111,7 @@ export const dataPlane: FastifyPluginAsync<DataPlaneOptions> = async (app: Fasti
     maxRequestInputs: o.maxRequestInputs,
     bodyLimitBytes: o.bodyLimitBytes,
     grant,
+    responseLimitBytes: o.responseLimitBytes ?? DEFAULTS.http_response_limit_mb * 1024 * 1024,
   };
 
   app.setValidatorCompiler(typeboxValidator);

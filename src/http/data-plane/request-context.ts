@@ -2,9 +2,10 @@
  * What every data-plane route shares: the dependencies (model directory, the multiplexer's
  * routing pieces, the child info cache, limits), running a request's calls on an instance (counted
  * in flight there, so model balancing sees HTTP and gRPC load alike), input limits, the response
- * headers, and token-id inputs turned into text.
+ * headers, token-id inputs turned into text, and what a request waiting for a cold start holds.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { ColdStartWaiter } from '../../catalog/catalog.js';
 import { TeiplexError } from '../../common/errors.js';
 import type { MuxRouting } from '../../mux/routing.js';
 import { canServe } from '../../supervisor/instance-state.js';
@@ -33,6 +34,8 @@ export interface DataPlaneDeps {
   bodyLimitBytes: number;
   /** The request's API key grant (model lists). */
   grant: GrantOf;
+  /** Largest answer (http_response_limit_mb), bytes. */
+  responseLimitBytes: number;
 }
 
 /** Per request: aborted when the client goes away before its answer is sent. */
@@ -45,6 +48,13 @@ export function watchDisconnect(request: FastifyRequest, reply: FastifyReply): v
   reply.raw.once('close', () => {
     if (!reply.raw.writableFinished) ac.abort();
   });
+}
+
+/** What a request waiting for a cold start holds (its body's bytes) and its disconnect signal. */
+export function coldStartWaiter(request: FastifyRequest): ColdStartWaiter {
+  const declared = Number(request.headers['content-length']);
+  const bytes = Number.isSafeInteger(declared) && declared >= 0 ? declared : Buffer.byteLength(JSON.stringify(request.body ?? null) ?? '');
+  return { bytes, signal: disconnects.get(request.raw)?.signal };
 }
 
 function callTarget(d: DataPlaneDeps, instance: Instance, request?: FastifyRequest): CallTarget {

@@ -3,7 +3,8 @@
  * `/rerank`, `/tokenize`, `/decode`, with TEI's bodies (the router's schemas,
  * src/common/tei-http-schemas.ts) plus `model` (or the X-Model header) naming the instance, model
  * id or alias; TEI's response shapes, error bodies and statuses. Unlike a TEI container, a request
- * over the child's max_client_batch_size is split and answered whole (up to max_request_inputs).
+ * over the child's max_client_batch_size is split and answered whole (up to max_request_inputs);
+ * /embed_all's answer is bounded by http_response_limit_mb, and large answers are streamed.
  */
 import { Type, type Static, type TObject, type TProperties } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -21,7 +22,8 @@ import { instanceFor } from './capabilities.js';
 import type { Capability } from './child-info.js';
 import type { ChildOps, EncodeOptions, Results } from './child-ops.js';
 import { RequestError } from './errors.js';
-import { floatMatrix } from './json.js';
+import { AnswerBudget, JSON_BYTES_PER_FLOAT } from './answer-budget.js';
+import { floatCount, floatList, listPieces, matrixPieces, sendJson } from './json.js';
 import { checkCount, direction, inputList, onInstance, requestedModel, setHeaders, textsOf, type DataPlaneDeps } from './request-context.js';
 
 const ModelField = nullable(Type.String({ description: 'instance name, model id or alias (else the X-Model header; optional with a single instance)' }));
@@ -46,13 +48,14 @@ export function teiRoutes(app: FastifyInstance, d: DataPlaneDeps): void {
 
   /**
    * The embedding routes' one shape: inputs (texts or token ids) counted, the instance resolved
-   * for `capability`, `run` on its texts with TEI's encode options, headers, `answer` the rows.
+   * for `capability`, `run` on its texts with TEI's encode options and the request's answer
+   * budget (http_response_limit_mb), headers, `answer` the rows.
    */
   const embedRoute = <S extends typeof TeiEmbedSparseBody, R>(
     url: string,
     schema: S,
     capability: Capability,
-    run: (ops: ChildOps, texts: string[], o: EncodeOptions, body: Static<S>) => Promise<Results<R>>,
+    run: (ops: ChildOps, texts: string[], o: EncodeOptions, body: Static<S>, budget: AnswerBudget) => Promise<Results<R>>,
     answer: (rows: R[], reply: FastifyReply) => unknown,
   ) =>
     post(url, schema, async (body, request, reply) => {
@@ -60,8 +63,15 @@ export function teiRoutes(app: FastifyInstance, d: DataPlaneDeps): void {
       const items = inputList(body.inputs);
       checkCount(d, items.length, 'inputs');
       const instance = await resolve(request, body, capability);
+      const budget = new AnswerBudget(d.responseLimitBytes);
       const out = await onInstance(d, request, instance, async (ops) =>
-        run(ops, await textsOf(ops, items), { truncate: body.truncate ?? ops.child.autoTruncate, truncationDirection: direction(body.truncation_direction), promptName: body.prompt_name ?? undefined }, body),
+        run(
+          ops,
+          await textsOf(ops, items),
+          { truncate: body.truncate ?? ops.child.autoTruncate, truncationDirection: direction(body.truncation_direction), promptName: body.prompt_name ?? undefined },
+          body,
+          budget,
+        ),
       );
       setHeaders(reply, start, out.metadata, [instance.name]);
       return answer(out.rows, reply);
@@ -72,7 +82,7 @@ export function teiRoutes(app: FastifyInstance, d: DataPlaneDeps): void {
     TeiEmbedBody,
     'dense',
     (ops, texts, o, body) => ops.embed(texts, { ...o, normalize: body.normalize, dimensions: body.dimensions ?? undefined }),
-    (rows, reply) => reply.type('application/json').send(floatMatrix(rows)),
+    (rows, reply) => sendJson(reply, listPieces(rows, (v) => [floatList(v)]), floatCount(rows) * JSON_BYTES_PER_FLOAT),
   );
   embedRoute(
     '/embed_sparse',
@@ -85,11 +95,13 @@ export function teiRoutes(app: FastifyInstance, d: DataPlaneDeps): void {
     '/embed_all',
     TeiEmbedAllBody,
     'multivector',
-    (ops, texts, o) => ops.embedAll(texts, o),
-    (rows, reply) => {
-      const json = rows.map((t) => floatMatrix(Array.from({ length: t.tokens }, (_, r) => t.values.subarray(r * t.dim, (r + 1) * t.dim))));
-      return reply.type('application/json').send(`[${json.join(',')}]`);
-    },
+    (ops, texts, o, _body, budget) => ops.embedAll(texts, o, budget),
+    (rows, reply) =>
+      sendJson(
+        reply,
+        listPieces(rows, (t) => matrixPieces(t.values, t.tokens, t.dim)),
+        floatCount(rows.map((t) => t.values)) * JSON_BYTES_PER_FLOAT,
+      ),
   );
 
   post('/predict', TeiPredictBody, async (body, request, reply) => {
