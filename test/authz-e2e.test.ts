@@ -271,5 +271,12 @@ instances = ["priv-cat-1"]
     assert.equal((await unary(h, 'Check', { service: 'priv-b' }, {}, md(KEYS.any))).res.status, 'SERVING');
     const listed = await unary(h, 'List', {}, {}, md(KEYS.teamA));
     assert.deepEqual(Object.keys(listed.res.statuses).filter((k) => k.includes('-')).sort(), ['team-emb']);
+    // HTTP /health/all, closed too: a restricted key sees only its own instances.
+    const all = await http.get('/health/all');
+    assert.equal(all.status, 200);
+    assert.deepEqual(all.body.instances.map((i: { name: string }) => i.name), ['team-emb']);
+    assertNoSecrets(JSON.stringify(all.body), '/health/all');
+    const full = await client(m.apiPort, { authorization: `Bearer ${KEYS.any}` }).get('/health/all');
+    assert.deepEqual(full.body.instances.map((i: { name: string }) => i.name), ['priv-a2', 'priv-b', 'team-emb']);
   });
 });

@@ -7,6 +7,8 @@
  */
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
+import { mayUse } from '../auth/access.js';
+import { requestGrant } from '../auth/http-auth.js';
 import { InstanceSpecSchema, INSTANCE_NAME_PATTERN } from '../config/instance-spec.js';
 import type { ManagerMetrics } from '../metrics/manager-metrics.js';
 import type { Instance } from '../supervisor/instance.js';
@@ -76,8 +78,10 @@ export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (app, {
 
   app.get('/health', { schema: { tags: ['health'], response: { 200: Type.Object({ status: Type.Literal('ok') }) } } }, async () => ({ status: 'ok' as const }));
 
-  app.get('/health/all', { schema: { tags: ['health'] } }, async () => {
-    const list = supervisor.list();
+  // With open_health = false a restricted key sees (and is judged on) only the instances it may use.
+  app.get('/health/all', { schema: { tags: ['health'] } }, async (req) => {
+    const grant = requestGrant(req);
+    const list = supervisor.list().filter((i) => mayUse(grant, i));
     const wanted = list.filter((i) => supervisor.desiredState(i.name) === 'running');
     const up = wanted.filter((i) => i.status === 'running').length;
     const status = up === wanted.length ? 'healthy' : up === 0 ? 'down' : 'degraded';
