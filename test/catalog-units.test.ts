@@ -66,20 +66,25 @@ test('planPlacement: never evicts a resident with keep, even the least recently 
   assert.ok(plan.ok && plan.evict.every((x) => x.keep === undefined));
 });
 
-test('planPlacement: fails naming the device, the budget and its source, and the residents with their keep reasons', () => {
+test('planPlacement: fails naming the device, the budget and its source; the caller gets counts, the log the residents with their keep reasons', () => {
   const residents = [r('pinned-1', 4000, 0, 'min_replicas 1'), r('busy-1', 4000, 10, 'in use'), r('idle-1', 1000, 20)];
   // 1000 free; evicting idle-1 gives 2000, short of 5000.
   const plan = planPlacement('model rr', 5000, gpu0, residents);
   assert.equal(plan.ok, false);
-  const reason = plan.ok ? '' : plan.reason;
-  assert.match(reason, /model rr/);
-  assert.match(reason, /5000 MiB/);
-  assert.match(reason, /gpu0/);
-  assert.match(reason, /10000 MiB \(gpu_memory_budget_mb\)/);
-  assert.match(reason, /9000 MiB are held/);
-  assert.match(reason, /pinned-1 \(4000 MiB, min_replicas 1\)/);
-  assert.match(reason, /busy-1 \(4000 MiB, in use\)/);
-  assert.match(reason, /idle-1 \(1000 MiB\)/);
+  const { reason, detail } = plan.ok ? { reason: '', detail: '' } : plan;
+  for (const text of [reason, detail]) {
+    assert.match(text, /model rr/);
+    assert.match(text, /5000 MiB/);
+    assert.match(text, /gpu0/);
+    assert.match(text, /10000 MiB \(gpu_memory_budget_mb\)/);
+    assert.match(text, /9000 MiB are held/);
+  }
+  // The caller may hold a restricted API key: no other instance is named to it.
+  assert.match(reason, /held by 3 instances \(1 min_replicas 1, 1 in use\)/);
+  for (const name of ['pinned-1', 'busy-1', 'idle-1']) assert.ok(!reason.includes(name), reason);
+  assert.match(detail, /pinned-1 \(4000 MiB, min_replicas 1\)/);
+  assert.match(detail, /busy-1 \(4000 MiB, in use\)/);
+  assert.match(detail, /idle-1 \(1000 MiB\)/);
 });
 
 test('planPlacement: fails when the need alone exceeds the budget, residents or not', () => {

@@ -472,6 +472,7 @@ export class Catalog {
     const chosen = options.find((x) => x.plan.ok);
     if (chosen === undefined || !chosen.plan.ok) {
       const reasons = options.map((x) => (x.plan.ok ? '' : x.plan.reason));
+      this.log('no room for a replica', { model: m.name, detail: options.map((x) => (x.plan.ok ? '' : x.plan.detail)).join('; ') });
       throw new TeiplexError('MEMORY_BUDGET_EXCEEDED', reasons.join('; '), { retryAfterSecs: 5 });
     }
     for (const r of chosen.plan.evict) await this.evict(r.instance, `to make room for '${m.name}' on ${chosen.device}`);

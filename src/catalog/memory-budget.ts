@@ -56,7 +56,11 @@ export function heldMb(residents: readonly Resident[]): number {
   return residents.reduce((a, r) => a + r.mb, 0);
 }
 
-export type Plan = { ok: true; evict: Resident[] } | { ok: false; reason: string };
+/**
+ * A refusal has two texts: `reason` goes to the caller (who may hold a restricted API key: it
+ * names no other instance, only counts and MiB), `detail` to the manager's log (names the holders).
+ */
+export type Plan = { ok: true; evict: Resident[] } | { ok: false; reason: string; detail: string };
 
 const fmt = (mb: number): string => `${Math.round(mb)} MiB`;
 
@@ -65,7 +69,8 @@ export function planPlacement(what: string, needMb: number, budget: Budget, resi
   const used = heldMb(residents);
   if (used + needMb <= budget.mb) return { ok: true, evict: [] };
   if (needMb > budget.mb) {
-    return { ok: false, reason: `${what} needs ~${fmt(needMb)} on ${budget.device}, more than its whole budget of ${fmt(budget.mb)} (${budget.source})` };
+    const reason = `${what} needs ~${fmt(needMb)} on ${budget.device}, more than its whole budget of ${fmt(budget.mb)} (${budget.source})`;
+    return { ok: false, reason, detail: reason };
   }
   const evictable = residents.filter((r) => r.keep === undefined).sort((a, b) => a.lastUsedMs - b.lastUsedMs);
   const evict: Resident[] = [];
@@ -76,9 +81,14 @@ export function planPlacement(what: string, needMb: number, budget: Budget, resi
     free += r.mb;
   }
   if (free >= needMb) return { ok: true, evict };
+  const head = `${what} needs ~${fmt(needMb)} on ${budget.device}: the budget is ${fmt(budget.mb)} (${budget.source}) and ${fmt(used)} are held by`;
+  const kept = new Map<string, number>();
+  for (const r of residents) if (r.keep !== undefined) kept.set(r.keep, (kept.get(r.keep) ?? 0) + 1);
+  const counts = [...kept].map(([why, n]) => `${n} ${why}`).join(', ');
   const held = residents.map((r) => `${r.instance} (${fmt(r.mb)}${r.keep !== undefined ? `, ${r.keep}` : ''})`).join(', ');
   return {
     ok: false,
-    reason: `${what} needs ~${fmt(needMb)} on ${budget.device}: the budget is ${fmt(budget.mb)} (${budget.source}) and ${fmt(used)} are held by ${held}; nothing more can be evicted`,
+    reason: `${head} ${residents.length} instance${residents.length === 1 ? '' : 's'}${counts === '' ? '' : ` (${counts})`}; nothing more can be evicted`,
+    detail: `${head} ${held}; nothing more can be evicted`,
   };
 }
