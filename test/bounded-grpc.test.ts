@@ -12,6 +12,7 @@
  *   connection is served meanwhile;
  * - a message larger than the child accepts (its --payload-limit) is refused by the manager,
  *   naming the limit, instead of being sent (forwarded calls, and Arrow rows);
+ * - an answer that cannot fit grpc_max_message_size_mb is refused before the child is called;
  * - the decode budget (arrow_decode_budget_mb): a request larger than all of it is refused naming
  *   it, concurrent requests over it wait their turn and all succeed;
  * - teiplex_event_loop_delay_seconds is exported and follows a blocked loop.
@@ -57,7 +58,7 @@ before(async () => {
   const fileA = path.join(dir, 'a.toml');
   const fileB = path.join(dir, 'b.toml');
   await writeFile(fileA, `${loopbackConfig(path.join(dir, 'a'))}startup_timeout_secs = 120\ngrpc_max_concurrent_streams = ${MAX_STREAMS}\n${instance}`);
-  await writeFile(fileB, `${loopbackConfig(path.join(dir, 'b'))}startup_timeout_secs = 120\narrow_decode_budget_mb = 1\narrow_allow_noop = true\n${instance}`);
+  await writeFile(fileB, `${loopbackConfig(path.join(dir, 'b'))}startup_timeout_secs = 120\narrow_decode_budget_mb = 1\narrow_allow_noop = true\ngrpc_max_message_size_mb = 1\n${instance}`);
   [a, b] = await Promise.all([startManager(fileA), startManager(fileB)]);
   await Promise.all([a.waitFor('emb', (i) => i.status === 'running', 120_000), b.waitFor('emb', (i) => i.status === 'running', 120_000)]);
   clientA = mux(Number(a.ready.grpc_port));
@@ -123,10 +124,10 @@ describe('Arrow requests: bounded decoding', () => {
     const call = unary(clientA, 'EmbedArrow', { target, arrow_ipc: Buffer.from(bomb) }, { deadline: Date.now() + 120_000 });
     const latencies = await pollHealth(a.apiPort, call);
     clearInterval(sampler);
-    await assert.rejects(call, grpcError(status.INVALID_ARGUMENT, /decompresses to more than 67108864 bytes \(arrow_max_decompressed_mb\)/));
     assert.ok(latencies.length > 0);
     assert.ok(Math.max(...latencies) < 1000, `/health latencies (ms) while the bomb was handled: ${latencies.map(Math.round).join(', ')}`);
     assert.ok(peak - rssBefore < 300, `manager RSS went from ${rssBefore.toFixed(0)} to ${peak.toFixed(0)} MiB`);
+    await assert.rejects(call, grpcError(status.INVALID_ARGUMENT, /decompresses to more than 67108864 bytes \(arrow_max_decompressed_mb\)/));
     // Still serving.
     assert.equal(decodeDense((await unary(clientA, 'EmbedArrow', { target, arrow_ipc: Buffer.from(encodeTexts(['fine'])) })).res.arrow_ipc).rows, 1);
   });
@@ -147,6 +148,17 @@ describe('Arrow requests: bounded decoding', () => {
     const text = (i: number) => Array.from({ length: 6 }, (_, j) => `${i}.${j} ${'z'.repeat(100 << 10)}`);
     const calls = Array.from({ length: 6 }, (_, i) => unary(clientB, 'EmbedArrow', { target, arrow_ipc: Buffer.from(encodeTexts(text(i), { compress: false })), noop: true }));
     for (const c of await Promise.all(calls)) assert.equal(decodeDense(c.res.arrow_ipc).rows, 6);
+  });
+
+  test('an answer that cannot fit grpc_max_message_size_mb is refused before calling the model, for noop too', async () => {
+    const one = decodeDense((await unary(clientB, 'EmbedArrow', { target, arrow_ipc: Buffer.from(encodeTexts(['learn the dimension'])) })).res.arrow_ipc);
+    const rows = Math.ceil((1 << 20) / (one.dim * 4)) + 1;
+    const ipc = Buffer.from(encodeTexts(Array.from({ length: rows }, (_, i) => `row ${i}`)));
+    for (const noop of [false, true]) {
+      const started = performance.now();
+      await assert.rejects(unary(clientB, 'EmbedArrow', { target, arrow_ipc: ipc, noop }), grpcError(status.RESOURCE_EXHAUSTED, new RegExp(`answer to ${rows} rows takes at least ${rows * one.dim * 4} bytes .*refused before calling the model`)));
+      assert.ok(performance.now() - started < 5000);
+    }
   });
 
   test('Budget: first come first served; a waiter leaves the line when its call aborts', async () => {

@@ -66,6 +66,16 @@ export class AnswerMeter {
     private readonly rows: number,
   ) {}
 
+  /** Refuse before any child work when the rows cannot fit even at `perRow` bytes each. */
+  floor(perRow: number): void {
+    if (this.rows * perRow > this.limit) {
+      throw new TeiplexError(
+        'PAYLOAD_TOO_LARGE',
+        `the answer to ${this.rows} rows takes at least ${this.rows * perRow} bytes (${perRow} per row), more than ${this.limit} bytes (grpc_max_message_size_mb); refused before calling the model; send fewer rows per call`,
+      );
+    }
+  }
+
   add(n: number): void {
     this.bytes += n;
     if (this.bytes > this.limit) {

@@ -318,7 +318,7 @@ function arrowHandler(
 
       const n = texts.length;
       /** Refuse before any child work when even the smallest rows cannot fit. */
-      const checkFloor = (child: ArrowChild): void => new AnswerMeter(d.limits.maxMessageBytes, n).add(n * kind.minRowBytes(child));
+      const checkFloor = (child: ArrowChild): void => new AnswerMeter(d.limits.maxMessageBytes, n).floor(kind.minRowBytes(child));
       let path: FanoutPath | 'none' = 'none';
       const run = async (): Promise<Uint8Array> => {
         const child = children.get(leg.channel);
