@@ -184,8 +184,8 @@ export function arrowMethods(
 ): Record<string, { definition: grpc.MethodDefinition<unknown, unknown>; handler: grpc.handleUnaryCall<ArrowRequest, { arrow_ipc: Buffer }> }> {
   const children = new ArrowChildren();
   const shared: ArrowShared = {
-    // A worker's heap holds a request's strings (up to twice its bytes) and its packed copy.
-    workers: new ArrowWorkers({ threads: d.limits.decodeThreads, maxHeapMb: Math.max(256, Math.ceil((4 * d.limits.maxDecompressedBytes) / MIB)) }),
+    // A worker's heap holds a request's strings (up to twice its bytes, UTF-16) and their array.
+    workers: new ArrowWorkers({ threads: d.limits.decodeThreads, maxHeapMb: Math.max(512, Math.ceil((6 * d.limits.maxDecompressedBytes) / MIB)) }),
     budget: new Budget(d.limits.decodeBudgetBytes),
   };
   const out: ReturnType<typeof arrowMethods> = {};
