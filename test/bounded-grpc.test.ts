@@ -6,6 +6,7 @@
  *   with INVALID_ARGUMENT naming arrow_max_decompressed_mb, while `/health`, polled throughout,
  *   keeps answering fast and the manager's RSS stays put (the old code inflated it on the event
  *   loop: /health took many seconds and RSS grew by gigabytes);
+ * - a large request under the limits is decoded off the event loop (/health stays fast);
  * - `noop` is refused unless arrow_allow_noop is set;
  * - grpc_max_concurrent_streams caps the calls one connection has open: a well-behaved client's
  *   next call waits, a client that opens more streams at once gets REFUSED_STREAM, and another
@@ -34,6 +35,7 @@ import { writeStream } from '../src/arrow/ipc-stream.js';
 import { ArrowCall } from '../src/mux/arrow-call.js';
 import { Budget } from '../src/mux/arrow-budget.js';
 import { ManagerMetrics } from '../src/metrics/manager-metrics.js';
+import { childMessageLimit, ROUTER_PAYLOAD_LIMIT, TEI_GRPC_MESSAGE_LIMIT } from '../src/mux/child-message-limit.js';
 import { muxClient, MUX_SERVICE } from '../src/mux/protos.js';
 import { loopbackConfig, startManager, type ManagerProcess } from './helpers/manager-process.js';
 import { testModel } from './helpers/models.js';
@@ -132,6 +134,16 @@ describe('Arrow requests: bounded decoding', () => {
     assert.equal(decodeDense((await unary(clientA, 'EmbedArrow', { target, arrow_ipc: Buffer.from(encodeTexts(['fine'])) })).res.arrow_ipc).rows, 1);
   });
 
+  test('a large request under the limits (56 MiB of text) is decoded off the event loop: /health stays fast', async () => {
+    const row = '日本語のテキスト '.repeat(40);
+    const ipc = Buffer.from(encodeTexts(Array.from({ length: 58_000 }, (_, i) => `${i} ${row}`)));
+    // Without truncate the child refuses the first chunks: the cost is the manager's decoding.
+    const call = unary(clientA, 'EmbedArrow', { target, arrow_ipc: ipc }, { deadline: Date.now() + 120_000 });
+    const latencies = await pollHealth(a.apiPort, call);
+    assert.ok(Math.max(...latencies) < 1000, `/health latencies (ms) while the request was decoded: ${latencies.map(Math.round).join(', ')}`);
+    await assert.rejects(call, grpcError(status.INVALID_ARGUMENT, /^row \d+: .*tokens/));
+  });
+
   test('noop is refused unless arrow_allow_noop is set', async () => {
     const ipc = Buffer.from(encodeTexts(['a', 'b']));
     await assert.rejects(unary(clientA, 'EmbedArrow', { target, arrow_ipc: ipc, noop: true }), grpcError(status.FAILED_PRECONDITION, /arrow_allow_noop/));
@@ -195,6 +207,18 @@ describe('message size: the child\'s own limit is known to the manager', () => {
   test('an Arrow row over it is refused naming the row, without being sent', async () => {
     const ipc = Buffer.from(encodeTexts(['short', 'alpha beta '.repeat(250_000), 'short']));
     await assert.rejects(unary(clientA, 'EmbedArrow', { target, arrow_ipc: ipc, truncate: true }), grpcError(status.RESOURCE_EXHAUSTED, /^row 1: its text is 2750000 bytes, more than the instance accepts in one message \(2000000 bytes\)/));
+  });
+});
+
+describe('childMessageLimit: what the manager knows of a child\'s limit', () => {
+  test('--payload-limit in extra_args, else PAYLOAD_LIMIT in env, else the runtime\'s default; unknown for a command', () => {
+    assert.equal(childMessageLimit({})?.bytes, ROUTER_PAYLOAD_LIMIT);
+    assert.equal(childMessageLimit({ extra_args: ['--payload-limit', '5000000'] })?.bytes, 5_000_000);
+    assert.equal(childMessageLimit({ extra_args: ['--payload-limit=123'], env: { PAYLOAD_LIMIT: '7' } })?.bytes, 123);
+    assert.equal(childMessageLimit({ env: { PAYLOAD_LIMIT: '7' } })?.bytes, 7);
+    assert.equal(childMessageLimit({ extra_args: ['--payload-limit', 'lots'] })?.bytes, ROUTER_PAYLOAD_LIMIT, 'not a number: the router would refuse to start; the default stands');
+    assert.equal(childMessageLimit({ runtime: 'tei', extra_args: ['--payload-limit', '9'] })?.bytes, TEI_GRPC_MESSAGE_LIMIT, "TEI's --payload-limit is for HTTP");
+    assert.equal(childMessageLimit({ runtime: 'command' }), undefined);
   });
 });
 
