@@ -258,7 +258,7 @@ function arrowHandler(
         ? statusError(grpc.status.DEADLINE_EXCEEDED, 'Deadline exceeded')
         : new TeiplexError(
             'DECODE_BUDGET_EXHAUSTED',
-            `the manager's Arrow decode budget (arrow_decode_budget_mb: ${shared.budget.limit} bytes) stayed taken by other calls for grpc_request_timeout_secs (${f.timeoutMs / 1000} s); retry later`,
+            `the manager's Arrow workers and decode budget (arrow_decode_threads, arrow_decode_budget_mb: ${shared.budget.limit} bytes) stayed taken by other calls for grpc_request_timeout_secs (${f.timeoutMs / 1000} s); retry later`,
             { retryAfterSecs: 1 },
           ),
     );
