@@ -1,7 +1,8 @@
 /**
  * src/arrow: the LZ4_FRAME codec, request decoding (readTextColumn), response encoding and
- * decoding, the body-compression layout on the wire, hostile input, and interop with an
- * independent Arrow implementation (polars, through nodejs-polars, in both directions).
+ * decoding, the body-compression layout on the wire, hostile input, interop with an
+ * independent Arrow implementation (polars, through nodejs-polars, in both directions), and the
+ * worker threads that run them off the event loop (arrow-workers.ts).
  */
 import assert from 'node:assert/strict';
 import test, { describe } from 'node:test';
@@ -32,6 +33,9 @@ import {
 import { ensureLz4FrameCodec, lz4FrameCompress, lz4FrameDecompress, lz4FrameMaxOutput, LZ4_FRAME_MAGIC } from '../src/arrow/lz4-codec.js';
 import { ArrowInputError, scanStream, writeStream } from '../src/arrow/ipc-stream.js';
 import { readTextColumn } from '../src/arrow/text-batch.js';
+import { ArrowWorkers } from '../src/arrow/arrow-workers.js';
+import { TextRows } from '../src/arrow/packed-texts.js';
+import { TeiplexError } from '../src/common/errors.js';
 import { seededUniform } from '../src/testmodel/rng.js';
 import {
   decodeDense,
@@ -41,6 +45,8 @@ import {
   encodeMultivector,
   encodeSparse,
   encodeTexts,
+  packMultivector,
+  packSparse,
   type SparseRow,
 } from '../src/arrow/embedding-batch.js';
 
@@ -653,6 +659,47 @@ describe('interop with polars (nodejs-polars, an independent Arrow implementatio
     for (const large of [false, true]) {
       const df = pl.readIPCStream(Buffer.from(encodeTexts(texts, { large, batchSize: 1_000, compress: true })));
       assert.deepEqual(df.getColumn('text').toArray(), texts);
+    }
+  });
+});
+
+describe('ArrowWorkers: the same reads and writes, in worker threads', () => {
+  test('texts, scans and answers equal the in-thread ones; input errors keep their row', async () => {
+    const workers = new ArrowWorkers({ threads: 2 });
+    try {
+      const texts = manyTexts(500);
+      const ipc = encodeTexts(texts, { batchSize: 128 });
+      const scan = await workers.scan(ipc, { maxRows: 1000 });
+      assert.equal(scan.rows, 500);
+      assert.equal(scan.decodedBytes, scanStream(ipc).decodedBytes);
+      assert.ok(scan.decodedBytes >= texts.reduce((n, t) => n + Buffer.byteLength(t), 0));
+      const rows = new TextRows(await workers.texts(scan.ipc, {}));
+      assert.deepEqual(rows.slice(0, rows.length), texts);
+      assert.equal(rows.bytesOf(4), Buffer.byteLength(texts[4]!));
+
+      const dense = randomFloats(6 * 8, 3);
+      assert.ok(sameFloats(decodeDense(await workers.dense(dense.slice(), 8)).values, dense));
+      const sparse: SparseRow[] = [{ indices: Uint32Array.of(3, 9), values: Float32Array.of(0.5, 1) }, { indices: new Uint32Array(0), values: new Float32Array(0) }];
+      assert.deepEqual(decodeSparse(await workers.sparse(packSparse(sparse))), sparse);
+      const multi = [{ tokens: 2, dim: 3, values: randomFloats(6, 4) }];
+      assert.ok(sameFloats(decodeMultivector(await workers.multivector(packMultivector(multi))).at(0)!.values, multi[0]!.values));
+
+      await assert.rejects(workers.scan(ipc, { maxRows: 10, maxRowsName: 'arrow_max_rows' }), (e: unknown) => e instanceof ArrowInputError && /more than 10 rows \(arrow_max_rows\)/.test(e.message));
+      const withNull = streamOf(new Schema([new Field('text', new Utf8(), true)]), [[column(['a', null], new Utf8())]]);
+      await assert.rejects(workers.texts(withNull, {}), (e: unknown) => e instanceof ArrowInputError && e.row === 1 && e.code === 'VALIDATION');
+    } finally {
+      await workers.close();
+    }
+  });
+
+  test('a worker that dies (its heap limit) fails its job with BACKEND and is replaced', async () => {
+    const workers = new ArrowWorkers({ threads: 1, maxHeapMb: 16 });
+    try {
+      const big = encodeTexts(Array.from({ length: 40_000 }, (_, i) => `${i} ${'日本語のテキスト '.repeat(40)}`));
+      await assert.rejects(workers.texts(big, {}), (e: unknown) => e instanceof TeiplexError && e.code === 'BACKEND' && /Arrow worker thread failed/.test(e.message));
+      assert.deepEqual(new TextRows(await workers.texts(encodeTexts(['still', 'here']), {})).slice(0, 2), ['still', 'here']);
+    } finally {
+      await workers.close();
     }
   });
 });

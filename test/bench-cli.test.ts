@@ -350,7 +350,8 @@ describe('through the multiplexer (teiplex serve)', () => {
     const file = path.join(dir, 'manager.toml');
     await writeFile(
       file,
-      `${loopbackConfig(dir)}[[instances]]
+      `${loopbackConfig(dir)}arrow_allow_noop = true
+[[instances]]
 name = "emb"
 model_id = ${JSON.stringify(await testModel({ kind: 'embedding' }))}
 `,

@@ -51,6 +51,7 @@ before(async () => {
     file,
     `${loopbackConfig(dir)}startup_timeout_secs = 120
 arrow_max_rows = ${MAX_ROWS}
+arrow_allow_noop = true
 ${instance('emb', embedding)}${instance('emb-stream', embedding, noBatch)}${instance('splade', splade, 'pooling = "splade"\n')}${instance('splade-stream', splade, `pooling = "splade"\n${noBatch}`)}`,
   );
   m = await startManager(file);

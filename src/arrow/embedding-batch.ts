@@ -133,6 +133,18 @@ export function encodeDense(rows: Float32Array | readonly Float32Array[], dim: n
 
 /** Sparse embeddings: row i is the (index, value) pairs of input i, in the order given. */
 export function encodeSparse(rows: readonly SparseRow[], opts: EncodeOptions = {}): Uint8Array {
+  return encodeSparsePacked(packSparse(rows), opts);
+}
+
+/** Sparse rows packed: row i is entries [offsets[i], offsets[i + 1]) of `indices` and `values`. */
+export interface PackedSparse {
+  offsets: Int32Array;
+  indices: Uint32Array;
+  values: Float32Array;
+}
+
+/** Packs sparse rows into three arrays (what `encodeSparsePacked` takes). */
+export function packSparse(rows: readonly SparseRow[]): PackedSparse {
   const offsets = new Int32Array(rows.length + 1);
   let total = 0;
   for (let i = 0; i < rows.length; i++) {
@@ -150,20 +162,28 @@ export function encodeSparse(rows: readonly SparseRow[], opts: EncodeOptions = {
     allIndices.set(rows[i]!.indices, offsets[i]!);
     allValues.set(rows[i]!.values, offsets[i]!);
   }
+  return { offsets, indices: allIndices, values: allValues };
+}
+
+/** Sparse embeddings from packed rows. */
+export function encodeSparsePacked(p: PackedSparse, opts: EncodeOptions = {}): Uint8Array {
+  const n = p.offsets.length - 1;
+  const total = n < 0 ? 0 : p.offsets[n]!;
+  if (n < 0 || p.indices.length !== total || p.values.length !== total) throw new RangeError('encodeSparsePacked: offsets, indices and values disagree');
   const schema = sparseSchema();
-  if (rows.length === 0) return writeStream(schema, [], opts);
+  if (n === 0) return writeStream(schema, [], opts);
   const entryType = sparseEntryType();
   const entries = makeData({
     type: entryType,
     length: total,
     nullCount: 0,
     children: [
-      makeData({ type: new Uint32(), length: total, nullCount: 0, data: allIndices }),
-      makeData({ type: new Float32(), length: total, nullCount: 0, data: allValues }),
+      makeData({ type: new Uint32(), length: total, nullCount: 0, data: p.indices }),
+      makeData({ type: new Float32(), length: total, nullCount: 0, data: p.values }),
     ],
   });
   const listType = schema.fields[0]!.type as List<Struct>;
-  const column = makeData({ type: listType, length: rows.length, nullCount: 0, valueOffsets: offsets, child: entries });
+  const column = makeData({ type: listType, length: n, nullCount: 0, valueOffsets: p.offsets, child: entries });
   return writeStream(schema, [oneColumnBatch(schema, column)], opts);
 }
 
@@ -172,7 +192,20 @@ export function encodeSparse(rows: readonly SparseRow[], opts: EncodeOptions = {
  * `opts.dim` gives the schema's dimension.
  */
 export function encodeMultivector(rows: readonly MultivectorRow[], opts: EncodeOptions & { dim?: number } = {}): Uint8Array {
-  const dim = rows[0]?.dim ?? opts.dim;
+  return encodeMultivectorPacked(packMultivector(rows, opts.dim), opts);
+}
+
+/** Multivector rows packed: row i is token vectors [offsets[i], offsets[i + 1]) of `values`. */
+export interface PackedMultivector {
+  dim: number;
+  offsets: Int32Array;
+  /** offsets[n] * dim values, token-major. */
+  values: Float32Array;
+}
+
+/** Packs multivector rows (what `encodeMultivectorPacked` takes); `dim` is used when there are none. */
+export function packMultivector(rows: readonly MultivectorRow[], zeroRowsDim?: number): PackedMultivector {
+  const dim = rows[0]?.dim ?? zeroRowsDim;
   if (dim === undefined) throw new RangeError('encodeMultivector: dim is required when there are no rows');
   checkDim(dim, 'encodeMultivector');
   const offsets = new Int32Array(rows.length + 1);
@@ -187,17 +220,27 @@ export function encodeMultivector(rows: readonly MultivectorRow[], opts: EncodeO
     if (tokens > MAX_INT32) throw new RangeError(`encodeMultivector: more than ${MAX_INT32} token vectors in one batch`);
     offsets[i + 1] = tokens;
   }
-  const packed = new Float32Array(tokens * dim);
-  for (let i = 0; i < rows.length; i++) packed.set(rows[i]!.values, offsets[i]! * dim);
+  const values = new Float32Array(tokens * dim);
+  for (let i = 0; i < rows.length; i++) values.set(rows[i]!.values, offsets[i]! * dim);
+  return { dim, offsets, values };
+}
+
+/** Multivector embeddings from packed rows. */
+export function encodeMultivectorPacked(p: PackedMultivector, opts: EncodeOptions = {}): Uint8Array {
+  const { dim } = p;
+  checkDim(dim, 'encodeMultivectorPacked');
+  const n = p.offsets.length - 1;
+  const tokens = n < 0 ? 0 : p.offsets[n]!;
+  if (n < 0 || p.values.length !== tokens * dim) throw new RangeError('encodeMultivectorPacked: offsets and values disagree');
   const schema = multivectorSchema(dim);
-  if (rows.length === 0) return writeStream(schema, [], opts);
+  if (n === 0) return writeStream(schema, [], opts);
   const listType = schema.fields[0]!.type as List<FixedSizeList<Float32>>;
   const column = makeData({
     type: listType,
-    length: rows.length,
+    length: n,
     nullCount: 0,
-    valueOffsets: offsets,
-    child: denseColumn(packed, tokens, dim),
+    valueOffsets: p.offsets,
+    child: denseColumn(p.values, tokens, dim),
   });
   return writeStream(schema, [oneColumnBatch(schema, column)], opts);
 }

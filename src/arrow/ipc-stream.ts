@@ -54,6 +54,9 @@ export interface ReadLimits {
    * headers (not the writer's length prefix, which could lie). Default 1 GiB.
    */
   maxDecompressedBytes?: number;
+  /** How errors name the two limits (e.g. a config key); default: a description. */
+  maxRowsName?: string;
+  maxDecompressedName?: string;
 }
 
 export const DEFAULT_MAX_DECOMPRESSED_BYTES = 1024 * 1024 * 1024;
@@ -66,6 +69,11 @@ export interface StreamLayout {
   rows: number;
   /** Body compression codecs seen on record/dictionary batches. */
   compression: Set<CompressionType>;
+  /**
+   * Upper bound of the bytes the batch bodies decode to (compressed buffers counted at their LZ4
+   * frames' block-header bound): what decoding the stream may allocate, for budgets.
+   */
+  decodedBytes: number;
 }
 
 const CONTINUATION = -1;
@@ -154,7 +162,7 @@ function describeCodec(type: CompressionType): string {
  * stream ends with an end-of-stream marker and nothing after it.
  */
 export function scanStream(ipc: Uint8Array, limits: ReadLimits = {}): StreamLayout {
-  const layout: StreamLayout = { hasSchema: false, recordBatches: 0, rows: 0, compression: new Set() };
+  const layout: StreamLayout = { hasSchema: false, recordBatches: 0, rows: 0, compression: new Set(), decodedBytes: 0 };
   const maxDecompressed = limits.maxDecompressedBytes ?? DEFAULT_MAX_DECOMPRESSED_BYTES;
   let declaredBytes = 0;
   if (ipc.byteLength === 0) return layout;
@@ -269,9 +277,10 @@ export function scanStream(ipc: Uint8Array, limits: ReadLimits = {}): StreamLayo
       } else {
         declaredBytes += bodyLength;
       }
+      layout.decodedBytes = declaredBytes;
       if (declaredBytes > maxDecompressed) {
         throw new ArrowInputError(
-          `Arrow IPC stream decompresses to more than ${maxDecompressed} bytes (the limit on decoded request size); send smaller batches`,
+          `Arrow IPC stream decompresses to more than ${maxDecompressed} bytes (${limits.maxDecompressedName ?? 'the limit on decoded request size'}); send smaller batches`,
         );
       }
       if (type === MessageHeader.RecordBatch) {
@@ -282,7 +291,7 @@ export function scanStream(ipc: Uint8Array, limits: ReadLimits = {}): StreamLayo
         layout.rows += rows;
         layout.recordBatches += 1;
         if (limits.maxRows !== undefined && layout.rows > limits.maxRows) {
-          throw new ArrowInputError(`Arrow IPC stream has more than ${limits.maxRows} rows (the limit on rows per request); send smaller batches`);
+          throw new ArrowInputError(`Arrow IPC stream has more than ${limits.maxRows} rows (${limits.maxRowsName ?? 'the limit on rows per request'}); send smaller batches`);
         }
       }
     } else if (type === MessageHeader.Schema) {

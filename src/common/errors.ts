@@ -52,6 +52,10 @@ export const ERROR_CODES = {
   REQUEST_TIMEOUT: { http: 504, grpc: GrpcStatus.DEADLINE_EXCEEDED, teiType: 'backend' },
   /** HTTP data plane: an output type the model cannot produce (its capabilities are named). */
   OUTPUT_TYPE_UNSUPPORTED: { http: 422, grpc: GrpcStatus.FAILED_PRECONDITION, teiType: 'validation' },
+  /** Arrow RPCs: `noop` was asked for but the server does not allow it (arrow_allow_noop). */
+  NOOP_DISABLED: { http: 400, grpc: GrpcStatus.FAILED_PRECONDITION, teiType: 'validation' },
+  /** Arrow RPCs: the manager's decode budget (arrow_decode_budget_mb) stayed taken by other calls until the call's deadline. */
+  DECODE_BUDGET_EXHAUSTED: { http: 503, grpc: GrpcStatus.RESOURCE_EXHAUSTED, teiType: 'overloaded' },
   /** HTTP data plane: more inputs in one request than max_request_inputs. */
   TOO_MANY_INPUTS: { http: 413, grpc: GrpcStatus.RESOURCE_EXHAUSTED, teiType: 'validation' },
   // ---- on-demand models (the catalog) ----

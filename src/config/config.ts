@@ -126,6 +126,8 @@ export const ConfigSchema = Type.Object(
     grpc_request_timeout_secs: Secs,
     /** gRPC multiplexer: largest message accepted or sent, both to clients and to children (MiB). */
     grpc_max_message_size_mb: Type.Number({ exclusiveMinimum: 0, maximum: 2047 }),
+    /** gRPC multiplexer: most calls (HTTP/2 streams) one client connection has open at once; more wait (or are refused with REFUSED_STREAM). */
+    grpc_max_concurrent_streams: Type.Integer({ minimum: 1, maximum: 2147483647 }),
     /** gRPC multiplexer: HTTP/2 keepalive pings on client and child connections with calls in flight. */
     grpc_keepalive_interval_secs: Secs,
     grpc_keepalive_timeout_secs: Secs,
@@ -133,6 +135,12 @@ export const ConfigSchema = Type.Object(
     arrow_max_rows: Type.Integer({ minimum: 1 }),
     /** gRPC multiplexer, Arrow RPCs: most bytes a request's Arrow bodies may decompress to (MiB). */
     arrow_max_decompressed_mb: Type.Number({ exclusiveMinimum: 0, maximum: 16384 }),
+    /** gRPC multiplexer, Arrow RPCs: most decoded request bytes all Arrow calls together hold (MiB); a call waits for its share until its deadline. */
+    arrow_decode_budget_mb: Type.Number({ exclusiveMinimum: 0, maximum: 65536 }),
+    /** gRPC multiplexer, Arrow RPCs: worker threads that read requests and write answers, off the event loop. */
+    arrow_decode_threads: Type.Integer({ minimum: 1, maximum: 64 }),
+    /** gRPC multiplexer, Arrow RPCs: serve `noop: true` (zeros without calling the model, for transport benchmarks); else FAILED_PRECONDITION. */
+    arrow_allow_noop: Type.Boolean(),
     /** HTTP data plane: its own listener on this port (0: ephemeral); unset: served on api_port. */
     data_port: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
     /** HTTP data plane: most inputs in one request (split into child calls of max_client_batch_size); beyond: 413. */
@@ -204,10 +212,14 @@ export const DEFAULTS = {
   auto_restore: true,
   grpc_request_timeout_secs: 30,
   grpc_max_message_size_mb: 64,
+  grpc_max_concurrent_streams: 100,
   grpc_keepalive_interval_secs: 30,
   grpc_keepalive_timeout_secs: 10,
   arrow_max_rows: 100_000,
-  arrow_max_decompressed_mb: 1024,
+  arrow_max_decompressed_mb: 64,
+  arrow_decode_budget_mb: 256,
+  arrow_decode_threads: 2,
+  arrow_allow_noop: false,
   max_request_inputs: 256,
   http_body_limit_mb: 2,
   http_response_limit_mb: 64,

@@ -1,12 +1,21 @@
 /**
  * The manager's Prometheus metrics (docs/metrics.md lists them). Instance gauges are read from
  * the supervisor at scrape time; counters and histograms are fed by supervisor hooks.
+ *
+ * `teiplex_event_loop_delay_seconds{quantile}` is how late the manager's event loop ran a timer
+ * due every EVENT_LOOP_RESOLUTION_MS (perf_hooks.monitorEventLoopDelay, the interval itself
+ * subtracted), over the time since the previous scrape: p50, p90, p99 and the max (quantile "1").
+ * Every call, health check and scrape waits on that loop, so a request that blocks it shows here.
  */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Catalog, CatalogEvents } from '../catalog/catalog.js';
 import type { InstanceHooks } from '../supervisor/instance.js';
 import { canServe, INSTANCE_STATES } from '../supervisor/instance-state.js';
 import type { Supervisor } from '../supervisor/supervisor.js';
+
+/** The event-loop delay sampling interval. */
+export const EVENT_LOOP_RESOLUTION_MS = 10;
 
 export class ManagerMetrics {
   readonly registry = new Registry();
@@ -90,6 +99,22 @@ export class ManagerMetrics {
       collect() {
         this.reset();
         for (const d of catalog()?.memory() ?? []) this.set({ device: d.device }, d.used_mb * 1024 * 1024);
+      },
+    });
+    const loop = monitorEventLoopDelay({ resolution: EVENT_LOOP_RESOLUTION_MS });
+    loop.enable();
+    new Gauge({
+      name: 'teiplex_event_loop_delay_seconds',
+      help: `How late the event loop ran a timer due every ${EVENT_LOOP_RESOLUTION_MS} ms, since the previous scrape, by quantile (1: the max)`,
+      labelNames: ['quantile'],
+      registers,
+      collect() {
+        const late = (ns: number): number => (loop.count === 0 ? 0 : Math.max(0, ns / 1e6 - EVENT_LOOP_RESOLUTION_MS) / 1000);
+        this.set({ quantile: '0.5' }, late(loop.percentile(50)));
+        this.set({ quantile: '0.9' }, late(loop.percentile(90)));
+        this.set({ quantile: '0.99' }, late(loop.percentile(99)));
+        this.set({ quantile: '1' }, late(loop.max));
+        loop.reset();
       },
     });
     this.stateWriteSeconds = new Histogram({ name: 'teiplex_state_write_seconds', help: 'State file write latency (write, fsync, rename, fsync dir)', buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5], registers });

@@ -14,6 +14,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { serviceDefinition, type PbEmbedAllResponse, type PbEmbedResponse, type PbInfoResponse } from '../router/proto.js';
 import { ChildStatusError, type ArrowCall } from './arrow-call.js';
+import { Budget } from './arrow-budget.js';
 import type { ChildChannel } from './child-channel.js';
 
 /** TEI's default max_concurrent_requests, for a child whose Info does not say. */
@@ -24,59 +25,13 @@ const PROBE_TEXT = 'dimension probe';
 const info = serviceDefinition('tei.v1.Info').Info!;
 const embed = serviceDefinition('tei.v1.Embed');
 
-/** Inputs in flight to a child in Batch calls, at most `limit`; waiters are served in order. */
-export class InputBudget {
-  private used = 0;
-  private readonly waiters: Array<{ n: number; grant: () => void }> = [];
-
-  constructor(readonly limit: number) {}
-
-  /** Take `n` (at most `limit`) inputs' worth; waits for room, or rejects if the call aborts. */
-  acquire(n: number, call: ArrowCall): Promise<void> {
-    call.check();
-    if (this.waiters.length === 0 && this.used + n <= this.limit) {
-      this.used += n;
-      return Promise.resolve();
-    }
-    return new Promise<void>((resolve, reject) => {
-      const waiter = {
-        n,
-        grant: () => {
-          off();
-          resolve();
-        },
-      };
-      const off = call.onAbort((err) => {
-        const i = this.waiters.indexOf(waiter);
-        if (i >= 0) this.waiters.splice(i, 1);
-        this.pump();
-        reject(err);
-      });
-      this.waiters.push(waiter);
-    });
-  }
-
-  release(n: number): void {
-    this.used -= n;
-    this.pump();
-  }
-
-  private pump(): void {
-    while (this.waiters.length > 0 && this.used + this.waiters[0]!.n <= this.limit) {
-      const w = this.waiters.shift()!;
-      this.used += w.n;
-      w.grant();
-    }
-  }
-}
-
 export type BatchSupport = 'unknown' | 'yes' | 'no';
 
 export class ArrowChild {
   batch: BatchSupport = 'unknown';
   denseDim: number | undefined;
   tokenDim: number | undefined;
-  private budget: Promise<InputBudget> | undefined;
+  private budget: Promise<Budget> | undefined;
 
   constructor(readonly channel: ChildChannel) {}
 
@@ -85,7 +40,7 @@ export class ArrowChild {
    * again if that failed. A call waiting on another call's Info that was cut short (that call's
    * client went away) asks itself; a status from the child fails every call waiting.
    */
-  async inputBudget(call: ArrowCall): Promise<InputBudget> {
+  async inputBudget(call: ArrowCall): Promise<Budget> {
     for (;;) {
       this.budget ??= call.unary(this.channel, '/tei.v1.Info/Info', Buffer.alloc(0)).then(
         (bytes) => {
@@ -95,7 +50,7 @@ export class ArrowChild {
           } catch (err) {
             throw new ChildStatusError({ code: grpc.status.INTERNAL, details: `the child's Info answer is not a tei.v1.InfoResponse: ${(err as Error).message}`, metadata: new grpc.Metadata() });
           }
-          return new InputBudget(res.max_concurrent_requests > 0 ? res.max_concurrent_requests : DEFAULT_MAX_CONCURRENT);
+          return new Budget(res.max_concurrent_requests > 0 ? res.max_concurrent_requests : DEFAULT_MAX_CONCURRENT);
         },
         (err: unknown) => {
           this.budget = undefined;

@@ -15,6 +15,12 @@
  *   turn (FIFO): without this, 64 calls of 1,000 rows would all advance together, the child
  *   polling admission for thousands of waiting messages, and every call would miss its deadline.
  *
+ * Bounds: texts become strings only for the chunk (or message) about to be sent (packed-texts.ts);
+ * a chunk never exceeds the child's message limit where it is known (a single row over it is
+ * refused, naming the row, without being sent); and the rows received are counted against the
+ * answer size limit, so an answer that cannot fit ends the call (RESOURCE_EXHAUSTED) and cancels
+ * the child work still in flight instead of finishing it for nothing.
+ *
  * The first Batch call to a child whose support is not yet known is sent alone: UNIMPLEMENTED
  * means the child has no Batch service, it is remembered, and the call takes the stream path.
  *
@@ -23,6 +29,7 @@
  * `row <chunk start + 3>: ...`; on a stream, the failing message is the first one not answered.
  */
 import * as grpc from '@grpc/grpc-js';
+import type { TextRows } from '../arrow/packed-texts.js';
 import { TeiplexError } from '../common/errors.js';
 import { ChildStatusError, type ArrowCall } from './arrow-call.js';
 import type { ArrowChild } from './arrow-child.js';
@@ -45,17 +52,63 @@ export const DEFAULT_FANOUT: FanoutSettings = { batchWindow: 4, streamWindow: 25
 
 export type FanoutPath = 'batch' | 'stream';
 
+/** Room a Batch request needs besides its texts (truncate, normalize, field tags). */
+const REQUEST_OVERHEAD = 64;
+
+/**
+ * Counts the bytes of the rows received against the answer size limit; throws PAYLOAD_TOO_LARGE
+ * (RESOURCE_EXHAUSTED) as soon as they pass it.
+ */
+export class AnswerMeter {
+  private bytes = 0;
+  constructor(
+    readonly limit: number,
+    private readonly rows: number,
+  ) {}
+
+  /** Refuse before any child work when the rows cannot fit even at `perRow` bytes each. */
+  floor(perRow: number): void {
+    if (this.rows * perRow > this.limit) {
+      throw new TeiplexError(
+        'PAYLOAD_TOO_LARGE',
+        `the answer to ${this.rows} rows takes at least ${this.rows * perRow} bytes (${perRow} per row), more than ${this.limit} bytes (grpc_max_message_size_mb); refused before calling the model; send fewer rows per call`,
+      );
+    }
+  }
+
+  add(n: number): void {
+    this.bytes += n;
+    if (this.bytes > this.limit) {
+      throw new TeiplexError(
+        'PAYLOAD_TOO_LARGE',
+        `the answer to ${this.rows} rows is more than ${this.limit} bytes (grpc_max_message_size_mb), known before it was complete; send fewer rows per call`,
+      );
+    }
+  }
+}
+
 /** The rows for `texts`, in order, and the path that produced them. */
 export async function embedRows<Row>(
   call: ArrowCall,
   child: ArrowChild,
   kind: ArrowKind<Row>,
-  texts: readonly string[],
+  texts: TextRows,
   flags: EmbedFlags,
   settings: FanoutSettings = DEFAULT_FANOUT,
+  meter: AnswerMeter = new AnswerMeter(Infinity, texts.length),
 ): Promise<{ rows: Row[]; path: FanoutPath }> {
+  const maxSend = child.channel.maxSendBytes - REQUEST_OVERHEAD;
+  for (let i = 0; i < texts.length; i++) {
+    // A protobuf string costs its bytes plus a tag and a length.
+    if (texts.bytesOf(i) + 6 > maxSend) {
+      throw new TeiplexError(
+        'PAYLOAD_TOO_LARGE',
+        `row ${i}: its text is ${texts.bytesOf(i)} bytes, more than the instance accepts in one message (${child.channel.maxSendBytes} bytes); the multiplexer did not send it`,
+      );
+    }
+  }
   if (child.batch !== 'no') {
-    const rows = await viaBatch(call, child, kind, texts, flags, settings);
+    const rows = await viaBatch(call, child, kind, texts, flags, { ...settings, chunkBytes: Math.min(settings.chunkBytes, maxSend) }, meter);
     if (rows !== undefined) return { rows, path: 'batch' };
   }
   // One budget for both paths: a stream holds its window's worth of the child's inputs, so calls
@@ -64,20 +117,20 @@ export async function embedRows<Row>(
   const window = Math.max(1, Math.min(settings.streamWindow, texts.length, budget.limit));
   await budget.acquire(window, call);
   try {
-    return { rows: await viaStream(call, child, kind, texts, flags, window), path: 'stream' };
+    return { rows: await viaStream(call, child, kind, texts, flags, window, meter), path: 'stream' };
   } finally {
     budget.release(window);
   }
 }
 
 /** [start, end) ranges of at most `maxRows` rows and (unless one row alone is larger) `maxBytes` bytes. */
-export function planChunks(texts: readonly string[], maxRows: number, maxBytes: number): Array<[number, number]> {
+export function planChunks(texts: Pick<TextRows, 'length' | 'bytesOf'>, maxRows: number, maxBytes: number): Array<[number, number]> {
   const chunks: Array<[number, number]> = [];
   let start = 0;
   let bytes = 0;
   for (let i = 0; i < texts.length; i++) {
     // A protobuf string costs its UTF-8 bytes plus a tag and a length (a few bytes).
-    const b = Buffer.byteLength(texts[i]!) + 6;
+    const b = texts.bytesOf(i) + 6;
     if (i > start && (i - start >= maxRows || bytes + b > maxBytes)) {
       chunks.push([start, i]);
       start = i;
@@ -111,7 +164,7 @@ function namingRow(err: unknown, start: number, n: number): unknown {
 }
 
 /** The Batch path; undefined when the child turns out to have no Batch service. */
-async function viaBatch<Row>(call: ArrowCall, child: ArrowChild, kind: ArrowKind<Row>, texts: readonly string[], flags: EmbedFlags, s: FanoutSettings): Promise<Row[] | undefined> {
+async function viaBatch<Row>(call: ArrowCall, child: ArrowChild, kind: ArrowKind<Row>, texts: TextRows, flags: EmbedFlags, s: FanoutSettings, meter: AnswerMeter): Promise<Row[] | undefined> {
   const budget = await child.inputBudget(call);
   const maxRows = Math.max(1, Math.min(MAX_CHUNK_ROWS, Math.floor(budget.limit / 2)));
   const chunks = planChunks(texts, maxRows, s.chunkBytes);
@@ -135,7 +188,9 @@ async function viaBatch<Row>(call: ArrowCall, child: ArrowChild, kind: ArrowKind
       } finally {
         budget.release(n);
       }
-      results[index] = kind.batchRows(answer, n);
+      const rows = kind.batchRows(answer, n);
+      for (const row of rows) meter.add(kind.rowBytes(row));
+      results[index] = rows;
       return;
     }
   };
@@ -171,7 +226,7 @@ async function viaBatch<Row>(call: ArrowCall, child: ArrowChild, kind: ArrowKind
 }
 
 /** The stream path: one message per text, answers in order. */
-function viaStream<Row>(call: ArrowCall, child: ArrowChild, kind: ArrowKind<Row>, texts: readonly string[], flags: EmbedFlags, window: number): Promise<Row[]> {
+function viaStream<Row>(call: ArrowCall, child: ArrowChild, kind: ArrowKind<Row>, texts: TextRows, flags: EmbedFlags, window: number, meter: AnswerMeter): Promise<Row[]> {
   return new Promise<Row[]>((resolve, reject) => {
     const n = texts.length;
     const rows = new Array<Row>(n);
@@ -187,7 +242,9 @@ function viaStream<Row>(call: ArrowCall, child: ArrowChild, kind: ArrowKind<Row>
         if (failure !== undefined) return;
         try {
           if (answered >= sent) throw new TeiplexError('BACKEND', `the child answered message ${answered + 1} of a stream before it was sent`);
-          rows[answered++] = kind.streamRow(msg);
+          const row = kind.streamRow(msg);
+          meter.add(kind.rowBytes(row));
+          rows[answered++] = row;
         } catch (err) {
           failure = err;
           stream.cancel((err as Error).message);
@@ -209,7 +266,7 @@ function viaStream<Row>(call: ArrowCall, child: ArrowChild, kind: ArrowKind<Row>
 
     function pump(): void {
       while (!waitingForDrain && sent < n && sent - answered < window) {
-        const ok = stream.write(kind.streamRequest(texts[sent++]!, flags));
+        const ok = stream.write(kind.streamRequest(texts.text(sent++), flags));
         if (!ok) {
           waitingForDrain = true;
           stream.onDrain(() => {

@@ -2,7 +2,9 @@
  * The three kinds of Arrow answers and what each needs from a child: the Batch and stream methods
  * it calls, their request and answer messages (encoded and decoded with the router's proto
  * definitions: protobufjs, `bytes` fields as views of the received message), the rows an answer
- * holds, and the Arrow IPC the rows become (src/arrow).
+ * holds, the bytes they take in an answer (for the answer size limit, checked as rows arrive), and
+ * the Arrow IPC the rows become: packed here (one copy of the values), written by a worker thread
+ * (src/arrow/arrow-workers.ts), off the event loop.
  *
  * - dense (EmbedArrow): teiplex.v1.Batch/EmbedBatch or tei.v1.Embed/EmbedStream; a row is a
  *   Float32Array of `dim` values.
@@ -12,7 +14,8 @@
  * A malformed answer (wrong row count, lengths that do not add up) throws BACKEND (INTERNAL).
  */
 import { endianness } from 'node:os';
-import { encodeDense, encodeMultivector, encodeSparse, type MultivectorRow, type SparseRow } from '../arrow/embedding-batch.js';
+import type { ArrowWorkers } from '../arrow/arrow-workers.js';
+import { packMultivector, packSparse, type MultivectorRow, type SparseRow } from '../arrow/embedding-batch.js';
 import { TeiplexError } from '../common/errors.js';
 import {
   serviceDefinition,
@@ -49,10 +52,14 @@ export interface ArrowKind<Row> {
   dimension(child: ArrowChild, call: ArrowCall): Promise<number>;
   /** Remember what rows tell about the child (its dimension). */
   learn(child: ArrowChild, rows: Row[]): void;
+  /** Fewest bytes any row of this child's answer takes (0: not known yet), to refuse early. */
+  minRowBytes(child: ArrowChild): number;
+  /** Uncompressed bytes the row takes in an answer (values, indices, its offset). */
+  rowBytes(row: Row): number;
   /** The Arrow IPC answer; `dim` is used when there are no rows. */
-  encode(rows: Row[], dim: number): Uint8Array;
+  encode(rows: Row[], dim: number, workers: ArrowWorkers): Promise<Uint8Array>;
   /** `n` rows of zeros: zero vectors (dense), no entries (sparse), no tokens (multivector). */
-  zeros(n: number, dim: number): Uint8Array;
+  zeros(n: number, dim: number, workers: ArrowWorkers): Promise<Uint8Array>;
 }
 
 const LITTLE_ENDIAN = endianness() === 'LE';
@@ -115,8 +122,18 @@ export const DENSE: ArrowKind<Float32Array> = {
   learn(child, rows) {
     if (rows.length > 0) child.denseDim = rows[0]!.length;
   },
-  encode: (rows, dim) => encodeDense(rows, rows[0]?.length ?? dim),
-  zeros: (n, dim) => encodeDense(new Float32Array(n * dim), dim),
+  minRowBytes: (child) => (child.denseDim ?? 0) * 4,
+  rowBytes: (row) => row.length * 4,
+  encode(rows, dim, workers) {
+    const d = rows[0]?.length ?? dim;
+    const values = new Float32Array(rows.length * d);
+    rows.forEach((row, i) => {
+      if (row.length !== d) throw malformed(`row ${i} has ${row.length} values, row 0 has ${d}`);
+      values.set(row, i * d);
+    });
+    return workers.dense(values, d);
+  },
+  zeros: (n, dim, workers) => workers.dense(new Float32Array(n * dim), dim),
 };
 
 export const SPARSE: ArrowKind<SparseRow> = {
@@ -145,8 +162,10 @@ export const SPARSE: ArrowKind<SparseRow> = {
   },
   dimension: async () => 0,
   learn: () => undefined,
-  encode: (rows) => encodeSparse(rows),
-  zeros: (n) => encodeSparse(Array.from({ length: n }, () => ({ indices: new Uint32Array(0), values: new Float32Array(0) }))),
+  minRowBytes: () => 4,
+  rowBytes: (row) => 4 + row.indices.length * 8,
+  encode: (rows, _dim, workers) => workers.sparse(packSparse(rows)),
+  zeros: (n, _dim, workers) => workers.sparse({ offsets: new Int32Array(n + 1), indices: new Uint32Array(0), values: new Float32Array(0) }),
 };
 
 export const MULTIVECTOR: ArrowKind<MultivectorRow> = {
@@ -179,13 +198,17 @@ export const MULTIVECTOR: ArrowKind<MultivectorRow> = {
     const row = rows.find((r) => r.tokens > 0);
     if (row !== undefined) child.tokenDim = row.dim;
   },
-  encode(rows, dim) {
+  minRowBytes: () => 4,
+  rowBytes: (row) => 4 + row.values.length * 4,
+  encode(rows, dim, workers) {
     // A row without tokens carries no dimension of its own: give it the others'.
     const d = rows.find((r) => r.tokens > 0)?.dim ?? dim;
-    return encodeMultivector(
-      rows.map((r) => (r.tokens === 0 ? { tokens: 0, dim: d, values: r.values } : r)),
-      { dim: d },
+    return workers.multivector(
+      packMultivector(
+        rows.map((r) => (r.tokens === 0 ? { tokens: 0, dim: d, values: r.values } : r)),
+        d,
+      ),
     );
   },
-  zeros: (n, dim) => encodeMultivector(Array.from({ length: n }, () => ({ tokens: 0, dim, values: new Float32Array(0) })), { dim }),
+  zeros: (n, dim, workers) => workers.multivector({ dim, offsets: new Int32Array(n + 1), values: new Float32Array(0) }),
 };

@@ -4,31 +4,41 @@
  * and is answered with an Arrow IPC stream of one row per text, in input order (docs/arrow.md).
  *
  * 1. The request is decoded (protobufjs; malformed bytes -> INVALID_ARGUMENT, not grpc-js's
- *    INTERNAL), `target` is required, and the text column is read with the configured limits
- *    (`arrow_max_rows`, `arrow_max_decompressed_mb`): a null or non-string row, garbage or a
- *    truncated stream -> INVALID_ARGUMENT naming the row or what is wrong.
- * 2. The target resolves like any forwarded call (target.ts; the API key's decision, then a cold
+ *    INTERNAL), `target` is required, and `noop` is refused (FAILED_PRECONDITION) unless
+ *    `arrow_allow_noop` is set.
+ * 2. The Arrow body is read off the event loop (src/arrow/arrow-workers.ts): a worker walks its
+ *    framing with the limits (`arrow_max_rows`, `arrow_max_decompressed_mb`; over one ->
+ *    INVALID_ARGUMENT naming the key) and bounds what it decodes to; the call then takes that
+ *    many bytes of the manager's decode budget (`arrow_decode_budget_mb`, shared by every Arrow
+ *    call, waited for in order until the call's deadline, then RESOURCE_EXHAUSTED) and holds them
+ *    until it ends; a worker decodes the texts (a null or non-string row, garbage or a truncated
+ *    stream -> INVALID_ARGUMENT naming the row or what is wrong).
+ * 3. The target resolves like any forwarded call (target.ts; the API key's decision, then a cold
  *    start if need be) and the call counts in flight.
- * 3. The texts go to the child (arrow-fanout.ts: teiplex.v1.Batch in chunks, or a tei.v1 stream
+ * 4. The texts go to the child (arrow-fanout.ts: teiplex.v1.Batch in chunks, or a tei.v1 stream
  *    for children without it), under one deadline: min(client's, now + grpc_request_timeout_secs).
  *    `noop` skips the child and answers zeros of the right shape; dense needs the dimension,
  *    learned once per child (arrow-child.ts). Zero rows give the schema and no record batch,
  *    without calling the child, except once to learn the dimension (dense, multivector).
- * 4. The rows are written as Arrow IPC with LZ4_FRAME bodies. An answer larger than
- *    grpc_max_message_size_mb is refused with RESOURCE_EXHAUSTED saying so.
+ * 5. The answer must fit grpc_max_message_size_mb: refused (RESOURCE_EXHAUSTED) before any child
+ *    work when the rows times the least a row can take (a dense row of the known dimension) is
+ *    over it, while the rows come in as soon as they pass it, and at the end on the written size.
+ *    A worker writes the rows as Arrow IPC with LZ4_FRAME bodies.
  *
  * Errors from the child pass through with their status, message and trailers; `teiplex-instance`
  * names the instance in the response headers and trailers, as on forwarded calls.
  */
 import * as grpc from '@grpc/grpc-js';
-import { readTextColumn } from '../arrow/text-batch.js';
+import { ArrowWorkers } from '../arrow/arrow-workers.js';
+import { TextRows } from '../arrow/packed-texts.js';
 import { grantOf } from '../auth/grpc-auth.js';
 import type { Config } from '../config/config.js';
 import { DEFAULTS } from '../config/config.js';
 import { TeiplexError } from '../common/errors.js';
 import { ArrowCall, ChildStatusError } from './arrow-call.js';
-import { ArrowChildren } from './arrow-child.js';
-import { embedRows, DEFAULT_FANOUT, type FanoutPath, type FanoutSettings } from './arrow-fanout.js';
+import { ArrowChildren, type ArrowChild } from './arrow-child.js';
+import { Budget } from './arrow-budget.js';
+import { AnswerMeter, embedRows, DEFAULT_FANOUT, type FanoutPath, type FanoutSettings } from './arrow-fanout.js';
 import { DENSE, MULTIVECTOR, SPARSE, type ArrowKind, type EmbedFlags } from './arrow-kinds.js';
 import { INSTANCE_HEADER, statusError, thrownError, type Forwarder, type Leg } from './forward.js';
 import type { MuxMetrics } from './metrics.js';
@@ -46,17 +56,60 @@ export interface ArrowLimits {
   maxRows: number;
   /** Most bytes the request's bodies may decode to (arrow_max_decompressed_mb). */
   maxDecompressedBytes: number;
+  /** Most decoded request bytes held by all Arrow calls together (arrow_decode_budget_mb). */
+  decodeBudgetBytes: number;
+  /** Worker threads that read and write Arrow (arrow_decode_threads). */
+  decodeThreads: number;
+  /** `noop: true` is served (arrow_allow_noop); otherwise refused. */
+  allowNoop: boolean;
   /** Largest answer (grpc_max_message_size_mb). */
   maxMessageBytes: number;
 }
 
-export function arrowLimits(c: Partial<Pick<Config, 'arrow_max_rows' | 'arrow_max_decompressed_mb' | 'grpc_max_message_size_mb'>>): ArrowLimits {
-  const mib = 1024 * 1024;
+export type ArrowConfig = Pick<
+  Config,
+  'arrow_max_rows' | 'arrow_max_decompressed_mb' | 'arrow_decode_budget_mb' | 'arrow_decode_threads' | 'arrow_allow_noop' | 'grpc_max_message_size_mb'
+>;
+
+const MIB = 1024 * 1024;
+
+export function arrowLimits(c: Partial<ArrowConfig>): ArrowLimits {
   return {
     maxRows: c.arrow_max_rows ?? DEFAULTS.arrow_max_rows,
-    maxDecompressedBytes: Math.floor((c.arrow_max_decompressed_mb ?? DEFAULTS.arrow_max_decompressed_mb) * mib),
-    maxMessageBytes: Math.floor((c.grpc_max_message_size_mb ?? DEFAULTS.grpc_max_message_size_mb) * mib),
+    maxDecompressedBytes: Math.floor((c.arrow_max_decompressed_mb ?? DEFAULTS.arrow_max_decompressed_mb) * MIB),
+    decodeBudgetBytes: Math.floor((c.arrow_decode_budget_mb ?? DEFAULTS.arrow_decode_budget_mb) * MIB),
+    decodeThreads: c.arrow_decode_threads ?? DEFAULTS.arrow_decode_threads,
+    allowNoop: c.arrow_allow_noop ?? DEFAULTS.arrow_allow_noop,
+    maxMessageBytes: Math.floor((c.grpc_max_message_size_mb ?? DEFAULTS.grpc_max_message_size_mb) * MIB),
   };
+}
+
+/** What every Arrow call of one server shares: the worker threads and the decode budget. */
+interface ArrowShared {
+  workers: ArrowWorkers;
+  budget: Budget;
+}
+
+const EMPTY_ROWS = new TextRows({ bytes: new Uint8Array(0), offsets: new Float64Array(1) });
+
+/**
+ * The texts of a request, read by the workers; `hold` is told the decode budget share taken
+ * (before the texts are decoded), which the caller gives back when the call ends.
+ */
+async function readTexts(ipc: Uint8Array, l: ArrowLimits, shared: ArrowShared, call: ArrowCall, hold: (bytes: number) => void): Promise<TextRows> {
+  if (ipc.byteLength === 0) return EMPTY_ROWS;
+  const limits = { maxRows: l.maxRows, maxRowsName: 'arrow_max_rows', maxDecompressedBytes: l.maxDecompressedBytes, maxDecompressedName: 'arrow_max_decompressed_mb' };
+  const scan = await shared.workers.scan(ipc, limits);
+  call.check();
+  if (!shared.budget.fits(scan.decodedBytes)) {
+    throw new TeiplexError(
+      'PAYLOAD_TOO_LARGE',
+      `the Arrow request decodes to up to ${scan.decodedBytes} bytes, more than the manager's whole decode budget (arrow_decode_budget_mb: ${shared.budget.limit} bytes); send smaller batches`,
+    );
+  }
+  await shared.budget.acquire(scan.decodedBytes, call);
+  hold(scan.decodedBytes);
+  return new TextRows(await shared.workers.texts(scan.ipc, limits));
 }
 
 export interface ArrowServiceDeps {
@@ -132,6 +185,11 @@ export function arrowMethods(
   base: grpc.ServiceDefinition,
 ): Record<string, { definition: grpc.MethodDefinition<unknown, unknown>; handler: grpc.handleUnaryCall<ArrowRequest, { arrow_ipc: Buffer }> }> {
   const children = new ArrowChildren();
+  const shared: ArrowShared = {
+    // A worker's heap holds a request's strings (up to twice its bytes, UTF-16) and their array.
+    workers: new ArrowWorkers({ threads: d.limits.decodeThreads, maxHeapMb: Math.max(512, Math.ceil((6 * d.limits.maxDecompressedBytes) / MIB)) }),
+    budget: new Budget(d.limits.decodeBudgetBytes),
+  };
   const out: ReturnType<typeof arrowMethods> = {};
   for (const [name, method] of Object.entries(ARROW_METHODS)) {
     const def = base[name];
@@ -147,42 +205,97 @@ export function arrowMethods(
         }
       },
     };
-    out[name] = { definition, handler: arrowHandler(name, method, f, d, children) };
+    out[name] = { definition, handler: arrowHandler(name, method, f, d, children, shared) };
   }
   return out;
 }
 
-function arrowHandler(name: string, method: ArrowMethod, f: Forwarder, d: ArrowServiceDeps, children: ArrowChildren): grpc.handleUnaryCall<ArrowRequest, { arrow_ipc: Buffer }> {
+function arrowHandler(
+  name: string,
+  method: ArrowMethod,
+  f: Forwarder,
+  d: ArrowServiceDeps,
+  children: ArrowChildren,
+  shared: ArrowShared,
+): grpc.handleUnaryCall<ArrowRequest, { arrow_ipc: Buffer }> {
   const { kind } = method;
   return (call, callback) => {
     const started = performance.now();
     const req = call.request;
-    let texts: string[];
-    let opened: Leg | Promise<Leg>;
+    let held = 0;
+    /** Give back the decode budget share (once; the texts are no longer needed). */
+    const release = (): void => {
+      if (held === 0) return;
+      shared.budget.release(held);
+      held = 0;
+    };
     const refuse = (err: unknown): void => {
-      const e = thrownError(err);
+      release();
+      // A status of our own (the client's deadline, a cancel) as it is; anything else by its code.
+      const e = typeof (err as grpc.ServerErrorResponse)?.code === 'number' ? (err as grpc.ServerErrorResponse) : thrownError(err);
       f.close(name, undefined, e.code!, started);
       callback(e);
     };
+    const dropped = (leg?: Leg): void => {
+      release();
+      f.close(name, leg, grpc.status.CANCELLED, started);
+    };
+    let target: Target;
     try {
       if (req.malformed !== undefined) throw new TeiplexError('BAD_REQUEST', req.malformed);
-      const target = toTarget(req.target);
-      texts = readTextColumn(req.arrow_ipc ?? Buffer.alloc(0), { maxRows: d.limits.maxRows, maxDecompressedBytes: d.limits.maxDecompressedBytes });
-      opened = f.open(target, call.metadata, grantOf(req));
+      target = toTarget(req.target);
+      if (req.noop === true && !d.limits.allowNoop) {
+        throw new TeiplexError('NOOP_DISABLED', `'noop' is disabled on this server (arrow_allow_noop = false): it answers zeros without calling the model, for transport benchmarks only`);
+      }
     } catch (err) {
       refuse(err);
       return;
     }
-    if (opened instanceof Promise) {
-      opened.then((leg) => {
-        if (call.cancelled) f.close(name, leg, grpc.status.CANCELLED, started);
-        else serve(leg);
-      }, refuse);
-    } else {
-      serve(opened);
-    }
 
-    function serve(leg: Leg): void {
+    // Reading the texts: bounded by the client's deadline and grpc_request_timeout_secs.
+    const ours = Date.now() + f.timeoutMs;
+    const client = deadlineMs(call.getDeadline());
+    const reading = new ArrowCall(Math.min(ours, client), () =>
+      client <= ours
+        ? statusError(grpc.status.DEADLINE_EXCEEDED, 'Deadline exceeded')
+        : new TeiplexError(
+            'DECODE_BUDGET_EXHAUSTED',
+            `the manager's Arrow workers and decode budget (arrow_decode_threads, arrow_decode_budget_mb: ${shared.budget.limit} bytes) stayed taken by other calls for grpc_request_timeout_secs (${f.timeoutMs / 1000} s); retry later`,
+            { retryAfterSecs: 1 },
+          ),
+    );
+    const onCancel = (): void => reading.abort(statusError(grpc.status.CANCELLED, 'the client cancelled the call'));
+    call.on('cancelled', onCancel);
+    readTexts(req.arrow_ipc ?? Buffer.alloc(0), d.limits, shared, reading, (bytes) => (held = bytes)).then(
+      (texts) => {
+        reading.finish();
+        call.removeListener('cancelled', onCancel);
+        if (call.cancelled) return dropped();
+        let opened: Leg | Promise<Leg>;
+        try {
+          opened = f.open(target, call.metadata, grantOf(req));
+        } catch (err) {
+          refuse(err);
+          return;
+        }
+        if (opened instanceof Promise) {
+          opened.then((leg) => {
+            if (call.cancelled) dropped(leg);
+            else serve(leg, texts);
+          }, refuse);
+        } else {
+          serve(opened, texts);
+        }
+      },
+      (err: unknown) => {
+        reading.finish();
+        call.removeListener('cancelled', onCancel);
+        if (call.cancelled) dropped();
+        else refuse(reading.aborted ?? err);
+      },
+    );
+
+    function serve(leg: Leg, texts: TextRows): void {
       const ours = Date.now() + f.timeoutMs;
       const client = deadlineMs(call.getDeadline());
       const timedOut = (): grpc.ServerErrorResponse | undefined => {
@@ -195,6 +308,7 @@ function arrowHandler(name: string, method: ArrowMethod, f: Forwarder, d: ArrowS
       let done = false;
       const finish = (code: grpc.status): void => {
         done = true;
+        release();
         arrowCall.finish();
         f.close(name, leg, code, started);
       };
@@ -204,15 +318,24 @@ function arrowHandler(name: string, method: ArrowMethod, f: Forwarder, d: ArrowS
         finish(grpc.status.CANCELLED);
       });
 
+      const n = texts.length;
+      /** Refuse before any child work when even the smallest rows cannot fit. */
+      const checkFloor = (child: ArrowChild): void => new AnswerMeter(d.limits.maxMessageBytes, n).floor(kind.minRowBytes(child));
       let path: FanoutPath | 'none' = 'none';
       const run = async (): Promise<Uint8Array> => {
         const child = children.get(leg.channel);
-        if (texts.length === 0) return kind.encode([], await kind.dimension(child, arrowCall));
-        if (req.noop === true) return kind.zeros(texts.length, await kind.dimension(child, arrowCall));
-        const out = await embedRows(arrowCall, child, kind, texts, method.flags(req), d.fanout ?? DEFAULT_FANOUT);
+        if (n === 0) return kind.encode([], await kind.dimension(child, arrowCall), shared.workers);
+        checkFloor(child);
+        if (req.noop === true) {
+          const dim = await kind.dimension(child, arrowCall);
+          checkFloor(child);
+          return kind.zeros(n, dim, shared.workers);
+        }
+        const out = await embedRows(arrowCall, child, kind, texts, method.flags(req), d.fanout ?? DEFAULT_FANOUT, new AnswerMeter(d.limits.maxMessageBytes, n));
         path = out.path;
         kind.learn(child, out.rows);
-        return kind.encode(out.rows, 0);
+        release();
+        return kind.encode(out.rows, 0, shared.workers);
       };
 
       run().then(
@@ -221,7 +344,7 @@ function arrowHandler(name: string, method: ArrowMethod, f: Forwarder, d: ArrowS
           if (ipc.byteLength + 16 > d.limits.maxMessageBytes) {
             const e = statusError(
               grpc.status.RESOURCE_EXHAUSTED,
-              `the answer to ${texts.length} rows is ${ipc.byteLength} bytes, more than grpc_max_message_size_mb allows (${d.limits.maxMessageBytes} bytes); send fewer rows per call`,
+              `the answer to ${n} rows is ${ipc.byteLength} bytes, more than grpc_max_message_size_mb allows (${d.limits.maxMessageBytes} bytes); send fewer rows per call`,
               instanceMetadata(leg.instance.name),
             );
             finish(e.code!);
@@ -229,7 +352,7 @@ function arrowHandler(name: string, method: ArrowMethod, f: Forwarder, d: ArrowS
             return;
           }
           finish(grpc.status.OK);
-          d.metrics.arrowRows(leg.instance.name, kind.name, texts.length);
+          d.metrics.arrowRows(leg.instance.name, kind.name, n);
           const headers = instanceMetadata(leg.instance.name);
           headers.set(PATH_HEADER, path);
           call.sendMetadata(headers);

@@ -1,6 +1,7 @@
 /**
  * One channel per instance, to its child on 127.0.0.1:<port> (child-channel.ts: one HTTP/2
- * connection, keepalive pings while calls are in flight, the message size limit). A channel
+ * connection, keepalive pings while calls are in flight, the message size limits: the manager's
+ * and the child's own where it is known, child-message-limit.ts). A channel
  * belongs to one child: it is rebuilt when the instance's `spawnGeneration` or port changes (a
  * restart, a move), and closed when the instance's child is gone (stopped, backoff, failed,
  * deleted), which ends any call still on it with UNAVAILABLE. There are no client-side retries:
@@ -8,6 +9,7 @@
  */
 import type { Instance } from '../supervisor/instance.js';
 import { ChildChannel, type ChildChannelSettings } from './child-channel.js';
+import { childMessageLimit } from './child-message-limit.js';
 
 export type ChannelSettings = ChildChannelSettings;
 
@@ -28,7 +30,8 @@ export class ChannelPool {
     const port = instance.placement.port;
     if (e !== undefined && e.generation === generation && e.channel.port === port) return e.channel;
     e?.channel.close();
-    const channel = new ChildChannel(port, this.settings);
+    const childLimit = childMessageLimit(instance.spec);
+    const channel = new ChildChannel(port, childLimit === undefined ? this.settings : { ...this.settings, childLimit });
     this.entries.set(instance.name, { channel, generation });
     return channel;
   }

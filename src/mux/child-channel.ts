@@ -8,7 +8,9 @@
  *   so a child answers uncompressed; a compressed answer fails the call with INTERNAL).
  * - Deadlines: `grpc-timeout` goes to the child, and a local timer cancels the stream
  *   (RST_STREAM CANCEL) and reports DEADLINE_EXCEEDED.
- * - Message size: an answer over the limit cancels the call with RESOURCE_EXHAUSTED.
+ * - Message size: an answer over the limit cancels the call with RESOURCE_EXHAUSTED. A request
+ *   over the limit, or over the child's own limit where it is known (child-message-limit.ts),
+ *   is not sent: the call ends RESOURCE_EXHAUSTED naming the limit.
  * - Status: from the trailers (or a trailers-only answer), message percent-decoded, every other
  *   trailer kept as metadata; a stream closed without one is mapped as grpc-js maps it (a dropped
  *   connection or a refused stream -> UNAVAILABLE, an HTTP error status -> its gRPC mapping).
@@ -18,9 +20,12 @@
  */
 import http2 from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
+import type { ChildMessageLimit } from './child-message-limit.js';
 
 export interface ChildChannelSettings {
   maxMessageBytes: number;
+  /** The child's own limit on messages it receives, when known: larger ones are not sent. */
+  childLimit?: ChildMessageLimit;
   keepaliveMs: number;
   keepaliveTimeoutMs: number;
 }
@@ -159,6 +164,7 @@ class StreamCall implements ChildCall {
     private readonly stream: http2.ClientHttp2Stream,
     private readonly listener: ChildCallListener,
     private readonly maxMessageBytes: number,
+    private readonly tooLarge: (bytes: number) => grpc.StatusObject | undefined,
     deadlineMs: number,
     private readonly connection: () => { dropped: boolean; error?: string },
     private readonly onEnd: () => void,
@@ -187,8 +193,9 @@ class StreamCall implements ChildCall {
 
   write(msg: Buffer): boolean {
     if (this.done) return true;
-    if (msg.length > this.maxMessageBytes) {
-      this.abort(status(grpc.status.RESOURCE_EXHAUSTED, `Sent message larger than max (${msg.length} vs. ${this.maxMessageBytes})`));
+    const refused = this.tooLarge(msg.length);
+    if (refused !== undefined) {
+      this.abort(refused);
       return true;
     }
     return this.stream.write(frame(msg));
@@ -200,8 +207,9 @@ class StreamCall implements ChildCall {
       this.stream.end();
       return;
     }
-    if (msg.length > this.maxMessageBytes) {
-      this.abort(status(grpc.status.RESOURCE_EXHAUSTED, `Sent message larger than max (${msg.length} vs. ${this.maxMessageBytes})`));
+    const refused = this.tooLarge(msg.length);
+    if (refused !== undefined) {
+      this.abort(refused);
       return;
     }
     this.stream.end(frame(msg));
@@ -362,6 +370,27 @@ export class ChildChannel {
     private readonly settings: ChildChannelSettings,
   ) {}
 
+  /** The largest message this channel sends: the manager's limit, or the child's if smaller. */
+  get maxSendBytes(): number {
+    const child = this.settings.childLimit?.bytes;
+    return child !== undefined && child < this.settings.maxMessageBytes ? child : this.settings.maxMessageBytes;
+  }
+
+  /** Why a message of `bytes` is not sent, or undefined when it may be. */
+  private readonly tooLarge = (bytes: number): grpc.StatusObject | undefined => {
+    const child = this.settings.childLimit;
+    if (child !== undefined && bytes > child.bytes && child.bytes < this.settings.maxMessageBytes) {
+      return status(
+        grpc.status.RESOURCE_EXHAUSTED,
+        `the message is ${bytes} bytes, more than the instance's child accepts (${child.bytes} bytes, ${child.source}); the multiplexer did not send it`,
+      );
+    }
+    if (bytes > this.settings.maxMessageBytes) {
+      return status(grpc.status.RESOURCE_EXHAUSTED, `Sent message larger than max (${bytes} vs. ${this.settings.maxMessageBytes}; grpc_max_message_size_mb)`);
+    }
+    return undefined;
+  };
+
   /**
    * Start a call to `path` (e.g. `/tei.v1.Embed/Embed`); `deadlineMs` is an epoch time or
    * Infinity. The listener hears of it in the order headers, messages, status.
@@ -384,7 +413,7 @@ export class ChildChannel {
       return failedCall(listener, status(grpc.status.UNAVAILABLE, `cannot reach the child on port ${this.port}: ${(err as Error).message}`));
     }
     conn.calls++;
-    return new StreamCall(stream, listener, this.settings.maxMessageBytes, deadlineMs, () => conn, () => conn.calls--);
+    return new StreamCall(stream, listener, this.settings.maxMessageBytes, this.tooLarge, deadlineMs, () => conn, () => conn.calls--);
   }
 
   /** Close every connection (calls in flight on them end UNAVAILABLE). */

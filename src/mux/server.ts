@@ -1,8 +1,10 @@
 /**
  * The multiplexer's gRPC server: TeiMultiplexer (service.ts), grpc.health.v1 (health.ts) and
  * server reflection (v1 and v1alpha, listing only what this port serves), on
- * `listen_host:grpc_port` (0: an ephemeral port), with the message size limit both ways and
- * keepalive pings. `instanceChanged` is fed by the supervisor's transition hook: it updates
+ * `listen_host:grpc_port` (0: an ephemeral port), with the message size limit both ways, a cap
+ * on the calls one client connection has open at once (`grpc_max_concurrent_streams`, HTTP/2's
+ * SETTINGS_MAX_CONCURRENT_STREAMS: a well-behaved client queues the rest, streams past it are
+ * refused with REFUSED_STREAM) and keepalive pings. `instanceChanged` is fed by the supervisor's transition hook: it updates
  * health watchers and closes the channel of an instance whose child is gone.
  */
 import * as grpc from '@grpc/grpc-js';
@@ -11,9 +13,9 @@ import { Registry } from 'prom-client';
 import { NO_AUTH, type Auth } from '../auth/auth.js';
 import { grpcAuthInterceptor, grpcCredentials } from '../auth/grpc-auth.js';
 import type { Catalog } from '../catalog/catalog.js';
-import type { Config } from '../config/config.js';
+import { DEFAULTS, type Config } from '../config/config.js';
 import type { InstanceState } from '../supervisor/instance-state.js';
-import { arrowLimits } from './arrow-service.js';
+import { arrowLimits, type ArrowConfig } from './arrow-service.js';
 import type { ChannelPool } from './channels.js';
 import { MuxHealth } from './health.js';
 import { MuxMetrics } from './metrics.js';
@@ -26,7 +28,7 @@ export type MuxConfig = Pick<
   Config,
   'listen_host' | 'grpc_port' | 'grpc_request_timeout_secs' | 'grpc_max_message_size_mb' | 'grpc_keepalive_interval_secs' | 'grpc_keepalive_timeout_secs'
 > &
-  Partial<Pick<Config, 'arrow_max_rows' | 'arrow_max_decompressed_mb'>>;
+  Partial<Pick<Config, 'grpc_max_concurrent_streams'> & ArrowConfig>;
 
 export interface MuxServerOptions {
   instances: InstanceDirectory;
@@ -77,6 +79,7 @@ export async function startMuxServer(o: MuxServerOptions): Promise<MuxServer> {
     'grpc.max_send_message_length': maxBytes,
     'grpc.keepalive_time_ms': keepaliveMs,
     'grpc.keepalive_timeout_ms': keepaliveTimeoutMs,
+    'grpc.max_concurrent_streams': c.grpc_max_concurrent_streams ?? DEFAULTS.grpc_max_concurrent_streams,
     interceptors: o.auth?.perCall ? [grpcAuthInterceptor(o.auth, (path, code) => path.startsWith(`/${MUX_SERVICE}/`) && metrics.observe('', '', path.slice(path.lastIndexOf('/') + 1), code, 0))] : [],
   });
   const { definition, implementation } = muxService({

@@ -7,7 +7,8 @@
  * This module is both sides: imported on the main thread it exports `InferenceWorker`; started as
  * a worker (with workerData.teiplexInferenceWorker) it serves the session.
  */
-import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { isMainThread, parentPort, type Worker, workerData } from 'node:worker_threads';
+import { spawnModuleWorker } from '../common/module-worker.js';
 import { TeiplexError } from '../common/errors.js';
 import type { BatchInputs, BatchOutputs, RowOutput, SessionConfig, SessionSignature } from './onnx-session.js';
 
@@ -165,16 +166,9 @@ export class InferenceWorker {
   }
 }
 
-/** Start this module as a worker, under tsx when running from TypeScript sources. */
+/** Start this module as a worker (under tsx when running from TypeScript sources). */
 function spawnWorker(data: unknown): Worker {
-  const self = import.meta.url;
-  if (self.endsWith('.ts')) {
-    // Node 20 does not run a .ts worker entry through the parent's --import hooks: register tsx first.
-    const tsx = import.meta.resolve('tsx/esm/api');
-    const code = `import(${JSON.stringify(tsx)}).then(({ register }) => { register(); return import(${JSON.stringify(self)}); });`;
-    return new Worker(code, { eval: true, workerData: data });
-  }
-  return new Worker(new URL(self), { workerData: data });
+  return spawnModuleWorker(import.meta.url, { workerData: data });
 }
 
 async function serve(config: SessionConfig): Promise<void> {
