@@ -277,6 +277,8 @@ instances = ["priv-cat-1"]
     assert.deepEqual(all.body.instances.map((i: { name: string }) => i.name), ['team-emb']);
     assertNoSecrets(JSON.stringify(all.body), '/health/all');
     const full = await client(m.apiPort, { authorization: `Bearer ${KEYS.any}` }).get('/health/all');
-    assert.deepEqual(full.body.instances.map((i: { name: string }) => i.name), ['priv-a2', 'priv-b', 'team-emb']);
+    const everything = (await m.api('GET', '/instances')).body.map((i: { name: string }) => i.name);
+    assert.ok(everything.length > 1);
+    assert.deepEqual(full.body.instances.map((i: { name: string }) => i.name), everything);
   });
 });

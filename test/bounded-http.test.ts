@@ -19,10 +19,14 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import * as grpc from '@grpc/grpc-js';
+import { status } from '@grpc/grpc-js';
+import { encodeTexts } from '../src/arrow/embedding-batch.js';
 import { sha256Hex } from '../src/auth/api-keys.js';
 import { client, instanceToml, writeConfig } from './helpers/data-plane.js';
 import { startManager, type ManagerProcess } from './helpers/manager-process.js';
 import { testModel } from './helpers/models.js';
+import { mux } from './helpers/mux-client.js';
 
 let dir: string;
 before(async () => {
@@ -328,6 +332,40 @@ while :; do sleep 0.05; done
     c.abort();
     d.abort();
     await until('queue empty', () => info('queue'), (x) => x.waiting_requests === 0);
+  });
+
+  test('gRPC (unary, Arrow) waiters count their message bytes against cold_start_queue_mb and leave the queue when the client cancels', async () => {
+    const c = mux(Number(m.ready.grpc_port));
+    try {
+      const target = { model_id: 'org/queue' };
+      const calls: grpc.ClientUnaryCall[] = [];
+      const results: Array<grpc.ServiceError | null> = [];
+      const send = (method: 'Embed' | 'EmbedArrow', req: object) =>
+        new Promise<void>((resolve) => {
+          calls.push(c[method](req, (err: grpc.ServiceError | null) => (results.push(err), resolve())));
+        });
+      const a = send('Embed', { target, request: { inputs: 'x'.repeat(600_000) } });
+      await until('unary waiter queued', () => info('queue'), (x) => x.waiting_requests === 1);
+      // 600 KB more would exceed 1 MiB: refused at once, naming the limit.
+      await send('EmbedArrow', { target, arrow_ipc: Buffer.from(encodeTexts(['y'.repeat(600_000)])) });
+      assert.equal(results.at(-1)?.code, status.RESOURCE_EXHAUSTED, String(results.at(-1)?.details));
+      assert.match(String(results.at(-1)?.details), /cold_start_queue_mb \(1\)/);
+      calls[0].cancel();
+      await a;
+      assert.equal(results[1]?.code, status.CANCELLED, String(results[1]?.details));
+      await until('the cancelled waiter left the queue', () => info('queue'), (x) => x.waiting_requests === 0);
+      // Its bytes went with it: a large Arrow request waits again, then leaves on cancel.
+      const b = send('EmbedArrow', { target, arrow_ipc: Buffer.from(encodeTexts(['z'.repeat(600_000)])) });
+      await until('Arrow waiter queued', () => info('queue'), (x) => x.waiting_requests === 1 || results.length === 3);
+      assert.equal(results.length, 2, String(results.at(-1)?.details));
+      calls.at(-1)!.cancel();
+      await b;
+      assert.equal(results.length, 3);
+      assert.equal(results[2]?.code, status.CANCELLED, String(results[2]?.details));
+      await until('queue empty', () => info('queue'), (x) => x.waiting_requests === 0);
+    } finally {
+      c.close();
+    }
   });
 
   test('DELETE /models/{name} while its replica starts: prompt, the child gets SIGTERM, no new child', async () => {

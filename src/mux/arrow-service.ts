@@ -40,7 +40,7 @@ import { ArrowChildren, type ArrowChild } from './arrow-child.js';
 import { Budget } from './arrow-budget.js';
 import { AnswerMeter, embedRows, DEFAULT_FANOUT, type FanoutPath, type FanoutSettings } from './arrow-fanout.js';
 import { DENSE, MULTIVECTOR, SPARSE, type ArrowKind, type EmbedFlags } from './arrow-kinds.js';
-import { INSTANCE_HEADER, statusError, thrownError, type Forwarder, type Leg } from './forward.js';
+import { callWaiter, INSTANCE_HEADER, statusError, thrownError, type Forwarder, type Leg } from './forward.js';
 import type { MuxMetrics } from './metrics.js';
 import type { PbTarget } from './protos.js';
 import type { Target } from './wrapper.js';
@@ -273,7 +273,7 @@ function arrowHandler(
         if (call.cancelled) return dropped();
         let opened: Leg | Promise<Leg>;
         try {
-          opened = f.open(target, call.metadata, grantOf(req));
+          opened = f.open(target, call.metadata, grantOf(req), callWaiter(call, (req.arrow_ipc?.length ?? 0) + texts.byteLength));
         } catch (err) {
           refuse(err);
           return;

@@ -20,6 +20,7 @@
 import * as grpc from '@grpc/grpc-js';
 import type { ApiKeyGrant } from '../auth/api-keys.js';
 import { grantOf } from '../auth/grpc-auth.js';
+import type { ColdStartWaiter } from '../catalog/catalog.js';
 import { asTeiplexError, TeiplexError } from '../common/errors.js';
 import type { Instance } from '../supervisor/instance.js';
 import type { ChildCall, ChildChannel } from './child-channel.js';
@@ -51,7 +52,7 @@ export interface Forwarder {
    * TeiplexError. A promise when the target is an on-demand model that must be started first (a
    * cold start, only after the decision).
    */
-  open(target: Target, metadata: grpc.Metadata, grant: ApiKeyGrant | undefined): Leg | Promise<Leg>;
+  open(target: Target, metadata: grpc.Metadata, grant: ApiKeyGrant | undefined, waiter?: ColdStartWaiter): Leg | Promise<Leg>;
   /** The call is over: no longer in flight; metrics. `leg` undefined: it never reached an instance. */
   close(method: string, leg: Leg | undefined, code: grpc.status, startedMs: number): void;
 }
@@ -100,6 +101,17 @@ function requireTarget(w: Wrapper, where: string): Target {
   return w.target;
 }
 
+/**
+ * What a call holds while it waits for a cold start (`bytes`, against cold_start_queue_mb) and
+ * its cancellation: a client that goes away leaves the queue.
+ */
+export function callWaiter(call: { readonly cancelled: boolean; on(event: 'cancelled', listener: () => void): unknown }, bytes: number): ColdStartWaiter {
+  const ac = new AbortController();
+  if (call.cancelled) ac.abort();
+  else call.on('cancelled', () => ac.abort());
+  return { bytes, signal: ac.signal };
+}
+
 export function forwardUnary(m: ForwardedMethod, f: Forwarder): grpc.handleUnaryCall<Wrapper, Buffer> {
   return (call, callback) => {
     const started = performance.now();
@@ -137,7 +149,7 @@ export function forwardUnary(m: ForwardedMethod, f: Forwarder): grpc.handleUnary
     let opened: Leg | Promise<Leg>;
     try {
       checkMessage(m, w, '');
-      opened = f.open(requireTarget(w, ''), call.metadata, grantOf(w));
+      opened = f.open(requireTarget(w, ''), call.metadata, grantOf(w), callWaiter(call, w.request?.length ?? 0));
     } catch (err) {
       refuse(err);
       return;
@@ -194,7 +206,7 @@ class StreamRelay {
       if (this.child === undefined) {
         const target = requireTarget(w, where);
         this.target = target;
-        const opened = this.f.open(target, this.call.metadata, grantOf(w));
+        const opened = this.f.open(target, this.call.metadata, grantOf(w), callWaiter(this.call, w.request?.length ?? 0));
         if (opened instanceof Promise) {
           // A cold start: no more messages until the instance is up, then this one goes first.
           this.opening = true;

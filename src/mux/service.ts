@@ -17,7 +17,7 @@ import type { Inflight } from './inflight.js';
 import { FORWARDED_METHODS, type ForwardedMethod } from './methods.js';
 import type { MuxMetrics } from './metrics.js';
 import { muxServiceDefinition, MUX_SERVICE, type PbListInstancesResponse } from './protos.js';
-import { asksNoWait, NO_WAIT_HEADER, type Catalog } from '../catalog/catalog.js';
+import { asksNoWait, NO_WAIT_HEADER, type Catalog, type ColdStartWaiter } from '../catalog/catalog.js';
 import { unavailable, type InstanceDirectory, type TargetReach, type TargetResolver } from './target.js';
 import { parseWrapper, type Target } from './wrapper.js';
 
@@ -38,7 +38,7 @@ export interface MuxServiceDeps {
 export function forwarder(d: MuxServiceDeps): Forwarder {
   return {
     timeoutMs: d.timeoutMs,
-    open(target: Target, metadata: grpc.Metadata, grant: ApiKeyGrant | undefined): Leg | Promise<Leg> {
+    open(target: Target, metadata: grpc.Metadata, grant: ApiKeyGrant | undefined, waiter?: ColdStartWaiter): Leg | Promise<Leg> {
       // The one authorization decision (reach), before any work for the caller (a cold start).
       const claim = (r: TargetReach, instance: Instance | undefined): Leg => {
         if (instance === undefined) throw unavailable(r);
@@ -50,7 +50,7 @@ export function forwarder(d: MuxServiceDeps): Forwarder {
       const chosen = d.resolver.choose(r);
       const c = d.catalog;
       if (chosen !== undefined || r.catalog === undefined || c === undefined) return claim(r, chosen);
-      return c.ensureServing(r.catalog, !asksNoWait(metadata.get(NO_WAIT_HEADER)[0])).then(() => {
+      return c.ensureServing(r.catalog, !asksNoWait(metadata.get(NO_WAIT_HEADER)[0]), waiter).then(() => {
         const again = d.resolver.reach(target, grant, c);
         return claim(again, d.resolver.choose(again));
       });
