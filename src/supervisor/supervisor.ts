@@ -311,6 +311,7 @@ export class Supervisor {
         }
         await e.instance.stop(spec === undefined ? 'removed from the config' : 'spec changed in the config');
         e.instance.dispose();
+        await e.instance.log.close();
         this.entries.delete(name);
         if (spec === undefined) report.removed.push(name);
         else replaced.add(name);
