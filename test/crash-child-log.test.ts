@@ -3,14 +3,17 @@
  * (linear work, a marker says how much was dropped), output faster than the disk is dropped and
  * counted beyond the buffer, a failed write is counted and never thrown (and writing resumes once
  * the disk is back), files are private (0600 in a 0700 directory), a fresh instance of a reused
- * name starts a fresh log, and a UTF-8 character split across chunks survives.
+ * name starts a fresh log, and a UTF-8 character split across chunks survives. End to end: a real
+ * manager whose log directory goes away under a chatty child keeps supervising, and says so.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { ChildLog, type ChildLogOptions } from '../src/supervisor/child-log.js';
+import { loopbackConfig, startManager } from './helpers/manager-process.js';
 
 let dir: string;
 before(async () => {
@@ -109,3 +112,36 @@ test('a UTF-8 character split across chunks is kept whole', async () => {
   await log.close();
   assert.equal(await readFile(log.file, 'utf8'), 'naïve ✓\n');
 });
+
+test('a manager whose log directory fails under a chatty child: the manager and the child run on; the error is counted and shown', async () => {
+  const base = path.join(dir, 'e2e');
+  await mkdir(base);
+  const chatty = path.join(dir, 'chatty');
+  await writeFile(chatty, '#!/bin/sh\nwhile true; do echo "output line of some length to fill the log"; sleep 0.01; done\n');
+  await chmod(chatty, 0o755);
+  const file = path.join(dir, 'e2e.toml');
+  await writeFile(file, `${loopbackConfig(base)}tei_binary_path = ${JSON.stringify(chatty)}\nlog_max_bytes = 2048\nstartup_timeout_secs = 600\ngraceful_shutdown_timeout_secs = 2\n`);
+  const m = await startManager(file);
+  try {
+    assert.equal((await m.api('POST', '/instances', { name: 'chatty', model_id: 'org/x', runtime: 'tei' })).status, 201);
+    const { pid } = await m.waitFor('chatty', (i) => i.pid !== null, 10_000);
+    await sleep(300);
+    const logDir = path.join(base, 'logs');
+    await rename(logDir, `${logDir}.gone`);
+    await writeFile(logDir, 'the disk is gone');
+    const failing = await m.waitFor('chatty', (i) => /writing the log .* failed/.test(i.last_error ?? ''), 10_000);
+    assert.equal(failing.pid, pid, 'the same child runs on');
+    assert.equal(m.proc.exitCode, null, 'the manager is alive');
+    const metrics = (await m.api('GET', '/metrics')).body as string;
+    assert.match(metrics, /teiplex_child_log_write_errors_total\{instance="chatty"\} [1-9]/);
+    assert.match(m.output(), /writing a child log failed; the child runs on/);
+    await rm(logDir); // the disk is back: the manager makes the directory again and writes on
+    let resumed = false;
+    for (let i = 0; i < 100 && !resumed; i++, await sleep(100)) resumed = /output line/.test(await readFile(path.join(logDir, 'chatty.log'), 'utf8').catch(() => ''));
+    assert.ok(resumed, 'writing resumed once the disk is back');
+    assert.equal((await m.api('GET', '/instances/chatty')).body.pid, pid);
+  } finally {
+    assert.equal(await m.stop(), 0);
+  }
+});
+
