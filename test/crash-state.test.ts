@@ -3,11 +3,13 @@
  * answers 503 STATE_WRITE_FAILED naming the reason, changes nothing in memory, and leaves the
  * previous file intact; at boot, temp files of killed writes are removed, and an instance whose
  * port is taken by a foreign process stays in the desired state with its reason, backs off, and
- * starts once the port is free. State files are private (0600).
+ * starts once the port is free; a create that arrives while boot still stops the orphans of the
+ * previous manager waits for boot, and loses nothing. State files are private (0600).
  */
 import assert from 'node:assert/strict';
 import { chmod, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
+import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -121,3 +123,47 @@ test('boot: temp files of killed writes removed; an instance whose port is taken
     await m.stop();
   }
 });
+
+/** POST JSON to 127.0.0.1:port; undefined while nothing listens. */
+function post(port: number, url: string, body: unknown): Promise<number | undefined> {
+  return new Promise((resolve) => {
+    const req = request({ host: '127.0.0.1', port, method: 'POST', path: url, headers: { 'content-type': 'application/json' } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode));
+    });
+    req.on('error', () => resolve(undefined));
+    req.end(JSON.stringify(body));
+  });
+}
+
+test('a create that arrives while boot is still stopping orphans waits for boot: the restored instances are kept', async () => {
+  const stateFile = path.join(dir, 'ostate', 'state.toml');
+  // A child that ignores SIGTERM: stopping it at the next boot takes the whole grace period.
+  const stubborn = path.join(dir, 'stubborn');
+  await writeFile(stubborn, "#!/bin/sh\ntrap '' TERM\nwhile :; do sleep 0.2; done\n");
+  await chmod(stubborn, 0o755);
+  const probe = createServer();
+  await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+  const apiPort = (probe.address() as { port: number }).port;
+  await new Promise((r) => probe.close(r));
+  const file = (await config('o', stateFile)).replace(/\.toml$/, '-fixed.toml');
+  await writeFile(file, (await readFile(await config('o', stateFile), 'utf8')).replace('api_port = 0', `api_port = ${apiPort}`).replace(JSON.stringify(sleeper), JSON.stringify(stubborn)));
+  let m = await startManager(file);
+  assert.equal((await m.api('POST', '/instances', { name: 'old', model_id: 'org/old', runtime: 'tei' })).status, 201);
+  await m.waitFor('old', (i) => i.pid !== null, 10_000);
+  await m.stop('SIGKILL');
+  const booting = startManager(file);
+  let status: number | undefined;
+  while ((status = await post(apiPort, '/instances', { name: 'new', model_id: 'org/new', runtime: 'tei' })) === undefined) await new Promise((r) => setTimeout(r, 20));
+  m = await booting;
+  try {
+    assert.equal(status, 201);
+    assert.deepEqual(m.ready.orphansStopped, ['old'], 'the create came in while boot was stopping the orphan');
+    const names = (await m.api('GET', '/instances')).body.map((i: any) => i.name).sort();
+    assert.deepEqual(names, ['new', 'old']);
+    assert.deepEqual(parseState(await readFile(stateFile, 'utf8'), stateFile).instances.map((i) => i.name).sort(), ['new', 'old']);
+  } finally {
+    await m.stop();
+  }
+});
+

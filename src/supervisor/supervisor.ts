@@ -401,8 +401,16 @@ export class Supervisor {
     if (this.closing) throw new TeiplexError('UNHEALTHY', 'the manager is shutting down');
   }
 
-  /** Stop orphans, then restore the state file (auto_restore) or seed from the config. */
-  async boot(): Promise<BootReport> {
+  /**
+   * Stop orphans, then restore the state file (auto_restore) or seed from the config. Admin
+   * operations that arrive meanwhile (the API already listens) wait: none may spawn a child or
+   * write the state before the orphans are gone and the state file is read.
+   */
+  boot(): Promise<BootReport> {
+    return this.queue.run(() => this.restore());
+  }
+
+  private async restore(): Promise<BootReport> {
     const c = this.o.config;
     const staleTemps = await this.store.prepare();
     if (staleTemps.length > 0) this.log('removed temp files of interrupted state writes', { files: staleTemps });
