@@ -4,12 +4,7 @@
  * or seeds instances and catalog models without waiting for them, reloads the config on SIGHUP,
  * and on SIGTERM/SIGINT stops the multiplexer (calls in flight finish), stops accepting, stops
  * every child in parallel, saves the state and exits 0.
- *
- * Process-level handlers: an unhandled promise rejection, and an I/O error of the machine (disk
- * full, broken pipe, too many open files) that escaped a stream, are logged, counted and survived,
- * so the children stay supervised. Any other uncaught exception means the manager's own state may
- * be inconsistent: it is logged and the process exits 70 at once; its children keep running and
- * the next manager finds and stops them at boot (docs/manager.md, "Crash recovery").
+ * Errors no handler caught: process-handlers.ts.
  */
 import pino from 'pino';
 import { loadAuth, type Auth } from '../auth/auth.js';
@@ -24,6 +19,7 @@ import { channelSettings, createRouting } from '../mux/routing.js';
 import { startMuxServer, type MuxServer } from '../mux/server.js';
 import { Supervisor } from '../supervisor/supervisor.js';
 import { FlagError, parseFlags } from './flags.js';
+import { installProcessHandlers } from './process-handlers.js';
 
 const SPEC = {
   config: { type: 'string', short: 'c' },
@@ -145,32 +141,4 @@ export async function run(argv: string[]): Promise<number> {
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
   });
-}
-
-/** Error codes of the machine, not of the manager's logic: surviving them is safe. */
-const MACHINE_IO_ERRORS = new Set(['EPIPE', 'EIO', 'ENOSPC', 'EDQUOT', 'EMFILE', 'ENFILE', 'EROFS', 'EAGAIN', 'ECONNRESET']);
-
-type Survived = 'unhandled_rejection' | 'io_error';
-
-function installProcessHandlers(log: pino.Logger): { survived: (kind: Survived) => void } {
-  const counters = { survived: (_kind: Survived): void => undefined };
-  let ioLoggedAt = -Infinity; // a failing stdout must not turn one error into a flood of log lines
-
-  process.on('unhandledRejection', (reason) => {
-    counters.survived('unhandled_rejection');
-    log.error({ err: reason instanceof Error ? { message: reason.message, stack: reason.stack } : String(reason) }, 'unhandled promise rejection: logged, supervision goes on');
-  });
-  process.on('uncaughtException', (err) => {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code !== undefined && MACHINE_IO_ERRORS.has(code)) {
-      counters.survived('io_error');
-      if (Date.now() - ioLoggedAt < 1000) return;
-      ioLoggedAt = Date.now();
-      log.error({ err: { message: err.message, code, stack: err.stack } }, 'I/O error outside any handler: logged, supervision goes on');
-      return;
-    }
-    log.fatal({ err: { message: err.message, stack: err.stack } }, 'uncaught exception: exiting 70; children are stopped by the next manager at boot');
-    process.exit(70);
-  });
-  return counters;
 }
