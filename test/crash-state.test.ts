@@ -4,7 +4,8 @@
  * previous file intact; at boot, temp files of killed writes are removed, and an instance whose
  * port is taken by a foreign process stays in the desired state with its reason, backs off, and
  * starts once the port is free; a create that arrives while boot still stops the orphans of the
- * previous manager waits for boot, and loses nothing. State files are private (0600).
+ * previous manager waits for boot, and loses nothing; a second manager on the same state file
+ * refuses to boot and touches nothing. State files are private (0600).
  */
 import assert from 'node:assert/strict';
 import { chmod, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
@@ -106,7 +107,7 @@ test('boot: temp files of killed writes removed; an instance whose port is taken
   await writeFile(path.join(stateDir, 'unrelated.txt'), 'kept');
   const m = await startManager(await config('b', stateFile));
   try {
-    assert.deepEqual(await readdir(stateDir).then((n) => n.sort()), ['state.toml', 'unrelated.txt'], 'temp file removed, nothing else');
+    assert.deepEqual(await readdir(stateDir).then((n) => n.sort()), ['state.toml', 'state.toml.lock', 'unrelated.txt'], 'temp file removed, nothing else');
     assert.equal(m.ready.staleTempsRemoved, 1);
     assert.deepEqual((m.ready.retrying as Array<{ name: string }>).map((r) => r.name), ['blocked']);
     const waiting = await m.waitFor('blocked', (i) => i.status === 'backoff' || i.status === 'starting', 10_000);
@@ -165,5 +166,28 @@ test('a create that arrives while boot is still stopping orphans waits for boot:
   } finally {
     await m.stop();
   }
+});
+
+test('a second manager on the same state file refuses to boot, naming the first; the first and its children are untouched', async () => {
+  const stateFile = path.join(dir, 'lstate', 'state.toml');
+  const file = await config('l', stateFile);
+  const first = await startManager(file);
+  try {
+    assert.equal((await first.api('POST', '/instances', { name: 'mine', model_id: 'org/x', runtime: 'tei' })).status, 201);
+    const { pid } = await first.waitFor('mine', (i) => i.pid !== null, 10_000);
+    const before = await readFile(stateFile, 'utf8');
+    await assert.rejects(startManager(file, {}, 20_000), new RegExp(`state file .* is in use by another manager \\(pid ${first.proc.pid}\\)`));
+    assert.equal((await first.api('GET', '/instances/mine')).body.pid, pid, 'its child was not stopped');
+    assert.equal(await readFile(stateFile, 'utf8'), before, 'its state was not rewritten');
+    assert.equal((await stat(`${stateFile}.lock`)).mode & 0o777, 0o600);
+  } finally {
+    assert.equal(await first.stop(), 0);
+  }
+  await assert.rejects(stat(`${stateFile}.lock`), /ENOENT/, 'released at a clean stop');
+  const again = await startManager(file); // and a SIGKILLed owner does not block the next manager
+  await again.stop('SIGKILL');
+  const third = await startManager(file);
+  assert.deepEqual(third.ready.orphansStopped, ['mine']);
+  await third.stop();
 });
 

@@ -105,7 +105,14 @@ export async function run(argv: string[]): Promise<number> {
   }
   const dataPort = await dataPlane.listen(apiPort);
 
-  const report = await supervisor.boot();
+  let report;
+  try {
+    report = await supervisor.boot();
+  } catch (err) {
+    // Nothing was spawned yet: exiting is safe, and a listener left open would hide the failure.
+    log.fatal({ err: (err as Error).message }, 'boot failed: exiting');
+    process.exit(1);
+  }
   catalog.start();
   log.info({ ...report, api_port: apiPort, grpc_port: mux.port, data_port: dataPort, pid: process.pid }, 'ready');
 

@@ -7,6 +7,7 @@
  * a failed write rolls the in-memory change back and throws STATE_WRITE_FAILED. Children are
  * spawned only after the state that wants them is on disk, and carry the marker environment, so
  * a manager killed at any instant leaves nothing the next one cannot find (process-record.ts).
+ * One manager per state file (manager-lock.ts).
  * An instance of the state file that cannot be placed at boot (port taken, GPU gone) is kept,
  * with the reason, and retried with back-off like any failed start; it is never dropped.
  */
@@ -21,6 +22,7 @@ import { checkGpuIds, discoverGpus, type GpuDiscovery } from './gpus.js';
 import { Instance, type InstanceHooks, type InstanceSettings, type Placement } from './instance.js';
 import { hasProcess } from './instance-state.js';
 import { allocatePort, portIsFree, PortRangeExhausted } from './ports.js';
+import { ManagerLock } from './manager-lock.js';
 import { findMarked, reapOrphans, takeLegacyRecords } from './process-record.js';
 
 export interface SupervisorOptions {
@@ -81,6 +83,7 @@ export class Supervisor {
   readonly store: StateStore;
   /** Absolute path of the state file: the marker of our children. */
   readonly stateFile: string;
+  private readonly lock: ManagerLock;
   private readonly settings: InstanceSettings;
   private readonly log: (msg: string, fields?: Record<string, unknown>) => void;
   private gpuCache: { at: number; value: GpuDiscovery } | undefined;
@@ -95,6 +98,7 @@ export class Supervisor {
     const c = o.config;
     this.stateFile = path.resolve(c.state_file);
     this.store = new StateStore(this.stateFile);
+    this.lock = new ManagerLock(this.stateFile);
     this.log = o.log ?? (() => undefined);
     this.settings = {
       healthIntervalMs: c.health_check_interval_secs * 1000,
@@ -412,6 +416,7 @@ export class Supervisor {
 
   private async restore(): Promise<BootReport> {
     const c = this.o.config;
+    await this.lock.acquire(); // before any file or process is touched
     const staleTemps = await this.store.prepare();
     if (staleTemps.length > 0) this.log('removed temp files of interrupted state writes', { files: staleTemps });
     const orphans = [...(await takeLegacyRecords(`${this.stateFile}.pids.json`)), ...findMarked(this.stateFile)];
@@ -481,6 +486,7 @@ export class Supervisor {
       }),
     );
     await this.persist().catch((err: Error) => this.log('state not saved at shutdown', { error: err.message }));
+    await this.lock.release().catch(() => undefined);
   }
 }
 
