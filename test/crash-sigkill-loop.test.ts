@@ -124,6 +124,9 @@ async function checkBooted(m: ManagerProcess, where: string): Promise<void> {
   const managerPid = m.proc.pid!;
   const strays = ourChildren().filter((p) => p.ppid !== managerPid);
   assert.deepEqual(strays, [], `${where}: children of a dead manager still run (manager ${managerPid})\n${m.output().slice(-3000)}`);
+  const list = (await m.api('GET', '/instances')).body as Array<{ name: string; port: number; prometheus_port: number | null }>;
+  const ports = list.flatMap((i) => [i.port, i.prometheus_port]).filter((p) => p !== null);
+  assert.equal(new Set(ports).size, ports.length, `${where}: a port given twice: ${JSON.stringify(list)}`);
   for (const [name, want] of known) {
     const r = await m.api('GET', `/instances/${name}`);
     if (want === undefined) {

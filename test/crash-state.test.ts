@@ -115,6 +115,7 @@ test('boot: temp files of killed writes removed; an instance whose port is taken
     const info = (await m.api('GET', '/instances/blocked')).body;
     assert.match(info.last_error, new RegExp(`port ${port}`), JSON.stringify(info));
     assert.equal(info.port, port, 'its port is kept');
+    assert.ok(info.prometheus_port !== null && info.prometheus_port !== port, 'a tei child still gets its own Prometheus port');
     assert.deepEqual(parseState(await readFile(stateFile, 'utf8'), stateFile).instances.map((i) => i.name), ['blocked'], 'still in the desired state');
     await new Promise((r) => blocker.close(r));
     const started = await m.waitFor('blocked', (i) => i.pid !== null, 15_000);

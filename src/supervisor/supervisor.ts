@@ -91,6 +91,8 @@ export class Supervisor {
   private catalog: CatalogState | undefined;
   /** Models read at boot, kept for persistence until a catalog takes them. */
   private bootModels: StoredModel[] = [];
+  /** Boot: the ports the state file gives its instances, held while they are placed one by one (an allocation for one must not take a later one's port). */
+  private reserved = new Set<number>();
   /** Serializes admin operations: checks and their effects never interleave. */
   private readonly queue = new SerialQueue();
 
@@ -173,6 +175,7 @@ export class Supervisor {
   private async place(spec: InstanceSpec): Promise<{ port: number; prometheusPort?: number; gpuIds: number[] }> {
     const c = this.o.config;
     const held = this.heldPorts();
+    for (const p of this.reserved) if (p !== spec.port) held.add(p);
     let port = spec.port;
     if (port !== undefined) {
       if (held.has(port)) throw new TeiplexError('PORT_CONFLICT', `port ${port} is already used by another instance or the manager`);
@@ -268,6 +271,17 @@ export class Supervisor {
     }
     const placement = await this.place(spec);
     return this.register(spec, { ...placement, createdAt }, desired, opts);
+  }
+
+  /** Boot: where a stored instance that cannot be placed now still belongs: its own port, its GPUs, a Prometheus port for a tei child if one is free. */
+  private async fallbackPlacement(spec: InstanceSpec, port: number, createdAt: string): Promise<Placement> {
+    const c = this.o.config;
+    const held = this.heldPorts();
+    for (const p of this.reserved) held.add(p);
+    let prometheusPort = spec.prometheus_port;
+    if (prometheusPort === undefined && spec.runtime === 'tei') prometheusPort = await allocatePort(c.instance_port_start, c.instance_port_end, held).catch(() => undefined);
+    const gpuIds = spec.gpu_ids ?? (spec.gpu_id !== undefined ? [spec.gpu_id] : []);
+    return { port, prometheusPort, gpuIds, createdAt };
   }
 
   private register(spec: InstanceSpec, placement: Placement, desired: 'running' | 'stopped', opts: CreateOptions & { freshLog?: boolean }): Instance {
@@ -450,6 +464,7 @@ export class Supervisor {
     }
     this.bootModels = models;
     this.catalog?.restore(models);
+    this.reserved = new Set(items.flatMap((it) => [it.spec.port, it.spec.prometheus_port]).filter((p): p is number => p !== undefined));
     for (const it of items) {
       try {
         await this.add(it.spec, it.desired, it.createdAt, { source: it.source });
@@ -458,8 +473,7 @@ export class Supervisor {
         const reason = (err as Error).message;
         if (report.source === 'state' && it.spec.port !== undefined && !this.entries.has(it.spec.name) && (err as TeiplexError).code !== 'MAX_INSTANCES_REACHED') {
           // In the desired state with its port: keep it; its starts fail (and back off) until the port or GPU is there.
-          const gpuIds = it.spec.gpu_ids ?? (it.spec.gpu_id !== undefined ? [it.spec.gpu_id] : []);
-          const instance = this.register(it.spec, { port: it.spec.port, prometheusPort: it.spec.prometheus_port, gpuIds, createdAt: it.createdAt }, it.desired, { source: it.source });
+          const instance = this.register(it.spec, await this.fallbackPlacement(it.spec, it.spec.port, it.createdAt), it.desired, { source: it.source });
           instance.lastError = `not placeable at boot: ${reason}`;
           report.retrying.push({ name: it.spec.name, reason });
           this.log('instance restored, but not placeable now: retrying with back-off', { instance: it.spec.name, reason });
@@ -469,6 +483,7 @@ export class Supervisor {
         this.log('instance not restored', { instance: it.spec.name, reason });
       }
     }
+    this.reserved.clear();
     await this.persist();
     for (const e of this.entries.values()) if (e.desired === 'running') e.instance.start();
     return report;
