@@ -1,10 +1,11 @@
 /**
  * The desired-state file: round trip, atomic replacement under SIGKILL (real child processes
- * killed mid-write), corrupt files moved aside, bursts of saves collapsed and ordered.
+ * killed mid-write), corrupt files moved aside, bursts of saves collapsed and ordered, temp files
+ * of killed writes removed at boot, files private.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -79,3 +80,19 @@ test('SIGKILL at random instants while saving in a loop: the file always parses 
     assert.equal(state.instances.length, 1 + (n % 5));
   }
 });
+
+test('prepare: creates the directory 0700, removes temp files of killed writes (only those); files are written 0600', async () => {
+  const file = path.join(dir, 'fresh', 'sub', 'state.toml');
+  const store = new StateStore(file);
+  assert.deepEqual(await store.prepare(), []);
+  assert.equal((await stat(path.dirname(file))).mode & 0o777, 0o700);
+  await store.save(sample('org/a'));
+  assert.equal((await stat(file)).mode & 0o777, 0o600);
+  const stale = ['.state.toml.tmp-123-1', '.state.toml.tmp-99999-42'];
+  for (const n of stale) await writeFile(path.join(path.dirname(file), n), 'half a write');
+  await writeFile(path.join(path.dirname(file), '.other.toml.tmp-1-1'), 'not ours');
+  assert.deepEqual((await store.prepare()).sort(), stale);
+  assert.deepEqual((await readdir(path.dirname(file))).sort(), ['.other.toml.tmp-1-1', 'state.toml']);
+  assert.equal((await store.load()).kind, 'ok');
+});
+

@@ -97,11 +97,12 @@ test('ports: skips held ports and ports bound by someone else', async () => {
 test('child log: rotation at the cap, tail kept in memory, paging by absolute line numbers', async () => {
   const dir = await mkdtemp(path.join(tmpdir(), 'teiplex-log-'));
   try {
-    const log = new ChildLog({ dir, name: 'inst', maxBytes: 2048, maxFiles: 2, tailLines: 50 });
+    const log = new ChildLog({ dir, name: 'inst', maxBytes: 2048, maxFiles: 2, tailLines: 50, maxLineBytes: 16384, bufferBytes: 1 << 20 });
     for (let i = 0; i < 400; i++) log.write(`line ${i} ${'x'.repeat(20)}\n`);
     log.write('partial');
     log.flush();
     assert.equal(log.totalLines, 401);
+    await log.close();
     const files = (await readdir(dir)).sort();
     assert.deepEqual(files, ['inst.log', 'inst.log.1', 'inst.log.2']);
     for (const f of files) assert.ok((await readFile(path.join(dir, f))).length <= 2048);
@@ -118,25 +119,30 @@ test('child log: rotation at the cap, tail kept in memory, paging by absolute li
   }
 });
 
-test('orphan reaping: a recorded live process group is stopped; a recycled pid (other start time) is left alone', async () => {
+test('orphan reaping: marked processes (and their group) are found and stopped; unmarked ones and recycled pids are left alone', async () => {
   const { spawn } = await import('node:child_process');
-  const { isAlive, processStartTime, reapOrphans } = await import('../src/supervisor/process-record.js');
+  const { childMarker, findMarked, isAlive, processStartTime, reapOrphans } = await import('../src/supervisor/process-record.js');
+  const stateFile = path.join(tmpdir(), `teiplex-orphans-${process.pid}-${Date.now()}`, 'state.toml');
+  const env = { PATH: process.env.PATH, ...childMarker(stateFile, 'orphan') };
   // A process group: a shell and its own child, as a runtime child with helpers would be.
-  const orphan = spawn('sh', ['-c', 'sleep 30 & wait'], { detached: true, stdio: 'ignore' });
+  const orphan = spawn('sh', ['-c', 'sleep 30 & wait'], { detached: true, stdio: 'ignore', env });
+  const otherManager = spawn('sleep', ['30'], { detached: true, stdio: 'ignore', env: { PATH: process.env.PATH, ...childMarker(`${stateFile}.other`, 'x') } });
   const bystander = spawn('sleep', ['30'], { detached: true, stdio: 'ignore' });
   try {
-    await new Promise((r) => setTimeout(r, 100));
-    const records = {
-      orphan: { pid: orphan.pid!, start_time: processStartTime(orphan.pid!) },
-      recycled: { pid: bystander.pid!, start_time: (processStartTime(bystander.pid!) ?? 0) - 1 },
-    };
-    const stopped = await reapOrphans(records, 1000);
+    await new Promise((r) => setTimeout(r, 200));
+    const found = findMarked(stateFile);
+    assert.ok(found.some((p) => p.pid === orphan.pid), 'the marked shell is found');
+    assert.equal(found.length, 2, 'the shell and its sleep (the marker is inherited)');
+    assert.ok(found.every((p) => p.instance === 'orphan'));
+    const recycled = { pid: bystander.pid!, start_time: (processStartTime(bystander.pid!) ?? 0) - 1, instance: 'recycled' };
+    const stopped = await reapOrphans([...found, recycled], 1000);
     assert.deepEqual(stopped, ['orphan']);
-    await new Promise((r) => setTimeout(r, 100));
-    assert.equal(isAlive(orphan.pid!), false);
-    assert.equal(isAlive(bystander.pid!), true);
+    for (const p of found) assert.equal(isAlive(p.pid), false, `pid ${p.pid} stopped`);
+    assert.equal(isAlive(bystander.pid!), true, 'a recycled pid is never signalled');
+    assert.equal(isAlive(otherManager.pid!), true, "another state file's child is not ours");
   } finally {
     orphan.kill('SIGKILL');
+    otherManager.kill('SIGKILL');
     bystander.kill('SIGKILL');
   }
 });

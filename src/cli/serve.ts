@@ -6,6 +6,7 @@
  * or seeds instances and catalog models without waiting for them, reloads the config on SIGHUP,
  * and on SIGTERM/SIGINT stops the multiplexer (calls in flight finish), stops accepting, stops
  * every child in parallel, saves the state and exits 0.
+ * Errors no handler caught: process-handlers.ts.
  */
 import pino from 'pino';
 import { loadAuth, type Auth } from '../auth/auth.js';
@@ -22,6 +23,7 @@ import { channelSettings, createRouting } from '../mux/routing.js';
 import { startMuxServer, type MuxServer } from '../mux/server.js';
 import { Supervisor } from '../supervisor/supervisor.js';
 import { FlagError, parseFlags } from './flags.js';
+import { installProcessHandlers } from './process-handlers.js';
 
 const SPEC = {
   config: { type: 'string', short: 'c' },
@@ -53,6 +55,7 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   const log = pino({ base: { component: 'manager' } });
+  const processErrors = installProcessHandlers(log);
   const configPath = flags.config ?? process.env.TEIPLEX_CONFIG;
   let config;
   let auth: Auth;
@@ -87,6 +90,7 @@ export async function run(argv: string[]): Promise<number> {
     log: (msg, fields) => log.info(fields ?? {}, msg),
   });
   supervisor.store.onWrite = (ok, seconds) => metrics.stateWrite(ok, seconds);
+  processErrors.survived = (kind) => metrics.processError(kind);
   for (const warning of auth.warnings) log.warn(warning);
   const exposed = exposureWarning(config);
   if (exposed !== undefined) log.warn(exposed);
@@ -108,7 +112,14 @@ export async function run(argv: string[]): Promise<number> {
   }
   const dataPort = await dataPlane.listen(apiPort);
 
-  const report = await supervisor.boot();
+  let report;
+  try {
+    report = await supervisor.boot();
+  } catch (err) {
+    // Nothing was spawned yet: exiting is safe, and a listener left open would hide the failure.
+    log.fatal({ err: (err as Error).message }, 'boot failed: exiting');
+    process.exit(1);
+  }
   catalog.start();
   log.info({ ...report, api_port: apiPort, grpc_port: mux.port, data_port: dataPort, pid: process.pid }, 'ready');
 

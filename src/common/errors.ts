@@ -39,8 +39,8 @@ export const ERROR_CODES = {
   NOT_RUNNING: { http: 409, grpc: GrpcStatus.FAILED_PRECONDITION, teiType: 'validation' },
   MAX_INSTANCES_REACHED: { http: 422, grpc: GrpcStatus.RESOURCE_EXHAUSTED, teiType: 'validation' },
   INVALID_GPU_ID: { http: 422, grpc: GrpcStatus.INVALID_ARGUMENT, teiType: 'validation' },
-  /** The manager could not persist the desired state. */
-  STATE_WRITE_FAILED: { http: 500, grpc: GrpcStatus.INTERNAL, teiType: 'backend' },
+  /** The manager could not persist the desired state (the reason is named); the change was not made. */
+  STATE_WRITE_FAILED: { http: 503, grpc: GrpcStatus.UNAVAILABLE, teiType: 'unhealthy' },
   // ---- routing to instances (gRPC multiplexer, HTTP data plane) ----
   /** No instance serves the requested model. */
   MODEL_NOT_FOUND: { http: 404, grpc: GrpcStatus.NOT_FOUND, teiType: 'not_found' },

@@ -110,6 +110,10 @@ export const ConfigSchema = Type.Object(
     log_max_files: Type.Integer({ minimum: 1 }),
     /** Lines of each child's output kept in memory (API log tail). */
     log_tail_lines: Type.Integer({ minimum: 1 }),
+    /** Longest child output line kept (bytes); the rest of a longer line is dropped and the line marked truncated. */
+    log_line_max_bytes: Type.Integer({ minimum: 256, maximum: 1024 * 1024 }),
+    /** Child output waiting to be written to disk, per instance (bytes); beyond it lines are dropped and counted. */
+    log_buffer_bytes: Type.Integer({ minimum: 64 * 1024 }),
     health_check_interval_secs: Secs,
     health_check_timeout_secs: Secs,
     max_failures_before_restart: Type.Integer({ minimum: 1 }),
@@ -200,6 +204,8 @@ export const DEFAULTS = {
   log_max_bytes: 10 * 1024 * 1024,
   log_max_files: 3,
   log_tail_lines: 1000,
+  log_line_max_bytes: 16 * 1024,
+  log_buffer_bytes: 4 * 1024 * 1024,
   health_check_interval_secs: 10,
   health_check_timeout_secs: 5,
   max_failures_before_restart: 3,

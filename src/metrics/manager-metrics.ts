@@ -27,6 +27,7 @@ export class ManagerMetrics {
   private readonly modelLoads: Counter<'model' | 'result'>;
   private readonly modelEvictions: Counter<'model' | 'reason'>;
   private readonly coldStartSeconds: Histogram<'model'>;
+  private readonly processErrors: Counter<'kind'>;
 
   constructor(supervisor: () => Supervisor | undefined, catalog: () => Catalog | undefined = () => undefined) {
     const registers = [this.registry];
@@ -117,6 +118,27 @@ export class ManagerMetrics {
         loop.reset();
       },
     });
+    new Counter({
+      name: 'teiplex_child_log_write_errors_total',
+      help: 'Failed writes of a child log since the instance was created (disk full, I/O error, ...); the child runs on',
+      labelNames: ['instance'],
+      registers,
+      collect() {
+        this.reset();
+        for (const i of supervisor()?.list() ?? []) this.inc({ instance: i.name }, i.log.writeErrors);
+      },
+    });
+    new Gauge({
+      name: 'teiplex_child_log_dropped_lines',
+      help: 'Child output lines not written to the log since the instance was created (writer behind, or write failed)',
+      labelNames: ['instance'],
+      registers,
+      collect() {
+        this.reset();
+        for (const i of supervisor()?.list() ?? []) this.set({ instance: i.name }, i.log.droppedLines);
+      },
+    });
+    this.processErrors = new Counter({ name: 'teiplex_process_errors_total', help: 'Errors no handler caught, logged and survived (unhandled_rejection, io_error)', labelNames: ['kind'], registers });
     this.stateWriteSeconds = new Histogram({ name: 'teiplex_state_write_seconds', help: 'State file write latency (write, fsync, rename, fsync dir)', buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5], registers });
   }
 
@@ -137,6 +159,11 @@ export class ManagerMetrics {
       },
       evict: (model, reason) => this.modelEvictions.inc({ model, reason }),
     };
+  }
+
+  /** An error that reached the process-level handlers and was survived. */
+  processError(kind: 'unhandled_rejection' | 'io_error'): void {
+    this.processErrors.inc({ kind });
   }
 
   /** Feed from StateStore.onWrite. */

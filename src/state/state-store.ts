@@ -2,16 +2,17 @@
  * The desired state (instance specs + whether each should run), persisted as TOML with atomic
  * replacement. One writer: saves are serialized, and a burst of saves collapses into writing the
  * latest state once, while every caller still waits until a state at least as new as its own is
- * on disk.
+ * on disk. The file and its directory are private to the manager's user (0600 / 0700 when created).
  */
-import { readFile, rename } from 'node:fs/promises';
+import { mkdir, readFile, rename } from 'node:fs/promises';
+import path from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
 import { stringify as stringifyToml } from 'smol-toml';
 import { parseTomlPlain } from '../config/toml.js';
 import { InstanceSpecSchema } from '../config/instance-spec.js';
 import { ModelSpecSchema } from '../config/model-spec.js';
 import { check } from '../config/validate.js';
-import { writeFileAtomic } from './atomic-file.js';
+import { removeStaleTemps, writeFileAtomic } from './atomic-file.js';
 
 export const STATE_VERSION = 1;
 
@@ -82,6 +83,12 @@ export class StateStore {
   onWrite: (ok: boolean, seconds: number) => void = () => undefined;
 
   constructor(readonly file: string) {}
+
+  /** Boot, before `load`: create the directory (0700) and remove temp files of killed writes (their names returned). */
+  async prepare(): Promise<string[]> {
+    await mkdir(path.dirname(path.resolve(this.file)), { recursive: true, mode: 0o700 });
+    return removeStaleTemps(this.file);
+  }
 
   /** Read the state file; a corrupt one is moved aside (`<file>.corrupt-<time>`), never overwritten. */
   async load(): Promise<LoadResult> {

@@ -3,7 +3,10 @@
  * for readiness, health-check it, restart it with capped exponential back-off when it dies or
  * hangs, stop it gracefully. Status changes go through the StateMachine; a child's exit is seen
  * from the process itself at once. Only one child per instance is ever alive: a new one is
- * spawned only after the previous one's exit has been observed.
+ * spawned only after the previous one's exit has been observed. Every child carries the marker
+ * environment (process-record.ts) so a later manager finds it after a crash. Before each spawn a
+ * pre-flight check (its port free, its GPUs present) may refuse the attempt: that counts as a
+ * failed start (back-off, then failed), so an instance whose port is taken waits and retries.
  */
 import { execa, type ResultPromise } from 'execa';
 import type { RestartConfig } from '../config/config.js';
@@ -12,7 +15,7 @@ import { buildChildCommand, type RuntimeSettings } from '../runtimes/runtimes.js
 import { ChildLog } from './child-log.js';
 import { HealthProbe } from './health-probe.js';
 import { canServe, hasProcess, StateMachine, type InstanceState } from './instance-state.js';
-import { signalGroup } from './process-record.js';
+import { childMarker, signalGroup } from './process-record.js';
 
 export interface InstanceSettings {
   healthIntervalMs: number;
@@ -25,6 +28,10 @@ export interface InstanceSettings {
   logMaxBytes: number;
   logMaxFiles: number;
   logTailLines: number;
+  logLineMaxBytes: number;
+  logBufferBytes: number;
+  /** Absolute path of the state file: the marker every child carries. */
+  stateFile: string;
   runtime: RuntimeSettings;
   managerEnv: NodeJS.ProcessEnv;
 }
@@ -35,6 +42,10 @@ export interface InstanceHooks {
   onHealthFailure?(name: string): void;
   onReady?(name: string, seconds: number): void;
   onPid?(name: string, pid: number | undefined): void;
+  /** Writing the child's log failed (counted by the log; the child runs on). */
+  onLogError?(name: string, err: Error): void;
+  /** Before each spawn: a reason to refuse this attempt (it fails like a crash at start), or undefined. */
+  preflight?(name: string): Promise<string | undefined>;
 }
 
 export interface LastExit {
@@ -79,18 +90,35 @@ export class Instance {
   lastHealthCheck: string | undefined;
   private spawnedAt = 0;
   private readyAt: number | undefined;
+  /** A pre-flight check is running for this generation (no child yet). */
+  private preflighting = false;
 
+  /** `freshLog`: a new instance, not a restored one: an old log of the same name is removed first. */
   constructor(
     readonly spec: InstanceSpec,
     readonly placement: Placement,
     private readonly settings: InstanceSettings,
     private readonly hooks: InstanceHooks = {},
+    freshLog = false,
   ) {
     this.machine = new StateMachine('stopped', (from, to, reason) => {
       this.log.note(`${from} -> ${to}: ${reason}`);
       this.hooks.onTransition?.(spec.name, from, to, reason);
     });
-    this.log = new ChildLog({ dir: settings.logDir, name: spec.name, maxBytes: settings.logMaxBytes, maxFiles: settings.logMaxFiles, tailLines: settings.logTailLines });
+    this.log = new ChildLog({
+      dir: settings.logDir,
+      name: spec.name,
+      maxBytes: settings.logMaxBytes,
+      maxFiles: settings.logMaxFiles,
+      tailLines: settings.logTailLines,
+      maxLineBytes: settings.logLineMaxBytes,
+      bufferBytes: settings.logBufferBytes,
+      fresh: freshLog,
+      onError: (err) => {
+        this.lastError = `writing the log ${this.log.file} failed: ${err.message}`;
+        this.hooks.onLogError?.(spec.name, err);
+      },
+    });
   }
 
   get name(): string {
@@ -127,12 +155,25 @@ export class Instance {
       return;
     }
     if (this.status === 'stopped') return;
+    if (this.preflighting) {
+      this.abandonPreflight();
+      this.machine.transition('stopped', reason);
+      return;
+    }
     if (this.status !== 'stopping') this.machine.transition('stopping', reason);
     await this.terminate();
   }
 
   /** Restart: stop the live child (if any), then start a new one. */
   async restart(): Promise<void> {
+    if (this.preflighting) {
+      this.abandonPreflight();
+      this.machine.transition('stopping', 'restart requested');
+      this.restarts++;
+      this.hooks.onRestart?.(this.name, 'manual');
+      this.spawnChild('restart');
+      return;
+    }
     if (!hasProcess(this.status) || this.status === 'stopping') {
       if (this.status === 'stopping') await this.childExited;
       if (this.status === 'backoff') this.clearBackoff();
@@ -144,6 +185,12 @@ export class Instance {
     this.restarts++;
     this.hooks.onRestart?.(this.name, 'manual');
     await this.terminate();
+  }
+
+  /** Forget a pre-flight check in progress (its result is ignored: the generation moved on). */
+  private abandonPreflight(): void {
+    this.preflighting = false;
+    this.generation++;
   }
 
   private clearBackoff(): void {
@@ -178,6 +225,24 @@ export class Instance {
     this.healthFailures = 0;
     this.readyAt = undefined;
     this.killReason = undefined;
+    this.spawnedAt = Date.now();
+    const preflight = this.hooks.preflight;
+    if (preflight === undefined) {
+      this.launch(gen);
+      return;
+    }
+    this.preflighting = true;
+    void preflight(this.name)
+      .catch((err: Error) => `pre-flight check failed: ${err.message}`)
+      .then((problem) => {
+        if (gen !== this.generation || !this.preflighting) return;
+        this.preflighting = false;
+        if (problem === undefined) this.launch(gen);
+        else this.attemptFailed(problem, problem, false);
+      });
+  }
+
+  private launch(gen: number): void {
     const cmd = buildChildCommand(this.spec.runtime ?? 'router', {
       spec: this.spec,
       port: this.placement.port,
@@ -186,8 +251,8 @@ export class Instance {
       managerEnv: this.settings.managerEnv,
     }, this.settings.runtime);
     this.log.note(cmd.logLine);
-    this.spawnedAt = Date.now();
-    const child = execa(cmd.command, cmd.args, { env: cmd.env, extendEnv: false, detached: true, buffer: false, reject: false, stdin: 'ignore', cleanup: true });
+    const env = { ...cmd.env, ...childMarker(this.settings.stateFile, this.name) };
+    const child = execa(cmd.command, cmd.args, { env, extendEnv: false, detached: true, buffer: false, reject: false, stdin: 'ignore', cleanup: true });
     this.child = child;
     child.stdout?.on('data', (d: Buffer) => this.log.write(d));
     child.stderr?.on('data', (d: Buffer) => this.log.write(d));
@@ -277,9 +342,14 @@ export class Instance {
 
     // An exit nobody asked for: died, or killed by us for a hang / startup timeout.
     const cause = this.killReason ?? `child exited unexpectedly (${how})`;
-    this.lastError = this.killReason ?? (spawnError ? `spawn failed: ${spawnError}` : cause);
+    this.attemptFailed(cause, this.killReason ?? (spawnError ? `spawn failed: ${spawnError}` : cause), code === 0 && this.killReason === undefined);
+  }
+
+  /** A start attempt or a child ended without being asked to: restart after back-off, or fail. */
+  private attemptFailed(cause: string, lastError: string, cleanExit: boolean): void {
+    this.lastError = lastError;
     const policy = this.spec.restart_policy ?? 'always';
-    if (policy === 'on-failure' && code === 0 && this.killReason === undefined) {
+    if (policy === 'on-failure' && cleanExit) {
       this.machine.transition('stopped', 'child exited with code 0');
       return;
     }

@@ -2,6 +2,14 @@
  * The registry of instances: create, delete, start, stop, restart; ports and GPUs assigned;
  * desired state persisted on every change; boot restores (or seeds) after stopping orphans a
  * dead manager left behind. The API and the multiplexer look instances up here.
+ *
+ * Crash safety: a change is acknowledged (the call resolves) only once the state file holds it;
+ * a failed write rolls the in-memory change back and throws STATE_WRITE_FAILED. Children are
+ * spawned only after the state that wants them is on disk, and carry the marker environment, so
+ * a manager killed at any instant leaves nothing the next one cannot find (process-record.ts).
+ * One manager per state file (manager-lock.ts).
+ * An instance of the state file that cannot be placed at boot (port taken, GPU gone) is kept,
+ * with the reason, and retried with back-off like any failed start; it is never dropped.
  */
 import path from 'node:path';
 import { TeiplexError } from '../common/errors.js';
@@ -12,10 +20,11 @@ import { assertSpecAllowed, specRefusal } from '../config/spec-policy.js';
 import { isDeepStrictEqual } from 'node:util';
 import { StateStore, type Source, type State, type StoredInstance, type StoredModel } from '../state/state-store.js';
 import { checkGpuIds, discoverGpus, type GpuDiscovery } from './gpus.js';
-import { Instance, type InstanceHooks, type InstanceSettings } from './instance.js';
+import { Instance, type InstanceHooks, type InstanceSettings, type Placement } from './instance.js';
 import { hasProcess } from './instance-state.js';
 import { allocatePort, portIsFree, PortRangeExhausted } from './ports.js';
-import { ProcessRecords, reapOrphans } from './process-record.js';
+import { ManagerLock } from './manager-lock.js';
+import { findMarked, reapOrphans, takeLegacyRecords } from './process-record.js';
 
 export interface SupervisorOptions {
   config: Config;
@@ -47,6 +56,10 @@ export interface BootReport {
   source: 'state' | 'config';
   restored: number;
   orphansStopped: string[];
+  /** Temp files of state writes killed midway, removed. */
+  staleTempsRemoved: number;
+  /** Restored, but not placeable now: kept, and retried with back-off. */
+  retrying: Array<{ name: string; reason: string }>;
   corruptStateMovedTo?: string;
   corruptReason?: string;
   skipped: Array<{ name: string; reason: string }>;
@@ -69,7 +82,9 @@ export interface CreateOptions {
 export class Supervisor {
   private readonly entries = new Map<string, Entry>();
   readonly store: StateStore;
-  readonly records: ProcessRecords;
+  /** Absolute path of the state file: the marker of our children. */
+  readonly stateFile: string;
+  private readonly lock: ManagerLock;
   private readonly settings: InstanceSettings;
   private readonly log: (msg: string, fields?: Record<string, unknown>) => void;
   private gpuCache: { at: number; value: GpuDiscovery } | undefined;
@@ -77,13 +92,16 @@ export class Supervisor {
   private catalog: CatalogState | undefined;
   /** Models read at boot, kept for persistence until a catalog takes them. */
   private bootModels: StoredModel[] = [];
+  /** Boot: the ports the state file gives its instances, held while they are placed one by one (an allocation for one must not take a later one's port). */
+  private reserved = new Set<number>();
   /** Serializes admin operations: checks and their effects never interleave. */
   private readonly queue = new SerialQueue();
 
   constructor(private readonly o: SupervisorOptions) {
     const c = o.config;
-    this.store = new StateStore(c.state_file);
-    this.records = new ProcessRecords(path.join(path.dirname(path.resolve(c.state_file)), `${path.basename(c.state_file)}.pids.json`));
+    this.stateFile = path.resolve(c.state_file);
+    this.store = new StateStore(this.stateFile);
+    this.lock = new ManagerLock(this.stateFile);
     this.log = o.log ?? (() => undefined);
     this.settings = {
       healthIntervalMs: c.health_check_interval_secs * 1000,
@@ -96,6 +114,9 @@ export class Supervisor {
       logMaxBytes: c.log_max_bytes,
       logMaxFiles: c.log_max_files,
       logTailLines: c.log_tail_lines,
+      logLineMaxBytes: c.log_line_max_bytes,
+      logBufferBytes: c.log_buffer_bytes,
+      stateFile: this.stateFile,
       runtime: { teiBinaryPath: c.tei_binary_path, teiplexScript: o.teiplexScript },
       managerEnv: o.env ?? process.env,
     };
@@ -155,6 +176,7 @@ export class Supervisor {
   private async place(spec: InstanceSpec): Promise<{ port: number; prometheusPort?: number; gpuIds: number[] }> {
     const c = this.o.config;
     const held = this.heldPorts();
+    for (const p of this.reserved) if (p !== spec.port) held.add(p);
     let port = spec.port;
     if (port !== undefined) {
       if (held.has(port)) throw new TeiplexError('PORT_CONFLICT', `port ${port} is already used by another instance or the manager`);
@@ -199,18 +221,47 @@ export class Supervisor {
     }
   }
 
+  /** Persist after `change`; if the write fails, `undo` it and throw (nothing is acknowledged). */
+  private async commit(change: () => void, undo: () => void): Promise<void> {
+    change();
+    try {
+      await this.persist();
+    } catch (err) {
+      undo();
+      throw err;
+    }
+  }
+
+  /** Before each spawn: the instance's ports are free and its GPUs present. */
+  private async preflight(name: string): Promise<string | undefined> {
+    const i = this.entries.get(name)?.instance;
+    if (i === undefined) return undefined;
+    for (const port of [i.placement.port, i.placement.prometheusPort]) {
+      if (port !== undefined && !(await portIsFree(port))) return `port ${port} is in use by another process`;
+    }
+    if (i.placement.gpuIds.length > 0) {
+      try {
+        checkGpuIds(i.placement.gpuIds, await this.gpus());
+      } catch (err) {
+        return (err as Error).message;
+      }
+    }
+    return undefined;
+  }
+
   private hooks(): InstanceHooks {
     const h = this.o.hooks ?? {};
     return {
       ...h,
-      onPid: (name, pid) => {
-        void this.records.set(name, pid);
-        h.onPid?.(name, pid);
+      preflight: (name) => this.preflight(name),
+      onLogError: (name, err) => {
+        this.log('writing a child log failed; the child runs on', { instance: name, error: err.message });
+        h.onLogError?.(name, err);
       },
     };
   }
 
-  private async add(spec: InstanceSpec, desired: 'running' | 'stopped', createdAt: string, opts: CreateOptions = {}): Promise<Instance> {
+  private async add(spec: InstanceSpec, desired: 'running' | 'stopped', createdAt: string, opts: CreateOptions & { freshLog?: boolean } = {}): Promise<Instance> {
     const c = this.o.config;
     if (this.entries.has(spec.name)) throw new TeiplexError('INSTANCE_EXISTS', `instance '${spec.name}' already exists`);
     if (c.max_instances !== undefined && this.entries.size >= c.max_instances) {
@@ -220,7 +271,22 @@ export class Supervisor {
       throw new TeiplexError('BAD_REQUEST', `runtime 'command' needs the field 'command'`);
     }
     const placement = await this.place(spec);
-    const instance = new Instance(spec, { ...placement, createdAt }, this.settings, this.hooks());
+    return this.register(spec, { ...placement, createdAt }, desired, opts);
+  }
+
+  /** Boot: where a stored instance that cannot be placed now still belongs: its own port, its GPUs, a Prometheus port for a tei child if one is free. */
+  private async fallbackPlacement(spec: InstanceSpec, port: number, createdAt: string): Promise<Placement> {
+    const c = this.o.config;
+    const held = this.heldPorts();
+    for (const p of this.reserved) held.add(p);
+    let prometheusPort = spec.prometheus_port;
+    if (prometheusPort === undefined && spec.runtime === 'tei') prometheusPort = await allocatePort(c.instance_port_start, c.instance_port_end, held).catch(() => undefined);
+    const gpuIds = spec.gpu_ids ?? (spec.gpu_id !== undefined ? [spec.gpu_id] : []);
+    return { port, prometheusPort, gpuIds, createdAt };
+  }
+
+  private register(spec: InstanceSpec, placement: Placement, desired: 'running' | 'stopped', opts: CreateOptions & { freshLog?: boolean }): Instance {
+    const instance = new Instance(spec, placement, this.settings, this.hooks(), opts.freshLog);
     this.entries.set(spec.name, { instance, desired, source: opts.source ?? 'api', owner: opts.owner });
     return instance;
   }
@@ -230,7 +296,7 @@ export class Supervisor {
     return this.queue.run(async () => {
       this.assertOpen();
       if ((opts.source ?? 'api') === 'api') assertSpecAllowed(spec, 'api', this.o.config.security);
-      const instance = await this.add(spec, start ? 'running' : 'stopped', new Date().toISOString(), opts);
+      const instance = await this.add(spec, start ? 'running' : 'stopped', new Date().toISOString(), { ...opts, freshLog: true });
       if (opts.owner === undefined) {
         try {
           await this.persist();
@@ -265,6 +331,7 @@ export class Supervisor {
         }
         await e.instance.stop(spec === undefined ? 'removed from the config' : 'spec changed in the config');
         e.instance.dispose();
+        await e.instance.log.close();
         this.entries.delete(name);
         if (spec === undefined) report.removed.push(name);
         else replaced.add(name);
@@ -289,13 +356,18 @@ export class Supervisor {
     });
   }
 
+  /** Delete: the state without it is saved first; then its child is stopped and its log removed. */
   delete(name: string): Promise<Instance> {
     return this.queue.run(async () => {
       const instance = this.get(name);
+      const entry = this.entries.get(name)!;
+      await this.commit(
+        () => this.entries.delete(name),
+        () => this.entries.set(name, entry),
+      );
       await instance.stop('instance deleted');
       instance.dispose();
-      this.entries.delete(name);
-      await this.persist();
+      await instance.log.remove();
       return instance;
     });
   }
@@ -308,8 +380,7 @@ export class Supervisor {
       if (instance.status !== 'stopped' && instance.status !== 'failed') {
         throw new TeiplexError('ALREADY_RUNNING', `instance '${name}' is ${instance.status}`);
       }
-      this.entries.get(name)!.desired = 'running';
-      await this.persist();
+      await this.setDesired(name, 'running');
       instance.start();
       return instance;
     });
@@ -321,8 +392,7 @@ export class Supervisor {
       if (instance.status === 'stopped' || (instance.status === 'failed' && this.entries.get(name)!.desired === 'stopped')) {
         throw new TeiplexError('NOT_RUNNING', `instance '${name}' is ${instance.status}`);
       }
-      this.entries.get(name)!.desired = 'stopped';
-      await this.persist();
+      await this.setDesired(name, 'stopped');
       await instance.stop();
       return instance;
     });
@@ -333,10 +403,7 @@ export class Supervisor {
       this.assertOpen();
       const instance = this.get(name);
       this.admit(name);
-      if (this.entries.get(name)!.desired !== 'running') {
-        this.entries.get(name)!.desired = 'running';
-        await this.persist();
-      }
+      await this.setDesired(name, 'running');
       await instance.restart();
       return instance;
     });
@@ -348,17 +415,38 @@ export class Supervisor {
     if (e !== undefined && e.source === 'api') assertSpecAllowed(e.instance.spec, 'api', this.o.config.security);
   }
 
+  private async setDesired(name: string, desired: 'running' | 'stopped'): Promise<void> {
+    const e = this.entries.get(name)!;
+    const before = e.desired;
+    if (before === desired) return;
+    await this.commit(
+      () => (e.desired = desired),
+      () => (e.desired = before),
+    );
+  }
+
   private assertOpen(): void {
     if (this.closing) throw new TeiplexError('UNHEALTHY', 'the manager is shutting down');
   }
 
-  /** Stop orphans, then restore the state file (auto_restore) or seed from the config. */
-  async boot(): Promise<BootReport> {
+  /**
+   * Stop orphans, then restore the state file (auto_restore) or seed from the config. Admin
+   * operations that arrive meanwhile (the API already listens) wait: none may spawn a child or
+   * write the state before the orphans are gone and the state file is read.
+   */
+  boot(): Promise<BootReport> {
+    return this.queue.run(() => this.restore());
+  }
+
+  private async restore(): Promise<BootReport> {
     const c = this.o.config;
-    const orphansStopped = await reapOrphans(await this.records.load(), this.settings.gracefulMs);
-    if (orphansStopped.length > 0) this.log('stopped children left by a previous manager', { instances: orphansStopped });
-    for (const name of orphansStopped) await this.records.set(name, undefined);
-    const report: BootReport = { source: 'config', restored: 0, orphansStopped, skipped: [] };
+    await this.lock.acquire(); // before any file or process is touched
+    const staleTemps = await this.store.prepare();
+    if (staleTemps.length > 0) this.log('removed temp files of interrupted state writes', { files: staleTemps });
+    const orphans = [...(await takeLegacyRecords(`${this.stateFile}.pids.json`)), ...findMarked(this.stateFile)];
+    const orphansStopped = await reapOrphans(orphans, this.settings.gracefulMs);
+    if (orphansStopped.length > 0) this.log('stopped children left by a previous manager', { instances: orphansStopped, pids: orphans.map((o) => o.pid) });
+    const report: BootReport = { source: 'config', restored: 0, orphansStopped, staleTempsRemoved: staleTemps.length, retrying: [], skipped: [] };
     let items: Array<{ spec: InstanceSpec; desired: 'running' | 'stopped'; createdAt: string; source: Source }> = [];
     const loaded = await this.store.load();
     if (loaded.kind === 'corrupt') {
@@ -387,22 +475,34 @@ export class Supervisor {
     this.bootModels = models;
     this.catalog?.restore(models);
     const refused = new Set<string>();
+    this.reserved = new Set(items.flatMap((it) => [it.spec.port, it.spec.prometheus_port]).filter((p): p is number => p !== undefined));
     for (const it of items) {
       try {
-        const instance = await this.add(it.spec, it.desired, it.createdAt, { source: it.source });
+        await this.add(it.spec, it.desired, it.createdAt, { source: it.source });
         report.restored++;
-        // Written by a manager that allowed more: kept (desired state and all), not started.
-        const refusal = specRefusal(it.spec, it.source, c.security);
-        if (refusal !== undefined) {
-          instance.lastError = `not started: ${refusal.message}`;
-          refused.add(it.spec.name);
-          this.log('instance not started: its spec is not allowed by this config', { instance: it.spec.name, reason: refusal.message });
-        }
       } catch (err) {
-        report.skipped.push({ name: it.spec.name, reason: (err as Error).message });
-        this.log('instance not restored', { instance: it.spec.name, reason: (err as Error).message });
+        const reason = (err as Error).message;
+        if (report.source === 'state' && it.spec.port !== undefined && !this.entries.has(it.spec.name) && (err as TeiplexError).code !== 'MAX_INSTANCES_REACHED') {
+          // In the desired state with its port: keep it; its starts fail (and back off) until the port or GPU is there.
+          const instance = this.register(it.spec, await this.fallbackPlacement(it.spec, it.spec.port, it.createdAt), it.desired, { source: it.source });
+          instance.lastError = `not placeable at boot: ${reason}`;
+          report.retrying.push({ name: it.spec.name, reason });
+          this.log('instance restored, but not placeable now: retrying with back-off', { instance: it.spec.name, reason });
+        } else {
+          report.skipped.push({ name: it.spec.name, reason });
+          this.log('instance not restored', { instance: it.spec.name, reason });
+          continue;
+        }
+      }
+      // Written by a manager that allowed more: kept (desired state and all), not started.
+      const refusal = specRefusal(it.spec, it.source, c.security);
+      if (refusal !== undefined) {
+        this.entries.get(it.spec.name)!.instance.lastError = `not started: ${refusal.message}`;
+        refused.add(it.spec.name);
+        this.log('instance not started: its spec is not allowed by this config', { instance: it.spec.name, reason: refusal.message });
       }
     }
+    this.reserved.clear();
     await this.persist();
     for (const e of this.entries.values()) if (e.desired === 'running' && !refused.has(e.instance.name)) e.instance.start();
     return report;
@@ -416,9 +516,11 @@ export class Supervisor {
       [...this.entries.values()].map(async (e) => {
         if (hasProcess(e.instance.status) || e.instance.status === 'backoff') await e.instance.stop('manager shutting down');
         e.instance.dispose();
+        await e.instance.log.close();
       }),
     );
     await this.persist().catch((err: Error) => this.log('state not saved at shutdown', { error: err.message }));
+    await this.lock.release().catch(() => undefined);
   }
 }
 
