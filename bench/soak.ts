@@ -36,14 +36,13 @@
  */
 import { randomBytes } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { residentMb } from '../src/catalog/footprint.js';
 import { projectPath } from '../src/common/paths.js';
-import { loopbackConfig, startManager, type ManagerProcess } from '../test/helpers/manager-process.js';
+import { freePort, loopbackConfig, startManager, type ManagerProcess } from '../test/helpers/manager-process.js';
 import { testModel } from '../test/helpers/models.js';
 import { metricSum } from './lib/prometheus-text.js';
 import { Admin, observeApi, observeStateFile } from './soak/admin.js';
@@ -104,14 +103,6 @@ const CHURN = ['c-0', 'c-1', 'c-2', 'c-3'];
 const KILL_MODES = ['after-ack', 'mid-call', 'idle'] as const;
 
 const jitter = (ms: number): number => ms * (0.5 + Math.random());
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise((r) => srv.close(r));
-  return port;
-}
 
 /** The manager under test: started, SIGKILLed and restarted with the same config and ports. */
 class Manager {
@@ -215,6 +206,9 @@ async function main(): Promise<number> {
         '[restart]',
         'initial_backoff_ms = 200',
         'max_restarts = 1000',
+        // The bench's own child marker in API-created specs: an explicit opt-in for that one name.
+        '[security]',
+        `api_env = ["${RUN_ID_VAR}"]`,
         ...STATIC.flatMap((name, i) => ['[[instances]]', `name = "${name}"`, `model_id = ${JSON.stringify(staticModels[i])}`, envToml, 'extra_args = ["--auto-truncate"]']),
         '[[models]]',
         `name = "${CATALOG}"`,

@@ -14,8 +14,10 @@ import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
+import * as grpc from '@grpc/grpc-js';
 import { parseState } from '../src/state/state-store.js';
-import { loopbackConfig, startManager } from './helpers/manager-process.js';
+import { freePort, loopbackConfig, startManager } from './helpers/manager-process.js';
+import { mux } from './helpers/mux-client.js';
 
 let dir: string;
 let sleeper: string;
@@ -56,6 +58,7 @@ test('a failing state write: 503 STATE_WRITE_FAILED with the reason, the change 
   try {
     assert.equal((await m.api('POST', '/instances', { name: 'up', model_id: 'org/a', runtime: 'tei' })).status, 201);
     assert.equal((await m.api('POST', '/instances?start=false', { name: 'down', model_id: 'org/b', runtime: 'tei' })).status, 201);
+    assert.equal((await m.api('POST', '/models', { name: 'cat', model_id: 'org/cat', runtime: 'tei' })).status, 201);
     const before = await readFile(stateFile, 'utf8');
     assert.equal((await stat(stateFile)).mode & 0o777, 0o600, 'the state file is private');
     const listBefore = (await m.api('GET', '/instances')).body.map((i: any) => [i.name, i.desired_state]);
@@ -69,6 +72,8 @@ test('a failing state write: 503 STATE_WRITE_FAILED with the reason, the change 
       ['POST', '/instances/up/stop'],
       ['POST', '/instances/down/restart'],
       ['DELETE', '/instances/up'],
+      ['POST', '/models', { name: 'cat2', model_id: 'org/cat2', runtime: 'tei' }],
+      ['DELETE', '/models/cat'],
     ];
     for (const [method, url, body] of attempts) {
       const r = await m.api(method, url, body);
@@ -78,6 +83,8 @@ test('a failing state write: 503 STATE_WRITE_FAILED with the reason, the change 
     }
     const listDuring = (await m.api('GET', '/instances')).body.map((i: any) => [i.name, i.desired_state]);
     assert.deepEqual(listDuring, listBefore, 'nothing changed in memory');
+    assert.deepEqual((await m.api('GET', '/models')).body.map((x: any) => x.name), ['cat'], 'the catalog unchanged too');
+    assert.equal((await m.api('GET', '/models/cat')).status, 200);
     assert.equal((await m.api('GET', '/instances/down')).body.status, 'stopped', 'no child started for an unsaved start');
     assert.notEqual((await m.api('GET', '/instances/up')).body.pid, null, 'no child stopped for an unsaved stop or delete');
 
@@ -144,23 +151,56 @@ test('a create that arrives while boot is still stopping orphans waits for boot:
   const stubborn = path.join(dir, 'stubborn');
   await writeFile(stubborn, "#!/bin/sh\ntrap '' TERM\nwhile :; do sleep 0.2; done\n");
   await chmod(stubborn, 0o755);
-  const probe = createServer();
-  await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
-  const apiPort = (probe.address() as { port: number }).port;
-  await new Promise((r) => probe.close(r));
+  const [apiPort, grpcPort] = [await freePort(), await freePort()];
   const file = (await config('o', stateFile)).replace(/\.toml$/, '-fixed.toml');
-  await writeFile(file, (await readFile(await config('o', stateFile), 'utf8')).replace('api_port = 0', `api_port = ${apiPort}`).replace(JSON.stringify(sleeper), JSON.stringify(stubborn)));
+  await writeFile(
+    file,
+    (await readFile(await config('o', stateFile), 'utf8'))
+      .replace('api_port = 0', `api_port = ${apiPort}`)
+      .replace('grpc_port = 0', `grpc_port = ${grpcPort}`)
+      .replace(JSON.stringify(sleeper), JSON.stringify(stubborn)),
+  );
   let m = await startManager(file);
   assert.equal((await m.api('POST', '/instances', { name: 'old', model_id: 'org/old', runtime: 'tei' })).status, 201);
   await m.waitFor('old', (i) => i.pid !== null, 10_000);
   await m.stop('SIGKILL');
   const booting = startManager(file);
-  let status: number | undefined;
-  while ((status = await post(apiPort, '/instances', { name: 'new', model_id: 'org/new', runtime: 'tei' })) === undefined) await new Promise((r) => setTimeout(r, 20));
+  const retry = async <T>(attempt: () => Promise<T | undefined>): Promise<T> => {
+    for (;;) {
+      const r = await attempt();
+      if (r !== undefined) return r;
+      await new Promise((res) => setTimeout(res, 20));
+    }
+  };
+  // While boot stops the orphan: an admin create, and data-plane calls (HTTP, gRPC) naming the
+  // restored instance, which must not be told it does not exist.
+  const created = retry(() => post(apiPort, '/instances', { name: 'new', model_id: 'org/new', runtime: 'tei' }));
+  const http = retry(() =>
+    fetch(`http://127.0.0.1:${apiPort}/v1/embeddings`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'old', input: 'x' }) }).then(
+      async (r) => ({ status: r.status, body: await r.text() }),
+      () => undefined,
+    ),
+  );
+  const c = mux(grpcPort);
+  const grpcCall = retry(() =>
+    new Promise<grpc.ServiceError | null | undefined>((resolve) =>
+      c.Embed({ target: { instance_name: 'old' }, request: { inputs: 'x' } }, { deadline: Date.now() + 30_000 }, (err: grpc.ServiceError | null) =>
+        resolve(err?.code === grpc.status.UNAVAILABLE && /connect|ECONNREFUSED|No connection/i.test(err.details) ? undefined : err),
+      ),
+    ),
+  );
+  const [status, answer, grpcErr] = await Promise.all([created, http, grpcCall]);
+  c.close();
   m = await booting;
   try {
     assert.equal(status, 201);
-    assert.deepEqual(m.ready.orphansStopped, ['old'], 'the create came in while boot was stopping the orphan');
+    assert.deepEqual(m.ready.orphansStopped, ['old'], 'the calls came in while boot was stopping the orphan');
+    // Restored but not ready (its child never answers): 503, never 404.
+    assert.equal(answer.status, 503, answer.body);
+    assert.match(answer.body, /old/);
+    assert.doesNotMatch(answer.body, /not_found|not served/);
+    assert.equal(grpcErr?.code, grpc.status.UNAVAILABLE, grpcErr?.details);
+    assert.match(grpcErr!.details, /instance 'old' is starting/);
     const names = (await m.api('GET', '/instances')).body.map((i: any) => i.name).sort();
     assert.deepEqual(names, ['new', 'old']);
     assert.deepEqual(parseState(await readFile(stateFile, 'utf8'), stateFile).instances.map((i) => i.name).sort(), ['new', 'old']);

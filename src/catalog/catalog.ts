@@ -259,14 +259,20 @@ export class Catalog {
   }
 
   /**
-   * DELETE /models/{name}: forget it (requests naming it from now on: 404), then stop its
-   * replicas; a start in progress is cancelled (its child gets SIGTERM, nothing is retried).
+   * DELETE /models/{name}: forget it (requests naming it from now on: 404) and save the state
+   * without it (a failed write puts it back and throws: nothing changed), then stop its replicas;
+   * a start in progress is cancelled (its child gets SIGTERM, nothing is retried).
    */
   async remove(name: string): Promise<CatalogModel> {
     const m = this.get(name);
     this.unindex(m);
+    try {
+      await this.o.supervisor.persistState();
+    } catch (err) {
+      this.insert(m);
+      throw err;
+    }
     await this.stopAll(m, 'unload');
-    await this.o.supervisor.persistState();
     return m;
   }
 

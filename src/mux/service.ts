@@ -36,9 +36,12 @@ export interface MuxServiceDeps {
 }
 
 export function forwarder(d: MuxServiceDeps): Forwarder {
-  return {
+  const f: Forwarder = {
     timeoutMs: d.timeoutMs,
     open(target: Target, metadata: grpc.Metadata, grant: ApiKeyGrant | undefined, waiter?: ColdStartWaiter): Leg | Promise<Leg> {
+      // Booting: the instances of the state file are not all known yet; wait for them.
+      const restoring = d.instances.whenRestored?.(d.timeoutMs);
+      if (restoring !== undefined) return restoring.then(() => f.open(target, metadata, grant, waiter));
       // The one authorization decision (reach), before any work for the caller (a cold start).
       const claim = (r: TargetReach, instance: Instance | undefined): Leg => {
         if (instance === undefined) throw unavailable(r);
@@ -60,6 +63,7 @@ export function forwarder(d: MuxServiceDeps): Forwarder {
       d.metrics.observe(leg?.instance.name ?? '', leg?.instance.spec.model_id ?? '', method, code, (performance.now() - startedMs) / 1000);
     },
   };
+  return f;
 }
 
 function forwardedHandler(m: ForwardedMethod, f: Forwarder): grpc.UntypedHandleCall {

@@ -29,6 +29,8 @@ export interface InstanceDirectory {
   /** Ordered by name. */
   list(): Instance[];
   find(name: string): Instance | undefined;
+  /** While the manager restores its instances at boot: a promise settling when it has (Supervisor.whenRestored). */
+  whenRestored?(timeoutMs: number): Promise<void> | undefined;
 }
 
 /** The catalog's names (src/catalog's Catalog fits): a model by catalog name, model_id or alias. */

@@ -96,6 +96,10 @@ export class Supervisor {
   private reserved = new Set<number>();
   /** Serializes admin operations: checks and their effects never interleave. */
   private readonly queue = new SerialQueue();
+  /** Set once boot has restored (or seeded) the desired state, whether or not it succeeded. */
+  private restored = false;
+  private markRestored: () => void = () => undefined;
+  private readonly restoredP = new Promise<void>((resolve) => (this.markRestored = resolve));
 
   constructor(private readonly o: SupervisorOptions) {
     const c = o.config;
@@ -435,7 +439,27 @@ export class Supervisor {
    * write the state before the orphans are gone and the state file is read.
    */
   boot(): Promise<BootReport> {
-    return this.queue.run(() => this.restore());
+    return this.queue.run(() => this.restore()).finally(() => {
+      this.restored = true;
+      this.markRestored();
+    });
+  }
+
+  /**
+   * Undefined once boot has restored the desired state. Before, a promise that resolves when it
+   * has, or rejects UNHEALTHY after `timeoutMs`: a call arriving while the manager restores its
+   * instances waits for them instead of being told they don't exist.
+   */
+  whenRestored(timeoutMs: number): Promise<void> | undefined {
+    if (this.restored) return undefined;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new TeiplexError('UNHEALTHY', `the manager is still restoring its instances (${timeoutMs / 1000} s); retry`, { retryAfterSecs: 1 })),
+        timeoutMs,
+      );
+    });
+    return Promise.race([this.restoredP, late]).finally(() => clearTimeout(timer));
   }
 
   private async restore(): Promise<BootReport> {

@@ -4,6 +4,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { request } from 'node:http';
+import { createServer } from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { projectPath } from '../../src/common/paths.js';
@@ -40,6 +41,15 @@ export function loopbackConfig(dir: string): string {
     'instance_port_end = 45000',
     '',
   ].join('\n');
+}
+
+/** A loopback port free now (for a manager whose port must be known before its ready line). */
+export async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as { port: number }).port;
+  await new Promise((r) => srv.close(r));
+  return port;
 }
 
 export async function startManager(configFile: string, env: NodeJS.ProcessEnv = {}, timeoutMs = 30_000): Promise<ManagerProcess> {

@@ -54,6 +54,8 @@ export class ModelDirectory {
     private readonly resolver: TargetResolver,
     private readonly catalog?: Catalog,
     private readonly grantOf: GrantOf = () => undefined,
+    /** Longest a request waits for the manager to restore its instances at boot. */
+    private readonly restoreWaitMs = 30_000,
   ) {}
 
   /**
@@ -62,6 +64,8 @@ export class ModelDirectory {
    * again. The decision comes first: a name the key may not use starts nothing.
    */
   async matchReady(request: FastifyRequest, model: string | null | undefined, param = 'model'): Promise<ModelMatch> {
+    // Booting: the instances of the state file are not all known yet; wait for them.
+    await this.instances.whenRestored?.(this.restoreWaitMs);
     const grant = this.grantOf(request);
     const m = this.match(model, param, grant);
     if (m.catalog === undefined || this.catalog === undefined || m.candidates.some((i) => canServe(i.status))) return m;

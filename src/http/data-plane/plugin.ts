@@ -104,7 +104,7 @@ export const dataPlane: FastifyPluginAsync<DataPlaneOptions> = async (app: Fasti
   const lifecycle = o.lifecycle ?? new DataPlaneLifecycle();
   const grant = o.grant ?? (() => undefined);
   const deps: DataPlaneDeps = {
-    directory: new ModelDirectory(o.instances, o.routing.resolver, o.catalog, grant),
+    directory: new ModelDirectory(o.instances, o.routing.resolver, o.catalog, grant, o.timeoutMs),
     routing: o.routing,
     infos: new ChildInfoCache(),
     timeoutMs: o.timeoutMs,
