@@ -23,6 +23,7 @@ import { buildChildCommand } from '../src/runtimes/runtimes.js';
 import { redactText, spawnLine } from '../src/runtimes/redact.js';
 import { serializeState } from '../src/state/state-store.js';
 import { loopbackConfig, startManager, type ManagerProcess } from './helpers/manager-process.js';
+import { client } from './helpers/data-plane.js';
 
 const security: SecurityConfig = { ...DEFAULTS.security, api_commands: [], api_env: [] };
 const open: SecurityConfig = { allow_remote_admin_without_auth: false, api_commands: ['/opt/tei'], api_env: ['OMP_NUM_THREADS', 'NODE_OPTIONS'], api_flag_overrides: true };
@@ -283,6 +284,10 @@ describe('a real manager', () => {
         instances: [
           { name: 'old', model_id: 'org/m', runtime: 'command', command: script, env: { NODE_OPTIONS: '--import=/tmp/e.mjs' }, desired_state: 'running', created_at: new Date(0).toISOString(), source: 'api' },
         ],
+        models: [
+          { name: 'pinned', model_id: 'org/pinned', env: { NODE_OPTIONS: '--import=/tmp/e.mjs' }, min_replicas: 1, source: 'api', created_at: new Date(0).toISOString() },
+          { name: 'lazy', model_id: 'org/lazy', env: { NODE_OPTIONS: '--import=/tmp/e.mjs' }, source: 'api', created_at: new Date(0).toISOString() },
+        ],
       }),
     );
     const file = path.join(dir, 'restore.toml');
@@ -299,6 +304,17 @@ describe('a real manager', () => {
       assert.equal(start.status, 403);
       assert.equal(start.body.code, 'FORBIDDEN_SETTING');
       assert.match(await readFile(state, 'utf8'), /name = "old"/, 'kept in the state');
+      // Catalog models of the state file that the config no longer allows: nothing is placed or
+      // started for them; a pinned one is marked failed once, naming the setting (not retried).
+      const pinned = (await m.api('GET', '/models/pinned')).body;
+      assert.match(String(pinned.failure?.reason), /security\.api_env/, JSON.stringify(pinned));
+      assert.deepEqual(pinned.replicas, []);
+      const lazy = await client(m.apiPort).post('/v1/embeddings', { model: 'lazy', input: 'x' });
+      assert.equal(lazy.status, 403, JSON.stringify(lazy.body));
+      assert.match(JSON.stringify(lazy.body), /security\.api_env/);
+      const names = (await m.api('GET', '/instances')).body.map((i: { name: string }) => i.name);
+      assert.deepEqual(names, ['old'], 'no replica was created');
+      assert.equal(m.output().split('not allowed by this config').length - 1, 2, 'one line for the instance, one for the pinned model');
     } finally {
       await m.stop();
     }

@@ -418,6 +418,8 @@ export class Catalog {
     if (m.unloading !== undefined) await m.unloading;
     // Deleted while this start waited for the delete: nothing is started for it.
     if (this.models.get(m.name) !== m) throw new TeiplexError('MODEL_NOT_FOUND', `catalog model '${m.name}' was deleted`);
+    // A spec the config's [security] refuses starts nothing and evicts nothing.
+    this.o.supervisor.checkSpec(m.spec, m.source);
     const epoch = m.startEpoch;
     const t0 = performance.now();
     let reason = '';
@@ -622,6 +624,12 @@ export class Catalog {
       if (m.failure === undefined && m.loading === undefined && live.length < m.pinned) {
         if (now < m.keepRetryAt) continue;
         this.startLoad(m).catch((err: Error) => {
+          if (err instanceof TeiplexError && err.code === 'FORBIDDEN_SETTING') {
+            // Not a passing condition: failed (once) until it is loaded again or its spec changes.
+            m.failure = { reason: err.message, at: new Date().toISOString() };
+            this.log('catalog model not kept loaded: its spec is not allowed by this config', { model: m.name, reason: err.message });
+            return;
+          }
           m.keepRetryAt = Date.now() + KEEP_RETRY_MS;
           this.log('could not keep min_replicas loaded', { model: m.name, reason: err.message, retry_in_secs: KEEP_RETRY_MS / 1000 });
         });

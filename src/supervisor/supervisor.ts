@@ -416,7 +416,12 @@ export class Supervisor {
   /** An API-created spec (one restored from the state file too) runs only while the config's [security] allows it. */
   private admit(name: string): void {
     const e = this.entries.get(name);
-    if (e !== undefined && e.source === 'api') assertSpecAllowed(e.instance.spec, 'api', this.o.config.security);
+    if (e !== undefined) this.checkSpec(e.instance.spec, e.source);
+  }
+
+  /** Throws FORBIDDEN_SETTING when the config's [security] does not let a spec of this source run (the catalog asks before placing a replica). */
+  checkSpec(spec: Parameters<typeof assertSpecAllowed>[0], source: Source): void {
+    if (source === 'api') assertSpecAllowed(spec, 'api', this.o.config.security);
   }
 
   private async setDesired(name: string, desired: 'running' | 'stopped'): Promise<void> {
