@@ -146,3 +146,37 @@ test('orphan reaping: marked processes (and their group) are found and stopped; 
     bystander.kill('SIGKILL');
   }
 });
+
+test('manager lock: of several processes taking it at the same instant (none there, or a stale one), exactly one holds it', async () => {
+  const { spawn } = await import('node:child_process');
+  const { writeFile } = await import('node:fs/promises');
+  const dir = await mkdtemp(path.join(tmpdir(), 'teiplex-lock-'));
+  const lockModule = new URL('../src/supervisor/manager-lock.ts', import.meta.url).href;
+  // Each contender waits for the same wall-clock instant, takes the lock, and holds on while the others try.
+  const contender = (stateFile: string, at: number) =>
+    new Promise<string>((resolve) => {
+      const code = `const { ManagerLock } = await import(${JSON.stringify(lockModule)});
+        while (Date.now() < ${at}) {}
+        try { await new ManagerLock(${JSON.stringify(stateFile)}).acquire(); console.log('held'); } catch (e) { console.log(e.name); }
+        await new Promise((r) => setTimeout(r, 1500));`;
+      const p = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      p.on('exit', () => resolve(out.trim()));
+    });
+  try {
+    for (const stale of [false, true]) {
+      for (let round = 0; round < 3; round++) {
+        const stateFile = path.join(dir, `${stale ? 'stale' : 'fresh'}-${round}.toml`);
+        // A stale lock: its owner is long gone (pid 1 with another start time is not it).
+        if (stale) await writeFile(`${stateFile}.lock`, JSON.stringify({ pid: 1, start_time: 1 }));
+        const at = Date.now() + 2500;
+        const results = await Promise.all([0, 1, 2, 3].map(() => contender(stateFile, at)));
+        assert.equal(results.filter((r) => r === 'held').length, 1, `${stale ? 'stale' : 'fresh'} round ${round}: ${results.join(', ')}`);
+        assert.equal(results.filter((r) => r === 'StateFileInUse').length, 3, results.join(', '));
+      }
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});

@@ -6,7 +6,8 @@
  * state file would stop each other's children (process-record.ts) and overwrite each other's
  * state. Checked at boot; released at a clean shutdown.
  */
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, open, readFile, rm } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import path from 'node:path';
 import { writeFileAtomic } from '../state/atomic-file.js';
 import { matches, processStartTime, type ProcessRecord } from './process-record.js';
@@ -18,6 +19,9 @@ export class StateFileInUse extends Error {
   }
 }
 
+/** How long a manager that took over a stale lock waits before checking nobody else took it too. */
+const TAKEOVER_SETTLE_MS = 250;
+
 export class ManagerLock {
   readonly file: string;
 
@@ -25,22 +29,49 @@ export class ManagerLock {
     this.file = `${stateFile}.lock`;
   }
 
-  /** Take the lock, or throw StateFileInUse while its owner lives. */
+  /**
+   * Take the lock, or throw StateFileInUse while its owner lives. No lock file: created
+   * exclusively (O_EXCL), so of two managers booting at once exactly one gets it. A stale one
+   * (owner gone, or unreadable): replaced, and read again after a moment: of two managers taking
+   * it over at once, the last writer holds it and the other refuses.
+   */
   async acquire(): Promise<void> {
-    let owner: Partial<ProcessRecord> | undefined;
+    await mkdir(path.dirname(path.resolve(this.file)), { recursive: true, mode: 0o700 });
+    const me = JSON.stringify({ pid: process.pid, start_time: processStartTime(process.pid) });
     try {
-      owner = JSON.parse(await readFile(this.file, 'utf8')) as Partial<ProcessRecord>;
-    } catch {
-      owner = undefined; // absent or unreadable: nobody holds it
+      const fh = await open(this.file, 'wx', 0o600);
+      try {
+        await fh.writeFile(me);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     }
+    this.refuseIfHeld(await this.owner());
+    await writeFileAtomic(this.file, me);
+    await sleep(TAKEOVER_SETTLE_MS);
+    this.refuseIfHeld(await this.owner());
+  }
+
+  private async owner(): Promise<Partial<ProcessRecord> | undefined> {
+    try {
+      return JSON.parse(await readFile(this.file, 'utf8')) as Partial<ProcessRecord>;
+    } catch {
+      return undefined; // absent or unreadable: nobody holds it
+    }
+  }
+
+  private refuseIfHeld(owner: Partial<ProcessRecord> | undefined): void {
     if (typeof owner?.pid === 'number' && owner.pid !== process.pid && matches({ pid: owner.pid, start_time: typeof owner.start_time === 'number' ? owner.start_time : null })) {
       throw new StateFileInUse(this.stateFile, owner.pid);
     }
-    await mkdir(path.dirname(path.resolve(this.file)), { recursive: true, mode: 0o700 });
-    await writeFileAtomic(this.file, JSON.stringify({ pid: process.pid, start_time: processStartTime(process.pid) }));
   }
 
+  /** Remove the lock if it is ours (a manager that lost it, or never took it, leaves it alone). */
   async release(): Promise<void> {
-    await rm(this.file, { force: true });
+    if ((await this.owner())?.pid === process.pid) await rm(this.file, { force: true });
   }
 }
