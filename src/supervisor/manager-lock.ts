@@ -6,7 +6,7 @@
  * state file would stop each other's children (process-record.ts) and overwrite each other's
  * state. Checked at boot; released at a clean shutdown.
  */
-import { mkdir, open, readFile, rm } from 'node:fs/promises';
+import { link, mkdir, open, readFile, rm } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import path from 'node:path';
 import { writeFileAtomic } from '../state/atomic-file.js';
@@ -30,25 +30,31 @@ export class ManagerLock {
   }
 
   /**
-   * Take the lock, or throw StateFileInUse while its owner lives. No lock file: created
-   * exclusively (O_EXCL), so of two managers booting at once exactly one gets it. A stale one
-   * (owner gone, or unreadable): replaced, and read again after a moment: of two managers taking
-   * it over at once, the last writer holds it and the other refuses.
+   * Take the lock, or throw StateFileInUse while its owner lives. No lock file: our record is
+   * written whole to a temp file and hard-linked into place (link fails if the name exists), so
+   * of two managers booting at once exactly one gets it and the other always reads a complete
+   * record. A stale one (owner gone, or unreadable): replaced, and read again after a moment: of
+   * two managers taking it over at once, the last writer holds it and the other refuses.
    */
   async acquire(): Promise<void> {
-    await mkdir(path.dirname(path.resolve(this.file)), { recursive: true, mode: 0o700 });
+    const dir = path.dirname(path.resolve(this.file));
+    await mkdir(dir, { recursive: true, mode: 0o700 });
     const me = JSON.stringify({ pid: process.pid, start_time: processStartTime(process.pid) });
+    const tmp = path.join(dir, `.${path.basename(this.file)}.tmp-${process.pid}`);
+    const fh = await open(tmp, 'w', 0o600);
     try {
-      const fh = await open(this.file, 'wx', 0o600);
-      try {
-        await fh.writeFile(me);
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
+      await fh.writeFile(me);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    try {
+      await link(tmp, this.file);
       return;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    } finally {
+      await rm(tmp, { force: true });
     }
     this.refuseIfHeld(await this.owner());
     await writeFileAtomic(this.file, me);
