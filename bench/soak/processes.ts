@@ -13,7 +13,7 @@
  * A child's descendants inherit its environment, so they carry the marker too.
  */
 import { readdirSync, readFileSync } from 'node:fs';
-import { processStartTime } from '../../src/supervisor/process-record.js';
+import { INSTANCE_ENV, MANAGER_STATE_ENV, matches, processStartTime, statFields } from '../../src/supervisor/process-record.js';
 
 export const RUN_ID_VAR = 'SOAK_RUN_ID';
 
@@ -37,22 +37,16 @@ export interface MarkedProcess {
   cmd: string;
 }
 
-/** pid, ppid and state of /proc/<pid>/stat, or undefined (gone, or not readable). */
+/** ppid and state of /proc/<pid>/stat, or undefined (gone, or not readable). */
 function stat(pid: number): { ppid: number; state: string } | undefined {
-  try {
-    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Field 2 (comm) may hold spaces and parentheses: count fields after its closing ')'.
-    const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
-    return { state: rest[0]!, ppid: Number(rest[1]) };
-  } catch {
-    return undefined;
-  }
+  const f = statFields(pid);
+  return f === undefined ? undefined : { state: f[0]!, ppid: Number(f[1]) };
 }
 
 /** Every live (not zombie) process carrying one of the markers. */
 export function markedProcesses(marker: Marker): MarkedProcess[] {
   const out: MarkedProcess[] = [];
-  const stateVar = `TEIPLEX_MANAGER_STATE=${marker.stateFile}`;
+  const stateVar = `${MANAGER_STATE_ENV}=${marker.stateFile}`;
   const runVar = `${RUN_ID_VAR}=${marker.runId}`;
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
@@ -75,7 +69,7 @@ export function markedProcesses(marker: Marker): MarkedProcess[] {
     } catch {
       /* gone */
     }
-    const instance = env.find((e) => e.startsWith('TEIPLEX_INSTANCE='))?.slice('TEIPLEX_INSTANCE='.length);
+    const instance = env.find((e) => e.startsWith(`${INSTANCE_ENV}=`))?.slice(INSTANCE_ENV.length + 1);
     out.push({ pid, ppid: st.ppid, startTime, instance, via: contract ? 'contract' : 'run-id', cmd });
   }
   return out;
@@ -95,7 +89,7 @@ export function descendsFrom(pid: number, ancestor: number): boolean {
 
 /** Same process as seen before (alive, same start time). */
 export function stillAlive(p: Pick<MarkedProcess, 'pid' | 'startTime'>): boolean {
-  return processStartTime(p.pid) === p.startTime && stat(p.pid)?.state !== 'Z';
+  return matches({ pid: p.pid, start_time: p.startTime });
 }
 
 /** Marked processes that do not descend from `managerPid` (undefined: no manager runs, so every marked process). */

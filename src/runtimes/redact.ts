@@ -5,6 +5,7 @@
  * `spawnLine` is the child's command line as the manager logs it; `redactText` scrubs free text
  * (error messages, log lines) of the same forms: `--flag value`, `--flag=value`, `NAME=value`.
  */
+import { flagName } from '../config/spec-policy.js';
 import type { ChildCommand } from './child-command.js';
 
 export const REDACTED = '***';
@@ -27,9 +28,10 @@ export function redactArgs(args: readonly string[]): string[] {
   const out: string[] = [];
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
-    const eq = a.indexOf('=');
-    if (a.startsWith('--') && eq > 0 && isSecretFlag(a.slice(0, eq))) out.push(`${a.slice(0, eq)}=${REDACTED}`);
-    else if (a.startsWith('--') && eq < 0 && isSecretFlag(a) && i + 1 < args.length && !args[i + 1].startsWith('--')) out.push(a, REDACTED), i++;
+    const flag = a.startsWith('--') ? flagName(a) : undefined;
+    if (flag === undefined || !isSecretFlag(flag)) out.push(a);
+    else if (flag !== a) out.push(`${flag}=${REDACTED}`);
+    else if (i + 1 < args.length && !args[i + 1].startsWith('--')) out.push(a, REDACTED), i++;
     else out.push(a);
   }
   return out;

@@ -6,10 +6,10 @@
  * state file would stop each other's children (process-record.ts) and overwrite each other's
  * state. Checked at boot; released at a clean shutdown.
  */
-import { link, mkdir, open, readFile, rm } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import path from 'node:path';
-import { writeFileAtomic } from '../state/atomic-file.js';
+import { createFileExclusive, writeFileAtomic } from '../state/atomic-file.js';
 import { matches, processStartTime, type ProcessRecord } from './process-record.js';
 
 export class StateFileInUse extends Error {
@@ -37,25 +37,9 @@ export class ManagerLock {
    * two managers taking it over at once, the last writer holds it and the other refuses.
    */
   async acquire(): Promise<void> {
-    const dir = path.dirname(path.resolve(this.file));
-    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await mkdir(path.dirname(path.resolve(this.file)), { recursive: true, mode: 0o700 });
     const me = JSON.stringify({ pid: process.pid, start_time: processStartTime(process.pid) });
-    const tmp = path.join(dir, `.${path.basename(this.file)}.tmp-${process.pid}`);
-    const fh = await open(tmp, 'w', 0o600);
-    try {
-      await fh.writeFile(me);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    try {
-      await link(tmp, this.file);
-      return;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    } finally {
-      await rm(tmp, { force: true });
-    }
+    if (await createFileExclusive(this.file, me)) return;
     this.refuseIfHeld(await this.owner());
     await writeFileAtomic(this.file, me);
     await sleep(TAKEOVER_SETTLE_MS);

@@ -27,8 +27,8 @@ export interface ProcessRecord {
   start_time: number | null;
 }
 
-/** Fields of /proc/<pid>/stat from field 3 (state) on, or undefined. */
-function statFields(pid: number): string[] | undefined {
+/** Fields of /proc/<pid>/stat from field 3 (state) on (so field N is at N - 3), or undefined. */
+export function statFields(pid: number): string[] | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // Field 2 (comm) may hold spaces and parentheses: count fields after its closing ')'.

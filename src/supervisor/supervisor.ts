@@ -193,7 +193,7 @@ export class Supervisor {
       if (prometheusPort !== undefined && held.has(prometheusPort)) throw new TeiplexError('PORT_CONFLICT', `prometheus_port ${prometheusPort} is already used`);
       // TEI's gRPC build binds a Prometheus port (default 9000, the manager's API port): give it its own.
       if (prometheusPort === undefined && spec.runtime === 'tei') prometheusPort = await allocatePort(c.instance_port_start, c.instance_port_end, held);
-      const gpuIds = spec.gpu_ids ?? (spec.gpu_id !== undefined ? [spec.gpu_id] : []);
+      const gpuIds = gpuIdsOf(spec);
       if (gpuIds.length > 0) checkGpuIds(gpuIds, await this.gpus());
       return { port, prometheusPort, gpuIds };
     } catch (err) {
@@ -285,7 +285,7 @@ export class Supervisor {
     for (const p of this.reserved) held.add(p);
     let prometheusPort = spec.prometheus_port;
     if (prometheusPort === undefined && spec.runtime === 'tei') prometheusPort = await allocatePort(c.instance_port_start, c.instance_port_end, held).catch(() => undefined);
-    const gpuIds = spec.gpu_ids ?? (spec.gpu_id !== undefined ? [spec.gpu_id] : []);
+    const gpuIds = gpuIdsOf(spec);
     return { port, prometheusPort, gpuIds, createdAt };
   }
 
@@ -558,6 +558,11 @@ function sameSpec(config: InstanceSpec, current: InstanceSpec): boolean {
   if (config.port !== undefined) return isDeepStrictEqual(config, current);
   const { port: _p, ...rest } = current;
   return isDeepStrictEqual(config, rest);
+}
+
+/** The GPUs a spec asks for (`gpu_ids`, or the single `gpu_id`); none: CPU. */
+function gpuIdsOf(spec: InstanceSpec): number[] {
+  return spec.gpu_ids ?? (spec.gpu_id !== undefined ? [spec.gpu_id] : []);
 }
 
 /** The config's catalog models as a boot seed. */
