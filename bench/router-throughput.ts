@@ -31,7 +31,7 @@ import { env as hfEnv, pipeline, type FeatureExtractionPipeline } from '@hugging
 import * as ort from 'onnxruntime-node';
 import { projectPath } from '../src/common/paths.js';
 import { findOnnxFile } from '../src/router/model-files.js';
-import { routerPackageDefinition } from '../src/router/proto.js';
+import { routerPackageDefinition } from '../src/tei/proto.js';
 import { testModel } from '../test/helpers/models.js';
 import { DEFAULT_SEED, makeWorkload } from './workload.js';
 import { cosine } from '../test/helpers/vectors.js';

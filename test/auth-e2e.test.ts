@@ -19,12 +19,11 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
 import { service as healthService } from 'grpc-health-check';
 import { sha256Hex } from '../src/auth/api-keys.js';
 import { projectPath } from '../src/common/paths.js';
 import { muxClient } from '../src/mux/protos.js';
-import { REFLECTION_PROTO_DIR } from '../src/router/proto.js';
+import { loadProtos } from '../src/tei/proto.js';
 import { startManager, type ManagerProcess } from './helpers/manager-process.js';
 import { testModel } from './helpers/models.js';
 import { grpcError, type AnyClient } from './helpers/mux-client.js';
@@ -266,7 +265,7 @@ models = [${JSON.stringify(modelB)}]
 
   test('gRPC: health and reflection stay open (no key, certificate outside the allow-lists)', async () => {
     assert.equal((await call(health(pki.clientB), 'Check', { service: '' })).status, 'SERVING');
-    const def = protoLoader.loadSync('grpc/reflection/v1/reflection.proto', { keepCase: true, includeDirs: [REFLECTION_PROTO_DIR] });
+    const def = loadProtos(['grpc/reflection/v1/reflection.proto']);
     const Ctor = grpc.makeClientConstructor(def['grpc.reflection.v1.ServerReflection'] as grpc.ServiceDefinition, 'grpc.reflection.v1.ServerReflection');
     const r = new Ctor(`localhost:${grpcPort}`, creds(pki.clientB)) as AnyClient;
     clients.push(r);

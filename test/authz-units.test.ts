@@ -19,11 +19,11 @@ import type { Catalog } from '../src/catalog/catalog.js';
 import type { CatalogModel } from '../src/catalog/catalog-model.js';
 import { TeiplexError } from '../src/common/errors.js';
 import { ModelDirectory } from '../src/http/data-plane/model-directory.js';
-import { Inflight } from '../src/mux/inflight.js';
+import { Inflight } from '../src/routing/inflight.js';
 import type { MuxMetrics } from '../src/mux/metrics.js';
 import { forwarder, summaries } from '../src/mux/service.js';
-import { TargetResolver } from '../src/mux/target.js';
-import type { ChannelPool } from '../src/mux/channels.js';
+import { TargetResolver } from '../src/routing/target.js';
+import type { ChannelPool } from '../src/routing/channels.js';
 import type { Instance } from '../src/supervisor/instance.js';
 
 function grant(name: string, r: { instances?: string[]; models?: string[] }): ApiKeyGrant {

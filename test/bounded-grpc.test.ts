@@ -35,7 +35,7 @@ import { writeStream } from '../src/arrow/ipc-stream.js';
 import { ArrowCall } from '../src/mux/arrow-call.js';
 import { Budget } from '../src/mux/arrow-budget.js';
 import { ManagerMetrics } from '../src/metrics/manager-metrics.js';
-import { childMessageLimit, ROUTER_PAYLOAD_LIMIT, TEI_GRPC_MESSAGE_LIMIT } from '../src/mux/child-message-limit.js';
+import { childMessageLimit, ROUTER_PAYLOAD_LIMIT, TEI_GRPC_MESSAGE_LIMIT } from '../src/child/child-message-limit.js';
 import { muxClient, MUX_SERVICE } from '../src/mux/protos.js';
 import { loopbackConfig, startManager, type ManagerProcess } from './helpers/manager-process.js';
 import { testModel } from './helpers/models.js';

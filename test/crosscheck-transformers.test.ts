@@ -17,7 +17,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { env, mean_pooling, pipeline, Tensor, type FeatureExtractionPipeline } from '@huggingface/transformers';
 import { createEngine, type RouterEngine } from '../src/router/engine.js';
-import type { RouterOptions } from '../src/router/types.js';
+import type { RouterOptions } from '../src/router/options.js';
 import { testModel } from './helpers/models.js';
 import { cosine } from './helpers/vectors.js';
 import { seededUniform } from '../src/testmodel/rng.js';

@@ -20,7 +20,7 @@ import pl from 'nodejs-polars';
 import { decodeDense, decodeMultivector, decodeSparse, encodeTexts } from '../src/arrow/embedding-batch.js';
 import { PATH_HEADER } from '../src/mux/arrow-service.js';
 import { MUX_SERVICE } from '../src/mux/protos.js';
-import { serviceDefinition } from '../src/router/proto.js';
+import { serviceDefinition } from '../src/tei/proto.js';
 import { INSTANCE_HEADER } from '../src/mux/forward.js';
 import { startManager, type ManagerProcess, loopbackConfig } from './helpers/manager-process.js';
 import { testModel } from './helpers/models.js';

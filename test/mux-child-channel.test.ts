@@ -10,7 +10,7 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
-import { ChildChannel, grpcTimeout, type ChildCallListener } from '../src/mux/child-channel.js';
+import { ChildChannel, grpcTimeout, type ChildCallListener } from '../src/child/child-channel.js';
 
 const id = (b: Buffer): Buffer => b;
 const method = (path: string, requestStream: boolean, responseStream: boolean): grpc.MethodDefinition<Buffer, Buffer> => ({

@@ -7,8 +7,9 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { muxServiceDefinition } from '../src/mux/protos.js';
-import { describeTarget, parseWrapper, sameTarget } from '../src/mux/wrapper.js';
-import { serviceDefinition } from '../src/router/proto.js';
+import { describeTarget, sameTarget } from '../src/routing/target.js';
+import { parseWrapper } from '../src/mux/wrapper.js';
+import { serviceDefinition } from '../src/tei/proto.js';
 
 const mux = muxServiceDefinition();
 const encodeWrapper = (v: unknown): Buffer => mux.Embed.requestSerialize(v);

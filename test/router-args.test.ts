@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { FlagError } from '../src/cli/flags.js';
+import { FlagError } from '../src/common/flags.js';
 import { parseRouterArgs, routerUsage, type RouterArgs } from '../src/router/args.js';
 
 function parse(argv: string[], env: Record<string, string> = {}): RouterArgs {

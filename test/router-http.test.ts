@@ -11,7 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import OpenAI from 'openai';
 import { silentLog } from '../src/router/router-log.js';
 import { startRouter, type RunningRouter } from '../src/router/server.js';
-import type { RouterOptions } from '../src/router/types.js';
+import type { RouterOptions } from '../src/router/options.js';
 import { testModel } from './helpers/models.js';
 import { testRouterOptions } from './helpers/router-options.js';
 import { cosine, norm } from './helpers/vectors.js';

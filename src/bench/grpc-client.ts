@@ -4,31 +4,14 @@
  * per-call metadata (API key) and deadlines.
  */
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
-import { projectPath } from '../common/paths.js';
+import { loadProtos, MUX_PROTO_FILE, TEI_PROTO_FILE } from '../tei/proto.js';
 import type { BenchOptions, TargetSpec } from './options.js';
 
 export const TEI_EMBED_SERVICE = 'tei.v1.Embed';
 export const MUX_SERVICE = 'tei_multiplexer.v1.TeiMultiplexer';
 
-/**
- * snake_case fields as in the .proto, 64-bit integers as strings, enums as names, no default
- * filling on decode (the bench reads few fields), `bytes` as Buffer.
- */
-const LOADER_OPTIONS: protoLoader.Options = {
-  keepCase: true,
-  longs: String,
-  enums: String,
-  defaults: false,
-  oneofs: true,
-  includeDirs: [projectPath('proto')],
-};
-
-let definitions: protoLoader.PackageDefinition | undefined;
-
-function packageDefinition(): protoLoader.PackageDefinition {
-  definitions ??= protoLoader.loadSync(['tei/v1/tei.proto', 'tei_multiplexer/v1/multiplexer.proto'], LOADER_OPTIONS);
-  return definitions;
+function packageDefinition(): ReturnType<typeof loadProtos> {
+  return loadProtos([TEI_PROTO_FILE, MUX_PROTO_FILE]);
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any

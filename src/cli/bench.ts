@@ -4,7 +4,7 @@
  * stdout. Exit 0 when the run happened (failed requests included), 2 on bad flags, 1 otherwise.
  */
 import { readFile } from 'node:fs/promises';
-import { FlagError, intFlag, parseFlags } from './flags.js';
+import { FlagError, intFlag, parseFlags } from '../common/flags.js';
 import { runBench } from '../bench/run-bench.js';
 import { BENCH_DEFAULTS, isGrpcMode, MODES, parseEndpoint, type BenchOptions, type ModeName, type TargetSpec, type TlsFiles } from '../bench/options.js';
 import { cycleTo, DEFAULT_SEED, generateTexts, readTextsFile } from '../bench/texts.js';

@@ -2,7 +2,7 @@
  * `teiplex make-test-model`: write a BERT-shaped ONNX model with seeded random weights in the
  * HuggingFace layout (see docs/make-test-model.md).
  */
-import { FlagError, intFlag, parseFlags } from './flags.js';
+import { FlagError, intFlag, parseFlags } from '../common/flags.js';
 import { isShapeName, SHAPES } from '../testmodel/shapes.js';
 import { DEFAULT_ONNX_PATH, writeTestModel } from '../testmodel/write-model.js';
 import type { TestModelKind } from '../testmodel/bert-graph.js';

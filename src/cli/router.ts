@@ -5,7 +5,7 @@
  * 1 when the model cannot be loaded or the servers cannot start (reason on stderr), or when a
  * second signal cuts a drain short.
  */
-import { FlagError } from './flags.js';
+import { FlagError } from '../common/flags.js';
 import { parseRouterArgs, routerUsage, type RouterArgs } from '../router/args.js';
 import { createRouterLog } from '../router/router-log.js';
 import { startRouter, type RunningRouter } from '../router/server.js';

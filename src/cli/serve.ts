@@ -19,10 +19,10 @@ import { mountDataPlane } from '../http/data-plane/mount.js';
 import { connectionLimits } from '../http/connection-limits.js';
 import { buildManagerApp } from '../http/manager-app.js';
 import { ManagerMetrics } from '../metrics/manager-metrics.js';
-import { channelSettings, createRouting } from '../mux/routing.js';
+import { channelSettings, createRouting } from '../routing/routing.js';
 import { startMuxServer, type MuxServer } from '../mux/server.js';
 import { Supervisor } from '../supervisor/supervisor.js';
-import { FlagError, parseFlags } from './flags.js';
+import { FlagError, parseFlags } from '../common/flags.js';
 import { installProcessHandlers } from './process-handlers.js';
 
 const SPEC = {

@@ -83,11 +83,14 @@ export class TeiplexError extends Error {
   readonly code: ErrorCode;
   /** When to retry (HTTP Retry-After, gRPC `retry-after` trailer); undefined: the code's default. */
   retryAfterSecs: number | undefined;
-  constructor(code: ErrorCode, message: string, opts: { retryAfterSecs?: number } = {}) {
+  /** In a call with several inputs: the position of the input at fault. */
+  readonly index: number | undefined;
+  constructor(code: ErrorCode, message: string, opts: { retryAfterSecs?: number; index?: number } = {}) {
     super(message);
     this.name = 'TeiplexError';
     this.code = code;
     this.retryAfterSecs = opts.retryAfterSecs;
+    this.index = opts.index;
   }
   get httpStatus(): number {
     return ERROR_CODES[this.code].http;

@@ -8,7 +8,7 @@
  * trailers), so it can pass through to the client unchanged.
  */
 import * as grpc from '@grpc/grpc-js';
-import type { ChildCall, ChildCallListener, ChildChannel } from './child-channel.js';
+import type { ChildCall, ChildCallListener, ChildChannel } from '../child/child-channel.js';
 
 /** A child answered with this status. */
 export class ChildStatusError extends Error {

@@ -12,10 +12,10 @@
  *   one short text, for `noop` and empty requests, which do not otherwise call the child.
  */
 import * as grpc from '@grpc/grpc-js';
-import { serviceDefinition, type PbEmbedAllResponse, type PbEmbedResponse, type PbInfoResponse } from '../router/proto.js';
+import { serviceDefinition, type PbEmbedAllResponse, type PbEmbedResponse, type PbInfoResponse } from '../tei/proto.js';
 import { ChildStatusError, type ArrowCall } from './arrow-call.js';
 import { Budget } from './arrow-budget.js';
-import type { ChildChannel } from './child-channel.js';
+import type { ChildChannel } from '../child/child-channel.js';
 
 /** TEI's default max_concurrent_requests, for a child whose Info does not say. */
 export const DEFAULT_MAX_CONCURRENT = 512;

@@ -25,7 +25,7 @@ import {
   type PbEmbedResponse,
   type PbEmbedSparseBatchResponse,
   type PbEmbedSparseResponse,
-} from '../router/proto.js';
+} from '../tei/proto.js';
 import type { ArrowCall } from './arrow-call.js';
 import type { ArrowChild } from './arrow-child.js';
 

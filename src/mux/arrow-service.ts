@@ -43,7 +43,7 @@ import { DENSE, MULTIVECTOR, SPARSE, type ArrowKind, type EmbedFlags } from './a
 import { callWaiter, INSTANCE_HEADER, statusError, thrownError, type Forwarder, type Leg } from './forward.js';
 import type { MuxMetrics } from './metrics.js';
 import type { PbTarget } from './protos.js';
-import type { Target } from './wrapper.js';
+import type { Target } from '../routing/target.js';
 
 /**
  * Response header saying how the rows were made: `batch` (teiplex.v1.Batch), `stream` (tei.v1

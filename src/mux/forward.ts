@@ -23,9 +23,10 @@ import { grantOf } from '../auth/grpc-auth.js';
 import type { ColdStartWaiter } from '../catalog/catalog.js';
 import { asTeiplexError, TeiplexError } from '../common/errors.js';
 import type { Instance } from '../supervisor/instance.js';
-import type { ChildCall, ChildChannel } from './child-channel.js';
+import type { ChildCall, ChildChannel } from '../child/child-channel.js';
 import type { ForwardedMethod } from './methods.js';
-import { describeTarget, sameTarget, type Target, type Wrapper } from './wrapper.js';
+import { describeTarget, sameTarget, type Target } from '../routing/target.js';
+import type { Wrapper } from './wrapper.js';
 
 /** Identity codec: messages stay the bytes they are on the wire. */
 export const passthrough = (b: Buffer): Buffer => b;

@@ -16,7 +16,7 @@ import { mayUse } from '../auth/access.js';
 import type { ApiKeyGrant } from '../auth/api-keys.js';
 import { grantOf } from '../auth/grpc-auth.js';
 import { MUX_SERVICE } from './protos.js';
-import type { InstanceDirectory } from './target.js';
+import type { InstanceDirectory } from '../routing/target.js';
 
 type WatchStatus = 'SERVING' | 'NOT_SERVING' | 'SERVICE_UNKNOWN';
 

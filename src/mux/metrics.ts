@@ -12,6 +12,7 @@
  */
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { DURATION_BUCKETS } from '../metrics/buckets.js';
 
 const STATUS_NAMES: Record<number, string> = Object.fromEntries(
   Object.entries(GrpcStatus)
@@ -22,8 +23,6 @@ const STATUS_NAMES: Record<number, string> = Object.fromEntries(
 export function statusName(code: number): string {
   return STATUS_NAMES[code] ?? String(code);
 }
-
-export const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
 export class MuxMetrics {
   private readonly requests: Counter<'instance' | 'model' | 'method' | 'code'>;

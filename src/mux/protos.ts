@@ -1,37 +1,15 @@
 /**
- * The multiplexer's protocol definitions, loaded once: `tei_multiplexer.v1` (which imports tei.v1),
- * and for server reflection the same plus grpc.health.v1 and grpc.reflection. Loader options are
- * the router's (src/router/proto.ts): snake_case fields, 64-bit integers as strings, enums as
- * names, `optional` presence visible, `bytes` as Buffer.
+ * The multiplexer's service names, its service definition and the shapes of its own messages
+ * (loaded by the one proto loader, src/tei/proto.ts: snake_case fields, 64-bit integers as
+ * strings, enums as names, `optional` presence visible, `bytes` as Buffer).
  */
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
-import { HEALTH_PROTO_DIR, HEALTH_PROTO_FILE, LOADER_OPTIONS, PROTO_DIR, REFLECTION_PROTO_DIR, REFLECTION_PROTO_FILES, TEI_PROTO_FILE } from '../router/proto.js';
+import { MUX_PROTO_FILE, muxPackageDefinition } from '../tei/proto.js';
 
-/** Relative to PROTO_DIR, as the file imports tei/v1/tei.proto. */
-export const MUX_PROTO_FILE = 'tei_multiplexer/v1/multiplexer.proto';
 export const MUX_SERVICE = 'tei_multiplexer.v1.TeiMultiplexer';
 export const HEALTH_SERVICE = 'grpc.health.v1.Health';
 /** What reflection lists: the services the multiplexer's port really serves (not tei.v1's). */
 export const REFLECTED_SERVICES = [MUX_SERVICE, HEALTH_SERVICE, 'grpc.reflection.v1.ServerReflection', 'grpc.reflection.v1alpha.ServerReflection'];
-
-let cached: protoLoader.PackageDefinition | null = null;
-let cachedReflection: protoLoader.PackageDefinition | null = null;
-
-/** tei_multiplexer.v1 + tei.v1. */
-export function muxPackageDefinition(): protoLoader.PackageDefinition {
-  cached ??= protoLoader.loadSync([MUX_PROTO_FILE], LOADER_OPTIONS);
-  return cached;
-}
-
-/** Everything the multiplexer's port serves, as server reflection describes it. */
-export function muxReflectionPackageDefinition(): protoLoader.PackageDefinition {
-  cachedReflection ??= protoLoader.loadSync([MUX_PROTO_FILE, TEI_PROTO_FILE, HEALTH_PROTO_FILE, ...REFLECTION_PROTO_FILES], {
-    ...LOADER_OPTIONS,
-    includeDirs: [PROTO_DIR, HEALTH_PROTO_DIR, REFLECTION_PROTO_DIR],
-  });
-  return cachedReflection;
-}
 
 /** TeiMultiplexer as protobufjs-backed definitions (decoded objects both ways). */
 export function muxServiceDefinition(): grpc.ServiceDefinition {

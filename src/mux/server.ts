@@ -16,13 +16,14 @@ import type { Catalog } from '../catalog/catalog.js';
 import { DEFAULTS, type Config } from '../config/config.js';
 import type { InstanceState } from '../supervisor/instance-state.js';
 import { arrowLimits, type ArrowConfig } from './arrow-service.js';
-import type { ChannelPool } from './channels.js';
+import type { ChannelPool } from '../routing/channels.js';
 import { MuxHealth } from './health.js';
 import { MuxMetrics } from './metrics.js';
-import { muxReflectionPackageDefinition, MUX_SERVICE, REFLECTED_SERVICES } from './protos.js';
-import { createRouting, type MuxRouting } from './routing.js';
+import { muxReflectionPackageDefinition } from '../tei/proto.js';
+import { MUX_SERVICE, REFLECTED_SERVICES } from './protos.js';
+import { createRouting, type MuxRouting } from '../routing/routing.js';
 import { muxService } from './service.js';
-import type { InstanceDirectory } from './target.js';
+import type { InstanceDirectory } from '../routing/target.js';
 
 export type MuxConfig = Pick<
   Config,

@@ -11,15 +11,16 @@ import { mayUse } from '../auth/access.js';
 import { grantOf } from '../auth/grpc-auth.js';
 import type { Instance } from '../supervisor/instance.js';
 import { arrowLimits, arrowMethods, type ArrowLimits } from './arrow-service.js';
-import type { ChannelPool } from './channels.js';
+import type { ChannelPool } from '../routing/channels.js';
 import { forwardBidi, forwardClientStream, forwardUnary, passthrough, type Forwarder, type Leg } from './forward.js';
-import type { Inflight } from './inflight.js';
+import type { Inflight } from '../routing/inflight.js';
 import { FORWARDED_METHODS, type ForwardedMethod } from './methods.js';
 import type { MuxMetrics } from './metrics.js';
 import { muxServiceDefinition, MUX_SERVICE, type PbListInstancesResponse } from './protos.js';
 import { asksNoWait, NO_WAIT_HEADER, type Catalog, type ColdStartWaiter } from '../catalog/catalog.js';
-import { unavailable, type InstanceDirectory, type TargetReach, type TargetResolver } from './target.js';
-import { parseWrapper, type Target } from './wrapper.js';
+import { unavailable, type InstanceDirectory, type TargetReach, type TargetResolver } from '../routing/target.js';
+import type { Target } from '../routing/target.js';
+import { parseWrapper } from './wrapper.js';
 
 export interface MuxServiceDeps {
   instances: InstanceDirectory;

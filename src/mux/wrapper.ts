@@ -8,11 +8,7 @@
  * It never throws: grpc-js would answer a throwing deserializer with INTERNAL, so malformed bytes
  * come back as `{ error }` and the handler answers INVALID_ARGUMENT.
  */
-
-export type Target =
-  | { kind: 'instance_name'; value: string }
-  | { kind: 'model_id'; value: string }
-  | { kind: 'instance_index'; value: number };
+import type { Target } from '../routing/target.js';
 
 export interface Wrapper {
   /** Absent when the message has no target, or a target naming nothing. */
@@ -155,13 +151,4 @@ export function parseWrapper(buf: Buffer): Wrapper {
     if (err instanceof WireError) return { error: `malformed message: ${err.message}` };
     return { error: `malformed message: ${(err as Error).message}` };
   }
-}
-
-export function sameTarget(a: Target, b: Target): boolean {
-  return a.kind === b.kind && a.value === b.value;
-}
-
-/** A target for messages: `instance_name 'bge'`, `model_id 'BAAI/bge'`, `instance_index 2`. */
-export function describeTarget(t: Target): string {
-  return t.kind === 'instance_index' ? `instance_index ${t.value}` : `${t.kind} '${t.value}'`;
 }

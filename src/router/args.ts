@@ -4,8 +4,9 @@
  * environment. Pure: the caller passes argv and env, nothing is read from the process here.
  */
 import { isIP } from 'node:net';
-import { FlagError, parseFlags, type FlagSpec } from '../cli/flags.js';
-import type { Device, Pooling, RouterOptions } from './types.js';
+import { FlagError, parseFlags, type FlagSpec } from '../common/flags.js';
+import type { Device, Pooling } from '../tei/types.js';
+import type { RouterOptions } from './options.js';
 
 /** RouterOptions plus what only the process wiring needs. */
 export interface RouterArgs extends RouterOptions {

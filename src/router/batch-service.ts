@@ -7,10 +7,10 @@
 import type * as grpc from '@grpc/grpc-js';
 import { endianness } from 'node:os';
 import { TeiplexError } from '../common/errors.js';
-import { aggregateMetadata } from './metadata.js';
+import { aggregateMetadata } from '../tei/metadata.js';
 import { embedOptions, encodeOptions, pbMetadata, unary, type Answer, type ServiceContext } from './grpc-service.js';
-import type { PbEmbedAllBatchResponse, PbEmbedBatchRequest, PbEmbedBatchResponse, PbEmbedSparseBatchResponse, PbEncodeBatchRequest } from './proto.js';
-import type { Engine } from './types.js';
+import type { PbEmbedAllBatchResponse, PbEmbedBatchRequest, PbEmbedBatchResponse, PbEmbedSparseBatchResponse, PbEncodeBatchRequest } from '../tei/proto.js';
+import type { Engine } from '../tei/types.js';
 
 export interface BatchContext extends ServiceContext {
   /** Most inputs in one batch message. */

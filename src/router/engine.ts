@@ -17,26 +17,9 @@ import { Task, type BatchInputs, type IntArray, type RowOutput, type SentenceEmb
 import { classifierScores, densify, finishEmbedding, predictions, sigmoid } from './pooling.js';
 import { BatchQueue, type Answer } from './queue.js';
 import { Tokenization, type EncodeRequest, type Encoded } from './tokenization.js';
-import { aggregateMetadata } from './metadata.js';
-import type {
-  Batched,
-  EmbedOptions,
-  EncodeOptions,
-  Engine,
-  Metadata,
-  ModelDescription,
-  PairInput,
-  Prediction,
-  PredictOptions,
-  Rank,
-  RerankOptions,
-  RouterInfo,
-  RouterOptions,
-  SimpleToken,
-  SparseVector,
-  TextInput,
-  TokenEmbeddings,
-} from './types.js';
+import { aggregateMetadata } from '../tei/metadata.js';
+import type { Batched, EmbedOptions, EncodeOptions, Engine, Metadata, ModelDescription, PairInput, Prediction, PredictOptions, Rank, RerankOptions, RouterInfo, SimpleToken, SparseVector, TextInput, TokenEmbeddings } from '../tei/types.js';
+import type { RouterOptions } from './options.js';
 
 /** Knobs for tests and benchmarks; the defaults are what the router uses. */
 export interface EngineTuning {

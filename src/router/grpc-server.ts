@@ -14,8 +14,8 @@ import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
 import { TeiplexError } from '../common/errors.js';
 import { batchServiceImplementation } from './batch-service.js';
 import { DEFAULT_MAX_PARALLEL_STREAM_REQUESTS, teiServiceImplementations, toServiceError, type ServiceContext } from './grpc-service.js';
-import { BATCH_SERVICE, reflectionPackageDefinition, ROUTER_SERVICES, serviceDefinition, type RouterServiceName } from './proto.js';
-import type { Engine, ModelKind } from './types.js';
+import { BATCH_SERVICE, reflectionPackageDefinition, ROUTER_SERVICES, serviceDefinition, type RouterServiceName } from '../tei/proto.js';
+import type { Engine, ModelKind } from '../tei/types.js';
 
 export interface GrpcServerOptions {
   hostname: string;

@@ -35,9 +35,9 @@ import type {
   PbRerankStreamRequest,
   PbTruncationDirection,
   RouterServiceName,
-} from './proto.js';
-import type { EmbedOptions, EncodeOptions, Engine, Metadata, PairInput, PredictOptions, Prediction, TruncationDirection } from './types.js';
-import { aggregateMetadata, timingHeaders } from './metadata.js';
+} from '../tei/proto.js';
+import type { EmbedOptions, EncodeOptions, Engine, Metadata, PairInput, PredictOptions, Prediction, TruncationDirection } from '../tei/types.js';
+import { aggregateMetadata, timingHeaders } from '../tei/metadata.js';
 import { OverloadedError } from './queue.js';
 
 /** What the handlers need from the server around them. */

@@ -32,12 +32,12 @@ import {
   TokenizeRequest,
   typeboxValidator,
   type Inputs,
-} from '../common/tei-http-schemas.js';
+} from '../tei/http-schemas.js';
 import type { RouterMetrics } from './metrics.js';
 import type { RouterLog } from './router-log.js';
 import { tokenIdsError } from './tokenization.js';
-import type { Engine, Metadata, PairInput, SimpleToken, TextInput, TruncationDirection } from './types.js';
-import { aggregateMetadata, timingHeaders } from './metadata.js';
+import type { Engine, Metadata, PairInput, SimpleToken, TextInput, TruncationDirection } from '../tei/types.js';
+import { aggregateMetadata, timingHeaders } from '../tei/metadata.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {

@@ -19,8 +19,8 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { asTeiplexError, ERROR_CODES, type ErrorCode } from '../common/errors.js';
 import type { RouterEngine } from './engine.js';
-import type { Batched, Metadata } from './types.js';
-import { aggregateMetadata } from './metadata.js';
+import type { Batched, Metadata } from '../tei/types.js';
+import { aggregateMetadata } from '../tei/metadata.js';
 
 /** TEI's duration buckets: 35 steps of x1.5 from 15 us. */
 function durationBuckets(): number[] {

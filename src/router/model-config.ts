@@ -3,7 +3,8 @@
  * its labels, its maximum input length and its prompts. Pure functions over the files that
  * model-files.ts read, so every rule can be checked on hand-written configs.
  */
-import type { ModelDescription, ModelKind, Pooling, RouterOptions } from './types.js';
+import type { ModelDescription, ModelKind, Pooling } from '../tei/types.js';
+import type { RouterOptions } from './options.js';
 import type { ModelFiles, PoolingConfigFile } from './model-files.js';
 
 /** The model cannot be served as configured (startup error). */

@@ -8,7 +8,7 @@
  */
 import * as ort from 'onnxruntime-node';
 import { poolRow, spladeRow, tokenRows } from './pooling.js';
-import type { Device, ModelKind, Pooling, SparseVector } from './types.js';
+import type { Device, ModelKind, Pooling, SparseVector } from '../tei/types.js';
 
 /** What each row of a batch asks for. */
 export const Task = {

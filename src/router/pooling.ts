@@ -5,7 +5,7 @@
  * Masks are [B, T] with 1 for a real token and 0 for padding; every function here is mask-aware,
  * so a row's result does not depend on how much padding its batch carried.
  */
-import type { Pooling, Prediction, SparseVector } from './types.js';
+import type { Pooling, Prediction, SparseVector } from '../tei/types.js';
 
 /** Anything indexable that holds a 0/1 attention mask (Uint8Array, number[], BigInt64Array...). */
 export type MaskLike = ArrayLike<number | bigint>;

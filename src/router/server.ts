@@ -17,7 +17,7 @@ import { httpRoutes } from './http-routes.js';
 import { RouterMetrics, withMetrics } from './metrics.js';
 import { resolveModelDir } from './model-source.js';
 import type { RouterLog } from './router-log.js';
-import type { RouterOptions } from './types.js';
+import type { RouterOptions } from './options.js';
 
 /** Longest a stop waits for in-flight requests before cutting them (ms). */
 export const DEFAULT_DRAIN_TIMEOUT_MS = 25_000;

@@ -12,7 +12,7 @@
 import { createRequire } from 'node:module';
 import type { Encoding as TkEncoding, Tokenizer as TkTokenizer } from 'tokenizers';
 import { TeiplexError } from '../common/errors.js';
-import type { PairInput, SimpleToken, TextInput, TruncationDirection } from './types.js';
+import type { PairInput, SimpleToken, TextInput, TruncationDirection } from '../tei/types.js';
 
 /** TEI refuses (or cuts, when truncating) inputs longer than max input length x this, in characters. */
 export const MAX_CHAR_MULTIPLIER = 250;

@@ -5,10 +5,9 @@
  */
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
 import { service as healthService } from 'grpc-health-check';
 import { muxClient } from '../../src/mux/protos.js';
-import { REFLECTION_PROTO_DIR, serviceClient, type RouterServiceName } from '../../src/router/proto.js';
+import { loadProtos, serviceClient, type RouterServiceName } from '../../src/tei/proto.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type AnyClient = grpc.Client & Record<string, any>;
@@ -82,7 +81,7 @@ export function rawUnary(port: number, path: string, bytes: Buffer): Promise<Buf
 
 /** Services listed through reflection (v1 or v1alpha), and the number of files describing `symbol`. */
 export async function reflect(port: number, version: 'v1' | 'v1alpha', symbol: string): Promise<{ services: string[]; files: string[] }> {
-  const def = protoLoader.loadSync(`grpc/reflection/${version}/reflection.proto`, { keepCase: true, defaults: true, oneofs: true, includeDirs: [REFLECTION_PROTO_DIR] });
+  const def = loadProtos([`grpc/reflection/${version}/reflection.proto`]);
   const name = `grpc.reflection.${version}.ServerReflection`;
   const Ctor = grpc.makeClientConstructor(def[name] as grpc.ServiceDefinition, name);
   const client = new Ctor(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as AnyClient;

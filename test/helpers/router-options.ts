@@ -1,5 +1,5 @@
 /** RouterOptions for in-process engines and servers in tests: loopback, ephemeral ports, 1 thread. */
-import type { RouterOptions } from '../../src/router/types.js';
+import type { RouterOptions } from '../../src/router/options.js';
 
 export function testRouterOptions(over: Partial<RouterOptions> = {}): RouterOptions {
   return {

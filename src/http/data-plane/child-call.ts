@@ -5,7 +5,7 @@
  * child's status means (errors.ts).
  */
 import * as grpc from '@grpc/grpc-js';
-import type { ChildChannel } from '../../mux/child-channel.js';
+import type { ChildChannel } from '../../child/child-channel.js';
 import type { ChildMethod } from './child-codec.js';
 import { childError } from './errors.js';
 

@@ -27,8 +27,8 @@ import {
   type PbPredictResponse,
   type PbRerankRequest,
   type PbRerankResponse,
-} from '../../router/proto.js';
-import type { Metadata } from '../../router/types.js';
+} from '../../tei/proto.js';
+import type { Metadata } from '../../tei/types.js';
 
 /** One child method: its path and message codecs. */
 export interface ChildMethod<Req, Res> {

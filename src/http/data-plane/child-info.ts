@@ -6,7 +6,7 @@
  * SPLADE pooling, --served-model-name).
  */
 import type { InstanceSpec } from '../../config/instance-spec.js';
-import type { PbInfoResponse } from '../../router/proto.js';
+import type { PbInfoResponse } from '../../tei/proto.js';
 import type { Instance } from '../../supervisor/instance.js';
 import type { CallTarget } from './child-call.js';
 import { unary } from './child-call.js';

@@ -9,8 +9,8 @@
  * - any child (TEI included): tei.v1, one unary call for a single input, else one bidirectional
  *   `*Stream` call per chunk (one message per input).
  */
-import type { PbTruncationDirection } from '../../router/proto.js';
-import type { Metadata } from '../../router/types.js';
+import type { PbTruncationDirection } from '../../tei/proto.js';
+import type { Metadata } from '../../tei/types.js';
 import * as grpc from '@grpc/grpc-js';
 import { ChildStatusError, asCallError, many, unary, unaryRaw, type CallTarget } from './child-call.js';
 import { BATCH, TEI, float32s, fromPbMetadata, uint32s } from './child-codec.js';

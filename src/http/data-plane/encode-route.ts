@@ -10,8 +10,8 @@
  */
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
-import { nullable, PromptName } from '../../common/tei-http-schemas.js';
-import type { Metadata } from '../../router/types.js';
+import { nullable, PromptName } from '../../tei/http-schemas.js';
+import type { Metadata } from '../../tei/types.js';
 import { planOutputs } from './capabilities.js';
 import type { SparseRow, TokenRows } from './child-ops.js';
 import { AnswerBudget, JSON_BYTES_PER_FLOAT } from './answer-budget.js';

@@ -7,7 +7,7 @@
 import * as grpc from '@grpc/grpc-js';
 import type { FastifyError } from 'fastify';
 import { asTeiplexError, ERROR_CODES, TeiplexError, type ErrorCode } from '../../common/errors.js';
-import { BodyError } from '../../common/tei-http-schemas.js';
+import { BodyError } from '../../tei/http-schemas.js';
 
 /** A TeiplexError that names the request field at fault (OpenAI's `param`). */
 export class RequestError extends TeiplexError {

@@ -7,7 +7,7 @@
  * Labels come from route patterns and instance names, never from client input.
  */
 import { Counter, Histogram, type Registry } from 'prom-client';
-import { DURATION_BUCKETS } from '../../mux/metrics.js';
+import { DURATION_BUCKETS } from '../../metrics/buckets.js';
 
 export class DataPlaneMetrics {
   private readonly requests: Counter<'route' | 'instance' | 'code'>;

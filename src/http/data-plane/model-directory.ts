@@ -18,7 +18,7 @@ import type { CatalogModel } from '../../catalog/catalog-model.js';
 import { TeiplexError } from '../../common/errors.js';
 import type { Instance } from '../../supervisor/instance.js';
 import { canServe } from '../../supervisor/instance-state.js';
-import type { InstanceDirectory, TargetResolver } from '../../mux/target.js';
+import type { InstanceDirectory, TargetResolver } from '../../routing/target.js';
 import { aliasesOf } from './child-info.js';
 import { RequestError } from './errors.js';
 import { coldStartWaiter } from './request-context.js';

@@ -8,7 +8,7 @@
  */
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
-import { OpenAIEmbeddingsRequest } from '../../common/tei-http-schemas.js';
+import { OpenAIEmbeddingsRequest } from '../../tei/http-schemas.js';
 import { instanceFor } from './capabilities.js';
 import { RequestError } from './errors.js';
 import { JSON_BYTES_PER_FLOAT } from './answer-budget.js';

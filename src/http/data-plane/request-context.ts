@@ -7,10 +7,10 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { ColdStartWaiter } from '../../catalog/catalog.js';
 import { TeiplexError } from '../../common/errors.js';
-import type { MuxRouting } from '../../mux/routing.js';
+import type { MuxRouting } from '../../routing/routing.js';
 import { canServe } from '../../supervisor/instance-state.js';
-import { aggregateMetadata, timingHeaders } from '../../router/metadata.js';
-import type { Metadata } from '../../router/types.js';
+import { aggregateMetadata, timingHeaders } from '../../tei/metadata.js';
+import type { Metadata } from '../../tei/types.js';
 import type { Instance } from '../../supervisor/instance.js';
 import type { CallTarget } from './child-call.js';
 import type { ChildInfo, ChildInfoCache } from './child-info.js';

@@ -6,7 +6,7 @@
  */
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
-import { nullable } from '../../common/tei-http-schemas.js';
+import { nullable } from '../../tei/http-schemas.js';
 import { instanceFor } from './capabilities.js';
 import { checkCount, onInstance, requestedModel, setHeaders, tokenCount, type DataPlaneDeps } from './request-context.js';
 

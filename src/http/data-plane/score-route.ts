@@ -5,7 +5,7 @@
  */
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
-import { nullable } from '../../common/tei-http-schemas.js';
+import { nullable } from '../../tei/http-schemas.js';
 import { planOutputs } from './capabilities.js';
 import { ModelParam, TextItem } from './encode-route.js';
 import { checkCount, onInstance, setHeaders, tokenCount, type DataPlaneDeps } from './request-context.js';

@@ -17,7 +17,7 @@ import {
   PredictRequest,
   RerankRequest,
   TokenizeRequest,
-} from '../../common/tei-http-schemas.js';
+} from '../../tei/http-schemas.js';
 import { instanceFor } from './capabilities.js';
 import type { Capability } from './child-info.js';
 import type { ChildOps, EncodeOptions, Results } from './child-ops.js';

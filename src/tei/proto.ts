@@ -19,6 +19,7 @@ export const PROTO_DIR = projectPath('proto');
 /** Relative to PROTO_DIR, as the files import each other. */
 export const TEI_PROTO_FILE = 'tei/v1/tei.proto';
 export const BATCH_PROTO_FILE = 'teiplex/v1/batch.proto';
+export const MUX_PROTO_FILE = 'tei_multiplexer/v1/multiplexer.proto';
 export const TEI_PROTO_PATH = path.join(PROTO_DIR, TEI_PROTO_FILE);
 export const BATCH_PROTO_PATH = path.join(PROTO_DIR, BATCH_PROTO_FILE);
 
@@ -35,7 +36,7 @@ export const LOADER_OPTIONS: protoLoader.Options = {
   enums: String,
   defaults: true,
   oneofs: true,
-  includeDirs: [PROTO_DIR],
+  includeDirs: [PROTO_DIR, HEALTH_PROTO_DIR, REFLECTION_PROTO_DIR],
 };
 
 /** Full names of the data services the router serves. */
@@ -44,22 +45,40 @@ export const BATCH_SERVICE = 'teiplex.v1.Batch';
 export type RouterServiceName = (typeof TEI_SERVICES)[number] | typeof BATCH_SERVICE;
 export const ROUTER_SERVICES: readonly RouterServiceName[] = [...TEI_SERVICES, BATCH_SERVICE];
 
-let cached: protoLoader.PackageDefinition | null = null;
-let cachedReflection: protoLoader.PackageDefinition | null = null;
+const loaded = new Map<string, protoLoader.PackageDefinition>();
+
+/**
+ * The one proto loader: `files` (relative to PROTO_DIR, or grpc.health / grpc.reflection's own)
+ * with LOADER_OPTIONS, loaded once per file list.
+ */
+export function loadProtos(files: readonly string[]): protoLoader.PackageDefinition {
+  const key = files.join('\n');
+  let def = loaded.get(key);
+  if (def === undefined) {
+    def = protoLoader.loadSync([...files], LOADER_OPTIONS);
+    loaded.set(key, def);
+  }
+  return def;
+}
 
 /** tei.v1 + teiplex.v1 (batch.proto imports tei.proto). */
 export function routerPackageDefinition(): protoLoader.PackageDefinition {
-  cached ??= protoLoader.loadSync([TEI_PROTO_FILE, BATCH_PROTO_FILE], LOADER_OPTIONS);
-  return cached;
+  return loadProtos([TEI_PROTO_FILE, BATCH_PROTO_FILE]);
 }
 
 /** Everything the router serves, health and reflection included: what server reflection describes. */
 export function reflectionPackageDefinition(): protoLoader.PackageDefinition {
-  cachedReflection ??= protoLoader.loadSync([TEI_PROTO_FILE, BATCH_PROTO_FILE, HEALTH_PROTO_FILE, ...REFLECTION_PROTO_FILES], {
-    ...LOADER_OPTIONS,
-    includeDirs: [PROTO_DIR, HEALTH_PROTO_DIR, REFLECTION_PROTO_DIR],
-  });
-  return cachedReflection;
+  return loadProtos([TEI_PROTO_FILE, BATCH_PROTO_FILE, HEALTH_PROTO_FILE, ...REFLECTION_PROTO_FILES]);
+}
+
+/** tei_multiplexer.v1 (which imports tei.v1). */
+export function muxPackageDefinition(): protoLoader.PackageDefinition {
+  return loadProtos([MUX_PROTO_FILE]);
+}
+
+/** Everything the multiplexer's port serves, as server reflection describes it. */
+export function muxReflectionPackageDefinition(): protoLoader.PackageDefinition {
+  return loadProtos([MUX_PROTO_FILE, TEI_PROTO_FILE, HEALTH_PROTO_FILE, ...REFLECTION_PROTO_FILES]);
 }
 
 /** The service definition of one of the router's services, e.g. `tei.v1.Embed`. */

@@ -22,7 +22,21 @@ import { TeiplexError } from '../common/errors.js';
 import type { Instance } from '../supervisor/instance.js';
 import { canServe } from '../supervisor/instance-state.js';
 import type { Inflight } from './inflight.js';
-import type { Target } from './wrapper.js';
+
+/** What a call names (tei_multiplexer.v1's Target oneof; the HTTP data plane's `model` is a model_id or instance name). */
+export type Target =
+  | { kind: 'instance_name'; value: string }
+  | { kind: 'model_id'; value: string }
+  | { kind: 'instance_index'; value: number };
+
+export function sameTarget(a: Target, b: Target): boolean {
+  return a.kind === b.kind && a.value === b.value;
+}
+
+/** A target for messages: `instance_name 'bge'`, `model_id 'BAAI/bge'`, `instance_index 2`. */
+export function describeTarget(t: Target): string {
+  return t.kind === 'instance_index' ? `instance_index ${t.value}` : `${t.kind} '${t.value}'`;
+}
 
 /** What resolution needs from the supervisor. */
 export interface InstanceDirectory {

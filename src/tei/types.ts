@@ -9,33 +9,6 @@ export type Pooling = 'cls' | 'mean' | 'splade' | 'last-token';
 export type TruncationDirection = 'right' | 'left';
 export type Device = 'cpu' | 'cuda';
 
-/** Everything `teiplex router` takes from its flags (names follow text-embeddings-router). */
-export interface RouterOptions {
-  modelId: string;
-  revision?: string;
-  port: number; // gRPC port, default 3000
-  hostname: string; // default 0.0.0.0
-  maxConcurrentRequests: number; // 512
-  maxBatchTokens: number; // 16384
-  maxBatchRequests?: number;
-  maxClientBatchSize: number; // 32
-  autoTruncate: boolean;
-  pooling?: Pooling;
-  dtype?: 'float32' | 'float16';
-  defaultPromptName?: string;
-  defaultPrompt?: string;
-  servedModelName?: string;
-  apiKey?: string;
-  jsonOutput: boolean;
-  prometheusPort?: number;
-  huggingfaceHubCache?: string;
-  payloadLimit: number; // bytes, default 2_000_000
-  device: Device; // cpu
-  threads?: number; // intra-op threads; default: ONNX Runtime's choice
-  httpPort?: number; // serve TEI's HTTP routes on this port too
-  onnxFile?: string; // path inside the model dir, e.g. onnx/model_quantized.onnx
-}
-
 /** What the router learned about the model at load time. */
 export interface ModelDescription {
   modelId: string; // as served (served-model-name, else model-id)

@@ -8,8 +8,8 @@
  * a forwarded call reaches the child once or fails with the transport's status.
  */
 import type { Instance } from '../supervisor/instance.js';
-import { ChildChannel, type ChildChannelSettings } from './child-channel.js';
-import { childMessageLimit } from './child-message-limit.js';
+import { ChildChannel, type ChildChannelSettings } from '../child/child-channel.js';
+import { childMessageLimit } from '../child/child-message-limit.js';
 
 export type ChannelSettings = ChildChannelSettings;
 
