@@ -10,11 +10,11 @@ import { TeiplexError } from '../common/errors.js';
 import { aggregateMetadata } from '../tei/metadata.js';
 import { embedOptions, encodeOptions, pbMetadata, unary, type Answer, type ServiceContext } from './grpc-service.js';
 import type { PbEmbedAllBatchResponse, PbEmbedBatchRequest, PbEmbedBatchResponse, PbEmbedSparseBatchResponse, PbEncodeBatchRequest } from '../tei/proto.js';
-import type { Engine } from '../tei/types.js';
+import type { RouterEngine } from './engine.js';
 
 export interface BatchContext extends ServiceContext {
   /** Most inputs in one batch message. */
-  maxBatchInputs(engine: Engine): number;
+  maxBatchInputs(engine: RouterEngine): number;
 }
 
 const LITTLE_ENDIAN = endianness() === 'LE';
@@ -28,7 +28,7 @@ function leBytes(a: Float32Array | Uint32Array): Buffer {
   return out;
 }
 
-function checkInputs(ctx: BatchContext, engine: Engine, inputs: string[]): void {
+function checkInputs(ctx: BatchContext, engine: RouterEngine, inputs: string[]): void {
   const max = ctx.maxBatchInputs(engine);
   if (inputs.length > max) {
     throw new TeiplexError(

@@ -34,7 +34,18 @@ export interface EngineTuning {
 }
 
 /** The engine plus what tests and metrics look at. */
+/**
+ * The router's local engine: the Engine operations on one ONNX model in this process, plus what
+ * the router's own servers need. Admission takes one permit per input; more than
+ * maxConcurrentRequests in flight -> MODEL_OVERLOADED.
+ */
 export interface RouterEngine extends Engine {
+  readonly model: ModelDescription;
+  readonly info: RouterInfo;
+  /** Resolves once `inputs` permits are free (for callers that wait rather than fail as overloaded). */
+  whenCapacity(inputs: number): Promise<void>;
+  /** Stop admitting, wait for in-flight work, release the ONNX session. */
+  close(): Promise<void>;
   /** Batches, items and padded vs real tokens processed so far. */
   readonly queueStats: { batches: number; items: number; paddedTokens: number; realTokens: number };
   /** The per-batch overhead (padded-token equivalents) the queue plans with. */

@@ -1,5 +1,5 @@
 /**
- * The router's gRPC server: tei.v1 and teiplex.v1.Batch over an Engine, grpc.health.v1 and server
+ * The router's gRPC server: tei.v1 and teiplex.v1.Batch over an RouterEngine, grpc.health.v1 and server
  * reflection. It listens before the model is loaded: until `setEngine`, data RPCs answer
  * UNAVAILABLE ("model is loading") and health reports NOT_SERVING for "" and every service.
  *
@@ -15,7 +15,8 @@ import { TeiplexError } from '../common/errors.js';
 import { batchServiceImplementation } from './batch-service.js';
 import { DEFAULT_MAX_PARALLEL_STREAM_REQUESTS, teiServiceImplementations, toServiceError, type ServiceContext } from './grpc-service.js';
 import { BATCH_SERVICE, reflectionPackageDefinition, ROUTER_SERVICES, serviceDefinition, type RouterServiceName } from '../tei/proto.js';
-import type { Engine, ModelKind } from '../tei/types.js';
+import type { ModelKind } from '../tei/types.js';
+import type { RouterEngine } from './engine.js';
 
 export interface GrpcServerOptions {
   hostname: string;
@@ -34,7 +35,7 @@ export interface RouterGrpcServer {
   /** The bound port (port 0 => ephemeral). */
   readonly port: number;
   /** From now on serve; health of "" and of the services this model serves -> SERVING. */
-  setEngine(engine: Engine): void;
+  setEngine(engine: RouterEngine): void;
   /** Health NOT_SERVING, stop accepting new calls, wait for in-flight calls, then close. */
   drain(): Promise<void>;
   forceClose(): void;
@@ -89,9 +90,9 @@ function hostPort(hostname: string, port: number): string {
 }
 
 export async function startGrpcServer(opts: GrpcServerOptions): Promise<RouterGrpcServer> {
-  let engine: Engine | null = null;
-  const ctx: ServiceContext & { maxBatchInputs(e: Engine): number } = {
-    engine(): Engine {
+  let engine: RouterEngine | null = null;
+  const ctx: ServiceContext & { maxBatchInputs(e: RouterEngine): number } = {
+    engine(): RouterEngine {
       if (engine === null) throw new TeiplexError('UNHEALTHY', 'model is loading');
       return engine;
     },
@@ -134,7 +135,7 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RouterGr
   let draining: Promise<void> | null = null;
   return {
     port,
-    setEngine(e: Engine): void {
+    setEngine(e: RouterEngine): void {
       engine = e;
       if (draining) return;
       const served = servedBy(e.model.kind);

@@ -1,5 +1,5 @@
 /**
- * tei.v1 gRPC handlers over an Engine, with the semantics of TEI's gRPC server
+ * tei.v1 gRPC handlers over a RouterEngine, with the semantics of TEI's gRPC server
  * (text-embeddings-inference router/src/grpc/server.rs):
  * - one input per message; a Metadata per response, and the same figures as response headers
  *   (x-compute-*, x-*-time in milliseconds) on unary calls;
@@ -36,14 +36,15 @@ import type {
   PbTruncationDirection,
   RouterServiceName,
 } from '../tei/proto.js';
-import type { EmbedOptions, EncodeOptions, Engine, Metadata, PairInput, PredictOptions, Prediction, TruncationDirection } from '../tei/types.js';
+import type { EmbedOptions, EncodeOptions, Metadata, PairInput, PredictOptions, Prediction, TruncationDirection } from '../tei/types.js';
+import type { RouterEngine } from './engine.js';
 import { aggregateMetadata, timingHeaders } from '../tei/metadata.js';
 import { OverloadedError } from './queue.js';
 
 /** What the handlers need from the server around them. */
 export interface ServiceContext {
   /** The engine; throws UNHEALTHY ("model is loading") before one is set. */
-  engine(): Engine;
+  engine(): RouterEngine;
   /** In-flight messages per bidirectional stream (TEI's GRPC_MAX_PARALLEL_STREAM_REQUESTS). */
   readonly maxParallelStreamRequests: number;
   /** Most texts in one Rerank call (--max-client-batch-size). */
@@ -106,7 +107,7 @@ export function unary<Req, Res>(fn: (req: Req) => Promise<Answer<Res>>): grpc.ha
 }
 
 /** Run `fn`; while the engine is full, wait for free permits and try again (a stream message waits for admission, as in TEI). */
-async function whenAdmitted<T>(fn: () => Promise<T>, alive: () => boolean, engine: () => Engine): Promise<T> {
+async function whenAdmitted<T>(fn: () => Promise<T>, alive: () => boolean, engine: () => RouterEngine): Promise<T> {
   for (;;) {
     try {
       return await fn();
@@ -280,7 +281,7 @@ function predictOptions(req: { truncate: boolean; raw_scores: boolean; truncatio
 
 // ---- tei.v1 ------------------------------------------------------------------------------------
 
-function info(engine: Engine): PbInfoResponse {
+function info(engine: RouterEngine): PbInfoResponse {
   const i = engine.info;
   const out: PbInfoResponse = {
     version: i.version,
@@ -301,7 +302,7 @@ function info(engine: Engine): PbInfoResponse {
 }
 
 /** TEI's message for a rerank call to a model that is not a reranker. */
-function requireReranker(engine: Engine): void {
+function requireReranker(engine: RouterEngine): void {
   const kind = engine.model.kind;
   if (kind === 'reranker') return;
   throw new TeiplexError('WRONG_MODEL_TYPE', kind === 'classifier' ? 'model is not a re-ranker model' : 'model is not a classifier model');

@@ -36,7 +36,8 @@ import {
 import type { RouterMetrics } from './metrics.js';
 import type { RouterLog } from './router-log.js';
 import { tokenIdsError } from './tokenization.js';
-import type { Engine, Metadata, PairInput, SimpleToken, TextInput, TruncationDirection } from '../tei/types.js';
+import type { Metadata, PairInput, SimpleToken, TextInput, TruncationDirection } from '../tei/types.js';
+import type { RouterEngine } from './engine.js';
 import { aggregateMetadata, timingHeaders } from '../tei/metadata.js';
 
 declare module 'fastify' {
@@ -49,14 +50,14 @@ declare module 'fastify' {
 }
 
 export interface HttpRoutesOptions {
-  engine: Engine;
+  engine: RouterEngine;
   maxClientBatchSize: number;
   /** What `truncate` means when a request leaves it out (--auto-truncate). */
   autoTruncate: boolean;
   /** Largest body in bytes (--payload-limit): larger is 413. */
   payloadLimit: number;
   apiKey?: string;
-  /** Serves /metrics and counts failures decided here; the Engine should already be wrapped by withMetrics. */
+  /** Serves /metrics and counts failures decided here; the RouterEngine should already be wrapped by withMetrics. */
   metrics?: RouterMetrics;
   /** /health: 200 while true, 503 otherwise (default: always healthy). */
   isHealthy?: () => boolean;
@@ -180,7 +181,7 @@ export const httpRoutes: FastifyPluginAsync<HttpRoutesOptions> = async (app: Fas
 
   // Token ids are checked against the vocabulary before the body schema, which types them u32: a
   // negative id would fail it with a message about the whole field, naming neither the id nor the
-  // vocabulary. The Engine checks again (for ids that pass the schema); this is only the message.
+  // vocabulary. The RouterEngine checks again (for ids that pass the schema); this is only the message.
   app.addHook('preValidation', async (request) => {
     const field = (request.routeOptions.config as RouteConfig).tokenIds;
     const vocabSize = engine.model.inputVocabSize;
@@ -282,7 +283,7 @@ export const httpRoutes: FastifyPluginAsync<HttpRoutesOptions> = async (app: Fas
 
   const rerank = async (body: Static<typeof RerankRequest>, reply: FastifyReply) => {
     const start = process.hrtime.bigint();
-    if (body.texts.length > 0) checkBatch(body.texts.length, 'texts'); // empty: the Engine says so
+    if (body.texts.length > 0) checkBatch(body.texts.length, 'texts'); // empty: the RouterEngine says so
     const out = await engine.rerank(body.query, body.texts, {
       truncate: body.truncate ?? autoTruncate,
       truncationDirection: direction(body.truncation_direction),
@@ -382,7 +383,7 @@ export const httpRoutes: FastifyPluginAsync<HttpRoutesOptions> = async (app: Fas
 };
 
 /** TEI's /info body. */
-export function infoBody(engine: Engine, autoTruncate: boolean, servedModelName?: string): Record<string, unknown> {
+export function infoBody(engine: RouterEngine, autoTruncate: boolean, servedModelName?: string): Record<string, unknown> {
   const { info, model } = engine;
   let modelType: Record<string, unknown>;
   if (model.kind === 'classifier' || model.kind === 'reranker') {

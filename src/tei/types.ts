@@ -114,23 +114,31 @@ export interface Batched<T> {
   metadata: Metadata[];
 }
 
+/** What one call may carry to an engine besides its inputs. */
+export interface CallOptions {
+  /** Aborted when the caller has gone away: work in progress is cancelled where it can be. */
+  signal?: AbortSignal;
+  /** Epoch ms by which the answer is due (a child call's deadline). */
+  deadlineMs?: number;
+  /**
+   * Told the number of floats of answer rows as they arrive (/embed_all, multivector answers);
+   * throws to stop the call when the answer would pass a size limit.
+   */
+  onFloats?: (n: number) => void;
+}
+
 /**
- * The inference core. Every method validates its inputs and throws TeiplexError
- * (src/common/errors.ts) with a code the front ends map to HTTP/gRPC statuses.
- * Admission takes one permit per input; more than maxConcurrentRequests in flight -> MODEL_OVERLOADED.
+ * The inference operations every front end calls, whoever computes them: the router's local ONNX
+ * engine (src/router/engine.ts) or the manager's client to one child (src/child/). Every method
+ * validates its inputs and throws TeiplexError (src/common/errors.ts); results come in input
+ * order with one Metadata per input (rerank: one for the call).
  */
 export interface Engine {
-  readonly model: ModelDescription;
-  readonly info: RouterInfo;
-  embed(inputs: TextInput[], opts: EmbedOptions): Promise<Batched<Float32Array>>;
-  embedSparse(inputs: TextInput[], opts: EncodeOptions): Promise<Batched<SparseVector>>;
-  embedAll(inputs: TextInput[], opts: EncodeOptions): Promise<Batched<TokenEmbeddings>>;
-  predict(inputs: Array<string | PairInput>, opts: PredictOptions): Promise<Batched<Prediction[]>>;
-  rerank(query: string, texts: string[], opts: RerankOptions): Promise<{ ranks: Rank[]; metadata: Metadata }>;
-  tokenize(inputs: string[], addSpecialTokens: boolean, promptName?: string): Promise<SimpleToken[][]>;
-  decode(ids: number[][], skipSpecialTokens: boolean): Promise<string[]>;
-  /** Resolves once `inputs` permits are free (for callers that wait rather than fail as overloaded). */
-  whenCapacity(inputs: number): Promise<void>;
-  /** Stop admitting, wait for in-flight work, release the ONNX session. */
-  close(): Promise<void>;
+  embed(inputs: TextInput[], opts: EmbedOptions, call?: CallOptions): Promise<Batched<Float32Array>>;
+  embedSparse(inputs: TextInput[], opts: EncodeOptions, call?: CallOptions): Promise<Batched<SparseVector>>;
+  embedAll(inputs: TextInput[], opts: EncodeOptions, call?: CallOptions): Promise<Batched<TokenEmbeddings>>;
+  predict(inputs: Array<string | PairInput>, opts: PredictOptions, call?: CallOptions): Promise<Batched<Prediction[]>>;
+  rerank(query: string, texts: string[], opts: RerankOptions, call?: CallOptions): Promise<{ ranks: Rank[]; metadata: Metadata }>;
+  tokenize(inputs: string[], addSpecialTokens: boolean, promptName?: string, call?: CallOptions): Promise<SimpleToken[][]>;
+  decode(ids: number[][], skipSpecialTokens: boolean, call?: CallOptions): Promise<string[]>;
 }
