@@ -20,11 +20,11 @@ export interface ErrorCodeInfo {
 }
 
 export const ERROR_CODES = {
-  /** Bad input: empty, too long with truncate=false, too many inputs, unknown prompt, bad field. */
+  /** Bad input: an empty text, too long with truncate=false, too many inputs, unknown prompt, bad field. */
   VALIDATION: { http: 422, grpc: GrpcStatus.INVALID_ARGUMENT, teiType: 'validation', openaiType: 'invalid_request_error' },
   /** Input could not be tokenized. */
   TOKENIZER: { http: 422, grpc: GrpcStatus.INVALID_ARGUMENT, teiType: 'tokenizer', openaiType: 'invalid_request_error' },
-  /** An empty batch or input. */
+  /** An empty list of inputs (`inputs`, `texts`): TEI's `error_type: empty`. An empty text inside a list is VALIDATION, as in TEI. */
   EMPTY: { http: 422, grpc: GrpcStatus.INVALID_ARGUMENT, teiType: 'empty', openaiType: 'invalid_request_error' },
   /** HTTP: a request body in a content type the route does not parse (neither JSON nor text). */
   UNSUPPORTED_MEDIA_TYPE: { http: 415, grpc: GrpcStatus.INVALID_ARGUMENT, teiType: 'validation', openaiType: 'invalid_request_error' },
