@@ -11,7 +11,7 @@ import * as grpc from '@grpc/grpc-js';
 import fc from 'fast-check';
 import type { InstanceSpec } from '../src/config/instance-spec.js';
 import { aliasesOf, autoTruncateOf, isSplade } from '../src/http/data-plane/child-info.js';
-import { childError, describe as describeError, openaiErrorBody, RequestError, teiErrorBody } from '../src/http/data-plane/errors.js';
+import { childError, dataPlaneError, RequestError } from '../src/http/data-plane/errors.js';
 import { chunk, fanOut, mapLimit } from '../src/http/data-plane/fan-out.js';
 import { AnswerBudget, JSON_BYTES_PER_FLOAT } from '../src/http/data-plane/answer-budget.js';
 import { base64Floats, flatPieces, floatList, listPieces, matrixPieces } from '../src/http/data-plane/json.js';
@@ -116,15 +116,15 @@ describe('errors', () => {
   });
 
   test('answers: TEI and OpenAI bodies, Retry-After on 429 and 503, param named', () => {
-    const overloaded = describeError(childError('emb', { code: grpc.status.RESOURCE_EXHAUSTED, details: 'Model is overloaded' }), 1024);
-    assert.equal(overloaded.retryAfterSecs, 1);
-    assert.deepEqual(teiErrorBody(overloaded), { error: 'Model is overloaded', error_type: 'overloaded' });
-    const missing = describeError(new RequestError('MODEL_NOT_FOUND', "model 'x' is not served", 'model'), 1024);
-    assert.deepEqual(openaiErrorBody(missing), { error: { message: "model 'x' is not served", type: 'not_found_error', param: 'model', code: 'model_not_found' } });
-    assert.equal(describeError(new RequestError('INSTANCE_UNAVAILABLE', 'starting'), 1024).retryAfterSecs, 5);
-    const big = describeError(Object.assign(new Error('too large'), { code: 'FST_ERR_CTP_BODY_TOO_LARGE', statusCode: 413 }), 2048);
+    const overloaded = dataPlaneError(childError('emb', { code: grpc.status.RESOURCE_EXHAUSTED, details: 'Model is overloaded' }), 'tei', 1024);
+    assert.deepEqual(overloaded.headers, { 'retry-after': '1' });
+    assert.deepEqual(overloaded.body, { error: 'Model is overloaded', error_type: 'overloaded' });
+    const missing = dataPlaneError(new RequestError('MODEL_NOT_FOUND', "model 'x' is not served", 'model'), 'openai', 1024);
+    assert.deepEqual(missing.body, { error: { message: "model 'x' is not served", type: 'not_found_error', param: 'model', code: 'model_not_found' } });
+    assert.deepEqual(dataPlaneError(new RequestError('INSTANCE_UNAVAILABLE', 'starting'), 'tei', 1024).headers, { 'retry-after': '5' });
+    const big = dataPlaneError(Object.assign(new Error('too large'), { code: 'FST_ERR_CTP_BODY_TOO_LARGE', statusCode: 413 }), 'tei', 2048);
     assert.deepEqual([big.status, big.error.message], [413, 'the request body exceeds http_body_limit_mb (2048 bytes)']);
-    assert.equal(describeError(new Error('unexpected'), 1).status, 424, 'an unexpected failure is a backend error, still in the error shape');
+    assert.equal(dataPlaneError(new Error('unexpected'), 'tei', 1).status, 424, 'an unexpected failure is a backend error, still in the error shape');
   });
 });
 

@@ -15,7 +15,8 @@
  *   they resolve their target, ListInstances and health when they list or look up an instance.
  */
 import * as grpc from '@grpc/grpc-js';
-import { asTeiplexError, TeiplexError } from '../common/errors.js';
+import { TeiplexError } from '../common/errors.js';
+import { toGrpcStatus } from '../tei/grpc-status.js';
 import type { ApiKeyGrant } from './api-keys.js';
 import type { Auth } from './auth.js';
 
@@ -62,9 +63,9 @@ export function grpcAuthInterceptor(auth: Auth, onReject?: (path: string, code: 
     let refused = false;
     const refuse = (err: unknown): void => {
       refused = true;
-      const e = asTeiplexError(err);
-      onReject?.(method.path, e.grpcStatus);
-      call.sendStatus({ code: e.grpcStatus, details: e.message, metadata: new grpc.Metadata() });
+      const s = toGrpcStatus(err);
+      onReject?.(method.path, s.code);
+      call.sendStatus(s);
     };
     const builder = new grpc.ServerListenerBuilder().withOnReceiveMetadata((metadata, next) => {
       try {

@@ -8,13 +8,12 @@ import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { NO_AUTH, type Auth } from '../auth/auth.js';
 import { httpsOptions, installHttpAuth } from '../auth/http-auth.js';
-import { TeiplexError } from '../common/errors.js';
 import { VERSION } from '../common/version.js';
 import type { ManagerMetrics } from '../metrics/manager-metrics.js';
 import type { Supervisor } from '../supervisor/supervisor.js';
 import { adminRoutes } from './admin-routes.js';
 import { connectionLimits, installConnectionLimits, serverOptions, type ConnectionLimits } from './connection-limits.js';
-import { adminErrorHandler, errorBody } from './error-body.js';
+import { adminErrorHandler, adminNotFoundHandler } from './error-body.js';
 import { modelRoutes, type ModelRoutesOptions } from './model-routes.js';
 
 /** Largest admin request body (an instance spec is small). */
@@ -50,9 +49,7 @@ export async function buildManagerApp(
   await app.register(swagger, { openapi: { info: { title: 'teiplex manager', version: VERSION } } });
   await app.register(swaggerUi, { routePrefix: '/docs' });
   app.setErrorHandler(adminErrorHandler);
-  app.setNotFoundHandler((req, reply) => {
-    void reply.status(404).send(errorBody(new TeiplexError('NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`)));
-  });
+  app.setNotFoundHandler(adminNotFoundHandler);
   await app.register(adminRoutes, { supervisor, metrics });
   if (models !== undefined) await app.register(modelRoutes, models);
   return app;

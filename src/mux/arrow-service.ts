@@ -40,7 +40,8 @@ import { ArrowChildren, type ArrowChild } from './arrow-child.js';
 import { Budget } from './arrow-budget.js';
 import { AnswerMeter, embedRows, DEFAULT_FANOUT, type FanoutPath, type FanoutSettings } from './arrow-fanout.js';
 import { DENSE, MULTIVECTOR, SPARSE, type ArrowKind, type EmbedFlags } from './arrow-kinds.js';
-import { callWaiter, INSTANCE_HEADER, statusError, thrownError, type Forwarder, type Leg } from './forward.js';
+import { callWaiter, INSTANCE_HEADER, statusError, type Forwarder, type Leg } from './forward.js';
+import { toServiceError } from '../tei/grpc-status.js';
 import type { MuxMetrics } from './metrics.js';
 import type { PbTarget } from './protos.js';
 import type { Target } from '../routing/target.js';
@@ -171,7 +172,7 @@ function failure(err: unknown, leg: Leg, timedOut: () => grpc.ServerErrorRespons
     }
     return statusError(err.code, err.status.details, instanceMetadata(leg.instance.name, err.status.metadata));
   }
-  const e = typeof (err as grpc.ServerErrorResponse)?.code === 'number' ? (err as grpc.ServerErrorResponse) : thrownError(err);
+  const e = typeof (err as grpc.ServerErrorResponse)?.code === 'number' ? (err as grpc.ServerErrorResponse) : toServiceError(err);
   return statusError(e.code!, e.details ?? e.message, instanceMetadata(leg.instance.name, e.metadata));
 }
 
@@ -232,7 +233,7 @@ function arrowHandler(
     const refuse = (err: unknown): void => {
       release();
       // A status of our own (the client's deadline, a cancel) as it is; anything else by its code.
-      const e = typeof (err as grpc.ServerErrorResponse)?.code === 'number' ? (err as grpc.ServerErrorResponse) : thrownError(err);
+      const e = typeof (err as grpc.ServerErrorResponse)?.code === 'number' ? (err as grpc.ServerErrorResponse) : toServiceError(err);
       f.close(name, undefined, e.code!, started);
       callback(e);
     };
@@ -301,7 +302,7 @@ function arrowHandler(
       const timedOut = (): grpc.ServerErrorResponse | undefined => {
         if (Date.now() < Math.min(ours, client) - 5) return undefined;
         if (client <= ours) return statusError(grpc.status.DEADLINE_EXCEEDED, 'Deadline exceeded', instanceMetadata(leg.instance.name));
-        const e = thrownError(new TeiplexError('REQUEST_TIMEOUT', `instance '${leg.instance.name}' did not answer within grpc_request_timeout_secs (${f.timeoutMs / 1000} s)`));
+        const e = toServiceError(new TeiplexError('REQUEST_TIMEOUT', `instance '${leg.instance.name}' did not answer within grpc_request_timeout_secs (${f.timeoutMs / 1000} s)`));
         return statusError(e.code!, e.details!, instanceMetadata(leg.instance.name));
       };
       const arrowCall = new ArrowCall(Math.min(ours, client), () => timedOut() ?? statusError(grpc.status.DEADLINE_EXCEEDED, 'Deadline exceeded'));

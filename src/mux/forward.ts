@@ -21,7 +21,8 @@ import * as grpc from '@grpc/grpc-js';
 import type { ApiKeyGrant } from '../auth/api-keys.js';
 import { grantOf } from '../auth/grpc-auth.js';
 import type { ColdStartWaiter } from '../catalog/catalog.js';
-import { asTeiplexError, TeiplexError } from '../common/errors.js';
+import { TeiplexError } from '../common/errors.js';
+import { toServiceError } from '../tei/grpc-status.js';
 import type { Instance } from '../supervisor/instance.js';
 import type { ChildCall, ChildChannel } from '../child/child-channel.js';
 import type { ForwardedMethod } from './methods.js';
@@ -33,9 +34,6 @@ export const passthrough = (b: Buffer): Buffer => b;
 
 /** Response header naming the instance that served the call. */
 export const INSTANCE_HEADER = 'teiplex-instance';
-/** Trailer on refusals a client may retry (a cold start, a full wait queue): seconds to wait. */
-export const RETRY_AFTER_KEY = 'retry-after';
-
 const EMPTY = Buffer.alloc(0);
 
 /** One call's hop to an instance. */
@@ -60,15 +58,6 @@ export interface Forwarder {
 
 export function statusError(code: grpc.status, details: string, metadata?: grpc.Metadata): grpc.ServerErrorResponse {
   return Object.assign(new Error(details), { code, details, metadata });
-}
-
-/** A thrown value (a TeiplexError, mostly) as the status the client gets. */
-export function thrownError(err: unknown): grpc.ServerErrorResponse {
-  const e = asTeiplexError(err);
-  if (e.retryAfterSecs === undefined) return statusError(e.grpcStatus, e.message);
-  const md = new grpc.Metadata();
-  md.set(RETRY_AFTER_KEY, String(e.retryAfterSecs));
-  return statusError(e.grpcStatus, e.message, md);
 }
 
 /** The child's headers or trailers (child-channel.ts has left out the transport's keys), naming the instance. */
@@ -118,7 +107,7 @@ export function forwardUnary(m: ForwardedMethod, f: Forwarder): grpc.handleUnary
     const started = performance.now();
     const w = call.request;
     const refuse = (err: unknown): void => {
-      const e = thrownError(err);
+      const e = toServiceError(err);
       f.close(m.name, undefined, e.code!, started);
       callback(e);
     };
@@ -137,7 +126,7 @@ export function forwardUnary(m: ForwardedMethod, f: Forwarder): grpc.handleUnary
         },
         onStatus: (s) => {
           let e: grpc.ServerErrorResponse | undefined;
-          if (s.code !== grpc.status.OK) e = s.code === grpc.status.DEADLINE_EXCEEDED && client > ours ? thrownError(timeoutError(leg, f.timeoutMs)) : childError(s, leg);
+          if (s.code !== grpc.status.OK) e = s.code === grpc.status.DEADLINE_EXCEEDED && client > ours ? toServiceError(timeoutError(leg, f.timeoutMs)) : childError(s, leg);
           else if (response === undefined) e = statusError(grpc.status.INTERNAL, `instance '${leg.instance.name}' answered a unary call without a message`);
           f.close(m.name, leg, e?.code ?? grpc.status.OK, started);
           if (e !== undefined) callback(e);
@@ -353,7 +342,7 @@ class StreamRelay {
     this.done = true;
     this.clearTimer();
     this.child?.cancel();
-    const e = thrownError(err);
+    const e = toServiceError(err);
     this.f.close(this.m.name, this.leg, e.code!, this.started);
     if (this.bidi) {
       this.call.emit('error', e);

@@ -47,7 +47,7 @@ export function batchServiceImplementation(ctx: BatchContext): grpc.UntypedServi
       const dim = out.results[0]?.length ?? 0;
       const packed = new Float32Array(out.results.length * dim);
       out.results.forEach((v, i) => {
-        if (v.length !== dim) throw new TeiplexError('BACKEND', `input ${i}: embedding has ${v.length} dimensions, expected ${dim}`);
+        if (v.length !== dim) throw new TeiplexError('BACKEND', `input ${i}: embedding has ${v.length} dimensions, expected ${dim}`, { index: i });
         packed.set(v, i * dim);
       });
       const metadata = aggregateMetadata(out.metadata);
@@ -82,7 +82,7 @@ export function batchServiceImplementation(ctx: BatchContext): grpc.UntypedServi
       out.results.forEach((t, i) => (offsets[i + 1] = offsets[i] + t.tokens));
       const packed = new Float32Array(offsets[out.results.length] * dim);
       out.results.forEach((t, i) => {
-        if (t.dim !== dim) throw new TeiplexError('BACKEND', `input ${i}: token embeddings have ${t.dim} dimensions, expected ${dim}`);
+        if (t.dim !== dim) throw new TeiplexError('BACKEND', `input ${i}: token embeddings have ${t.dim} dimensions, expected ${dim}`, { index: i });
         packed.set(t.values.subarray(0, t.tokens * dim), offsets[i] * dim);
       });
       const metadata = aggregateMetadata(out.metadata);

@@ -411,7 +411,7 @@ class Router implements RouterEngine {
     for (let i = 0; i < inputs.length; i++) {
       const x = inputs[i];
       const ok = typeof x === 'string' || (Array.isArray(x) && x.length === 2 && typeof x[0] === 'string' && typeof x[1] === 'string');
-      if (!ok) throw new TeiplexError('VALIDATION', `${inputs.length > 1 ? `input ${i}: ` : ''}input must be a string or a pair of strings`);
+      if (!ok) throw new TeiplexError('VALIDATION', `${inputs.length > 1 ? `input ${i}: ` : ''}input must be a string or a pair of strings`, { index: i });
     }
     const { outputs, metadata } = await this.infer(inputs, { truncate: opts.truncate, truncationDirection: opts.truncationDirection }, Task.Logits, false);
     const results = outputs.map((o) => predictions(classifierScores(o as Float32Array, opts.rawScores), this.model.id2label));
@@ -425,7 +425,7 @@ class Router implements RouterEngine {
     if (texts.length === 0) throw new TeiplexError('EMPTY', '`texts` cannot be empty');
     if (typeof query !== 'string' || query.length === 0) throw new TeiplexError('VALIDATION', '`query` cannot be empty');
     for (let i = 0; i < texts.length; i++) {
-      if (typeof texts[i] !== 'string' || texts[i].length === 0) throw new TeiplexError('VALIDATION', `\`texts\` ${i} cannot be empty`);
+      if (typeof texts[i] !== 'string' || texts[i].length === 0) throw new TeiplexError('VALIDATION', `\`texts\` ${i} cannot be empty`, { index: i });
     }
     const pairs: PairInput[] = texts.map((t) => [query, t]);
     const { outputs, metadata } = await this.infer(pairs, { truncate: opts.truncate, truncationDirection: opts.truncationDirection }, Task.Logits, false);

@@ -8,7 +8,9 @@
  * - bidirectional streams process messages concurrently (a bounded window per stream) and answer
  *   in request order; the first failing message ends the stream with its status. Stream messages
  *   wait for admission rather than failing as overloaded, as TEI's streams wait for a permit;
- * - errors: TeiplexError -> its gRPC status with its message (src/common/errors.ts).
+ * - errors: every failure is rendered by src/tei/grpc-status.ts (its code's gRPC status, the message,
+ *   trailers `teiplex-error-code`, `teiplex-error-index`, `retry-after`); in a stream the index is
+ *   the failing message's position.
  *
  * The call plumbing (unary wrapper, ordered streams, status and metadata conversion) is exported
  * for the teiplex.v1 batch service.
@@ -40,6 +42,7 @@ import type { EmbedOptions, EncodeOptions, Metadata, PairInput, PredictOptions, 
 import type { RouterEngine } from './engine.js';
 import { aggregateMetadata, timingHeaders } from '../tei/metadata.js';
 import { OverloadedError } from './queue.js';
+import { toServiceError } from '../tei/grpc-status.js';
 
 /** What the handlers need from the server around them. */
 export interface ServiceContext {
@@ -56,10 +59,10 @@ export const DEFAULT_MAX_PARALLEL_STREAM_REQUESTS = 1024;
 
 // ---- status and metadata conversion ------------------------------------------------------------
 
-/** A thrown value as the error object grpc-js turns into a status. */
-export function toServiceError(err: unknown): grpc.ServerErrorResponse {
+/** A stream's failure: the failing message's position in the stream is the error's index. */
+function atMessage(err: unknown, index: number): TeiplexError {
   const e = asTeiplexError(err);
-  return Object.assign(new Error(e.message), { code: e.grpcStatus, details: e.message });
+  return new TeiplexError(e.code, e.message, { index, ...(e.retryAfterSecs !== undefined ? { retryAfterSecs: e.retryAfterSecs } : {}) });
 }
 
 export function pbMetadata(m: Metadata): PbMetadata {
@@ -119,6 +122,8 @@ async function whenAdmitted<T>(fn: () => Promise<T>, alive: () => boolean, engin
 }
 
 interface Slot<Res> {
+  /** The message's position in the stream. */
+  index: number;
   state: 'pending' | 'ok' | 'error';
   value?: Res;
   error?: unknown;
@@ -139,6 +144,7 @@ export function orderedStream<Req, Res>(
     let inputEnded = false;
     let finished = false;
     let writeBlocked = false;
+    let received = 0;
     const alive = (): boolean => !finished && !call.cancelled;
 
     const maybeResume = (): void => {
@@ -150,7 +156,7 @@ export function orderedStream<Req, Res>(
         if (slot.state === 'error') {
           finished = true;
           slots.length = 0;
-          call.emit('error', toServiceError(slot.error));
+          call.emit('error', toServiceError(atMessage(slot.error, slot.index)));
           return;
         }
         if (!call.write(slot.value as Res) && !writeBlocked) {
@@ -171,7 +177,7 @@ export function orderedStream<Req, Res>(
 
     call.on('data', (req: Req) => {
       if (finished) return;
-      const slot: Slot<Res> = { state: 'pending' };
+      const slot: Slot<Res> = { index: received++, state: 'pending' };
       slots.push(slot);
       if (slots.length >= window) call.pause();
       whenAdmitted(() => fn(req), alive, () => ctx.engine()).then(
@@ -235,7 +241,7 @@ export function collectStream<Req, Item, Res>(
         inFlight--;
         if (!failed && inFlight < window && call.isPaused()) call.resume();
       });
-      p.catch(fail);
+      p.catch((err: unknown) => fail(atMessage(err, index)));
       work.push(p);
     });
     call.on('end', () => {
@@ -369,7 +375,7 @@ function operations(ctx: ServiceContext) {
 async function rerank(ctx: ServiceContext, req: PbRerankRequest): Promise<Answer<PbRerankResponse>> {
   const start = process.hrtime.bigint();
   const engine = ctx.engine();
-  if (req.texts.length === 0) throw new TeiplexError('VALIDATION', '`texts` cannot be empty');
+  if (req.texts.length === 0) throw new TeiplexError('EMPTY', '`texts` cannot be empty');
   requireReranker(engine);
   const max = ctx.maxClientBatchSize;
   if (req.texts.length > max) throw new TeiplexError('VALIDATION', `batch size ${req.texts.length} > maximum allowed batch size ${max}`);
@@ -398,7 +404,7 @@ function rerankStream(ctx: ServiceContext): grpc.handleClientStreamingCall<PbRer
         return { index, text: req.text, score: out.ranks[0].score, metadata: out.metadata };
       },
       (items) => {
-        if (items.length === 0) throw new TeiplexError('VALIDATION', '`texts` cannot be empty');
+        if (items.length === 0) throw new TeiplexError('EMPTY', '`texts` cannot be empty');
         for (const r of items) if (Number.isNaN(r.score)) throw new TeiplexError('BACKEND', 'score is NaN');
         const returnText = flags?.returnText ?? false;
         const ranks = items

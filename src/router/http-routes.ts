@@ -7,7 +7,8 @@
  * - Bodies are validated by the TypeBox schemas below (they double as documentation); a bad body
  *   is 422 naming the field. `truncate` left out or null means the router's --auto-truncate.
  * - Errors: `{"error": ..., "error_type": ...}` with the status of src/common/errors.ts (422
- *   validation, 429 overloaded, 424 backend, 413 payload, 400 wrong model type, 401 api key);
+ *   validation, 429 overloaded, 424 backend, 413 payload, 400 wrong model type, 401 api key),
+ *   rendered by src/tei/http-errors.ts (Retry-After where the code has one);
  *   /v1/embeddings answers errors in TEI's OpenAI shape `{"message", "code", "type"}`.
  * - More inputs than max_client_batch_size: 422 "batch size N > maximum allowed batch size M".
  * - Token ids (`inputs`/`input` of the embedding routes, `ids` of /decode) outside the model's
@@ -19,8 +20,9 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 import type { Static, TSchema } from '@sinclair/typebox';
-import type { FastifyError, FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
-import { asTeiplexError, ERROR_CODES, TeiplexError } from '../common/errors.js';
+import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import { ERROR_CODES, TeiplexError } from '../common/errors.js';
+import { fastifyError, toHttpError, type HttpError } from '../tei/http-errors.js';
 import {
   DecodeRequest,
   EmbedAllRequest,
@@ -118,28 +120,15 @@ function sameKey(header: string | undefined, expected: Buffer): boolean {
   return got.length === expected.length && timingSafeEqual(got, expected);
 }
 
-interface ErrorReply {
-  status: number;
-  message: string;
-  type: string;
-}
-
-function describeError(err: unknown, payloadLimit: number): { reply: ErrorReply; edge: string | null } {
-  if (err instanceof TeiplexError) return { reply: { status: err.httpStatus, message: err.message, type: err.teiErrorType }, edge: null };
-  const fe = err as Partial<FastifyError>;
-  if (fe.code === 'FST_ERR_VALIDATION') {
-    return { reply: { status: ERROR_CODES.VALIDATION.http, message: fe.message ?? 'invalid request body', type: ERROR_CODES.VALIDATION.teiType }, edge: 'validation' };
-  }
-  if (fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
-    const p = ERROR_CODES.PAYLOAD_TOO_LARGE;
-    return { reply: { status: p.http, message: `Payload too large: the request body exceeds the payload limit of ${payloadLimit} bytes`, type: p.teiType }, edge: 'payload_limit' };
-  }
-  if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
-    // Body parsing: bad JSON (400), wrong content type (415).
-    return { reply: { status: fe.statusCode, message: fe.message ?? 'bad request', type: ERROR_CODES.VALIDATION.teiType }, edge: 'validation' };
-  }
-  const t = asTeiplexError(err);
-  return { reply: { status: t.httpStatus, message: t.message, type: t.teiErrorType }, edge: null };
+/**
+ * A failure as the router answers it (src/tei/http-errors.ts), and the `te_request_failure` label
+ * when fastify refused the request before a route ran (schema, body size, parsing); null otherwise.
+ */
+function describeError(err: unknown, payloadLimit: number, shape: 'tei' | 'tei-openai'): { reply: HttpError; edge: string | null } {
+  const o = { bodyTooLarge: `Payload too large: the request body exceeds the payload limit of ${payloadLimit} bytes` };
+  const refused = fastifyError(err, o);
+  const reply = toHttpError(refused ?? err, shape, o);
+  return { reply, edge: refused === undefined ? null : refused.code === 'PAYLOAD_TOO_LARGE' ? 'payload_limit' : 'validation' };
 }
 
 // ---- the plugin -----------------------------------------------------------------------------
@@ -151,15 +140,15 @@ export const httpRoutes: FastifyPluginAsync<HttpRoutesOptions> = async (app: Fas
 
   app.setValidatorCompiler(typeboxValidator);
 
+  const shapeOf = (request: FastifyRequest): 'tei' | 'tei-openai' => ((request.routeOptions.config as RouteConfig).openai ? 'tei-openai' : 'tei');
+
   app.setErrorHandler((err, request, reply) => {
-    const { reply: r, edge } = describeError(err, payloadLimit);
+    const { reply: r, edge } = describeError(err, payloadLimit, shapeOf(request));
     if (edge !== null) metrics?.recordFailure(edge);
-    if (r.status >= 500 || r.type === ERROR_CODES.BACKEND.teiType) {
-      opts.log?.error('request failed', { url: request.url, status: r.status, error: r.message });
+    if (r.status >= 500 || r.error.teiErrorType === ERROR_CODES.BACKEND.teiType) {
+      opts.log?.error('request failed', { url: request.url, status: r.status, error: r.error.message });
     }
-    const config = request.routeOptions.config as RouteConfig;
-    reply.status(r.status);
-    return config.openai ? { message: r.message, code: r.status, type: r.type } : { error: r.message, error_type: r.type };
+    return reply.status(r.status).headers(r.headers).send(r.body);
   });
 
   if (expectedAuth !== null) {
@@ -167,10 +156,8 @@ export const httpRoutes: FastifyPluginAsync<HttpRoutesOptions> = async (app: Fas
       const config = request.routeOptions.config as RouteConfig;
       if (config.open) return;
       if (sameKey(request.headers.authorization, expectedAuth)) return;
-      const u = ERROR_CODES.UNAUTHENTICATED;
-      const message = 'Unauthorized: a valid `authorization: Bearer <api key>` header is required';
-      reply.status(u.http);
-      return reply.send(config.openai ? { message, code: u.http, type: u.teiType } : { error: message, error_type: u.teiType });
+      const r = toHttpError(new TeiplexError('UNAUTHENTICATED', 'Unauthorized: a valid `authorization: Bearer <api key>` header is required'), shapeOf(request));
+      return reply.status(r.status).headers(r.headers).send(r.body);
     });
   }
 

@@ -14,6 +14,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { createEngine, type EngineTuning, type RouterEngine } from './engine.js';
 import { startGrpcServer, type RouterGrpcServer } from './grpc-server.js';
 import { httpRoutes } from './http-routes.js';
+import { routeNotFound, toHttpError } from '../tei/http-errors.js';
 import { RouterMetrics, withMetrics } from './metrics.js';
 import { resolveModelDir } from './model-source.js';
 import type { RouterLog } from './router-log.js';
@@ -71,7 +72,8 @@ async function startHttp(opts: RouterOptions, engine: RouterEngine, metrics: Rou
     log,
   });
   app.setNotFoundHandler((request, reply) => {
-    reply.status(404).send({ error: `no route ${request.method} ${request.url}`, error_type: 'not_found' });
+    const r = toHttpError(routeNotFound(request.method, request.url), 'tei');
+    reply.status(r.status).headers(r.headers).send(r.body);
   });
   await app.listen({ port: opts.httpPort ?? 0, host: opts.hostname });
   return app;

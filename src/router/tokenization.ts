@@ -11,7 +11,7 @@
  */
 import { createRequire } from 'node:module';
 import type { Encoding as TkEncoding, Tokenizer as TkTokenizer } from 'tokenizers';
-import { TeiplexError } from '../common/errors.js';
+import { TeiplexError, type ErrorCode } from '../common/errors.js';
 import type { PairInput, SimpleToken, TextInput, TruncationDirection } from '../tei/types.js';
 
 /** TEI refuses (or cuts, when truncating) inputs longer than max input length x this, in characters. */
@@ -102,6 +102,11 @@ function rowPrefix(i: number, n: number): string {
   return n > 1 ? `input ${i}: ` : '';
 }
 
+/** A failure of input `i` of `n`: the message names the input when there are several, and `index` carries its position (gRPC trailer `teiplex-error-index`). */
+function inputError(code: ErrorCode, i: number, n: number, message: string): TeiplexError {
+  return new TeiplexError(code, `${rowPrefix(i, n)}${message}`, { index: i });
+}
+
 /**
  * The VALIDATION error for the first id of a token-id input (row `i` of `n`) that is not an
  * integer in 0 .. vocabSize - 1, naming the id, its position and the vocabulary size; undefined
@@ -112,9 +117,9 @@ export function tokenIdsError(ids: readonly unknown[], vocabSize: number, i: num
   for (let t = 0; t < ids.length; t++) {
     const id = ids[t];
     if (typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id >= vocabSize) {
-      return new TeiplexError(
+      return inputError(
         'VALIDATION',
-        `${rowPrefix(i, n)}token id ${String(id)} at position ${t} is not in the model's vocabulary: ids go from 0 to ${vocabSize - 1} (vocabulary size ${vocabSize})`,
+        i, n, `token id ${String(id)} at position ${t} is not in the model's vocabulary: ids go from 0 to ${vocabSize - 1} (vocabulary size ${vocabSize})`,
       );
     }
   }
@@ -200,21 +205,21 @@ export class Tokenization {
     for (let i = 0; i < n; i++) {
       const input = inputs[i];
       if (typeof input === 'string') {
-        if (input.length === 0) throw new TeiplexError('VALIDATION', `${rowPrefix(i, n)}\`inputs\` cannot be empty`);
+        if (input.length === 0) throw inputError('VALIDATION', i, n, `\`inputs\` cannot be empty`);
         const text = this.charLimit(input, truncate, req.truncationDirection, i, n);
         texts.push(prompt !== undefined ? prompt + text : text);
         textRows.push(i);
       } else if (Array.isArray(input) && input.length === 2 && typeof input[0] === 'string' && typeof input[1] === 'string') {
         const [a, b] = input as PairInput;
-        if (a.length === 0 && b.length === 0) throw new TeiplexError('VALIDATION', `${rowPrefix(i, n)}\`inputs\` cannot be empty`);
-        if (explicitPrompt) throw new TeiplexError('VALIDATION', `${rowPrefix(i, n)}\`prompt_name\` cannot be set with dual inputs`);
+        if (a.length === 0 && b.length === 0) throw inputError('VALIDATION', i, n, `\`inputs\` cannot be empty`);
+        if (explicitPrompt) throw inputError('VALIDATION', i, n, `\`prompt_name\` cannot be set with dual inputs`);
         texts.push([this.charLimit(a, truncate, 'right', i, n, 2), this.charLimit(b, truncate, 'right', i, n, 2)]);
         textRows.push(i);
       } else if (Array.isArray(input)) {
-        if (explicitPrompt) throw new TeiplexError('VALIDATION', `${rowPrefix(i, n)}\`prompt_name\` cannot be used with pre-tokenized (token id) inputs`);
+        if (explicitPrompt) throw inputError('VALIDATION', i, n, `\`prompt_name\` cannot be used with pre-tokenized (token id) inputs`);
         out[i] = this.encodeIds(input as number[], truncate, req.truncationDirection, i, n);
       } else {
-        throw new TeiplexError('VALIDATION', `${rowPrefix(i, n)}input must be a string or a list of token ids`);
+        throw inputError('VALIDATION', i, n, `input must be a string or a list of token ids`);
       }
     }
     if (texts.length === 0) return out;
@@ -240,12 +245,12 @@ export class Tokenization {
       const e = encodings[k];
       const ids = e.getIds();
       if (ids.length > this.maxInputLength) {
-        throw new TeiplexError(
+        throw inputError(
           'VALIDATION',
-          `${rowPrefix(i, n)}\`inputs\` must have less than ${this.maxInputLength} tokens. Given: ${ids.length}`,
+          i, n, `\`inputs\` must have less than ${this.maxInputLength} tokens. Given: ${ids.length}`,
         );
       }
-      if (ids.length === 0) throw new TeiplexError('VALIDATION', `${rowPrefix(i, n)}\`inputs\` cannot be empty`);
+      if (ids.length === 0) throw inputError('VALIDATION', i, n, `\`inputs\` cannot be empty`);
       const typeIds = e.getTypeIds();
       let anyType = false;
       for (let t = 0; t < typeIds.length; t++) if (typeIds[t] !== 0) {
@@ -269,7 +274,7 @@ export class Tokenization {
     const chars = countChars(s);
     if (chars <= limit) return s;
     if (!truncate) {
-      throw new TeiplexError('VALIDATION', `${rowPrefix(i, n)}\`inputs\` must have less than ${limit * parts} characters. Given: ${chars}`);
+      throw inputError('VALIDATION', i, n, `\`inputs\` must have less than ${limit * parts} characters. Given: ${chars}`);
     }
     const all = Array.from(s);
     return (direction === 'left' ? all.slice(all.length - limit) : all.slice(0, limit)).join('');
@@ -277,15 +282,15 @@ export class Tokenization {
 
   private encodeIds(ids: number[], truncate: boolean, direction: TruncationDirection, i: number, n: number): Encoded {
     const t0 = process.hrtime.bigint();
-    if (ids.length === 0) throw new TeiplexError('VALIDATION', `${rowPrefix(i, n)}\`inputs\` cannot be empty`);
+    if (ids.length === 0) throw inputError('VALIDATION', i, n, `\`inputs\` cannot be empty`);
     const bad = tokenIdsError(ids, this.vocabSize, i, n);
     if (bad) throw bad;
     let kept = ids;
     if (ids.length > this.maxInputLength) {
       if (!truncate) {
-        throw new TeiplexError(
+        throw inputError(
           'VALIDATION',
-          `${rowPrefix(i, n)}\`inputs\` must have less than ${this.maxInputLength} tokens. Given: ${ids.length}`,
+          i, n, `\`inputs\` must have less than ${this.maxInputLength} tokens. Given: ${ids.length}`,
         );
       }
       kept = direction === 'left' ? ids.slice(ids.length - this.maxInputLength) : ids.slice(0, this.maxInputLength);
@@ -303,7 +308,7 @@ export class Tokenization {
   async tokenize(inputs: readonly string[], addSpecialTokens: boolean, promptName?: string): Promise<SimpleToken[][]> {
     const prompt = this.promptFor(promptName);
     inputs.forEach((s, i) => {
-      if (typeof s !== 'string' || s.length === 0) throw new TeiplexError('VALIDATION', `${rowPrefix(i, inputs.length)}\`inputs\` cannot be empty`);
+      if (typeof s !== 'string' || s.length === 0) throw inputError('VALIDATION', i, inputs.length, `\`inputs\` cannot be empty`);
     });
     const texts = inputs.map((s) => (prompt !== undefined ? prompt + s : s));
     const encodings = await this.limit(async () => {
@@ -319,7 +324,7 @@ export class Tokenization {
   /** The Decode RPC. */
   async decode(ids: ReadonlyArray<readonly number[]>, skipSpecialTokens: boolean): Promise<string[]> {
     for (let i = 0; i < ids.length; i++) {
-      if (ids[i].length === 0) throw new TeiplexError('VALIDATION', `${rowPrefix(i, ids.length)}\`input_ids\` cannot be empty`);
+      if (ids[i].length === 0) throw inputError('VALIDATION', i, ids.length, `\`input_ids\` cannot be empty`);
       const bad = tokenIdsError(ids[i], this.vocabSize, i, ids.length);
       if (bad) throw bad;
     }

@@ -4,7 +4,8 @@
  *
  * - `toGrpcStatus`: a thrown value as the status a server sends: the code's gRPC status, the
  *   message, and trailers `teiplex-error-code` (the machine code), `teiplex-error-index` (for a
- *   call with many inputs: the failing input's position in that call) and `retry-after` (seconds).
+ *   call with many inputs: the failing input's position in that call) and `retry-after` (seconds:
+ *   the error's own, else its code's default from the table).
  * - `fromGrpcStatus`: a status a child sent as the TeiplexError it means. A teiplex router names
  *   its code; a real TEI child does not, and its status maps by gRPC code alone (never by the
  *   message's wording).
@@ -25,7 +26,8 @@ export function toGrpcStatus(err: unknown): grpc.StatusObject {
   const metadata = new grpc.Metadata();
   metadata.set(ERROR_CODE_KEY, e.code);
   if (e.index !== undefined) metadata.set(ERROR_INDEX_KEY, String(e.index));
-  if (e.retryAfterSecs !== undefined) metadata.set(RETRY_AFTER_KEY, String(e.retryAfterSecs));
+  const retry = e.retryAfter;
+  if (retry !== undefined) metadata.set(RETRY_AFTER_KEY, String(retry));
   return { code: e.grpcStatus, details: e.message, metadata };
 }
 

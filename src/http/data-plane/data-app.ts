@@ -6,7 +6,7 @@
  */
 import type { ServerOptions } from 'node:https';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { TeiplexError } from '../../common/errors.js';
+import { routeNotFound, toHttpError } from '../../tei/http-errors.js';
 import { connectionLimits, installConnectionLimits, serverOptions, type ConnectionLimits } from '../connection-limits.js';
 import { dataPlane, type DataPlaneOptions } from './plugin.js';
 
@@ -21,10 +21,8 @@ export async function buildDataApp(
   secure?.(app);
   app.get('/health', async () => ({ status: 'ok' }));
   app.setNotFoundHandler((req, reply) => {
-    const e = new TeiplexError('NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`);
-    void reply
-      .status(404)
-      .send(req.url.startsWith('/v1/') ? { error: { message: e.message, type: 'not_found_error', param: null, code: 'not_found' } } : { error: e.message, error_type: e.teiErrorType });
+    const a = toHttpError(routeNotFound(req.method, req.url), req.url.startsWith('/v1/') ? 'openai' : 'tei');
+    void reply.status(a.status).headers(a.headers).send(a.body);
   });
   await app.register(dataPlane, o);
   return app;

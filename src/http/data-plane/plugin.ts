@@ -24,7 +24,7 @@ import type { MuxRouting } from '../../routing/routing.js';
 import type { InstanceDirectory } from '../../routing/target.js';
 import { ChildInfoCache } from './child-info.js';
 import { encodeRoute } from './encode-route.js';
-import { describe, openaiErrorBody, teiErrorBody } from './errors.js';
+import { dataPlaneError } from './errors.js';
 import { DataPlaneMetrics } from './metrics.js';
 import { ModelDirectory, type GrantOf } from './model-directory.js';
 import { openaiRoutes } from './openai-routes.js';
@@ -92,12 +92,11 @@ export class DataPlaneLifecycle {
   }
 }
 
-/** The tei-routes' and /v1 routes' error answer; Retry-After on 429/503. */
+/** The tei-routes' and /v1 routes' error answer (src/tei/http-errors.ts), with Retry-After where the code has one. */
 function sendError(err: unknown, request: FastifyRequest, reply: FastifyReply, bodyLimitBytes: number): FastifyReply {
-  const a = describe(err, bodyLimitBytes);
   const shape = request.routeOptions.config?.errorShape ?? (request.url.startsWith('/v1/') ? 'openai' : 'tei');
-  if (a.retryAfterSecs !== undefined) reply.header('retry-after', String(a.retryAfterSecs));
-  return reply.status(a.status).send(shape === 'openai' ? openaiErrorBody(a) : teiErrorBody(a));
+  const a = dataPlaneError(err, shape, bodyLimitBytes);
+  return reply.status(a.status).headers(a.headers).send(a.body);
 }
 
 export const dataPlane: FastifyPluginAsync<DataPlaneOptions> = async (app: FastifyInstance, o: DataPlaneOptions) => {
