@@ -486,16 +486,8 @@ export class Supervisor {
     let models: StoredModel[];
     if (loaded.kind === 'ok' && c.auto_restore) {
       report.source = 'state';
-      // No source (a state file written before reloads existed): the config's if it names the instance.
-      const inConfig = new Set(c.instances.map((s) => s.name));
-      items = loaded.state.instances.map(({ desired_state, created_at, source, ...spec }) => ({
-        spec,
-        desired: desired_state,
-        createdAt: created_at,
-        source: source ?? (inConfig.has(spec.name) ? 'config' : 'api'),
-      }));
-      // A state file written before the catalog existed has no models: take the config's.
-      models = loaded.state.models ?? seedModels(c);
+      items = loaded.state.instances.map(({ desired_state, created_at, source, ...spec }) => ({ spec, desired: desired_state, createdAt: created_at, source }));
+      models = loaded.state.models;
     } else {
       const now = new Date().toISOString();
       items = c.instances.map((spec) => ({ spec, desired: 'running' as const, createdAt: now, source: 'config' as const }));
