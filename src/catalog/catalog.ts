@@ -19,6 +19,7 @@
 import os from 'node:os';
 import { isDeepStrictEqual } from 'node:util';
 import { TeiplexError } from '../common/errors.js';
+import { reconcile, type ReconcileReport } from '../common/reconcile.js';
 import { SerialQueue } from '../common/serial-queue.js';
 import { checkModels, DuplicateModelNameError, type Config } from '../config/config.js';
 import { maxReplicas, modelName, namesOf, replicaSpec, type ModelSpec } from '../config/model-spec.js';
@@ -108,13 +109,7 @@ export interface DeviceMemory {
   used_mb: number;
 }
 
-export interface CatalogReconcileReport {
-  added: string[];
-  removed: string[];
-  changed: string[];
-  unchanged: string[];
-  skipped: Array<{ name: string; reason: string }>;
-}
+export type CatalogReconcileReport = ReconcileReport;
 
 export class Catalog {
   private readonly models = new Map<string, CatalogModel>();
@@ -279,31 +274,17 @@ export class Catalog {
   /** Config reload: the catalog models that came from the config, brought in line with `specs`. */
   async reconcile(specs: readonly ModelSpec[], settings: CatalogSettings): Promise<CatalogReconcileReport> {
     this.settings = settings;
-    const report: CatalogReconcileReport = { added: [], removed: [], changed: [], unchanged: [], skipped: [] };
-    const wanted = new Map(specs.map((s) => [modelName(s), s]));
-    const replaced = new Set<string>();
-    for (const m of this.list()) {
-      if (m.source !== 'config') continue;
-      const spec = wanted.get(m.name);
-      if (spec !== undefined && isDeepStrictEqual({ ...spec, name: m.name }, { ...m.spec, name: m.name })) {
-        report.unchanged.push(m.name);
-        continue;
-      }
-      await this.stopAll(m, 'unload');
-      this.unindex(m);
-      if (spec === undefined) report.removed.push(m.name);
-      else replaced.add(m.name);
-    }
-    for (const spec of specs) {
-      const name = modelName(spec);
-      if (report.unchanged.includes(name)) continue;
-      try {
-        this.insert(new CatalogModel(spec, 'config', new Date().toISOString()));
-        (replaced.has(name) ? report.changed : report.added).push(name);
-      } catch (err) {
-        report.skipped.push({ name, reason: (err as Error).message });
-      }
-    }
+    const report = await reconcile(specs, {
+      nameOf: modelName,
+      owned: () => this.list().filter((m) => m.source === 'config').map((m) => [m.name, m.spec]),
+      same: (want, have) => isDeepStrictEqual({ ...want, name: modelName(have) }, { ...have, name: modelName(have) }),
+      delete: async (name) => {
+        const m = this.models.get(name)!;
+        await this.stopAll(m, 'unload');
+        this.unindex(m);
+      },
+      create: async (spec) => this.insert(new CatalogModel(spec, 'config', new Date().toISOString())),
+    });
     await this.o.supervisor.persistState();
     return report;
   }

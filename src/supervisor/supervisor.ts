@@ -13,6 +13,7 @@
  */
 import path from 'node:path';
 import { TeiplexError } from '../common/errors.js';
+import { reconcile, type ReconcileReport } from '../common/reconcile.js';
 import { SerialQueue } from '../common/serial-queue.js';
 import type { Config } from '../config/config.js';
 import type { InstanceSpec } from '../config/instance-spec.js';
@@ -44,13 +45,7 @@ export interface CatalogState {
 }
 
 /** What a reload did to the config's instances. */
-export interface ReconcileReport {
-  added: string[];
-  removed: string[];
-  changed: string[];
-  unchanged: string[];
-  skipped: Array<{ name: string; reason: string }>;
-}
+export type { ReconcileReport } from '../common/reconcile.js';
 
 export interface BootReport {
   source: 'state' | 'config';
@@ -323,38 +318,27 @@ export class Supervisor {
   reconcile(specs: readonly InstanceSpec[]): Promise<ReconcileReport> {
     return this.queue.run(async () => {
       this.assertOpen();
-      const report: ReconcileReport = { added: [], removed: [], changed: [], unchanged: [], skipped: [] };
-      const wanted = new Map(specs.map((s) => [s.name, s]));
-      const replaced = new Set<string>();
-      for (const [name, e] of [...this.entries]) {
-        if (e.source !== 'config' || e.owner !== undefined) continue;
-        const spec = wanted.get(name);
-        if (spec !== undefined && sameSpec(spec, e.instance.spec)) {
-          report.unchanged.push(name);
-          continue;
-        }
-        await e.instance.stop(spec === undefined ? 'removed from the config' : 'spec changed in the config');
-        e.instance.dispose();
-        await e.instance.log.close();
-        this.entries.delete(name);
-        if (spec === undefined) report.removed.push(name);
-        else replaced.add(name);
-      }
-      for (const spec of specs) {
-        if (report.unchanged.includes(spec.name)) continue;
-        const existing = this.entries.get(spec.name);
-        if (existing !== undefined) {
-          report.skipped.push({ name: spec.name, reason: existing.owner !== undefined ? `a replica of catalog model '${existing.owner}' has that name` : 'an instance created through the API has that name' });
-          continue;
-        }
-        try {
+      const report = await reconcile(specs, {
+        nameOf: (spec) => spec.name,
+        owned: () => [...this.entries].filter(([, e]) => e.source === 'config' && e.owner === undefined).map(([name, e]) => [name, e.instance.spec]),
+        same: sameSpec,
+        conflict: (name) => {
+          const e = this.entries.get(name);
+          if (e === undefined) return undefined;
+          return e.owner !== undefined ? `a replica of catalog model '${e.owner}' has that name` : 'an instance created through the API has that name';
+        },
+        delete: async (name, why) => {
+          const e = this.entries.get(name)!;
+          await e.instance.stop(why === 'removed' ? 'removed from the config' : 'spec changed in the config');
+          e.instance.dispose();
+          await e.instance.log.close();
+          this.entries.delete(name);
+        },
+        create: async (spec) => {
           const instance = await this.add(spec, 'running', new Date().toISOString(), { source: 'config' });
           instance.start();
-          (replaced.has(spec.name) ? report.changed : report.added).push(spec.name);
-        } catch (err) {
-          report.skipped.push({ name: spec.name, reason: (err as Error).message });
-        }
-      }
+        },
+      });
       await this.persist();
       return report;
     });
