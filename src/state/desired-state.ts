@@ -5,7 +5,9 @@
  * change, writes, and on a failed write undoes the change and throws STATE_WRITE_FAILED; commits
  * run one at a time, so no write ever holds another commit's unacknowledged change. Boot: the
  * supervisor reads the file (`load`) and hands the models over (`restoreModels`); they are kept
- * (and written as they were) until the catalog's section takes them.
+ * (and written as they were) until the catalog's section takes them. Until the supervisor says
+ * boot is over (`opened`), every other write and commit waits: nothing may overwrite the file
+ * before it has been read and restored whole (the supervisor's own boot write is `bootSave`).
  */
 import { TeiplexError } from '../common/errors.js';
 import { SerialQueue } from '../common/serial-queue.js';
@@ -26,6 +28,9 @@ export class DesiredState {
   /** Models read at boot, kept for persistence until a catalog takes them. */
   private bootModels: StoredModel[] = [];
   private readonly commits = new SerialQueue();
+  private open: () => void = () => undefined;
+  /** Settles when boot has restored (or seeded) the desired state. */
+  private readonly booted = new Promise<void>((resolve) => (this.open = resolve));
 
   constructor(file: string) {
     this.store = new StateStore(file);
@@ -66,8 +71,19 @@ export class DesiredState {
     return this.store.load();
   }
 
-  /** Write the desired state as it is now; resolves once the file holds it. */
+  /** Boot is over (restored or not): writes and commits held until now go ahead. */
+  opened(): void {
+    this.open();
+  }
+
+  /** Write the desired state as it is now (after boot); resolves once the file holds it. */
   async save(): Promise<void> {
+    await this.booted;
+    return this.bootSave();
+  }
+
+  /** The supervisor's write during boot, once the file has been read and everything restored. */
+  async bootSave(): Promise<void> {
     try {
       await this.store.save(this.state());
     } catch (err) {
@@ -78,6 +94,7 @@ export class DesiredState {
   /** Apply `change` and save; if the write fails, `undo` it and throw (nothing is acknowledged). */
   commit(change: () => void, undo: () => void): Promise<void> {
     return this.commits.run(async () => {
+      await this.booted;
       change();
       try {
         await this.save();

@@ -425,6 +425,7 @@ export class Supervisor {
     return this.queue.run(() => this.restore()).finally(() => {
       this.restored = true;
       this.markRestored();
+      this.desired.opened();
     });
   }
 
@@ -501,7 +502,7 @@ export class Supervisor {
       }
     }
     this.reserved.clear();
-    await this.persist();
+    await this.desired.bootSave();
     for (const e of this.entries.values()) if (e.desired === 'running' && !refused.has(e.instance.name)) e.instance.start();
     return report;
   }
