@@ -41,7 +41,7 @@ export type { DeviceMemory } from './footprint-sampler.js';
 export type { Usage } from './replicas.js';
 export type CatalogReconcileReport = ReconcileReport;
 
-/** Sinks for the metrics: starts and evictions. */
+/** A listener of starts and evictions in one object (the metrics'); `listen` subscribes it to a catalog's events. */
 export interface CatalogEvents {
   load?(model: string, result: 'ok' | 'failed' | 'refused', seconds: number): void;
   evict?(model: string, reason: EvictReason): void;
@@ -56,16 +56,17 @@ export interface ModelTransition {
   event: ModelEvent | undefined;
 }
 
-/** What the catalog publishes. */
+/** What the catalog publishes: model state changes, replica starts (ok, failed, refused for room) and evictions. */
 export interface CatalogEventMap {
   model: [ModelTransition];
+  load: [{ model: string; result: 'ok' | 'failed' | 'refused'; seconds: number }];
+  evict: [{ model: string; reason: EvictReason }];
 }
 
 export interface CatalogOptions {
   supervisor: Supervisor;
   inflight: Usage;
   settings: CatalogSettings;
-  events?: CatalogEvents;
   /** The desired-state owner (default: the supervisor's). */
   desired?: DesiredState;
   clock?: Clock;
@@ -94,7 +95,7 @@ export class Catalog {
     const clock = o.clock ?? systemClock;
     const model = (name: string): CatalogModel | undefined => this.models.get(name);
     const settings = (): CatalogSettings => this.settings;
-    const evicted = (name: string, reason: EvictReason): void => o.events?.evict?.(name, reason);
+    const evicted = (name: string, reason: EvictReason): void => void this.events.emit('evict', { model: name, reason });
     const changed = (m: CatalogModel): void => this.sync(m);
     this.replicaSet = new Replicas({ supervisor: o.supervisor, inflight: o.inflight, model, evicted, changed, log: this.log });
     this.placement = new Placement({ supervisor: o.supervisor, inflight: o.inflight, replicas: this.replicaSet, model, settings, evicted, log: this.log });
@@ -116,7 +117,7 @@ export class Catalog {
       settings,
       listed: (m) => this.models.get(m.name) === m,
       closed: () => this.closed,
-      loaded: (name, result, seconds) => o.events?.load?.(name, result, seconds),
+      loaded: (name, result, seconds) => void this.events.emit('load', { model: name, result, seconds }),
       sample: (m, i) => void this.sampler.sampleOne(m, i).catch(() => undefined),
       changed,
       log: this.log,
@@ -139,6 +140,12 @@ export class Catalog {
     );
     this.desired.ownModels({ snapshot: () => this.stored(), restore: (models) => this.restore(models) });
     o.supervisor.events.on('transition', (t) => this.replicaSet.transitioned(t));
+  }
+
+  /** Subscribe a listener object (the metrics') to starts and evictions. */
+  listen(l: CatalogEvents): void {
+    if (l.load !== undefined) this.events.on('load', (e) => l.load!(e.model, e.result, e.seconds));
+    if (l.evict !== undefined) this.events.on('evict', (e) => l.evict!(e.model, e.reason));
   }
 
   // ---- the registry ----

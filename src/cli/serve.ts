@@ -89,7 +89,8 @@ export async function run(argv: string[]): Promise<number> {
   if (exposed !== undefined) log.warn(exposed);
   // One channel pool, in-flight count and balancing for the gRPC multiplexer and the HTTP data plane.
   const routing = createRouting(supervisor, channelSettings(config));
-  catalog = new Catalog({ supervisor, inflight: routing.inflight, settings: catalogSettings(config), events: metrics.catalogEvents(), log: (msg, fields) => log.info(fields ?? {}, msg) });
+  catalog = new Catalog({ supervisor, inflight: routing.inflight, settings: catalogSettings(config), log: (msg, fields) => log.info(fields ?? {}, msg) });
+  catalog.listen(metrics.catalogEvents());
   catalog.events.on('model', ({ model, from, to, event }) => log.info({ model, from, to, event }, 'model state'));
   const reloader = new ConfigReloader(configPath, config, supervisor, catalog);
   const app = await buildManagerApp(supervisor, metrics, auth, { catalog, reload: () => reloader.reload(), security: config.security }, connectionLimits(config));
