@@ -1,8 +1,9 @@
 /**
  * One model instance's lifecycle: spawn its child (own process group, clean environment), wait
  * for readiness, health-check it, restart it with capped exponential back-off when it dies or
- * hangs (the delay from backoff.ts; time from an injectable Clock), stop it gracefully. Status changes go through the StateMachine; a child's exit is seen
- * from the process itself at once. Only one child per instance is ever alive: a new one is
+ * hangs (the delay from backoff.ts, the restart window and its timer on an injectable Clock),
+ * stop it gracefully. Status changes go through the StateMachine; a child's exit is seen from the
+ * process itself at once. Only one child per instance is ever alive: a new one is
  * spawned only after the previous one's exit has been observed. Every child carries the marker
  * environment (process-record.ts) so a later manager finds it after a crash. Before each spawn a
  * pre-flight check (its port free, its GPUs present) may refuse the attempt: that counts as a
