@@ -50,7 +50,9 @@ async function stateWrites(dir: string, n: number, instances: number): Promise<{
       extra_args: ['--auto-truncate'],
       desired_state: 'running' as const,
       created_at: new Date().toISOString(),
+      source: 'api' as const,
     })),
+    models: [],
   };
   const times: number[] = [];
   for (let i = 0; i < n; i++) {

@@ -521,20 +521,19 @@ test('state file: models (source, created_at, footprint_mb) round trip through T
   const withUndefined: State = { version: 1, instances: [], models: [{ model_id: 'org/x', source: 'api', created_at: 't', footprint_mb: undefined }] };
   assert.deepEqual(parseState(serializeState(withUndefined), 'rt'), { version: 1, instances: [], models: [{ model_id: 'org/x', source: 'api', created_at: 't' }] });
 
-  const old = parseState(
-    `version = 1
+  // The one format ever written has a source on every instance and a models list (empty or not).
+  const instance = `version = 1
+models = []
 [[instances]]
 name = "a"
 model_id = "org/a"
 desired_state = "running"
 created_at = "2026-01-01T00:00:00.000Z"
-`,
-    'old',
-  );
-  assert.equal(old.models, undefined);
-  assert.equal(old.instances[0].source, undefined);
-  assert.equal(old.instances[0].name, 'a');
-  assert.deepEqual(parseState('version = 1\ninstances = []\n', 'old').models, undefined);
+`;
+  assert.equal(parseState(instance.replace('desired_state', 'source = "api"\ndesired_state'), 'ok').instances[0].source, 'api');
+  assert.throws(() => parseState(instance, 'no source'), ConfigError);
+  assert.throws(() => parseState('version = 1\ninstances = []\n', 'no models'), ConfigError);
+  assert.deepEqual(parseState(serializeState({ version: 1, instances: [], models: [] }), 'empty'), { version: 1, instances: [], models: [] });
   // A model with a source other than config/api, or no created_at, is refused.
   assert.throws(() => parseState('version = 1\ninstances = []\n[[models]]\nmodel_id = "org/a"\nsource = "other"\ncreated_at = "t"\n', 'bad'), ConfigError);
   assert.throws(() => parseState('version = 1\ninstances = []\n[[models]]\nmodel_id = "org/a"\nsource = "api"\n', 'bad'), ConfigError);

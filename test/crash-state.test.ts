@@ -108,7 +108,7 @@ test('boot: temp files of killed writes removed; an instance whose port is taken
   const port = (blocker.address() as { port: number }).port;
   await writeFile(
     stateFile,
-    `version = 1\n[[instances]]\nname = "blocked"\nmodel_id = "org/x"\nruntime = "tei"\nport = ${port}\ndesired_state = "running"\ncreated_at = "2026-01-01T00:00:00.000Z"\nsource = "api"\n`,
+    `version = 1\nmodels = []\n[[instances]]\nname = "blocked"\nmodel_id = "org/x"\nruntime = "tei"\nport = ${port}\ndesired_state = "running"\ncreated_at = "2026-01-01T00:00:00.000Z"\nsource = "api"\n`,
   );
   await writeFile(path.join(stateDir, '.state.toml.tmp-999999-3'), 'half a write');
   await writeFile(path.join(stateDir, 'unrelated.txt'), 'kept');

@@ -24,9 +24,10 @@ after(async () => {
 const sample = (model: string): State => ({
   version: 1,
   instances: [
-    { name: 'a', model_id: model, runtime: 'router', gpu_id: 0, env: { X: '1' }, extra_args: ['--auto-truncate'], desired_state: 'running', created_at: '2026-01-01T00:00:00.000Z' },
-    { name: 'b', model_id: 'org/b', desired_state: 'stopped', created_at: '2026-01-01T00:00:00.000Z', port: 8081 },
+    { name: 'a', model_id: model, runtime: 'router', gpu_id: 0, env: { X: '1' }, extra_args: ['--auto-truncate'], desired_state: 'running', created_at: '2026-01-01T00:00:00.000Z', source: 'config' },
+    { name: 'b', model_id: 'org/b', desired_state: 'stopped', created_at: '2026-01-01T00:00:00.000Z', port: 8081, source: 'api' },
   ],
+  models: [],
 });
 
 test('round trip; missing file is reported as missing', async () => {
@@ -56,7 +57,7 @@ test('a corrupt state file is moved aside, never overwritten', async () => {
   assert.equal(r.kind, 'corrupt');
   assert.ok(r.kind === 'corrupt' && r.movedTo.startsWith(`${file}.corrupt-`));
   assert.equal(await readFile(r.kind === 'corrupt' ? r.movedTo : '', 'utf8'), 'version = 1\ninstances = [ { name = "a" ');
-  await writeFile(file, 'version = 1\n[[instances]]\nname = "UPPER"\nmodel_id = "m"\ndesired_state = "running"\ncreated_at = "x"\n');
+  await writeFile(file, 'version = 1\nmodels = []\n[[instances]]\nname = "UPPER"\nmodel_id = "m"\ndesired_state = "running"\ncreated_at = "x"\nsource = "api"\n');
   const r2 = await store.load();
   assert.ok(r2.kind === 'corrupt' && /instances\[0\]\.name/.test(r2.reason), JSON.stringify(r2));
 });

@@ -2,16 +2,15 @@
  * One catalog model at run time: its spec, where it came from, its replicas (instance names), its
  * measured footprint, a load in progress (single flight), requests waiting for it, the epoch an
  * unload or delete bumps to cancel a start in progress, and a failure
- * that stops it from being retried in a loop. Its state is derived from these and the replicas'
- * statuses.
+ * that stops it from being retried in a loop. The state it shows is derived from these and the
+ * replicas' statuses (model-state.ts); `machine` follows it through the transition table.
  */
 import { modelName, pinnedReplicas, type ModelSpec } from '../config/model-spec.js';
 import type { Instance } from '../supervisor/instance.js';
-import { canServe } from '../supervisor/instance-state.js';
 import type { Source, StoredModel } from '../state/state-store.js';
+import { deriveModelState, ModelStateMachine, type ModelState } from './model-state.js';
 
-export const MODEL_STATES = ['available', 'loading', 'loaded', 'unloading', 'failed'] as const;
-export type ModelState = (typeof MODEL_STATES)[number];
+export { MODEL_STATES, type ModelState } from './model-state.js';
 
 export interface ModelFailure {
   reason: string;
@@ -43,6 +42,8 @@ export class CatalogModel {
   lastUsedMs: number | undefined;
   /** Instance names of the replicas. */
   readonly replicas = new Set<string>();
+  /** The state last shown, moved only along model-state.ts's table (the catalog syncs it). */
+  readonly machine: ModelStateMachine;
 
   constructor(
     public spec: ModelSpec,
@@ -50,6 +51,7 @@ export class CatalogModel {
     readonly createdAt: string,
     footprintMb?: number,
   ) {
+    this.machine = new ModelStateMachine();
     this.name = modelName(spec);
     this.footprintMb = footprintMb;
   }
@@ -73,11 +75,9 @@ export class CatalogModel {
   }
 
   state(replicas: readonly Instance[]): ModelState {
-    if (this.failure !== undefined) return 'failed';
-    if (this.unloading !== undefined) return 'unloading';
-    if (replicas.some((i) => canServe(i.status))) return 'loaded';
-    if (replicas.some((i) => i.status === 'stopping')) return 'unloading';
-    if (this.loading !== undefined || replicas.some((i) => i.status === 'starting')) return 'loading';
-    return 'available';
+    return deriveModelState(
+      { failed: this.failure !== undefined, unloading: this.unloading !== undefined, loading: this.loading !== undefined },
+      replicas.map((i) => i.status),
+    );
   }
 }

@@ -77,26 +77,21 @@ export async function run(argv: string[]): Promise<number> {
     () => supervisor,
     () => catalog,
   );
-  supervisor = new Supervisor({
-    config,
-    hooks: {
-      ...metrics.hooks(),
-      onTransition: (instance, from, to, reason) => {
-        log.info({ instance, from, to, reason }, 'instance status');
-        mux?.instanceChanged(instance, to);
-        catalog?.instanceChanged(instance, from, to);
-      },
-    },
-    log: (msg, fields) => log.info(fields ?? {}, msg),
+  supervisor = new Supervisor({ config, hooks: metrics.hooks(), log: (msg, fields) => log.info(fields ?? {}, msg) });
+  supervisor.events.on('transition', ({ name: instance, from, to, reason }) => {
+    log.info({ instance, from, to, reason }, 'instance status');
+    mux?.instanceChanged(instance, to);
   });
-  supervisor.store.onWrite = (ok, seconds) => metrics.stateWrite(ok, seconds);
+  supervisor.desired.store.onWrite = (ok, seconds) => metrics.stateWrite(ok, seconds);
   processErrors.survived = (kind) => metrics.processError(kind);
   for (const warning of auth.warnings) log.warn(warning);
   const exposed = exposureWarning(config);
   if (exposed !== undefined) log.warn(exposed);
   // One channel pool, in-flight count and balancing for the gRPC multiplexer and the HTTP data plane.
   const routing = createRouting(supervisor, channelSettings(config));
-  catalog = new Catalog({ supervisor, inflight: routing.inflight, settings: catalogSettings(config), events: metrics.catalogEvents(), log: (msg, fields) => log.info(fields ?? {}, msg) });
+  catalog = new Catalog({ supervisor, inflight: routing.inflight, settings: catalogSettings(config), log: (msg, fields) => log.info(fields ?? {}, msg) });
+  catalog.listen(metrics.catalogEvents());
+  catalog.events.on('model', ({ model, from, to, event }) => log.info({ model, from, to, event }, 'model state'));
   const reloader = new ConfigReloader(configPath, config, supervisor, catalog);
   const app = await buildManagerApp(supervisor, metrics, auth, { catalog, reload: () => reloader.reload(), security: config.security }, connectionLimits(config));
   const dataPlane = await mountDataPlane({ app, config, instances: supervisor, routing, auth, catalog, registry: metrics.registry });

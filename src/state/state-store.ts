@@ -25,8 +25,7 @@ export const StoredInstanceSchema = Type.Composite([
   Type.Object({
     desired_state: Type.Union([Type.Literal('running'), Type.Literal('stopped')]),
     created_at: Type.String(),
-    /** Absent in state files written before reloads existed: 'config' when the config names the instance, else 'api'. */
-    source: Type.Optional(SourceSchema),
+    source: SourceSchema,
   }),
 ]);
 export type StoredInstance = Static<typeof StoredInstanceSchema>;
@@ -46,8 +45,7 @@ export type StoredModel = Static<typeof StoredModelSchema>;
 export const StateSchema = Type.Object({
   version: Type.Literal(STATE_VERSION),
   instances: Type.Array(StoredInstanceSchema),
-  /** Absent in state files written before the catalog existed. */
-  models: Type.Optional(Type.Array(StoredModelSchema)),
+  models: Type.Array(StoredModelSchema),
 });
 export type State = Static<typeof StateSchema>;
 

@@ -1,17 +1,20 @@
 /**
  * One model instance's lifecycle: spawn its child (own process group, clean environment), wait
  * for readiness, health-check it, restart it with capped exponential back-off when it dies or
- * hangs, stop it gracefully. Status changes go through the StateMachine; a child's exit is seen
- * from the process itself at once. Only one child per instance is ever alive: a new one is
+ * hangs (the delay from backoff.ts, the restart window and its timer on an injectable Clock),
+ * stop it gracefully. Status changes go through the StateMachine; a child's exit is seen from the
+ * process itself at once. Only one child per instance is ever alive: a new one is
  * spawned only after the previous one's exit has been observed. Every child carries the marker
  * environment (process-record.ts) so a later manager finds it after a crash. Before each spawn a
  * pre-flight check (its port free, its GPUs present) may refuse the attempt: that counts as a
  * failed start (back-off, then failed), so an instance whose port is taken waits and retries.
  */
 import { execa, type ResultPromise } from 'execa';
+import { systemClock, type Clock, type TimerHandle } from '../common/clock.js';
 import type { RestartConfig } from '../config/config.js';
 import type { InstanceSpec } from '../config/instance-spec.js';
 import { buildChildCommand, type RuntimeSettings } from '../runtimes/runtimes.js';
+import { Backoff } from './backoff.js';
 import { ChildLog } from './child-log.js';
 import { HealthProbe } from './health-probe.js';
 import { canServe, hasProcess, StateMachine, type InstanceState } from './instance-state.js';
@@ -34,6 +37,8 @@ export interface InstanceSettings {
   stateFile: string;
   runtime: RuntimeSettings;
   managerEnv: NodeJS.ProcessEnv;
+  /** Time for the restart policy (back-off, its reset, the restart window); default the system's. */
+  clock?: Clock;
 }
 
 export interface InstanceHooks {
@@ -76,13 +81,14 @@ export class Instance {
   private generation = 0;
   private probe: HealthProbe | undefined;
   private healthTimer: NodeJS.Timeout | undefined;
-  private backoffTimer: NodeJS.Timeout | undefined;
+  private backoffTimer: TimerHandle | undefined;
   private restartAfterStop = false;
   private killReason: string | undefined;
 
   restarts = 0;
-  /** Consecutive restarts since the last healthy stretch (drives the back-off). */
-  private consecutive = 0;
+  /** The restart delay: grows with failures, reset by a child that ran reset_after_secs since ready. */
+  private readonly backoff: Backoff;
+  private readonly clock: Clock;
   private restartTimes: number[] = [];
   lastExit: LastExit | undefined;
   lastError: string | undefined;
@@ -101,6 +107,14 @@ export class Instance {
     private readonly hooks: InstanceHooks = {},
     freshLog = false,
   ) {
+    this.clock = settings.clock ?? systemClock;
+    this.backoff = new Backoff({
+      initialMs: settings.restart.initial_backoff_ms,
+      factor: settings.restart.backoff_factor,
+      maxMs: settings.restart.max_backoff_ms,
+      resetAfterMs: settings.restart.reset_after_secs * 1000,
+      clock: this.clock,
+    });
     this.machine = new StateMachine('stopped', (from, to, reason) => {
       this.log.note(`${from} -> ${to}: ${reason}`);
       this.hooks.onTransition?.(spec.name, from, to, reason);
@@ -140,7 +154,7 @@ export class Instance {
 
   /** Start from stopped or failed (a user action: crash-loop counters start afresh). */
   start(): void {
-    this.consecutive = 0;
+    this.backoff.reset();
     this.restartTimes = [];
     if (this.status === 'backoff') this.clearBackoff();
     this.spawnChild('start requested');
@@ -194,7 +208,7 @@ export class Instance {
   }
 
   private clearBackoff(): void {
-    if (this.backoffTimer !== undefined) clearTimeout(this.backoffTimer);
+    this.clock.clearTimeout(this.backoffTimer);
     this.backoffTimer = undefined;
   }
 
@@ -225,6 +239,8 @@ export class Instance {
     this.healthFailures = 0;
     this.readyAt = undefined;
     this.killReason = undefined;
+    // Quiet (for the back-off's reset) only from readiness on.
+    this.backoff.quietFrom('', null);
     this.spawnedAt = Date.now();
     const preflight = this.hooks.preflight;
     if (preflight === undefined) {
@@ -275,6 +291,7 @@ export class Instance {
       if (gen !== this.generation || this.status !== 'starting') return;
       if (r.ok) {
         this.readyAt = Date.now();
+        this.backoff.quietFrom('', this.clock.now());
         this.machine.transition('running', `ready after ${((this.readyAt - this.spawnedAt) / 1000).toFixed(2)} s`);
         this.hooks.onReady?.(this.name, (this.readyAt - this.spawnedAt) / 1000);
         this.scheduleHealth(gen);
@@ -358,20 +375,18 @@ export class Instance {
       return;
     }
     const r = this.settings.restart;
-    const now = Date.now();
-    if (this.readyAt !== undefined && now - this.readyAt >= r.reset_after_secs * 1000) this.consecutive = 0;
+    const now = this.clock.now();
     this.restartTimes = this.restartTimes.filter((t) => now - t < r.window_secs * 1000);
     if (this.restartTimes.length >= r.max_restarts) {
       this.fail(`${cause}; ${this.restartTimes.length} restarts within ${r.window_secs} s`);
       return;
     }
-    const delay = Math.min(r.initial_backoff_ms * r.backoff_factor ** this.consecutive, r.max_backoff_ms);
-    this.consecutive++;
+    const delay = this.backoff.next();
     this.machine.transition('backoff', `${cause}; restarting in ${delay} ms`);
-    this.backoffTimer = setTimeout(() => {
+    this.backoffTimer = this.clock.setTimeout(() => {
       this.backoffTimer = undefined;
       if (this.status !== 'backoff') return;
-      this.restartTimes.push(Date.now());
+      this.restartTimes.push(this.clock.now());
       this.restarts++;
       this.hooks.onRestart?.(this.name, this.killReason !== undefined ? 'unhealthy' : 'crash');
       this.spawnChild(`restart ${this.restarts} after: ${cause}`);

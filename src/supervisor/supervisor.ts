@@ -7,21 +7,25 @@
  * a failed write rolls the in-memory change back and throws STATE_WRITE_FAILED. Children are
  * spawned only after the state that wants them is on disk, and carry the marker environment, so
  * a manager killed at any instant leaves nothing the next one cannot find (process-record.ts).
- * One manager per state file (manager-lock.ts).
+ * One manager per state file (manager-lock.ts). The desired state is written by its one owner
+ * (state/desired-state.ts); instance transitions are published on `events`.
  * An instance of the state file that cannot be placed at boot (port taken, GPU gone) is kept,
  * with the reason, and retried with back-off like any failed start; it is never dropped.
  */
 import path from 'node:path';
 import { TeiplexError } from '../common/errors.js';
+import { reconcile, type ReconcileReport } from '../common/reconcile.js';
 import { SerialQueue } from '../common/serial-queue.js';
 import type { Config } from '../config/config.js';
 import type { InstanceSpec } from '../config/instance-spec.js';
 import { assertSpecAllowed, specRefusal } from '../config/spec-policy.js';
 import { isDeepStrictEqual } from 'node:util';
-import { StateStore, type Source, type State, type StoredInstance, type StoredModel } from '../state/state-store.js';
+import { EventEmitter } from 'node:events';
+import { DesiredState } from '../state/desired-state.js';
+import type { Source, StoredInstance, StoredModel } from '../state/state-store.js';
 import { checkGpuIds, discoverGpus, type GpuDiscovery } from './gpus.js';
 import { Instance, type InstanceHooks, type InstanceSettings, type Placement } from './instance.js';
-import { hasProcess } from './instance-state.js';
+import { hasProcess, type InstanceState } from './instance-state.js';
 import { allocatePort, portIsFree, PortRangeExhausted } from './ports.js';
 import { ManagerLock } from './manager-lock.js';
 import { findMarked, reapOrphans, takeLegacyRecords } from './process-record.js';
@@ -32,25 +36,26 @@ export interface SupervisorOptions {
   hooks?: InstanceHooks;
   /** The teiplex CLI script run for router children (default: this package's bin). */
   teiplexScript?: string;
+  /** The desired-state owner (default: one on config.state_file); the catalog persists its models through the same one. */
+  desired?: DesiredState;
   log?: (msg: string, fields?: Record<string, unknown>) => void;
 }
 
-/** What the catalog (src/catalog) gives and takes around the state file. */
-export interface CatalogState {
-  /** The models to persist with the instances. */
-  stored(): StoredModel[];
-  /** Boot: the models restored from the state file, or seeded from the config. */
-  restore(models: StoredModel[]): void;
+/** An instance changed status (every transition of the state machine, in order). */
+export interface InstanceTransition {
+  name: string;
+  from: InstanceState;
+  to: InstanceState;
+  reason: string;
+}
+
+/** What the supervisor publishes: the catalog, the multiplexer and the log listen. */
+export interface SupervisorEvents {
+  transition: [InstanceTransition];
 }
 
 /** What a reload did to the config's instances. */
-export interface ReconcileReport {
-  added: string[];
-  removed: string[];
-  changed: string[];
-  unchanged: string[];
-  skipped: Array<{ name: string; reason: string }>;
-}
+export type { ReconcileReport } from '../common/reconcile.js';
 
 export interface BootReport {
   source: 'state' | 'config';
@@ -81,7 +86,8 @@ export interface CreateOptions {
 
 export class Supervisor {
   private readonly entries = new Map<string, Entry>();
-  readonly store: StateStore;
+  readonly desired: DesiredState;
+  readonly events = new EventEmitter<SupervisorEvents>();
   /** Absolute path of the state file: the marker of our children. */
   readonly stateFile: string;
   private readonly lock: ManagerLock;
@@ -89,9 +95,6 @@ export class Supervisor {
   private readonly log: (msg: string, fields?: Record<string, unknown>) => void;
   private gpuCache: { at: number; value: GpuDiscovery } | undefined;
   private closing = false;
-  private catalog: CatalogState | undefined;
-  /** Models read at boot, kept for persistence until a catalog takes them. */
-  private bootModels: StoredModel[] = [];
   /** Boot: the ports the state file gives its instances, held while they are placed one by one (an allocation for one must not take a later one's port). */
   private reserved = new Set<number>();
   /** Serializes admin operations: checks and their effects never interleave. */
@@ -104,7 +107,8 @@ export class Supervisor {
   constructor(private readonly o: SupervisorOptions) {
     const c = o.config;
     this.stateFile = path.resolve(c.state_file);
-    this.store = new StateStore(this.stateFile);
+    this.desired = o.desired ?? new DesiredState(this.stateFile);
+    this.desired.ownInstances({ snapshot: () => this.stored() });
     this.lock = new ManagerLock(this.stateFile);
     this.log = o.log ?? (() => undefined);
     this.settings = {
@@ -156,10 +160,6 @@ export class Supervisor {
     if (owner !== undefined) throw new TeiplexError('INSTANCE_MANAGED', `instance '${name}' is a replica of catalog model '${owner}': use /models/${owner}/load, /unload or DELETE /models/${owner}`);
   }
 
-  attachCatalog(catalog: CatalogState): void {
-    this.catalog = catalog;
-  }
-
   async gpus(): Promise<GpuDiscovery> {
     if (this.gpuCache === undefined || Date.now() - this.gpuCache.at > 2000) {
       this.gpuCache = { at: Date.now(), value: await discoverGpus(this.o.config.nvidia_smi_path) };
@@ -202,38 +202,23 @@ export class Supervisor {
     }
   }
 
-  private state(): State {
+  /** The supervisor's section of the desired state: every instance but replicas (they follow their model). */
+  private stored(): StoredInstance[] {
     const instances: StoredInstance[] = [];
     for (const i of this.list()) {
       const e = this.entries.get(i.name)!;
-      if (e.owner !== undefined) continue; // replicas follow their model
+      if (e.owner !== undefined) continue;
       instances.push({ ...i.spec, port: i.placement.port, desired_state: e.desired, created_at: i.placement.createdAt, source: e.source });
     }
-    return { version: 1, instances, models: this.catalog?.stored() ?? this.bootModels };
+    return instances;
   }
 
-  /** Save the desired state now (the catalog calls this after changing its models). */
-  persistState(): Promise<void> {
-    return this.queue.run(() => this.persist());
+  private persist(): Promise<void> {
+    return this.desired.save();
   }
 
-  private async persist(): Promise<void> {
-    try {
-      await this.store.save(this.state());
-    } catch (err) {
-      throw new TeiplexError('STATE_WRITE_FAILED', `could not save state to ${this.store.file}: ${(err as Error).message}`);
-    }
-  }
-
-  /** Persist after `change`; if the write fails, `undo` it and throw (nothing is acknowledged). */
-  private async commit(change: () => void, undo: () => void): Promise<void> {
-    change();
-    try {
-      await this.persist();
-    } catch (err) {
-      undo();
-      throw err;
-    }
+  private commit(change: () => void, undo: () => void): Promise<void> {
+    return this.desired.commit(change, undo);
   }
 
   /** Before each spawn: the instance's ports are free and its GPUs present. */
@@ -257,6 +242,10 @@ export class Supervisor {
     const h = this.o.hooks ?? {};
     return {
       ...h,
+      onTransition: (name, from, to, reason) => {
+        h.onTransition?.(name, from, to, reason);
+        this.events.emit('transition', { name, from, to, reason });
+      },
       preflight: (name) => this.preflight(name),
       onLogError: (name, err) => {
         this.log('writing a child log failed; the child runs on', { instance: name, error: err.message });
@@ -323,38 +312,27 @@ export class Supervisor {
   reconcile(specs: readonly InstanceSpec[]): Promise<ReconcileReport> {
     return this.queue.run(async () => {
       this.assertOpen();
-      const report: ReconcileReport = { added: [], removed: [], changed: [], unchanged: [], skipped: [] };
-      const wanted = new Map(specs.map((s) => [s.name, s]));
-      const replaced = new Set<string>();
-      for (const [name, e] of [...this.entries]) {
-        if (e.source !== 'config' || e.owner !== undefined) continue;
-        const spec = wanted.get(name);
-        if (spec !== undefined && sameSpec(spec, e.instance.spec)) {
-          report.unchanged.push(name);
-          continue;
-        }
-        await e.instance.stop(spec === undefined ? 'removed from the config' : 'spec changed in the config');
-        e.instance.dispose();
-        await e.instance.log.close();
-        this.entries.delete(name);
-        if (spec === undefined) report.removed.push(name);
-        else replaced.add(name);
-      }
-      for (const spec of specs) {
-        if (report.unchanged.includes(spec.name)) continue;
-        const existing = this.entries.get(spec.name);
-        if (existing !== undefined) {
-          report.skipped.push({ name: spec.name, reason: existing.owner !== undefined ? `a replica of catalog model '${existing.owner}' has that name` : 'an instance created through the API has that name' });
-          continue;
-        }
-        try {
+      const report = await reconcile(specs, {
+        nameOf: (spec) => spec.name,
+        owned: () => [...this.entries].filter(([, e]) => e.source === 'config' && e.owner === undefined).map(([name, e]) => [name, e.instance.spec]),
+        same: sameSpec,
+        conflict: (name) => {
+          const e = this.entries.get(name);
+          if (e === undefined) return undefined;
+          return e.owner !== undefined ? `a replica of catalog model '${e.owner}' has that name` : 'an instance created through the API has that name';
+        },
+        delete: async (name, why) => {
+          const e = this.entries.get(name)!;
+          await e.instance.stop(why === 'removed' ? 'removed from the config' : 'spec changed in the config');
+          e.instance.dispose();
+          await e.instance.log.close();
+          this.entries.delete(name);
+        },
+        create: async (spec) => {
           const instance = await this.add(spec, 'running', new Date().toISOString(), { source: 'config' });
           instance.start();
-          (replaced.has(spec.name) ? report.changed : report.added).push(spec.name);
-        } catch (err) {
-          report.skipped.push({ name: spec.name, reason: (err as Error).message });
-        }
-      }
+        },
+      });
       await this.persist();
       return report;
     });
@@ -447,6 +425,7 @@ export class Supervisor {
     return this.queue.run(() => this.restore()).finally(() => {
       this.restored = true;
       this.markRestored();
+      this.desired.opened();
     });
   }
 
@@ -470,14 +449,14 @@ export class Supervisor {
   private async restore(): Promise<BootReport> {
     const c = this.o.config;
     await this.lock.acquire(); // before any file or process is touched
-    const staleTemps = await this.store.prepare();
+    const staleTemps = await this.desired.prepare();
     if (staleTemps.length > 0) this.log('removed temp files of interrupted state writes', { files: staleTemps });
     const orphans = [...(await takeLegacyRecords(`${this.stateFile}.pids.json`)), ...findMarked(this.stateFile)];
     const orphansStopped = await reapOrphans(orphans, this.settings.gracefulMs);
     if (orphansStopped.length > 0) this.log('stopped children left by a previous manager', { instances: orphansStopped, pids: orphans.map((o) => o.pid) });
     const report: BootReport = { source: 'config', restored: 0, orphansStopped, staleTempsRemoved: staleTemps.length, retrying: [], skipped: [] };
     let items: Array<{ spec: InstanceSpec; desired: 'running' | 'stopped'; createdAt: string; source: Source }> = [];
-    const loaded = await this.store.load();
+    const loaded = await this.desired.load();
     if (loaded.kind === 'corrupt') {
       report.corruptStateMovedTo = loaded.movedTo;
       report.corruptReason = loaded.reason;
@@ -486,23 +465,14 @@ export class Supervisor {
     let models: StoredModel[];
     if (loaded.kind === 'ok' && c.auto_restore) {
       report.source = 'state';
-      // No source (a state file written before reloads existed): the config's if it names the instance.
-      const inConfig = new Set(c.instances.map((s) => s.name));
-      items = loaded.state.instances.map(({ desired_state, created_at, source, ...spec }) => ({
-        spec,
-        desired: desired_state,
-        createdAt: created_at,
-        source: source ?? (inConfig.has(spec.name) ? 'config' : 'api'),
-      }));
-      // A state file written before the catalog existed has no models: take the config's.
-      models = loaded.state.models ?? seedModels(c);
+      items = loaded.state.instances.map(({ desired_state, created_at, source, ...spec }) => ({ spec, desired: desired_state, createdAt: created_at, source }));
+      models = loaded.state.models;
     } else {
       const now = new Date().toISOString();
       items = c.instances.map((spec) => ({ spec, desired: 'running' as const, createdAt: now, source: 'config' as const }));
       models = seedModels(c);
     }
-    this.bootModels = models;
-    this.catalog?.restore(models);
+    this.desired.restoreModels(models);
     const refused = new Set<string>();
     this.reserved = new Set(items.flatMap((it) => [it.spec.port, it.spec.prometheus_port]).filter((p): p is number => p !== undefined));
     for (const it of items) {
@@ -532,7 +502,7 @@ export class Supervisor {
       }
     }
     this.reserved.clear();
-    await this.persist();
+    await this.desired.bootSave();
     for (const e of this.entries.values()) if (e.desired === 'running' && !refused.has(e.instance.name)) e.instance.start();
     return report;
   }

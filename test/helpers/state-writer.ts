@@ -15,7 +15,9 @@ const stateOf = (n: number): State => ({
     env: { K: 'v'.repeat(n % 300) },
     desired_state: n % 2 === 0 ? 'running' : 'stopped',
     created_at: new Date(0).toISOString(),
+    source: 'api' as const,
   })),
+  models: [],
 });
 for (let n = 0; ; n++) {
   await store.save(stateOf(n));

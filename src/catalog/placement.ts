@@ -1,0 +1,130 @@
+/**
+ * Where a new replica goes, and what leaves to make room: each candidate device's budget
+ * (memory-budget.ts) against what is resident there (measured footprints, else estimates); the
+ * choice prefers a device the model has no replica on yet, then the fewest evictions, then the
+ * most room; the least recently used idle replicas there are evicted first — in use or pinned
+ * ones never are. A device found over its budget (lowered by a reload, replicas grown since their
+ * first sample) has replicas evicted until it fits. Decisions run one at a time (`run`).
+ */
+import os from 'node:os';
+import { TeiplexError } from '../common/errors.js';
+import { SerialQueue } from '../common/serial-queue.js';
+import { replicaSpec } from '../config/model-spec.js';
+import type { Instance } from '../supervisor/instance.js';
+import { canServe, hasProcess } from '../supervisor/instance-state.js';
+import type { Supervisor } from '../supervisor/supervisor.js';
+import type { CatalogModel } from './catalog-model.js';
+import type { CatalogSettings } from './catalog-settings.js';
+import { deviceBudgets, devicesOf, heldMb, planPlacement, type Budget, type Resident } from './memory-budget.js';
+import type { EvictReason, Replicas, Usage } from './replicas.js';
+
+const MIB = 1024 * 1024;
+
+export interface PlacementOptions {
+  supervisor: Supervisor;
+  inflight: Usage;
+  replicas: Replicas;
+  model(name: string): CatalogModel | undefined;
+  settings(): CatalogSettings;
+  evicted(model: string, reason: EvictReason): void;
+  log(msg: string, fields?: Record<string, unknown>): void;
+}
+
+export class Placement {
+  /** Placement decisions (choose a device, evict, create) one at a time. */
+  private readonly queue = new SerialQueue();
+  /** Devices found over budget with nothing to evict (logged once until that changes). */
+  private readonly overBudget = new Set<string>();
+
+  constructor(private readonly o: PlacementOptions) {}
+
+  run<T>(decision: () => Promise<T>): Promise<T> {
+    return this.queue.run(decision);
+  }
+
+  /** Pick a device with room (evicting if need be), create the replica; `ready` settles when it serves or fails. Call inside `run`. */
+  async placeAndCreate(m: CatalogModel): Promise<{ instance: Instance; ready: Promise<void> }> {
+    const settings = this.o.settings();
+    const need = m.expectedMb(settings.default_memory_mb);
+    const what = `starting model '${m.name}'`;
+    const candidates = m.spec.gpu_ids ?? [undefined];
+    const placed = new Set(this.o.replicas.of(m).flatMap((i) => devicesOf(i.placement.gpuIds)));
+    const budgets = await this.budgets();
+    const options = candidates.map((gpu) => {
+      const [device] = devicesOf(gpu === undefined ? [] : [gpu]);
+      const budget = budgets.get(device) ?? { device, mb: Infinity, source: 'unknown' };
+      const residents = this.residents(device);
+      return { gpu, device, plan: planPlacement(what, need, budget, residents), free: budget.mb - heldMb(residents) };
+    });
+    // Another device than the replicas already have, then the fewest evictions, then the most room.
+    options.sort((a, b) => Number(placed.has(a.device)) - Number(placed.has(b.device)) || evictions(a.plan) - evictions(b.plan) || b.free - a.free);
+    const chosen = options.find((x) => x.plan.ok);
+    if (chosen === undefined || !chosen.plan.ok) {
+      const reasons = options.map((x) => (x.plan.ok ? '' : x.plan.reason));
+      this.o.log('no room for a replica', { model: m.name, detail: options.map((x) => (x.plan.ok ? '' : x.plan.detail)).join('; ') });
+      throw new TeiplexError('MEMORY_BUDGET_EXCEEDED', reasons.join('; '), { retryAfterSecs: 5 });
+    }
+    for (const r of chosen.plan.evict) await this.evict(r.instance, `to make room for '${m.name}' on ${chosen.device}`);
+    let index = 1;
+    while (this.o.supervisor.find(`${m.name}-${index}`) !== undefined) index++;
+    return this.o.replicas.create(m, replicaSpec(m.spec, index, chosen.gpu));
+  }
+
+  /** What holds memory on a device: every instance with a process there. */
+  residents(device: string): Resident[] {
+    const out: Resident[] = [];
+    const settings = this.o.settings();
+    for (const i of this.o.supervisor.list()) {
+      if (!hasProcess(i.status) || !devicesOf(i.placement.gpuIds).includes(device)) continue;
+      const owner = this.o.supervisor.ownerOf(i.name);
+      const m = owner !== undefined ? this.o.model(owner) : undefined;
+      const mb = this.o.replicas.footprints.get(i.name) ?? m?.expectedMb(settings.default_memory_mb) ?? 0;
+      out.push({ instance: i.name, mb, lastUsedMs: this.o.inflight.lastUsed(i.name) ?? 0, keep: this.keepReason(i, m) });
+    }
+    return out;
+  }
+
+  /** Why a replica may not be evicted now; undefined: it may. */
+  private keepReason(i: Instance, m: CatalogModel | undefined): string | undefined {
+    if (m === undefined) return 'an instance outside the catalog';
+    const n = this.o.inflight.get(i.name);
+    if (n > 0) return `in use: ${n} request${n === 1 ? '' : 's'} in flight`;
+    if (!canServe(i.status)) return i.status;
+    if (m.pinned > 0 && this.o.replicas.of(m).filter((r) => hasProcess(r.status)).length <= m.pinned) {
+      return m.spec.on_demand === false ? 'on_demand = false' : `min_replicas ${m.pinned}`;
+    }
+    return undefined;
+  }
+
+  async budgets(): Promise<Map<string, Budget>> {
+    return deviceBudgets(this.o.settings(), (await this.o.supervisor.gpus()).gpus, os.totalmem() / MIB);
+  }
+
+  /** Devices over their budget: their least recently used evictable replicas are stopped until each fits. Call inside `run`. */
+  async enforce(budgets: Map<string, Budget>): Promise<void> {
+    for (const b of budgets.values()) {
+      const plan = planPlacement(`keeping within the budget`, 0, b, this.residents(b.device));
+      if (!plan.ok) {
+        if (!this.overBudget.has(b.device)) this.o.log('over the memory budget, nothing can be evicted now', { device: b.device, reason: plan.reason });
+        this.overBudget.add(b.device);
+        continue;
+      }
+      this.overBudget.delete(b.device);
+      for (const r of plan.evict) await this.evict(r.instance, `${b.device} is over its budget of ${Math.round(b.mb)} MiB`);
+    }
+  }
+
+  /** Stop a replica for the budget (only replicas are ever planned for eviction). */
+  private async evict(instance: string, why: string): Promise<void> {
+    const owner = this.o.supervisor.ownerOf(instance);
+    const victim = owner !== undefined ? this.o.model(owner) : undefined;
+    if (victim === undefined) return;
+    this.o.log('evicting a replica', { instance, model: victim.name, why });
+    this.o.evicted(victim.name, 'budget');
+    await this.o.replicas.stop(victim, instance);
+  }
+}
+
+function evictions(p: { ok: true; evict: Resident[] } | { ok: false }): number {
+  return p.ok ? p.evict.length : Infinity;
+}
