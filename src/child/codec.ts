@@ -2,7 +2,7 @@
  * The child methods the manager calls, with their protobuf codecs: tei.v1 (every child),
  * teiplex.v1.Batch (teiplex routers only) and grpc.health.v1 (health probes), from the same .proto
  * files and loader options as the router (src/tei/proto.ts), so messages are the shapes its Pb*
- * types describe; and the conversions of answers (metadata, packed little-endian values).
+ * types describe; and the conversion of a child's metadata.
  */
 import type { MethodDefinition } from '@grpc/proto-loader';
 import {
@@ -103,21 +103,3 @@ export function fromPbMetadata(m: PbMetadata | null | undefined): Metadata {
     inferenceTimeNs: ns(m.inference_time_ns),
   };
 }
-
-const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
-
-/** Little-endian packed bytes as a typed array (copied when unaligned, or on a big-endian host). */
-export function float32s(b: Buffer): Float32Array {
-  if (b.byteOffset % 4 === 0 && LITTLE_ENDIAN) return new Float32Array(b.buffer, b.byteOffset, b.byteLength >>> 2);
-  const out = new Float32Array(b.byteLength >>> 2);
-  for (let i = 0; i < out.length; i++) out[i] = b.readFloatLE(i * 4);
-  return out;
-}
-
-export function uint32s(b: Buffer): Uint32Array {
-  if (b.byteOffset % 4 === 0 && LITTLE_ENDIAN) return new Uint32Array(b.buffer, b.byteOffset, b.byteLength >>> 2);
-  const out = new Uint32Array(b.byteLength >>> 2);
-  for (let i = 0; i < out.length; i++) out[i] = b.readUInt32LE(i * 4);
-  return out;
-}
-
