@@ -214,4 +214,41 @@ describe('ChildClient against stand-in children (grpc-js on loopback)', () => {
     await assert.rejects(c.embedSparse(['a', 'b'], { truncate: false, truncationDirection: 'right' }), (e: unknown) => e instanceof TeiplexError && e.code === 'WRONG_MODEL_TYPE');
     assert.equal(c.known.batch, 'no');
   });
+
+  test("a stream's failure names the row by the message position the child names, not by the answers so far", async () => {
+    const embed = serviceDefinition('tei.v1.Embed');
+    const streamOnly = new grpc.Server();
+    streamOnly.addService(serviceDefinition('tei.v1.Info'), {
+      Info: (_c: unknown, cb: grpc.sendUnaryData<unknown>) => cb(null, { model_type: 'MODEL_TYPE_EMBEDDING', max_concurrent_requests: 64, max_client_batch_size: 64 }),
+    });
+    streamOnly.addService(embed, {
+      // Reads every message before answering any: the failing one is named by its position.
+      EmbedStream: (call: grpc.ServerDuplexStream<{ inputs: string }, unknown>) => {
+        const got: string[] = [];
+        call.on('data', (m: { inputs: string }) => got.push(m.inputs));
+        call.on('end', () => {
+          const bad = got.indexOf('bad');
+          const md = new grpc.Metadata();
+          md.set(ERROR_CODE_KEY, 'VALIDATION');
+          md.set(ERROR_INDEX_KEY, String(bad));
+          call.emit('error', { code: grpc.status.INVALID_ARGUMENT, details: '`inputs` is bad', metadata: md });
+        });
+      },
+    });
+    const p = await new Promise<number>((resolve, reject) => streamOnly.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, n) => (e ? reject(e) : resolve(n))));
+    try {
+      const c = new ChildClient(new ChildChannel(p, SETTINGS), { who: "instance 'tei'", timeoutMs: 10_000, batch: 'no' });
+      const texts = Array.from({ length: 10 }, (_, i) => (i === 7 ? 'bad' : `t${i}`));
+      const source = { length: texts.length, bytesOf: (i: number) => texts[i]!.length, text: (i: number) => texts[i]!, slice: (a: number, b: number) => texts.slice(a, b) };
+      const err = await c.rows(new CallScope(Date.now() + 10_000), DENSE, source, { truncate: false }).then(
+        () => assert.fail('should fail'),
+        (e: unknown) => e,
+      );
+      assert.ok(err instanceof TeiplexError);
+      assert.deepEqual([err.code, err.index], ['VALIDATION', 7]);
+      assert.match(err.message, /^row 7: `inputs` is bad/);
+    } finally {
+      streamOnly.forceShutdown();
+    }
+  });
 });

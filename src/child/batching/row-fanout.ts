@@ -28,7 +28,7 @@
  * Errors: the child's failure (child-status.ts). One that names an input (INVALID_ARGUMENT and
  * the like) names the row, counted across the whole request: the child's `teiplex-error-index`
  * of a Batch call becomes `row <chunk start + index>: ...` (err.index re-based); on a stream,
- * the failing message is the first one not answered.
+ * the index is the message's position, which is the row (else the first message not answered).
  */
 import * as grpc from '@grpc/grpc-js';
 import { TeiplexError } from '../../common/errors.js';
@@ -237,7 +237,10 @@ function viaStream<Row>(call: CallScope, child: ChildClient, kind: RowKind<Row>,
         if (failure !== undefined) return reject(failure);
         if (call.aborted !== undefined) return reject(call.aborted);
         if (st.code !== grpc.status.OK) {
+          // A teiplex router names the failing message's position in the stream (the row); else it
+          // is the first message not answered.
           const err = childFailure(st, child.who);
+          if (err.index !== undefined) return reject(namingRow(err, 0, n));
           return reject(answered < n ? namingRow(err, answered, 1) : err);
         }
         if (answered !== n) return reject(new TeiplexError('BACKEND', `the child ended a stream after ${answered} answers to ${n} messages`));
