@@ -32,8 +32,8 @@ import * as grpc from '@grpc/grpc-js';
 import { Field, makeData, RecordBatch, Schema, Struct, Utf8 } from 'apache-arrow';
 import { decodeDense, encodeTexts } from '../src/arrow/embedding-batch.js';
 import { writeStream } from '../src/arrow/ipc-stream.js';
-import { ArrowCall } from '../src/mux/arrow-call.js';
-import { Budget } from '../src/mux/arrow-budget.js';
+import { CallScope } from '../src/child/call-scope.js';
+import { Budget } from '../src/child/input-budget.js';
 import { ManagerMetrics } from '../src/metrics/manager-metrics.js';
 import { childMessageLimit, ROUTER_PAYLOAD_LIMIT, TEI_GRPC_MESSAGE_LIMIT } from '../src/child/child-message-limit.js';
 import { muxClient, MUX_SERVICE } from '../src/mux/protos.js';
@@ -175,7 +175,7 @@ describe('Arrow requests: bounded decoding', () => {
 
   test('Budget: first come first served; a waiter leaves the line when its call aborts', async () => {
     const budget = new Budget(10);
-    const call = () => new ArrowCall(Infinity, () => new Error('deadline'));
+    const call = () => new CallScope(Infinity, () => new Error('deadline'));
     await budget.acquire(6, call());
     const order: string[] = [];
     const aborted = call();

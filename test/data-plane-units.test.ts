@@ -10,10 +10,12 @@ import { describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import fc from 'fast-check';
 import type { InstanceSpec } from '../src/config/instance-spec.js';
-import { aliasesOf, autoTruncateOf, isSplade } from '../src/http/data-plane/child-info.js';
-import { childError, dataPlaneError, RequestError } from '../src/http/data-plane/errors.js';
-import { chunk, fanOut, mapLimit } from '../src/http/data-plane/fan-out.js';
+import { aliasesOf, autoTruncateOf, isSplade } from '../src/config/spec-flags.js';
+import { dataPlaneError, RequestError } from '../src/http/data-plane/errors.js';
+import { chunk, fanOut, mapLimit } from '../src/child/batching/fan-out.js';
 import { AnswerBudget, JSON_BYTES_PER_FLOAT } from '../src/http/data-plane/answer-budget.js';
+import { childFailure, childStatusOf } from '../src/child/child-status.js';
+import { ERROR_CODE_KEY } from '../src/tei/grpc-status.js';
 import { base64Floats, flatPieces, floatList, listPieces, matrixPieces } from '../src/http/data-plane/json.js';
 
 describe('fan-out', () => {
@@ -97,26 +99,31 @@ describe('answer budget', () => {
 });
 
 describe('errors', () => {
-  test("a child's gRPC status as the HTTP error it means", () => {
-    const cases: Array<[grpc.status, string, number, string]> = [
+  test("a child's gRPC status as the HTTP error it means: the code it names in its trailers, else the gRPC code alone", () => {
+    const cases: Array<[grpc.status, string, number, string, string?]> = [
       [grpc.status.INVALID_ARGUMENT, 'input is too long', 422, 'validation'],
-      [grpc.status.INVALID_ARGUMENT, '`inputs` cannot be empty', 422, 'empty'],
+      [grpc.status.INVALID_ARGUMENT, '`inputs` cannot be empty', 422, 'empty', 'EMPTY'],
+      // The wording does not decide the code: an unnamed INVALID_ARGUMENT is VALIDATION whatever it says.
+      [grpc.status.INVALID_ARGUMENT, '`inputs` cannot be empty', 422, 'validation'],
       [grpc.status.RESOURCE_EXHAUSTED, 'Model is overloaded', 429, 'overloaded'],
-      [grpc.status.RESOURCE_EXHAUSTED, 'Received message larger than max', 413, 'payload_limit'],
+      [grpc.status.RESOURCE_EXHAUSTED, 'Received message larger than max', 413, 'payload_limit', 'PAYLOAD_TOO_LARGE'],
       [grpc.status.FAILED_PRECONDITION, 'Model is not a re-ranker model', 400, 'validation'],
       [grpc.status.UNIMPLEMENTED, 'unknown service', 400, 'validation'],
       [grpc.status.UNAVAILABLE, 'Connection dropped', 503, 'unhealthy'],
       [grpc.status.DEADLINE_EXCEEDED, 'Deadline exceeded', 504, 'backend'],
       [grpc.status.INTERNAL, 'boom', 424, 'backend'],
     ];
-    for (const [code, details, http, type] of cases) {
-      const e = childError('emb', { code, details });
+    for (const [code, details, http, type, named] of cases) {
+      const metadata = new grpc.Metadata();
+      if (named !== undefined) metadata.set(ERROR_CODE_KEY, named);
+      const e = childFailure({ code, details, metadata }, "instance 'emb'");
+      assert.equal(childStatusOf(e)?.code, code, 'the raw status stays readable');
       assert.deepEqual([e.httpStatus, e.teiErrorType], [http, type], details);
     }
   });
 
   test('answers: TEI and OpenAI bodies, Retry-After on 429 and 503, param named', () => {
-    const overloaded = dataPlaneError(childError('emb', { code: grpc.status.RESOURCE_EXHAUSTED, details: 'Model is overloaded' }), 'tei', 1024);
+    const overloaded = dataPlaneError(childFailure({ code: grpc.status.RESOURCE_EXHAUSTED, details: 'Model is overloaded', metadata: new grpc.Metadata() }, "instance 'emb'"), 'tei', 1024);
     assert.deepEqual(overloaded.headers, { 'retry-after': '1' });
     assert.deepEqual(overloaded.body, { error: 'Model is overloaded', error_type: 'overloaded' });
     const missing = dataPlaneError(new RequestError('MODEL_NOT_FOUND', "model 'x' is not served", 'model'), 'openai', 1024);

@@ -10,7 +10,8 @@
  *   (RST_STREAM CANCEL) and reports DEADLINE_EXCEEDED.
  * - Message size: an answer over the limit cancels the call with RESOURCE_EXHAUSTED. A request
  *   over the limit, or over the child's own limit where it is known (child-message-limit.ts),
- *   is not sent: the call ends RESOURCE_EXHAUSTED naming the limit.
+ *   is not sent: the call ends RESOURCE_EXHAUSTED naming the limit. These refusals carry the
+ *   `teiplex-error-code` trailer PAYLOAD_TOO_LARGE (never mistaken for the child's overload).
  * - Status: from the trailers (or a trailers-only answer), message percent-decoded, every other
  *   trailer kept as metadata; a stream closed without one is mapped as grpc-js maps it (a dropped
  *   connection or a refused stream -> UNAVAILABLE, an HTTP error status -> its gRPC mapping).
@@ -20,6 +21,7 @@
  */
 import http2 from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
+import { ERROR_CODE_KEY } from '../tei/grpc-status.js';
 import type { ChildMessageLimit } from './child-message-limit.js';
 
 export interface ChildChannelSettings {
@@ -123,6 +125,13 @@ function metadataOf(headers: http2.IncomingHttpHeaders): grpc.Metadata {
 
 function status(code: grpc.status, details: string, metadata = new grpc.Metadata()): grpc.StatusObject {
   return { code, details, metadata };
+}
+
+/** A size refusal made here (not by the child): it names its code, so it is not read as the child's overload. */
+function tooLargeStatus(details: string): grpc.StatusObject {
+  const md = new grpc.Metadata();
+  md.set(ERROR_CODE_KEY, 'PAYLOAD_TOO_LARGE');
+  return status(grpc.status.RESOURCE_EXHAUSTED, details, md);
 }
 
 /** One call on a child channel. */
@@ -278,7 +287,7 @@ class StreamCall implements ChildCall {
         return;
       }
       if (length > this.maxMessageBytes) {
-        this.abort(status(grpc.status.RESOURCE_EXHAUSTED, `Received message larger than max (${length} vs. ${this.maxMessageBytes})`));
+        this.abort(tooLargeStatus(`Received message larger than max (${length} vs. ${this.maxMessageBytes})`));
         return;
       }
       if (this.buffered < 5 + length) return;
@@ -380,13 +389,12 @@ export class ChildChannel {
   private readonly tooLarge = (bytes: number): grpc.StatusObject | undefined => {
     const child = this.settings.childLimit;
     if (child !== undefined && bytes > child.bytes && child.bytes < this.settings.maxMessageBytes) {
-      return status(
-        grpc.status.RESOURCE_EXHAUSTED,
+      return tooLargeStatus(
         `the message is ${bytes} bytes, more than the instance's child accepts (${child.bytes} bytes, ${child.source}); the multiplexer did not send it`,
       );
     }
     if (bytes > this.settings.maxMessageBytes) {
-      return status(grpc.status.RESOURCE_EXHAUSTED, `Sent message larger than max (${bytes} vs. ${this.settings.maxMessageBytes}; grpc_max_message_size_mb)`);
+      return tooLargeStatus(`Sent message larger than max (${bytes} vs. ${this.settings.maxMessageBytes}; grpc_max_message_size_mb)`);
     }
     return undefined;
   };

@@ -15,18 +15,22 @@
  *    stream -> INVALID_ARGUMENT naming the row or what is wrong).
  * 3. The target resolves like any forwarded call (target.ts; the API key's decision, then a cold
  *    start if need be) and the call counts in flight.
- * 4. The texts go to the child (arrow-fanout.ts: teiplex.v1.Batch in chunks, or a tei.v1 stream
- *    for children without it), under one deadline: min(client's, now + grpc_request_timeout_secs).
- *    `noop` skips the child and answers zeros of the right shape; dense needs the dimension,
- *    learned once per child (arrow-child.ts). Zero rows give the schema and no record batch,
+ * 4. The texts go to the child through its ChildClient (src/child/batching/row-fanout.ts:
+ *    teiplex.v1.Batch in chunks, or a tei.v1 stream for children without it), under one deadline:
+ *    min(client's, now + grpc_request_timeout_secs); the first failure cancels every child call of
+ *    the request. `noop` skips the child and answers zeros of the right shape; dense needs the
+ *    dimension, learned once per child (src/child/child-info.ts). Zero rows give the schema and no record batch,
  *    without calling the child, except once to learn the dimension (dense, multivector).
  * 5. The answer must fit grpc_max_message_size_mb: refused (RESOURCE_EXHAUSTED) before any child
  *    work when the rows times the least a row can take (a dense row of the known dimension) is
  *    over it, while the rows come in as soon as they pass it, and at the end on the written size.
  *    A worker writes the rows as Arrow IPC with LZ4_FRAME bodies.
  *
- * Errors from the child pass through with their status, message and trailers; `teiplex-instance`
- * names the instance in the response headers and trailers, as on forwarded calls.
+ * Errors from the child are its TeiplexError (src/tei/grpc-status.ts fromGrpcStatus), rendered with
+ * toServiceError: a teiplex router child's gRPC code and message as it sent them, with the
+ * `teiplex-error-code` trailer (and the row, re-based to the whole request, in the message and
+ * `teiplex-error-index`); `teiplex-instance` names the instance in the response headers and
+ * trailers, as on forwarded calls.
  */
 import * as grpc from '@grpc/grpc-js';
 import { ArrowWorkers } from '../arrow/arrow-workers.js';
@@ -35,13 +39,14 @@ import { grantOf } from '../auth/grpc-auth.js';
 import type { Config } from '../config/config.js';
 import { DEFAULTS } from '../config/config.js';
 import { TeiplexError } from '../common/errors.js';
-import { ArrowCall, ChildStatusError } from './arrow-call.js';
-import { ArrowChildren, type ArrowChild } from './arrow-child.js';
-import { Budget } from './arrow-budget.js';
-import { AnswerMeter, embedRows, DEFAULT_FANOUT, type FanoutPath, type FanoutSettings } from './arrow-fanout.js';
+import { DEFAULT_FANOUT, type FanoutPath, type FanoutSettings } from '../child/batching/row-fanout.js';
+import { CallScope } from '../child/call-scope.js';
+import type { ChildClient } from '../child/child-client.js';
+import { AnswerMeter } from '../child/answer-meter.js';
+import { Budget } from '../child/input-budget.js';
+import { toServiceError } from '../tei/grpc-status.js';
 import { DENSE, MULTIVECTOR, SPARSE, type ArrowKind, type EmbedFlags } from './arrow-kinds.js';
 import { callWaiter, INSTANCE_HEADER, statusError, type Forwarder, type Leg } from './forward.js';
-import { toServiceError } from '../tei/grpc-status.js';
 import type { MuxMetrics } from './metrics.js';
 import type { PbTarget } from './protos.js';
 import type { Target } from '../routing/target.js';
@@ -97,7 +102,7 @@ const EMPTY_ROWS = new TextRows({ bytes: new Uint8Array(0), offsets: new Float64
  * The texts of a request, read by the workers; `hold` is told the decode budget share taken
  * (before the texts are decoded), which the caller gives back when the call ends.
  */
-async function readTexts(ipc: Uint8Array, l: ArrowLimits, shared: ArrowShared, call: ArrowCall, hold: (bytes: number) => void): Promise<TextRows> {
+async function readTexts(ipc: Uint8Array, l: ArrowLimits, shared: ArrowShared, call: CallScope, hold: (bytes: number) => void): Promise<TextRows> {
   if (ipc.byteLength === 0) return EMPTY_ROWS;
   const limits = { maxRows: l.maxRows, maxRowsName: 'arrow_max_rows', maxDecompressedBytes: l.maxDecompressedBytes, maxDecompressedName: 'arrow_max_decompressed_mb' };
   const scan = await shared.workers.scan(ipc, limits);
@@ -165,15 +170,38 @@ function instanceMetadata(name: string, from?: grpc.Metadata): grpc.Metadata {
 
 /** The status the client gets for a failure after the call reached an instance. */
 function failure(err: unknown, leg: Leg, timedOut: () => grpc.ServerErrorResponse | undefined): grpc.ServerErrorResponse {
-  if (err instanceof ChildStatusError) {
-    if (err.code === grpc.status.DEADLINE_EXCEEDED) {
+  if (err instanceof TeiplexError) {
+    if (err.code === 'REQUEST_TIMEOUT') {
       const ours = timedOut();
       if (ours !== undefined) return ours;
     }
-    return statusError(err.code, err.status.details, instanceMetadata(leg.instance.name, err.status.metadata));
+    const e = toServiceError(err);
+    return statusError(e.code!, e.details ?? e.message, instanceMetadata(leg.instance.name, e.metadata));
   }
   const e = typeof (err as grpc.ServerErrorResponse)?.code === 'number' ? (err as grpc.ServerErrorResponse) : toServiceError(err);
   return statusError(e.code!, e.details ?? e.message, instanceMetadata(leg.instance.name, e.metadata));
+}
+
+/** The answer's size so far against grpc_max_message_size_mb; `floor` refuses before any child work. */
+function answerMeter(limit: number, rows: number): AnswerMeter {
+  return new AnswerMeter(
+    limit,
+    () =>
+      new TeiplexError(
+        'PAYLOAD_TOO_LARGE',
+        `the answer to ${rows} rows is more than ${limit} bytes (grpc_max_message_size_mb), known before it was complete; send fewer rows per call`,
+      ),
+  );
+}
+
+/** Refuse before any child work when the rows cannot fit even at `perRow` bytes each. */
+function checkFloor(limit: number, rows: number, perRow: number): void {
+  if (rows * perRow > limit) {
+    throw new TeiplexError(
+      'PAYLOAD_TOO_LARGE',
+      `the answer to ${rows} rows takes at least ${rows * perRow} bytes (${perRow} per row), more than ${limit} bytes (grpc_max_message_size_mb); refused before calling the model; send fewer rows per call`,
+    );
+  }
 }
 
 /**
@@ -185,7 +213,6 @@ export function arrowMethods(
   d: ArrowServiceDeps,
   base: grpc.ServiceDefinition,
 ): Record<string, { definition: grpc.MethodDefinition<unknown, unknown>; handler: grpc.handleUnaryCall<ArrowRequest, { arrow_ipc: Buffer }> }> {
-  const children = new ArrowChildren();
   const shared: ArrowShared = {
     // A worker's heap holds a request's strings (up to twice its bytes, UTF-16) and their array.
     workers: new ArrowWorkers({ threads: d.limits.decodeThreads, maxHeapMb: Math.max(512, Math.ceil((6 * d.limits.maxDecompressedBytes) / MIB)) }),
@@ -206,7 +233,7 @@ export function arrowMethods(
         }
       },
     };
-    out[name] = { definition, handler: arrowHandler(name, method, f, d, children, shared) };
+    out[name] = { definition, handler: arrowHandler(name, method, f, d, shared) };
   }
   return out;
 }
@@ -216,7 +243,6 @@ function arrowHandler(
   method: ArrowMethod,
   f: Forwarder,
   d: ArrowServiceDeps,
-  children: ArrowChildren,
   shared: ArrowShared,
 ): grpc.handleUnaryCall<ArrowRequest, { arrow_ipc: Buffer }> {
   const { kind } = method;
@@ -256,7 +282,7 @@ function arrowHandler(
     // Reading the texts: bounded by the client's deadline and grpc_request_timeout_secs.
     const ours = Date.now() + f.timeoutMs;
     const client = deadlineMs(call.getDeadline());
-    const reading = new ArrowCall(Math.min(ours, client), () =>
+    const reading = new CallScope(Math.min(ours, client), () =>
       client <= ours
         ? statusError(grpc.status.DEADLINE_EXCEEDED, 'Deadline exceeded')
         : new TeiplexError(
@@ -305,7 +331,7 @@ function arrowHandler(
         const e = toServiceError(new TeiplexError('REQUEST_TIMEOUT', `instance '${leg.instance.name}' did not answer within grpc_request_timeout_secs (${f.timeoutMs / 1000} s)`));
         return statusError(e.code!, e.details!, instanceMetadata(leg.instance.name));
       };
-      const arrowCall = new ArrowCall(Math.min(ours, client), () => timedOut() ?? statusError(grpc.status.DEADLINE_EXCEEDED, 'Deadline exceeded'));
+      const arrowCall = new CallScope(Math.min(ours, client), () => timedOut() ?? statusError(grpc.status.DEADLINE_EXCEEDED, 'Deadline exceeded'));
       let done = false;
       const finish = (code: grpc.status): void => {
         done = true;
@@ -321,18 +347,19 @@ function arrowHandler(
 
       const n = texts.length;
       /** Refuse before any child work when even the smallest rows cannot fit. */
-      const checkFloor = (child: ArrowChild): void => new AnswerMeter(d.limits.maxMessageBytes, n).floor(kind.minRowBytes(child));
+      const floor = (child: ChildClient): void => checkFloor(d.limits.maxMessageBytes, n, kind.minRowBytes(child));
       let path: FanoutPath | 'none' = 'none';
       const run = async (): Promise<Uint8Array> => {
-        const child = children.get(leg.channel);
+        const child = leg.client;
         if (n === 0) return kind.encode([], await kind.dimension(child, arrowCall), shared.workers);
-        checkFloor(child);
+        floor(child);
         if (req.noop === true) {
           const dim = await kind.dimension(child, arrowCall);
-          checkFloor(child);
+          floor(child);
           return kind.zeros(n, dim, shared.workers);
         }
-        const out = await embedRows(arrowCall, child, kind, texts, method.flags(req), d.fanout ?? DEFAULT_FANOUT, new AnswerMeter(d.limits.maxMessageBytes, n));
+        const meter = answerMeter(d.limits.maxMessageBytes, n);
+        const out = await child.rows(arrowCall, kind.rows, texts, method.flags(req), d.fanout ?? DEFAULT_FANOUT, (row: unknown) => meter.add(kind.rows.rowBytes(row)));
         path = out.path;
         kind.learn(child, out.rows);
         release();

@@ -25,6 +25,7 @@ import { TeiplexError } from '../common/errors.js';
 import { toServiceError } from '../tei/grpc-status.js';
 import type { Instance } from '../supervisor/instance.js';
 import type { ChildCall, ChildChannel } from '../child/child-channel.js';
+import type { ChildClient } from '../child/child-client.js';
 import type { ForwardedMethod } from './methods.js';
 import { describeTarget, sameTarget, type Target } from '../routing/target.js';
 import type { Wrapper } from './wrapper.js';
@@ -40,6 +41,8 @@ const EMPTY = Buffer.alloc(0);
 export interface Leg {
   readonly instance: Instance;
   readonly channel: ChildChannel;
+  /** The client to the same child over the same channel (the Arrow RPCs). */
+  readonly client: ChildClient;
 }
 
 /** What forwarding needs around it (service.ts). */

@@ -47,8 +47,9 @@ export function forwarder(d: MuxServiceDeps): Forwarder {
       const claim = (r: TargetReach, instance: Instance | undefined): Leg => {
         if (instance === undefined) throw unavailable(r);
         const channel = d.channels.get(instance);
+        const client = d.channels.client(instance);
         d.inflight.begin(instance.name);
-        return { instance, channel };
+        return { instance, channel, client };
       };
       const r = d.resolver.reach(target, grant, d.catalog);
       const chosen = d.resolver.choose(r);

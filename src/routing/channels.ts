@@ -1,39 +1,67 @@
 /**
- * One channel per instance, to its child on 127.0.0.1:<port> (child-channel.ts: one HTTP/2
- * connection, keepalive pings while calls are in flight, the message size limits: the manager's
- * and the child's own where it is known, child-message-limit.ts). A channel
- * belongs to one child: it is rebuilt when the instance's `spawnGeneration` or port changes (a
+ * One channel and one client per instance, to its child on 127.0.0.1:<port> (child-channel.ts:
+ * one HTTP/2 connection, keepalive pings while calls are in flight, the message size limits: the
+ * manager's and the child's own where it is known, child-message-limit.ts; child-client.ts: the
+ * Engine over that channel, with what it learns about the child). Both front ends take them from
+ * here: the multiplexer forwards bytes on the channel and serves its Arrow RPCs through the
+ * client, the data plane calls the client, so Info and Batch support are learned once per child.
+ *
+ * They belong to one child: rebuilt when the instance's `spawnGeneration` or port changes (a
  * restart, a move), and closed when the instance's child is gone (stopped, backoff, failed,
  * deleted), which ends any call still on it with UNAVAILABLE. There are no client-side retries:
  * a forwarded call reaches the child once or fails with the transport's status.
  */
 import type { Instance } from '../supervisor/instance.js';
 import { ChildChannel, type ChildChannelSettings } from '../child/child-channel.js';
+import { ChildClient } from '../child/child-client.js';
 import { childMessageLimit } from '../child/child-message-limit.js';
+import { DEFAULTS } from '../config/config.js';
 
 export type ChannelSettings = ChildChannelSettings;
 
 interface Entry {
+  /** The Instance object (a deleted and re-created instance of the same name is another one). */
+  instance: Instance;
   channel: ChildChannel;
+  client: ChildClient;
   generation: number;
 }
 
 export class ChannelPool {
   private readonly entries = new Map<string, Entry>();
 
-  constructor(private readonly settings: ChannelSettings) {}
+  /**
+   * @param timeoutMs a client operation's deadline when its caller names none
+   *   (grpc_request_timeout_secs)
+   */
+  constructor(
+    private readonly settings: ChannelSettings,
+    private readonly timeoutMs = DEFAULTS.grpc_request_timeout_secs * 1000,
+  ) {}
 
-  /** The channel to this instance's current child (built on first use or after a respawn). */
-  get(instance: Instance): ChildChannel {
+  private entry(instance: Instance): Entry {
     const e = this.entries.get(instance.name);
     const generation = instance.spawnGeneration;
     const port = instance.placement.port;
-    if (e !== undefined && e.generation === generation && e.channel.port === port) return e.channel;
+    if (e !== undefined && e.instance === instance && e.generation === generation && e.channel.port === port) return e;
     e?.channel.close();
     const childLimit = childMessageLimit(instance.spec);
     const channel = new ChildChannel(port, childLimit === undefined ? this.settings : { ...this.settings, childLimit });
-    this.entries.set(instance.name, { channel, generation });
-    return channel;
+    // A real TEI child never serves teiplex.v1.Batch: do not ask it.
+    const client = new ChildClient(channel, { who: `instance '${instance.name}'`, timeoutMs: this.timeoutMs, batch: instance.spec.runtime === 'tei' ? 'no' : 'unknown' });
+    const created: Entry = { instance, channel, client, generation };
+    this.entries.set(instance.name, created);
+    return created;
+  }
+
+  /** The channel to this instance's current child (built on first use or after a respawn). */
+  get(instance: Instance): ChildChannel {
+    return this.entry(instance).channel;
+  }
+
+  /** The client to this instance's current child (one per channel). */
+  client(instance: Instance): ChildClient {
+    return this.entry(instance).client;
   }
 
   /** Close the instance's channel (its child is gone). */

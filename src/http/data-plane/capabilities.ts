@@ -8,10 +8,27 @@
 import type { FastifyRequest } from 'fastify';
 import { canServe } from '../../supervisor/instance-state.js';
 import type { Instance } from '../../supervisor/instance.js';
-import type { Capability } from './child-info.js';
+import { isSplade } from '../../config/spec-flags.js';
+import type { InstanceSpec } from '../../config/instance-spec.js';
+import type { PbInfoResponse } from '../../tei/proto.js';
 import { RequestError } from './errors.js';
 import type { ModelMatch } from './model-directory.js';
 import { childInfo, type DataPlaneDeps } from './request-context.js';
+
+/** What a model can produce or do, as the typed routes name it. */
+export type Capability = 'dense' | 'sparse' | 'multivector' | 'score' | 'classify';
+
+/** What the child's model can do: its Info's model type, and SPLADE pooling from its spec. */
+export function capabilitiesOf(spec: InstanceSpec, info: PbInfoResponse): Capability[] {
+  switch (info.model_type) {
+    case 'MODEL_TYPE_RERANKER':
+      return ['score', 'classify'];
+    case 'MODEL_TYPE_CLASSIFIER':
+      return ['classify'];
+    default:
+      return isSplade(spec) ? ['sparse'] : ['dense', 'multivector'];
+  }
+}
 
 /** Which instance produces which of the asked types. */
 export type OutputPlan<T extends Capability> = Map<Instance, T[]>;
@@ -19,7 +36,7 @@ export type OutputPlan<T extends Capability> = Map<Instance, T[]>;
 export async function planOutputs<T extends Capability>(d: DataPlaneDeps, m: ModelMatch, types: readonly T[], param: string): Promise<OutputPlan<T>> {
   const serving = m.candidates.filter((i) => canServe(i.status));
   if (serving.length === 0) d.directory.pick(m); // throws 503 naming the statuses
-  const infos = await Promise.all(serving.map((i) => childInfo(d, i)));
+  const infos = await Promise.all(serving.map(async (i) => ({ capabilities: capabilitiesOf(i.spec, await childInfo(d, i)) })));
   const plan: OutputPlan<T> = new Map();
   for (const type of new Set(types)) {
     const able = serving.filter((_, k) => infos[k].capabilities.includes(type));

@@ -13,7 +13,7 @@ import type { FastifyInstance } from 'fastify';
 import { nullable, PromptName } from '../../tei/http-schemas.js';
 import type { Metadata } from '../../tei/types.js';
 import { planOutputs } from './capabilities.js';
-import type { SparseRow, TokenRows } from './child-ops.js';
+import type { SparseVector, TokenEmbeddings } from '../../tei/types.js';
 import { AnswerBudget, JSON_BYTES_PER_FLOAT } from './answer-budget.js';
 import { flatPieces, floatList, listPieces, sendJson } from './json.js';
 import { checkCount, onInstance, setHeaders, tokenCount, type DataPlaneDeps } from './request-context.js';
@@ -42,8 +42,8 @@ export const ModelParam = Type.Object({ '*': Type.String({ minLength: 1, descrip
 interface ItemOut {
   id: string | number;
   dense?: { dim: number; values: Float32Array };
-  sparse?: SparseRow;
-  multivector?: TokenRows;
+  sparse?: SparseVector;
+  multivector?: TokenEmbeddings;
 }
 
 /** One item of the answer as JSON pieces, vectors without a number[] each. */
@@ -75,26 +75,26 @@ export function encodeRoute(app: FastifyInstance, d: DataPlaneDeps): void {
       const plan = await planOutputs(d, await d.directory.matchReady(request, model, 'model'), types, 'output_types');
       const texts = body.items.map((x) => x.text);
       const out: ItemOut[] = body.items.map((x, i) => ({ id: x.id ?? i }));
-      const truncationDirection = body.truncation_direction?.toLowerCase() === 'left' ? 'TRUNCATION_DIRECTION_LEFT' : 'TRUNCATION_DIRECTION_RIGHT';
+      const truncationDirection = body.truncation_direction?.toLowerCase() === 'left' ? 'left' : 'right';
       const metadata: Metadata[][] = [];
       const budget = new AnswerBudget(d.responseLimitBytes);
       await Promise.all(
         [...plan].map(([instance, kinds]) =>
-          onInstance(d, request, instance, async (ops) => {
-            const base = { truncate: body.truncate ?? ops.child.autoTruncate, truncationDirection, promptName: body.prompt_name ?? undefined } as const;
+          onInstance(d, request, instance, async (c) => {
+            const base = { truncate: body.truncate ?? c.autoTruncate, truncationDirection, ...(body.prompt_name != null ? { promptName: body.prompt_name } : {}) } as const;
             await Promise.all(
               kinds.map(async (kind) => {
                 if (kind === 'dense') {
-                  const r = await ops.embed(texts, { ...base, normalize: body.normalize ?? undefined, dimensions: body.dimensions ?? undefined });
-                  r.rows.forEach((v, i) => (out[i].dense = { dim: v.length, values: v }));
+                  const r = await c.client.embed(texts, { ...base, normalize: body.normalize ?? true, ...(body.dimensions != null ? { dimensions: body.dimensions } : {}) }, c.call);
+                  r.results.forEach((v, i) => (out[i].dense = { dim: v.length, values: v }));
                   metadata.push(r.metadata);
                 } else if (kind === 'sparse') {
-                  const r = await ops.embedSparse(texts, base);
-                  r.rows.forEach((v, i) => (out[i].sparse = v));
+                  const r = await c.client.embedSparse(texts, base, c.call);
+                  r.results.forEach((v, i) => (out[i].sparse = v));
                   metadata.push(r.metadata);
                 } else {
-                  const r = await ops.embedAll(texts, base, budget);
-                  r.rows.forEach((v, i) => (out[i].multivector = v));
+                  const r = await c.client.embedAll(texts, base, { ...c.call, onFloats: budget.onFloats });
+                  r.results.forEach((v, i) => (out[i].multivector = v));
                   metadata.push(r.metadata);
                 }
               }),

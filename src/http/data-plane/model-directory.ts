@@ -19,7 +19,7 @@ import { TeiplexError } from '../../common/errors.js';
 import type { Instance } from '../../supervisor/instance.js';
 import { canServe } from '../../supervisor/instance-state.js';
 import type { InstanceDirectory, TargetResolver } from '../../routing/target.js';
-import { aliasesOf } from './child-info.js';
+import { aliasesOf } from '../../config/spec-flags.js';
 import { RequestError } from './errors.js';
 import { coldStartWaiter } from './request-context.js';
 

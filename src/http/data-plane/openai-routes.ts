@@ -13,7 +13,7 @@ import { instanceFor } from './capabilities.js';
 import { RequestError } from './errors.js';
 import { JSON_BYTES_PER_FLOAT } from './answer-budget.js';
 import { base64Floats, floatCount, floatList, sendJson } from './json.js';
-import { checkCount, inputList, onInstance, requestedModel, setHeaders, textsOf, tokenCount, type DataPlaneDeps } from './request-context.js';
+import { checkCount, inputList, onInstance, requestedModel, setHeaders, tokenCount, type DataPlaneDeps } from './request-context.js';
 
 export const EmbeddingsBody = OpenAIEmbeddingsRequest;
 
@@ -33,8 +33,8 @@ export function openaiRoutes(app: FastifyInstance, d: DataPlaneDeps): void {
       checkCount(d, items.length, 'input');
       const model = requestedModel(request, body.model);
       const instance = await instanceFor(d, request, model, 'dense');
-      const out = await onInstance(d, request, instance, async (ops) =>
-        ops.embed(await textsOf(ops, items), { truncate: ops.child.autoTruncate, truncationDirection: 'TRUNCATION_DIRECTION_RIGHT', dimensions: body.dimensions ?? undefined }),
+      const out = await onInstance(d, request, instance, (c) =>
+        c.client.embed(items, { truncate: c.autoTruncate, truncationDirection: 'right', normalize: true, ...(body.dimensions != null ? { dimensions: body.dimensions } : {}) }, c.call),
       );
       setHeaders(reply, start, out.metadata, [instance.name]);
       const tokens = tokenCount(out.metadata);
@@ -43,14 +43,14 @@ export function openaiRoutes(app: FastifyInstance, d: DataPlaneDeps): void {
       // Written as text, the vectors without a number[] per row; streamed when large.
       function* answer(): Generator<string> {
         yield '{"object":"list","data":[';
-        for (let index = 0; index < out.rows.length; index++) {
-          const v = out.rows[index];
+        for (let index = 0; index < out.results.length; index++) {
+          const v = out.results[index];
           const embedding = base64 ? JSON.stringify(base64Floats(v)) : floatList(v);
           yield `${index > 0 ? ',' : ''}{"object":"embedding","embedding":${embedding},"index":${index}}`;
         }
         yield `],"model":${name},"usage":{"prompt_tokens":${tokens},"total_tokens":${tokens}}}`;
       }
-      return sendJson(reply, answer(), floatCount(out.rows) * JSON_BYTES_PER_FLOAT);
+      return sendJson(reply, answer(), floatCount(out.results) * JSON_BYTES_PER_FLOAT);
     },
   );
 

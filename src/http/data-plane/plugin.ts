@@ -22,7 +22,6 @@ import { DEFAULTS } from '../../config/config.js';
 import { typeboxValidator } from '../../tei/http-schemas.js';
 import type { MuxRouting } from '../../routing/routing.js';
 import type { InstanceDirectory } from '../../routing/target.js';
-import { ChildInfoCache } from './child-info.js';
 import { encodeRoute } from './encode-route.js';
 import { dataPlaneError } from './errors.js';
 import { DataPlaneMetrics } from './metrics.js';
@@ -105,7 +104,6 @@ export const dataPlane: FastifyPluginAsync<DataPlaneOptions> = async (app: Fasti
   const deps: DataPlaneDeps = {
     directory: new ModelDirectory(o.instances, o.routing.resolver, o.catalog, grant, o.timeoutMs),
     routing: o.routing,
-    infos: new ChildInfoCache(),
     timeoutMs: o.timeoutMs,
     maxRequestInputs: o.maxRequestInputs,
     bodyLimitBytes: o.bodyLimitBytes,

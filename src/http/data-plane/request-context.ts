@@ -1,8 +1,9 @@
 /**
- * What every data-plane route shares: the dependencies (model directory, the multiplexer's
- * routing pieces, the child info cache, limits), running a request's calls on an instance (counted
- * in flight there, so model balancing sees HTTP and gRPC load alike), input limits, the response
- * headers, token-id inputs turned into text, and what a request waiting for a cold start holds.
+ * What every data-plane route shares: the dependencies (model directory, the routing pieces
+ * shared with the multiplexer: one ChildClient per child, calls in flight, limits), running a
+ * request's calls on an instance's ChildClient (counted in flight there, so model balancing sees
+ * HTTP and gRPC load alike; with the request's deadline, and cancelled when its HTTP client goes
+ * away), input limits, the response headers, and what a request waiting for a cold start holds.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { ColdStartWaiter } from '../../catalog/catalog.js';
@@ -12,9 +13,10 @@ import { canServe } from '../../supervisor/instance-state.js';
 import { aggregateMetadata, timingHeaders } from '../../tei/metadata.js';
 import type { Metadata } from '../../tei/types.js';
 import type { Instance } from '../../supervisor/instance.js';
-import type { CallTarget } from './child-call.js';
-import type { ChildInfo, ChildInfoCache } from './child-info.js';
-import { ChildOps } from './child-ops.js';
+import type { ChildClient } from '../../child/child-client.js';
+import { autoTruncateOf } from '../../config/spec-flags.js';
+import type { PbInfoResponse } from '../../tei/proto.js';
+import type { CallOptions, TruncationDirection } from '../../tei/types.js';
 import { RequestError } from './errors.js';
 import type { GrantOf, ModelDirectory } from './model-directory.js';
 
@@ -25,7 +27,6 @@ export interface DataPlaneDeps {
   /** Resolution and the API key's decision: every route gets its instances from here. */
   directory: ModelDirectory;
   routing: MuxRouting;
-  infos: ChildInfoCache;
   /** A child call's deadline (grpc_request_timeout_secs). */
   timeoutMs: number;
   /** Most inputs in one request (max_request_inputs). */
@@ -57,21 +58,31 @@ export function coldStartWaiter(request: FastifyRequest): ColdStartWaiter {
   return { bytes, signal: disconnects.get(request.raw)?.signal };
 }
 
-function callTarget(d: DataPlaneDeps, instance: Instance, request?: FastifyRequest): CallTarget {
-  return { instance: instance.name, channel: d.routing.channels.get(instance), deadlineMs: Date.now() + d.timeoutMs, signal: request && disconnects.get(request.raw)?.signal };
+/** A request's calls on one instance's child. */
+export interface ChildRequest {
+  readonly client: ChildClient;
+  /** Every call's options: the request's deadline (grpc_request_timeout_secs), its disconnect signal. */
+  readonly call: CallOptions;
+  /** What `truncate` means when a request leaves it out (the child's --auto-truncate). */
+  readonly autoTruncate: boolean;
 }
 
-/** The child's info (cached per child), for decisions made before calling it. */
-export function childInfo(d: DataPlaneDeps, instance: Instance): Promise<ChildInfo> {
-  return d.infos.get(instance, callTarget(d, instance));
+/** The child's tei.v1 Info (fetched once per child, shared), for decisions made before calling it. */
+export function childInfo(d: DataPlaneDeps, instance: Instance): Promise<PbInfoResponse> {
+  return d.routing.channels.client(instance).info({ deadlineMs: Date.now() + d.timeoutMs });
 }
 
 /**
  * Run `fn` against the instance's child, counted in flight while it runs. `instance` comes from
  * the directory's match for this request, so the request's API key may use it.
  */
-export async function onInstance<T>(d: DataPlaneDeps, request: FastifyRequest, instance: Instance, fn: (ops: ChildOps) => Promise<T>): Promise<T> {
-  const target = callTarget(d, instance, request);
+export async function onInstance<T>(d: DataPlaneDeps, request: FastifyRequest, instance: Instance, fn: (c: ChildRequest) => Promise<T>): Promise<T> {
+  const signal = disconnects.get(request.raw)?.signal;
+  const c: ChildRequest = {
+    client: d.routing.channels.client(instance),
+    call: { deadlineMs: Date.now() + d.timeoutMs, ...(signal !== undefined ? { signal } : {}) },
+    autoTruncate: autoTruncateOf(instance.spec),
+  };
   d.routing.inflight.begin(instance.name);
   // Chosen, then stopped before it was counted (an on-demand replica evicted in between): retry.
   if (!canServe(instance.status)) {
@@ -79,9 +90,7 @@ export async function onInstance<T>(d: DataPlaneDeps, request: FastifyRequest, i
     throw new TeiplexError('INSTANCE_UNAVAILABLE', `instance '${instance.name}' is ${instance.status}`, { retryAfterSecs: 1 });
   }
   try {
-    // The info is cached per child and shared: fetched without this request's disconnect signal.
-    const info = await d.infos.get(instance, callTarget(d, instance));
-    return await fn(new ChildOps(target, info));
+    return await fn(c);
   } finally {
     d.routing.inflight.end(instance.name);
   }
@@ -121,23 +130,6 @@ export function tokenCount(metadata: readonly Metadata[]): number {
   return n;
 }
 
-/**
- * Inputs as texts: token-id inputs are decoded by the child's tokenizer first (tei.v1 carries
- * text only), special tokens skipped, so the child re-tokenizes them as it would the text.
- */
-export async function textsOf(ops: ChildOps, items: ReadonlyArray<string | readonly number[]>): Promise<string[]> {
-  const ids: number[] = [];
-  items.forEach((x, i) => typeof x !== 'string' && ids.push(i));
-  if (ids.length === 0) return items as string[];
-  const decoded = await ops.decode(
-    ids.map((i) => items[i] as readonly number[]),
-    true,
-  );
-  const out = items.slice() as Array<string | readonly number[]>;
-  ids.forEach((i, k) => (out[i] = decoded[k]));
-  return out as string[];
-}
-
 /** TEI's input union: one input (a string or token ids) or a list of them. */
 export function inputList(inputs: string | number[] | Array<string | number[]>): Array<string | number[]> {
   if (typeof inputs === 'string') return [inputs];
@@ -145,5 +137,4 @@ export function inputList(inputs: string | number[] | Array<string | number[]>):
   return inputs as Array<string | number[]>;
 }
 
-export const direction = (d: string | undefined): 'TRUNCATION_DIRECTION_LEFT' | 'TRUNCATION_DIRECTION_RIGHT' =>
-  d !== undefined && d.toLowerCase() === 'left' ? 'TRUNCATION_DIRECTION_LEFT' : 'TRUNCATION_DIRECTION_RIGHT';
+export const direction = (d: string | undefined): TruncationDirection => (d !== undefined && d.toLowerCase() === 'left' ? 'left' : 'right');

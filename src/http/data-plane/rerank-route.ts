@@ -33,15 +33,15 @@ export function rerankRoute(app: FastifyInstance, d: DataPlaneDeps): void {
       const texts = body.documents.map((x) => (typeof x === 'string' ? x : x.text));
       const model = requestedModel(request, body.model);
       const instance = await instanceFor(d, request, model, 'score');
-      const out = await onInstance(d, request, instance, (ops) =>
-        ops.rerank(body.query, texts, { truncate: body.truncate ?? ops.child.autoTruncate, truncationDirection: 'TRUNCATION_DIRECTION_RIGHT', rawScores: body.raw_scores ?? false, returnText: false }),
+      const out = await onInstance(d, request, instance, (c) =>
+        c.client.rerank(body.query, texts, { truncate: body.truncate ?? c.autoTruncate, truncationDirection: 'right', rawScores: body.raw_scores ?? false, returnText: false }, c.call),
       );
-      setHeaders(reply, start, out.metadata, [instance.name]);
-      const top = body.top_n ?? out.rows.length;
-      const tokens = tokenCount(out.metadata);
+      setHeaders(reply, start, [out.metadata], [instance.name]);
+      const top = body.top_n ?? out.ranks.length;
+      const tokens = tokenCount([out.metadata]);
       return {
         model: model ?? instance.spec.model_id,
-        results: out.rows.slice(0, top).map((r) => ({
+        results: out.ranks.slice(0, top).map((r) => ({
           index: r.index,
           relevance_score: r.score,
           ...(body.return_documents ? { document: { text: texts[r.index] } } : {}),

@@ -31,18 +31,19 @@ export function scoreRoute(app: FastifyInstance, d: DataPlaneDeps): void {
       checkCount(d, body.items.length, 'items');
       const plan = await planOutputs(d, await d.directory.matchReady(request, model, 'model'), ['score'], 'model');
       const [instance] = [...plan.keys()];
-      const out = await onInstance(d, request, instance, (ops) =>
-        ops.rerank(
+      const out = await onInstance(d, request, instance, (c) =>
+        c.client.rerank(
           body.query,
           body.items.map((x) => x.text),
-          { truncate: body.truncate ?? ops.child.autoTruncate, truncationDirection: 'TRUNCATION_DIRECTION_RIGHT', rawScores: body.raw_scores ?? false, returnText: false },
+          { truncate: body.truncate ?? c.autoTruncate, truncationDirection: 'right', rawScores: body.raw_scores ?? false, returnText: false },
+          c.call,
         ),
       );
-      setHeaders(reply, start, out.metadata, [instance.name]);
-      const tokens = tokenCount(out.metadata);
+      setHeaders(reply, start, [out.metadata], [instance.name]);
+      const tokens = tokenCount([out.metadata]);
       return {
         model,
-        scores: out.rows.map((r) => ({ id: body.items[r.index].id ?? r.index, index: r.index, score: r.score })),
+        scores: out.ranks.map((r) => ({ id: body.items[r.index].id ?? r.index, index: r.index, score: r.score })),
         usage: { prompt_tokens: tokens, total_tokens: tokens },
       };
     },

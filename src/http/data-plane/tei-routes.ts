@@ -19,12 +19,12 @@ import {
   TokenizeRequest,
 } from '../../tei/http-schemas.js';
 import { instanceFor } from './capabilities.js';
-import type { Capability } from './child-info.js';
-import type { ChildOps, EncodeOptions, Results } from './child-ops.js';
+import type { Capability } from './capabilities.js';
+import type { Batched, EncodeOptions, TextInput } from '../../tei/types.js';
 import { RequestError } from './errors.js';
 import { AnswerBudget, JSON_BYTES_PER_FLOAT } from './answer-budget.js';
 import { floatCount, floatList, listPieces, matrixPieces, sendJson } from './json.js';
-import { checkCount, direction, inputList, onInstance, requestedModel, setHeaders, textsOf, type DataPlaneDeps } from './request-context.js';
+import { checkCount, direction, inputList, onInstance, requestedModel, setHeaders, type ChildRequest, type DataPlaneDeps } from './request-context.js';
 
 const ModelField = nullable(Type.String({ description: 'instance name, model id or alias (else the X-Model header; optional with a single instance)' }));
 const withModel = <P extends TProperties>(s: TObject<P>) => Type.Object({ ...s.properties, model: ModelField });
@@ -48,14 +48,15 @@ export function teiRoutes(app: FastifyInstance, d: DataPlaneDeps): void {
 
   /**
    * The embedding routes' one shape: inputs (texts or token ids) counted, the instance resolved
-   * for `capability`, `run` on its texts with TEI's encode options and the request's answer
-   * budget (http_response_limit_mb), headers, `answer` the rows.
+   * for `capability`, `run` on its inputs (token ids are decoded by the child client) with TEI's
+   * encode options and the request's answer budget (http_response_limit_mb), headers, `answer`
+   * the rows.
    */
   const embedRoute = <S extends typeof TeiEmbedSparseBody, R>(
     url: string,
     schema: S,
     capability: Capability,
-    run: (ops: ChildOps, texts: string[], o: EncodeOptions, body: Static<S>, budget: AnswerBudget) => Promise<Results<R>>,
+    run: (c: ChildRequest, inputs: TextInput[], o: EncodeOptions, body: Static<S>, budget: AnswerBudget) => Promise<Batched<R>>,
     answer: (rows: R[], reply: FastifyReply) => unknown,
   ) =>
     post(url, schema, async (body, request, reply) => {
@@ -64,38 +65,38 @@ export function teiRoutes(app: FastifyInstance, d: DataPlaneDeps): void {
       checkCount(d, items.length, 'inputs');
       const instance = await resolve(request, body, capability);
       const budget = new AnswerBudget(d.responseLimitBytes);
-      const out = await onInstance(d, request, instance, async (ops) =>
+      const out = await onInstance(d, request, instance, (c) =>
         run(
-          ops,
-          await textsOf(ops, items),
-          { truncate: body.truncate ?? ops.child.autoTruncate, truncationDirection: direction(body.truncation_direction), promptName: body.prompt_name ?? undefined },
+          c,
+          items,
+          { truncate: body.truncate ?? c.autoTruncate, truncationDirection: direction(body.truncation_direction), ...(body.prompt_name != null ? { promptName: body.prompt_name } : {}) },
           body,
           budget,
         ),
       );
       setHeaders(reply, start, out.metadata, [instance.name]);
-      return answer(out.rows, reply);
+      return answer(out.results, reply);
     });
 
   embedRoute(
     '/embed',
     TeiEmbedBody,
     'dense',
-    (ops, texts, o, body) => ops.embed(texts, { ...o, normalize: body.normalize, dimensions: body.dimensions ?? undefined }),
+    (c, inputs, o, body) => c.client.embed(inputs, { ...o, normalize: body.normalize ?? true, ...(body.dimensions != null ? { dimensions: body.dimensions } : {}) }, c.call),
     (rows, reply) => sendJson(reply, listPieces(rows, (v) => [floatList(v)]), floatCount(rows) * JSON_BYTES_PER_FLOAT),
   );
   embedRoute(
     '/embed_sparse',
     TeiEmbedSparseBody,
     'sparse',
-    (ops, texts, o) => ops.embedSparse(texts, o),
+    (c, inputs, o) => c.client.embedSparse(inputs, o, c.call),
     (rows) => rows.map((r) => Array.from(r.indices, (index, k) => ({ index, value: r.values[k] }))),
   );
   embedRoute(
     '/embed_all',
     TeiEmbedAllBody,
     'multivector',
-    (ops, texts, o, _body, budget) => ops.embedAll(texts, o, budget),
+    (c, inputs, o, _body, budget) => c.client.embedAll(inputs, o, { ...c.call, onFloats: budget.onFloats }),
     (rows, reply) =>
       sendJson(
         reply,
@@ -130,27 +131,32 @@ export function teiRoutes(app: FastifyInstance, d: DataPlaneDeps): void {
       checkCount(d, items.length, 'inputs');
     }
     const instance = await resolve(request, body, 'classify');
-    const out = await onInstance(d, request, instance, (ops) =>
-      ops.predict(items, { truncate: body.truncate ?? ops.child.autoTruncate, truncationDirection: direction(body.truncation_direction), rawScores: body.raw_scores ?? false }),
+    const out = await onInstance(d, request, instance, (c) =>
+      c.client.predict(items, { truncate: body.truncate ?? c.autoTruncate, truncationDirection: direction(body.truncation_direction), rawScores: body.raw_scores ?? false }, c.call),
     );
     setHeaders(reply, start, out.metadata, [instance.name]);
-    return single ? out.rows[0] : out.rows;
+    return single ? out.results[0] : out.results;
   });
 
   post('/rerank', TeiRerankBody, async (body, request, reply) => {
     const start = process.hrtime.bigint();
     checkCount(d, body.texts.length, 'texts');
     const instance = await resolve(request, body, 'score');
-    const out = await onInstance(d, request, instance, (ops) =>
-      ops.rerank(body.query, body.texts, {
-        truncate: body.truncate ?? ops.child.autoTruncate,
-        truncationDirection: direction(body.truncation_direction),
-        rawScores: body.raw_scores ?? false,
-        returnText: body.return_text ?? false,
-      }),
+    const out = await onInstance(d, request, instance, (c) =>
+      c.client.rerank(
+        body.query,
+        body.texts,
+        {
+          truncate: body.truncate ?? c.autoTruncate,
+          truncationDirection: direction(body.truncation_direction),
+          rawScores: body.raw_scores ?? false,
+          returnText: body.return_text ?? false,
+        },
+        c.call,
+      ),
     );
-    setHeaders(reply, start, out.metadata, [instance.name]);
-    return out.rows.map((r) => (r.text !== undefined ? { index: r.index, text: r.text, score: r.score } : { index: r.index, score: r.score }));
+    setHeaders(reply, start, [out.metadata], [instance.name]);
+    return out.ranks.map((r) => (r.text !== undefined ? { index: r.index, text: r.text, score: r.score } : { index: r.index, score: r.score }));
   });
 
   post('/tokenize', TeiTokenizeBody, async (body, request, reply) => {
@@ -158,9 +164,9 @@ export function teiRoutes(app: FastifyInstance, d: DataPlaneDeps): void {
     const inputs = typeof body.inputs === 'string' ? [body.inputs] : body.inputs;
     checkCount(d, inputs.length, 'inputs');
     const instance = await resolve(request, body, null);
-    const out = await onInstance(d, request, instance, (ops) => ops.tokenize(inputs, body.add_special_tokens ?? true, body.prompt_name ?? undefined));
+    const out = await onInstance(d, request, instance, (c) => c.client.tokenize(inputs, body.add_special_tokens ?? true, body.prompt_name ?? undefined, c.call));
     setHeaders(reply, start, null, [instance.name]);
-    return out;
+    return out.map((tokens) => tokens.map((t) => ({ id: t.id, text: t.text, special: t.special, start: t.start ?? null, stop: t.stop ?? null })));
   });
 
   post('/decode', TeiDecodeBody, async (body, request, reply) => {
@@ -169,7 +175,7 @@ export function teiRoutes(app: FastifyInstance, d: DataPlaneDeps): void {
     const batch = ids.length > 0 && Array.isArray(ids[0]) ? (ids as number[][]) : [ids as number[]];
     checkCount(d, batch.length, 'ids');
     const instance = await resolve(request, body, null);
-    const out = await onInstance(d, request, instance, (ops) => ops.decode(batch, body.skip_special_tokens ?? true));
+    const out = await onInstance(d, request, instance, (c) => c.client.decode(batch, body.skip_special_tokens ?? true, c.call));
     setHeaders(reply, start, null, [instance.name]);
     return out;
   });

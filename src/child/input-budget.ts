@@ -1,15 +1,15 @@
 /**
- * A budget of units in flight shared by Arrow calls, served first come first served: a call takes
+ * A budget of units in flight shared by callers, served first come first served: a caller takes
  * its share before the work and gives it back after. Two budgets use it: a child's inputs in
- * Batch calls (its max_concurrent_requests, arrow-child.ts) and the manager's decoded Arrow
- * request bytes (arrow_decode_budget_mb, arrow-service.ts), which bounds the memory every Arrow
- * call together holds in decoded texts however many clients send at once.
+ * fan-out calls (its max_concurrent_requests, child-client.ts) and the manager's decoded Arrow
+ * request bytes (arrow_decode_budget_mb, src/mux/arrow-service.ts), which bounds the memory every
+ * Arrow call together holds in decoded texts however many clients send at once.
  *
  * A waiting call leaves the line when it is aborted (its deadline, its client gone) with the
  * abort reason. A share larger than the whole budget can never be granted: `acquire` refuses it
  * at once (RangeError), so callers check `fits` first and answer with their own error.
  */
-import type { ArrowCall } from './arrow-call.js';
+import type { CallScope } from './call-scope.js';
 
 export class Budget {
   private used = 0;
@@ -28,7 +28,7 @@ export class Budget {
   }
 
   /** Take `n` units; waits for room (in order), or rejects if the call aborts. */
-  acquire(n: number, call: ArrowCall): Promise<void> {
+  acquire(n: number, call: CallScope): Promise<void> {
     call.check();
     if (!this.fits(n)) return Promise.reject(new RangeError(`a share of ${n} is larger than the whole budget of ${this.limit}`));
     if (this.waiters.length === 0 && this.used + n <= this.limit) {

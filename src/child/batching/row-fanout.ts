@@ -1,39 +1,51 @@
 /**
- * Getting one answer row per text from a child, in input order, by one of two paths:
+ * Getting one row per text from a child, in input order, for large row-wise requests (the Arrow
+ * RPCs), by one of two paths:
  *
  * - Batch (fast path, `teiplex router` children): the texts go in chunks to teiplex.v1.Batch,
  *   many inputs per call (at most half the child's max_concurrent_requests, at most
- *   MAX_CHUNK_ROWS, at most `chunkBytes` of text). Up to `batchWindow` chunks of one Arrow call
- *   are in flight at once, and every Arrow call to a child draws on one input budget of
- *   max_concurrent_requests (arrow-child.ts), so the multiplexer never sends the child more
- *   inputs than it admits. A chunk the child still refuses as overloaded (other clients hold its
- *   permits) waits and is sent again, as TEI's stream messages wait for admission.
+ *   MAX_CHUNK_ROWS, at most `chunkBytes` of text). Up to `batchWindow` chunks of one request are
+ *   in flight at once, and every request to a child draws on one input budget of
+ *   max_concurrent_requests (ChildClient.inputBudget), so the manager never sends the child more
+ *   inputs than it admits. A chunk the child still refuses as overloaded (MODEL_OVERLOADED: other
+ *   clients hold its permits) waits and is sent again, as TEI's stream messages wait for admission.
  * - Stream (real TEI children, without teiplex.v1.Batch): one bidirectional tei.v1 stream, one
  *   text per message, at most `streamWindow` messages unanswered; the child answers in order.
  *   The stream takes its window's worth of the same input budget for its whole life, so at most
- *   max_concurrent_requests messages are unanswered at the child and further calls wait their
- *   turn (FIFO): without this, 64 calls of 1,000 rows would all advance together, the child
- *   polling admission for thousands of waiting messages, and every call would miss its deadline.
+ *   max_concurrent_requests messages are unanswered at the child and further requests wait their
+ *   turn (FIFO): without this, 64 requests of 1,000 rows would all advance together, the child
+ *   polling admission for thousands of waiting messages, and every request would miss its deadline.
  *
- * Bounds: texts become strings only for the chunk (or message) about to be sent (packed-texts.ts);
- * a chunk never exceeds the child's message limit where it is known (a single row over it is
- * refused, naming the row, without being sent); and the rows received are counted against the
- * answer size limit, so an answer that cannot fit ends the call (RESOURCE_EXHAUSTED) and cancels
- * the child work still in flight instead of finishing it for nothing.
+ * Bounds: texts become strings only for the chunk (or message) about to be sent (TextSource); a
+ * chunk never exceeds the child's message limit where it is known (a single row over it is
+ * refused, naming the row, without being sent); and the rows received are told to `onRow`, which
+ * throws to end the request when the answer cannot fit, cancelling the child work still in
+ * flight instead of finishing it for nothing.
  *
  * The first Batch call to a child whose support is not yet known is sent alone: UNIMPLEMENTED
- * means the child has no Batch service, it is remembered, and the call takes the stream path.
+ * means the child has no Batch service, it is remembered, and the request takes the stream path.
  *
- * Errors: the child's status passes through. An INVALID_ARGUMENT names the row (counted across the
- * whole Arrow input): the router names the input of a Batch call (`input 3: ...`), which becomes
- * `row <chunk start + 3>: ...`; on a stream, the failing message is the first one not answered.
+ * Errors: the child's failure (child-status.ts). One that names an input (INVALID_ARGUMENT and
+ * the like) names the row, counted across the whole request: the child's `teiplex-error-index`
+ * of a Batch call becomes `row <chunk start + index>: ...` (err.index re-based); on a stream,
+ * the index is the message's position, which is the row (else the first message not answered).
  */
 import * as grpc from '@grpc/grpc-js';
-import type { TextRows } from '../arrow/packed-texts.js';
-import { TeiplexError } from '../common/errors.js';
-import { ChildStatusError, type ArrowCall } from './arrow-call.js';
-import type { ArrowChild } from './arrow-child.js';
-import type { ArrowKind, EmbedFlags } from './arrow-kinds.js';
+import { TeiplexError } from '../../common/errors.js';
+import type { CallScope } from '../call-scope.js';
+import type { ChildClient } from '../child-client.js';
+import { childFailure, childStatusOf } from '../child-status.js';
+import type { RowKind, RowOptions } from '../row-kinds.js';
+
+/** Texts of a request, made strings one chunk at a time (e.g. src/arrow/packed-texts.ts's TextRows). */
+export interface TextSource {
+  readonly length: number;
+  /** UTF-8 bytes of text `i`. */
+  bytesOf(i: number): number;
+  text(i: number): string;
+  /** Texts [start, end) as strings. */
+  slice(start: number, end: number): string[];
+}
 
 /** Most inputs in one Batch call, whatever the child admits. */
 export const MAX_CHUNK_ROWS = 256;
@@ -55,47 +67,15 @@ export type FanoutPath = 'batch' | 'stream';
 /** Room a Batch request needs besides its texts (truncate, normalize, field tags). */
 const REQUEST_OVERHEAD = 64;
 
-/**
- * Counts the bytes of the rows received against the answer size limit; throws PAYLOAD_TOO_LARGE
- * (RESOURCE_EXHAUSTED) as soon as they pass it.
- */
-export class AnswerMeter {
-  private bytes = 0;
-  constructor(
-    readonly limit: number,
-    private readonly rows: number,
-  ) {}
-
-  /** Refuse before any child work when the rows cannot fit even at `perRow` bytes each. */
-  floor(perRow: number): void {
-    if (this.rows * perRow > this.limit) {
-      throw new TeiplexError(
-        'PAYLOAD_TOO_LARGE',
-        `the answer to ${this.rows} rows takes at least ${this.rows * perRow} bytes (${perRow} per row), more than ${this.limit} bytes (grpc_max_message_size_mb); refused before calling the model; send fewer rows per call`,
-      );
-    }
-  }
-
-  add(n: number): void {
-    this.bytes += n;
-    if (this.bytes > this.limit) {
-      throw new TeiplexError(
-        'PAYLOAD_TOO_LARGE',
-        `the answer to ${this.rows} rows is more than ${this.limit} bytes (grpc_max_message_size_mb), known before it was complete; send fewer rows per call`,
-      );
-    }
-  }
-}
-
 /** The rows for `texts`, in order, and the path that produced them. */
 export async function embedRows<Row>(
-  call: ArrowCall,
-  child: ArrowChild,
-  kind: ArrowKind<Row>,
-  texts: TextRows,
-  flags: EmbedFlags,
+  call: CallScope,
+  child: ChildClient,
+  kind: RowKind<Row>,
+  texts: TextSource,
+  flags: RowOptions,
   settings: FanoutSettings = DEFAULT_FANOUT,
-  meter: AnswerMeter = new AnswerMeter(Infinity, texts.length),
+  onRow: (row: Row) => void = () => undefined,
 ): Promise<{ rows: Row[]; path: FanoutPath }> {
   const maxSend = child.channel.maxSendBytes - REQUEST_OVERHEAD;
   for (let i = 0; i < texts.length; i++) {
@@ -107,8 +87,8 @@ export async function embedRows<Row>(
       );
     }
   }
-  if (child.batch !== 'no') {
-    const rows = await viaBatch(call, child, kind, texts, flags, { ...settings, chunkBytes: Math.min(settings.chunkBytes, maxSend) }, meter);
+  if (child.known.batch !== 'no') {
+    const rows = await viaBatch(call, child, kind, texts, flags, { ...settings, chunkBytes: Math.min(settings.chunkBytes, maxSend) }, onRow);
     if (rows !== undefined) return { rows, path: 'batch' };
   }
   // One budget for both paths: a stream holds its window's worth of the child's inputs, so calls
@@ -117,14 +97,14 @@ export async function embedRows<Row>(
   const window = Math.max(1, Math.min(settings.streamWindow, texts.length, budget.limit));
   await budget.acquire(window, call);
   try {
-    return { rows: await viaStream(call, child, kind, texts, flags, window, meter), path: 'stream' };
+    return { rows: await viaStream(call, child, kind, texts, flags, window, onRow), path: 'stream' };
   } finally {
     budget.release(window);
   }
 }
 
 /** [start, end) ranges of at most `maxRows` rows and (unless one row alone is larger) `maxBytes` bytes. */
-export function planChunks(texts: Pick<TextRows, 'length' | 'bytesOf'>, maxRows: number, maxBytes: number): Array<[number, number]> {
+export function planChunks(texts: Pick<TextSource, 'length' | 'bytesOf'>, maxRows: number, maxBytes: number): Array<[number, number]> {
   const chunks: Array<[number, number]> = [];
   let start = 0;
   let bytes = 0;
@@ -143,28 +123,29 @@ export function planChunks(texts: Pick<TextRows, 'length' | 'bytesOf'>, maxRows:
 }
 
 function isOverloaded(err: unknown): boolean {
-  return err instanceof ChildStatusError && err.code === grpc.status.RESOURCE_EXHAUSTED && /overloaded/i.test(err.status.details);
+  return err instanceof TeiplexError && err.code === 'MODEL_OVERLOADED';
 }
 
 /** Statuses that come from the child's Batch service itself (not the transport or our deadline). */
 function fromBatchService(err: unknown): boolean {
-  return err instanceof ChildStatusError && ![grpc.status.UNIMPLEMENTED, grpc.status.UNAVAILABLE, grpc.status.DEADLINE_EXCEEDED, grpc.status.CANCELLED].includes(err.code);
+  const s = childStatusOf(err);
+  return s !== undefined && ![grpc.status.UNIMPLEMENTED, grpc.status.UNAVAILABLE, grpc.status.DEADLINE_EXCEEDED, grpc.status.CANCELLED].includes(s.code);
 }
 
-/** A child's INVALID_ARGUMENT for a Batch call of rows [start, start + n), naming the row. */
-function namingRow(err: unknown, start: number, n: number): unknown {
-  if (!(err instanceof ChildStatusError) || err.code !== grpc.status.INVALID_ARGUMENT) return err;
-  const details = err.status.details;
-  const m = /^input (\d+): ([\s\S]*)$/.exec(details);
-  let named: string;
-  if (m !== null && Number(m[1]) < n) named = `row ${start + Number(m[1])}: ${m[2]}`;
-  else if (n === 1) named = `row ${start}: ${details}`;
-  else named = `rows ${start}..${start + n - 1}: ${details}`;
-  return new ChildStatusError({ ...err.status, details: named });
+/**
+ * A child's failure of a Batch call of rows [start, start + n) that is about its inputs, naming
+ * the row: the input the child named (err.index), else the one row, else the range.
+ */
+export function namingRow(err: unknown, start: number, n: number): unknown {
+  if (!(err instanceof TeiplexError) || err.grpcStatus !== grpc.status.INVALID_ARGUMENT) return err;
+  const opts = { ...(err.retryAfterSecs !== undefined ? { retryAfterSecs: err.retryAfterSecs } : {}) };
+  if (err.index !== undefined && err.index < n) return new TeiplexError(err.code, `row ${start + err.index}: ${err.message}`, { ...opts, index: start + err.index });
+  if (n === 1) return new TeiplexError(err.code, `row ${start}: ${err.message}`, { ...opts, index: start });
+  return new TeiplexError(err.code, `rows ${start}..${start + n - 1}: ${err.message}`, opts);
 }
 
 /** The Batch path; undefined when the child turns out to have no Batch service. */
-async function viaBatch<Row>(call: ArrowCall, child: ArrowChild, kind: ArrowKind<Row>, texts: TextRows, flags: EmbedFlags, s: FanoutSettings, meter: AnswerMeter): Promise<Row[] | undefined> {
+async function viaBatch<Row>(call: CallScope, child: ChildClient, kind: RowKind<Row>, texts: TextSource, flags: RowOptions, s: FanoutSettings, onRow: (row: Row) => void): Promise<Row[] | undefined> {
   const budget = await child.inputBudget(call);
   const maxRows = Math.max(1, Math.min(MAX_CHUNK_ROWS, Math.floor(budget.limit / 2)));
   const chunks = planChunks(texts, maxRows, s.chunkBytes);
@@ -179,7 +160,7 @@ async function viaBatch<Row>(call: ArrowCall, child: ArrowChild, kind: ArrowKind
       await budget.acquire(n, call);
       let answer: Buffer;
       try {
-        answer = await call.unary(child.channel, kind.batchPath, request);
+        answer = await call.unary(child.channel, kind.batchPath, request, child.who);
       } catch (err) {
         if (!isOverloaded(err)) throw namingRow(err, start, n);
         await call.sleep(delay);
@@ -188,27 +169,27 @@ async function viaBatch<Row>(call: ArrowCall, child: ArrowChild, kind: ArrowKind
       } finally {
         budget.release(n);
       }
-      const rows = kind.batchRows(answer, n);
-      for (const row of rows) meter.add(kind.rowBytes(row));
+      const { rows } = kind.batchRows(answer, n);
+      for (const row of rows) onRow(row);
       results[index] = rows;
       return;
     }
   };
 
   let next = 0;
-  if (child.batch === 'unknown') {
+  if (child.known.batch === 'unknown') {
     // Learn whether the child has the Batch service from one call.
     try {
       await runChunk(next++);
     } catch (err) {
-      if (err instanceof ChildStatusError && err.code === grpc.status.UNIMPLEMENTED) {
-        child.batch = 'no';
+      if (childStatusOf(err)?.code === grpc.status.UNIMPLEMENTED) {
+        child.known.batch = 'no';
         return undefined;
       }
-      if (fromBatchService(err)) child.batch = 'yes';
+      if (fromBatchService(err)) child.known.batch = 'yes';
       throw err;
     }
-    child.batch = 'yes';
+    child.known.batch = 'yes';
   }
   let failed = false;
   const worker = async (): Promise<void> => {
@@ -226,7 +207,7 @@ async function viaBatch<Row>(call: ArrowCall, child: ArrowChild, kind: ArrowKind
 }
 
 /** The stream path: one message per text, answers in order. */
-function viaStream<Row>(call: ArrowCall, child: ArrowChild, kind: ArrowKind<Row>, texts: TextRows, flags: EmbedFlags, window: number, meter: AnswerMeter): Promise<Row[]> {
+function viaStream<Row>(call: CallScope, child: ChildClient, kind: RowKind<Row>, texts: TextSource, flags: RowOptions, window: number, onRow: (row: Row) => void): Promise<Row[]> {
   return new Promise<Row[]>((resolve, reject) => {
     const n = texts.length;
     const rows = new Array<Row>(n);
@@ -242,8 +223,8 @@ function viaStream<Row>(call: ArrowCall, child: ArrowChild, kind: ArrowKind<Row>
         if (failure !== undefined) return;
         try {
           if (answered >= sent) throw new TeiplexError('BACKEND', `the child answered message ${answered + 1} of a stream before it was sent`);
-          const row = kind.streamRow(msg);
-          meter.add(kind.rowBytes(row));
+          const { row } = kind.row(msg);
+          onRow(row);
           rows[answered++] = row;
         } catch (err) {
           failure = err;
@@ -256,8 +237,11 @@ function viaStream<Row>(call: ArrowCall, child: ArrowChild, kind: ArrowKind<Row>
         if (failure !== undefined) return reject(failure);
         if (call.aborted !== undefined) return reject(call.aborted);
         if (st.code !== grpc.status.OK) {
-          const details = st.code === grpc.status.INVALID_ARGUMENT && answered < n ? `row ${answered}: ${st.details}` : st.details;
-          return reject(new ChildStatusError({ ...st, details }));
+          // A teiplex router names the failing message's position in the stream (the row); else it
+          // is the first message not answered.
+          const err = childFailure(st, child.who);
+          if (err.index !== undefined) return reject(namingRow(err, 0, n));
+          return reject(answered < n ? namingRow(err, answered, 1) : err);
         }
         if (answered !== n) return reject(new TeiplexError('BACKEND', `the child ended a stream after ${answered} answers to ${n} messages`));
         resolve(rows);
@@ -266,7 +250,7 @@ function viaStream<Row>(call: ArrowCall, child: ArrowChild, kind: ArrowKind<Row>
 
     function pump(): void {
       while (!waitingForDrain && sent < n && sent - answered < window) {
-        const ok = stream.write(kind.streamRequest(texts.text(sent++), flags));
+        const ok = stream.write(kind.request(texts.text(sent++), flags));
         if (!ok) {
           waitingForDrain = true;
           stream.onDrain(() => {

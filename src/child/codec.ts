@@ -1,10 +1,13 @@
 /**
- * The child methods the data plane calls, with their protobuf codecs: tei.v1 (every child) and
- * teiplex.v1.Batch (teiplex routers only), from the same .proto files and loader options as the
- * router (src/router/proto.ts), so messages are the shapes its Pb* types describe.
+ * The child methods the manager calls, with their protobuf codecs: tei.v1 (every child),
+ * teiplex.v1.Batch (teiplex routers only) and grpc.health.v1 (health probes), from the same .proto
+ * files and loader options as the router (src/tei/proto.ts), so messages are the shapes its Pb*
+ * types describe; and the conversion of a child's metadata.
  */
 import type { MethodDefinition } from '@grpc/proto-loader';
 import {
+  HEALTH_PROTO_FILE,
+  loadProtos,
   routerPackageDefinition,
   type PbDecodeRequest,
   type PbDecodeResponse,
@@ -27,8 +30,9 @@ import {
   type PbPredictResponse,
   type PbRerankRequest,
   type PbRerankResponse,
-} from '../../tei/proto.js';
-import type { Metadata } from '../../tei/types.js';
+  type PbTruncationDirection,
+} from '../tei/proto.js';
+import type { Metadata, TruncationDirection } from '../tei/types.js';
 
 /** One child method: its path and message codecs. */
 export interface ChildMethod<Req, Res> {
@@ -37,8 +41,8 @@ export interface ChildMethod<Req, Res> {
   decode(bytes: Buffer): Res;
 }
 
-function method<Req, Res>(service: string, name: string): ChildMethod<Req, Res> {
-  const def = (routerPackageDefinition()[service] as unknown as Record<string, MethodDefinition<Req, Res>> | undefined)?.[name];
+function method<Req, Res>(service: string, name: string, pkg = routerPackageDefinition()): ChildMethod<Req, Res> {
+  const def = (pkg[service] as unknown as Record<string, MethodDefinition<Req, Res>> | undefined)?.[name];
   if (def === undefined || typeof def.requestSerialize !== 'function') throw new Error(`${service}/${name} is not in the router's protos`);
   return { path: def.path, encode: (req) => def.requestSerialize(req), decode: (bytes) => def.responseDeserialize(bytes) };
 }
@@ -62,11 +66,20 @@ export const TEI = {
   DecodeStream: method<Partial<PbDecodeRequest>, PbDecodeResponse>('tei.v1.Tokenize', 'DecodeStream'),
 } as const;
 
+export const HEALTH = {
+  Check: method<{ service: string }, { status: string }>('grpc.health.v1.Health', 'Check', loadProtos([HEALTH_PROTO_FILE])),
+} as const;
+
 export const BATCH = {
   EmbedBatch: method<Partial<PbEmbedBatchRequest>, PbEmbedBatchResponse>('teiplex.v1.Batch', 'EmbedBatch'),
   EmbedSparseBatch: method<Partial<PbEncodeBatchRequest>, PbEmbedSparseBatchResponse>('teiplex.v1.Batch', 'EmbedSparseBatch'),
   EmbedAllBatch: method<Partial<PbEncodeBatchRequest>, PbEmbedAllBatchResponse>('teiplex.v1.Batch', 'EmbedAllBatch'),
 } as const;
+
+/** tei.v1's truncation direction for the engine's. */
+export function pbDirection(d: TruncationDirection): PbTruncationDirection {
+  return d === 'left' ? 'TRUNCATION_DIRECTION_LEFT' : 'TRUNCATION_DIRECTION_RIGHT';
+}
 
 const ZERO: Metadata = { computeChars: 0, computeTokens: 0, totalTimeNs: 0n, tokenizationTimeNs: 0n, queueTimeNs: 0n, inferenceTimeNs: 0n };
 
@@ -90,21 +103,3 @@ export function fromPbMetadata(m: PbMetadata | null | undefined): Metadata {
     inferenceTimeNs: ns(m.inference_time_ns),
   };
 }
-
-const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
-
-/** Little-endian packed bytes as a typed array (copied when unaligned, or on a big-endian host). */
-export function float32s(b: Buffer): Float32Array {
-  if (b.byteOffset % 4 === 0 && LITTLE_ENDIAN) return new Float32Array(b.buffer, b.byteOffset, b.byteLength >>> 2);
-  const out = new Float32Array(b.byteLength >>> 2);
-  for (let i = 0; i < out.length; i++) out[i] = b.readFloatLE(i * 4);
-  return out;
-}
-
-export function uint32s(b: Buffer): Uint32Array {
-  if (b.byteOffset % 4 === 0 && LITTLE_ENDIAN) return new Uint32Array(b.buffer, b.byteOffset, b.byteLength >>> 2);
-  const out = new Uint32Array(b.byteLength >>> 2);
-  for (let i = 0; i < out.length; i++) out[i] = b.readUInt32LE(i * 4);
-  return out;
-}
-

@@ -1,0 +1,92 @@
+/**
+ * What the manager learns about one child by talking to it, once per child (a ChildClient lives
+ * as long as one spawn of one child, routing/channels.ts), shared by the multiplexer's Arrow RPCs
+ * and the data plane:
+ *
+ * - its tei.v1 Info (max_client_batch_size, max_concurrent_requests, model type, ...): fetched by
+ *   the first caller that needs it, with that caller's deadline but not its cancellation (the
+ *   answer is shared); concurrent callers wait for the same fetch, each until its own deadline or
+ *   cancellation; a failed fetch is not kept, the next caller asks again;
+ * - whether it serves `teiplex.v1.Batch` (a `teiplex router` does, a real TEI does not): unknown
+ *   until a Batch call is answered; UNIMPLEMENTED means no, any other answer from the Batch service
+ *   means yes;
+ * - its input budget: max_concurrent_requests as a Budget (input-budget.ts) shared by every
+ *   row-wise request to it, so the manager never has more inputs in flight to it than it admits;
+ * - its embedding dimensions (dense, and per token), from any answer or from a probe of one short
+ *   text (ChildClient), for requests that do not otherwise call it (Arrow's noop and empty input).
+ */
+import type { PbInfoResponse } from '../tei/proto.js';
+import { CallScope } from './call-scope.js';
+import type { ChildChannel } from './child-channel.js';
+import { TEI } from './codec.js';
+import { Budget } from './input-budget.js';
+import { TeiplexError } from '../common/errors.js';
+
+/** TEI's default max_concurrent_requests, for a child whose Info does not say. */
+export const DEFAULT_MAX_CONCURRENT = 512;
+
+export type BatchSupport = 'unknown' | 'yes' | 'no';
+
+export class ChildInfo {
+  batch: BatchSupport;
+  denseDim: number | undefined;
+  tokenDim: number | undefined;
+  private fetching: Promise<PbInfoResponse> | undefined;
+  private budget: Budget | undefined;
+
+  constructor(
+    private readonly channel: ChildChannel,
+    private readonly who: string,
+    batch: BatchSupport = 'unknown',
+  ) {
+    this.batch = batch;
+  }
+
+  /** The child's Info (see above). */
+  async get(scope: CallScope): Promise<PbInfoResponse> {
+    for (;;) {
+      let p = this.fetching;
+      if (p === undefined) {
+        const own = new CallScope(scope.deadlineMs, () => new TeiplexError('REQUEST_TIMEOUT', `${this.who} did not answer Info in time`));
+        p = this.fetching = own.unary(this.channel, TEI.Info.path, TEI.Info.encode({}), this.who).then(
+          (bytes) => {
+            own.finish();
+            try {
+              return TEI.Info.decode(bytes);
+            } catch (err) {
+              throw new TeiplexError('BACKEND', `${this.who}: its Info answer is not a tei.v1.InfoResponse: ${(err as Error).message}`);
+            }
+          },
+          (err: unknown) => {
+            own.finish();
+            throw err;
+          },
+        );
+        p.catch(() => {
+          if (this.fetching === p) this.fetching = undefined;
+        });
+      }
+      try {
+        return await scope.wait(p);
+      } catch (err) {
+        scope.check();
+        // Another caller's fetch that ran out of that caller's (shorter) time: ask again.
+        if (err instanceof TeiplexError && err.code === 'REQUEST_TIMEOUT' && Date.now() < scope.deadlineMs) continue;
+        throw err;
+      }
+    }
+  }
+
+  /** Inputs the child admits at once: its max_concurrent_requests. */
+  async maxConcurrent(scope: CallScope): Promise<number> {
+    const i = await this.get(scope);
+    return i.max_concurrent_requests > 0 ? i.max_concurrent_requests : DEFAULT_MAX_CONCURRENT;
+  }
+
+  /** The child's input budget (max_concurrent_requests), shared by every row-wise request to it. */
+  async inputBudget(scope: CallScope): Promise<Budget> {
+    const limit = await this.maxConcurrent(scope);
+    this.budget ??= new Budget(limit);
+    return this.budget;
+  }
+}
