@@ -95,7 +95,7 @@ describe('import boundaries (docs/architecture.md layer table)', () => {
   });
 
   test('the scanner sees static, type-only, side-effect and dynamic imports', () => {
-    const text = [`import { a } from '../../router/x.js';`, `import type { B } from '../../router/y.js';`, `import '../../router/z.js';`, `const m = await import('../../router/w.js');`].join('\n');
+    const text = [`import { a } from '../router/x.js';`, `import type { B } from '../router/y.js';`, `import '../router/z.js';`, `const m = await import('../router/w.js');`].join('\n');
     const pattern = /(?:\bfrom\s+|\bimport\s*\(\s*|\bimport\s+)'(\.{1,2}\/[^']+)'/g;
     assert.deepEqual(
       [...text.matchAll(pattern)].map((m) => m[1]),
