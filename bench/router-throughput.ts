@@ -497,7 +497,7 @@ async function main(): Promise<void> {
       latencyUnit: 'batch of 32',
       p50Ms: percentile(batchMs, 50),
       p99Ms: percentile(batchMs, 99),
-      // transformers.js drops [SEP] when it truncates (see test/crosscheck-transformers.test.ts).
+      // transformers.js drops [SEP] when it truncates (see test/unit/crosscheck-transformers.test.ts).
       minCosineVsAPrime: minCos(vectors),
     });
   }

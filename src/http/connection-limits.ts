@@ -62,7 +62,8 @@ export function installConnectionLimits(app: FastifyInstance, l: ConnectionLimit
       // Node ends the socket after an answer marked close, unread body or not.
       reply.raw.shouldKeepAlive = false;
     }
-    reply.raw.setTimeout(l.sendTimeoutMs);
+    // The callback ends the socket as Node does with no listener (and inject()'s response needs one).
+    reply.raw.setTimeout(l.sendTimeoutMs, () => reply.raw.destroy());
     return payload;
   });
 }

@@ -158,7 +158,7 @@ export async function startFakeHub(opts: FakeHubOptions): Promise<FakeHub> {
 
     // /{id}/resolve/{rev}/{path}
     const found = findRepo(parts);
-    if (!found || found.rest[0] !== 'resolve' || found.rest.length < 3) {
+    if (found?.rest[0] !== 'resolve' || found.rest.length < 3) {
       return fail(res, found ? 404 : 401, found ? undefined : 'RepoNotFound', found ? 'Not Found' : 'Repository not found');
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') return fail(res, 405, undefined, 'method not allowed');

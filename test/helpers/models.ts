@@ -1,10 +1,13 @@
 /**
  * Generated models for tests and benchmarks, written once per spec by `writeTestModel` (what
  * `teiplex make-test-model` runs) and cached under .tmp/test-models/, keyed by the spec and the
- * generator's own source so a change to the generator writes fresh models.
+ * generator's own source so a change to the generator writes fresh models. Test files run in
+ * parallel processes: each writer writes its own directory and renames it into place; the first
+ * rename wins and a later writer drops its copy, so a reader never sees a model disappear or change.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { projectPath } from '../../src/common/paths.js';
 import type { TestModelKind } from '../../src/testmodel/bert-graph.js';
@@ -54,8 +57,9 @@ export async function testModel(spec: TestModelSpec): Promise<string> {
   const digest = createHash('sha256').update(generatorVersion()).update(stableJson(spec)).digest('hex').slice(0, 16);
   const dir = path.join(TEST_MODELS_DIR, `${spec.kind}-${spec.shape ?? 'tiny'}-${digest}`);
   if (existsSync(path.join(dir, 'config.json'))) return dir;
+  const own = `${dir}.w-${process.pid}-${randomBytes(4).toString('hex')}`;
   await writeTestModel({
-    out: dir,
+    out: own,
     kind: spec.kind,
     shape: spec.shape ?? 'tiny',
     seed: spec.seed ?? 0,
@@ -66,5 +70,11 @@ export async function testModel(spec: TestModelSpec): Promise<string> {
     externalData: spec.externalData ?? false,
     onnxPath: spec.onnxPath,
   });
+  try {
+    await rename(own, dir); // fails when another writer's copy is already in place
+  } catch (e) {
+    await rm(own, { recursive: true, force: true });
+    if (!existsSync(path.join(dir, 'config.json'))) throw e;
+  }
   return dir;
 }

@@ -1,0 +1,185 @@
+/**
+ * The data plane on its own listener (`data_port`) with a single instance and API keys, and a
+ * fuzzed corpus of bad bodies against every route: random JSON values, valid bodies with one field
+ * broken, and bytes that are not JSON. Never a 5xx; a body its schema refuses is always a 4xx
+ * whose message names what is wrong, in the route's error shape.
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import type { TSchema } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+import fc from 'fast-check';
+import { EncodeBody } from '../../src/http/data-plane/encode-route.js';
+import { EmbeddingsBody } from '../../src/http/data-plane/openai-routes.js';
+import { RerankV1Body } from '../../src/http/data-plane/rerank-route.js';
+import { ScoreBody } from '../../src/http/data-plane/score-route.js';
+import { TeiDecodeBody, TeiEmbedAllBody, TeiEmbedBody, TeiEmbedSparseBody, TeiPredictBody, TeiRerankBody, TeiTokenizeBody } from '../../src/http/data-plane/tei-routes.js';
+import { client, instanceToml, writeConfig, type Answer } from '../helpers/data-plane.js';
+import { startManager, type ManagerProcess } from '../helpers/manager-process.js';
+import { testModel } from '../helpers/models.js';
+
+let dir: string;
+let m: ManagerProcess;
+let data: ReturnType<typeof client>;
+let admin: ReturnType<typeof client>;
+let modelId: string;
+const sha = (key: string) => createHash('sha256').update(key).digest('hex');
+
+before(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'teiplex-dpf-'));
+  modelId = await testModel({ kind: 'embedding' });
+  const keys = `[auth]
+admin_requires_key = false
+[[auth.api_keys]]
+name = "all"
+key_sha256 = "${sha('key-all')}"
+[[auth.api_keys]]
+name = "other-only"
+key_sha256 = "${sha('key-other')}"
+instances = ["other"]
+`;
+  m = await startManager(await writeConfig(dir, `data_port = 0\n${keys}`, instanceToml('solo', modelId)));
+  await m.waitFor('solo', (i) => i.status === 'running', 120_000);
+  data = client(Number(m.ready.data_port), { authorization: 'Bearer key-all' });
+  admin = client(m.apiPort, { authorization: 'Bearer key-all' });
+});
+
+after(async () => {
+  if (m) assert.equal(await m.stop(), 0);
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('data_port: the data plane on its own listener', () => {
+  test('data routes there, admin routes on api_port only', async () => {
+    assert.notEqual(Number(m.ready.data_port), m.apiPort);
+    const r = await data.post('/embed', { inputs: 'x' });
+    assert.equal(r.status, 200, 'a single instance needs no model');
+    assert.equal(r.headers.get('x-teiplex-instance'), 'solo');
+    const onAdmin = await admin.post('/embed', { inputs: 'x' });
+    assert.equal(onAdmin.status, 404);
+    assert.equal(onAdmin.body.code, 'NOT_FOUND');
+    assert.equal((await data.get('/instances')).status, 404);
+    assert.equal((await data.get('/health')).status, 200);
+    const oa = await data.post('/v1/embeddings', { input: ['a', 'b'] });
+    assert.equal(oa.body.model, modelId, 'the model id answers for a request without model');
+    assert.equal((await data.post(`/v1/encode/${modelId}`, { items: [{ text: 'x' }] })).status, 200, 'a model id with slashes in the path');
+  });
+
+  test('API keys: 401 without a valid key, 403 for a key limited to other instances, in the route shape', async () => {
+    const anon = client(Number(m.ready.data_port));
+    const none = await anon.post('/embed', { inputs: 'x' });
+    assert.equal(none.status, 401);
+    assert.equal(none.body.error_type, 'unauthorized');
+    const wrong = await anon.post('/v1/embeddings', { input: 'x' }, { authorization: 'Bearer nope' });
+    assert.equal(wrong.status, 401);
+    assert.equal(wrong.body.error.type, 'authentication_error');
+    const other = client(Number(m.ready.data_port), { authorization: 'Bearer key-other' });
+    const denied = await other.post('/v1/embeddings', { input: 'x', model: 'solo' });
+    assert.equal(denied.status, 403);
+    assert.match(denied.body.error.message, /API key 'other-only' cannot use model 'solo': it does not exist or is not one this key may use/);
+    assert.deepEqual((await other.get('/v1/models')).body.data, [], 'a key sees only the models it may use');
+    assert.equal((await data.get('/v1/models')).body.data[0].id, modelId);
+    assert.equal((await anon.get('/health')).status, 200, 'health stays open');
+  });
+});
+
+interface Route {
+  url: string;
+  schema: TSchema;
+  valid: Record<string, unknown>;
+  openai: boolean;
+  /** The instance's model (an embedding model) can serve it; else its valid body is 400/422 for the model's type. */
+  served?: false;
+}
+
+const ROUTES: Route[] = [
+  { url: '/embed', schema: TeiEmbedBody, valid: { inputs: ['a', 'b'], truncate: true, normalize: false, dimensions: 4, prompt_name: null, truncation_direction: 'Left' }, openai: false },
+  { url: '/embed_sparse', schema: TeiEmbedSparseBody, valid: { inputs: 'a' }, openai: false, served: false },
+  { url: '/embed_all', schema: TeiEmbedAllBody, valid: { inputs: ['a'], truncate: false }, openai: false },
+  { url: '/predict', schema: TeiPredictBody, valid: { inputs: [['a', 'b']], raw_scores: true }, openai: false, served: false },
+  { url: '/rerank', schema: TeiRerankBody, valid: { query: 'q', texts: ['a'], return_text: true }, openai: false, served: false },
+  { url: '/tokenize', schema: TeiTokenizeBody, valid: { inputs: ['a'], add_special_tokens: false }, openai: false },
+  { url: '/decode', schema: TeiDecodeBody, valid: { ids: [101, 102], skip_special_tokens: true }, openai: false },
+  { url: '/v1/embeddings', schema: EmbeddingsBody, valid: { input: ['a'], model: 'solo', encoding_format: 'base64', dimensions: 3, user: 'u' }, openai: true },
+  { url: '/v1/rerank', schema: RerankV1Body, valid: { model: 'solo', query: 'q', documents: ['a', { text: 'b' }], top_n: 1, return_documents: true }, openai: true, served: false },
+  { url: '/v1/encode/solo', schema: EncodeBody, valid: { items: [{ id: 'a', text: 'x' }], output_types: ['dense', 'multivector'], normalize: true, dimensions: 2 }, openai: true },
+  { url: '/v1/score/solo', schema: ScoreBody, valid: { query: 'q', items: [{ text: 'x' }] }, openai: true, served: false },
+];
+
+/** The error message of an answer in the route's shape ('' when the shape is wrong). */
+function message(r: Answer, openai: boolean): string {
+  if (openai) {
+    const e = r.body?.error;
+    const ok = e !== null && typeof e === 'object' && typeof e.message === 'string' && typeof e.type === 'string' && typeof e.code === 'string' && 'param' in e;
+    return ok ? e.message : '';
+  }
+  return typeof r.body?.error === 'string' && typeof r.body?.error_type === 'string' ? r.body.error : '';
+}
+
+async function check(route: Route, body: unknown): Promise<void> {
+  const r = await data.post(route.url, typeof body === 'string' ? JSON.stringify(body) : body);
+  const label = `${route.url} ${JSON.stringify(body).slice(0, 300)} -> ${r.status} ${JSON.stringify(r.body).slice(0, 300)}`;
+  assert.ok(r.status < 500, `never a 5xx: ${label}`);
+  if (r.status >= 400) assert.ok(message(r, route.openai).length > 0, `an error with a message in the route's shape: ${label}`);
+  if (!Value.Check(route.schema, body)) assert.ok(r.status >= 400 && r.status < 500, `a body the schema refuses is a 4xx: ${label}`);
+}
+
+/** Values of every JSON type, awkward ones included. */
+const oddValue = fc.oneof(
+  fc.constantFrom(null, true, false, 0, -1, 1.5, 2 ** 40, -(2 ** 53), '', ' ', '\u0000', '\ud800', [], {}, [[]], [[[]]], [1.5], [-1], [2 ** 33], [''], [null], { text: 1 }, { __proto__: 1 }),
+  fc.string({ maxLength: 20 }),
+  fc.integer(),
+  fc.double({ noNaN: true, noDefaultInfinity: true }),
+  fc.array(fc.oneof(fc.string({ maxLength: 5 }), fc.integer({ min: -5, max: 2 ** 32 + 5 })), { maxLength: 4 }),
+  fc.jsonValue({ maxDepth: 2 }),
+);
+
+describe('fuzzed bad bodies: 4xx with a clear message, never 5xx', () => {
+  for (const route of ROUTES) {
+    test(route.url, async () => {
+      // The valid body itself answers 2xx (the corpus below is a set of departures from it).
+      const ok = await data.post(route.url, route.valid);
+      if (route.served === false) assert.ok(ok.status === 400 || ok.status === 422, JSON.stringify(ok.body));
+      else assert.equal(ok.status, 200, JSON.stringify(ok.body));
+      const keys = [...new Set([...Object.keys(route.valid), ...Object.keys((route.schema as { properties?: object }).properties ?? {})])];
+      await fc.assert(
+        fc.asyncProperty(
+          fc.oneof(
+            // One field replaced by an odd value, or removed.
+            fc.record({ key: fc.constantFrom(...keys), value: oddValue, drop: fc.boolean() }).map(({ key, value, drop }) => {
+              const b: Record<string, unknown> = { ...route.valid };
+              if (drop) delete b[key];
+              else b[key] = value;
+              return b;
+            }),
+            // An unknown field, or an element of a list field broken.
+            fc.record({ key: fc.string({ minLength: 1, maxLength: 8 }), value: oddValue }).map(({ key, value }) => ({ ...route.valid, [key === '__proto__' ? 'x' : key]: value })),
+            // Any JSON value at all.
+            fc.jsonValue({ maxDepth: 3 }),
+          ),
+          (body) => check(route, body),
+        ),
+        { numRuns: 40, seed: 20240611 },
+      );
+    });
+  }
+
+  test('bytes that are not a JSON body: 400/415, in the route shape', async () => {
+    for (const route of [ROUTES[0], ROUTES[7]]) {
+      for (const raw of ['', '{', '{"inputs": "x"', 'nul', '[1,]', '{"a":1}}', '\u0000']) {
+        const r = await data.post(route.url, raw);
+        assert.ok(r.status === 400 || r.status === 422, `${route.url} ${JSON.stringify(raw)} -> ${r.status}`);
+        assert.ok(message(r, route.openai).length > 0, JSON.stringify(r.body));
+      }
+      const xml = await data.post(route.url, '<inputs/>', { 'content-type': 'application/xml' });
+      assert.equal(xml.status, 415);
+      assert.ok(message(xml, route.openai).length > 0, JSON.stringify(xml.body));
+      const proto = await data.post(route.url, '{"__proto__": {"x": 1}, "inputs": "a", "input": "a"}');
+      assert.equal(proto.status, 400, 'prototype poisoning refused');
+    }
+  });
+});

@@ -1,0 +1,235 @@
+/**
+ * The batching queue on its own, with a small in-process executor that records every batch (the
+ * engine tests run the same queue against ONNX Runtime).
+ */
+import assert from 'node:assert/strict';
+import test from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { TeiplexError } from '../../src/common/errors.js';
+import { BatchQueue, planCuts, type BatchExecutor, type QueueLimits } from '../../src/router/queue.js';
+
+interface Item {
+  length: number;
+  id: number;
+}
+
+class Recorder implements BatchExecutor<Item, Item[], string> {
+  batches: Item[][] = [];
+  prepared: number[] = []; // time of each prepare (ms since start)
+  runs: Array<{ start: number; end: number }> = [];
+  failNext = false;
+  private readonly t0 = performance.now();
+  constructor(private readonly msPerToken = 0.01) {}
+  prepare(items: readonly Item[]): Item[] {
+    this.prepared.push(performance.now() - this.t0);
+    return [...items];
+  }
+  async run(items: Item[], free: () => void): Promise<string[]> {
+    this.batches.push(items);
+    const start = performance.now() - this.t0;
+    const longest = Math.max(...items.map((i) => i.length));
+    await sleep(1 + longest * items.length * this.msPerToken);
+    this.runs.push({ start, end: performance.now() - this.t0 });
+    if (this.failNext) {
+      this.failNext = false;
+      throw new Error('boom');
+    }
+    free();
+    return items.map((i) => `r${i.id}`);
+  }
+}
+
+function queue(limits: Partial<QueueLimits>, ex: Recorder): BatchQueue<Item, Item[], string> {
+  return new BatchQueue<Item, Item[], string>({ maxConcurrentRequests: 512, maxBatchTokens: 16384, batchOverheadTokens: 8, ...limits }, ex);
+}
+
+/** One request of `lengths.length` inputs: admit, enqueue, wait, release. */
+async function request(q: BatchQueue<Item, Item[], string>, ids: number[], lengths: number[]): Promise<string[]> {
+  const permit = q.admit(ids.length);
+  try {
+    const answers = await Promise.all(q.enqueue(permit, ids.map((id, k) => ({ id, length: lengths[k] }))));
+    return answers.map((a) => a.result);
+  } finally {
+    permit.release();
+  }
+}
+
+test('planCuts splits sorted lengths where padding costs more than a batch', () => {
+  const lim = { maxBatchTokens: 1e9, batchOverheadTokens: 8, attentionScale: Infinity };
+  assert.deepEqual(planCuts([4, 4, 4, 4, 100, 100], lim), [0, 4, 6]);
+  assert.deepEqual(planCuts([10, 10, 11, 11], lim), [0, 4], 'a little padding is cheaper than another batch');
+  assert.equal(planCuts([5, 5, 5, 5, 5], { ...lim, maxBatchRequests: 2 }).length, 4, 'three batches of at most two');
+  assert.equal(planCuts([50, 50, 50], { ...lim, maxBatchTokens: 100 }).length, 3, 'two batches: 100 tokens at most each');
+  assert.deepEqual(planCuts([500], { ...lim, maxBatchTokens: 100 }), [0, 1], 'an input longer than the token budget still runs, alone');
+  assert.deepEqual(planCuts([], lim), [0]);
+});
+
+test('every request gets its own results, in order, under concurrency', async () => {
+  const ex = new Recorder();
+  const q = queue({}, ex);
+  let next = 0;
+  const reqs = Array.from({ length: 100 }, (_, r) => {
+    const n = 1 + (r % 4);
+    const ids = Array.from({ length: n }, () => next++);
+    const lengths = ids.map((id) => 1 + ((id * 37) % 60));
+    return { ids, p: request(q, ids, lengths) };
+  });
+  for (const { ids, p } of reqs) assert.deepEqual(await p, ids.map((id) => `r${id}`));
+  const seen = ex.batches.flat().map((i) => i.id).sort((a, b) => a - b);
+  assert.deepEqual(seen, Array.from({ length: next }, (_, i) => i), 'each entry ran exactly once');
+  assert.equal(q.stats.items, next);
+  assert.equal(q.inFlight, 0);
+});
+
+test('inputs of similar length are grouped: fewer padded tokens than first-come batches', async () => {
+  const ex = new Recorder();
+  const q = queue({ maxBatchRequests: 8 }, ex);
+  // Interleaved short and long inputs, as 16 concurrent single-input requests.
+  const lengths = Array.from({ length: 16 }, (_, i) => (i % 4 === 0 ? 120 : 6 + (i % 3)));
+  await Promise.all(lengths.map((len, i) => request(q, [i], [len])));
+  // First come, first served in batches of 8: every batch holds a 120 -> 16 * 120 padded tokens.
+  const fifo = 16 * 120;
+  assert.ok(q.stats.paddedTokens < fifo / 2, `padded ${q.stats.paddedTokens} vs fifo ${fifo}`);
+  assert.equal(q.stats.realTokens, lengths.reduce((a, b) => a + b, 0));
+  for (const b of ex.batches) {
+    const ls = b.map((i) => i.length);
+    const longs = ls.filter((l) => l === 120).length;
+    assert.ok(longs === 0 || longs === ls.length, `mixed batch ${ls.join(',')}`);
+  }
+});
+
+test('batches respect max_batch_tokens and max_batch_requests', async () => {
+  const ex = new Recorder(0.001);
+  const q = queue({ maxBatchTokens: 256, maxBatchRequests: 5 }, ex);
+  await Promise.all(Array.from({ length: 60 }, (_, i) => request(q, [i], [1 + ((i * 13) % 64)])));
+  for (const b of ex.batches) {
+    const longest = Math.max(...b.map((i) => i.length));
+    assert.ok(b.length <= 5, `batch of ${b.length}`);
+    assert.ok(b.length * longest <= 256, `batch ${b.length} x ${longest}`);
+  }
+});
+
+test('admission: one permit per input; over the limit is MODEL_OVERLOADED, and permits come back', async () => {
+  const ex = new Recorder();
+  const q = queue({ maxConcurrentRequests: 4 }, ex);
+  const a = q.admit(3);
+  assert.throws(() => q.admit(2), (e: unknown) => e instanceof TeiplexError && e.code === 'MODEL_OVERLOADED' && e.message === 'Model is overloaded');
+  const b = q.admit(1);
+  a.release();
+  a.release(); // idempotent
+  b.release();
+  assert.equal(q.inFlight, 0);
+  assert.throws(() => q.admit(5), (e: unknown) => e instanceof TeiplexError && e.code === 'MODEL_OVERLOADED');
+  assert.deepEqual(await request(q, [1, 2, 3, 4], [3, 3, 3, 3]), ['r1', 'r2', 'r3', 'r4']);
+});
+
+test('a failing batch answers each of its entries with an error; the queue keeps serving', async () => {
+  const ex = new Recorder();
+  const q = queue({}, ex);
+  ex.failNext = true;
+  await assert.rejects(request(q, [1, 2], [5, 5]), (e: unknown) => e instanceof TeiplexError && e.code === 'BACKEND' && /boom/.test(e.message));
+  assert.deepEqual(await request(q, [3], [5]), ['r3']);
+  assert.equal(q.inFlight, 0);
+});
+
+test('a prepare that throws fails its entries only', async () => {
+  let throwOnce = true;
+  const ex = new Recorder();
+  const q = new BatchQueue<Item, Item[], string>(
+    { maxConcurrentRequests: 8, maxBatchTokens: 1000 },
+    {
+      prepare: (items) => {
+        if (throwOnce) {
+          throwOnce = false;
+          throw new Error('bad tensors');
+        }
+        return ex.prepare(items);
+      },
+      run: (p, free) => ex.run(p, free),
+    },
+  );
+  await assert.rejects(request(q, [1], [4]), /bad tensors/);
+  assert.deepEqual(await request(q, [2], [4]), ['r2']);
+});
+
+test('the next batch is prepared while the current one runs', async () => {
+  const ex = new Recorder(0.5); // slow batches
+  const q = queue({ maxBatchRequests: 1 }, ex);
+  await Promise.all([0, 1, 2].map((i) => request(q, [i], [10])));
+  assert.equal(ex.runs.length, 3);
+  // Batch k+1 was prepared before batch k finished.
+  for (let k = 0; k + 1 < ex.runs.length; k++) assert.ok(ex.prepared[k + 1] < ex.runs[k].end, `prepare ${k + 1} at ${ex.prepared[k + 1]} vs run ${k} end ${ex.runs[k].end}`);
+});
+
+test('an idle model waits for inputs still being tokenized, then runs them together', async () => {
+  const ex = new Recorder();
+  const q = queue({ maxGatherMs: 50 }, ex);
+  const permit = q.admit(3);
+  const first = q.enqueue(permit, [{ id: 0, length: 4 }]);
+  await sleep(5); // the other two are "still tokenizing"
+  const rest = q.enqueue(permit, [{ id: 1, length: 4 }, { id: 2, length: 4 }]);
+  const out = await Promise.all([...first, ...rest]);
+  permit.release();
+  assert.deepEqual(out.map((a) => a.result), ['r0', 'r1', 'r2']);
+  assert.equal(ex.batches.length, 1, 'one batch of three');
+  assert.equal(out[0].batchSize, 3);
+});
+
+test('the gather wait is bounded', async () => {
+  const ex = new Recorder();
+  const q = queue({ maxGatherMs: 5 }, ex);
+  const permit = q.admit(2); // the second input never comes
+  const t0 = performance.now();
+  const [a] = await Promise.all(q.enqueue(permit, [{ id: 0, length: 4 }]));
+  assert.equal(a.result, 'r0');
+  assert.ok(performance.now() - t0 < 200);
+  permit.release();
+});
+
+test('close stops admitting and waits for work in flight', async () => {
+  const ex = new Recorder(0.2);
+  const q = queue({}, ex);
+  const p = request(q, [1, 2], [20, 20]);
+  await sleep(0);
+  const closed = q.close();
+  assert.throws(() => q.admit(1), (e: unknown) => e instanceof TeiplexError && e.code === 'UNHEALTHY');
+  let done = false;
+  void closed.then(() => (done = true));
+  assert.deepEqual(await p, ['r1', 'r2']);
+  await closed;
+  assert.ok(done);
+});
+
+test('queue and inference times are reported per entry', async () => {
+  const ex = new Recorder(0.1);
+  const q = queue({}, ex);
+  const permit = q.admit(1);
+  const [a] = await Promise.all(q.enqueue(permit, [{ id: 7, length: 10 }]));
+  permit.release();
+  assert.ok(a.inferenceTimeNs > 0n);
+  assert.ok(a.queueTimeNs >= 0n);
+  assert.equal(a.batchSize, 1);
+});
+
+test('whenCapacity: waiters woken in order as permits free; too large or closed rejects', async () => {
+  const { BatchQueue, OverloadedError } = await import('../../src/router/queue.js');
+  const q = new BatchQueue<{ length: number }, null, number>(
+    { maxConcurrentRequests: 4, maxBatchTokens: 1000, batchOverheadTokens: 1, maxGatherMs: 0 } as never,
+    { prepare: () => null, run: async (items: readonly { length: number }[]) => items.map(() => 1) } as never,
+  );
+  const p = q.admit(4);
+  assert.throws(() => q.admit(1), (e: unknown) => e instanceof OverloadedError && e.requested === 1);
+  const order: string[] = [];
+  const a = q.whenCapacity(3).then(() => order.push('a'));
+  const b = q.whenCapacity(1).then(() => order.push('b'));
+  await new Promise((r) => setTimeout(r, 10));
+  assert.deepEqual(order, [], 'nobody woken while full');
+  p.release();
+  await Promise.all([a, b]);
+  assert.deepEqual(order, ['a', 'b']);
+  await assert.rejects(q.whenCapacity(5), OverloadedError);
+  q.admit(4);
+  const c = q.whenCapacity(1);
+  void q.close();
+  await assert.rejects(c, /shutting down/);
+});
