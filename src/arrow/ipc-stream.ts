@@ -20,7 +20,7 @@ import {
   CompressionType,
   Message,
   MessageHeader,
-  RecordBatch,
+  type RecordBatch,
   RecordBatchStreamReader,
   RecordBatchStreamWriter,
   type Schema,

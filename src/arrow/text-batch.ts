@@ -79,7 +79,7 @@ function nullValue(place: Place, i: number): ArrowInputError {
 function decodeStrings(data: Data, place: Place): Array<string | null> {
   const type = data.type as DataType;
   const n = data.length;
-  const out = new Array<string | null>();
+  const out: (string | null)[] = [];
   if (n === 0) return out;
   const hasNulls = data.nullCount > 0;
   if (hasNulls && (!data.nullBitmap || data.nullBitmap.length * 8 < data.offset + n)) {

@@ -14,7 +14,6 @@ function packageDefinition(): ReturnType<typeof loadProtos> {
   return loadProtos([TEI_PROTO_FILE, MUX_PROTO_FILE]);
 }
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type AnyClient = grpc.Client & Record<string, any>;
 
 function credentials(opts: BenchOptions): grpc.ChannelCredentials {

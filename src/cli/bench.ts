@@ -133,7 +133,7 @@ export async function resolveOptions(argv: string[], env: NodeJS.ProcessEnv, war
   const encodingFormat = f['encoding-format'] ?? 'float';
   if (encodingFormat !== 'float' && encodingFormat !== 'base64') throw new FlagError(`--encoding-format must be float or base64, got '${encodingFormat}'`);
 
-  let endpoint;
+  let endpoint: ReturnType<typeof parseEndpoint>;
   const rawEndpoint = f.endpoint ?? (grpcMode ? BENCH_DEFAULTS.grpcEndpoint : BENCH_DEFAULTS.httpEndpoint);
   try {
     endpoint = parseEndpoint(rawEndpoint);

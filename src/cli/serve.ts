@@ -13,7 +13,7 @@ import { loadAuth, type Auth } from '../auth/auth.js';
 import { Catalog } from '../catalog/catalog.js';
 import { catalogSettings, ConfigReloader } from '../catalog/reload.js';
 import { ConfigError } from '../config/validate.js';
-import { loadConfig } from '../config/config.js';
+import { loadConfig, type Config } from '../config/config.js';
 import { exposureWarning } from '../config/exposure.js';
 import { mountDataPlane } from '../http/data-plane/mount.js';
 import { connectionLimits } from '../http/connection-limits.js';
@@ -43,7 +43,7 @@ TEI_BINARY_PATH) override the file.
 `;
 
 export async function run(argv: string[]): Promise<number> {
-  let flags;
+  let flags: ReturnType<typeof parseFlags<typeof SPEC>>;
   try {
     flags = parseFlags(argv, SPEC);
   } catch (err) {
@@ -57,7 +57,7 @@ export async function run(argv: string[]): Promise<number> {
   const log = pino({ base: { component: 'manager' } });
   const processErrors = installProcessHandlers(log);
   const configPath = flags.config ?? process.env.TEIPLEX_CONFIG;
-  let config;
+  let config: Config;
   let auth: Auth;
   try {
     config = await loadConfig(configPath, process.env);
@@ -107,7 +107,7 @@ export async function run(argv: string[]): Promise<number> {
   }
   const dataPort = await dataPlane.listen(apiPort);
 
-  let report;
+  let report: Awaited<ReturnType<Supervisor['boot']>>;
   try {
     report = await supervisor.boot();
   } catch (err) {

@@ -11,7 +11,7 @@
  * Label children are cached, so a call costs two map lookups, not a label hash each.
  */
 import { status as GrpcStatus } from '@grpc/grpc-js';
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { DURATION_BUCKETS } from '../metrics/buckets.js';
 
 const STATUS_NAMES: Record<number, string> = Object.fromEntries(

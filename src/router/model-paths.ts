@@ -25,6 +25,7 @@ export type Fail = (message: string) => Error;
  */
 export function joinInside(root: string, rel: string, what: string, fail: Fail): string {
   const bad = (why: string): Error => fail(`${what} ${JSON.stringify(rel)} ${why}; it must be a relative path inside ${root}`);
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this refuses
   if (/[\u0000-\u001f\u007f]/.test(rel)) throw bad('contains control characters');
   if (rel.includes('\\')) throw bad('contains a backslash');
   if (rel.startsWith('/') || path.isAbsolute(rel)) throw bad('is an absolute path');

@@ -131,7 +131,7 @@ export class OnnxSession {
     try {
       session = await ort.InferenceSession.create(config.onnxPath, options);
     } catch (err) {
-      // eslint-disable-next-line no-control-regex -- ORT colours its log lines
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: ORT colours its log lines
       const msg = (err as Error).message.replace(/\x1b\[[0-9;]*m/g, '').trim();
       if (config.device === 'cuda') {
         throw new SessionError(`--device cuda: the CUDA execution provider is not available (${msg})`);
@@ -149,7 +149,7 @@ export class OnnxSession {
     const unknown = inputNames.filter((n) => !known.has(n));
     if (unknown.length > 0) throw new SessionError(`the ONNX graph has inputs the router cannot feed: ${unknown.join(', ')}`);
     const meta = session.inputMetadata.find((m) => m.name === 'input_ids');
-    const type = meta && meta.isTensor ? meta.type : 'int64';
+    const type = meta?.isTensor ? meta.type : 'int64';
     if (type !== 'int64' && type !== 'int32') throw new SessionError(`input_ids is ${type}; int64 or int32 expected`);
     const sig: SessionSignature = {
       inputNames,

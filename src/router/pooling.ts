@@ -11,7 +11,7 @@ import type { Pooling, Prediction, SparseVector } from '../tei/types.js';
 export type MaskLike = ArrayLike<number | bigint>;
 
 function isReal(mask: MaskLike, i: number): boolean {
-  // eslint-disable-next-line eqeqeq -- 1 and 1n both count
+  // biome-ignore lint/suspicious/noDoubleEquals: 1 and 1n both count
   return mask[i] != 0;
 }
 

@@ -9,7 +9,6 @@ import { service as healthService } from 'grpc-health-check';
 import { muxClient } from '../../src/mux/protos.js';
 import { loadProtos, serviceClient, type RouterServiceName } from '../../src/tei/proto.js';
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type AnyClient = grpc.Client & Record<string, any>;
 
 export interface Unary<T> {

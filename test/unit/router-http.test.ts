@@ -20,7 +20,7 @@ const options = (modelId: string, over: Partial<RouterOptions> = {}): RouterOpti
 
 interface Reply {
   status: number;
-  body: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  body: any;
   headers: Headers;
 }
 
