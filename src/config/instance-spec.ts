@@ -10,7 +10,6 @@ export const INSTANCE_NAME_PATTERN = '^[a-z0-9][a-z0-9._-]{0,62}$';
 const Port = Type.Integer({ minimum: 1, maximum: 65535 });
 
 export const RestartPolicySchema = Type.Union([Type.Literal('always'), Type.Literal('on-failure'), Type.Literal('never')]);
-export type RestartPolicy = Static<typeof RestartPolicySchema>;
 
 export const RuntimeSchema = Type.Union([Type.Literal('router'), Type.Literal('tei'), Type.Literal('command')], {
   description: 'router: built-in `teiplex router`; tei: text-embeddings-router binary; command: any executable speaking tei.v1 gRPC on --port',

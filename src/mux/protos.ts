@@ -46,22 +46,3 @@ export interface PbInstanceSummary {
 export interface PbListInstancesResponse {
   instances: PbInstanceSummary[];
 }
-
-export interface PbEmbedArrowRequest {
-  target?: PbTarget | null;
-  arrow_ipc: Buffer;
-  truncate: boolean;
-  normalize?: boolean;
-  noop: boolean;
-}
-
-export interface PbEmbedSparseArrowRequest {
-  target?: PbTarget | null;
-  arrow_ipc: Buffer;
-  truncate: boolean;
-  noop: boolean;
-}
-
-export interface PbArrowResponse {
-  arrow_ipc: Buffer;
-}

@@ -20,8 +20,6 @@ export const PROTO_DIR = projectPath('proto');
 export const TEI_PROTO_FILE = 'tei/v1/tei.proto';
 export const BATCH_PROTO_FILE = 'teiplex/v1/batch.proto';
 export const MUX_PROTO_FILE = 'tei_multiplexer/v1/multiplexer.proto';
-export const TEI_PROTO_PATH = path.join(PROTO_DIR, TEI_PROTO_FILE);
-export const BATCH_PROTO_PATH = path.join(PROTO_DIR, BATCH_PROTO_FILE);
 
 /** grpc.health.v1's proto as shipped by grpc-health-check (dir + relative file). */
 export const HEALTH_PROTO_DIR = path.resolve(path.dirname(require.resolve('grpc-health-check')), '..', '..', 'proto');
