@@ -124,8 +124,8 @@ describe('Arrow requests: bounded decoding', () => {
     let peak = rssBefore;
     const sampler = setInterval(() => (peak = Math.max(peak, rssMb(a.proc.pid!))), 25);
     const call = unary(clientA, 'EmbedArrow', { target, arrow_ipc: Buffer.from(bomb) }, { deadline: Date.now() + 120_000 });
-    const latencies = await pollHealth(a.apiPort, call);
-    clearInterval(sampler);
+    // A failure must not leave the sampler running: the test file's process would never exit.
+    const latencies = await pollHealth(a.apiPort, call).finally(() => clearInterval(sampler));
     assert.ok(latencies.length > 0);
     assert.ok(Math.max(...latencies) < 1000, `/health latencies (ms) while the bomb was handled: ${latencies.map(Math.round).join(', ')}`);
     assert.ok(peak - rssBefore < 300, `manager RSS went from ${rssBefore.toFixed(0)} to ${peak.toFixed(0)} MiB`);
