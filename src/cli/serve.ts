@@ -10,19 +10,13 @@
  */
 import pino from 'pino';
 import { loadAuth, type Auth } from '../auth/auth.js';
-import { Catalog } from '../catalog/catalog.js';
-import { catalogSettings, ConfigReloader } from '../catalog/reload.js';
 import { ConfigError } from '../config/validate.js';
 import { loadConfig, type Config } from '../config/config.js';
 import { exposureWarning } from '../config/exposure.js';
-import { mountDataPlane } from '../http/data-plane/mount.js';
-import { connectionLimits } from '../http/connection-limits.js';
-import { buildManagerApp } from '../http/manager-app.js';
-import { ManagerMetrics } from '../metrics/manager-metrics.js';
-import { channelSettings, createRouting } from '../routing/routing.js';
 import { startMuxServer, type MuxServer } from '../mux/server.js';
 import { Supervisor } from '../supervisor/supervisor.js';
 import { FlagError, parseFlags } from '../common/flags.js';
+import { wireManager } from './manager-parts.js';
 import { installProcessHandlers } from './process-handlers.js';
 
 const SPEC = {
@@ -70,31 +64,17 @@ export async function run(argv: string[]): Promise<number> {
     throw err;
   }
 
-  let supervisor: Supervisor | undefined;
   let mux: MuxServer | undefined;
-  let catalog: Catalog | undefined;
-  const metrics = new ManagerMetrics(
-    () => supervisor,
-    () => catalog,
-  );
-  supervisor = new Supervisor({ config, hooks: metrics.hooks(), log: (msg, fields) => log.info(fields ?? {}, msg) });
+  const { supervisor, catalog, metrics, routing, reloader, app, dataPlane } = await wireManager({ config, configPath, auth, log: (msg, fields) => log.info(fields ?? {}, msg) });
   supervisor.events.on('transition', ({ name: instance, from, to, reason }) => {
     log.info({ instance, from, to, reason }, 'instance status');
     mux?.instanceChanged(instance, to);
   });
-  supervisor.desired.store.onWrite = (ok, seconds) => metrics.stateWrite(ok, seconds);
+  catalog.events.on('model', ({ model, from, to, event }) => log.info({ model, from, to, event }, 'model state'));
   processErrors.survived = (kind) => metrics.processError(kind);
   for (const warning of auth.warnings) log.warn(warning);
   const exposed = exposureWarning(config);
   if (exposed !== undefined) log.warn(exposed);
-  // One channel pool, in-flight count and balancing for the gRPC multiplexer and the HTTP data plane.
-  const routing = createRouting(supervisor, channelSettings(config));
-  catalog = new Catalog({ supervisor, inflight: routing.inflight, settings: catalogSettings(config), log: (msg, fields) => log.info(fields ?? {}, msg) });
-  catalog.listen(metrics.catalogEvents());
-  catalog.events.on('model', ({ model, from, to, event }) => log.info({ model, from, to, event }, 'model state'));
-  const reloader = new ConfigReloader(configPath, config, supervisor, catalog);
-  const app = await buildManagerApp(supervisor, metrics, auth, { catalog, reload: () => reloader.reload(), security: config.security }, connectionLimits(config));
-  const dataPlane = await mountDataPlane({ app, config, instances: supervisor, routing, auth, catalog, registry: metrics.registry });
   await app.listen({ port: config.api_port, host: config.listen_host });
   const address = app.server.address();
   const apiPort = typeof address === 'object' && address !== null ? address.port : config.api_port;

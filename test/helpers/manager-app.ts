@@ -12,14 +12,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
 import { loadAuth } from '../../src/auth/auth.js';
-import { Catalog } from '../../src/catalog/catalog.js';
-import { catalogSettings, ConfigReloader } from '../../src/catalog/reload.js';
+import { wireManager } from '../../src/cli/manager-parts.js';
 import { loadConfig } from '../../src/config/config.js';
-import { connectionLimits } from '../../src/http/connection-limits.js';
-import { mountDataPlane } from '../../src/http/data-plane/mount.js';
-import { buildManagerApp } from '../../src/http/manager-app.js';
-import { ManagerMetrics } from '../../src/metrics/manager-metrics.js';
-import { channelSettings, createRouting } from '../../src/routing/routing.js';
 import { Supervisor } from '../../src/supervisor/supervisor.js';
 
 export interface ManagerApp {
@@ -51,18 +45,7 @@ export async function managerApp(toml = '', opts: { listen?: boolean } = {}): Pr
   await writeFile(file, `${head.join('\n')}\n${toml}\n`);
   const config = await loadConfig(file, {});
   const auth = await loadAuth(config.auth, file);
-  let catalog: Catalog | undefined;
-  const metrics = new ManagerMetrics(
-    () => supervisor,
-    () => catalog,
-  );
-  const supervisor: Supervisor = new Supervisor({ config, hooks: metrics.hooks() });
-  const routing = createRouting(supervisor, channelSettings(config));
-  catalog = new Catalog({ supervisor, inflight: routing.inflight, settings: catalogSettings(config) });
-  catalog.listen(metrics.catalogEvents());
-  const reloader = new ConfigReloader(file, config, supervisor, catalog);
-  const app = await buildManagerApp(supervisor, metrics, auth, { catalog, reload: () => reloader.reload(), security: config.security }, connectionLimits(config));
-  const dataPlane = await mountDataPlane({ app, config, instances: supervisor, routing, auth, catalog, registry: metrics.registry });
+  const { supervisor, catalog, app, dataPlane } = await wireManager({ config, configPath: file, auth });
   await supervisor.boot();
   await app.ready();
   const running = catalog;

@@ -1,0 +1,46 @@
+/**
+ * The manager's components wired together, as `teiplex serve` runs them and as tests build them
+ * in-process: the supervisor, the catalog (which follows the supervisor's events), one routing
+ * (channel pool, in-flight counts, resolution) shared by the multiplexer and the HTTP data plane,
+ * the metrics, the config reloader, and the admin app with the data plane mounted. Nothing
+ * listens and nothing is booted here: the caller does that.
+ */
+import type { Auth } from '../auth/auth.js';
+import { Catalog } from '../catalog/catalog.js';
+import { catalogSettings, ConfigReloader } from '../catalog/reload.js';
+import type { Config } from '../config/config.js';
+import { connectionLimits } from '../http/connection-limits.js';
+import { mountDataPlane, type MountedDataPlane } from '../http/data-plane/mount.js';
+import { buildManagerApp } from '../http/manager-app.js';
+import { ManagerMetrics } from '../metrics/manager-metrics.js';
+import { channelSettings, createRouting, type MuxRouting } from '../routing/routing.js';
+import { Supervisor } from '../supervisor/supervisor.js';
+
+export interface ManagerParts {
+  supervisor: Supervisor;
+  catalog: Catalog;
+  metrics: ManagerMetrics;
+  routing: MuxRouting;
+  reloader: ConfigReloader;
+  app: Awaited<ReturnType<typeof buildManagerApp>>;
+  dataPlane: MountedDataPlane;
+}
+
+export async function wireManager(o: { config: Config; configPath: string | undefined; auth: Auth; log?: (msg: string, fields?: Record<string, unknown>) => void }): Promise<ManagerParts> {
+  const { config, auth } = o;
+  let supervisor: Supervisor | undefined;
+  let catalog: Catalog | undefined;
+  const metrics = new ManagerMetrics(
+    () => supervisor,
+    () => catalog,
+  );
+  supervisor = new Supervisor({ config, hooks: metrics.hooks(), ...(o.log ? { log: o.log } : {}) });
+  supervisor.desired.store.onWrite = (ok, seconds) => metrics.stateWrite(ok, seconds);
+  const routing = createRouting(supervisor, channelSettings(config));
+  catalog = new Catalog({ supervisor, inflight: routing.inflight, settings: catalogSettings(config), ...(o.log ? { log: o.log } : {}) });
+  catalog.listen(metrics.catalogEvents());
+  const reloader = new ConfigReloader(o.configPath, config, supervisor, catalog);
+  const app = await buildManagerApp(supervisor, metrics, auth, { catalog, reload: () => reloader.reload(), security: config.security }, connectionLimits(config));
+  const dataPlane = await mountDataPlane({ app, config, instances: supervisor, routing, auth, catalog, registry: metrics.registry });
+  return { supervisor, catalog, metrics, routing, reloader, app, dataPlane };
+}
