@@ -14,7 +14,7 @@ import { ConfigError } from '../config/validate.js';
 import { loadConfig, type Config } from '../config/config.js';
 import { exposureWarning } from '../config/exposure.js';
 import { startMuxServer, type MuxServer } from '../mux/server.js';
-import { Supervisor } from '../supervisor/supervisor.js';
+import type { Supervisor } from '../supervisor/supervisor.js';
 import { FlagError, parseFlags } from '../common/flags.js';
 import { wireManager } from './manager-parts.js';
 import { installProcessHandlers } from './process-handlers.js';

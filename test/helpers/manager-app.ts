@@ -14,7 +14,7 @@ import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fas
 import { loadAuth } from '../../src/auth/auth.js';
 import { wireManager } from '../../src/cli/manager-parts.js';
 import { loadConfig } from '../../src/config/config.js';
-import { Supervisor } from '../../src/supervisor/supervisor.js';
+import type { Supervisor } from '../../src/supervisor/supervisor.js';
 
 export interface ManagerApp {
   app: FastifyInstance;
