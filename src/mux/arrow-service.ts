@@ -38,7 +38,7 @@ import { TextRows } from '../arrow/packed-texts.js';
 import { grantOf } from '../auth/grpc-auth.js';
 import type { Config } from '../config/config.js';
 import { DEFAULTS } from '../config/config.js';
-import { TeiplexError } from '../common/errors.js';
+import { asTeiplexError, TeiplexError } from '../common/errors.js';
 import { DEFAULT_FANOUT, type FanoutPath, type FanoutSettings } from '../child/batching/row-fanout.js';
 import { CallScope } from '../child/call-scope.js';
 import type { ChildClient } from '../child/child-client.js';
@@ -46,7 +46,7 @@ import { AnswerMeter } from '../child/answer-meter.js';
 import { Budget } from '../child/input-budget.js';
 import { toServiceError } from '../tei/grpc-status.js';
 import { DENSE, MULTIVECTOR, SPARSE, type ArrowKind, type EmbedFlags } from './arrow-kinds.js';
-import { callWaiter, INSTANCE_HEADER, statusError, type Forwarder, type Leg } from './forward.js';
+import { callWaiter, INSTANCE_HEADER, type Forwarder, type Leg } from './forward.js';
 import type { MuxMetrics } from './metrics.js';
 import type { PbTarget } from './protos.js';
 import type { Target } from '../routing/target.js';
@@ -168,18 +168,19 @@ function instanceMetadata(name: string, from?: grpc.Metadata): grpc.Metadata {
   return md;
 }
 
-/** The status the client gets for a failure after the call reached an instance. */
-function failure(err: unknown, leg: Leg, timedOut: () => grpc.ServerErrorResponse | undefined): grpc.ServerErrorResponse {
-  if (err instanceof TeiplexError) {
-    if (err.code === 'REQUEST_TIMEOUT') {
-      const ours = timedOut();
-      if (ours !== undefined) return ours;
-    }
-    const e = toServiceError(err);
-    return statusError(e.code!, e.details ?? e.message, instanceMetadata(leg.instance.name, e.metadata));
-  }
-  const e = typeof (err as grpc.ServerErrorResponse)?.code === 'number' ? (err as grpc.ServerErrorResponse) : toServiceError(err);
-  return statusError(e.code!, e.details ?? e.message, instanceMetadata(leg.instance.name, e.metadata));
+/** The client's own deadline passed (grpc-js's words for it). */
+const clientDeadline = (): TeiplexError => new TeiplexError('REQUEST_TIMEOUT', 'Deadline exceeded');
+const clientCancelled = (): TeiplexError => new TeiplexError('CANCELLED', 'the client cancelled the call');
+
+/**
+ * The status the client gets for a failure (toServiceError), naming the instance when the call
+ * reached one; a timeout is the one that really passed first (`timedOut`).
+ */
+function failure(err: unknown, leg: Leg | undefined, timedOut: () => TeiplexError | undefined = () => undefined): grpc.ServerErrorResponse {
+  const cause = err instanceof TeiplexError && err.code === 'REQUEST_TIMEOUT' ? (timedOut() ?? err) : err;
+  const e = toServiceError(cause);
+  if (leg !== undefined) e.metadata = instanceMetadata(leg.instance.name, e.metadata);
+  return e;
 }
 
 /** The answer's size so far against grpc_max_message_size_mb; `floor` refuses before any child work. */
@@ -258,8 +259,7 @@ function arrowHandler(
     };
     const refuse = (err: unknown): void => {
       release();
-      // A status of our own (the client's deadline, a cancel) as it is; anything else by its code.
-      const e = typeof (err as grpc.ServerErrorResponse)?.code === 'number' ? (err as grpc.ServerErrorResponse) : toServiceError(err);
+      const e = failure(err, undefined);
       f.close(name, undefined, e.code!, started);
       callback(e);
     };
@@ -284,14 +284,14 @@ function arrowHandler(
     const client = deadlineMs(call.getDeadline());
     const reading = new CallScope(Math.min(ours, client), () =>
       client <= ours
-        ? statusError(grpc.status.DEADLINE_EXCEEDED, 'Deadline exceeded')
+        ? clientDeadline()
         : new TeiplexError(
             'DECODE_BUDGET_EXHAUSTED',
             `the manager's Arrow workers and decode budget (arrow_decode_threads, arrow_decode_budget_mb: ${shared.budget.limit} bytes) stayed taken by other calls for grpc_request_timeout_secs (${f.timeoutMs / 1000} s); retry later`,
             { retryAfterSecs: 1 },
           ),
     );
-    const onCancel = (): void => reading.abort(statusError(grpc.status.CANCELLED, 'the client cancelled the call'));
+    const onCancel = (): void => reading.abort(clientCancelled());
     call.on('cancelled', onCancel);
     readTexts(req.arrow_ipc ?? Buffer.alloc(0), d.limits, shared, reading, (bytes) => (held = bytes)).then(
       (texts) => {
@@ -325,13 +325,12 @@ function arrowHandler(
     function serve(leg: Leg, texts: TextRows): void {
       const ours = Date.now() + f.timeoutMs;
       const client = deadlineMs(call.getDeadline());
-      const timedOut = (): grpc.ServerErrorResponse | undefined => {
+      const timedOut = (): TeiplexError | undefined => {
         if (Date.now() < Math.min(ours, client) - 5) return undefined;
-        if (client <= ours) return statusError(grpc.status.DEADLINE_EXCEEDED, 'Deadline exceeded', instanceMetadata(leg.instance.name));
-        const e = toServiceError(new TeiplexError('REQUEST_TIMEOUT', `instance '${leg.instance.name}' did not answer within grpc_request_timeout_secs (${f.timeoutMs / 1000} s)`));
-        return statusError(e.code!, e.details!, instanceMetadata(leg.instance.name));
+        if (client <= ours) return clientDeadline();
+        return new TeiplexError('REQUEST_TIMEOUT', `instance '${leg.instance.name}' did not answer within grpc_request_timeout_secs (${f.timeoutMs / 1000} s)`);
       };
-      const arrowCall = new CallScope(Math.min(ours, client), () => timedOut() ?? statusError(grpc.status.DEADLINE_EXCEEDED, 'Deadline exceeded'));
+      const arrowCall = new CallScope(Math.min(ours, client), () => timedOut() ?? clientDeadline());
       let done = false;
       const finish = (code: grpc.status): void => {
         done = true;
@@ -341,7 +340,7 @@ function arrowHandler(
       };
       call.on('cancelled', () => {
         if (done) return;
-        arrowCall.abort(statusError(grpc.status.CANCELLED, 'the client cancelled the call'));
+        arrowCall.abort(clientCancelled());
         finish(grpc.status.CANCELLED);
       });
 
@@ -370,10 +369,12 @@ function arrowHandler(
         (ipc) => {
           if (done) return;
           if (ipc.byteLength + 16 > d.limits.maxMessageBytes) {
-            const e = statusError(
-              grpc.status.RESOURCE_EXHAUSTED,
-              `the answer to ${n} rows is ${ipc.byteLength} bytes, more than grpc_max_message_size_mb allows (${d.limits.maxMessageBytes} bytes); send fewer rows per call`,
-              instanceMetadata(leg.instance.name),
+            const e = failure(
+              new TeiplexError(
+                'PAYLOAD_TOO_LARGE',
+                `the answer to ${n} rows is ${ipc.byteLength} bytes, more than grpc_max_message_size_mb allows (${d.limits.maxMessageBytes} bytes); send fewer rows per call`,
+              ),
+              leg,
             );
             finish(e.code!);
             callback(e);
@@ -389,7 +390,7 @@ function arrowHandler(
         (err: unknown) => {
           if (done) return;
           const e = failure(arrowCall.aborted ?? err, leg, timedOut);
-          arrowCall.abort(e);
+          arrowCall.abort(asTeiplexError(arrowCall.aborted ?? err));
           finish(e.code!);
           callback(e);
         },

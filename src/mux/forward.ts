@@ -59,10 +59,6 @@ export interface Forwarder {
   close(method: string, leg: Leg | undefined, code: grpc.status, startedMs: number): void;
 }
 
-export function statusError(code: grpc.status, details: string, metadata?: grpc.Metadata): grpc.ServerErrorResponse {
-  return Object.assign(new Error(details), { code, details, metadata });
-}
-
 /** The child's headers or trailers (child-channel.ts has left out the transport's keys), naming the instance. */
 function relayMetadata(md: grpc.Metadata | undefined, instance: string): grpc.Metadata {
   const out = md ?? new grpc.Metadata();
@@ -74,9 +70,9 @@ function timeoutError(leg: Leg, timeoutMs: number): TeiplexError {
   return new TeiplexError('REQUEST_TIMEOUT', `instance '${leg.instance.name}' did not answer within grpc_request_timeout_secs (${timeoutMs / 1000} s)`);
 }
 
-/** The child's status as the client's: code, message and trailers unchanged. */
+/** The child's status as the client's: code, message and trailers (its teiplex-error-code included) unchanged: the passthrough decodes nothing. */
 function childError(err: grpc.StatusObject, leg: Leg): grpc.ServerErrorResponse {
-  return statusError(err.code, err.details, relayMetadata(err.metadata, leg.instance.name));
+  return Object.assign(new Error(err.details), { code: err.code, details: err.details, metadata: relayMetadata(err.metadata, leg.instance.name) });
 }
 
 function deadlineMs(d: grpc.Deadline): number {
@@ -130,7 +126,7 @@ export function forwardUnary(m: ForwardedMethod, f: Forwarder): grpc.handleUnary
         onStatus: (s) => {
           let e: grpc.ServerErrorResponse | undefined;
           if (s.code !== grpc.status.OK) e = s.code === grpc.status.DEADLINE_EXCEEDED && client > ours ? toServiceError(timeoutError(leg, f.timeoutMs)) : childError(s, leg);
-          else if (response === undefined) e = statusError(grpc.status.INTERNAL, `instance '${leg.instance.name}' answered a unary call without a message`);
+          else if (response === undefined) e = toServiceError(new TeiplexError('BACKEND', `instance '${leg.instance.name}' answered a unary call without a message`));
           f.close(m.name, leg, e?.code ?? grpc.status.OK, started);
           if (e !== undefined) callback(e);
           else callback(null, response, relayMetadata(s.metadata, leg.instance.name));
@@ -294,7 +290,7 @@ class StreamRelay {
     const leg = this.leg!;
     let e: grpc.ServerErrorResponse | undefined;
     if (s.code !== grpc.status.OK) e = childError(s, leg);
-    else if (!this.bidi && this.answer === undefined) e = statusError(grpc.status.INTERNAL, `instance '${leg.instance.name}' ended the call without an answer`);
+    else if (!this.bidi && this.answer === undefined) e = toServiceError(new TeiplexError('BACKEND', `instance '${leg.instance.name}' ended the call without an answer`));
     this.f.close(this.m.name, leg, e?.code ?? grpc.status.OK, this.started);
     const trailers = relayMetadata(s.metadata, leg.instance.name);
     if (this.bidi) {
