@@ -90,7 +90,7 @@ function lz4Bomb(bytes: number, rows: number): Uint8Array {
 function healthOnce(port: number): Promise<number> {
   const started = performance.now();
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path: '/health' }, (res) => {
+    const req = request({ host: '127.0.0.1', port, path: '/health', agent: false }, (res) => {
       res.resume();
       res.on('end', () => (res.statusCode === 200 ? resolve(performance.now() - started) : reject(new Error(`/health answered ${res.statusCode}`))));
     });
