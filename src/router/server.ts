@@ -13,7 +13,7 @@ import type { AddressInfo } from 'node:net';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { createEngine, type EngineTuning, type RouterEngine } from './engine.js';
 import { startGrpcServer, type RouterGrpcServer } from './grpc-server.js';
-import { httpRoutes } from './http-routes.js';
+import { httpRoutes } from './http-front.js';
 import { routeNotFound, toHttpError } from '../tei/http-errors.js';
 import { RouterMetrics, withMetrics } from './metrics.js';
 import { resolveModelDir } from './model-source.js';

@@ -15,7 +15,7 @@ import type { Metadata } from '../../tei/types.js';
 import { planOutputs } from './capabilities.js';
 import type { SparseVector, TokenEmbeddings } from '../../tei/types.js';
 import { AnswerBudget, JSON_BYTES_PER_FLOAT } from './answer-budget.js';
-import { flatPieces, floatList, listPieces, sendJson } from './json.js';
+import { flatPieces, floatList, listPieces, sendJson } from '../../tei/json-answer.js';
 import { checkCount, onInstance, setHeaders, tokenCount, type DataPlaneDeps } from './request-context.js';
 
 export const OutputType = Type.Union([Type.Literal('dense'), Type.Literal('sparse'), Type.Literal('multivector')], { description: '"dense", "sparse" or "multivector"' });

@@ -1,7 +1,8 @@
 /**
- * The manager's HTTP data plane as one fastify plugin: TEI's routes (tei-routes.ts), OpenAI's
- * embeddings and models (openai-routes.ts), Cohere/Jina rerank (rerank-route.ts), typed encode
- * and score (encode-route.ts, score-route.ts). Served on the admin API's listener, or on its own
+ * The manager's HTTP data plane as one fastify plugin: TEI's routes and OpenAI's embeddings
+ * (the shared plugin src/tei/http-routes.ts, on the engine tei-target.ts resolves), OpenAI's
+ * models (models-routes.ts), Cohere/Jina rerank (rerank-route.ts), typed encode and score
+ * (encode-route.ts, score-route.ts). Served on the admin API's listener, or on its own
  * (`data_port`, data-app.ts).
  *
  * - Bodies are checked by their TypeBox schemas (no coercion); the first offending field is named.
@@ -26,18 +27,12 @@ import { encodeRoute } from './encode-route.js';
 import { dataPlaneError } from './errors.js';
 import { DataPlaneMetrics } from './metrics.js';
 import { ModelDirectory, type GrantOf } from './model-directory.js';
-import { openaiRoutes } from './openai-routes.js';
+import { modelsRoutes } from './models-routes.js';
 import { rerankRoute } from './rerank-route.js';
 import { INSTANCE_HEADER, watchDisconnect, type DataPlaneDeps } from './request-context.js';
 import { scoreRoute } from './score-route.js';
-import { teiRoutes } from './tei-routes.js';
-
-declare module 'fastify' {
-  interface FastifyContextConfig {
-    /** Data plane: the protocol whose error body a failure gets. */
-    errorShape?: 'tei' | 'openai';
-  }
-}
+import { teiTarget } from './tei-target.js';
+import { teiRoutes } from '../../tei/http-routes.js';
 
 export interface DataPlaneOptions {
   instances: InstanceDirectory;
@@ -128,8 +123,8 @@ export const dataPlane: FastifyPluginAsync<DataPlaneOptions> = async (app: Fasti
     });
   }
 
-  teiRoutes(app, deps);
-  openaiRoutes(app, deps);
+  await app.register(teiRoutes, teiTarget(deps));
+  modelsRoutes(app, deps);
   rerankRoute(app, deps);
   encodeRoute(app, deps);
   scoreRoute(app, deps);
