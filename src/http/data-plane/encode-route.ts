@@ -6,7 +6,7 @@
  * produce is 422 naming its capabilities; types served by different instances of the model (one
  * alias over a dense and a SPLADE instance) are gathered into one answer (capabilities.ts).
  * `{model}` may hold slashes (a hub id). Multivector outputs count against http_response_limit_mb;
- * large answers are streamed (json.ts).
+ * large answers are streamed (src/tei/json-answer.ts).
  */
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';

@@ -9,7 +9,7 @@
  *   Bad input is always a 4xx: a schema failure 422 (TEI's status), a body that is not JSON 400,
  *   a body over `http_body_limit_mb` 413; an answer that would exceed `http_response_limit_mb`
  *   413 as soon as the child's results show it (answer-budget.ts). Large answers are streamed in
- *   chunks with backpressure (json.ts), never built as one string.
+ *   chunks with backpressure (src/tei/json-answer.ts), never built as one string.
  * - Errors in the route's protocol: TEI's `{error, error_type}`, or on /v1 routes OpenAI's
  *   `{error: {message, type, param, code}}`; 429 and 503 carry Retry-After.
  * - Draining: once `drain` is called new requests get 503 and it resolves when those in flight
@@ -86,7 +86,7 @@ export class DataPlaneLifecycle {
   }
 }
 
-/** The tei-routes' and /v1 routes' error answer (src/tei/http-errors.ts), with Retry-After where the code has one. */
+/** The TEI and /v1 routes' error answer (src/tei/http-errors.ts), with Retry-After where the code has one. */
 function sendError(err: unknown, request: FastifyRequest, reply: FastifyReply, bodyLimitBytes: number): FastifyReply {
   const shape = request.routeOptions.config?.errorShape ?? (request.url.startsWith('/v1/') ? 'openai' : 'tei');
   const a = dataPlaneError(err, shape, bodyLimitBytes);
