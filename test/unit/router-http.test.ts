@@ -277,6 +277,9 @@ describe('TEI HTTP routes', () => {
         ['[SEP]', true, null, null],
       ],
     );
+    // The tokenizer routes have no timings (as in TEI): this process's own total time only.
+    assert.match(one.headers.get('x-total-time') ?? '', /^\d+$/);
+    assert.equal(one.headers.get('x-compute-tokens'), null);
     const plain = await c.post('/tokenize', { inputs: ['hello world', 'hi'], add_special_tokens: false });
     assert.equal(plain.body.length, 2);
     assert.equal(plain.body[0].length, 2);
