@@ -38,7 +38,7 @@ declare module 'fastify' {
   }
 }
 
-export interface HttpRoutesOptions {
+export interface HttpFrontOptions {
   engine: RouterEngine;
   maxClientBatchSize: number;
   /** What `truncate` means when a request leaves it out (--auto-truncate). */
@@ -83,7 +83,7 @@ function describeError(err: unknown, payloadLimit: number, shape: 'tei' | 'tei-o
 
 // ---- the plugin -----------------------------------------------------------------------------
 
-export const httpRoutes: FastifyPluginAsync<HttpRoutesOptions> = async (app: FastifyInstance, opts: HttpRoutesOptions) => {
+export const httpFront: FastifyPluginAsync<HttpFrontOptions> = async (app: FastifyInstance, opts: HttpFrontOptions) => {
   const { engine, maxClientBatchSize, autoTruncate, payloadLimit, metrics } = opts;
   const isHealthy = opts.isHealthy ?? (() => true);
   const expectedAuth = opts.apiKey !== undefined ? Buffer.from(`Bearer ${opts.apiKey}`) : null;
