@@ -13,7 +13,7 @@ import type { AddressInfo } from 'node:net';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { createEngine, type EngineTuning, type RouterEngine } from './engine.js';
 import { startGrpcServer, type RouterGrpcServer } from './grpc-server.js';
-import { httpRoutes } from './http-routes.js';
+import { httpFront } from './http-front.js';
 import { routeNotFound, toHttpError } from '../tei/http-errors.js';
 import { RouterMetrics, withMetrics } from './metrics.js';
 import { resolveModelDir } from './model-source.js';
@@ -60,7 +60,7 @@ async function startHttp(opts: RouterOptions, engine: RouterEngine, metrics: Rou
   app.addHook('onSend', async (_request, reply) => {
     if (!isHealthy()) reply.header('connection', 'close');
   });
-  await app.register(httpRoutes, {
+  await app.register(httpFront, {
     engine,
     maxClientBatchSize: opts.maxClientBatchSize,
     autoTruncate: opts.autoTruncate,

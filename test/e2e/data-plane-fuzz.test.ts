@@ -14,10 +14,9 @@ import type { TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import fc from 'fast-check';
 import { EncodeBody } from '../../src/http/data-plane/encode-route.js';
-import { EmbeddingsBody } from '../../src/http/data-plane/openai-routes.js';
 import { RerankV1Body } from '../../src/http/data-plane/rerank-route.js';
 import { ScoreBody } from '../../src/http/data-plane/score-route.js';
-import { TeiDecodeBody, TeiEmbedAllBody, TeiEmbedBody, TeiEmbedSparseBody, TeiPredictBody, TeiRerankBody, TeiTokenizeBody } from '../../src/http/data-plane/tei-routes.js';
+import { bodySchemas } from '../../src/tei/http-routes.js';
 import { client, instanceToml, writeConfig, type Answer } from '../helpers/data-plane.js';
 import { startManager, type ManagerProcess } from '../helpers/manager-process.js';
 import { testModel } from '../helpers/models.js';
@@ -96,15 +95,17 @@ interface Route {
   served?: false;
 }
 
+// The data plane's bodies: TEI's, each with the `model` field.
+const B = bodySchemas(true);
 const ROUTES: Route[] = [
-  { url: '/embed', schema: TeiEmbedBody, valid: { inputs: ['a', 'b'], truncate: true, normalize: false, dimensions: 4, prompt_name: null, truncation_direction: 'Left' }, openai: false },
-  { url: '/embed_sparse', schema: TeiEmbedSparseBody, valid: { inputs: 'a' }, openai: false, served: false },
-  { url: '/embed_all', schema: TeiEmbedAllBody, valid: { inputs: ['a'], truncate: false }, openai: false },
-  { url: '/predict', schema: TeiPredictBody, valid: { inputs: [['a', 'b']], raw_scores: true }, openai: false, served: false },
-  { url: '/rerank', schema: TeiRerankBody, valid: { query: 'q', texts: ['a'], return_text: true }, openai: false, served: false },
-  { url: '/tokenize', schema: TeiTokenizeBody, valid: { inputs: ['a'], add_special_tokens: false }, openai: false },
-  { url: '/decode', schema: TeiDecodeBody, valid: { ids: [101, 102], skip_special_tokens: true }, openai: false },
-  { url: '/v1/embeddings', schema: EmbeddingsBody, valid: { input: ['a'], model: 'solo', encoding_format: 'base64', dimensions: 3, user: 'u' }, openai: true },
+  { url: '/embed', schema: B.embed, valid: { inputs: ['a', 'b'], truncate: true, normalize: false, dimensions: 4, prompt_name: null, truncation_direction: 'Left' }, openai: false },
+  { url: '/embed_sparse', schema: B.embedSparse, valid: { inputs: 'a' }, openai: false, served: false },
+  { url: '/embed_all', schema: B.embedAll, valid: { inputs: ['a'], truncate: false }, openai: false },
+  { url: '/predict', schema: B.predict, valid: { inputs: [['a', 'b']], raw_scores: true }, openai: false, served: false },
+  { url: '/rerank', schema: B.rerank, valid: { query: 'q', texts: ['a'], return_text: true }, openai: false, served: false },
+  { url: '/tokenize', schema: B.tokenize, valid: { inputs: ['a'], add_special_tokens: false }, openai: false },
+  { url: '/decode', schema: B.decode, valid: { ids: [101, 102], skip_special_tokens: true }, openai: false },
+  { url: '/v1/embeddings', schema: B.openai, valid: { input: ['a'], model: 'solo', encoding_format: 'base64', dimensions: 3, user: 'u' }, openai: true },
   { url: '/v1/rerank', schema: RerankV1Body, valid: { model: 'solo', query: 'q', documents: ['a', { text: 'b' }], top_n: 1, return_documents: true }, openai: true, served: false },
   { url: '/v1/encode/solo', schema: EncodeBody, valid: { items: [{ id: 'a', text: 'x' }], output_types: ['dense', 'multivector'], normalize: true, dimensions: 2 }, openai: true },
   { url: '/v1/score/solo', schema: ScoreBody, valid: { query: 'q', items: [{ text: 'x' }] }, openai: true, served: false },

@@ -32,6 +32,10 @@ describe('no auth, no instance', () => {
     assert.match(spec.body.openapi, /^3\./);
     assert.equal(spec.body.info.title, 'teiplex manager');
     for (const p of ['/instances', '/instances/{name}', '/models', '/health']) assert.ok(p in spec.body.paths, `${p} in the OpenAPI paths`);
+    // The data plane's TEI and OpenAI routes (the shared plugin, src/tei/http-routes.ts), with its tags and `model` field.
+    assert.deepEqual(spec.body.paths['/embed']?.post?.tags, ['data plane (TEI)']);
+    assert.ok('model' in (spec.body.paths['/embed']?.post?.requestBody?.content?.['application/json']?.schema?.properties ?? {}), 'model in /embed body');
+    assert.deepEqual(spec.body.paths['/v1/embeddings']?.post?.tags, ['data plane (OpenAI)']);
     const ui = await m.api('GET', '/docs/');
     assert.equal(ui.status, 200);
     assert.match(String(ui.res?.headers['content-type']), /text\/html/);

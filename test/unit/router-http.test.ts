@@ -242,6 +242,28 @@ describe('TEI HTTP routes', () => {
     assert.equal(r.body[0][0].length, emb.engine.model.hiddenSize);
   });
 
+  test('/embed_all: a large answer is streamed, whole and in order', async () => {
+    const c = client(auth, { authorization: 'Bearer sekret' });
+    const texts = Array.from({ length: 16 }, (_, i) => `text${i} ${LONG}`);
+    const r = await c.post('/embed_all', { inputs: texts, truncate: true });
+    assert.equal(r.status, 200, JSON.stringify(r.body).slice(0, 300));
+    // Streamed (chunked), not built as one string with a length: 16 x 128 tokens x hidden floats.
+    assert.equal(r.headers.get('content-length'), null);
+    assert.equal(r.headers.get('transfer-encoding'), 'chunked');
+    assert.match(r.headers.get('x-compute-tokens') ?? '', /^\d+$/);
+    const hidden = auth.engine.model.hiddenSize;
+    assert.equal(r.body.length, texts.length);
+    for (const row of r.body) {
+      assert.equal(row.length, auth.engine.model.maxInputLength);
+      for (const token of row) assert.equal(token.length, hidden);
+    }
+    for (const i of [0, 7, 15]) {
+      const alone = await c.post('/embed_all', { inputs: texts[i], truncate: true });
+      assert.equal(alone.body[0].length, r.body[i].length);
+      for (let t = 0; t < alone.body[0].length; t += 31) assert.ok(cosine(alone.body[0][t], r.body[i][t]) > 0.99999, `input ${i} token ${t}`);
+    }
+  });
+
   test('/tokenize and /decode', async () => {
     const c = client(emb);
     const one = await c.post('/tokenize', { inputs: 'hello world' });
@@ -255,6 +277,9 @@ describe('TEI HTTP routes', () => {
         ['[SEP]', true, null, null],
       ],
     );
+    // The tokenizer routes have no timings (as in TEI): this process's own total time only.
+    assert.match(one.headers.get('x-total-time') ?? '', /^\d+$/);
+    assert.equal(one.headers.get('x-compute-tokens'), null);
     const plain = await c.post('/tokenize', { inputs: ['hello world', 'hi'], add_special_tokens: false });
     assert.equal(plain.body.length, 2);
     assert.equal(plain.body[0].length, 2);

@@ -7,14 +7,10 @@
  * grows with what a request asks for beyond the limit.
  */
 import { AnswerMeter } from '../../child/answer-meter.js';
+import { JSON_BYTES_PER_FLOAT } from '../../tei/json-answer.js';
 import { RequestError } from './errors.js';
 
-/**
- * The most characters one float32 value takes in the JSON we write (json.ts): 25 for the value
- * (`-0.0000010741975984274177`: JavaScript writes 1e-7 to 1e21 without an exponent), one for its
- * comma, one more that covers its list's brackets.
- */
-export const JSON_BYTES_PER_FLOAT = 27;
+export { JSON_BYTES_PER_FLOAT };
 
 export class AnswerBudget extends AnswerMeter {
   constructor(limitBytes: number) {

@@ -6,7 +6,7 @@
  * produce is 422 naming its capabilities; types served by different instances of the model (one
  * alias over a dense and a SPLADE instance) are gathered into one answer (capabilities.ts).
  * `{model}` may hold slashes (a hub id). Multivector outputs count against http_response_limit_mb;
- * large answers are streamed (json.ts).
+ * large answers are streamed (src/tei/json-answer.ts).
  */
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
@@ -15,7 +15,7 @@ import type { Metadata } from '../../tei/types.js';
 import { planOutputs } from './capabilities.js';
 import type { SparseVector, TokenEmbeddings } from '../../tei/types.js';
 import { AnswerBudget, JSON_BYTES_PER_FLOAT } from './answer-budget.js';
-import { flatPieces, floatList, listPieces, sendJson } from './json.js';
+import { flatPieces, floatList, listPieces, sendJson } from '../../tei/json-answer.js';
 import { checkCount, onInstance, setHeaders, tokenCount, type DataPlaneDeps } from './request-context.js';
 
 export const OutputType = Type.Union([Type.Literal('dense'), Type.Literal('sparse'), Type.Literal('multivector')], { description: '"dense", "sparse" or "multivector"' });

@@ -1,14 +1,15 @@
 /**
- * The manager's HTTP data plane as one fastify plugin: TEI's routes (tei-routes.ts), OpenAI's
- * embeddings and models (openai-routes.ts), Cohere/Jina rerank (rerank-route.ts), typed encode
- * and score (encode-route.ts, score-route.ts). Served on the admin API's listener, or on its own
+ * The manager's HTTP data plane as one fastify plugin: TEI's routes and OpenAI's embeddings
+ * (the shared plugin src/tei/http-routes.ts, on the engine tei-target.ts resolves), OpenAI's
+ * models (models-routes.ts), Cohere/Jina rerank (rerank-route.ts), typed encode and score
+ * (encode-route.ts, score-route.ts). Served on the admin API's listener, or on its own
  * (`data_port`, data-app.ts).
  *
  * - Bodies are checked by their TypeBox schemas (no coercion); the first offending field is named.
  *   Bad input is always a 4xx: a schema failure 422 (TEI's status), a body that is not JSON 400,
  *   a body over `http_body_limit_mb` 413; an answer that would exceed `http_response_limit_mb`
  *   413 as soon as the child's results show it (answer-budget.ts). Large answers are streamed in
- *   chunks with backpressure (json.ts), never built as one string.
+ *   chunks with backpressure (src/tei/json-answer.ts), never built as one string.
  * - Errors in the route's protocol: TEI's `{error, error_type}`, or on /v1 routes OpenAI's
  *   `{error: {message, type, param, code}}`; 429 and 503 carry Retry-After.
  * - Draining: once `drain` is called new requests get 503 and it resolves when those in flight
@@ -26,18 +27,12 @@ import { encodeRoute } from './encode-route.js';
 import { dataPlaneError } from './errors.js';
 import { DataPlaneMetrics } from './metrics.js';
 import { ModelDirectory, type GrantOf } from './model-directory.js';
-import { openaiRoutes } from './openai-routes.js';
+import { modelsRoutes } from './models-routes.js';
 import { rerankRoute } from './rerank-route.js';
 import { INSTANCE_HEADER, watchDisconnect, type DataPlaneDeps } from './request-context.js';
 import { scoreRoute } from './score-route.js';
-import { teiRoutes } from './tei-routes.js';
-
-declare module 'fastify' {
-  interface FastifyContextConfig {
-    /** Data plane: the protocol whose error body a failure gets. */
-    errorShape?: 'tei' | 'openai';
-  }
-}
+import { teiTarget } from './tei-target.js';
+import { teiRoutes } from '../../tei/http-routes.js';
 
 export interface DataPlaneOptions {
   instances: InstanceDirectory;
@@ -91,7 +86,7 @@ export class DataPlaneLifecycle {
   }
 }
 
-/** The tei-routes' and /v1 routes' error answer (src/tei/http-errors.ts), with Retry-After where the code has one. */
+/** The TEI and /v1 routes' error answer (src/tei/http-errors.ts), with Retry-After where the code has one. */
 function sendError(err: unknown, request: FastifyRequest, reply: FastifyReply, bodyLimitBytes: number): FastifyReply {
   const shape = request.routeOptions.config?.errorShape ?? (request.url.startsWith('/v1/') ? 'openai' : 'tei');
   const a = dataPlaneError(err, shape, bodyLimitBytes);
@@ -128,8 +123,8 @@ export const dataPlane: FastifyPluginAsync<DataPlaneOptions> = async (app: Fasti
     });
   }
 
-  teiRoutes(app, deps);
-  openaiRoutes(app, deps);
+  await app.register(teiRoutes, teiTarget(deps));
+  modelsRoutes(app, deps);
   rerankRoute(app, deps);
   encodeRoute(app, deps);
   scoreRoute(app, deps);

@@ -10,13 +10,13 @@ import type { ColdStartWaiter } from '../../catalog/catalog.js';
 import { TeiplexError } from '../../common/errors.js';
 import type { MuxRouting } from '../../routing/routing.js';
 import { canServe } from '../../supervisor/instance-state.js';
-import { aggregateMetadata, timingHeaders } from '../../tei/metadata.js';
+import { setSuccessHeaders } from '../../tei/http-routes.js';
 import type { Metadata } from '../../tei/types.js';
 import type { Instance } from '../../supervisor/instance.js';
 import type { ChildClient } from '../../child/child-client.js';
 import { autoTruncateOf } from '../../config/spec-flags.js';
 import type { PbInfoResponse } from '../../tei/proto.js';
-import type { CallOptions, TruncationDirection } from '../../tei/types.js';
+import type { CallOptions } from '../../tei/types.js';
 import { RequestError } from './errors.js';
 import type { GrantOf, ModelDirectory } from './model-directory.js';
 
@@ -117,10 +117,7 @@ export function requestedModel(request: FastifyRequest, fromBody: string | null 
  * `metadata` null (tokenizer routes, which TEI gives no timings): x-total-time only.
  */
 export function setHeaders(reply: FastifyReply, startNs: bigint, metadata: readonly Metadata[] | null, instances: readonly string[]): void {
-  const total = process.hrtime.bigint() - startNs;
-  if (metadata === null) reply.header('x-total-time', (total / 1_000_000n).toString());
-  else for (const [k, v] of timingHeaders(aggregateMetadata(metadata, total))) reply.header(k, v);
-  reply.header(INSTANCE_HEADER, [...new Set(instances)].join(','));
+  setSuccessHeaders(reply, startNs, metadata, { [INSTANCE_HEADER]: [...new Set(instances)].join(',') });
 }
 
 /** Tokens the child counted, summed. */
@@ -129,12 +126,3 @@ export function tokenCount(metadata: readonly Metadata[]): number {
   for (const m of metadata) n += m.computeTokens;
   return n;
 }
-
-/** TEI's input union: one input (a string or token ids) or a list of them. */
-export function inputList(inputs: string | number[] | Array<string | number[]>): Array<string | number[]> {
-  if (typeof inputs === 'string') return [inputs];
-  if (inputs.length > 0 && inputs.every((x) => typeof x === 'number')) return [inputs as number[]];
-  return inputs as Array<string | number[]>;
-}
-
-export const direction = (d: string | undefined): TruncationDirection => (d !== undefined && d.toLowerCase() === 'left' ? 'left' : 'right');

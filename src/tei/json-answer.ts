@@ -17,6 +17,13 @@ const PIECE_BYTES = 64 * 1024;
 /** Answers estimated below this are sent as one string (no stream set up). */
 const STREAM_FROM_BYTES = 256 * 1024;
 
+/**
+ * The most characters one float32 value takes in the JSON written here: 25 for the value
+ * (`-0.0000010741975984274177`: JavaScript writes 1e-7 to 1e21 without an exponent), one for its
+ * comma, one more that covers its list's brackets. Answer sizes are estimated (and bounded) with it.
+ */
+export const JSON_BYTES_PER_FLOAT = 27;
+
 /** A float vector as a JSON list. */
 export function floatList(v: ArrayLike<number>): string {
   const n = v.length;

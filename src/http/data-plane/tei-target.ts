@@ -1,0 +1,40 @@
+/**
+ * The data plane's side of TEI's shared HTTP routes (src/tei/http-routes.ts): which engine serves
+ * a request. The request's `model` (the body's field, else the X-Model header; optional with a
+ * single instance) resolves to the instance that can do what the route needs (cold-starting an
+ * on-demand model, with the API key's authorization decision: capabilities.ts, model-directory.ts),
+ * and the route runs on that instance's ChildClient, counted in flight, with the request's
+ * deadline and disconnect signal (request-context.ts). The target's facts: the child's
+ * auto-truncate, the requested name as OpenAI's `model`, /embed_all's answer budget
+ * (http_response_limit_mb), and `x-teiplex-instance` on the answer. Inputs are counted against
+ * max_request_inputs (413), and bodies take the `model` field.
+ */
+import type { FastifyRequest } from 'fastify';
+import type { EngineTarget, RouteNeed, TeiRoutesOptions } from '../../tei/http-routes.js';
+import { AnswerBudget } from './answer-budget.js';
+import { instanceFor } from './capabilities.js';
+import { checkCount, INSTANCE_HEADER, onInstance, requestedModel, type DataPlaneDeps } from './request-context.js';
+
+export function teiTarget(d: DataPlaneDeps): TeiRoutesOptions {
+  return {
+    async serve<T>(request: FastifyRequest, need: RouteNeed, fn: (t: EngineTarget) => Promise<T>): Promise<T> {
+      const body = request.body as { model?: string | null } | null;
+      const model = requestedModel(request, body?.model);
+      const instance = await instanceFor(d, request, model, need);
+      return onInstance(d, request, instance, (c) =>
+        fn({
+          engine: c.client,
+          autoTruncate: c.autoTruncate,
+          modelName: model ?? instance.spec.model_id,
+          call: c.call,
+          onFloats: new AnswerBudget(d.responseLimitBytes).onFloats,
+          headers: { [INSTANCE_HEADER]: instance.name },
+        }),
+      );
+    },
+    checkCount: (n, field) => checkCount(d, n, field),
+    bodyLimit: d.bodyLimitBytes,
+    modelField: true,
+    tags: { tei: 'data plane (TEI)', openai: 'data plane (OpenAI)' },
+  };
+}

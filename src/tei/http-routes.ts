@@ -1,0 +1,337 @@
+/**
+ * TEI's HTTP routes as one fastify plugin, for every front end that speaks them: the router over
+ * its local engine, the manager's data plane over a child's ChildClient. Routes: /embed,
+ * /embed_sparse, /embed_all, /predict, /rerank, /tokenize, /decode, and OpenAI's /v1/embeddings
+ * (at the URLs the front end lists). JSON shapes follow text-embeddings-inference's
+ * router/src/http/types.rs.
+ *
+ * - The routes interpret the body (http-schemas.ts: TEI's input unions, token-id inputs, predict's
+ *   string / pair / batch rules, `truncate` left out or null = the target's auto-truncate,
+ *   normalize, dimensions, prompt_name, raw_scores, return_text, OpenAI's base64 encoding) and
+ *   write TEI's answers; they never decide which engine answers. The front end does, per request,
+ *   through `serve(request, need, fn)`: it resolves the engine for what the route needs (a
+ *   capability, or null for the tokenizer routes), and runs `fn` on it with the facts of that
+ *   target (auto-truncate default, the model name OpenAI's answer carries, call options: deadline
+ *   and client-gone signal, /embed_all's answer-size hook, extra success headers).
+ * - Front-end differences are options: the input count check (`checkCount`, called before the
+ *   engine is resolved; it throws), a `model` body field (`modelField`), OpenAPI tags, where the
+ *   OpenAI route is served. Each route's config carries `errorShape` ('tei' or 'openai': the
+ *   front end's error handler picks the body) and `tokenIds` (the body field that may hold token ids).
+ * - Success headers (ms, like TEI): x-compute-time, x-compute-characters, x-compute-tokens,
+ *   x-total-time, x-tokenization-time, x-queue-time, x-inference-time; /tokenize and /decode
+ *   (no timings in TEI) x-total-time only; then the target's own headers.
+ * - Answers of float vectors are written as JSON pieces and streamed when large (json-answer.ts).
+ */
+import { Type, type Static, type TObject, type TProperties } from '@sinclair/typebox';
+import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import { TeiplexError } from '../common/errors.js';
+import { base64Floats, floatCount, floatList, JSON_BYTES_PER_FLOAT, listPieces, matrixPieces, sendJson } from './json-answer.js';
+import {
+  DecodeRequest,
+  EmbedAllRequest,
+  EmbedRequest,
+  EmbedSparseRequest,
+  nullable,
+  OpenAIEmbeddingsRequest,
+  PredictRequest,
+  RerankRequest,
+  TokenizeRequest,
+} from './http-schemas.js';
+import { aggregateMetadata, timingHeaders } from './metadata.js';
+import type { CallOptions, Engine, EncodeOptions, Metadata, PairInput, TextInput, TruncationDirection } from './types.js';
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The protocol whose error body a failure of this route gets. */
+    errorShape?: 'tei' | 'openai';
+    /** The body field that may hold token ids. */
+    tokenIds?: 'inputs' | 'input' | 'ids';
+  }
+}
+
+/** What a route needs of the engine that serves it; null: any (the tokenizer routes). */
+export type RouteNeed = 'dense' | 'sparse' | 'multivector' | 'classify' | 'score' | null;
+
+/** The engine that serves one request, and the facts of that target the routes need. */
+export interface EngineTarget {
+  readonly engine: Engine;
+  /** What `truncate` means when a request leaves it out (--auto-truncate). */
+  readonly autoTruncate: boolean;
+  /** OpenAI's `model` in the /v1/embeddings answer. */
+  readonly modelName: string;
+  /** Options of every engine call: deadline, the client-gone signal. */
+  readonly call?: CallOptions;
+  /** /embed_all's answer size hook (CallOptions.onFloats): throws past the front end's limit. */
+  readonly onFloats?: (n: number) => void;
+  /** Headers added to a success (e.g. the instance that answered). */
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
+export interface TeiRoutesOptions {
+  /** Resolve the engine that serves `request` for `need` and run `fn` on it (the front end's decision). */
+  serve<T>(request: FastifyRequest, need: RouteNeed, fn: (t: EngineTarget) => Promise<T>): Promise<T>;
+  /** The request's input count in `field` against the front end's limits; throws to refuse. */
+  checkCount(n: number, field: string): void;
+  /** Largest body in bytes. */
+  bodyLimit: number;
+  /** Bodies take a `model` field (instance name, model id or alias). */
+  modelField?: boolean;
+  /** OpenAPI tags of the TEI routes and of the OpenAI route. */
+  tags?: { tei: string; openai: string };
+  /** Where OpenAI's embeddings route is served (default: /v1/embeddings). */
+  openaiUrls?: readonly string[];
+  /** Told when a route refuses a body itself (predict's shape rules). */
+  onRefused?: (e: TeiplexError) => void;
+}
+
+const ModelField = nullable(Type.String({ description: 'instance name, model id or alias (else the X-Model header; optional with a single instance)' }));
+const withModel = <P extends TProperties>(s: TObject<P>) => Type.Object({ ...s.properties, model: ModelField });
+
+/** The bodies of the routes, with a `model` field or without (OpenAI's has one either way). */
+export function bodySchemas(modelField: boolean) {
+  const m = <P extends TProperties>(s: TObject<P>) => (modelField ? withModel(s) : s);
+  return {
+    embed: m(EmbedRequest),
+    embedSparse: m(EmbedSparseRequest),
+    embedAll: m(EmbedAllRequest),
+    predict: m(PredictRequest),
+    rerank: m(RerankRequest),
+    tokenize: m(TokenizeRequest),
+    decode: m(DecodeRequest),
+    openai: OpenAIEmbeddingsRequest,
+  };
+}
+
+export type RouteHandler = (request: FastifyRequest, reply: FastifyReply) => Promise<unknown>;
+
+/** One route: its body schema, handler and route config. */
+export interface TeiRoute {
+  schema: TObject;
+  handler: RouteHandler;
+  errorShape: 'tei' | 'openai';
+  tokenIds?: 'inputs' | 'input' | 'ids';
+}
+
+const direction = (d: string | undefined): TruncationDirection => (d !== undefined && d.toLowerCase() === 'left' ? 'left' : 'right');
+
+/** TEI's input union: one input (a string or token ids) or a list of them. */
+export function inputList(inputs: string | number[] | Array<string | number[]>): TextInput[] {
+  if (typeof inputs === 'string') return [inputs];
+  if (inputs.length > 0 && inputs.every((x) => typeof x === 'number')) return [inputs as number[]];
+  return inputs as TextInput[];
+}
+
+/**
+ * A success's headers: TEI's timing headers from per-input metadata (sums of sizes, means of stage
+ * times; x-total-time is this process's own), x-total-time only without metadata, then `extra`.
+ */
+export function setSuccessHeaders(reply: FastifyReply, startNs: bigint, metadata: readonly Metadata[] | null, extra?: Readonly<Record<string, string>>): void {
+  const total = process.hrtime.bigint() - startNs;
+  if (metadata === null) reply.header('x-total-time', (total / 1_000_000n).toString());
+  else for (const [k, v] of timingHeaders(aggregateMetadata(metadata, total))) reply.header(k, v);
+  if (extra !== undefined) for (const [k, v] of Object.entries(extra)) reply.header(k, v);
+}
+
+const setHeaders = (reply: FastifyReply, startNs: bigint, metadata: readonly Metadata[] | null, t: EngineTarget): void => setSuccessHeaders(reply, startNs, metadata, t.headers);
+
+/** The routes' handlers, by name: the plugin serves them, and a front end may serve them at more URLs (TEI's POST /). */
+export function teiRouteTable(o: TeiRoutesOptions) {
+  const B = bodySchemas(o.modelField ?? false);
+  const refuse = (e: TeiplexError): TeiplexError => {
+    o.onRefused?.(e);
+    return e;
+  };
+  const encodeOptions = (body: Static<typeof EmbedSparseRequest>, t: EngineTarget): EncodeOptions => ({
+    truncate: body.truncate ?? t.autoTruncate,
+    truncationDirection: direction(body.truncation_direction),
+    ...(body.prompt_name != null ? { promptName: body.prompt_name } : {}),
+  });
+  const route = <S extends TObject>(schema: S, handler: (body: Static<S>, request: FastifyRequest, reply: FastifyReply) => Promise<unknown>, extra: Partial<TeiRoute> = {}): TeiRoute => ({
+    schema,
+    handler: (request, reply) => handler(request.body as Static<S>, request, reply),
+    errorShape: 'tei',
+    ...extra,
+  });
+
+  /** The embedding routes' one shape: inputs counted, the engine resolved for `need`, `run` on it, headers, `answer` the rows. */
+  const embedRoute = <S extends typeof EmbedSparseRequest, R>(
+    schema: S,
+    need: RouteNeed,
+    run: (t: EngineTarget, inputs: TextInput[], e: EncodeOptions, body: Static<S>) => Promise<{ results: R[]; metadata: Metadata[] }>,
+    answer: (rows: R[], reply: FastifyReply) => unknown,
+  ) =>
+    route(
+      schema,
+      async (body, request, reply) => {
+        const start = process.hrtime.bigint();
+        const items = inputList(body.inputs);
+        o.checkCount(items.length, 'inputs');
+        return o.serve(request, need, async (t) => {
+          const out = await run(t, items, encodeOptions(body, t), body);
+          setHeaders(reply, start, out.metadata, t);
+          return answer(out.results, reply);
+        });
+      },
+      { tokenIds: 'inputs' },
+    );
+
+  const embed = embedRoute(
+    B.embed as typeof EmbedRequest,
+    'dense',
+    (t, inputs, e, body) => t.engine.embed(inputs, { ...e, normalize: body.normalize ?? true, ...(body.dimensions != null ? { dimensions: body.dimensions } : {}) }, t.call),
+    (rows, reply) => sendJson(reply, listPieces(rows, (v) => [floatList(v)]), floatCount(rows) * JSON_BYTES_PER_FLOAT),
+  );
+  const embedSparse = embedRoute(
+    B.embedSparse,
+    'sparse',
+    (t, inputs, e) => t.engine.embedSparse(inputs, e, t.call),
+    (rows) => rows.map((r) => Array.from(r.indices, (index, k) => ({ index, value: r.values[k] }))),
+  );
+  const embedAll = embedRoute(
+    B.embedAll,
+    'multivector',
+    (t, inputs, e) => t.engine.embedAll(inputs, e, t.onFloats !== undefined ? { ...t.call, onFloats: t.onFloats } : t.call),
+    (rows, reply) =>
+      sendJson(
+        reply,
+        listPieces(rows, (m) => matrixPieces(m.values, m.tokens, m.dim)),
+        floatCount(rows.map((m) => m.values)) * JSON_BYTES_PER_FLOAT,
+      ),
+  );
+
+  const predict = route(B.predict as typeof PredictRequest, async (body, request, reply) => {
+    const start = process.hrtime.bigint();
+    const inputs = body.inputs;
+    const sequence = (s: string[], where: string): string | PairInput => {
+      if (s.length === 1) return s[0];
+      if (s.length === 2) return [s[0], s[1]];
+      throw refuse(new TeiplexError('VALIDATION', `\`${where}\` must be a string or a pair of strings [string, string], got ${s.length} strings`, { param: where }));
+    };
+    let items: Array<string | PairInput>;
+    let single: boolean;
+    if (typeof inputs === 'string') {
+      items = [inputs];
+      single = true;
+    } else if (typeof inputs[0] === 'string') {
+      // TEI: a list that starts with a string is one input, a string or a pair.
+      if (!inputs.every((x) => typeof x === 'string')) {
+        throw refuse(new TeiplexError('VALIDATION', '`inputs` must be a string, a pair of strings [string, string], or a batch [[string], [string, string], ...]', { param: 'inputs' }));
+      }
+      items = [sequence(inputs as string[], 'inputs')];
+      single = true;
+    } else {
+      items = inputs.map((x, i) => (typeof x === 'string' ? x : sequence(x, `inputs[${i}]`)));
+      single = false;
+      o.checkCount(items.length, 'inputs');
+    }
+    return o.serve(request, 'classify', async (t) => {
+      const out = await t.engine.predict(items, { truncate: body.truncate ?? t.autoTruncate, truncationDirection: direction(body.truncation_direction), rawScores: body.raw_scores ?? false }, t.call);
+      setHeaders(reply, start, out.metadata, t);
+      return single ? out.results[0] : out.results;
+    });
+  });
+
+  const rerank = route(B.rerank as typeof RerankRequest, async (body, request, reply) => {
+    const start = process.hrtime.bigint();
+    o.checkCount(body.texts.length, 'texts');
+    return o.serve(request, 'score', async (t) => {
+      const out = await t.engine.rerank(
+        body.query,
+        body.texts,
+        {
+          truncate: body.truncate ?? t.autoTruncate,
+          truncationDirection: direction(body.truncation_direction),
+          rawScores: body.raw_scores ?? false,
+          returnText: body.return_text ?? false,
+        },
+        t.call,
+      );
+      setHeaders(reply, start, [out.metadata], t);
+      return out.ranks.map((r) => (r.text !== undefined ? { index: r.index, text: r.text, score: r.score } : { index: r.index, score: r.score }));
+    });
+  });
+
+  const tokenize = route(B.tokenize as typeof TokenizeRequest, async (body, request, reply) => {
+    const start = process.hrtime.bigint();
+    const inputs = typeof body.inputs === 'string' ? [body.inputs] : body.inputs;
+    o.checkCount(inputs.length, 'inputs');
+    return o.serve(request, null, async (t) => {
+      const out = await t.engine.tokenize(inputs, body.add_special_tokens ?? true, body.prompt_name ?? undefined, t.call);
+      setHeaders(reply, start, null, t);
+      return out.map((tokens) => tokens.map((k) => ({ id: k.id, text: k.text, special: k.special, start: k.start ?? null, stop: k.stop ?? null })));
+    });
+  });
+
+  const decode = route(
+    B.decode as typeof DecodeRequest,
+    async (body, request, reply) => {
+      const start = process.hrtime.bigint();
+      const ids = body.ids;
+      const batch = ids.length > 0 && Array.isArray(ids[0]) ? (ids as number[][]) : [ids as number[]];
+      o.checkCount(batch.length, 'ids');
+      return o.serve(request, null, async (t) => {
+        const out = await t.engine.decode(batch, body.skip_special_tokens ?? true, t.call);
+        setHeaders(reply, start, null, t);
+        return out;
+      });
+    },
+    { tokenIds: 'ids' },
+  );
+
+  const openai = route(
+    B.openai,
+    async (body, request, reply) => {
+      const start = process.hrtime.bigint();
+      const items = inputList(body.input);
+      o.checkCount(items.length, 'input');
+      return o.serve(request, 'dense', async (t) => {
+        const out = await t.engine.embed(items, { truncate: t.autoTruncate, truncationDirection: 'right', normalize: true, ...(body.dimensions != null ? { dimensions: body.dimensions } : {}) }, t.call);
+        setHeaders(reply, start, out.metadata, t);
+        let tokens = 0;
+        for (const m of out.metadata) tokens += m.computeTokens;
+        const base64 = body.encoding_format === 'base64';
+        const name = JSON.stringify(t.modelName);
+        // Written as text, the vectors without a number[] per row; streamed when large.
+        function* answer(): Generator<string> {
+          yield '{"object":"list","data":[';
+          for (let index = 0; index < out.results.length; index++) {
+            const v = out.results[index];
+            const embedding = base64 ? JSON.stringify(base64Floats(v)) : floatList(v);
+            yield `${index > 0 ? ',' : ''}{"object":"embedding","embedding":${embedding},"index":${index}}`;
+          }
+          yield `],"model":${name},"usage":{"prompt_tokens":${tokens},"total_tokens":${tokens}}}`;
+        }
+        return sendJson(reply, answer(), floatCount(out.results) * JSON_BYTES_PER_FLOAT);
+      });
+    },
+    { errorShape: 'openai', tokenIds: 'input' },
+  );
+
+  return { embed, embedSparse, embedAll, predict, rerank, tokenize, decode, openai };
+}
+
+/** Serve `r` at `url` with the plugin's options (body limit, tags, route config). */
+export function postRoute(app: FastifyInstance, url: string, r: TeiRoute, o: Pick<TeiRoutesOptions, 'bodyLimit' | 'tags'>): void {
+  const tag = o.tags === undefined ? undefined : r.errorShape === 'openai' ? o.tags.openai : o.tags.tei;
+  app.post(
+    url,
+    {
+      schema: { body: r.schema, ...(tag !== undefined ? { tags: [tag] } : {}) },
+      bodyLimit: o.bodyLimit,
+      config: { errorShape: r.errorShape, ...(r.tokenIds !== undefined ? { tokenIds: r.tokenIds } : {}) },
+    },
+    r.handler,
+  );
+}
+
+export const teiRoutes: FastifyPluginAsync<TeiRoutesOptions> = async (app: FastifyInstance, o: TeiRoutesOptions) => {
+  const t = teiRouteTable(o);
+  postRoute(app, '/embed', t.embed, o);
+  postRoute(app, '/embed_sparse', t.embedSparse, o);
+  postRoute(app, '/embed_all', t.embedAll, o);
+  postRoute(app, '/predict', t.predict, o);
+  postRoute(app, '/rerank', t.rerank, o);
+  postRoute(app, '/tokenize', t.tokenize, o);
+  postRoute(app, '/decode', t.decode, o);
+  for (const url of o.openaiUrls ?? ['/v1/embeddings']) postRoute(app, url, t.openai, o);
+};
