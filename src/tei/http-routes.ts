@@ -38,7 +38,7 @@ import {
   TokenizeRequest,
 } from './http-schemas.js';
 import { aggregateMetadata, timingHeaders } from './metadata.js';
-import type { CallOptions, Engine, EncodeOptions, Metadata, PairInput, TextInput, TruncationDirection } from './types.js';
+import type { CallOptions, Capability, Engine, EncodeOptions, Metadata, PairInput, TextInput, TruncationDirection } from './types.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -50,7 +50,7 @@ declare module 'fastify' {
 }
 
 /** What a route needs of the engine that serves it; null: any (the tokenizer routes). */
-export type RouteNeed = 'dense' | 'sparse' | 'multivector' | 'classify' | 'score' | null;
+export type RouteNeed = Capability | null;
 
 /** The engine that serves one request, and the facts of that target the routes need. */
 export interface EngineTarget {

@@ -114,6 +114,9 @@ export interface Batched<T> {
   metadata: Metadata[];
 }
 
+/** What a model can produce or do (the typed routes' output types, and what a route needs of its engine). */
+export type Capability = 'dense' | 'sparse' | 'multivector' | 'score' | 'classify';
+
 /** What one call may carry to an engine besides its inputs. */
 export interface CallOptions {
   /** Aborted when the caller has gone away: work in progress is cancelled where it can be. */

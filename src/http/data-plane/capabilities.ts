@@ -11,12 +11,11 @@ import type { Instance } from '../../supervisor/instance.js';
 import { isSplade } from '../../config/spec-flags.js';
 import type { InstanceSpec } from '../../config/instance-spec.js';
 import type { PbInfoResponse } from '../../tei/proto.js';
+import type { Capability } from '../../tei/types.js';
 import { RequestError } from './errors.js';
 import type { ModelMatch } from './model-directory.js';
 import { childInfo, type DataPlaneDeps } from './request-context.js';
 
-/** What a model can produce or do, as the typed routes name it. */
-export type Capability = 'dense' | 'sparse' | 'multivector' | 'score' | 'classify';
 
 /** What the child's model can do: its Info's model type, and SPLADE pooling from its spec. */
 export function capabilitiesOf(spec: InstanceSpec, info: PbInfoResponse): Capability[] {
