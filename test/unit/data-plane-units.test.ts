@@ -11,7 +11,8 @@ import * as grpc from '@grpc/grpc-js';
 import fc from 'fast-check';
 import type { InstanceSpec } from '../../src/config/instance-spec.js';
 import { aliasesOf, autoTruncateOf, isSplade } from '../../src/config/spec-flags.js';
-import { dataPlaneError, RequestError } from '../../src/http/data-plane/errors.js';
+import { TeiplexError } from '../../src/common/errors.js';
+import { dataPlaneError } from '../../src/http/data-plane/errors.js';
 import { chunk, fanOut, mapLimit } from '../../src/child/batching/fan-out.js';
 import { AnswerBudget, JSON_BYTES_PER_FLOAT } from '../../src/http/data-plane/answer-budget.js';
 import { childFailure, childStatusOf } from '../../src/child/child-status.js';
@@ -93,7 +94,7 @@ describe('answer budget', () => {
     b.floats(40);
     assert.throws(
       () => b.floats(1),
-      (e: RequestError) => e.code === 'PAYLOAD_TOO_LARGE' && e.httpStatus === 413 && e.message.includes(`http_response_limit_mb (${100 * JSON_BYTES_PER_FLOAT} bytes`),
+      (e: TeiplexError) => e.code === 'PAYLOAD_TOO_LARGE' && e.httpStatus === 413 && e.message.includes(`http_response_limit_mb (${100 * JSON_BYTES_PER_FLOAT} bytes`),
     );
   });
 });
@@ -126,9 +127,9 @@ describe('errors', () => {
     const overloaded = dataPlaneError(childFailure({ code: grpc.status.RESOURCE_EXHAUSTED, details: 'Model is overloaded', metadata: new grpc.Metadata() }, "instance 'emb'"), 'tei', 1024);
     assert.deepEqual(overloaded.headers, { 'retry-after': '1' });
     assert.deepEqual(overloaded.body, { error: 'Model is overloaded', error_type: 'overloaded' });
-    const missing = dataPlaneError(new RequestError('MODEL_NOT_FOUND', "model 'x' is not served", 'model'), 'openai', 1024);
+    const missing = dataPlaneError(new TeiplexError('MODEL_NOT_FOUND', "model 'x' is not served", { param: 'model' }), 'openai', 1024);
     assert.deepEqual(missing.body, { error: { message: "model 'x' is not served", type: 'not_found_error', param: 'model', code: 'model_not_found' } });
-    assert.deepEqual(dataPlaneError(new RequestError('INSTANCE_UNAVAILABLE', 'starting'), 'tei', 1024).headers, { 'retry-after': '5' });
+    assert.deepEqual(dataPlaneError(new TeiplexError('INSTANCE_UNAVAILABLE', 'starting'), 'tei', 1024).headers, { 'retry-after': '5' });
     const big = dataPlaneError(Object.assign(new Error('too large'), { code: 'FST_ERR_CTP_BODY_TOO_LARGE', statusCode: 413 }), 'tei', 2048);
     assert.deepEqual([big.status, big.error.message], [413, 'the request body exceeds http_body_limit_mb (2048 bytes)']);
     assert.equal(dataPlaneError(new Error('unexpected'), 'tei', 1).status, 424, 'an unexpected failure is a backend error, still in the error shape');

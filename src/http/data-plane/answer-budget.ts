@@ -8,7 +8,7 @@
  */
 import { AnswerMeter } from '../../child/answer-meter.js';
 import { JSON_BYTES_PER_FLOAT } from '../../tei/json-answer.js';
-import { RequestError } from './errors.js';
+import { TeiplexError } from '../../common/errors.js';
 
 export { JSON_BYTES_PER_FLOAT };
 
@@ -17,11 +17,7 @@ export class AnswerBudget extends AnswerMeter {
     super(
       limitBytes,
       () =>
-        new RequestError(
-          'PAYLOAD_TOO_LARGE',
-          `the answer would exceed http_response_limit_mb (${limitBytes} bytes, at ${JSON_BYTES_PER_FLOAT} bytes per value): send fewer or shorter inputs per request`,
-          'inputs',
-        ),
+        new TeiplexError('PAYLOAD_TOO_LARGE', `the answer would exceed http_response_limit_mb (${limitBytes} bytes, at ${JSON_BYTES_PER_FLOAT} bytes per value): send fewer or shorter inputs per request`, { param: 'inputs' }),
     );
   }
 

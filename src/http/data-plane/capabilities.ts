@@ -12,9 +12,9 @@ import { isSplade } from '../../config/spec-flags.js';
 import type { InstanceSpec } from '../../config/instance-spec.js';
 import type { PbInfoResponse } from '../../tei/proto.js';
 import type { Capability } from '../../tei/types.js';
-import { RequestError } from './errors.js';
 import type { ModelMatch } from './model-directory.js';
 import { childInfo, type DataPlaneDeps } from './request-context.js';
+import { TeiplexError } from '../../common/errors.js';
 
 
 /** What the child's model can do: its Info's model type, and SPLADE pooling from its spec. */
@@ -42,7 +42,7 @@ export async function planOutputs<T extends Capability>(d: DataPlaneDeps, m: Mod
     if (able.length === 0) {
       const can = [...new Set(infos.flatMap((i) => i.capabilities))];
       const what = m.kind === 'instance' ? `instance '${m.name}'` : `model '${m.name}'`;
-      throw new RequestError('OUTPUT_TYPE_UNSUPPORTED', `${what} cannot produce '${type}': its capabilities are ${can.map((c) => `'${c}'`).join(', ') || 'none'}`, param);
+      throw new TeiplexError('OUTPUT_TYPE_UNSUPPORTED', `${what} cannot produce '${type}': its capabilities are ${can.map((c) => `'${c}'`).join(', ') || 'none'}`, { param });
     }
     const chosen = d.directory.pick(m, able);
     const list = plan.get(chosen);

@@ -4,15 +4,7 @@
  * the shape of the route's protocol: TEI's `{"error", "error_type"}` or OpenAI's `{"error":
  * {"message", "type", "param", "code"}}`, with `Retry-After` where the code has one.
  */
-import { TeiplexError, type ErrorCode } from '../../common/errors.js';
 import { toHttpError, type HttpError, type HttpErrorOptions } from '../../tei/http-errors.js';
-
-/** A TeiplexError that names the request field at fault (OpenAI's `param`). */
-export class RequestError extends TeiplexError {
-  constructor(code: ErrorCode, message: string, param: string | null = null) {
-    super(code, message, param !== null ? { param } : {});
-  }
-}
 
 /** How the data plane reads fastify's failures (src/tei/http-errors.ts): a body over http_body_limit_mb is named so. */
 export function dataPlaneErrorOptions(bodyLimitBytes: number): HttpErrorOptions {

@@ -20,7 +20,6 @@ import type { Instance } from '../../supervisor/instance.js';
 import { canServe } from '../../supervisor/instance-state.js';
 import type { InstanceDirectory, TargetResolver } from '../../routing/target.js';
 import { aliasesOf } from '../../config/spec-flags.js';
-import { RequestError } from './errors.js';
 import { coldStartWaiter } from './request-context.js';
 
 /** What a name resolved to, after the API key's decision: only what the request may use. */
@@ -80,9 +79,9 @@ export class ModelDirectory {
     if (model === undefined || model === null || model === '') {
       const visible = g === undefined ? all : all.filter((i) => mayUse(g, i));
       if (visible.length === 1) return { kind: 'only', name: visible[0].spec.model_id, candidates: visible };
-      if (visible.length > 1) throw new RequestError('BAD_REQUEST', `\`${param}\` is required when several instances serve: set it (or the X-Model header) to one of ${this.choices(grant)}`, param);
-      if (g === undefined) throw new RequestError('MODEL_NOT_FOUND', 'no model is served: there are no instances', param);
-      throw new RequestError('MODEL_NOT_FOUND', `\`${param}\` is required: this API key may use no instance now; set it (or the X-Model header) to one of ${this.choices(grant)}`, param);
+      if (visible.length > 1) throw new TeiplexError('BAD_REQUEST', `\`${param}\` is required when several instances serve: set it (or the X-Model header) to one of ${this.choices(grant)}`, { param });
+      if (g === undefined) throw new TeiplexError('MODEL_NOT_FOUND', 'no model is served: there are no instances', { param });
+      throw new TeiplexError('MODEL_NOT_FOUND', `\`${param}\` is required: this API key may use no instance now; set it (or the X-Model header) to one of ${this.choices(grant)}`, { param });
     }
     const byName = this.instances.find(model);
     let kind: ModelMatch['kind'] = 'instance';
@@ -106,7 +105,7 @@ export class ModelDirectory {
       );
       return { kind, name: model, candidates: [...r.instances], catalog: r.catalog };
     } catch (err) {
-      throw err instanceof TeiplexError ? new RequestError(err.code, err.message, param) : err;
+      throw err instanceof TeiplexError ? new TeiplexError(err.code, err.message, { param, ...(err.retryAfterSecs !== undefined ? { retryAfterSecs: err.retryAfterSecs } : {}) }) : err;
     }
   }
 
@@ -115,7 +114,7 @@ export class ModelDirectory {
     const chosen = among.length === 1 ? (canServe(among[0].status) ? among[0] : undefined) : this.resolver.pick(`${m.kind}:${m.name}`, among);
     if (chosen !== undefined) return chosen;
     const states = among.map((i) => `instance '${i.name}' is ${i.status}`).join(', ') || 'none of its instances is running';
-    throw new RequestError('INSTANCE_UNAVAILABLE', `model '${m.name}' cannot serve now: ${states}`, 'model');
+    throw new TeiplexError('INSTANCE_UNAVAILABLE', `model '${m.name}' cannot serve now: ${states}`, { param: 'model' });
   }
 
   instance(name: string): Instance | undefined {

@@ -6,8 +6,8 @@
  */
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
-import { RequestError } from './errors.js';
 import type { DataPlaneDeps } from './request-context.js';
+import { TeiplexError } from '../../common/errors.js';
 
 function epochSecs(iso: string | undefined): number {
   const t = iso === undefined ? NaN : Date.parse(iso);
@@ -38,7 +38,7 @@ export function modelsRoutes(app: FastifyInstance, d: DataPlaneDeps): void {
     const id = request.params['*'];
     const models = d.directory.models(d.grant(request));
     const m = models.find((x) => x.id === id);
-    if (m === undefined) throw new RequestError('MODEL_NOT_FOUND', `model '${id}' is not served; models: ${models.map((x) => `'${x.id}'`).join(', ') || '(none)'}`, 'model');
+    if (m === undefined) throw new TeiplexError('MODEL_NOT_FOUND', `model '${id}' is not served; models: ${models.map((x) => `'${x.id}'`).join(', ') || '(none)'}`, { param: 'model' });
     return modelObject(m);
   });
 }

@@ -17,7 +17,6 @@ import type { ChildClient } from '../../child/child-client.js';
 import { autoTruncateOf } from '../../config/spec-flags.js';
 import type { PbInfoResponse } from '../../tei/proto.js';
 import type { CallOptions } from '../../tei/types.js';
-import { RequestError } from './errors.js';
 import type { GrantOf, ModelDirectory } from './model-directory.js';
 
 /** Response header naming the instance(s) that answered. */
@@ -98,9 +97,9 @@ export async function onInstance<T>(d: DataPlaneDeps, request: FastifyRequest, i
 
 /** A request's input count against the limits: empty -> 422, over max_request_inputs -> 413. */
 export function checkCount(d: DataPlaneDeps, n: number, field: string): void {
-  if (n === 0) throw new RequestError('EMPTY', `\`${field}\` cannot be empty`, field);
+  if (n === 0) throw new TeiplexError('EMPTY', `\`${field}\` cannot be empty`, { param: field });
   if (n > d.maxRequestInputs) {
-    throw new RequestError('TOO_MANY_INPUTS', `\`${field}\` has ${n} inputs, more than max_request_inputs (${d.maxRequestInputs}); split the request`, field);
+    throw new TeiplexError('TOO_MANY_INPUTS', `\`${field}\` has ${n} inputs, more than max_request_inputs (${d.maxRequestInputs}); split the request`, { param: field });
   }
 }
 
