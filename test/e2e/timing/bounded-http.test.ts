@@ -21,12 +21,12 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
-import { encodeTexts } from '../../src/arrow/embedding-batch.js';
-import { sha256Hex } from '../../src/auth/api-keys.js';
-import { client, instanceToml, writeConfig } from '../helpers/data-plane.js';
-import { startManager, type ManagerProcess } from '../helpers/manager-process.js';
-import { testModel } from '../helpers/models.js';
-import { mux } from '../helpers/mux-client.js';
+import { encodeTexts } from '../../../src/arrow/embedding-batch.js';
+import { sha256Hex } from '../../../src/auth/api-keys.js';
+import { client, instanceToml, writeConfig } from '../../helpers/data-plane.js';
+import { startManager, type ManagerProcess } from '../../helpers/manager-process.js';
+import { testModel } from '../../helpers/models.js';
+import { mux } from '../../helpers/mux-client.js';
 
 let dir: string;
 before(async () => {
