@@ -5,7 +5,10 @@
  * the same client the multiplexer and the data plane use), reused across probes.
  */
 import * as grpc from '@grpc/grpc-js';
+import { asTeiplexError, TeiplexError } from '../common/errors.js';
+import { CallScope } from '../child/call-scope.js';
 import { ChildChannel } from '../child/child-channel.js';
+import { childStatusOf } from '../child/child-status.js';
 import { HEALTH, TEI, type ChildMethod } from '../child/codec.js';
 
 export type ProbeResult = { ok: true } | { ok: false; reason: string };
@@ -23,26 +26,24 @@ export class HealthProbe {
     this.channel = new ChildChannel(port, PROBE_CHANNEL);
   }
 
-  private call<Req, Res>(m: ChildMethod<Req, Res>, req: Req, timeoutMs: number): Promise<Answer<Res>> {
-    return new Promise((resolve) => {
-      let answer: Buffer | undefined;
-      const call = this.channel.call(m.path, Date.now() + timeoutMs, {
-        onHeaders: () => undefined,
-        onMessage: (msg) => {
-          answer ??= msg;
-        },
-        onStatus: (s) => {
-          if (s.code !== grpc.status.OK) return resolve({ ok: false, status: s });
-          if (answer === undefined) return resolve({ ok: false, status: { ...s, code: grpc.status.INTERNAL, details: `${m.path} answered without a message` } });
-          try {
-            resolve({ ok: true, res: m.decode(answer) });
-          } catch (err) {
-            resolve({ ok: false, status: { ...s, code: grpc.status.INTERNAL, details: `${m.path} answered with a message that does not decode: ${(err as Error).message}` } });
-          }
-        },
-      });
-      call.end(m.encode(req));
-    });
+  /** One unary call through a CallScope (the one unary call over a ChildChannel); a failure as its gRPC status. */
+  private async call<Req, Res>(m: ChildMethod<Req, Res>, req: Req, timeoutMs: number): Promise<Answer<Res>> {
+    const scope = new CallScope(Date.now() + timeoutMs, () => new TeiplexError('REQUEST_TIMEOUT', 'Deadline exceeded'));
+    try {
+      const bytes = await scope.unary(this.channel, m.path, m.encode(req), `the child on port ${this.port}`);
+      try {
+        return { ok: true, res: m.decode(bytes) };
+      } catch (err) {
+        throw new TeiplexError('BACKEND', `${m.path} answered with a message that does not decode: ${(err as Error).message}`);
+      }
+    } catch (err) {
+      // The child's own status as it came; anything else (no answer in time, no message, an answer
+      // that does not decode) as the status its error code means.
+      const e = asTeiplexError(err);
+      return { ok: false, status: childStatusOf(err) ?? { code: e.grpcStatus, details: e.message, metadata: new grpc.Metadata() } };
+    } finally {
+      scope.finish();
+    }
   }
 
   /** One probe, answered within `timeoutMs`. */

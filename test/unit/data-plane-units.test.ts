@@ -14,10 +14,10 @@ import { aliasesOf, autoTruncateOf, isSplade } from '../../src/config/spec-flags
 import { TeiplexError } from '../../src/common/errors.js';
 import { dataPlaneError } from '../../src/http/data-plane/errors.js';
 import { chunk, fanOut, mapLimit } from '../../src/child/batching/fan-out.js';
-import { AnswerBudget, JSON_BYTES_PER_FLOAT } from '../../src/http/data-plane/answer-budget.js';
+import { AnswerBudget } from '../../src/http/data-plane/answer-budget.js';
 import { childFailure, childStatusOf } from '../../src/child/child-status.js';
 import { ERROR_CODE_KEY } from '../../src/tei/grpc-status.js';
-import { base64Floats, flatPieces, floatList, listPieces, matrixPieces } from '../../src/tei/json-answer.js';
+import { base64Floats, flatPieces, floatList, JSON_BYTES_PER_FLOAT, listPieces, matrixPieces } from '../../src/tei/json-answer.js';
 
 describe('fan-out', () => {
   test('chunks cover the input in order; results come back in input order whatever the timing', async () => {

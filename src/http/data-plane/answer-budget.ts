@@ -10,8 +10,6 @@ import { AnswerMeter } from '../../child/answer-meter.js';
 import { JSON_BYTES_PER_FLOAT } from '../../tei/json-answer.js';
 import { TeiplexError } from '../../common/errors.js';
 
-export { JSON_BYTES_PER_FLOAT };
-
 export class AnswerBudget extends AnswerMeter {
   constructor(limitBytes: number) {
     super(

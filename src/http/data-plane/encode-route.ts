@@ -14,7 +14,8 @@ import { nullable, PromptName } from '../../tei/http-schemas.js';
 import type { Metadata } from '../../tei/types.js';
 import { planOutputs } from './capabilities.js';
 import type { SparseVector, TokenEmbeddings } from '../../tei/types.js';
-import { AnswerBudget, JSON_BYTES_PER_FLOAT } from './answer-budget.js';
+import { JSON_BYTES_PER_FLOAT } from '../../tei/json-answer.js';
+import { AnswerBudget } from './answer-budget.js';
 import { flatPieces, floatList, listPieces, sendJson } from '../../tei/json-answer.js';
 import { checkCount, onInstance, setHeaders, tokenCount, type DataPlaneDeps } from './request-context.js';
 
