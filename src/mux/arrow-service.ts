@@ -46,7 +46,7 @@ import { AnswerMeter } from '../child/answer-meter.js';
 import { Budget } from '../child/input-budget.js';
 import { toServiceError } from '../tei/grpc-status.js';
 import { DENSE, MULTIVECTOR, SPARSE, type ArrowKind, type EmbedFlags } from './arrow-kinds.js';
-import { callWaiter, INSTANCE_HEADER, type Forwarder, type Leg } from './forward.js';
+import { callWaiter, deadlineMs, relayMetadata, type Forwarder, type Leg } from './forward.js';
 import type { MuxMetrics } from './metrics.js';
 import type { PbTarget } from './protos.js';
 import type { Target } from '../routing/target.js';
@@ -158,16 +158,6 @@ function toTarget(t: PbTarget | null | undefined): Target {
   }
 }
 
-function deadlineMs(d: grpc.Deadline): number {
-  return d instanceof Date ? d.getTime() : d;
-}
-
-function instanceMetadata(name: string, from?: grpc.Metadata): grpc.Metadata {
-  const md = from?.clone() ?? new grpc.Metadata();
-  md.set(INSTANCE_HEADER, name);
-  return md;
-}
-
 /** The client's own deadline passed (grpc-js's words for it). */
 const clientDeadline = (): TeiplexError => new TeiplexError('REQUEST_TIMEOUT', 'Deadline exceeded');
 const clientCancelled = (): TeiplexError => new TeiplexError('CANCELLED', 'the client cancelled the call');
@@ -179,7 +169,7 @@ const clientCancelled = (): TeiplexError => new TeiplexError('CANCELLED', 'the c
 function failure(err: unknown, leg: Leg | undefined, timedOut: () => TeiplexError | undefined = () => undefined): grpc.ServerErrorResponse {
   const cause = err instanceof TeiplexError && err.code === 'REQUEST_TIMEOUT' ? (timedOut() ?? err) : err;
   const e = toServiceError(cause);
-  if (leg !== undefined) e.metadata = instanceMetadata(leg.instance.name, e.metadata);
+  if (leg !== undefined) e.metadata = relayMetadata(e.metadata, leg.instance.name);
   return e;
 }
 
@@ -382,10 +372,10 @@ function arrowHandler(
           }
           finish(grpc.status.OK);
           d.metrics.arrowRows(leg.instance.name, kind.name, n);
-          const headers = instanceMetadata(leg.instance.name);
+          const headers = relayMetadata(undefined, leg.instance.name);
           headers.set(PATH_HEADER, path);
           call.sendMetadata(headers);
-          callback(null, { arrow_ipc: Buffer.from(ipc.buffer, ipc.byteOffset, ipc.byteLength) }, instanceMetadata(leg.instance.name));
+          callback(null, { arrow_ipc: Buffer.from(ipc.buffer, ipc.byteOffset, ipc.byteLength) }, relayMetadata(undefined, leg.instance.name));
         },
         (err: unknown) => {
           if (done) return;

@@ -59,8 +59,8 @@ export interface Forwarder {
   close(method: string, leg: Leg | undefined, code: grpc.status, startedMs: number): void;
 }
 
-/** The child's headers or trailers (child-channel.ts has left out the transport's keys), naming the instance. */
-function relayMetadata(md: grpc.Metadata | undefined, instance: string): grpc.Metadata {
+/** The child's headers or trailers (child-channel.ts has left out the transport's keys), or new metadata, naming the instance. */
+export function relayMetadata(md: grpc.Metadata | undefined, instance: string): grpc.Metadata {
   const out = md ?? new grpc.Metadata();
   out.set(INSTANCE_HEADER, instance);
   return out;
@@ -75,7 +75,8 @@ function childError(err: grpc.StatusObject, leg: Leg): grpc.ServerErrorResponse 
   return Object.assign(new Error(err.details), { code: err.code, details: err.details, metadata: relayMetadata(err.metadata, leg.instance.name) });
 }
 
-function deadlineMs(d: grpc.Deadline): number {
+/** A call's deadline as epoch ms (Infinity: none). */
+export function deadlineMs(d: grpc.Deadline): number {
   return d instanceof Date ? d.getTime() : d;
 }
 
