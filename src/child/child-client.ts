@@ -46,7 +46,7 @@ import { CallScope } from './call-scope.js';
 import type { ChildChannel } from './child-channel.js';
 import { ChildInfo, type BatchSupport } from './child-info.js';
 import { childFailure, childStatusOf } from './child-status.js';
-import { fromPbMetadata, pbDirection, TEI, type ChildMethod } from './codec.js';
+import { decodeAnswer, fromPbMetadata, pbDirection, TEI, type ChildMethod } from './codec.js';
 import type { Budget } from './input-budget.js';
 import { DENSE, MULTIVECTOR, SPARSE, type RowKind, type RowOptions } from './row-kinds.js';
 
@@ -142,15 +142,7 @@ export class ChildClient implements Engine {
   // ---- calls ------------------------------------------------------------------------------------
 
   private async unary<Req, Res>(s: CallScope, m: ChildMethod<Req, Res>, req: Req): Promise<Res> {
-    return this.decoded(m, await s.unary(this.channel, m.path, m.encode(req), this.who));
-  }
-
-  private decoded<Res>(m: ChildMethod<unknown, Res>, bytes: Buffer): Res {
-    try {
-      return m.decode(bytes);
-    } catch (err) {
-      throw new TeiplexError('BACKEND', `${this.who} sent an answer to ${m.path} that does not decode: ${(err as Error).message}`);
-    }
+    return decodeAnswer(m, await s.unary(this.channel, m.path, m.encode(req), this.who), this.who);
   }
 
   /** One bidirectional stream: one answer per message, in order. */
@@ -181,7 +173,7 @@ export class ChildClient implements Engine {
 
   private async manyOf<Req, Res>(s: CallScope, single: ChildMethod<Req, Res>, stream: ChildMethod<Req, Res>, reqs: readonly Req[]): Promise<Res[]> {
     const answers = await this.many(s, single.path, stream.path, reqs.map((r) => single.encode(r)));
-    return answers.map((b) => this.decoded(single, b));
+    return answers.map((b) => decodeAnswer(single, b, this.who));
   }
 
   // ---- splitting --------------------------------------------------------------------------------

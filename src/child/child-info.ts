@@ -18,7 +18,7 @@
 import type { PbInfoResponse } from '../tei/proto.js';
 import { CallScope } from './call-scope.js';
 import type { ChildChannel } from './child-channel.js';
-import { TEI } from './codec.js';
+import { decodeAnswer, TEI } from './codec.js';
 import { Budget } from './input-budget.js';
 import { TeiplexError } from '../common/errors.js';
 
@@ -51,11 +51,7 @@ export class ChildInfo {
         p = this.fetching = own.unary(this.channel, TEI.Info.path, TEI.Info.encode({}), this.who).then(
           (bytes) => {
             own.finish();
-            try {
-              return TEI.Info.decode(bytes);
-            } catch (err) {
-              throw new TeiplexError('BACKEND', `${this.who}: its Info answer is not a tei.v1.InfoResponse: ${(err as Error).message}`);
-            }
+            return decodeAnswer(TEI.Info, bytes, this.who);
           },
           (err: unknown) => {
             own.finish();

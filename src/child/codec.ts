@@ -5,6 +5,7 @@
  * types describe; and the conversion of a child's metadata.
  */
 import type { MethodDefinition } from '@grpc/proto-loader';
+import { TeiplexError } from '../common/errors.js';
 import {
   HEALTH_PROTO_FILE,
   loadProtos,
@@ -77,6 +78,15 @@ export const BATCH = {
 } as const;
 
 /** tei.v1's truncation direction for the engine's. */
+/** A child's answer to `m`, decoded; an answer that does not decode is the child's failure (BACKEND). */
+export function decodeAnswer<Res>(m: ChildMethod<unknown, Res>, bytes: Buffer, who: string): Res {
+  try {
+    return m.decode(bytes);
+  } catch (err) {
+    throw new TeiplexError('BACKEND', `${who} sent an answer to ${m.path} that does not decode: ${(err as Error).message}`);
+  }
+}
+
 export function pbDirection(d: TruncationDirection): PbTruncationDirection {
   return d === 'left' ? 'TRUNCATION_DIRECTION_LEFT' : 'TRUNCATION_DIRECTION_RIGHT';
 }

@@ -9,7 +9,7 @@ import { asTeiplexError, TeiplexError } from '../common/errors.js';
 import { CallScope } from '../child/call-scope.js';
 import { ChildChannel } from '../child/child-channel.js';
 import { childStatusOf } from '../child/child-status.js';
-import { HEALTH, TEI, type ChildMethod } from '../child/codec.js';
+import { decodeAnswer, HEALTH, TEI, type ChildMethod } from '../child/codec.js';
 
 export type ProbeResult = { ok: true } | { ok: false; reason: string };
 
@@ -30,12 +30,8 @@ export class HealthProbe {
   private async call<Req, Res>(m: ChildMethod<Req, Res>, req: Req, timeoutMs: number): Promise<Answer<Res>> {
     const scope = new CallScope(Date.now() + timeoutMs, () => new TeiplexError('REQUEST_TIMEOUT', 'Deadline exceeded'));
     try {
-      const bytes = await scope.unary(this.channel, m.path, m.encode(req), `the child on port ${this.port}`);
-      try {
-        return { ok: true, res: m.decode(bytes) };
-      } catch (err) {
-        throw new TeiplexError('BACKEND', `${m.path} answered with a message that does not decode: ${(err as Error).message}`);
-      }
+      const who = `the child on port ${this.port}`;
+      return { ok: true, res: decodeAnswer(m, await scope.unary(this.channel, m.path, m.encode(req), who), who) };
     } catch (err) {
       // The child's own status as it came; anything else (no answer in time, no message, an answer
       // that does not decode) as the status its error code means.
