@@ -14,6 +14,7 @@
  *   on what the call's target resolves to (access.ts): forwarded RPCs and the Arrow RPCs when
  *   they resolve their target, ListInstances and health when they list or look up an instance.
  */
+import type { PeerCertificate } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { TeiplexError } from '../common/errors.js';
 import { toGrpcStatus } from '../tei/grpc-status.js';
@@ -52,11 +53,28 @@ export function grpcMethodIsOpen(auth: Auth, path: string): boolean {
   return false;
 }
 
+/**
+ * The per-call checks of a call that is not open (`grpcMethodIsOpen`): the peer certificate
+ * (`peer()`, read only when an allow-list is active) against the allow-lists, then the
+ * `authorization` values when API keys are configured. Returns the key's grant (undefined: keys
+ * off); throws TeiplexError UNAUTHENTICATED. The interceptor and the multiplexer's unary front
+ * (src/mux/unary-front.ts) make their decision here.
+ */
+export function checkGrpcCall(auth: Auth, authorization: readonly unknown[], peer: () => PeerCertificate | undefined): ApiKeyGrant | undefined {
+  const allowList = auth.mtls?.allowList;
+  if (allowList?.active === true) {
+    const verdict = allowList.check(peer());
+    if (!verdict.allowed) throw new TeiplexError('UNAUTHENTICATED', verdict.reason ?? 'client certificate not allowed');
+  }
+  if (!auth.keys.enabled) return undefined;
+  if (authorization.length > 1) throw new TeiplexError('UNAUTHENTICATED', 'more than one authorization entry in the metadata');
+  const value = authorization[0];
+  return auth.keys.authenticate(typeof value === 'string' ? value : Buffer.isBuffer(value) ? value.toString('utf8') : undefined);
+}
+
 /** The interceptor. `onReject(path, code)` hears about each refused call (metrics). */
 export function grpcAuthInterceptor(auth: Auth, onReject?: (path: string, code: grpc.status) => void): grpc.ServerInterceptor {
-  const allowList = auth.mtls?.allowList;
-  const checkCert = allowList?.active === true;
-  const keys = auth.keys.enabled ? auth.keys : undefined;
+  const keys = auth.keys.enabled;
   return (method, call) => {
     if (grpcMethodIsOpen(auth, method.path)) return new grpc.ServerInterceptingCall(call);
     let grant: ApiKeyGrant | undefined;
@@ -69,23 +87,14 @@ export function grpcAuthInterceptor(auth: Auth, onReject?: (path: string, code: 
     };
     const builder = new grpc.ServerListenerBuilder().withOnReceiveMetadata((metadata, next) => {
       try {
-        if (checkCert) {
-          const verdict = allowList!.check(call.getAuthContext().sslPeerCertificate);
-          if (!verdict.allowed) throw new TeiplexError('UNAUTHENTICATED', verdict.reason ?? 'client certificate not allowed');
-        }
-        if (keys !== undefined) {
-          const values = metadata.get('authorization');
-          if (values.length > 1) throw new TeiplexError('UNAUTHENTICATED', 'more than one authorization entry in the metadata');
-          const value = values[0];
-          grant = keys.authenticate(typeof value === 'string' ? value : value?.toString('utf8'));
-        }
+        grant = checkGrpcCall(auth, metadata.get('authorization'), () => call.getAuthContext().sslPeerCertificate);
       } catch (err) {
         refuse(err);
         return;
       }
       next(metadata);
     });
-    if (keys !== undefined) {
+    if (keys) {
       builder
         .withOnReceiveMessage((message, next) => {
           if (refused) return;

@@ -352,7 +352,8 @@ class StreamCall implements ChildCall {
   }
 }
 
-function frame(msg: Buffer): Buffer {
+/** One gRPC length-prefixed message, uncompressed. */
+export function frame(msg: Buffer): Buffer {
   const out = Buffer.allocUnsafe(5 + msg.length);
   out[0] = 0;
   out.writeUInt32BE(msg.length, 1);

@@ -46,7 +46,7 @@ import { AnswerMeter } from '../child/answer-meter.js';
 import { Budget } from '../child/input-budget.js';
 import { toServiceError } from '../tei/grpc-status.js';
 import { DENSE, MULTIVECTOR, SPARSE, type ArrowKind, type EmbedFlags } from './arrow-kinds.js';
-import { callWaiter, deadlineMs, relayMetadata, type Forwarder, type Leg } from './forward.js';
+import { callWaiter, deadlineMs, noWaitOf, relayMetadata, type Forwarder, type Leg } from './forward.js';
 import type { MuxMetrics } from './metrics.js';
 import type { PbTarget } from './protos.js';
 import type { Target } from '../routing/target.js';
@@ -290,7 +290,7 @@ function arrowHandler(
         if (call.cancelled) return dropped();
         let opened: Leg | Promise<Leg>;
         try {
-          opened = f.open(target, call.metadata, grantOf(req), callWaiter(call, (req.arrow_ipc?.length ?? 0) + texts.byteLength));
+          opened = f.open(target, noWaitOf(call.metadata), grantOf(req), () => callWaiter(call, (req.arrow_ipc?.length ?? 0) + texts.byteLength));
         } catch (err) {
           refuse(err);
           return;

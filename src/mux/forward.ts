@@ -4,7 +4,8 @@
  * response bytes go back to the client as they are (an identity serializer on the server side),
  * so the multiplexer never decodes or re-encodes a tei.v1 message.
  *
- * - Unary: one child call with deadline min(client's deadline, now + grpc_request_timeout_secs).
+ * - Unary (served by unary-front.ts on node:http2, before grpc-js): one child call with deadline
+ *   min(client's deadline, now + grpc_request_timeout_secs).
  * - Streams (bidirectional, and RerankStream's client stream): the first message picks the
  *   instance and opens the child stream; later messages may repeat the same target or omit it,
  *   another target fails the stream with INVALID_ARGUMENT. Flow control is end to end (a side
@@ -20,7 +21,7 @@
 import * as grpc from '@grpc/grpc-js';
 import type { ApiKeyGrant } from '../auth/api-keys.js';
 import { grantOf } from '../auth/grpc-auth.js';
-import type { ColdStartWaiter } from '../catalog/catalog.js';
+import { asksNoWait, NO_WAIT_HEADER, type ColdStartWaiter } from '../catalog/catalog.js';
 import { TeiplexError } from '../common/errors.js';
 import { toServiceError } from '../tei/grpc-status.js';
 import type { Instance } from '../supervisor/instance.js';
@@ -52,9 +53,10 @@ export interface Forwarder {
    * Resolve the target, decide what `grant` (the call's restricted API key, `grantOf` the request
    * message) may use of it, and count the call in flight on the instance chosen; throws
    * TeiplexError. A promise when the target is an on-demand model that must be started first (a
-   * cold start, only after the decision).
+   * cold start, only after the decision). `noWait`: the caller asked not to wait for one
+   * (`x-teiplex-no-wait`); `waiter` is called only for a cold start.
    */
-  open(target: Target, metadata: grpc.Metadata, grant: ApiKeyGrant | undefined, waiter?: ColdStartWaiter): Leg | Promise<Leg>;
+  open(target: Target, noWait: boolean, grant: ApiKeyGrant | undefined, waiter?: () => ColdStartWaiter): Leg | Promise<Leg>;
   /** The call is over: no longer in flight; metrics. `leg` undefined: it never reached an instance. */
   close(method: string, leg: Leg | undefined, code: grpc.status, startedMs: number): void;
 }
@@ -66,7 +68,7 @@ export function relayMetadata(md: grpc.Metadata | undefined, instance: string): 
   return out;
 }
 
-function timeoutError(leg: Leg, timeoutMs: number): TeiplexError {
+export function timeoutError(leg: Leg, timeoutMs: number): TeiplexError {
   return new TeiplexError('REQUEST_TIMEOUT', `instance '${leg.instance.name}' did not answer within grpc_request_timeout_secs (${timeoutMs / 1000} s)`);
 }
 
@@ -81,12 +83,12 @@ export function deadlineMs(d: grpc.Deadline): number {
 }
 
 /** Check a message's own fields (not yet its target's meaning); throws INVALID_ARGUMENT. */
-function checkMessage(m: ForwardedMethod, w: Wrapper, where: string): void {
+export function checkMessage(m: ForwardedMethod, w: Wrapper, where: string): void {
   if (w.error !== undefined) throw new TeiplexError('BAD_REQUEST', `${where}${w.error}`);
   if (w.request === undefined && !m.requestOptional) throw new TeiplexError('BAD_REQUEST', `${where}'request' is required (the tei.v1 request to forward)`);
 }
 
-function requireTarget(w: Wrapper, where: string): Target {
+export function requireTarget(w: Wrapper, where: string): Target {
   if (w.target === undefined) throw new TeiplexError('BAD_REQUEST', `${where}'target' is required: set one of instance_name, model_id or instance_index`);
   return w.target;
 }
@@ -102,51 +104,9 @@ export function callWaiter(call: { readonly cancelled: boolean; on(event: 'cance
   return { bytes, signal: ac.signal };
 }
 
-export function forwardUnary(m: ForwardedMethod, f: Forwarder): grpc.handleUnaryCall<Wrapper, Buffer> {
-  return (call, callback) => {
-    const started = performance.now();
-    const w = call.request;
-    const refuse = (err: unknown): void => {
-      const e = toServiceError(err);
-      f.close(m.name, undefined, e.code!, started);
-      callback(e);
-    };
-    const run = (leg: Leg): void => {
-      if (call.cancelled) {
-        f.close(m.name, leg, grpc.status.CANCELLED, started);
-        return;
-      }
-      const ours = Date.now() + f.timeoutMs;
-      const client = deadlineMs(call.getDeadline());
-      let response: Buffer | undefined;
-      const child = leg.channel.call(m.childPath, Math.min(client, ours), {
-        onHeaders: (md) => call.sendMetadata(relayMetadata(md, leg.instance.name)),
-        onMessage: (msg) => {
-          response ??= msg;
-        },
-        onStatus: (s) => {
-          let e: grpc.ServerErrorResponse | undefined;
-          if (s.code !== grpc.status.OK) e = s.code === grpc.status.DEADLINE_EXCEEDED && client > ours ? toServiceError(timeoutError(leg, f.timeoutMs)) : childError(s, leg);
-          else if (response === undefined) e = toServiceError(new TeiplexError('BACKEND', `instance '${leg.instance.name}' answered a unary call without a message`));
-          f.close(m.name, leg, e?.code ?? grpc.status.OK, started);
-          if (e !== undefined) callback(e);
-          else callback(null, response, relayMetadata(s.metadata, leg.instance.name));
-        },
-      });
-      child.end(w.request ?? EMPTY);
-      call.on('cancelled', () => child.cancel());
-    };
-    let opened: Leg | Promise<Leg>;
-    try {
-      checkMessage(m, w, '');
-      opened = f.open(requireTarget(w, ''), call.metadata, grantOf(w), callWaiter(call, w.request?.length ?? 0));
-    } catch (err) {
-      refuse(err);
-      return;
-    }
-    if (opened instanceof Promise) opened.then(run, refuse);
-    else run(opened);
-  };
+/** Does the call's metadata ask not to wait for a cold start? */
+export function noWaitOf(md: grpc.Metadata): boolean {
+  return asksNoWait(md.get(NO_WAIT_HEADER)[0]);
 }
 
 type ServerStream = grpc.ServerDuplexStream<Wrapper, Buffer> | grpc.ServerReadableStream<Wrapper, Buffer>;
@@ -196,7 +156,7 @@ class StreamRelay {
       if (this.child === undefined) {
         const target = requireTarget(w, where);
         this.target = target;
-        const opened = this.f.open(target, this.call.metadata, grantOf(w), callWaiter(this.call, w.request?.length ?? 0));
+        const opened = this.f.open(target, noWaitOf(this.call.metadata), grantOf(w), () => callWaiter(this.call, w.request?.length ?? 0));
         if (opened instanceof Promise) {
           // A cold start: no more messages until the instance is up, then this one goes first.
           this.opening = true;

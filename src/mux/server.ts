@@ -1,6 +1,7 @@
 /**
- * The multiplexer's gRPC server: TeiMultiplexer (service.ts), grpc.health.v1 (health.ts) and
- * server reflection (v1 and v1alpha, listing only what this port serves), on
+ * The multiplexer's gRPC server: TeiMultiplexer (service.ts; its forwarded unary RPCs served by
+ * unary-front.ts on the same HTTP/2 servers), grpc.health.v1 (health.ts) and server reflection
+ * (v1 and v1alpha, listing only what this port serves), on
  * `listen_host:grpc_port` (0: an ephemeral port), with the message size limit both ways, a cap
  * on the calls one client connection has open at once (`grpc_max_concurrent_streams`, HTTP/2's
  * SETTINGS_MAX_CONCURRENT_STREAMS: a well-behaved client queues the rest, streams past it are
@@ -23,6 +24,7 @@ import { muxReflectionPackageDefinition } from '../tei/proto.js';
 import { MUX_SERVICE, REFLECTED_SERVICES } from './protos.js';
 import { createRouting, type MuxRouting } from '../routing/routing.js';
 import { muxService } from './service.js';
+import { attachUnaryFront } from './unary-front.js';
 import type { InstanceDirectory } from '../routing/target.js';
 
 export type MuxConfig = Pick<
@@ -75,15 +77,20 @@ export async function startMuxServer(o: MuxServerOptions): Promise<MuxServer> {
   const metrics = new MuxMetrics(o.registry ?? new Registry(), () => o.instances.list().map((i) => [i.name, inflight.get(i.name)]));
   const health = new MuxHealth(o.instances);
 
+  const onReject = (path: string, code: grpc.status): void => {
+    if (path.startsWith(`/${MUX_SERVICE}/`)) metrics.observe('', '', path.slice(path.lastIndexOf('/') + 1), code, 0);
+  };
   const server = new grpc.Server({
     'grpc.max_receive_message_length': maxBytes,
     'grpc.max_send_message_length': maxBytes,
     'grpc.keepalive_time_ms': keepaliveMs,
     'grpc.keepalive_timeout_ms': keepaliveTimeoutMs,
     'grpc.max_concurrent_streams': c.grpc_max_concurrent_streams ?? DEFAULTS.grpc_max_concurrent_streams,
-    interceptors: o.auth?.perCall ? [grpcAuthInterceptor(o.auth, (path, code) => path.startsWith(`/${MUX_SERVICE}/`) && metrics.observe('', '', path.slice(path.lastIndexOf('/') + 1), code, 0))] : [],
+    // Per-call bookkeeping no one reads (grpcurl and friends do not need it).
+    'grpc.enable_channelz': 0,
+    interceptors: o.auth?.perCall ? [grpcAuthInterceptor(o.auth, onReject)] : [],
   });
-  const { definition, implementation } = muxService({
+  const { definition, implementation, forwarder } = muxService({
     instances: o.instances,
     resolver: routing.resolver,
     channels,
@@ -103,6 +110,8 @@ export async function startMuxServer(o: MuxServerOptions): Promise<MuxServer> {
       err ? reject(new Error(`cannot listen for gRPC on ${address}: ${err.message}`)) : resolve(bound),
     );
   });
+
+  attachUnaryFront(server, { forwarder, maxMessageBytes: maxBytes, auth: o.auth ?? NO_AUTH, onReject });
 
   let stopping: Promise<void> | undefined;
   return {

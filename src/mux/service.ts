@@ -12,12 +12,12 @@ import { grantOf } from '../auth/grpc-auth.js';
 import type { Instance } from '../supervisor/instance.js';
 import { arrowLimits, arrowMethods, type ArrowLimits } from './arrow-service.js';
 import type { ChannelPool } from '../routing/channels.js';
-import { forwardBidi, forwardClientStream, forwardUnary, passthrough, type Forwarder, type Leg } from './forward.js';
+import { forwardBidi, forwardClientStream, passthrough, type Forwarder, type Leg } from './forward.js';
 import type { Inflight } from '../routing/inflight.js';
 import { FORWARDED_METHODS, type ForwardedMethod } from './methods.js';
 import type { MuxMetrics } from './metrics.js';
 import { muxServiceDefinition, MUX_SERVICE, type PbListInstancesResponse } from './protos.js';
-import { asksNoWait, NO_WAIT_HEADER, type Catalog, type ColdStartWaiter } from '../catalog/catalog.js';
+import type { Catalog, ColdStartWaiter } from '../catalog/catalog.js';
 import { unavailable, type InstanceDirectory, type TargetReach, type TargetResolver } from '../routing/target.js';
 import type { Target } from '../routing/target.js';
 import { parseWrapper } from './wrapper.js';
@@ -39,10 +39,10 @@ export interface MuxServiceDeps {
 export function forwarder(d: MuxServiceDeps): Forwarder {
   const f: Forwarder = {
     timeoutMs: d.timeoutMs,
-    open(target: Target, metadata: grpc.Metadata, grant: ApiKeyGrant | undefined, waiter?: ColdStartWaiter): Leg | Promise<Leg> {
+    open(target: Target, noWait: boolean, grant: ApiKeyGrant | undefined, waiter?: () => ColdStartWaiter): Leg | Promise<Leg> {
       // Booting: the instances of the state file are not all known yet; wait for them.
       const restoring = d.instances.whenRestored?.(d.timeoutMs);
-      if (restoring !== undefined) return restoring.then(() => f.open(target, metadata, grant, waiter));
+      if (restoring !== undefined) return restoring.then(() => f.open(target, noWait, grant, waiter));
       // The one authorization decision (reach), before any work for the caller (a cold start).
       const claim = (r: TargetReach, instance: Instance | undefined): Leg => {
         if (instance === undefined) throw unavailable(r);
@@ -55,7 +55,7 @@ export function forwarder(d: MuxServiceDeps): Forwarder {
       const chosen = d.resolver.choose(r);
       const c = d.catalog;
       if (chosen !== undefined || r.catalog === undefined || c === undefined) return claim(r, chosen);
-      return c.ensureServing(r.catalog, !asksNoWait(metadata.get(NO_WAIT_HEADER)[0]), waiter).then(() => {
+      return c.ensureServing(r.catalog, !noWait, waiter?.()).then(() => {
         const again = d.resolver.reach(target, grant, c);
         return claim(again, d.resolver.choose(again));
       });
@@ -68,10 +68,11 @@ export function forwarder(d: MuxServiceDeps): Forwarder {
   return f;
 }
 
-function forwardedHandler(m: ForwardedMethod, f: Forwarder): grpc.UntypedHandleCall {
+/** The grpc-js handler of a forwarded stream; the unary RPCs are served by unary-front.ts, before grpc-js. */
+function forwardedHandler(m: ForwardedMethod, f: Forwarder): grpc.UntypedHandleCall | undefined {
   switch (m.kind) {
     case 'unary':
-      return forwardUnary(m, f);
+      return undefined;
     case 'bidi':
       return forwardBidi(m, f);
     case 'clientStream':
@@ -104,7 +105,7 @@ export function summaries(instances: Instance[], inflight: Inflight, visible: (i
   };
 }
 
-export function muxService(d: MuxServiceDeps): { definition: grpc.ServiceDefinition; implementation: grpc.UntypedServiceImplementation } {
+export function muxService(d: MuxServiceDeps): { definition: grpc.ServiceDefinition; implementation: grpc.UntypedServiceImplementation; forwarder: Forwarder } {
   const base = muxServiceDefinition();
   const f = forwarder(d);
   const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
@@ -117,7 +118,8 @@ export function muxService(d: MuxServiceDeps): { definition: grpc.ServiceDefinit
     }
     if (shapeOf(def) !== m.kind) throw new Error(`${MUX_SERVICE}/${name}: the .proto declares a different call shape than ${m.kind}`);
     definition[name] = { ...def, requestDeserialize: parseWrapper, responseSerialize: passthrough as (value: unknown) => Buffer };
-    implementation[name] = forwardedHandler(m, f);
+    const handler = forwardedHandler(m, f);
+    if (handler !== undefined) implementation[name] = handler;
   }
   for (const name of FORWARDED_METHODS.keys()) if (definition[name] === undefined) throw new Error(`${MUX_SERVICE} lacks ${name}`);
 
@@ -138,6 +140,8 @@ export function muxService(d: MuxServiceDeps): { definition: grpc.ServiceDefinit
     definition[name] = m.definition;
     implementation[name] = m.handler as grpc.UntypedHandleCall;
   }
-  for (const name of Object.keys(definition)) if (implementation[name] === undefined) throw new Error(`${MUX_SERVICE}/${name} has no handler`);
-  return { definition: definition as grpc.ServiceDefinition, implementation };
+  for (const name of Object.keys(definition)) {
+    if (implementation[name] === undefined && FORWARDED_METHODS.get(name)?.kind !== 'unary') throw new Error(`${MUX_SERVICE}/${name} has no handler`);
+  }
+  return { definition: definition as grpc.ServiceDefinition, implementation, forwarder: f };
 }

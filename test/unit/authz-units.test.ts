@@ -10,7 +10,6 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import * as grpc from '@grpc/grpc-js';
 import type { FastifyRequest } from 'fastify';
 import fc from 'fast-check';
 import { decide, mayStart, mayUse } from '../../src/auth/access.js';
@@ -191,11 +190,11 @@ describe('gRPC resolution', () => {
       catalog,
     });
     for (const value of ['cold', 'cold-alias', 'org/cold']) {
-      assert.throws(() => f.open({ kind: 'model_id', value }, new grpc.Metadata(), teamA), refusedWith('PERMISSION_DENIED'));
+      assert.throws(() => f.open({ kind: 'model_id', value }, false, teamA), refusedWith('PERMISSION_DENIED'));
     }
     assert.deepEqual(started, []);
     // Allowed (as its first replica): started; no replica appears in this fake, so then unavailable.
-    await assert.rejects(Promise.resolve(f.open({ kind: 'model_id', value: 'cold-alias' }, new grpc.Metadata(), grant('cat', { instances: ['cold-1'] }))), refusedWith('INSTANCE_UNAVAILABLE'));
+    await assert.rejects(Promise.resolve(f.open({ kind: 'model_id', value: 'cold-alias' }, false, grant('cat', { instances: ['cold-1'] }))), refusedWith('INSTANCE_UNAVAILABLE'));
     assert.deepEqual(started, ['cold']);
   });
 });
