@@ -89,8 +89,9 @@ export async function startFloorProxy(upstream: string, port = 0, host = '127.0.
     });
     up.on('trailers', (t) => (trailers = t));
     down.on('wantTrailers', () => {
-      if (trailers !== undefined) down.sendTrailers(forwardable(trailers));
-      else down.close(NGHTTP2_NO_ERROR);
+      // node:http2 ends a reset stream's readable side too: the reset, not an end, is passed on.
+      if (up.rstCode !== undefined && up.rstCode !== NGHTTP2_NO_ERROR) down.close(up.rstCode);
+      else down.sendTrailers(trailers === undefined ? {} : forwardable(trailers));
     });
     down.pipe(up);
     // Resets both ways: whichever side closes abnormally first closes the other.
