@@ -143,10 +143,12 @@ const killAll = (): void => {
   for (const p of started) if (p.exitCode === null) p.kill('SIGKILL');
 };
 process.on('exit', killAll);
+/** The manager, once started: on SIGINT / SIGTERM it is stopped with SIGTERM, so it stops its children. */
+let runningManager: ManagerProcess | undefined;
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   process.on(sig, () => {
-    killAll();
-    process.exit(130);
+    for (const p of started) if (p.exitCode === null) p.kill('SIGTERM');
+    void Promise.race([runningManager?.stop(), sleep(10_000)]).finally(() => process.exit(130));
   });
 }
 
@@ -453,6 +455,7 @@ async function main(): Promise<void> {
     const configFile = path.join(dir, 'manager.toml');
     writeFileSync(configFile, toml);
     manager = await startManager(configFile, {}, 60_000);
+    runningManager = manager;
     const managerPid = manager.proc.pid!;
     const muxPort = Number(manager.ready.grpc_port);
     const textsFile = path.join(dir, 'texts.txt');
