@@ -4,14 +4,16 @@
  * per-call metadata (API key) and deadlines.
  */
 import * as grpc from '@grpc/grpc-js';
-import { loadProtos, MUX_PROTO_FILE, TEI_PROTO_FILE } from '../tei/proto.js';
+import { BATCH_PROTO_FILE, loadProtos, MUX_PROTO_FILE, TEI_PROTO_FILE } from '../tei/proto.js';
 import type { BenchOptions, TargetSpec } from './options.js';
 
 export const TEI_EMBED_SERVICE = 'tei.v1.Embed';
 export const MUX_SERVICE = 'tei_multiplexer.v1.TeiMultiplexer';
+/** A `teiplex router` child's batch extension (arrow mode with --direct). */
+export const BATCH_SERVICE = 'teiplex.v1.Batch';
 
 function packageDefinition(): ReturnType<typeof loadProtos> {
-  return loadProtos([TEI_PROTO_FILE, MUX_PROTO_FILE]);
+  return loadProtos([TEI_PROTO_FILE, BATCH_PROTO_FILE, MUX_PROTO_FILE]);
 }
 
 export type AnyClient = grpc.Client & Record<string, any>;
@@ -22,7 +24,7 @@ function credentials(opts: BenchOptions): grpc.ChannelCredentials {
   return grpc.credentials.createSsl(ca ?? null, key ?? null, cert ?? null);
 }
 
-export type BenchService = typeof TEI_EMBED_SERVICE | typeof MUX_SERVICE;
+export type BenchService = typeof TEI_EMBED_SERVICE | typeof MUX_SERVICE | typeof BATCH_SERVICE;
 
 /** The definition of a service the bench calls (also what a stand-in server in tests implements). */
 export function benchServiceDefinition(service: BenchService): grpc.ServiceDefinition {

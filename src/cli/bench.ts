@@ -50,7 +50,8 @@ Where:
   -i, --instance NAME        target an instance by name          (multiplexer Target.instance_name;
       --model ID             target any instance of a model       HTTP modes: the body's "model")
       --instance-index N     target by position in the name-ordered instance list (gRPC only)
-      --direct               talk tei.v1 straight to a child's gRPC port (standard, stream), no target
+      --direct               straight to a child's gRPC port, no target: tei.v1 (standard, stream),
+                             teiplex.v1.Batch in chunks of 256 rows (arrow; a teiplex router child)
 What:
   -m, --mode MODE            standard  one unary Embed per text (default)
                              stream    one EmbedStream per request, --batch-size messages
@@ -119,8 +120,10 @@ export async function resolveOptions(argv: string[], env: NodeJS.ProcessEnv, war
 
   let target = resolveTarget(f);
   if (f.direct) {
-    if (mode !== 'standard' && mode !== 'stream') throw new FlagError(`--direct works with --mode standard or stream (tei.v1 has no ${mode} call)`);
-    if (target !== undefined) warn('--direct sends tei.v1 requests, which carry no target: the target is ignored');
+    if (!grpcMode) throw new FlagError(`--direct works with --mode standard, stream or arrow (a child's gRPC port has no ${mode} route)`);
+    if (mode === 'arrow' && f.noop) throw new FlagError('--noop is answered by the multiplexer; --direct sends the texts to a child');
+    if (mode === 'arrow' && f['no-compress']) throw new FlagError('--no-compress is for Arrow bodies; --direct sends teiplex.v1.Batch messages, no Arrow');
+    if (target !== undefined) warn('--direct sends requests with no Target wrapper: the target is ignored');
     target = undefined;
   } else if (grpcMode && target === undefined) {
     throw new FlagError(`--mode ${mode} through the multiplexer needs a target: -i/--instance, --model or --instance-index (or --direct for a child's port)`);

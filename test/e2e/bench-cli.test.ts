@@ -139,6 +139,23 @@ describe('against a router child', () => {
     assertAllOk(viaHttp, 20, 4);
   });
 
+  test('--direct arrow: teiplex.v1.Batch calls of at most 256 rows to the child, overloaded chunks sent again (one call of 600 rows would pass its 512-input limit, two requests of 600 its permits)', async () => {
+    const r = await bench(['-e', grpcAt(), '--direct', '-m', 'arrow', '-n', '1200', '-b', '600', '-c', '2', '--api-key', API_KEY]);
+    assertAllOk(r, 1200, 2);
+    assert.equal(r.mode, 'arrow');
+    assert.equal(r.direct, true);
+    assert.equal(r.batch_size, 600);
+    // 270 rows: two Batch calls (256 + 14); one request, so only the counts are checked.
+    const sparse = await bench(['-e', `127.0.0.1:${splade.grpcPort}`, '--direct', '--sparse', '-m', 'arrow', '-n', '270', '-b', '270', '-c', '1']);
+    assert.deepEqual(sparse.errors, {}, JSON.stringify(sparse.error_messages));
+    assert.equal(sparse.successful, 270);
+    assert.equal(sparse.num_requests, 1);
+    // EmbedBatch (dense) on a SPLADE model: the router refuses it, and every text counts as failed.
+    const wrongType = await bench(['-e', `127.0.0.1:${splade.grpcPort}`, '--direct', '-m', 'arrow', '-n', '10', '-b', '10', '-c', '1']);
+    assert.equal(wrongType.failed, 10);
+    assert.equal(wrongType.successful, 0);
+  });
+
   test('failed requests are counted by code, and the run still exits 0', async () => {
     // A text far past the tiny model's 128 tokens, between two short ones, with truncation off.
     const file = path.join(dir, 'texts.txt');
@@ -185,8 +202,10 @@ describe('bad flags', () => {
     const refuse = async (args: string[], message: RegExp): Promise<void> => {
       await assert.rejects(resolveOptions(args, {}, () => {}), (err: unknown) => err instanceof FlagError && message.test(err.message), args.join(' '));
     };
-    await refuse(['--direct', '-m', 'arrow'], /--direct works with --mode standard or stream/);
-    await refuse(['--direct', '-m', 'http'], /--direct works with --mode standard or stream/);
+    await refuse(['--direct', '-m', 'http'], /--direct works with --mode standard, stream or arrow/);
+    await refuse(['--direct', '-m', 'openai'], /--direct works with --mode standard, stream or arrow/);
+    await refuse(['--direct', '-m', 'arrow', '--noop'], /--noop is answered by the multiplexer/);
+    await refuse(['--direct', '-m', 'arrow', '--no-compress'], /--no-compress is for Arrow bodies/);
     await refuse(['-i', 'a', '--model', 'b'], /give one target/);
     await refuse(['-i', 'a', '--noop'], /--noop is for --mode arrow/);
     await refuse(['-m', 'openai', '--sparse'], /--sparse has no OpenAI route/);
