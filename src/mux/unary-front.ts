@@ -51,7 +51,7 @@ export interface UnaryFrontOptions {
 
 type StreamListener = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number, rawHeaders: string[]) => void;
 
-const { HTTP2_HEADER_STATUS, HTTP2_HEADER_CONTENT_TYPE, HTTP2_HEADER_PATH, HTTP_STATUS_OK, HTTP_STATUS_UNSUPPORTED_MEDIA_TYPE } = http2.constants;
+const { HTTP2_HEADER_STATUS, HTTP2_HEADER_CONTENT_TYPE, HTTP2_HEADER_PATH, HTTP_STATUS_OK, HTTP_STATUS_UNSUPPORTED_MEDIA_TYPE, NGHTTP2_NO_ERROR } = http2.constants;
 
 /** grpc-js's own reading of `grpc-timeout`. */
 const DEADLINE = /(\d{1,8})\s*([HMSmun])/;
@@ -122,7 +122,7 @@ class UnaryCall implements ChildCallListener {
   private answer: Buffer | undefined;
   /** A cold start's waiter: aborted when the client goes away. */
   private abort: AbortController | undefined;
-  /** The client's deadline while a cold start is awaited (the child call has its own after). */
+  /** The client's deadline until the child call starts (which has its own). */
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -139,7 +139,13 @@ class UnaryCall implements ChildCallListener {
         this.end(grpcStatusOf(grpc.status.INTERNAL, `Invalid grpc-timeout value "${timeout}"`));
         return;
       }
-      this.deadline = Date.now() + ((Number(match[1]) * UNIT_MS[match[2]]) | 0);
+      const ms = (Number(match[1]) * UNIT_MS[match[2]]) | 0;
+      this.deadline = Date.now() + ms;
+      // Until the child call takes over the deadline: a request still arriving, a cold start.
+      this.timer = setTimeout(() => {
+        this.abort?.abort();
+        this.end(grpcStatusOf(grpc.status.DEADLINE_EXCEEDED, 'Deadline exceeded'));
+      }, ms);
     }
     if (o.auth.perCall) {
       try {
@@ -218,12 +224,6 @@ class UnaryCall implements ChildCallListener {
       return;
     }
     this.phase = 'opening';
-    if (Number.isFinite(this.deadline)) {
-      this.timer = setTimeout(() => {
-        this.abort?.abort();
-        this.end(grpcStatusOf(grpc.status.DEADLINE_EXCEEDED, 'Deadline exceeded'));
-      }, Math.max(0, this.deadline - Date.now()));
-    }
     opened.then(
       (leg) => this.run(leg, w),
       (err) => this.refuse(err),
@@ -290,9 +290,12 @@ class UnaryCall implements ChildCallListener {
     trailers['grpc-status'] = String(s.code);
     trailers['grpc-message'] = encodeURI(s.details);
     if (answer === undefined && this.childHeaders === undefined) {
-      // Trailers-only.
+      // Trailers-only. A request still arriving is told to stop (RST_STREAM NO_ERROR after the
+      // answer, RFC 9113 8.1): its stream is not held open for a client that never ends it.
       stream.respond({ ...STATUS_HEADERS, ...trailers }, { endStream: true });
+      if (stream.readableEnded) return;
       stream.resume();
+      stream.close(NGHTTP2_NO_ERROR);
       return;
     }
     const headers: http2.OutgoingHttpHeaders = { ...RESPONSE_HEADERS, ...this.childHeaders?.toHttp2Headers() };

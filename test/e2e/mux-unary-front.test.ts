@@ -202,6 +202,23 @@ describe('the unary front', () => {
     assert.match(grpcStatus(bad)[1], /Invalid grpc-timeout/);
   });
 
+  test('a request that never ends within its deadline: DEADLINE_EXCEEDED', async () => {
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    try {
+      const req = session.request({ ':method': 'POST', ':path': EMBED, 'content-type': 'application/grpc', te: 'trailers', 'grpc-timeout': '300m' });
+      let answer: http2.IncomingHttpHeaders = {};
+      req.on('response', (h) => (answer = h));
+      req.on('data', () => undefined);
+      req.write(grpcFrame(embedRequest('never ends')).subarray(0, 10));
+      const started = Date.now();
+      await new Promise((resolve) => req.on('close', resolve));
+      assert.equal(Number(answer['grpc-status']), status.DEADLINE_EXCEEDED);
+      assert.ok(Date.now() - started < 5000);
+    } finally {
+      session.close();
+    }
+  });
+
   test('a hung child: a client deadline is DEADLINE_EXCEEDED, a cancel cancels; nothing stays in flight', async () => {
     const pid = (await m.api('GET', '/instances/a')).body.pid as number;
     process.kill(pid, 'SIGSTOP');
