@@ -32,11 +32,45 @@ export interface ChildChannelSettings {
   keepaliveTimeoutMs: number;
 }
 
-/** What a call reports, in this order: headers (unless trailers-only), messages, one status. */
+/**
+ * What a call reports, in this order: headers (unless trailers-only), messages, one status. A
+ * listener with `onRawHeaders` gets the headers as they came instead of as metadata (a relay
+ * copies them with `copyCallHeaders`); a status from the child's trailers carries them as
+ * `trailers` too, and makes its `metadata` only when it is read.
+ */
 export interface ChildCallListener {
   onHeaders(md: grpc.Metadata): void;
+  onRawHeaders?(headers: http2.IncomingHttpHeaders): void;
   onMessage(msg: Buffer): void;
-  onStatus(status: grpc.StatusObject): void;
+  onStatus(status: ChildStatus): void;
+}
+
+/** A call's status; `trailers`: the child's trailers (or trailers-only headers) when the status is the child's. */
+export interface ChildStatus extends grpc.StatusObject {
+  readonly trailers?: http2.IncomingHttpHeaders;
+}
+
+/** The child's status from its trailers: metadata made on first read. */
+class TrailerStatus implements ChildStatus {
+  private md: grpc.Metadata | undefined;
+  constructor(
+    readonly code: grpc.status,
+    readonly details: string,
+    readonly trailers: http2.IncomingHttpHeaders,
+  ) {}
+
+  get metadata(): grpc.Metadata {
+    this.md ??= metadataOf(this.trailers);
+    return this.md;
+  }
+}
+
+/** Copy a child's headers or trailers onto `out`, leaving out pseudo-headers and the transport's keys (what metadata holds). */
+export function copyCallHeaders(from: http2.IncomingHttpHeaders, out: http2.OutgoingHttpHeaders): void {
+  for (const key in from) {
+    if (key.charCodeAt(0) === 58 /* ':' */ || TRANSPORT_KEYS.has(key)) continue;
+    out[key] = from[key];
+  }
 }
 
 const {
@@ -162,7 +196,7 @@ function failedCall(listener: ChildCallListener, s: grpc.StatusObject): ChildCal
 
 class StreamCall implements ChildCall {
   private done = false;
-  private pendingStatus: grpc.StatusObject | undefined;
+  private pendingStatus: ChildStatus | undefined;
   private readonly chunks: Buffer[] = [];
   private buffered = 0;
   private timer: NodeJS.Timeout | undefined;
@@ -259,7 +293,7 @@ class StreamCall implements ChildCall {
     const http = Number(headers[HTTP2_HEADER_STATUS]);
     if (headers['grpc-status'] !== undefined) {
       // Trailers-only: the status is in the headers.
-      this.pendingStatus = status(Number(headers['grpc-status']), decodeMessage(headers['grpc-message']), metadataOf(headers));
+      this.pendingStatus = new TrailerStatus(Number(headers['grpc-status']), decodeMessage(headers['grpc-message']), headers);
       return;
     }
     if (http !== 200) {
@@ -271,7 +305,8 @@ class StreamCall implements ChildCall {
       this.abort(status(grpc.status.INTERNAL, `the child answered with compression '${String(encoding)}', which was not offered`));
       return;
     }
-    this.listener.onHeaders(metadataOf(headers));
+    if (this.listener.onRawHeaders !== undefined) this.listener.onRawHeaders(headers);
+    else this.listener.onHeaders(metadataOf(headers));
   }
 
   private onData(chunk: Buffer): void {
@@ -321,7 +356,7 @@ class StreamCall implements ChildCall {
     if (this.done) return;
     const code = trailers['grpc-status'];
     this.pendingStatus =
-      code === undefined ? status(grpc.status.UNKNOWN, 'the child sent trailers without grpc-status') : status(Number(code), decodeMessage(trailers['grpc-message']), metadataOf(trailers));
+      code === undefined ? status(grpc.status.UNKNOWN, 'the child sent trailers without grpc-status') : new TrailerStatus(Number(code), decodeMessage(trailers['grpc-message']), trailers);
     if (this.stream.readableEnded) this.finish(this.pendingStatus);
   }
 

@@ -32,7 +32,7 @@ import type { ApiKeyGrant } from '../auth/api-keys.js';
 import type { Auth } from '../auth/auth.js';
 import { checkGrpcCall } from '../auth/grpc-auth.js';
 import { asksNoWait, NO_WAIT_HEADER, type ColdStartWaiter } from '../catalog/catalog.js';
-import { frame, type ChildCall, type ChildCallListener } from '../child/child-channel.js';
+import { copyCallHeaders, frame, type ChildCall, type ChildCallListener, type ChildStatus } from '../child/child-channel.js';
 import { TeiplexError } from '../common/errors.js';
 import { toGrpcStatus } from '../tei/grpc-status.js';
 import { checkMessage, INSTANCE_HEADER, requireTarget, timeoutError, type Forwarder, type Leg } from './forward.js';
@@ -57,8 +57,8 @@ const { HTTP2_HEADER_STATUS, HTTP2_HEADER_CONTENT_TYPE, HTTP2_HEADER_PATH, HTTP_
 const DEADLINE = /(\d{1,8})\s*([HMSmun])/;
 const UNIT_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000001 };
 
-const STATUS_HEADERS = { [HTTP2_HEADER_STATUS]: HTTP_STATUS_OK, [HTTP2_HEADER_CONTENT_TYPE]: 'application/grpc+proto' };
-const RESPONSE_HEADERS = { ...STATUS_HEADERS, 'grpc-accept-encoding': 'identity,deflate,gzip', 'grpc-encoding': 'identity' };
+const CONTENT_TYPE = 'application/grpc+proto';
+const ENCODING_HEADERS = { 'grpc-accept-encoding': 'identity,deflate,gzip', 'grpc-encoding': 'identity' };
 const EMPTY = Buffer.alloc(0);
 const noop = (): void => undefined;
 
@@ -118,7 +118,7 @@ class UnaryCall implements ChildCallListener {
   private grant: ApiKeyGrant | undefined;
   private leg: Leg | undefined;
   private child: ChildCall | undefined;
-  private childHeaders: grpc.Metadata | undefined;
+  private childHeaders: http2.IncomingHttpHeaders | undefined;
   private answer: Buffer | undefined;
   /** A cold start's waiter: aborted when the client goes away. */
   private abort: AbortController | undefined;
@@ -255,15 +255,19 @@ class UnaryCall implements ChildCallListener {
     this.child.end(w.request ?? EMPTY);
   }
 
-  onHeaders(md: grpc.Metadata): void {
-    this.childHeaders = md;
+  onHeaders(): void {
+    // Never called: onRawHeaders takes the headers.
+  }
+
+  onRawHeaders(headers: http2.IncomingHttpHeaders): void {
+    this.childHeaders = headers;
   }
 
   onMessage(msg: Buffer): void {
     this.answer ??= msg;
   }
 
-  onStatus(s: grpc.StatusObject): void {
+  onStatus(s: ChildStatus): void {
     const leg = this.leg!;
     const f = this.o.forwarder;
     let out = s;
@@ -278,27 +282,33 @@ class UnaryCall implements ChildCallListener {
   }
 
   /** Send the status (with the answer when OK), unless the call is over. */
-  private end(s: grpc.StatusObject, answer?: Buffer): void {
+  private end(s: ChildStatus, answer?: Buffer): void {
     if (this.phase === 'over') return;
     this.phase = 'over';
     if (this.timer !== undefined) clearTimeout(this.timer);
     const stream = this.stream;
     if (stream.destroyed || stream.closed) return;
     const instance = this.leg?.instance.name;
-    const trailers: http2.OutgoingHttpHeaders = s.metadata.toHttp2Headers();
+    const trailers: http2.OutgoingHttpHeaders = {};
+    // The child's own trailers as they came; a status of ours carries its metadata.
+    if (s.trailers !== undefined) copyCallHeaders(s.trailers, trailers);
+    else Object.assign(trailers, s.metadata.toHttp2Headers());
     if (instance !== undefined) trailers[INSTANCE_HEADER] = instance;
     trailers['grpc-status'] = String(s.code);
     trailers['grpc-message'] = encodeURI(s.details);
     if (answer === undefined && this.childHeaders === undefined) {
       // Trailers-only. A request still arriving is told to stop (RST_STREAM NO_ERROR after the
       // answer, RFC 9113 8.1): its stream is not held open for a client that never ends it.
-      stream.respond({ ...STATUS_HEADERS, ...trailers }, { endStream: true });
+      trailers[HTTP2_HEADER_STATUS] = HTTP_STATUS_OK;
+      trailers[HTTP2_HEADER_CONTENT_TYPE] = CONTENT_TYPE;
+      stream.respond(trailers, { endStream: true });
       if (stream.readableEnded) return;
       stream.resume();
       stream.close(NGHTTP2_NO_ERROR);
       return;
     }
-    const headers: http2.OutgoingHttpHeaders = { ...RESPONSE_HEADERS, ...this.childHeaders?.toHttp2Headers() };
+    const headers: http2.OutgoingHttpHeaders = { [HTTP2_HEADER_STATUS]: HTTP_STATUS_OK, [HTTP2_HEADER_CONTENT_TYPE]: CONTENT_TYPE, ...ENCODING_HEADERS };
+    if (this.childHeaders !== undefined) copyCallHeaders(this.childHeaders, headers);
     if (instance !== undefined) headers[INSTANCE_HEADER] = instance;
     stream.respond(headers, { waitForTrailers: true });
     stream.once('wantTrailers', () => stream.sendTrailers(trailers));
