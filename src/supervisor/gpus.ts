@@ -61,6 +61,11 @@ export async function discoverGpus(binary = 'nvidia-smi', timeoutMs = 5000): Pro
   }
 }
 
+/** Did the discovery find no nvidia-smi at all (a host without NVIDIA's driver tools)? */
+export function nvidiaSmiMissing(d: GpuDiscovery): boolean {
+  return d.gpus.length === 0 && d.error !== undefined && /\bENOENT\b/.test(d.error);
+}
+
 /** Throws INVALID_GPU_ID naming the GPUs there are when one of `ids` is not among them. */
 export function checkGpuIds(ids: readonly number[], { gpus, error }: GpuDiscovery, field = 'gpu_id'): void {
   const missing = ids.filter((id) => !gpus.some((g) => g.index === id));

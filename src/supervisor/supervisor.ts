@@ -23,7 +23,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { EventEmitter } from 'node:events';
 import { DesiredState } from '../state/desired-state.js';
 import type { Source, StoredInstance, StoredModel } from '../state/state-store.js';
-import { checkGpuIds, discoverGpus, type GpuDiscovery } from './gpus.js';
+import { checkGpuIds, discoverGpus, nvidiaSmiMissing, type GpuDiscovery } from './gpus.js';
 import { Instance, type InstanceHooks, type InstanceSettings, type Placement } from './instance.js';
 import { hasProcess, type InstanceState } from './instance-state.js';
 import { allocatePort, portIsFree, PortRangeExhausted } from './ports.js';
@@ -161,10 +161,14 @@ export class Supervisor {
   }
 
   async gpus(): Promise<GpuDiscovery> {
-    if (this.gpuCache === undefined || Date.now() - this.gpuCache.at > 2000) {
-      this.gpuCache = { at: Date.now(), value: await discoverGpus(this.o.config.nvidia_smi_path) };
+    // Fresh within 2 s (GPU memory in use moves); a host without nvidia-smi is asked again
+    // after a minute, not on every budget check (spawning a process costs the manager ms of CPU).
+    let c = this.gpuCache;
+    if (c === undefined || Date.now() - c.at > (nvidiaSmiMissing(c.value) ? 60_000 : 2000)) {
+      c = { at: Date.now(), value: await discoverGpus(this.o.config.nvidia_smi_path) };
+      this.gpuCache = c;
     }
-    return this.gpuCache.value;
+    return c.value;
   }
 
   private heldPorts(except?: string): Set<number> {
