@@ -30,6 +30,13 @@ import { allocatePort, portIsFree, PortRangeExhausted } from './ports.js';
 import { ManagerLock } from './manager-lock.js';
 import { findMarked, reapOrphans, takeLegacyRecords } from './process-record.js';
 
+/** The last GPU discovery: `run` in progress (value undefined) or done at `at`. */
+interface GpuCacheEntry {
+  at: number;
+  value: GpuDiscovery | undefined;
+  run: Promise<GpuDiscovery>;
+}
+
 export interface SupervisorOptions {
   config: Config;
   env?: NodeJS.ProcessEnv;
@@ -93,7 +100,7 @@ export class Supervisor {
   private readonly lock: ManagerLock;
   private readonly settings: InstanceSettings;
   private readonly log: (msg: string, fields?: Record<string, unknown>) => void;
-  private gpuCache: { at: number; value: GpuDiscovery } | undefined;
+  private gpuCache: GpuCacheEntry | undefined;
   private closing = false;
   /** Boot: the ports the state file gives its instances, held while they are placed one by one (an allocation for one must not take a later one's port). */
   private reserved = new Set<number>();
@@ -160,15 +167,19 @@ export class Supervisor {
     if (owner !== undefined) throw new TeiplexError('INSTANCE_MANAGED', `instance '${name}' is a replica of catalog model '${owner}': use /models/${owner}/load, /unload or DELETE /models/${owner}`);
   }
 
-  async gpus(): Promise<GpuDiscovery> {
+  gpus(): Promise<GpuDiscovery> {
     // Fresh within 2 s (GPU memory in use moves); a host without nvidia-smi is asked again
-    // after a minute, not on every budget check (spawning a process costs the manager ms of CPU).
-    let c = this.gpuCache;
-    if (c === undefined || Date.now() - c.at > (nvidiaSmiMissing(c.value) ? 60_000 : 2000)) {
-      c = { at: Date.now(), value: await discoverGpus(this.o.config.nvidia_smi_path) };
-      this.gpuCache = c;
-    }
-    return c.value;
+    // after a minute, not on every budget check (spawning a process costs the manager ms of
+    // CPU). Callers at the same time share one run.
+    const c = this.gpuCache;
+    if (c !== undefined && (c.value === undefined || Date.now() - c.at <= (nvidiaSmiMissing(c.value) ? 60_000 : 2000))) return c.run;
+    const entry: GpuCacheEntry = { at: Date.now(), value: undefined, run: discoverGpus(this.o.config.nvidia_smi_path) };
+    entry.run.then((v) => {
+      entry.at = Date.now();
+      entry.value = v;
+    });
+    this.gpuCache = entry;
+    return entry.run;
   }
 
   private heldPorts(except?: string): Set<number> {
