@@ -5,6 +5,7 @@
  * HTTP and gRPC load alike; with the request's deadline, and cancelled when its HTTP client goes
  * away), input limits, the response headers, and what a request waiting for a cold start holds.
  */
+import { setMaxListeners } from 'node:events';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { ColdStartWaiter } from '../../catalog/catalog.js';
 import { TeiplexError } from '../../common/errors.js';
@@ -54,6 +55,9 @@ function disconnectSignal(request: FastifyRequest): AbortSignal | undefined {
   let ac = socket[DISCONNECT];
   if (ac === undefined) {
     const created = new AbortController();
+    // Every call scope of every request on the connection listens (pipelined requests, encode's
+    // several instances): no leak warning past Node's default of 10.
+    setMaxListeners(0, created.signal);
     socket[DISCONNECT] = ac = created;
     if (socket.destroyed === true) created.abort();
     else socket.once('close', () => created.abort());
