@@ -184,6 +184,9 @@ export class ChildClient implements Engine {
    * admission permit per input, so it never carries more than max_concurrent_requests.
    */
   private async split<I, R>(s: CallScope, items: readonly I[], viaBatch: ((chunk: I[]) => Promise<Results<R>>) | null, viaTei: (chunk: I[]) => Promise<Results<R>>): Promise<Results<R>> {
+    // One input: one tei.v1 call whatever the child's limits (every limit is at least 1), so
+    // neither its Info nor the fan-out is needed.
+    if (items.length === 1) return viaTei(items.slice());
     const info = await this.known.get(s);
     const maxClient = Math.max(1, info.max_client_batch_size);
     const maxConcurrent = Math.max(1, info.max_concurrent_requests);

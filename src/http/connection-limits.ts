@@ -56,7 +56,8 @@ export function serverOptions(l: ConnectionLimits, https?: ServerOptions | null)
 /** The hooks and server settings fastify's options do not cover; call before `listen`. */
 export function installConnectionLimits(app: FastifyInstance, l: ConnectionLimits): void {
   app.server.headersTimeout = l.requestTimeoutMs;
-  app.addHook('onSend', async (_request, reply, payload) => {
+  // Callback style: no promise per request.
+  app.addHook('onSend', (_request, reply, payload, done) => {
     if (CLOSE_AFTER.has(reply.statusCode)) {
       reply.header('connection', 'close');
       // Node ends the socket after an answer marked close, unread body or not.
@@ -64,6 +65,6 @@ export function installConnectionLimits(app: FastifyInstance, l: ConnectionLimit
     }
     // The callback ends the socket as Node does with no listener (and inject()'s response needs one).
     reply.raw.setTimeout(l.sendTimeoutMs, () => reply.raw.destroy());
-    return payload;
+    done(null, payload);
   });
 }

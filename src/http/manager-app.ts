@@ -37,14 +37,17 @@ export async function buildManagerApp(
   installConnectionLimits(app, limits);
   installHttpAuth(app, auth);
   // Query strings are text: let integer/boolean query parameters through their schema typed.
-  app.addHook('preValidation', async (req) => {
+  app.addHook('preValidation', (req, _reply, done) => {
     const q = req.query as Record<string, unknown> | undefined;
-    if (q === undefined || q === null) return;
-    for (const [k, v] of Object.entries(q)) {
-      if (typeof v !== 'string') continue;
-      if (/^\d+$/.test(v)) q[k] = Number(v);
-      else if (v === 'true' || v === 'false') q[k] = v === 'true';
+    if (q !== undefined && q !== null) {
+      for (const k in q) {
+        const v = q[k];
+        if (typeof v !== 'string') continue;
+        if (/^\d+$/.test(v)) q[k] = Number(v);
+        else if (v === 'true' || v === 'false') q[k] = v === 'true';
+      }
     }
+    done();
   });
   await app.register(swagger, { openapi: { info: { title: 'teiplex manager', version: VERSION } } });
   await app.register(swaggerUi, { routePrefix: '/docs' });

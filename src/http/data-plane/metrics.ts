@@ -10,16 +10,24 @@ import { Counter, Histogram, type Registry } from 'prom-client';
 import { DURATION_BUCKETS } from '../../metrics/buckets.js';
 
 export class DataPlaneMetrics {
-  private readonly requests: Counter<'route' | 'instance' | 'code'>;
   private readonly duration: Histogram<'route'>;
+  /** Requests per label set, handed to the counter when scraped (prom-client would hash the labels on every increment). */
+  private readonly counts = new Map<string, { labels: { route: string; instance: string; code: string }; n: number }>();
+  /** The histogram's child per route. */
+  private readonly timed = new Map<string, { observe(v: number): void }>();
 
   constructor(registry: Registry) {
     const registers = [registry];
-    this.requests = new Counter({
+    const counts = this.counts;
+    new Counter({
       name: 'teiplex_http_requests_total',
       help: 'HTTP data plane requests by route, answering instance(s) and status code',
       labelNames: ['route', 'instance', 'code'],
       registers,
+      collect() {
+        this.reset();
+        for (const c of counts.values()) this.inc(c.labels, c.n);
+      },
     });
     this.duration = new Histogram({
       name: 'teiplex_http_request_duration_seconds',
@@ -31,7 +39,12 @@ export class DataPlaneMetrics {
   }
 
   observe(route: string, instance: string, code: number, seconds: number): void {
-    this.requests.inc({ route, instance, code: String(code) });
-    this.duration.observe({ route }, seconds);
+    const key = `${route}\n${instance}\n${code}`;
+    const c = this.counts.get(key);
+    if (c !== undefined) c.n++;
+    else this.counts.set(key, { labels: { route, instance, code: String(code) }, n: 1 });
+    let histogram = this.timed.get(route);
+    if (histogram === undefined) this.timed.set(route, (histogram = this.duration.labels({ route })));
+    histogram.observe(seconds);
   }
 }

@@ -74,9 +74,9 @@ export class ModelDirectory {
 
   /** What a name means for `grant` (not yet checked for status); throws 400/403/404. */
   match(model: string | null | undefined, param = 'model', grant?: ApiKeyGrant): ModelMatch {
-    const all = this.instances.list();
     const g = restrictedGrant(grant);
     if (model === undefined || model === null || model === '') {
+      const all = this.instances.list();
       const visible = g === undefined ? all : all.filter((i) => mayUse(g, i));
       if (visible.length === 1) return { kind: 'only', name: visible[0].spec.model_id, candidates: visible };
       if (visible.length > 1) throw new TeiplexError('BAD_REQUEST', `\`${param}\` is required when several instances serve: set it (or the X-Model header) to one of ${this.choices(grant)}`, { param });
@@ -88,6 +88,7 @@ export class ModelDirectory {
     let instances: Instance[] = byName === undefined ? [] : [byName];
     const catalog = byName === undefined ? this.catalog?.lookup(model) : undefined;
     if (byName === undefined) {
+      const all = this.instances.list();
       const byModel = all.filter((i) => i.spec.model_id === model);
       const byAlias = byModel.length > 0 ? [] : all.filter((i) => aliasesOf(i.spec).includes(model));
       kind = byModel.length > 0 || catalog?.spec.model_id === model ? 'model_id' : 'alias';

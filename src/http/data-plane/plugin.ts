@@ -72,6 +72,9 @@ export class DataPlaneLifecycle {
     if (--this.active === 0) this.idle?.();
   }
 
+  /** `end`, bound (one listener function for every request). */
+  readonly ended = (): void => this.end();
+
   /** Refuse new requests; resolve when none is in flight, or after `graceMs`. */
   drain(graceMs: number): Promise<void> {
     this.stopping = true;
@@ -109,17 +112,23 @@ export const dataPlane: FastifyPluginAsync<DataPlaneOptions> = async (app: Fasti
   app.setValidatorCompiler(typeboxValidator);
   app.setErrorHandler((err: FastifyError, request, reply) => sendError(err, request, reply, o.bodyLimitBytes));
 
-  app.addHook('onRequest', async (request, reply) => {
-    if (lifecycle.draining) return sendError(new TeiplexError('UNHEALTHY', 'the manager is shutting down'), request, reply, o.bodyLimitBytes);
+  // Hooks in callback style: no promise per hook per request.
+  app.addHook('onRequest', (request, reply, done) => {
+    if (lifecycle.draining) {
+      sendError(new TeiplexError('UNHEALTHY', 'the manager is shutting down'), request, reply, o.bodyLimitBytes);
+      return;
+    }
     lifecycle.begin();
-    reply.raw.once('close', () => lifecycle.end());
-    watchDisconnect(request, reply);
+    reply.raw.once('close', lifecycle.ended);
+    watchDisconnect(request);
+    done();
   });
   if (o.registry !== undefined) {
     const metrics = new DataPlaneMetrics(o.registry);
-    app.addHook('onResponse', async (request, reply) => {
+    app.addHook('onResponse', (request, reply, done) => {
       const instance = reply.getHeader(INSTANCE_HEADER);
       metrics.observe(request.routeOptions.url ?? 'unknown', typeof instance === 'string' ? instance : '', reply.statusCode, reply.elapsedTime / 1000);
+      done();
     });
   }
 

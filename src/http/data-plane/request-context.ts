@@ -5,6 +5,7 @@
  * HTTP and gRPC load alike; with the request's deadline, and cancelled when its HTTP client goes
  * away), input limits, the response headers, and what a request waiting for a cold start holds.
  */
+import { setMaxListeners } from 'node:events';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { ColdStartWaiter } from '../../catalog/catalog.js';
 import { TeiplexError } from '../../common/errors.js';
@@ -38,23 +39,42 @@ export interface DataPlaneDeps {
   responseLimitBytes: number;
 }
 
-/** Per request: aborted when the client goes away before its answer is sent. */
-const disconnects = new WeakMap<object, AbortController>();
+/**
+ * Per connection: aborted when its socket closes. A request whose answer is not yet sent when its
+ * connection closes has lost its client, and every request in flight on a closed connection is
+ * such a request, so one signal per connection (not one per request) serves them all; requests
+ * done before the close have finished their child calls and no longer listen.
+ */
+const DISCONNECT = Symbol('teiplex.disconnect');
+type WatchedSocket = { [DISCONNECT]?: AbortController; once?(event: 'close', fn: () => void): unknown; destroyed?: boolean };
+
+/** The signal aborted when the request's client goes away (its connection closes). */
+function disconnectSignal(request: FastifyRequest): AbortSignal | undefined {
+  const socket = request.raw.socket as unknown as WatchedSocket | null | undefined;
+  if (socket === null || socket === undefined || typeof socket.once !== 'function') return undefined;
+  let ac = socket[DISCONNECT];
+  if (ac === undefined) {
+    const created = new AbortController();
+    // Every call scope of every request on the connection listens (pipelined requests, encode's
+    // several instances): no leak warning past Node's default of 10.
+    setMaxListeners(0, created.signal);
+    socket[DISCONNECT] = ac = created;
+    if (socket.destroyed === true) created.abort();
+    else socket.once('close', () => created.abort());
+  }
+  return ac.signal;
+}
 
 /** Watch for the client going away (the data plane's onRequest hook): child calls then stop. */
-export function watchDisconnect(request: FastifyRequest, reply: FastifyReply): void {
-  const ac = new AbortController();
-  disconnects.set(request.raw, ac);
-  reply.raw.once('close', () => {
-    if (!reply.raw.writableFinished) ac.abort();
-  });
+export function watchDisconnect(request: FastifyRequest): void {
+  disconnectSignal(request);
 }
 
 /** What a request waiting for a cold start holds (its body's bytes) and its disconnect signal. */
 export function coldStartWaiter(request: FastifyRequest): ColdStartWaiter {
   const declared = Number(request.headers['content-length']);
   const bytes = Number.isSafeInteger(declared) && declared >= 0 ? declared : Buffer.byteLength(JSON.stringify(request.body ?? null) ?? '');
-  return { bytes, signal: disconnects.get(request.raw)?.signal };
+  return { bytes, signal: disconnectSignal(request) };
 }
 
 /** A request's calls on one instance's child. */
@@ -76,7 +96,7 @@ export function childInfo(d: DataPlaneDeps, instance: Instance): Promise<PbInfoR
  * the directory's match for this request, so the request's API key may use it.
  */
 export async function onInstance<T>(d: DataPlaneDeps, request: FastifyRequest, instance: Instance, fn: (c: ChildRequest) => Promise<T>): Promise<T> {
-  const signal = disconnects.get(request.raw)?.signal;
+  const signal = disconnectSignal(request);
   const c: ChildRequest = {
     client: d.routing.channels.client(instance),
     call: { deadlineMs: Date.now() + d.timeoutMs, ...(signal !== undefined ? { signal } : {}) },

@@ -15,6 +15,17 @@ import { AnswerBudget } from './answer-budget.js';
 import { instanceFor } from './capabilities.js';
 import { checkCount, INSTANCE_HEADER, onInstance, requestedModel, type DataPlaneDeps } from './request-context.js';
 
+/** `x-teiplex-instance` per instance name, made once. */
+const instanceHeaders = new Map<string, Readonly<Record<string, string>>>();
+function instanceHeader(name: string): Readonly<Record<string, string>> {
+  let h = instanceHeaders.get(name);
+  if (h === undefined) {
+    if (instanceHeaders.size >= 4096) instanceHeaders.clear();
+    instanceHeaders.set(name, (h = Object.freeze({ [INSTANCE_HEADER]: name })));
+  }
+  return h;
+}
+
 export function teiTarget(d: DataPlaneDeps): TeiRoutesOptions {
   return {
     async serve<T>(request: FastifyRequest, need: RouteNeed, fn: (t: EngineTarget) => Promise<T>): Promise<T> {
@@ -27,8 +38,11 @@ export function teiTarget(d: DataPlaneDeps): TeiRoutesOptions {
           autoTruncate: c.autoTruncate,
           modelName: model ?? instance.spec.model_id,
           call: c.call,
-          onFloats: new AnswerBudget(d.responseLimitBytes).onFloats,
-          headers: { [INSTANCE_HEADER]: instance.name },
+          // Made when a route asks for it (/embed_all), not for every request.
+          get onFloats() {
+            return new AnswerBudget(d.responseLimitBytes).onFloats;
+          },
+          headers: instanceHeader(instance.name),
         }),
       );
     },
