@@ -21,6 +21,8 @@ import type { EvictReason, Replicas, Usage } from './replicas.js';
 const MIB = 1024 * 1024;
 /** A standby child's footprint before its first sample (MiB): Node, the router's modules and ONNX Runtime, no model (~150 MiB RSS measured). */
 export const STANDBY_ESTIMATE_MB = 160;
+/** How long after a replica that took a standby over is ready the next standby starts (ms). */
+const STANDBY_AFTER_READY_MS = 1000;
 
 export interface PlacementOptions {
   supervisor: Supervisor;
@@ -77,8 +79,15 @@ export class Placement {
     while (this.o.supervisor.find(`${m.name}-${index}`) !== undefined) index++;
     const standby = chosen.standby !== undefined ? this.o.supervisor.standby.take(chosen.standby) : undefined;
     const created = await this.o.replicas.create(m, replicaSpec(m.spec, index, chosen.gpu), standby);
-    // The next standby once this replica is ready (or failed): not competing with its start for the cores.
-    if (standby !== undefined) void created.ready.catch(() => undefined).then(() => this.run(() => this.keepStandby()).catch(() => undefined));
+    // The next standby a moment after this replica is ready (or failed): its start-up (about a
+    // second of CPU) must not compete for the cores with this replica's start and first answers.
+    if (standby !== undefined) {
+      void created.ready
+        .catch(() => undefined)
+        .then(() => new Promise((r) => setTimeout(r, STANDBY_AFTER_READY_MS).unref()))
+        .then(() => this.run(() => this.keepStandby()))
+        .catch(() => undefined);
+    }
     return created;
   }
 
