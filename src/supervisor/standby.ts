@@ -63,6 +63,8 @@ export class StandbyChild {
   ) {
     process.stdout?.on('data', this.onData);
     process.stderr?.on('data', this.onData);
+    // Nothing is written before the hand-over; a write to a dead standby must not throw in the manager.
+    process.stdin?.on('error', () => undefined);
     this.exited = process.then(
       () => undefined,
       () => undefined,

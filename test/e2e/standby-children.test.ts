@@ -67,14 +67,21 @@ async function config(name: string, extra: string, models: string): Promise<stri
   return file;
 }
 
+/** Sizes measured on this machine by the budget test (MiB). */
+let sizes: { standbyMb: number; replicaMb: number } | undefined;
+
+/** The same weights under another model_id (a model_id names one catalog model). */
+async function copyOfModel(): Promise<string> {
+  const copy = path.join(dir, 'model-copy');
+  await cp(model, copy, { recursive: true, force: true });
+  return copy;
+}
+
 const modelToml = (name: string, extra = '', id = model): string => `[[models]]\nname = "${name}"\nmodel_id = ${JSON.stringify(id)}\n${extra}\n`;
 
 test('a standby child is started ahead, counted and shown; the next cold start takes it over and answers like a fresh child; a new standby follows; stop leaves no child', async () => {
   // Model "plain" can take a standby over; "own-env" (an env of its own) cannot: it gets a fresh child.
-  // The same weights under another model_id (a model_id names one catalog model).
-  const copy = path.join(dir, 'model-copy');
-  await cp(model, copy, { recursive: true });
-  const file = await config('takeover', 'standby_children = 1', modelToml('plain') + modelToml('own-env', 'env = { TEIPLEX_TEST_MARK = "1" }', copy));
+  const file = await config('takeover', 'standby_children = 1', modelToml('plain') + modelToml('own-env', 'env = { TEIPLEX_TEST_MARK = "1" }', await copyOfModel()));
   const m = await startManager(file);
   const pids: number[] = [];
   try {
@@ -119,6 +126,7 @@ test('a budget with no room for a standby next to the replica keeps none while t
   } finally {
     await probe.stop();
   }
+  sizes = { standbyMb, replicaMb };
   // Room for the replica (or a standby) alone, not for both.
   const budget = Math.max(standbyMb, replicaMb) * 1.4;
   const m = await startManager(await config('budget', `standby_children = 1\ncpu_memory_budget_mb = ${budget.toFixed(0)}`, modelToml('m', `memory_mb = ${Math.ceil(replicaMb)}`)));
@@ -133,6 +141,25 @@ test('a budget with no room for a standby next to the replica keeps none while t
     assert.match(String((await m.api('GET', '/metrics')).body), /teiplex_standby_children\{device="cpu"\} 0/);
     assert.equal((await m.api('POST', '/models/m/unload')).status, 200);
     await until('a standby child again', async () => (await cpu(m)).standby[0], 20_000);
+  } finally {
+    await m.stop();
+  }
+});
+
+test('a model that cannot take the standby over and has no room beside it: the standby is stopped first (no budget eviction counted)', async () => {
+  assert.ok(sizes !== undefined, 'needs the sizes measured by the test before');
+  const { standbyMb, replicaMb } = sizes;
+  const budget = Math.max(standbyMb, replicaMb) * 1.4;
+  // An env of its own: a fresh child, which needs the room the standby holds.
+  const m = await startManager(await config('evict', `standby_children = 1\ncpu_memory_budget_mb = ${budget.toFixed(0)}`, modelToml('plain') + modelToml('own', `memory_mb = ${Math.ceil(replicaMb)}\nenv = { TEIPLEX_TEST_MARK = "1" }`, await copyOfModel())));
+  try {
+    const sb = await readyStandby(m);
+    await embed(m, 'own');
+    const own = (await m.api('GET', '/models/own')).body;
+    assert.notEqual(own.replicas[0].pid, sb.pid, 'a fresh child');
+    await until('the standby stopped', async () => (isAlive(sb.pid) ? undefined : true), 20_000);
+    assert.match(m.output(), /stopping a standby child/);
+    assert.doesNotMatch(String((await m.api('GET', '/metrics')).body), /teiplex_model_evictions_total\{[^}]*reason="budget"[^}]*\} [1-9]/);
   } finally {
     await m.stop();
   }
