@@ -122,7 +122,7 @@ interface ModelInfo {
   state: string;
   failure: { reason: string; at: string } | null;
   footprint_mb: number | null;
-  replicas: Array<{ instance: string; status: string; footprint_mb: number | null }>;
+  replicas: Array<{ instance: string; status: string; footprint_mb: number | null; pid?: number }>;
 }
 
 async function models(m: ManagerProcess): Promise<ModelInfo[]> {
@@ -260,6 +260,10 @@ const failed = (o: Outcome): boolean => o.status !== 200 || o.code !== undefined
  * answer (-> the answer: forwarding, the first request).
  */
 interface Breakdown {
+  /** CPU time (user + system, ms, /proc) the replica's process spent from the request's send to its answer: less noisy than wall time on a shared machine. */
+  child_cpu?: number;
+  /** The manager's CPU time over the same span (ms). */
+  manager_cpu?: number;
   decide: number;
   process: number;
   listen: number;
@@ -306,7 +310,7 @@ interface ColdStartResult {
   warm: Summary;
   manager_cold_start_s: { sum: number; count: number; mean: number };
   /** Per run, where the time went; the median of each phase. */
-  breakdown: { runs: Breakdown[]; p50_ms: Record<(typeof PHASES)[number], number> };
+  breakdown: { runs: Breakdown[]; p50_ms: Record<(typeof PHASES)[number], number>; child_cpu_p50_ms: number; manager_cpu_p50_ms: number };
   failures: Outcome[];
 }
 
@@ -314,6 +318,17 @@ interface Target {
   m: ManagerProcess;
   setup: Setup;
   baseUrl: string;
+}
+
+/** CPU time (user + system) a process has used so far, ms (/proc/<pid>/stat, clock ticks of 10 ms); NaN when it is gone. */
+function cpuMs(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) * 10;
+  } catch {
+    return Number.NaN;
+  }
 }
 
 /** Until no standby child is still starting (one started after the last cold start), then 1 s more. */
@@ -337,19 +352,30 @@ async function coldStarts(targets: Target[], model: string, runs: number, warmPe
       const { m, baseUrl, setup } = s.t;
       await unload(m, model, 'cold start');
       await settle(m);
+      // CPU so far of every standby child (one of them becomes the replica) and of the manager.
+      const standbyPids = (await m.api<{ devices: Array<{ standby?: Array<{ pid: number }> }> }>('GET', '/memory')).body.devices.flatMap((d) => d.standby?.map((x) => x.pid) ?? []);
+      const cpuBefore = new Map(standbyPids.map((pid) => [pid, cpuMs(pid)]));
+      const managerBefore = cpuMs(m.proc.pid!);
       const t0 = Date.now();
       const c = await embed(baseUrl, model, SHORT_INPUT);
       const t1 = Date.now();
+      const replicaPid = (await modelInfo(m, model)).replicas[0]?.pid;
+      const childCpu = replicaPid !== undefined ? cpuMs(replicaPid) - (cpuBefore.get(replicaPid) ?? 0) : undefined;
+      const managerCpu = cpuMs(m.proc.pid!) - managerBefore;
       if (failed(c)) s.failures.push(c);
       else s.cold.push(c.ms);
       const b = breakdown(readFileSync(path.join(setup.dir, 'logs', `${model}-1.log`), 'utf8'), t0, t1);
-      if (b !== undefined) s.phases.push(b);
+      if (b !== undefined) {
+        if (childCpu !== undefined && Number.isFinite(childCpu)) b.child_cpu = childCpu;
+        if (Number.isFinite(managerCpu)) b.manager_cpu = managerCpu;
+        s.phases.push(b);
+      }
       for (let j = 0; j < warmPerRun; j++) {
         const w = await embed(baseUrl, model, SHORT_INPUT);
         if (failed(w)) s.failures.push(w);
         else s.warm.push(w.ms);
       }
-      const where = b === undefined ? '' : ` (${PHASES.map((p) => `${p} ${b[p]}`).join(', ')}${b.standby ? ', standby' : ''})`;
+      const where = b === undefined ? '' : ` (${PHASES.map((p) => `${p} ${b[p]}`).join(', ')}${b.standby ? ', standby' : ''}; cpu: child ${b.child_cpu}, manager ${b.manager_cpu})`;
       console.error(`cold start ${i + 1}/${runs} [${setup.variant}]: ${fmtMs(c.ms)} ms${failed(c) ? ` (failed: ${c.status} ${c.code})` : ''}${where}`);
     }
   }
@@ -362,7 +388,12 @@ async function coldStarts(targets: Target[], model: string, runs: number, warmPe
         cold: { ...summarize(s.cold), runs_ms: s.cold },
         warm: summarize(s.warm),
         manager_cold_start_s: { sum: d.cold_start_sum_s, count: d.cold_start_count, mean: d.cold_start_sum_s / d.cold_start_count },
-        breakdown: { runs: s.phases, p50_ms: Object.fromEntries(PHASES.map((p) => [p, quantile(s.phases.map((b) => b[p]), 0.5)])) as Record<(typeof PHASES)[number], number> },
+        breakdown: {
+          runs: s.phases,
+          p50_ms: Object.fromEntries(PHASES.map((p) => [p, quantile(s.phases.map((b) => b[p]), 0.5)])) as Record<(typeof PHASES)[number], number>,
+          child_cpu_p50_ms: quantile(s.phases.flatMap((b) => (b.child_cpu !== undefined ? [b.child_cpu] : [])), 0.5),
+          manager_cpu_p50_ms: quantile(s.phases.flatMap((b) => (b.manager_cpu !== undefined ? [b.manager_cpu] : [])), 0.5),
+        },
         failures: s.failures,
       };
     }),
@@ -543,9 +574,10 @@ function coldStartTable(cs: ColdStartResult[]): string {
 }
 
 function breakdownTable(cs: ColdStartResult[]): string {
-  const rows = [['config', 'n', ...PHASES.map((p) => `${p} ms`), 'standby used']];
+  const rows = [['config', 'n', ...PHASES.map((p) => `${p} ms`), 'standby used', 'child CPU ms', 'manager CPU ms']];
   for (const c of cs) {
-    rows.push([VARIANT_LABEL[c.variant] ?? c.variant, String(c.breakdown.runs.length), ...PHASES.map((p) => fmtMs(c.breakdown.p50_ms[p])), `${c.breakdown.runs.filter((b) => b.standby).length}/${c.breakdown.runs.length}`]);
+    const b = c.breakdown;
+    rows.push([VARIANT_LABEL[c.variant] ?? c.variant, String(b.runs.length), ...PHASES.map((p) => fmtMs(b.p50_ms[p])), `${b.runs.filter((x) => x.standby).length}/${b.runs.length}`, fmtMs(b.child_cpu_p50_ms), fmtMs(b.manager_cpu_p50_ms)]);
   }
   return table(rows);
 }
@@ -605,7 +637,7 @@ async function main(): Promise<void> {
       coldStartTable(colds),
       ...colds.flatMap((c) => (c.failures.length > 0 ? ['', `${c.variant}: ${c.failures.length} failed: ${JSON.stringify(c.failures)}`] : [])),
       '',
-      'Where the time of a cold start goes (p50 of each phase, ms; from the replica log): decide = request -> spawn or hand-over; process = -> the router starts (Node start-up and imports, or a standby hand-over); listen = -> its model files are read (gRPC bind); load = -> ready line (tokenizer, ONNX session, warm-up); seen = -> the manager sees it serving; answer = -> the answer (forwarding, first request).',
+      'Where the time of a cold start goes (p50 of each phase, ms; from the replica log): decide = request -> spawn or hand-over; process = -> the router starts (Node start-up and imports, or a standby hand-over); listen = -> its model files are read (gRPC bind); load = -> ready line (tokenizer, ONNX session, warm-up); seen = -> the manager sees it serving; answer = -> the answer (forwarding, first request). CPU: user + system time of the replica\'s process (a standby\'s counted from the request on) and of the manager over the same span (/proc, 10 ms ticks): less noisy than wall time on a shared machine.',
       '',
       breakdownTable(colds),
       '',

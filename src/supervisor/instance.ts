@@ -107,6 +107,8 @@ export class Instance {
   private standby: StandbyChild | undefined;
   /** Wakes the readiness loop (the child printed its ready line). */
   private readyKick: (() => void) | undefined;
+  /** The child printed its ready line since the readiness loop last looked. */
+  private readyLineSeen = false;
 
   /** `freshLog`: a new instance, not a restored one: an old log of the same name is removed first. */
   constructor(
@@ -265,6 +267,7 @@ export class Instance {
     const gen = ++this.generation;
     this.healthFailures = 0;
     this.readyAt = undefined;
+    this.readyLineSeen = false;
     this.killReason = undefined;
     // Quiet (for the back-off's reset) only from readiness on.
     this.backoff.quietFrom('', null);
@@ -316,7 +319,10 @@ export class Instance {
     this.child = child;
     child.stdout?.on('data', (d: Buffer) => {
       this.log.write(d);
-      if (this.status === 'starting' && d.includes(READY_LINE)) this.readyKick?.();
+      if (this.status === 'starting' && d.includes(READY_LINE)) {
+        this.readyLineSeen = true;
+        this.readyKick?.();
+      }
     });
     child.stderr?.on('data', (d: Buffer) => this.log.write(d));
     this.hooks.onPid?.(this.name, child.pid);
@@ -351,7 +357,12 @@ export class Instance {
         this.signal('SIGKILL');
         return;
       }
-      // The next probe after READY_POLL_MS, or at once when the child prints its ready line.
+      // The next probe after READY_POLL_MS, or at once when the child prints its ready line
+      // (now, or while the probe that just failed was under way).
+      if (this.readyLineSeen) {
+        this.readyLineSeen = false;
+        continue;
+      }
       await new Promise<void>((r2) => {
         const timer = setTimeout(() => {
           this.readyKick = undefined;
