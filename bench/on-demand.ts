@@ -11,8 +11,8 @@
  *      --no-compare, a second manager with standby_children = 0 and onnx_cache_dir = "" (a fresh
  *      child per start, the model loaded from its own file: how cold starts went before those)
  *      is timed in alternating rounds; the thrash runs on the first (defaults) only.
- *   2. Thrash: replica footprints (GET /models, RSS in MiB, after warm-up batches and a fresh
- *      sample; the largest of the three) set cpu_memory_budget_mb through a config rewrite and
+ *   2. Thrash: replica footprints (GET /models, RSS in MiB, after a first start and stop of each
+ *      model, then warm-up batches and a fresh sample; the largest of the three) set cpu_memory_budget_mb through a config rewrite and
  *      POST /config/reload: (a) 3.5 x footprint (all three fit), (b) 2.5 x footprint (two fit).
  *      Each workload starts from nothing loaded (every model unloaded), so both budgets start
  *      alike, then one priming request per model,
@@ -418,6 +418,13 @@ interface Footprints {
  */
 async function measureFootprints(m: ManagerProcess, baseUrl: string, batch: string[]): Promise<Footprints> {
   const first = (await modelInfo(m, MODELS[0])).footprint_mb;
+  // Each model started once and stopped first: a start that writes the optimized-model cache
+  // holds more memory than the later ones, which load from it; the thrash runs on those.
+  for (const name of MODELS.slice(1)) {
+    const o = await embed(baseUrl, name, SHORT_INPUT);
+    if (failed(o)) throw new Error(`first start of ${name}: ${o.status} ${o.code}: ${o.message}`);
+    await unload(m, name, 'footprints');
+  }
   for (const name of MODELS) {
     for (let i = 0; i < 5; i++) {
       const o = await embed(baseUrl, name, batch);

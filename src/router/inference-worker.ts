@@ -210,7 +210,8 @@ async function serve(initial: SessionConfig | undefined): Promise<void> {
     const { OnnxSession } = await import('./onnx-session.js');
     let config = initial;
     if (config === undefined) {
-      // Prestarted (a standby router): ONNX Runtime is imported; the session waits for its config.
+      // Prestarted (a standby router): ONNX Runtime is imported and set up; the session waits for its config.
+      await OnnxSession.warmRuntime().catch(() => undefined);
       const opened = new Promise<SessionConfig>((resolve) => {
         const onOpen = (m: ToWorker): void => {
           if (m.type !== 'open') return;
