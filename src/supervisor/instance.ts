@@ -8,6 +8,9 @@
  * environment (process-record.ts) so a later manager finds it after a crash. Before each spawn a
  * pre-flight check (its port free, its GPUs present) may refuse the attempt: that counts as a
  * failed start (back-off, then failed), so an instance whose port is taken waits and retries.
+ * Readiness is probed every READY_POLL_MS, and at once when a router child prints its ready line.
+ * A catalog replica's first spawn may take a standby child over (standby.ts, `startWith`): the
+ * flags go to its stdin and the process is this instance's child from then on; restarts spawn.
  */
 import { execa, type ResultPromise } from 'execa';
 import { systemClock, type Clock, type TimerHandle } from '../common/clock.js';
