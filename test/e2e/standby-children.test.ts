@@ -3,8 +3,9 @@
  * standby router is started ahead, shown in GET /memory and teiplex_standby_children, and counted
  * in the CPU's used memory; the next cold start takes it over (the replica IS the standby process,
  * its answers equal a fresh replica's) and a new standby follows; a budget with no room for a
- * standby next to the replica keeps none; the manager's stop leaves no child; the crash scan
- * (process-record.ts) finds a standby child by its marker.
+ * standby next to the replica keeps none, and one with no room for a replica beside an unused
+ * standby stops the standby first; the manager's stop leaves no child, nor does its SIGKILL (the
+ * standby's stdin closes); the crash scan (process-record.ts) finds a standby child by its marker.
  */
 import assert from 'node:assert/strict';
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -163,6 +164,13 @@ test('a model that cannot take the standby over and has no room beside it: the s
   } finally {
     await m.stop();
   }
+});
+
+test('a manager killed (SIGKILL) leaves no standby child: its stdin closes and it exits by itself', async () => {
+  const m = await startManager(await config('killed', 'standby_children = 1', modelToml('m')));
+  const sb = await readyStandby(m);
+  await m.stop('SIGKILL');
+  await until('the standby gone', async () => (isAlive(sb.pid) ? undefined : true), 20_000);
 });
 
 test('the crash scan finds a standby child by its marker (instance standby-cpu-N) and stops it', async () => {
