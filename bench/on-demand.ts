@@ -4,11 +4,15 @@
  * tokenizer, seeds 0, 1, 2) served by `teiplex router` children on the CPU.
  *
  *   1. Cold start, request to first answer: --cold-runs times, unload model A (POST
- *      /models/A/unload, wait for `available`), then time one POST /v1/embeddings of a short
- *      input; then --warm-per-run warm requests of the same input for comparison. The manager's
- *      own figure is teiplex_cold_start_seconds (sum / count over the same runs).
- *   2. Thrash: replica footprints (GET /models, RSS in MiB, after warm-up batches and a fresh
- *      sample; the largest of the three) set cpu_memory_budget_mb through a config rewrite and
+ *      /models/A/unload, wait for `available`, 3 s to settle), then time one POST /v1/embeddings
+ *      of a short input; then --warm-per-run warm requests of the same input for comparison. The
+ *      manager's own figure is teiplex_cold_start_seconds (sum / count over the same runs). Where
+ *      each cold start's time went comes from the replica's log (breakdown()). Unless
+ *      --no-compare, a second manager with standby_children = 0 and onnx_cache_dir = "" (a fresh
+ *      child per start, the model loaded from its own file: how cold starts went before those)
+ *      is timed in alternating rounds; the thrash runs on the first (defaults) only.
+ *   2. Thrash: replica footprints (GET /models, RSS in MiB, after a first start and stop of each
+ *      model, then warm-up batches and a fresh sample; the largest of the three) set cpu_memory_budget_mb through a config rewrite and
  *      POST /config/reload: (a) 3.5 x footprint (all three fit), (b) 2.5 x footprint (two fit).
  *      Each workload starts from nothing loaded (every model unloaded), so both budgets start
  *      alike, then one priming request per model,
@@ -24,11 +28,11 @@
  * Client, manager and children share this machine's cores: a cold start's CPU (process start,
  * model load) comes out of the serving replicas' budget.
  *
- *   npm run build && node --import tsx bench/on-demand.ts [--cold-runs 5 --warm-per-run 5 --duration 20 --batch 8 --fail-pause-ms 200]
+ *   npm run build && node --import tsx bench/on-demand.ts [--cold-runs 5 --warm-per-run 5 --duration 20 --batch 8 --fail-pause-ms 200 --no-compare]
  *
  * Prints a table; writes bench/results/on-demand.json and bench/results/on-demand.md.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -47,6 +51,8 @@ const { values: flags } = parseArgs({
     duration: { type: 'string', default: '20' },
     batch: { type: 'string', default: '8' },
     'fail-pause-ms': { type: 'string', default: '200' },
+    /** Without it, cold starts are also timed on a second manager with standby_children = 0 and onnx_cache_dir = "" (alternating rounds). */
+    'no-compare': { type: 'boolean', default: false },
     out: { type: 'string', default: projectPath('bench', 'results') },
   },
   strict: true,
@@ -79,6 +85,8 @@ const fmtMs = (x: number): string => (Number.isFinite(x) ? (x >= 100 ? x.toFixed
 
 interface Setup {
   dir: string;
+  /** standby_children and onnx_cache_dir as configured (defaults: absent). */
+  variant: string;
   configFile: string;
   /** The top of the config (ports, dirs, catalog settings), kept byte-identical across rewrites. */
   head: string;
@@ -86,15 +94,17 @@ interface Setup {
   models: string;
 }
 
-async function prepareConfig(): Promise<Setup> {
+/** `off`: no standby children, no optimized-model cache (how cold starts went before both). */
+async function prepareConfig(variant: 'defaults' | 'off' = 'defaults'): Promise<Setup> {
   const dir = mkdtempSync(path.join(tmpdir(), 'teiplex-bench-on-demand-'));
-  const head = `${loopbackConfig(dir)}idle_timeout_secs = ${IDLE_TIMEOUT_SECS}\ncold_start_timeout_secs = ${COLD_START_TIMEOUT_SECS}\n`;
+  const keys = variant === 'off' ? 'standby_children = 0\nonnx_cache_dir = ""\n' : '';
+  const head = `${loopbackConfig(dir)}idle_timeout_secs = ${IDLE_TIMEOUT_SECS}\ncold_start_timeout_secs = ${COLD_START_TIMEOUT_SECS}\n${keys}`;
   let models = '';
   for (const [seed, name] of MODELS.entries()) {
     const modelDir = await testModel({ kind: 'embedding', shape: 'minilm-l6', seed: seed === 0 ? undefined : seed });
     models += `\n[[models]]\nname = "${name}"\nmodel_id = ${JSON.stringify(modelDir)}\nmax_concurrent_requests = 4096\nextra_args = ["--auto-truncate"]\n`;
   }
-  const setup = { dir, configFile: path.join(dir, 'config.toml'), head, models };
+  const setup = { dir, variant, configFile: path.join(dir, 'config.toml'), head, models };
   writeConfig(setup, undefined);
   return setup;
 }
@@ -112,7 +122,7 @@ interface ModelInfo {
   state: string;
   failure: { reason: string; at: string } | null;
   footprint_mb: number | null;
-  replicas: Array<{ instance: string; status: string; footprint_mb: number | null }>;
+  replicas: Array<{ instance: string; status: string; footprint_mb: number | null; pid?: number }>;
 }
 
 async function models(m: ManagerProcess): Promise<ModelInfo[]> {
@@ -241,39 +251,153 @@ const failed = (o: Outcome): boolean => o.status !== 200 || o.code !== undefined
 
 // ---- 1. cold start ----
 
+/**
+ * Where one cold start's time went, from the replica's log (the manager's `[teiplex]` lines and the
+ * router's JSON lines carry wall-clock times) between the request's send and its answer (ms):
+ * decide (request -> spawn or hand-over), process (-> the router's `starting`: Node start-up and
+ * imports, or a standby's hand-over), listen (-> `loading model`: gRPC bind, model files),
+ * load (-> ready line: tokenizer, ONNX session, warm-up), seen (-> the manager's `running`),
+ * answer (-> the answer: forwarding, the first request).
+ */
+interface Breakdown {
+  /** CPU time (user + system, ms, /proc) the replica's process spent from the request's send to its answer: less noisy than wall time on a shared machine. */
+  child_cpu?: number;
+  /** The manager's CPU time over the same span (ms). */
+  manager_cpu?: number;
+  decide: number;
+  process: number;
+  listen: number;
+  load: number;
+  seen: number;
+  answer: number;
+  standby: boolean;
+}
+const PHASES = ['decide', 'process', 'listen', 'load', 'seen', 'answer'] as const;
+
+function breakdown(log: string, t0: number, t1: number): Breakdown | undefined {
+  const lines = log.split('\n');
+  let start = -1;
+  for (let i = lines.length - 1; i >= 0 && start < 0; i--) if (lines[i].includes('stopped -> starting')) start = i;
+  if (start < 0) return undefined;
+  const at = (pred: (l: string) => boolean): number | undefined => {
+    const l = lines.slice(start).find(pred);
+    if (l === undefined) return undefined;
+    const iso = l.startsWith('[teiplex] ') ? l.slice(10, 34) : (/"time":"([^"]+)"/.exec(l)?.[1] ?? '');
+    const t = Date.parse(iso);
+    return Number.isFinite(t) ? t : undefined;
+  };
+  const spawn = at((l) => l.startsWith('[teiplex] ') && l.includes(' spawn: '));
+  const starting = at((l) => l.includes('"msg":"starting"'));
+  const loading = at((l) => l.includes('"msg":"loading model"'));
+  const ready = at((l) => l.includes('"msg":"ready"'));
+  const running = at((l) => l.includes('starting -> running'));
+  if ([spawn, starting, loading, ready, running].some((x) => x === undefined)) return undefined;
+  return {
+    decide: spawn! - t0,
+    process: starting! - spawn!,
+    listen: loading! - starting!,
+    load: ready! - loading!,
+    seen: running! - ready!,
+    answer: t1 - running!,
+    standby: lines.slice(start).some((l) => l.includes('taken over by standby child')),
+  };
+}
+
 interface ColdStartResult {
   model: string;
+  variant: string;
   cold: Summary & { runs_ms: number[] };
   warm: Summary;
   manager_cold_start_s: { sum: number; count: number; mean: number };
+  /** Per run, where the time went; the median of each phase. */
+  breakdown: { runs: Breakdown[]; p50_ms: Record<(typeof PHASES)[number], number>; child_cpu_p50_ms: number; manager_cpu_p50_ms: number };
   failures: Outcome[];
 }
 
-async function coldStarts(m: ManagerProcess, baseUrl: string, model: string, runs: number, warmPerRun: number): Promise<ColdStartResult> {
-  const before = await counters(m, model);
-  const cold: number[] = [];
-  const warm: number[] = [];
-  const failures: Outcome[] = [];
-  for (let i = 0; i < runs; i++) {
-    await unload(m, model, 'cold start');
-    const c = await embed(baseUrl, model, SHORT_INPUT);
-    if (failed(c)) failures.push(c);
-    else cold.push(c.ms);
-    for (let j = 0; j < warmPerRun; j++) {
-      const w = await embed(baseUrl, model, SHORT_INPUT);
-      if (failed(w)) failures.push(w);
-      else warm.push(w.ms);
-    }
-    console.error(`cold start ${i + 1}/${runs}: ${fmtMs(c.ms)} ms${failed(c) ? ` (failed: ${c.status} ${c.code})` : ''}`);
+interface Target {
+  m: ManagerProcess;
+  setup: Setup;
+  baseUrl: string;
+}
+
+/** CPU time (user + system) a process has used so far, ms (/proc/<pid>/stat, clock ticks of 10 ms); NaN when it is gone. */
+function cpuMs(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) * 10;
+  } catch {
+    return Number.NaN;
   }
-  const d = delta(await counters(m, model), before);
-  return {
-    model,
-    cold: { ...summarize(cold), runs_ms: cold },
-    warm: summarize(warm),
-    manager_cold_start_s: { sum: d.cold_start_sum_s, count: d.cold_start_count, mean: d.cold_start_sum_s / d.cold_start_count },
-    failures,
-  };
+}
+
+/** Until no standby child is still starting (one started after the last cold start), then 1 s more. */
+async function settle(m: ManagerProcess): Promise<void> {
+  const end = Date.now() + 60_000;
+  while (Date.now() < end) {
+    const r = await m.api<{ devices: Array<{ standby?: Array<{ state: string }> }> }>('GET', '/memory');
+    if (!r.body.devices.some((d) => d.standby?.some((s) => s.state === 'starting'))) break;
+    await sleep(200);
+  }
+  await sleep(1000);
+}
+
+/** Cold starts on each target in alternating rounds (noise on a shared machine hits both alike). */
+async function coldStarts(targets: Target[], model: string, runs: number, warmPerRun: number): Promise<ColdStartResult[]> {
+  const state = await Promise.all(
+    targets.map(async (t) => ({ t, before: await counters(t.m, model), cold: [] as number[], warm: [] as number[], failures: [] as Outcome[], phases: [] as Breakdown[] })),
+  );
+  for (let i = 0; i < runs; i++) {
+    for (const s of state) {
+      const { m, baseUrl, setup } = s.t;
+      await unload(m, model, 'cold start');
+      await settle(m);
+      // CPU so far of every standby child (one of them becomes the replica) and of the manager.
+      const standbyPids = (await m.api<{ devices: Array<{ standby?: Array<{ pid: number }> }> }>('GET', '/memory')).body.devices.flatMap((d) => d.standby?.map((x) => x.pid) ?? []);
+      const cpuBefore = new Map(standbyPids.map((pid) => [pid, cpuMs(pid)]));
+      const managerBefore = cpuMs(m.proc.pid!);
+      const t0 = Date.now();
+      const c = await embed(baseUrl, model, SHORT_INPUT);
+      const t1 = Date.now();
+      const replicaPid = (await modelInfo(m, model)).replicas[0]?.pid;
+      const childCpu = replicaPid !== undefined ? cpuMs(replicaPid) - (cpuBefore.get(replicaPid) ?? 0) : undefined;
+      const managerCpu = cpuMs(m.proc.pid!) - managerBefore;
+      if (failed(c)) s.failures.push(c);
+      else s.cold.push(c.ms);
+      const b = breakdown(readFileSync(path.join(setup.dir, 'logs', `${model}-1.log`), 'utf8'), t0, t1);
+      if (b !== undefined) {
+        if (childCpu !== undefined && Number.isFinite(childCpu)) b.child_cpu = childCpu;
+        if (Number.isFinite(managerCpu)) b.manager_cpu = managerCpu;
+        s.phases.push(b);
+      }
+      for (let j = 0; j < warmPerRun; j++) {
+        const w = await embed(baseUrl, model, SHORT_INPUT);
+        if (failed(w)) s.failures.push(w);
+        else s.warm.push(w.ms);
+      }
+      const where = b === undefined ? '' : ` (${PHASES.map((p) => `${p} ${b[p]}`).join(', ')}${b.standby ? ', standby' : ''}; cpu: child ${b.child_cpu}, manager ${b.manager_cpu})`;
+      console.error(`cold start ${i + 1}/${runs} [${setup.variant}]: ${fmtMs(c.ms)} ms${failed(c) ? ` (failed: ${c.status} ${c.code})` : ''}${where}`);
+    }
+  }
+  return Promise.all(
+    state.map(async (s) => {
+      const d = delta(await counters(s.t.m, model), s.before);
+      return {
+        model,
+        variant: s.t.setup.variant,
+        cold: { ...summarize(s.cold), runs_ms: s.cold },
+        warm: summarize(s.warm),
+        manager_cold_start_s: { sum: d.cold_start_sum_s, count: d.cold_start_count, mean: d.cold_start_sum_s / d.cold_start_count },
+        breakdown: {
+          runs: s.phases,
+          p50_ms: Object.fromEntries(PHASES.map((p) => [p, quantile(s.phases.map((b) => b[p]), 0.5)])) as Record<(typeof PHASES)[number], number>,
+          child_cpu_p50_ms: quantile(s.phases.flatMap((b) => (b.child_cpu !== undefined ? [b.child_cpu] : [])), 0.5),
+          manager_cpu_p50_ms: quantile(s.phases.flatMap((b) => (b.manager_cpu !== undefined ? [b.manager_cpu] : [])), 0.5),
+        },
+        failures: s.failures,
+      };
+    }),
+  );
 }
 
 // ---- 2. footprint ----
@@ -294,6 +418,13 @@ interface Footprints {
  */
 async function measureFootprints(m: ManagerProcess, baseUrl: string, batch: string[]): Promise<Footprints> {
   const first = (await modelInfo(m, MODELS[0])).footprint_mb;
+  // Each model started once and stopped first: a start that writes the optimized-model cache
+  // holds more memory than the later ones, which load from it; the thrash runs on those.
+  for (const name of MODELS.slice(1)) {
+    const o = await embed(baseUrl, name, SHORT_INPUT);
+    if (failed(o)) throw new Error(`first start of ${name}: ${o.status} ${o.code}: ${o.message}`);
+    await unload(m, name, 'footprints');
+  }
   for (const name of MODELS) {
     for (let i = 0; i < 5; i++) {
       const o = await embed(baseUrl, name, batch);
@@ -433,19 +564,29 @@ function table(rows: string[][]): string {
   return [line(rows[0]), `| ${widths.map((w) => '-'.repeat(w)).join(' | ')} |`, ...rows.slice(1).map(line)].join('\n');
 }
 
-function coldStartTable(c: ColdStartResult): string {
-  return table([
-    ['request', 'n', 'p50 ms', 'min ms', 'max ms'],
-    ['cold (unloaded -> first answer)', String(c.cold.n), fmtMs(c.cold.p50_ms), fmtMs(c.cold.min_ms), fmtMs(c.cold.max_ms)],
-    ['warm (replica loaded)', String(c.warm.n), fmtMs(c.warm.p50_ms), fmtMs(c.warm.min_ms), fmtMs(c.warm.max_ms)],
-    [
-      'manager teiplex_cold_start_seconds (mean)',
-      String(c.manager_cold_start_s.count),
-      fmtMs(c.manager_cold_start_s.mean * 1000),
-      '',
-      `sum ${c.manager_cold_start_s.sum.toFixed(2)} s`,
-    ],
-  ]);
+const VARIANT_LABEL: Record<string, string> = {
+  defaults: 'defaults (standby_children = 1, optimized-model cache)',
+  off: 'standby_children = 0, onnx_cache_dir = ""',
+};
+
+function coldStartTable(cs: ColdStartResult[]): string {
+  const rows = [['config', 'request', 'n', 'p50 ms', 'min ms', 'max ms']];
+  for (const c of cs) {
+    const v = VARIANT_LABEL[c.variant] ?? c.variant;
+    rows.push([v, 'cold (unloaded -> first answer)', String(c.cold.n), fmtMs(c.cold.p50_ms), fmtMs(c.cold.min_ms), fmtMs(c.cold.max_ms)]);
+    rows.push([v, 'warm (replica loaded)', String(c.warm.n), fmtMs(c.warm.p50_ms), fmtMs(c.warm.min_ms), fmtMs(c.warm.max_ms)]);
+    rows.push([v, 'manager teiplex_cold_start_seconds (mean)', String(c.manager_cold_start_s.count), fmtMs(c.manager_cold_start_s.mean * 1000), '', `sum ${c.manager_cold_start_s.sum.toFixed(2)} s`]);
+  }
+  return table(rows);
+}
+
+function breakdownTable(cs: ColdStartResult[]): string {
+  const rows = [['config', 'n', ...PHASES.map((p) => `${p} ms`), 'standby used', 'child CPU ms', 'manager CPU ms']];
+  for (const c of cs) {
+    const b = c.breakdown;
+    rows.push([VARIANT_LABEL[c.variant] ?? c.variant, String(b.runs.length), ...PHASES.map((p) => fmtMs(b.p50_ms[p])), `${b.runs.filter((x) => x.standby).length}/${b.runs.length}`, fmtMs(b.child_cpu_p50_ms), fmtMs(b.manager_cpu_p50_ms)]);
+  }
+  return table(rows);
 }
 
 function thrashTable(results: BudgetResult[]): string {
@@ -478,8 +619,15 @@ async function main(): Promise<void> {
   const m = await startManager(setup.configFile);
   const baseUrl = `http://127.0.0.1:${m.apiPort}`;
   const batch = makeWorkload({ count: Number(flags.batch) });
+  const compare = !flags['no-compare'];
+  const offSetup = compare ? await prepareConfig('off') : undefined;
+  const off = offSetup !== undefined ? await startManager(offSetup.configFile) : undefined;
   try {
-    const cold = await coldStarts(m, baseUrl, MODELS[0], Number(flags['cold-runs']), Number(flags['warm-per-run']));
+    const targets: Target[] = [{ m, setup, baseUrl }];
+    if (off !== undefined) targets.unshift({ m: off, setup: offSetup!, baseUrl: `http://127.0.0.1:${off.apiPort}` });
+    const colds = await coldStarts(targets, MODELS[0], Number(flags['cold-runs']), Number(flags['warm-per-run']));
+    await off?.stop();
+    const cold = colds[colds.length - 1];
     const footprints = await measureFootprints(m, baseUrl, batch);
     console.error(`footprints (MiB): ${JSON.stringify(footprints)}`);
     const budgets: BudgetResult[] = [];
@@ -493,8 +641,12 @@ async function main(): Promise<void> {
       '',
       `## Cold start of ${cold.model}, short input ("${SHORT_INPUT}")`,
       '',
-      coldStartTable(cold),
-      ...(cold.failures.length > 0 ? ['', `${cold.failures.length} failed: ${JSON.stringify(cold.failures)}`] : []),
+      coldStartTable(colds),
+      ...colds.flatMap((c) => (c.failures.length > 0 ? ['', `${c.variant}: ${c.failures.length} failed: ${JSON.stringify(c.failures)}`] : [])),
+      '',
+      'Where the time of a cold start goes (p50 of each phase, ms; from the replica log): decide = request -> spawn or hand-over; process = -> the router starts (Node start-up and imports, or a standby hand-over); listen = -> its model files are read (gRPC bind); load = -> ready line (tokenizer, ONNX session, warm-up); seen = -> the manager sees it serving; answer = -> the answer (forwarding, first request). CPU: user + system time of the replica\'s process (a standby\'s counted from the request on) and of the manager over the same span (/proc, 10 ms ticks): less noisy than wall time on a shared machine.',
+      '',
+      breakdownTable(colds),
       '',
       `## Thrash: round-robin over three models, batches of ${batch.length} texts, ${flags.duration} s per workload`,
       '',
@@ -515,7 +667,7 @@ async function main(): Promise<void> {
     mkdirSync(flags.out, { recursive: true });
     writeFileSync(
       path.join(flags.out, 'on-demand.json'),
-      JSON.stringify({ machine, flags, cold_start: cold, footprints, budgets, model_failures: modelFailures }, null, 2) + '\n',
+      JSON.stringify({ machine, flags, cold_start: cold, cold_starts: colds, footprints, budgets, model_failures: modelFailures }, null, 2) + '\n',
     );
     writeFileSync(path.join(flags.out, 'on-demand.md'), md);
     console.log(`wrote ${path.join(flags.out, 'on-demand.json')} and on-demand.md`);
@@ -523,8 +675,10 @@ async function main(): Promise<void> {
     console.error(`--- manager output (tail) ---\n${m.output().slice(-8000)}`);
     throw err;
   } finally {
+    await off?.stop();
     await m.stop();
     rmSync(setup.dir, { recursive: true, force: true });
+    if (offSetup !== undefined) rmSync(offSetup.dir, { recursive: true, force: true });
   }
 }
 

@@ -18,4 +18,5 @@ export type CatalogSettings = Pick<
   | 'scale_up_inflight'
   | 'scale_up_after_secs'
   | 'nvidia_smi_path'
+  | 'standby_children'
 >;

@@ -98,7 +98,7 @@ export class Catalog {
     const evicted = (name: string, reason: EvictReason): void => void this.events.emit('evict', { model: name, reason });
     const changed = (m: CatalogModel): void => this.sync(m);
     this.replicaSet = new Replicas({ supervisor: o.supervisor, inflight: o.inflight, model, evicted, changed, log: this.log });
-    this.placement = new Placement({ supervisor: o.supervisor, inflight: o.inflight, replicas: this.replicaSet, model, settings, evicted, log: this.log });
+    this.placement = new Placement({ supervisor: o.supervisor, inflight: o.inflight, replicas: this.replicaSet, model, models: () => this.models.values(), settings, evicted, log: this.log });
     this.sampler = new FootprintSampler({
       supervisor: o.supervisor,
       replicas: this.replicaSet,

@@ -9,6 +9,7 @@
 import { systemClock, type Clock, type TimerHandle } from '../common/clock.js';
 import type { Instance } from '../supervisor/instance.js';
 import { canServe } from '../supervisor/instance-state.js';
+import type { StandbyInfo } from '../supervisor/standby.js';
 import type { Supervisor } from '../supervisor/supervisor.js';
 import type { CatalogModel } from './catalog-model.js';
 import type { CatalogSettings } from './catalog-settings.js';
@@ -25,6 +26,8 @@ export interface DeviceMemory {
   budget_mb: number | null;
   budget_source: string;
   used_mb: number;
+  /** Standby children on this device (counted in used_mb). */
+  standby: Array<StandbyInfo & { footprint_mb: number | null }>;
 }
 
 export interface FootprintSamplerOptions {
@@ -92,7 +95,12 @@ export class FootprintSampler {
     if (this.closed) return;
     const all = this.o.supervisor.list().filter((i) => i.pid !== undefined && canServe(i.status));
     const gpuByPid = all.some((i) => i.placement.gpuIds.length > 0) ? await gpuMemoryByPid(this.o.settings().nvidia_smi_path) : undefined;
-    const groups = all.length > 0 ? await processGroups() : undefined;
+    const standby = this.o.supervisor.standby;
+    const groups = all.length > 0 || standby.list().length > 0 ? await processGroups() : undefined;
+    for (const c of standby.list()) {
+      const f = c.pid !== undefined ? await measureFootprint(c.pid, undefined, groups) : undefined;
+      if (f !== undefined) standby.footprints.set(c.name, Math.max(f.mb, standby.footprints.get(c.name) ?? 0));
+    }
     for (const i of all) {
       const owner = this.o.supervisor.ownerOf(i.name);
       const m = owner !== undefined ? this.o.model(owner) : undefined;
@@ -103,12 +111,16 @@ export class FootprintSampler {
       }
     }
     const budgets = await this.o.placement.budgets();
-    await this.o.placement.run(() => this.o.placement.enforce(budgets));
+    await this.o.placement.run(async () => {
+      await this.o.placement.enforce(budgets);
+      if (!this.closed) await this.o.placement.keepStandby(budgets);
+    });
     this.snapshot = [...budgets.values()].map((b) => ({
       device: b.device,
       budget_mb: Number.isFinite(b.mb) ? b.mb : null,
       budget_source: b.source,
       used_mb: heldMb(this.o.placement.residents(b.device)),
+      standby: standby.list(b.device).map((c) => ({ ...c.info(), footprint_mb: standby.footprints.get(c.name) ?? null })),
     }));
   }
 }

@@ -24,6 +24,8 @@ export interface Resident {
   lastUsedMs: number;
   /** Why it may not be evicted; undefined: it may. */
   keep?: string;
+  /** A standby child (no model): the first to go when room is needed (lastUsedMs -1). */
+  standby?: boolean;
 }
 
 /** The devices an instance's GPU ids put it on (`cpu` without any). */

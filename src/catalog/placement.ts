@@ -19,12 +19,18 @@ import { deviceBudgets, devicesOf, heldMb, planPlacement, type Budget, type Resi
 import type { EvictReason, Replicas, Usage } from './replicas.js';
 
 const MIB = 1024 * 1024;
+/** A standby child's footprint before its first sample (MiB): Node, the router's modules and ONNX Runtime, no model (~150 MiB RSS measured). */
+export const STANDBY_ESTIMATE_MB = 160;
+/** How long after a replica that took a standby over is ready the next standby starts (ms). */
+const STANDBY_AFTER_READY_MS = 1000;
 
 export interface PlacementOptions {
   supervisor: Supervisor;
   inflight: Usage;
   replicas: Replicas;
   model(name: string): CatalogModel | undefined;
+  /** Every listed model (whether a standby child is of use). */
+  models(): Iterable<CatalogModel>;
   settings(): CatalogSettings;
   evicted(model: string, reason: EvictReason): void;
   log(msg: string, fields?: Record<string, unknown>): void;
@@ -35,6 +41,8 @@ export class Placement {
   private readonly queue = new SerialQueue();
   /** Devices found over budget with nothing to evict (logged once until that changes). */
   private readonly overBudget = new Set<string>();
+  /** A standby child did not fit (logged once until one does). */
+  private standbyRefused = false;
 
   constructor(private readonly o: PlacementOptions) {}
 
@@ -53,8 +61,10 @@ export class Placement {
     const options = candidates.map((gpu) => {
       const [device] = devicesOf(gpu === undefined ? [] : [gpu]);
       const budget = budgets.get(device) ?? { device, mb: Infinity, source: 'unknown' };
-      const residents = this.residents(device);
-      return { gpu, device, plan: planPlacement(what, need, budget, residents), free: budget.mb - heldMb(residents) };
+      // A standby child the replica would take over: its memory becomes the replica's (part of `need`).
+      const standby = settings.standby_children > 0 && gpu === undefined ? this.o.supervisor.standbyFor(replicaSpec(m.spec, 1, gpu), []) : undefined;
+      const residents = this.residents(device).filter((r) => r.instance !== standby?.name);
+      return { gpu, device, standby, plan: planPlacement(what, need, budget, residents), free: budget.mb - heldMb(residents) };
     });
     // Another device than the replicas already have, then the fewest evictions, then the most room.
     options.sort((a, b) => Number(placed.has(a.device)) - Number(placed.has(b.device)) || evictions(a.plan) - evictions(b.plan) || b.free - a.free);
@@ -64,10 +74,53 @@ export class Placement {
       this.o.log('no room for a replica', { model: m.name, detail: options.map((x) => (x.plan.ok ? '' : x.plan.detail)).join('; ') });
       throw new TeiplexError('MEMORY_BUDGET_EXCEEDED', reasons.join('; '), { retryAfterSecs: 5 });
     }
-    for (const r of chosen.plan.evict) await this.evict(r.instance, `to make room for '${m.name}' on ${chosen.device}`);
+    for (const r of chosen.plan.evict) await this.evict(r, `to make room for '${m.name}' on ${chosen.device}`);
     let index = 1;
     while (this.o.supervisor.find(`${m.name}-${index}`) !== undefined) index++;
-    return this.o.replicas.create(m, replicaSpec(m.spec, index, chosen.gpu));
+    const standby = chosen.standby !== undefined ? this.o.supervisor.standby.take(chosen.standby) : undefined;
+    const created = await this.o.replicas.create(m, replicaSpec(m.spec, index, chosen.gpu), standby);
+    // The next standby a moment after this replica is ready (or failed): its start-up (about a
+    // second of CPU) must not compete for the cores with this replica's start and first answers.
+    if (standby !== undefined) {
+      void created.ready
+        .catch(() => undefined)
+        .then(() => new Promise((r) => setTimeout(r, STANDBY_AFTER_READY_MS).unref()))
+        .then(() => this.run(() => this.keepStandby()))
+        .catch(() => undefined);
+    }
+    return created;
+  }
+
+  /**
+   * Keep `standby_children` standby children on the CPU while some catalog model could take one
+   * over (a router spec on the CPU), each started only if its footprint fits the budget next to
+   * what is resident (nothing is evicted for a standby); extra ones are stopped. Call inside `run`.
+   */
+  async keepStandby(budgets?: Map<string, Budget>): Promise<void> {
+    const pool = this.o.supervisor.standby;
+    const settings = this.o.settings();
+    const have = pool.list('cpu');
+    const usable = [...this.o.models()].some((m) => m.spec.gpu_ids === undefined && this.o.supervisor.standbyUsable(replicaSpec(m.spec, 1, undefined), []));
+    const want = usable ? settings.standby_children : 0;
+    for (const c of have.slice(want)) await pool.stop(c, want === 0 ? 'no catalog model can use it, or standby_children = 0' : 'more than standby_children');
+    if (have.length >= want) return;
+    const budget = (budgets ?? (await this.budgets())).get('cpu') ?? { device: 'cpu', mb: Infinity, source: 'unknown' };
+    for (let n = have.length; n < want; n++) {
+      const plan = planPlacement('a standby child', this.standbyMb(), budget, this.residents('cpu'));
+      if (!plan.ok || plan.evict.length > 0) {
+        if (!this.standbyRefused) this.o.log('no room for a standby child in the budget: cold starts start a fresh child', { device: 'cpu', budget_mb: Math.round(budget.mb) });
+        this.standbyRefused = true;
+        return;
+      }
+      this.standbyRefused = false;
+      pool.spawn('cpu');
+    }
+  }
+
+  /** What a standby child is expected to hold before it is measured: the largest measured one, else STANDBY_ESTIMATE_MB. */
+  private standbyMb(): number {
+    const measured = [...this.o.supervisor.standby.footprints.values()];
+    return measured.length > 0 ? Math.max(...measured) : STANDBY_ESTIMATE_MB;
   }
 
   /** What holds memory on a device: every instance with a process there. */
@@ -80,6 +133,10 @@ export class Placement {
       const m = owner !== undefined ? this.o.model(owner) : undefined;
       const mb = this.o.replicas.footprints.get(i.name) ?? m?.expectedMb(settings.default_memory_mb) ?? 0;
       out.push({ instance: i.name, mb, lastUsedMs: this.o.inflight.lastUsed(i.name) ?? 0, keep: this.keepReason(i, m) });
+    }
+    // Standby children hold memory too; with no model, they are the first to go (lastUsedMs -1).
+    for (const c of this.o.supervisor.standby.list(device)) {
+      out.push({ instance: c.name, mb: this.o.supervisor.standby.footprints.get(c.name) ?? this.standbyMb(), lastUsedMs: -1, standby: true });
     }
     return out;
   }
@@ -110,12 +167,18 @@ export class Placement {
         continue;
       }
       this.overBudget.delete(b.device);
-      for (const r of plan.evict) await this.evict(r.instance, `${b.device} is over its budget of ${Math.round(b.mb)} MiB`);
+      for (const r of plan.evict) await this.evict(r, `${b.device} is over its budget of ${Math.round(b.mb)} MiB`);
     }
   }
 
-  /** Stop a replica for the budget (only replicas are ever planned for eviction). */
-  private async evict(instance: string, why: string): Promise<void> {
+  /** Stop a replica (or a standby child) for the budget (only these are ever planned for eviction). */
+  private async evict(r: Resident, why: string): Promise<void> {
+    const instance = r.instance;
+    if (r.standby === true) {
+      const c = this.o.supervisor.standby.list().find((x) => x.name === instance);
+      if (c !== undefined) await this.o.supervisor.standby.stop(c, why);
+      return;
+    }
     const owner = this.o.supervisor.ownerOf(instance);
     const victim = owner !== undefined ? this.o.model(owner) : undefined;
     if (victim === undefined) return;

@@ -27,6 +27,7 @@ const LIVE_KEYS = [
   'scale_up_inflight',
   'scale_up_after_secs',
   'nvidia_smi_path',
+  'standby_children',
 ] as const satisfies ReadonlyArray<keyof CatalogSettings>;
 
 export function catalogSettings(c: Config): CatalogSettings {

@@ -10,6 +10,7 @@ import { TeiplexError } from '../common/errors.js';
 import type { InstanceSpec } from '../config/instance-spec.js';
 import type { Instance } from '../supervisor/instance.js';
 import { canServe } from '../supervisor/instance-state.js';
+import type { StandbyChild } from '../supervisor/standby.js';
 import type { InstanceTransition, Supervisor } from '../supervisor/supervisor.js';
 import type { CatalogModel } from './catalog-model.js';
 
@@ -55,12 +56,12 @@ export class Replicas {
   }
 
   /** Create and start a replica of `m`; `ready` settles when it first serves, or rejects when it fails or is stopped first. */
-  async create(m: CatalogModel, spec: InstanceSpec): Promise<{ instance: Instance; ready: Promise<void> }> {
+  async create(m: CatalogModel, spec: InstanceSpec, standby?: StandbyChild): Promise<{ instance: Instance; ready: Promise<void> }> {
     const ready = new Promise<void>((resolve, reject) => this.readiness.set(spec.name, { resolve, reject }));
     ready.catch(() => undefined);
     m.replicas.add(spec.name);
     try {
-      const instance = await this.o.supervisor.create(spec, true, { owner: m.name, source: m.source });
+      const instance = await this.o.supervisor.create(spec, true, { owner: m.name, source: m.source, standby });
       return { instance, ready };
     } catch (err) {
       m.replicas.delete(spec.name);

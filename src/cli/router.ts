@@ -1,5 +1,6 @@
 /**
- * `teiplex router`: parse flags, start the router, stop on SIGTERM/SIGINT.
+ * `teiplex router`: parse flags, start the router, stop on SIGTERM/SIGINT. `--standby` (the
+ * manager's): start ahead, without a model, and take the flags from stdin later.
  *
  * Exit codes: 0 after a signal-initiated drain (or --help); 2 for bad flags (message on stderr);
  * 1 when the model cannot be loaded or the servers cannot start (reason on stderr), or when a
@@ -8,7 +9,7 @@
 import { FlagError } from '../common/flags.js';
 import { parseRouterArgs, routerUsage, type RouterArgs } from '../router/args.js';
 import { createRouterLog } from '../router/router-log.js';
-import { startRouter, type RunningRouter } from '../router/server.js';
+import { prepareStandby, startRouter, type Prestarted, type RunningRouter } from '../router/server.js';
 
 const SIGNALS: NodeJS.Signals[] = ['SIGTERM', 'SIGINT'];
 
@@ -27,7 +28,64 @@ function watchSignals(onNext: (s: NodeJS.Signals) => void): { first: Promise<Nod
   return { first, dispose: () => SIGNALS.forEach((s) => process.off(s, handler)) };
 }
 
-export async function run(argv: string[]): Promise<number> {
+/**
+ * `teiplex router --standby`: a router started ahead of its model (the manager's standby child).
+ * It imports everything, starts its session thread (prepareStandby), prints
+ * `{"msg":"standby","pid":N}` and waits for ONE line on stdin: `{"argv": [...]}`, the flags it
+ * would have been started with; from then on it is that router. Stdin closed first, or a signal:
+ * it exits 0.
+ */
+async function standby(): Promise<number> {
+  const signals = watchSignals(() => undefined);
+  const prestarted = await prepareStandby();
+  process.stdout.write(`${JSON.stringify({ msg: 'standby', pid: process.pid })}\n`);
+  const line = await Promise.race([firstLine(process.stdin), signals.first.then(() => undefined)]);
+  signals.dispose();
+  if (line === undefined) {
+    process.exit(0);
+  }
+  let argv: string[];
+  try {
+    const msg = JSON.parse(line) as { argv?: unknown };
+    if (!Array.isArray(msg.argv) || !msg.argv.every((a) => typeof a === 'string')) throw new Error('no argv');
+    argv = msg.argv;
+  } catch (err) {
+    process.stderr.write(`teiplex router --standby: bad hand-over line (${(err as Error).message})\n`);
+    return 2;
+  }
+  process.stdin.destroy();
+  return run(argv, prestarted);
+}
+
+/** The first line read from `stream`; undefined if it ends first. */
+function firstLine(stream: NodeJS.ReadableStream): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    let buf = '';
+    const onData = (d: Buffer | string): void => {
+      buf += String(d);
+      const nl = buf.indexOf('\n');
+      if (nl >= 0) {
+        done();
+        resolve(buf.slice(0, nl));
+      }
+    };
+    const onEnd = (): void => {
+      done();
+      resolve(undefined);
+    };
+    const done = (): void => {
+      stream.off('data', onData);
+      stream.off('end', onEnd);
+      stream.off('error', onEnd);
+    };
+    stream.on('data', onData);
+    stream.on('end', onEnd);
+    stream.on('error', onEnd);
+  });
+}
+
+export async function run(argv: string[], prestarted?: Prestarted): Promise<number> {
+  if (argv[0] === '--standby' && prestarted === undefined) return standby();
   let args: RouterArgs;
   try {
     const parsed = parseRouterArgs(argv, process.env);
@@ -57,7 +115,7 @@ export async function run(argv: string[]): Promise<number> {
   });
 
   try {
-    const starting = startRouter(args, log, { tokenizationWorkers: args.tokenizationWorkers, hfToken: args.hfToken });
+    const starting = startRouter(args, log, { tokenizationWorkers: args.tokenizationWorkers, hfToken: args.hfToken, prestarted });
     const first = await Promise.race([starting.then(() => null), signals.first]);
     if (first !== null) {
       // Stopped while loading: nothing is being served yet, so there is nothing to drain.

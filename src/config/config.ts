@@ -175,6 +175,10 @@ export const ConfigSchema = Type.Object(
     cpu_memory_reserve_mb: Type.Number({ minimum: 0 }),
     /** A model's memory estimate before its first start when it gives no memory_mb (MiB). */
     default_memory_mb: Type.Number({ exclusiveMinimum: 0 }),
+    /** On-demand models: router children started ahead on the CPU (runtime loaded, no model) that the next cold start takes over; 0: none. */
+    standby_children: Type.Integer({ minimum: 0, maximum: 8 }),
+    /** Router children on the CPU keep optimized ONNX graphs here and load them at the next start (relative: to the state file's folder); "": off. */
+    onnx_cache_dir: Type.String(),
     /** Replicas: every replica of a model with at least this many requests in flight ... */
     scale_up_inflight: Type.Integer({ minimum: 1 }),
     /** ... for this long starts another one (up to max_replicas). */
@@ -241,6 +245,8 @@ export const DEFAULTS = {
   default_memory_mb: 1024,
   scale_up_inflight: 8,
   scale_up_after_secs: 5,
+  standby_children: 1,
+  onnx_cache_dir: 'teiplex-onnx-cache',
   restart: { initial_backoff_ms: 1000, backoff_factor: 2, max_backoff_ms: 60_000, reset_after_secs: 300, max_restarts: 10, window_secs: 600 },
   instances: [],
   models: [],

@@ -107,6 +107,16 @@ export class ManagerMetrics {
         for (const d of catalog()?.memory() ?? []) this.set({ device: d.device }, d.used_mb * 1024 * 1024);
       },
     });
+    new Gauge({
+      name: 'teiplex_standby_children',
+      help: 'Standby router children per device (started ahead, no model; counted in teiplex_memory_used_bytes)',
+      labelNames: ['device'],
+      registers,
+      collect() {
+        this.reset();
+        for (const d of catalog()?.memory() ?? []) this.set({ device: d.device }, d.standby.length);
+      },
+    });
     const loop = monitorEventLoopDelay({ resolution: EVENT_LOOP_RESOLUTION_MS });
     loop.enable();
     new Gauge({

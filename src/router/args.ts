@@ -70,6 +70,7 @@ const FLAGS: Record<string, FlagDoc> = {
   threads: { env: 'TEIPLEX_THREADS', value: 'N', help: "ONNX Runtime intra-op threads (default: ONNX Runtime's choice)" },
   'http-port': { env: 'TEIPLEX_HTTP_PORT', value: 'N', help: "also serve TEI's HTTP routes on this port; 0 picks a free port (default: off)" },
   'onnx-file': { env: 'TEIPLEX_ONNX_FILE', value: 'PATH', help: 'ONNX file inside the model directory, e.g. onnx/model_quantized.onnx' },
+  'onnx-cache-dir': { env: 'TEIPLEX_ONNX_CACHE_DIR', value: 'DIR', help: 'CPU: keep optimized graphs (weights in an external file) here and load them at the next start (default: off)' },
   help: { boolean: true, help: 'print this help' },
 };
 
@@ -234,6 +235,7 @@ export function parseRouterArgs(argv: string[], env: Record<string, string | und
     threads: int('threads', 1),
     httpPort: int('http-port', 0, 65535),
     onnxFile: str('onnx-file'),
+    onnxCacheDir: str('onnx-cache-dir') || undefined,
     tokenizationWorkers: int('tokenization-workers', 1),
     hfToken: str('hf-token') ?? str('hf-api-token'),
     warnings,

@@ -10,7 +10,8 @@
 import { endianness } from 'node:os';
 import { TeiplexError } from '../common/errors.js';
 import { VERSION } from '../common/version.js';
-import { InferenceWorker } from './inference-worker.js';
+import { InferenceWorker, type IdleWorker } from './inference-worker.js';
+import { readCalibration, writeCalibration } from './onnx-cache.js';
 import { describeModel, ModelConfigError } from './model-config.js';
 import { hasNormalizeModule, readModelFiles } from './model-files.js';
 import { Task, type BatchInputs, type IntArray, type RowOutput, type SentenceEmbeddingUse, type TaskCode } from './onnx-session.js';
@@ -121,6 +122,8 @@ export async function createEngine(
   modelDir: string,
   log: (msg: string) => void = () => undefined,
   tuning: EngineTuning = {},
+  /** A session thread started ahead (a standby router's); default: a new one. */
+  idle?: IdleWorker,
 ): Promise<RouterEngine> {
   const files = await readModelFiles(modelDir, { onnxFile: opts.onnxFile });
   const resolved = describeModel(files, opts);
@@ -137,17 +140,6 @@ export async function createEngine(
     model.maxInputLength = opts.maxBatchTokens;
   }
 
-  const tokenization = Tokenization.load(files.tokenizerPath, {
-    maxInputLength: model.maxInputLength,
-    autoTruncate: opts.autoTruncate,
-    prompts: model.prompts,
-    defaultPromptName: opts.defaultPromptName,
-    defaultPrompt: opts.defaultPrompt,
-    workers: tuning.tokenizationWorkers,
-    vocabSize: resolved.embeddingRows,
-  });
-  model.inputVocabSize = tokenization.vocabSize;
-
   // When the graph's own sentence_embedding may stand in for pooling here.
   let sentenceEmbedding: SentenceEmbeddingUse = 'use';
   if (model.kind === 'embedding') {
@@ -155,15 +147,39 @@ export async function createEngine(
     else if (hasNormalizeModule(files)) sentenceEmbedding = 'normalized-only';
   }
 
-  const worker = await InferenceWorker.start({
-    onnxPath: files.onnxPath,
-    device: opts.device,
-    threads: opts.threads,
-    kind: model.kind,
-    pooling: model.pooling,
-    sentenceEmbedding,
-    noSpinning: !tuning.spinning,
-  });
+  // The session opens in its thread while the tokenizer loads here.
+  const starting = InferenceWorker.start(
+    {
+      onnxPath: files.onnxPath,
+      device: opts.device,
+      threads: opts.threads,
+      kind: model.kind,
+      pooling: model.pooling,
+      sentenceEmbedding,
+      noSpinning: !tuning.spinning,
+      cacheDir: opts.onnxCacheDir,
+    },
+    idle,
+  );
+  starting.catch(() => undefined);
+  let tokenization: Tokenization;
+  try {
+    tokenization = Tokenization.load(files.tokenizerPath, {
+      maxInputLength: model.maxInputLength,
+      autoTruncate: opts.autoTruncate,
+      prompts: model.prompts,
+      defaultPromptName: opts.defaultPromptName,
+      defaultPrompt: opts.defaultPrompt,
+      workers: tuning.tokenizationWorkers,
+      vocabSize: resolved.embeddingRows,
+    });
+  } catch (err) {
+    await starting.then((w) => w.close()).catch(() => undefined);
+    throw err;
+  }
+  model.inputVocabSize = tokenization.vocabSize;
+
+  const worker = await starting;
   try {
     return await Router.start(opts, model, tokenization, worker, log, tuning);
   } catch (err) {
@@ -277,11 +293,18 @@ class Router implements RouterEngine {
       );
     }
 
-    if (calibrate) {
+    // A calibration kept with the optimized-model cache entry (onnx-cache.ts), for the same batch shapes.
+    const smallT = 8;
+    const bigB = Math.max(1, Math.min(8, this.opts.maxBatchRequests ?? 8));
+    const bigT = Math.max(smallT + 1, Math.min(64, this.model.maxInputLength, Math.floor(this.opts.maxBatchTokens / bigB)));
+    const entry = this.worker.cacheEntry;
+    const calibrationKey = `${this.model.kind}:${bigB}x${bigT}`;
+    const kept = calibrate && entry !== undefined ? await readCalibration(entry, calibrationKey) : undefined;
+    if (kept !== undefined) {
+      this.queue.setBatchOverheadTokens(kept.batchOverheadTokens);
+      log(`batch cost: fixed ~${kept.batchOverheadTokens} token equivalents (kept in the optimized-model cache)`);
+    } else if (calibrate) {
       // time(batch) ~ a + b * padded tokens: the queue splits by length only where that saves more than a.
-      const smallT = 8;
-      const bigB = Math.max(1, Math.min(8, this.opts.maxBatchRequests ?? 8));
-      const bigT = Math.max(smallT + 1, Math.min(64, this.model.maxInputLength, Math.floor(this.opts.maxBatchTokens / bigB)));
       const small = await jobsOf(1, smallT);
       const big = await jobsOf(bigB, bigT);
       let ts = Infinity;
@@ -297,6 +320,7 @@ class Router implements RouterEngine {
       const tokens = Math.round(Math.min(4096, Math.max(2, overhead)));
       this.queue.setBatchOverheadTokens(tokens);
       log(`batch cost: ~${(perToken / 1000).toFixed(1)} us per padded token, fixed ~${tokens} token equivalents`);
+      if (entry !== undefined) await writeCalibration(entry, calibrationKey, { batchOverheadTokens: tokens });
     }
     log(`model ready: ${this.model.modelId} (${kindName(this.model)}, max input length ${this.model.maxInputLength})`);
   }

@@ -12,9 +12,10 @@ import { spawnModuleWorker } from '../common/module-worker.js';
 import { TeiplexError } from '../common/errors.js';
 import type { BatchInputs, BatchOutputs, RowOutput, SessionConfig, SessionSignature } from './onnx-session.js';
 
-type ToWorker = { type: 'run'; id: number; batch: BatchInputs } | { type: 'close' };
+type ToWorker = { type: 'open'; config: SessionConfig } | { type: 'run'; id: number; batch: BatchInputs } | { type: 'close' };
 type FromWorker =
-  | { type: 'ready'; signature: SessionSignature }
+  | { type: 'idle' }
+  | { type: 'ready'; signature: SessionSignature; cacheEntry?: string }
   | { type: 'init-failed'; message: string }
   | { type: 'freed'; id: number }
   | { type: 'result'; id: number; output: BatchOutputs }
@@ -50,6 +51,11 @@ function rowTransfers(rows: RowOutput[]): ArrayBuffer[] {
   return [...set];
 }
 
+/** A session thread started ahead, ONNX Runtime imported, no session (InferenceWorker.prestart). */
+export interface IdleWorker {
+  readonly worker: Worker;
+}
+
 /** Main-thread handle on the session's thread. */
 export class InferenceWorker {
   private readonly pending = new Map<number, Pending>();
@@ -60,6 +66,8 @@ export class InferenceWorker {
   private constructor(
     private readonly worker: Worker,
     readonly signature: SessionSignature,
+    /** The optimized-model cache entry the session was loaded from or written to (onnx-cache.ts). */
+    readonly cacheEntry: string | undefined,
   ) {
     worker.on('message', (m: FromWorker) => this.onMessage(m));
     worker.on('error', (err) => this.die(err));
@@ -67,19 +75,42 @@ export class InferenceWorker {
     worker.unref();
   }
 
-  /** Start the thread and open the session in it; rejects with the session's error. */
-  static async start(config: SessionConfig): Promise<InferenceWorker> {
-    const worker = spawnWorker({ teiplexInferenceWorker: true, config });
+  /**
+   * A thread with ONNX Runtime imported and no session yet (a standby router's): `start` opens the
+   * session in it later, without paying the thread's start and the import again.
+   */
+  static async prestart(): Promise<IdleWorker> {
+    const worker = spawnWorker({ teiplexInferenceWorker: true });
+    await InferenceWorker.firstMessage(worker, (m) => (m.type === 'idle' ? true : undefined), 'start');
+    worker.unref();
+    return { worker };
+  }
+
+  /** Start the thread (or take a prestarted one) and open the session in it; rejects with the session's error. */
+  static async start(config: SessionConfig, idle?: IdleWorker): Promise<InferenceWorker> {
+    let worker: Worker;
+    if (idle !== undefined) {
+      worker = idle.worker;
+      worker.ref();
+      worker.postMessage({ type: 'open', config } satisfies ToWorker);
+    } else worker = spawnWorker({ teiplexInferenceWorker: true, config });
+    const ready = await InferenceWorker.firstMessage(worker, (m) => (m.type === 'ready' ? m : undefined), 'start');
+    return new InferenceWorker(worker, ready.signature, ready.cacheEntry);
+  }
+
+  /** The first message `pick` accepts; an init failure, an error or an exit first rejects (and ends the thread). */
+  private static async firstMessage<T>(worker: Worker, pick: (m: FromWorker) => T | undefined, what: string): Promise<T> {
     let onMessage: (m: FromWorker) => void = () => undefined;
     let onError: (e: Error) => void = () => undefined;
     let onExit: (code: number) => void = () => undefined;
-    const signature = await new Promise<SessionSignature>((resolve, reject) => {
+    return new Promise<T>((resolve, reject) => {
       onMessage = (m) => {
-        if (m.type === 'ready') resolve(m.signature);
+        const got = pick(m);
+        if (got !== undefined) resolve(got);
         else if (m.type === 'init-failed') reject(new Error(m.message));
       };
       onError = reject;
-      onExit = (code) => reject(new Error(`inference thread exited during start (code ${code})`));
+      onExit = (code) => reject(new Error(`inference thread exited during ${what} (code ${code})`));
       worker.on('message', onMessage);
       worker.on('error', onError);
       worker.on('exit', onExit);
@@ -94,7 +125,6 @@ export class InferenceWorker {
         worker.off('error', onError);
         worker.off('exit', onExit);
       });
-    return new InferenceWorker(worker, signature);
   }
 
   /** Run a batch. `free` is called when the model can take the next batch. */
@@ -171,13 +201,30 @@ function spawnWorker(data: unknown): Worker {
   return spawnModuleWorker(import.meta.url, { workerData: data });
 }
 
-async function serve(config: SessionConfig): Promise<void> {
+async function serve(initial: SessionConfig | undefined): Promise<void> {
   const port = parentPort!;
   const post = (m: FromWorker, transfer: ArrayBuffer[] = []): void => port.postMessage(m, transfer);
   let session: import('./onnx-session.js').OnnxSession;
+  let cacheEntry: string | undefined;
   try {
     const { OnnxSession } = await import('./onnx-session.js');
+    let config = initial;
+    if (config === undefined) {
+      // Prestarted (a standby router): ONNX Runtime is imported and set up; the session waits for its config.
+      await OnnxSession.warmRuntime().catch(() => undefined);
+      const opened = new Promise<SessionConfig>((resolve) => {
+        const onOpen = (m: ToWorker): void => {
+          if (m.type !== 'open') return;
+          port.off('message', onOpen);
+          resolve(m.config);
+        };
+        port.on('message', onOpen);
+      });
+      post({ type: 'idle' });
+      config = await opened;
+    }
     session = await OnnxSession.create(config);
+    cacheEntry = session.cacheEntry;
   } catch (err) {
     post({ type: 'init-failed', message: (err as Error).message });
     return;
@@ -192,6 +239,7 @@ async function serve(config: SessionConfig): Promise<void> {
         port.close();
         return;
       }
+      if (m.type !== 'run') return;
       try {
         const output = await session.run(m.batch, () => post({ type: 'freed', id: m.id }));
         post({ type: 'result', id: m.id, output }, rowTransfers(output.rows));
@@ -200,9 +248,9 @@ async function serve(config: SessionConfig): Promise<void> {
       }
     });
   });
-  post({ type: 'ready', signature: session.signature });
+  post({ type: 'ready', signature: session.signature, cacheEntry });
 }
 
 if (!isMainThread && (workerData as { teiplexInferenceWorker?: boolean } | null)?.teiplexInferenceWorker === true) {
-  void serve((workerData as { config: SessionConfig }).config);
+  void serve((workerData as { config?: SessionConfig }).config);
 }

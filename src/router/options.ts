@@ -29,4 +29,6 @@ export interface RouterOptions {
   threads?: number; // intra-op threads; default: ONNX Runtime's choice
   httpPort?: number; // serve TEI's HTTP routes on this port too
   onnxFile?: string; // path inside the model dir, e.g. onnx/model_quantized.onnx
+  /** --onnx-cache-dir: the optimized-model cache (onnx-cache.ts); undefined: none. */
+  onnxCacheDir?: string;
 }

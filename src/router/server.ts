@@ -12,6 +12,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { createEngine, type EngineTuning, type RouterEngine } from './engine.js';
+import { InferenceWorker, type IdleWorker } from './inference-worker.js';
 import { startGrpcServer, type RouterGrpcServer } from './grpc-server.js';
 import { httpFront } from './http-front.js';
 import { routeNotFound, toHttpError } from '../tei/http-errors.js';
@@ -33,6 +34,26 @@ export interface StartRouterExtras {
   drainTimeoutMs?: number;
   /** Environment for hub settings (HF_ENDPOINT, HF_HOME, ...); default process.env. */
   env?: NodeJS.ProcessEnv;
+  /** What a standby router started ahead (prepareStandby); default: started here. */
+  prestarted?: Prestarted;
+}
+
+/** A standby router's head start: its session thread, ONNX Runtime imported, no session. */
+export interface Prestarted {
+  worker: IdleWorker;
+}
+
+/**
+ * A standby router (`teiplex router --standby`) before it is told its model: the modules are
+ * imported already (this file's imports); here the session thread starts and imports ONNX
+ * Runtime, and a gRPC server is set up and closed once, so the protos are loaded and the code
+ * paths compiled. What is left for the model: bind, read its files, open its session.
+ */
+export async function prepareStandby(): Promise<Prestarted> {
+  const worker = await InferenceWorker.prestart();
+  const grpc = await startGrpcServer({ hostname: '127.0.0.1', port: 0, maxClientBatchSize: 1, payloadLimit: 1024 });
+  grpc.forceClose();
+  return { worker };
 }
 
 export interface RunningRouter {
@@ -145,10 +166,13 @@ export async function startRouter(opts: RouterOptions, log: RouterLog, extras: S
       log: (m) => log.info(m),
     });
     log.info('loading model', { dir: resolved.dir, sha: resolved.sha });
-    const loaded = await createEngine(opts, resolved.dir, (m) => (m.startsWith('warning: ') ? log.warn(m.slice(9)) : log.info(m)), {
-      ...extras.tuning,
-      tokenizationWorkers: extras.tuning?.tokenizationWorkers ?? extras.tokenizationWorkers,
-    });
+    const loaded = await createEngine(
+      opts,
+      resolved.dir,
+      (m) => (m.startsWith('warning: ') ? log.warn(m.slice(9)) : log.info(m)),
+      { ...extras.tuning, tokenizationWorkers: extras.tuning?.tokenizationWorkers ?? extras.tokenizationWorkers },
+      extras.prestarted?.worker,
+    );
     engine = withMetrics(loaded, metrics);
     grpc.setEngine(engine);
     healthy = true;

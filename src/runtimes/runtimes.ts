@@ -17,6 +17,37 @@ export interface RuntimeSettings {
   teiBinaryPath: string;
   /** The teiplex CLI script run by `node` for the router runtime. */
   teiplexScript?: string;
+  /** Router children: the optimized-model cache (TEIPLEX_ONNX_CACHE_DIR, absolute); undefined: none. */
+  onnxCacheDir?: string;
+}
+
+/** The env variable that gives a router child its optimized-model cache (router --onnx-cache-dir). */
+const ONNX_CACHE_ENV = 'TEIPLEX_ONNX_CACHE_DIR';
+
+/**
+ * A standby router (`teiplex router --standby`, a router child started ahead without a model) for
+ * a child on `gpuIds`: the environment any router child there gets from a spec without `env`, so
+ * a replica whose command has exactly this environment can take it over (handOverArgs).
+ */
+export function standbyCommand(gpuIds: number[], managerEnv: NodeJS.ProcessEnv, settings: RuntimeSettings): Omit<ChildCommand, 'logLine'> {
+  const env = routerEnv(childEnv(managerEnv, undefined, gpuIds), undefined, settings);
+  return { command: process.execPath, args: [routerScript(settings), 'router', '--standby'], env };
+}
+
+/** The flags a standby router takes over for `cmd` (a router child's command), or undefined when it cannot (another program). */
+export function handOverArgs(cmd: Omit<ChildCommand, 'logLine'>, settings: RuntimeSettings): string[] | undefined {
+  if (cmd.command !== process.execPath || cmd.args[0] !== routerScript(settings) || cmd.args[1] !== 'router') return undefined;
+  return cmd.args.slice(2);
+}
+
+function routerScript(settings: RuntimeSettings): string {
+  return settings.teiplexScript ?? projectPath('bin', 'teiplex.js');
+}
+
+/** A router child's environment: the optimized-model cache unless the spec's env says otherwise. */
+function routerEnv(env: Record<string, string>, specEnv: Record<string, string> | undefined, settings: RuntimeSettings): Record<string, string> {
+  if (settings.onnxCacheDir !== undefined && specEnv?.[ONNX_CACHE_ENV] === undefined) env[ONNX_CACHE_ENV] = settings.onnxCacheDir;
+  return env;
 }
 
 export function buildChildCommand(kind: RuntimeKind, ctx: ChildContext, settings: RuntimeSettings): ChildCommand {
@@ -30,7 +61,7 @@ function childCommand(kind: RuntimeKind, ctx: ChildContext, settings: RuntimeSet
   const args = teiArgs(ctx);
   switch (kind) {
     case 'router':
-      return { command: process.execPath, args: [settings.teiplexScript ?? projectPath('bin', 'teiplex.js'), 'router', ...args, ...routerDevice(ctx)], env };
+      return { command: process.execPath, args: [routerScript(settings), 'router', ...args, ...routerDevice(ctx)], env: routerEnv(env, ctx.spec.env, settings) };
     case 'tei':
       return { command: settings.teiBinaryPath, args, env };
     case 'command':

@@ -8,17 +8,22 @@
  * environment (process-record.ts) so a later manager finds it after a crash. Before each spawn a
  * pre-flight check (its port free, its GPUs present) may refuse the attempt: that counts as a
  * failed start (back-off, then failed), so an instance whose port is taken waits and retries.
+ * Readiness is probed every READY_POLL_MS, and at once when a router child prints its ready line.
+ * A catalog replica's first spawn may take a standby child over (standby.ts, `startWith`): the
+ * flags go to its stdin and the process is this instance's child from then on; restarts spawn.
  */
 import { execa, type ResultPromise } from 'execa';
 import { systemClock, type Clock, type TimerHandle } from '../common/clock.js';
 import type { RestartConfig } from '../config/config.js';
 import type { InstanceSpec } from '../config/instance-spec.js';
-import { buildChildCommand, type RuntimeSettings } from '../runtimes/runtimes.js';
+import { isDeepStrictEqual } from 'node:util';
+import { buildChildCommand, handOverArgs, type RuntimeSettings } from '../runtimes/runtimes.js';
 import { Backoff } from './backoff.js';
 import { ChildLog } from './child-log.js';
 import { HealthProbe } from './health-probe.js';
 import { canServe, hasProcess, StateMachine, type InstanceState } from './instance-state.js';
 import { childMarker, signalGroup } from './process-record.js';
+import { stopProcess, type StandbyChild, type StandbyProcess } from './standby.js';
 
 export interface InstanceSettings {
   healthIntervalMs: number;
@@ -71,7 +76,10 @@ const READY_POLL_MS = 200;
 /** Lines of the log shown with a failure. */
 const FAILURE_TAIL_LINES = 20;
 
-type Child = ResultPromise<{ detached: true; buffer: false; reject: false; stdin: 'ignore' }>;
+type Child = ResultPromise<{ detached: true; buffer: false; reject: false; stdin: 'ignore' }> | StandbyProcess;
+
+/** The ready line of a router child on stdout (router-log.ts): seen, it is probed at once. */
+const READY_LINE = '{"msg":"ready"';
 
 export class Instance {
   private readonly machine: StateMachine;
@@ -98,6 +106,12 @@ export class Instance {
   private readyAt: number | undefined;
   /** A pre-flight check is running for this generation (no child yet). */
   private preflighting = false;
+  /** A standby child the next spawn takes over (once), if its command allows. */
+  private standby: StandbyChild | undefined;
+  /** Wakes the readiness loop (the child printed its ready line). */
+  private readyKick: (() => void) | undefined;
+  /** The child printed its ready line since the readiness loop last looked. */
+  private readyLineSeen = false;
 
   /** `freshLog`: a new instance, not a restored one: an old log of the same name is removed first. */
   constructor(
@@ -152,6 +166,23 @@ export class Instance {
     return this.readyAt !== undefined && canServe(this.status) ? (Date.now() - this.readyAt) / 1000 : 0;
   }
 
+  /**
+   * Start with a standby child (standby.ts) taken over by the first spawn, when its command can
+   * run there (the same environment, a router); else the standby is stopped and a child spawned.
+   */
+  startWith(standby: StandbyChild | undefined): void {
+    this.dropStandby();
+    this.standby = standby;
+    this.start();
+  }
+
+  /** A standby child given to this instance and not taken over: stopped. */
+  private dropStandby(): void {
+    const sb = this.standby;
+    this.standby = undefined;
+    if (sb !== undefined) void stopProcess(sb, this.settings.gracefulMs);
+  }
+
   /** Start from stopped or failed (a user action: crash-loop counters start afresh). */
   start(): void {
     this.backoff.reset();
@@ -171,6 +202,7 @@ export class Instance {
     if (this.status === 'stopped') return;
     if (this.preflighting) {
       this.abandonPreflight();
+      this.dropStandby();
       this.machine.transition('stopped', reason);
       return;
     }
@@ -238,6 +270,7 @@ export class Instance {
     const gen = ++this.generation;
     this.healthFailures = 0;
     this.readyAt = undefined;
+    this.readyLineSeen = false;
     this.killReason = undefined;
     // Quiet (for the back-off's reset) only from readiness on.
     this.backoff.quietFrom('', null);
@@ -254,7 +287,10 @@ export class Instance {
         if (gen !== this.generation || !this.preflighting) return;
         this.preflighting = false;
         if (problem === undefined) this.launch(gen);
-        else this.attemptFailed(problem, problem, false);
+        else {
+          this.dropStandby();
+          this.attemptFailed(problem, problem, false);
+        }
       });
   }
 
@@ -266,11 +302,31 @@ export class Instance {
       gpuIds: this.placement.gpuIds,
       managerEnv: this.settings.managerEnv,
     }, this.settings.runtime);
-    this.log.note(cmd.logLine);
-    const env = { ...cmd.env, ...childMarker(this.settings.stateFile, this.name) };
-    const child = execa(cmd.command, cmd.args, { env, extendEnv: false, detached: true, buffer: false, reject: false, stdin: 'ignore', cleanup: true });
+    const sb = this.standby;
+    this.standby = undefined;
+    const argv = sb !== undefined ? handOverArgs(cmd, this.settings.runtime) : undefined;
+    let child: Child;
+    if (sb !== undefined && argv !== undefined && sb.process.exitCode === null && sb.process.signalCode === null && isDeepStrictEqual(sb.env, cmd.env)) {
+      // A standby router takes the flags on stdin; it keeps its own marker (crash scan) and process group.
+      this.log.note(`${cmd.logLine} (taken over by standby child ${sb.name}, pid ${sb.pid})`);
+      child = sb.detach();
+      // A standby that died just now: EPIPE here, and its exit is seen below like any child's.
+      child.stdin?.on('error', () => undefined);
+      child.stdin?.end(`${JSON.stringify({ argv })}\n`);
+    } else {
+      if (sb !== undefined) void stopProcess(sb, this.settings.gracefulMs);
+      this.log.note(cmd.logLine);
+      const env = { ...cmd.env, ...childMarker(this.settings.stateFile, this.name) };
+      child = execa(cmd.command, cmd.args, { env, extendEnv: false, detached: true, buffer: false, reject: false, stdin: 'ignore', cleanup: true });
+    }
     this.child = child;
-    child.stdout?.on('data', (d: Buffer) => this.log.write(d));
+    child.stdout?.on('data', (d: Buffer) => {
+      this.log.write(d);
+      if (this.status === 'starting' && d.includes(READY_LINE)) {
+        this.readyLineSeen = true;
+        this.readyKick?.();
+      }
+    });
     child.stderr?.on('data', (d: Buffer) => this.log.write(d));
     this.hooks.onPid?.(this.name, child.pid);
     this.childExited = child.then(
@@ -304,7 +360,23 @@ export class Instance {
         this.signal('SIGKILL');
         return;
       }
-      await new Promise((r2) => setTimeout(r2, READY_POLL_MS));
+      // The next probe after READY_POLL_MS, or at once when the child prints its ready line
+      // (now, or while the probe that just failed was under way).
+      if (this.readyLineSeen) {
+        this.readyLineSeen = false;
+        continue;
+      }
+      await new Promise<void>((r2) => {
+        const timer = setTimeout(() => {
+          this.readyKick = undefined;
+          r2();
+        }, READY_POLL_MS);
+        this.readyKick = () => {
+          this.readyKick = undefined;
+          clearTimeout(timer);
+          r2();
+        };
+      });
     }
   }
 
@@ -401,6 +473,7 @@ export class Instance {
 
   /** Forget timers (manager shutdown after stop). */
   dispose(): void {
+    this.dropStandby();
     this.clearBackoff();
     clearTimeout(this.healthTimer);
     this.probe?.close();

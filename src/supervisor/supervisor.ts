@@ -29,6 +29,8 @@ import { hasProcess, type InstanceState } from './instance-state.js';
 import { allocatePort, portIsFree, PortRangeExhausted } from './ports.js';
 import { ManagerLock } from './manager-lock.js';
 import { findMarked, reapOrphans, takeLegacyRecords } from './process-record.js';
+import { StandbyPool, stopProcess, type StandbyChild } from './standby.js';
+import { buildChildCommand, handOverArgs, standbyCommand } from '../runtimes/runtimes.js';
 
 /** The last GPU discovery: `run` in progress (value undefined) or done at `at`. */
 interface GpuCacheEntry {
@@ -89,6 +91,8 @@ export interface CreateOptions {
   source?: Source;
   /** A replica of this catalog model (see Entry.owner). */
   owner?: string;
+  /** A standby child (standby.ts) the first spawn takes over when it can; stopped when it cannot or the instance is not created. */
+  standby?: StandbyChild;
 }
 
 export class Supervisor {
@@ -110,6 +114,8 @@ export class Supervisor {
   private restored = false;
   private markRestored: () => void = () => undefined;
   private readonly restoredP = new Promise<void>((resolve) => (this.markRestored = resolve));
+  /** Standby router children started ahead (how many and where: the catalog's decision). */
+  readonly standby: StandbyPool;
 
   constructor(private readonly o: SupervisorOptions) {
     const c = o.config;
@@ -132,9 +138,10 @@ export class Supervisor {
       logLineMaxBytes: c.log_line_max_bytes,
       logBufferBytes: c.log_buffer_bytes,
       stateFile: this.stateFile,
-      runtime: { teiBinaryPath: c.tei_binary_path, teiplexScript: o.teiplexScript },
+      runtime: { teiBinaryPath: c.tei_binary_path, teiplexScript: o.teiplexScript, onnxCacheDir: c.onnx_cache_dir === '' ? undefined : path.resolve(path.dirname(this.stateFile), c.onnx_cache_dir) },
       managerEnv: o.env ?? process.env,
     };
+    this.standby = new StandbyPool({ stateFile: this.stateFile, runtime: this.settings.runtime, managerEnv: this.settings.managerEnv, gracefulMs: this.settings.gracefulMs, log: this.log });
   }
 
   /** Instances ordered by name (the order `instance_index` refers to). */
@@ -159,6 +166,27 @@ export class Supervisor {
   /** The catalog model an instance is a replica of. */
   ownerOf(name: string): string | undefined {
     return this.entries.get(name)?.owner;
+  }
+
+  /**
+   * A ready standby child (standby.ts) that a child of `spec` on `gpuIds` could take over: a
+   * router whose command has the standby's environment (runtimes.ts handOverArgs); undefined: none.
+   */
+  standbyFor(spec: InstanceSpec, gpuIds: number[]): StandbyChild | undefined {
+    const env = this.standbyEnv(spec, gpuIds);
+    return env === undefined ? undefined : this.standby.find(gpuIds.length === 0 ? 'cpu' : `gpu${gpuIds[0]}`, env);
+  }
+
+  /** Could a child of `spec` on `gpuIds` take over a standby child (whether one is there now or not)? */
+  standbyUsable(spec: InstanceSpec, gpuIds: number[]): boolean {
+    const env = this.standbyEnv(spec, gpuIds);
+    return env !== undefined && isDeepStrictEqual(env, standbyCommand(gpuIds, this.settings.managerEnv, this.settings.runtime).env);
+  }
+
+  /** The environment of a child of `spec`, when a standby could run its command (a router). */
+  private standbyEnv(spec: InstanceSpec, gpuIds: number[]): Record<string, string> | undefined {
+    const cmd = buildChildCommand(spec.runtime ?? 'router', { spec, port: 0, gpuIds, managerEnv: this.settings.managerEnv }, this.settings.runtime);
+    return handOverArgs(cmd, this.settings.runtime) === undefined ? undefined : cmd.env;
   }
 
   /** Admin operations on an instance go through /models when a catalog model owns it. */
@@ -301,7 +329,7 @@ export class Supervisor {
 
   /** Create an instance (and start it unless `start` is false). */
   create(spec: InstanceSpec, start = true, opts: CreateOptions = {}): Promise<Instance> {
-    return this.queue.run(async () => {
+    const created = this.queue.run(async () => {
       this.assertOpen();
       if ((opts.source ?? 'api') === 'api') assertSpecAllowed(spec, 'api', this.o.config.security);
       const instance = await this.add(spec, start ? 'running' : 'stopped', new Date().toISOString(), { ...opts, freshLog: true });
@@ -314,9 +342,13 @@ export class Supervisor {
           throw err;
         }
       }
-      if (start) instance.start();
+      if (start) instance.startWith(opts.standby);
+      else if (opts.standby !== undefined) void stopProcess(opts.standby, this.settings.gracefulMs);
       return instance;
     });
+    // Not created: a standby handed to it is stopped, not leaked.
+    if (opts.standby !== undefined) created.catch(() => void stopProcess(opts.standby!, this.settings.gracefulMs));
+    return created;
   }
 
   /**
@@ -526,13 +558,14 @@ export class Supervisor {
   async shutdown(): Promise<void> {
     this.closing = true;
     await this.queue.idle;
-    await Promise.all(
-      [...this.entries.values()].map(async (e) => {
+    await Promise.all([
+      this.standby.close(),
+      ...[...this.entries.values()].map(async (e) => {
         if (hasProcess(e.instance.status) || e.instance.status === 'backoff') await e.instance.stop('manager shutting down');
         e.instance.dispose();
         await e.instance.log.close();
       }),
-    );
+    ]);
     await this.persist().catch((err: Error) => this.log('state not saved at shutdown', { error: err.message }));
     await this.lock.release().catch(() => undefined);
   }
