@@ -13,7 +13,7 @@ import type { StandbyInfo } from '../supervisor/standby.js';
 import type { Supervisor } from '../supervisor/supervisor.js';
 import type { CatalogModel } from './catalog-model.js';
 import type { CatalogSettings } from './catalog-settings.js';
-import { gpuMemoryByPid, measureFootprint, processGroups } from './footprint.js';
+import { gpuMemoryByPid, measureFootprint, processTrees } from './footprint.js';
 import { heldMb } from './memory-budget.js';
 import type { Placement } from './placement.js';
 import type { Replicas } from './replicas.js';
@@ -96,7 +96,8 @@ export class FootprintSampler {
     const all = this.o.supervisor.list().filter((i) => i.pid !== undefined && canServe(i.status));
     const gpuByPid = all.some((i) => i.placement.gpuIds.length > 0) ? await gpuMemoryByPid(this.o.settings().nvidia_smi_path) : undefined;
     const standby = this.o.supervisor.standby;
-    const groups = all.length > 0 || standby.list().length > 0 ? await processGroups() : undefined;
+    const leaders = [...all.map((i) => i.pid!), ...standby.list().flatMap((c) => (c.pid !== undefined ? [c.pid] : []))];
+    const groups = leaders.length > 0 ? await processTrees(leaders) : undefined;
     for (const c of standby.list()) {
       const f = c.pid !== undefined ? await measureFootprint(c.pid, undefined, groups) : undefined;
       if (f !== undefined) standby.footprints.set(c.name, Math.max(f.mb, standby.footprints.get(c.name) ?? 0));

@@ -1,9 +1,9 @@
 /**
  * A child's memory footprint: GPU memory from nvidia-smi's per-process query for a child on a
- * GPU, else the resident memory of its process group (the child and anything it spawned) from
- * /proc. Linux only for RSS; elsewhere the footprint is unknown and the estimate stays in use.
+ * GPU, else the resident memory of the child and everything it spawned, from /proc. Linux only for RSS; elsewhere the footprint is unknown and the estimate stays in use.
  */
 import { execFile } from 'node:child_process';
+import { closeSync, existsSync, openSync, readdirSync, readSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 
@@ -38,7 +38,7 @@ export async function gpuMemoryByPid(nvidiaSmi: string, timeoutMs = 5000): Promi
 }
 
 /** Every process group on the host: pgid -> its pids (one scan of /proc; empty off Linux). */
-export async function processGroups(): Promise<Map<number, number[]>> {
+async function processGroups(): Promise<Map<number, number[]>> {
   const out = new Map<number, number[]>();
   let names: string[];
   try {
@@ -64,9 +64,66 @@ export async function processGroups(): Promise<Map<number, number[]>> {
   return out;
 }
 
-/** The pids whose process group is `pgid` (the child is its group's leader: spawned detached). */
+const scratch = Buffer.allocUnsafe(64 * 1024);
+
+/** A small /proc file's text, read at once (no thread pool hop: /proc answers from memory). */
+function readProcFile(file: string): string {
+  const fd = openSync(file, 'r');
+  try {
+    let n = 0;
+    for (let got = 1; got > 0 && n < scratch.length; n += got) got = readSync(fd, scratch, n, scratch.length - n, null);
+    return scratch.toString('latin1', 0, n);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The pid and its descendants, from /proc/<pid>/task/<tid>/children; undefined where the kernel has no such file. */
+function descendants(pid: number): number[] | undefined {
+  const out: number[] = [];
+  const queue = [pid];
+  while (queue.length > 0) {
+    const p = queue.pop()!;
+    let tasks: string[];
+    try {
+      tasks = readdirSync(`/proc/${p}/task`);
+    } catch {
+      continue; // exited meanwhile
+    }
+    out.push(p);
+    for (const t of tasks) {
+      let children: string;
+      try {
+        children = readProcFile(`/proc/${p}/task/${t}/children`);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT' && existsSync(`/proc/${p}/task/${t}`)) return undefined;
+        continue;
+      }
+      for (const c of children.split(' ')) if (c !== '' && c !== '\n') queue.push(Number(c));
+    }
+  }
+  return out;
+}
+
+/**
+ * The processes of each child (`leaders`: the pids of children spawned as their group's
+ * leader): the child and its descendants, read from the children files of its threads, a few
+ * small reads per child. Where the kernel lacks those files (CONFIG_PROC_CHILDREN), every
+ * process group on the host from one scan of /proc. Empty entries: gone; empty off Linux.
+ */
+export async function processTrees(leaders: readonly number[]): Promise<Map<number, number[]>> {
+  const out = new Map<number, number[]>();
+  for (const leader of leaders) {
+    const tree = descendants(leader);
+    if (tree === undefined) return processGroups();
+    out.set(leader, tree);
+  }
+  return out;
+}
+
+/** The processes of the child `pgid` (see processTrees). */
 export async function groupMembers(pgid: number): Promise<number[]> {
-  return (await processGroups()).get(pgid) ?? [];
+  return (await processTrees([pgid])).get(pgid) ?? [];
 }
 
 /** Resident memory of the pids (MiB), from /proc/<pid>/status VmRSS. */
@@ -92,7 +149,7 @@ export interface Footprint {
 /**
  * The footprint of the child whose process group is `pgid`: on a GPU, the group's GPU memory
  * when nvidia-smi reports any (`gpuByPid`), else its resident memory; undefined when neither
- * can be read. `groups` (from processGroups) saves a scan of /proc when measuring many children.
+ * can be read. `groups` (from processTrees) saves reading the tree again.
  */
 export async function measureFootprint(pgid: number, gpuByPid: Map<number, number> | undefined, groups?: Map<number, number[]>): Promise<Footprint | undefined> {
   const pids = groups !== undefined ? (groups.get(pgid) ?? []) : await groupMembers(pgid);
