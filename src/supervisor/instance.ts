@@ -78,8 +78,14 @@ const FAILURE_TAIL_LINES = 20;
 
 type Child = ResultPromise<{ detached: true; buffer: false; reject: false; stdin: 'ignore' }> | StandbyProcess;
 
-/** The ready line of a router child on stdout (router-log.ts): seen, it is probed at once. */
-const READY_LINE = '{"msg":"ready"';
+/**
+ * Does this piece of a router child's stdout hold its ready line (router-log.ts)? Plain output
+ * starts the line with `{"msg":"ready"`, `--json-output` (what the manager runs routers with) has
+ * pino's level and time first: both have `"msg":"ready"`. Seen, the child is probed at once.
+ */
+export function hasReadyLine(out: Buffer): boolean {
+  return out.includes('"msg":"ready"');
+}
 
 export class Instance {
   private readonly machine: StateMachine;
@@ -322,7 +328,7 @@ export class Instance {
     this.child = child;
     child.stdout?.on('data', (d: Buffer) => {
       this.log.write(d);
-      if (this.status === 'starting' && d.includes(READY_LINE)) {
+      if (this.status === 'starting' && hasReadyLine(d)) {
         this.readyLineSeen = true;
         this.readyKick?.();
       }
