@@ -179,11 +179,5 @@ export function notOk(byStatus: Record<string, number>): Record<string, number> 
 
 // ---- gRPC framing ----
 
-/** A gRPC message as sent on the wire: 1 byte compressed flag (0), 4 bytes big-endian length, the message. */
-export function grpcFrame(message: Uint8Array): Buffer {
-  const out = Buffer.allocUnsafe(5 + message.length);
-  out[0] = 0;
-  out.writeUInt32BE(message.length, 1);
-  out.set(message, 5);
-  return out;
-}
+/** A gRPC message as sent on the wire (the manager's own framing). */
+export { frame as grpcFrame } from '../../src/child/child-channel.js';

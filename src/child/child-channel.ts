@@ -387,12 +387,12 @@ class StreamCall implements ChildCall {
   }
 }
 
-/** One gRPC length-prefixed message, uncompressed. */
-export function frame(msg: Buffer): Buffer {
+/** One gRPC length-prefixed message, uncompressed: 1 byte flag (0), 4 bytes big-endian length, the message. */
+export function frame(msg: Uint8Array): Buffer {
   const out = Buffer.allocUnsafe(5 + msg.length);
   out[0] = 0;
   out.writeUInt32BE(msg.length, 1);
-  msg.copy(out, 5);
+  out.set(msg, 5);
   return out;
 }
 
