@@ -235,11 +235,11 @@ describe('HTTP resolution', () => {
     const { catalog, started } = fakeCatalog([catalogModel('cold', 'org/cold', ['cold-alias'])]);
     const grants = new Map<FastifyRequest, ApiKeyGrant>();
     const d = new ModelDirectory(directory(all), new TargetResolver(directory(all), new Inflight()), catalog, (r) => grants.get(r));
-    const denied = { headers: {} } as FastifyRequest;
+    const denied = { headers: {}, raw: {} } as FastifyRequest;
     grants.set(denied, teamA);
     for (const name of ['cold', 'cold-alias', 'org/cold']) await assert.rejects(d.matchReady(denied, name), refusedWith('PERMISSION_DENIED'));
     assert.deepEqual(started, []);
-    const allowed = { headers: {} } as FastifyRequest;
+    const allowed = { headers: {}, raw: {} } as FastifyRequest;
     grants.set(allowed, grant('cat', { instances: ['cold-1'] }));
     const m = await d.matchReady(allowed, 'cold-alias');
     assert.equal(m.catalog?.name, 'cold');
