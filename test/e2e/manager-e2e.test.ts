@@ -267,7 +267,9 @@ describe('manager restarts', () => {
           if (r.status === 409) await m.api('DELETE', `/instances/${name}`).catch(() => undefined);
         }
       })();
-      await sleep(150 + Math.random() * 300);
+      // A few writes first (however slow a loaded machine makes them), then a kill at a random moment.
+      for (let waited = 0; n <= 3 && waited < 30_000; waited += 10) await sleep(10);
+      await sleep(Math.random() * 300);
       await m.stop('SIGKILL');
       await loop;
       const state = parseState(await readFile(stateFile, 'utf8'), stateFile);
