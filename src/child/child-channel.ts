@@ -130,7 +130,7 @@ function httpStatusError(code: number): grpc.StatusObject {
     default:
       mapped = grpc.status.UNKNOWN;
   }
-  return { code: mapped, details: `Received HTTP status code ${code}`, metadata: new grpc.Metadata() };
+  return statusObject(mapped, `Received HTTP status code ${code}`);
 }
 
 /** Transport keys of a response's headers and trailers: not metadata of the call. */
@@ -157,7 +157,8 @@ function metadataOf(headers: http2.IncomingHttpHeaders): grpc.Metadata {
   return md;
 }
 
-function status(code: grpc.status, details: string, metadata = new grpc.Metadata()): grpc.StatusObject {
+/** A gRPC status (its metadata empty unless given). */
+export function statusObject(code: grpc.status, details: string, metadata = new grpc.Metadata()): grpc.StatusObject {
   return { code, details, metadata };
 }
 
@@ -165,7 +166,7 @@ function status(code: grpc.status, details: string, metadata = new grpc.Metadata
 function tooLargeStatus(details: string): grpc.StatusObject {
   const md = new grpc.Metadata();
   md.set(ERROR_CODE_KEY, 'PAYLOAD_TOO_LARGE');
-  return status(grpc.status.RESOURCE_EXHAUSTED, details, md);
+  return statusObject(grpc.status.RESOURCE_EXHAUSTED, details, md);
 }
 
 /** One call on a child channel. */
@@ -216,9 +217,9 @@ class StreamCall implements ChildCall {
       const left = deadlineMs - Date.now();
       if (left <= 0) {
         // Settle after the caller has its handle (it may still write to it).
-        queueMicrotask(() => this.abort(status(grpc.status.DEADLINE_EXCEEDED, 'Deadline exceeded')));
+        queueMicrotask(() => this.abort(statusObject(grpc.status.DEADLINE_EXCEEDED, 'Deadline exceeded')));
       } else {
-        this.timer = setTimeout(() => this.abort(status(grpc.status.DEADLINE_EXCEEDED, `Deadline exceeded after ${(left / 1000).toFixed(3)}s`)), left);
+        this.timer = setTimeout(() => this.abort(statusObject(grpc.status.DEADLINE_EXCEEDED, `Deadline exceeded after ${(left / 1000).toFixed(3)}s`)), left);
       }
     }
     stream.on('response', (headers) => this.onResponse(headers));
@@ -271,7 +272,7 @@ class StreamCall implements ChildCall {
   }
 
   cancel(details = 'Cancelled on client'): void {
-    this.abort(status(grpc.status.CANCELLED, details));
+    this.abort(statusObject(grpc.status.CANCELLED, details));
   }
 
   private abort(s: grpc.StatusObject): void {
@@ -302,7 +303,7 @@ class StreamCall implements ChildCall {
     }
     const encoding = headers['grpc-encoding'];
     if (encoding !== undefined && encoding !== 'identity') {
-      this.abort(status(grpc.status.INTERNAL, `the child answered with compression '${String(encoding)}', which was not offered`));
+      this.abort(statusObject(grpc.status.INTERNAL, `the child answered with compression '${String(encoding)}', which was not offered`));
       return;
     }
     if (this.listener.onRawHeaders !== undefined) this.listener.onRawHeaders(headers);
@@ -318,7 +319,7 @@ class StreamCall implements ChildCall {
       const compressed = head[0];
       const length = head.readUInt32BE(1);
       if (compressed !== 0) {
-        this.abort(status(grpc.status.INTERNAL, 'the child sent a compressed message, but no compression was offered'));
+        this.abort(statusObject(grpc.status.INTERNAL, 'the child sent a compressed message, but no compression was offered'));
         return;
       }
       if (length > this.maxMessageBytes) {
@@ -356,32 +357,32 @@ class StreamCall implements ChildCall {
     if (this.done) return;
     const code = trailers['grpc-status'];
     this.pendingStatus =
-      code === undefined ? status(grpc.status.UNKNOWN, 'the child sent trailers without grpc-status') : new TrailerStatus(Number(code), decodeMessage(trailers['grpc-message']), trailers);
+      code === undefined ? statusObject(grpc.status.UNKNOWN, 'the child sent trailers without grpc-status') : new TrailerStatus(Number(code), decodeMessage(trailers['grpc-message']), trailers);
     if (this.stream.readableEnded) this.finish(this.pendingStatus);
   }
 
   private onClose(): void {
     if (this.done) return;
     if (this.pendingStatus !== undefined) {
-      if (this.buffered > 0) this.finish(status(grpc.status.INTERNAL, 'the child ended the call inside a message'));
+      if (this.buffered > 0) this.finish(statusObject(grpc.status.INTERNAL, 'the child ended the call inside a message'));
       else this.finish(this.pendingStatus);
       return;
     }
     const rst = this.stream.rstCode;
     const conn = this.connection();
     const dropped = (): string | undefined => (conn.dropped || conn.error !== undefined || this.transportError !== undefined ? (conn.error ?? this.transportError ?? 'connection closed') : undefined);
-    if (rst === NGHTTP2_REFUSED_STREAM) this.finish(status(grpc.status.UNAVAILABLE, 'Stream refused by server'));
-    else if (rst === NGHTTP2_ENHANCE_YOUR_CALM) this.finish(status(grpc.status.RESOURCE_EXHAUSTED, 'Bandwidth exhausted or memory limit exceeded'));
-    else if (dropped() !== undefined) this.finish(status(grpc.status.UNAVAILABLE, `Connection dropped: ${dropped()}`));
+    if (rst === NGHTTP2_REFUSED_STREAM) this.finish(statusObject(grpc.status.UNAVAILABLE, 'Stream refused by server'));
+    else if (rst === NGHTTP2_ENHANCE_YOUR_CALM) this.finish(statusObject(grpc.status.RESOURCE_EXHAUSTED, 'Bandwidth exhausted or memory limit exceeded'));
+    else if (dropped() !== undefined) this.finish(statusObject(grpc.status.UNAVAILABLE, `Connection dropped: ${dropped()}`));
     else {
       // Node reports a dropped connection as a CANCEL on each stream, sometimes before the
       // session's own events: decide once those have had their turn.
       setImmediate(() => {
         const reason = dropped();
-        if (reason !== undefined) this.finish(status(grpc.status.UNAVAILABLE, `Connection dropped: ${reason}`));
-        else if (rst === NGHTTP2_CANCEL) this.finish(status(grpc.status.CANCELLED, 'Call cancelled by the child'));
-        else if (rst === NGHTTP2_NO_ERROR || rst === undefined) this.finish(status(grpc.status.INTERNAL, 'the child ended the call without a gRPC status'));
-        else this.finish(status(grpc.status.INTERNAL, `Received RST_STREAM with code ${rst}`));
+        if (reason !== undefined) this.finish(statusObject(grpc.status.UNAVAILABLE, `Connection dropped: ${reason}`));
+        else if (rst === NGHTTP2_CANCEL) this.finish(statusObject(grpc.status.CANCELLED, 'Call cancelled by the child'));
+        else if (rst === NGHTTP2_NO_ERROR || rst === undefined) this.finish(statusObject(grpc.status.INTERNAL, 'the child ended the call without a gRPC status'));
+        else this.finish(statusObject(grpc.status.INTERNAL, `Received RST_STREAM with code ${rst}`));
       });
     }
   }
@@ -454,7 +455,7 @@ export class ChildChannel {
       conn = this.connection();
       stream = conn.session.request(headers);
     } catch (err) {
-      return failedCall(listener, status(grpc.status.UNAVAILABLE, `cannot reach the child on port ${this.port}: ${(err as Error).message}`));
+      return failedCall(listener, statusObject(grpc.status.UNAVAILABLE, `cannot reach the child on port ${this.port}: ${(err as Error).message}`));
     }
     conn.calls++;
     return new StreamCall(stream, listener, this.settings.maxMessageBytes, this.tooLarge, deadlineMs, () => conn, () => conn.calls--);

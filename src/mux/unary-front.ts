@@ -32,7 +32,7 @@ import type { ApiKeyGrant } from '../auth/api-keys.js';
 import type { Auth } from '../auth/auth.js';
 import { checkGrpcCall } from '../auth/grpc-auth.js';
 import { asksNoWait, NO_WAIT_HEADER, type ColdStartWaiter } from '../catalog/catalog.js';
-import { copyCallHeaders, frame, type ChildCall, type ChildCallListener, type ChildStatus } from '../child/child-channel.js';
+import { copyCallHeaders, frame, statusObject, type ChildCall, type ChildCallListener, type ChildStatus } from '../child/child-channel.js';
 import { TeiplexError } from '../common/errors.js';
 import { toGrpcStatus } from '../tei/grpc-status.js';
 import { checkMessage, INSTANCE_HEADER, requireTarget, timeoutError, type Forwarder, type Leg } from './forward.js';
@@ -92,10 +92,6 @@ function serve(o: UnaryFrontOptions, m: ForwardedMethod, stream: http2.ServerHtt
   new UnaryCall(o, m, stream, headers);
 }
 
-function grpcStatusOf(code: grpc.status, details: string): grpc.StatusObject {
-  return { code, details, metadata: new grpc.Metadata() };
-}
-
 function peerCertificate(stream: http2.ServerHttp2Stream) {
   const socket = stream.session?.socket;
   if (!(socket instanceof TLSSocket) || !socket.authorized) return undefined;
@@ -136,7 +132,7 @@ class UnaryCall implements ChildCallListener {
     if (timeout !== undefined) {
       const match = DEADLINE.exec(String(timeout));
       if (match === null) {
-        this.end(grpcStatusOf(grpc.status.INTERNAL, `Invalid grpc-timeout value "${timeout}"`));
+        this.end(statusObject(grpc.status.INTERNAL, `Invalid grpc-timeout value "${timeout}"`));
         return;
       }
       const ms = (Number(match[1]) * UNIT_MS[match[2]]) | 0;
@@ -144,7 +140,7 @@ class UnaryCall implements ChildCallListener {
       // Until the child call takes over the deadline: a request still arriving, a cold start.
       this.timer = setTimeout(() => {
         this.abort?.abort();
-        this.end(grpcStatusOf(grpc.status.DEADLINE_EXCEEDED, 'Deadline exceeded'));
+        this.end(statusObject(grpc.status.DEADLINE_EXCEEDED, 'Deadline exceeded'));
       }, ms);
     }
     if (o.auth.perCall) {
@@ -170,8 +166,8 @@ class UnaryCall implements ChildCallListener {
     if (this.received < 5) return;
     const head = this.chunks[0].length >= 5 ? this.chunks[0] : Buffer.concat(this.chunks);
     const length = head.readUInt32BE(1);
-    if (length > this.o.maxMessageBytes) this.end(grpcStatusOf(grpc.status.RESOURCE_EXHAUSTED, `Received message larger than max (${length} vs ${this.o.maxMessageBytes})`));
-    else if (this.received > 5 + length) this.end(grpcStatusOf(grpc.status.UNIMPLEMENTED, `Received a second request message for unary method ${this.path}`));
+    if (length > this.o.maxMessageBytes) this.end(statusObject(grpc.status.RESOURCE_EXHAUSTED, `Received message larger than max (${length} vs ${this.o.maxMessageBytes})`));
+    else if (this.received > 5 + length) this.end(statusObject(grpc.status.UNIMPLEMENTED, `Received a second request message for unary method ${this.path}`));
   }
 
   private get path(): string {
@@ -184,7 +180,7 @@ class UnaryCall implements ChildCallListener {
     this.chunks.length = 0;
     const length = all.length >= 5 ? all.readUInt32BE(1) : -1;
     if (length < 0 || all.length < 5 + length) {
-      this.end(grpcStatusOf(grpc.status.UNIMPLEMENTED, `Received no request message for unary method ${this.path}`));
+      this.end(statusObject(grpc.status.UNIMPLEMENTED, `Received no request message for unary method ${this.path}`));
       return;
     }
     const message = all.subarray(5, 5 + length);
@@ -195,15 +191,15 @@ class UnaryCall implements ChildCallListener {
     const encoding = String(this.headers['grpc-encoding'] ?? 'identity');
     const inflate = encoding === 'gzip' ? zlib.gunzip : encoding === 'deflate' ? zlib.inflate : undefined;
     if (inflate === undefined) {
-      this.end(grpcStatusOf(grpc.status.UNIMPLEMENTED, `Received message compressed with unsupported encoding "${encoding}"`));
+      this.end(statusObject(grpc.status.UNIMPLEMENTED, `Received message compressed with unsupported encoding "${encoding}"`));
       return;
     }
     inflate(message, { maxOutputLength: this.o.maxMessageBytes }, (err, plain) => {
       if (this.phase !== 'reading') return;
       if (err === null) this.handle(plain);
       else if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
-        this.end(grpcStatusOf(grpc.status.RESOURCE_EXHAUSTED, `Received message that decompresses to a size larger than ${this.o.maxMessageBytes}`));
-      } else this.end(grpcStatusOf(grpc.status.INTERNAL, 'Failed to decompress message'));
+        this.end(statusObject(grpc.status.RESOURCE_EXHAUSTED, `Received message that decompresses to a size larger than ${this.o.maxMessageBytes}`));
+      } else this.end(statusObject(grpc.status.INTERNAL, 'Failed to decompress message'));
     });
   }
 

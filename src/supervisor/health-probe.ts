@@ -7,7 +7,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { asTeiplexError, TeiplexError } from '../common/errors.js';
 import { CallScope } from '../child/call-scope.js';
-import { ChildChannel } from '../child/child-channel.js';
+import { ChildChannel, statusObject } from '../child/child-channel.js';
 import { childStatusOf } from '../child/child-status.js';
 import { decodeAnswer, HEALTH, TEI, type ChildMethod } from '../child/codec.js';
 
@@ -36,7 +36,7 @@ export class HealthProbe {
       // The child's own status as it came; anything else (no answer in time, no message, an answer
       // that does not decode) as the status its error code means.
       const e = asTeiplexError(err);
-      return { ok: false, status: childStatusOf(err) ?? { code: e.grpcStatus, details: e.message, metadata: new grpc.Metadata() } };
+      return { ok: false, status: childStatusOf(err) ?? statusObject(e.grpcStatus, e.message) };
     } finally {
       scope.finish();
     }
