@@ -108,6 +108,8 @@ class UnaryCall implements ChildCallListener {
   private phase: Phase = 'reading';
   private readonly chunks: Buffer[] = [];
   private received = 0;
+  /** The request message's length from its prefix; -1 until 5 bytes are in. */
+  private length = -1;
   private deadline = Infinity;
   /** When grpc_request_timeout_secs runs out for the child call. */
   private ours = Infinity;
@@ -163,11 +165,17 @@ class UnaryCall implements ChildCallListener {
     if (this.phase !== 'reading') return;
     this.chunks.push(chunk);
     this.received += chunk.length;
-    if (this.received < 5) return;
-    const head = this.chunks[0].length >= 5 ? this.chunks[0] : Buffer.concat(this.chunks);
-    const length = head.readUInt32BE(1);
-    if (length > this.o.maxMessageBytes) this.end(statusObject(grpc.status.RESOURCE_EXHAUSTED, `Received message larger than max (${length} vs ${this.o.maxMessageBytes})`));
-    else if (this.received > 5 + length) this.end(statusObject(grpc.status.UNIMPLEMENTED, `Received a second request message for unary method ${this.path}`));
+    if (this.length < 0) {
+      if (this.received < 5) return;
+      // The message's length, read once (its 5-byte prefix may span chunks).
+      const head = this.chunks[0].length >= 5 ? this.chunks[0] : Buffer.concat(this.chunks, this.received);
+      this.length = head.readUInt32BE(1);
+      if (this.length > this.o.maxMessageBytes) {
+        this.end(statusObject(grpc.status.RESOURCE_EXHAUSTED, `Received message larger than max (${this.length} vs ${this.o.maxMessageBytes})`));
+        return;
+      }
+    }
+    if (this.received > 5 + this.length) this.end(statusObject(grpc.status.UNIMPLEMENTED, `Received a second request message for unary method ${this.path}`));
   }
 
   private get path(): string {
@@ -178,7 +186,7 @@ class UnaryCall implements ChildCallListener {
     if (this.phase !== 'reading') return;
     const all = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.received);
     this.chunks.length = 0;
-    const length = all.length >= 5 ? all.readUInt32BE(1) : -1;
+    const length = this.length;
     if (length < 0 || all.length < 5 + length) {
       this.end(statusObject(grpc.status.UNIMPLEMENTED, `Received no request message for unary method ${this.path}`));
       return;

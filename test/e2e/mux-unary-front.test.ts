@@ -185,6 +185,12 @@ describe('the unary front', () => {
     const over = await raw({}, [head, Buffer.alloc(1000)]);
     assert.equal(grpcStatus(over)[0], status.RESOURCE_EXHAUSTED);
     assert.match(grpcStatus(over)[1], /larger than max/);
+    // The 5-byte prefix split across DATA frames: read once it is whole.
+    const splitOver = await raw({}, [head.subarray(0, 2), head.subarray(2), Buffer.alloc(1000)]);
+    assert.equal(grpcStatus(splitOver)[0], status.RESOURCE_EXHAUSTED);
+    const ok = grpcFrame(embedRequest('split prefix'));
+    const split = await raw({}, [ok.subarray(0, 3), ok.subarray(3, 9), ok.subarray(9)]);
+    assert.deepEqual(grpcStatus(split), [status.OK, 'OK']);
     const none = await raw({}, [Buffer.alloc(0)]);
     assert.equal(grpcStatus(none)[0], status.UNIMPLEMENTED);
     const cut = await raw({}, [grpcFrame(embedRequest('x')).subarray(0, 8)]);
