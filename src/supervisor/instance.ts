@@ -312,7 +312,7 @@ export class Instance {
     this.standby = undefined;
     const argv = sb !== undefined ? handOverArgs(cmd, this.settings.runtime) : undefined;
     let child: Child;
-    if (sb !== undefined && argv !== undefined && sb.process.exitCode === null && sb.process.signalCode === null && isDeepStrictEqual(sb.env, cmd.env)) {
+    if (sb !== undefined && argv !== undefined && sb.alive && isDeepStrictEqual(sb.env, cmd.env)) {
       // A standby router takes the flags on stdin; it keeps its own marker (crash scan) and process group.
       this.log.note(`${cmd.logLine} (taken over by standby child ${sb.name}, pid ${sb.pid})`);
       child = sb.detach();

@@ -75,6 +75,11 @@ export class StandbyChild {
     return this.process.pid;
   }
 
+  /** The process has not exited. */
+  get alive(): boolean {
+    return this.process.exitCode === null && this.process.signalCode === null;
+  }
+
   get lastOutput(): string {
     return this.tail.join(' | ');
   }
@@ -127,14 +132,14 @@ export class StandbyPool {
   /** A ready standby on `device` whose environment is `env` (still in the pool); undefined: none. */
   find(device: string, env: Record<string, string>): StandbyChild | undefined {
     for (const c of this.children) {
-      if (c.device === device && c.state === 'ready' && c.process.exitCode === null && c.process.signalCode === null && isDeepStrictEqual(c.env, env)) return c;
+      if (c.device === device && c.state === 'ready' && c.alive && isDeepStrictEqual(c.env, env)) return c;
     }
     return undefined;
   }
 
   /** Take `c` out of the pool for an instance; undefined when it is gone meanwhile. */
   take(c: StandbyChild): StandbyChild | undefined {
-    if (!this.children.delete(c) || c.process.exitCode !== null || c.process.signalCode !== null) return undefined;
+    if (!this.children.delete(c) || !c.alive) return undefined;
     this.footprints.delete(c.name);
     return c;
   }
@@ -158,7 +163,7 @@ export class StandbyPool {
 /** SIGTERM to its group, SIGKILL after `graceMs`; resolves once it has exited. */
 export async function stopProcess(c: StandbyChild, graceMs: number): Promise<void> {
   const pid = c.pid;
-  if (pid === undefined || c.process.exitCode !== null || c.process.signalCode !== null) {
+  if (pid === undefined || !c.alive) {
     await c.exited;
     return;
   }
