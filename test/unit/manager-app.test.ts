@@ -56,6 +56,7 @@ describe('no auth, no instance', () => {
     const one = await m.api('GET', '/v1/models/nope');
     assert.equal(one.status, 404);
     assert.equal(one.body.error.code, 'model_not_found');
+    assert.deepEqual(Object.keys(one.body.error).sort(), ['code', 'message', 'param', 'type'], "OpenAI's error shape, not TEI's");
     assert.equal(one.body.error.type, 'not_found_error');
   });
 
