@@ -305,7 +305,7 @@ describe('TEI HTTP routes', () => {
     assert.equal(info.body.max_concurrent_requests, 3);
     assert.equal(info.body.max_input_length, 128);
     assert.equal(info.body.auto_truncate, false);
-    assert.equal(typeof info.body.version, 'string');
+    assert.match(info.body.version, /^\d+\.\d+\.\d+/);
     const health = await c.get('/health');
     assert.equal(health.status, 200);
     const metrics = await c.get('/metrics');
