@@ -155,7 +155,7 @@ test('a prepare that throws fails its entries only', async () => {
       run: (p, free) => ex.run(p, free),
     },
   );
-  await assert.rejects(request(q, [1], [4]), /bad tensors/);
+  await assert.rejects(request(q, [1], [4]), (e: unknown) => e instanceof TeiplexError && e.code === 'BACKEND' && /bad tensors/.test(e.message));
   assert.deepEqual(await request(q, [2], [4]), ['r2']);
 });
 
@@ -262,9 +262,9 @@ test('whenCapacity: waiters woken in order as permits free; too large or closed 
   p.release();
   await Promise.all([a, b]);
   assert.deepEqual(order, ['a', 'b']);
-  await assert.rejects(q.whenCapacity(5), OverloadedError);
+  await assert.rejects(q.whenCapacity(5), (e: unknown) => e instanceof OverloadedError && e.code === 'MODEL_OVERLOADED' && e.requested === 5);
   q.admit(4);
   const c = q.whenCapacity(1);
   void q.close();
-  await assert.rejects(c, /shutting down/);
+  await assert.rejects(c, (e: unknown) => e instanceof TeiplexError && e.code === 'UNHEALTHY' && /shutting down/.test(e.message));
 });
