@@ -310,7 +310,8 @@ describe('embedding model over gRPC', () => {
     await assert.rejects(rpc(clients.get('tei.v1.Predict'), 'Predict', { inputs: 'x' }), refused(status.FAILED_PRECONDITION, 'WRONG_MODEL_TYPE'));
     await assert.rejects(rpc(clients.get('tei.v1.Rerank'), 'Rerank', { query: 'q', texts: ['a'] }), refused(status.FAILED_PRECONDITION, 'WRONG_MODEL_TYPE', /not a classifier/));
     await assert.rejects(clientStream(clients.get('tei.v1.Rerank'), 'RerankStream', [{ query: 'q', text: 'a' }]), refused(status.FAILED_PRECONDITION, 'WRONG_MODEL_TYPE'));
-    await assert.rejects(rpc(embed(), 'Embed', { inputs: 'x'.repeat(150_000) }), grpcError(status.RESOURCE_EXHAUSTED, /Received message larger than max/)); // grpc-js's own refusal: no teiplex-error-code trailer;
+    // Over --payload-limit: grpc-js's own refusal, before any handler, so without a teiplex-error-code trailer.
+    await assert.rejects(rpc(embed(), 'Embed', { inputs: 'x'.repeat(150_000) }), grpcError(status.RESOURCE_EXHAUSTED, /Received message larger than max/));
     assert.equal((await rpc(embed(), 'Embed', { inputs: 'still serving' })).embeddings.length, engine.model.hiddenSize);
   });
 
@@ -392,6 +393,7 @@ describe('embedding model over gRPC', () => {
     assert.equal(responses.length, 2);
     const fresh = new Clients(server.port);
     try {
+      // Nobody listens any more: the client's own UNAVAILABLE (no server answered, so no trailer).
       await assert.rejects(rpc(fresh.get('tei.v1.Info'), 'Info', {}), grpcError(status.UNAVAILABLE));
     } finally {
       fresh.close();
