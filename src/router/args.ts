@@ -66,6 +66,8 @@ const FLAGS: Record<string, FlagDoc> = {
   'otlp-endpoint': { value: 'URL', help: 'accepted for TEI compatibility; ignored' },
   'otlp-service-name': { value: 'NAME', help: 'accepted for TEI compatibility; ignored' },
   'cors-allow-origin': { value: 'ORIGIN', help: 'accepted for TEI compatibility; ignored' },
+  'dense-path': { env: 'DENSE_PATH', value: 'PATH', help: "a sentence-transformers Dense module folder in the model (TEI's); no Dense layers are applied here, so a model that has one is refused" },
+  'disable-spans': { env: 'DISABLE_SPANS', boolean: true, help: 'accepted for TEI compatibility; no effect (no tracing spans)' },
   device: { env: 'TEIPLEX_DEVICE', value: 'cpu|cuda', help: `ONNX Runtime execution provider (default ${ROUTER_DEFAULTS.device})` },
   threads: { env: 'TEIPLEX_THREADS', value: 'N', help: "ONNX Runtime intra-op threads (default: ONNX Runtime's choice)" },
   'http-port': { env: 'TEIPLEX_HTTP_PORT', value: 'N', help: "also serve TEI's HTTP routes on this port; 0 picks a free port (default: off)" },
@@ -202,6 +204,9 @@ export function parseRouterArgs(argv: string[], env: Record<string, string | und
     }
   }
 
+  // --disable-spans: TEI's switch for tracing spans; there are none here. Its value is still checked.
+  bool('disable-spans');
+
   const warnings = IGNORED.filter((n) => flags[n] !== undefined).map((n) => `--${n} is accepted for TEI compatibility and ignored`);
 
   // HOSTNAME is also the machine's name in containers: like TEI, use the variable only when it is an address.
@@ -236,6 +241,7 @@ export function parseRouterArgs(argv: string[], env: Record<string, string | und
     httpPort: int('http-port', 0, 65535),
     onnxFile: str('onnx-file'),
     onnxCacheDir: str('onnx-cache-dir') || undefined,
+    densePath: str('dense-path'),
     tokenizationWorkers: int('tokenization-workers', 1),
     hfToken: str('hf-token') ?? str('hf-api-token'),
     warnings,

@@ -125,7 +125,7 @@ export async function createEngine(
   /** A session thread started ahead (a standby router's); default: a new one. */
   idle?: IdleWorker,
 ): Promise<RouterEngine> {
-  const files = await readModelFiles(modelDir, { onnxFile: opts.onnxFile });
+  const files = await readModelFiles(modelDir, { onnxFile: opts.onnxFile, densePath: opts.densePath });
   const resolved = describeModel(files, opts);
   for (const w of resolved.warnings) log(`warning: ${w}`);
   const model: ModelDescription = { ...resolved.model };

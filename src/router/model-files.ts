@@ -163,7 +163,7 @@ export function snapshotSha(dir: string): string | undefined {
 }
 
 /** Read every file the router uses from a local model directory. */
-export async function readModelFiles(dir: string, opts: { onnxFile?: string } = {}): Promise<ModelFiles> {
+export async function readModelFiles(dir: string, opts: { onnxFile?: string; densePath?: string } = {}): Promise<ModelFiles> {
   const root = path.resolve(dir);
   const exists = await stat(root).then(
     () => true,
@@ -189,6 +189,8 @@ export async function readModelFiles(dir: string, opts: { onnxFile?: string } = 
     if (typeof m?.path === 'string') model.join(m.path, `modules.json entry ${i} (${String(m.type)}) path`);
   });
 
+  await refuseDense(model, modules, opts.densePath);
+
   // The Pooling module's folder comes from modules.json when it names one; 1_Pooling otherwise.
   const poolingModule = modules?.find((m) => typeof m?.type === 'string' && m.type.endsWith('.Pooling'));
   const poolingDir = typeof poolingModule?.path === 'string' && poolingModule.path !== '' ? poolingModule.path : '1_Pooling';
@@ -207,6 +209,25 @@ export async function readModelFiles(dir: string, opts: { onnxFile?: string } = 
     sentenceTransformersConfig,
     modelSha: snapshotSha(root),
   };
+}
+
+/**
+ * The router pools and normalizes but applies no sentence-transformers Dense module (a Linear layer
+ * and an activation after pooling, in `2_Dense/`): a model that has one would be served with
+ * vectors that are not the model's (and of another size). Refuse it, whether modules.json names
+ * the module or `--dense-path` (TEI's flag) names a folder that exists; a `--dense-path` that
+ * names nothing in the model changes nothing.
+ */
+async function refuseDense(model: ModelDir, modules: ModuleEntry[] | undefined, densePath: string | undefined): Promise<void> {
+  const listed = modules?.find((m) => typeof m?.type === 'string' && m.type.endsWith('.Dense'));
+  let found: string | undefined;
+  if (listed !== undefined) found = `modules.json lists ${listed.type} in ${JSON.stringify(listed.path)}`;
+  else if (densePath !== undefined && densePath.trim() !== '' && (await model.has(model.join(densePath, '--dense-path')))) found = `--dense-path ${JSON.stringify(densePath)} is in the model`;
+  if (found !== undefined) {
+    throw new ModelFilesError(
+      `model directory ${model.dir} has a sentence-transformers Dense module (${found}): teiplex router applies no Dense layers, so its vectors would not be the model's; serve this model with text-embeddings-router`,
+    );
+  }
 }
 
 /** True when modules.json ends the pipeline with a Normalize module (the graph's pooled output is unit length). */

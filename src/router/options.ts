@@ -31,4 +31,9 @@ export interface RouterOptions {
   onnxFile?: string; // path inside the model dir, e.g. onnx/model_quantized.onnx
   /** --onnx-cache-dir: the optimized-model cache (onnx-cache.ts); undefined: none. */
   onnxCacheDir?: string;
+  /**
+   * --dense-path: TEI's Dense module folder (e.g. `2_Dense`). No Dense layers are applied here, so
+   * a model with one (named by modules.json, or this folder present) is refused at load.
+   */
+  densePath?: string;
 }

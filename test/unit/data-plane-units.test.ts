@@ -5,7 +5,7 @@
  * HTTP error it means, and the spec-derived child settings (aliases, --auto-truncate, SPLADE).
  */
 import assert from 'node:assert/strict';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { setImmediate as turn } from 'node:timers/promises';
 import { describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import fc from 'fast-check';
@@ -22,14 +22,16 @@ import { base64Floats, flatPieces, floatList, JSON_BYTES_PER_FLOAT, listPieces, 
 describe('fan-out', () => {
   test('chunks cover the input in order; results come back in input order whatever the timing', async () => {
     await fc.assert(
-      fc.asyncProperty(fc.array(fc.integer(), { maxLength: 70 }), fc.integer({ min: 1, max: 40 }), fc.integer({ min: 1, max: 6 }), async (items, size, limit) => {
+      // Each chunk takes a number of event-loop turns drawn by fast-check: the chunks finish out of order, reproducibly.
+      fc.asyncProperty(fc.array(fc.integer(), { maxLength: 70 }), fc.integer({ min: 1, max: 40 }), fc.integer({ min: 1, max: 6 }), fc.array(fc.nat(4), { minLength: 1 }), async (items, size, limit, turns) => {
         assert.deepEqual(chunk(items, size).flat(), items);
         assert.ok(chunk(items, size).every((c) => c.length >= 1 && c.length <= size));
         let inFlight = 0;
         let most = 0;
+        let calls = 0;
         const out = await fanOut(items, size, limit, async (c, offset) => {
           most = Math.max(most, ++inFlight);
-          await sleep(Math.floor(Math.random() * 3));
+          for (let t = turns[calls++ % turns.length]; t > 0; t--) await turn();
           inFlight--;
           return c.map((x, k) => [offset + k, x]);
         });
@@ -42,16 +44,21 @@ describe('fan-out', () => {
 
   test('the first failure fails the whole, and no chunk starts after it', async () => {
     const started: number[] = [];
+    // Chunk 0 runs until the test lets it finish; chunk 1 fails meanwhile.
+    let finish0!: () => void;
+    const gate0 = new Promise<void>((r) => (finish0 = r));
     await assert.rejects(
       mapLimit([0, 1, 2, 3, 4, 5], 2, async (i) => {
         started.push(i);
-        await sleep(i === 1 ? 1 : 5);
+        if (i === 0) await gate0;
         if (i === 1) throw new Error('chunk 1 failed');
         return i;
       }),
       /chunk 1 failed/,
     );
-    await sleep(20);
+    // Chunk 0 finishes after the failure: its slot frees, and nothing takes it.
+    finish0();
+    for (let t = 0; t < 5; t++) await turn();
     assert.deepEqual(started, [0, 1], 'nothing starts after the failure');
   });
 });

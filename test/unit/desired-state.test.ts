@@ -30,14 +30,15 @@ test('desired state: writes wait for boot; the boot write does not; instances an
   d.ownModels({ snapshot: () => models });
   let acked = false;
   const early = d.commit(() => models.push(model('org/early')), () => models.pop()).then(() => (acked = true));
-  await new Promise((r) => setTimeout(r, 50));
-  assert.equal(acked, false, 'not acknowledged before boot');
-  assert.deepEqual(models, [], 'not applied before boot either');
   const loaded = await d.load();
+  assert.equal(acked, false, 'not acknowledged before boot (the boot read is done, boot is not over)');
+  assert.deepEqual(models, [], 'not applied before boot either');
   assert.ok(loaded.kind === 'ok');
   assert.deepEqual(loaded.state.instances.map((i) => i.name), ['kept'], 'the file read at boot is the one on disk, untouched');
   instances.push(inst('kept'));
   await d.bootSave();
+  assert.equal(acked, false, 'not acknowledged by the boot write either');
+  assert.deepEqual(models, [], 'nor applied');
   d.opened();
   await early;
   const state = parseState(await readFile(file, 'utf8'), file);

@@ -70,14 +70,12 @@ test('a child without the health service is asked Info, from then on directly', 
   }
 });
 
-test('nobody listening: not ready, UNAVAILABLE named, within the timeout', async () => {
+test('nobody listening: not ready, UNAVAILABLE named (the refusal, not the deadline running out)', async () => {
   const p = new HealthProbe(nothing);
   try {
-    const t0 = Date.now();
-    const r = await p.check(1000);
+    const r = await p.check(10_000);
     assert.equal(r.ok, false);
     assert.match((r as { reason: string }).reason, /^health check: UNAVAILABLE/);
-    assert.ok(Date.now() - t0 < 1500);
   } finally {
     p.close();
   }

@@ -45,6 +45,18 @@ async function send(url: string, path: string, body?: string, contentType = 'app
   return { status: r.status, retry: r.headers.get('retry-after'), body: await r.json() };
 }
 
+/** Exactly the fields of each shape (docs/errors.md, "On the wire"). */
+function fieldsOf(shape: HttpErrorShape, body: any): string[] {
+  const keys = (o: object) => Object.keys(o).sort().join(',');
+  return shape === 'openai' ? [keys(body), keys(body.error)] : [keys(body)];
+}
+const FIELDS: Record<HttpErrorShape, string[]> = {
+  tei: ['error,error_type'],
+  'tei-openai': ['code,message,type'],
+  openai: ['error', 'code,message,param,type'],
+  admin: ['code,error,timestamp'],
+};
+
 /** The code and type a body of `shape` names. */
 function named(shape: HttpErrorShape, body: any): { message: string; type: string } {
   switch (shape) {
@@ -83,6 +95,7 @@ for (const shape of SHAPES) {
       test(`${what}: ${status} ${code}`, async () => {
         const r = await send(a.url, path, body, type);
         assert.equal(r.status, status, JSON.stringify(r.body));
+        assert.deepEqual(fieldsOf(shape, r.body), FIELDS[shape], JSON.stringify(r.body));
         const n = named(shape, r.body);
         assert.ok(n.message.length > 0, JSON.stringify(r.body));
         const expected = shape === 'tei' || shape === 'tei-openai' ? teiType : shape === 'openai' ? code.toLowerCase() : code;

@@ -55,6 +55,9 @@ describe('no auth, no instance', () => {
     assert.deepEqual(v1.body, { object: 'list', data: [] });
     const one = await m.api('GET', '/v1/models/nope');
     assert.equal(one.status, 404);
+    assert.equal(one.body.error.code, 'model_not_found');
+    assert.deepEqual(Object.keys(one.body.error).sort(), ['code', 'message', 'param', 'type'], "OpenAI's error shape, not TEI's");
+    assert.equal(one.body.error.type, 'not_found_error');
   });
 
   test('admin validation: unknown instance 404, bad spec 400 with a code, broken JSON 400, oversized body 413; state unchanged', async () => {
@@ -64,15 +67,18 @@ describe('no auth, no instance', () => {
     assert.equal(missing.body.code, 'INSTANCE_NOT_FOUND');
     const bad = await m.api('POST', '/instances?start=false', { name: 'UPPER', model_id: 'm' });
     assert.equal(bad.status, 400);
-    assert.equal(typeof bad.body.code, 'string');
+    assert.equal(bad.body.code, 'BAD_REQUEST');
+    assert.match(bad.body.error, /name/);
     const unknown = await m.api('POST', '/instances?start=false', { name: 'ok', model_id: 'm', surprise: 1 });
     assert.equal(unknown.status, 400);
+    assert.equal(unknown.body.code, 'BAD_REQUEST');
+    assert.match(unknown.body.error, /^body: must NOT have additional properties/);
     const broken = await m.api('POST', '/instances', '{"name": ');
     assert.equal(broken.status, 400);
-    assert.equal(typeof broken.body.code, 'string');
+    assert.equal(broken.body.code, 'BAD_REQUEST');
     const big = await m.api('POST', '/instances', { name: 'big', model_id: 'x'.repeat(2 * 1024 * 1024) });
     assert.equal(big.status, 413);
-    assert.equal(typeof big.body.code, 'string');
+    assert.equal(big.body.code, 'PAYLOAD_TOO_LARGE');
     assert.equal(await readFile(m.stateFile, 'utf8'), before);
   });
 
@@ -111,14 +117,21 @@ describe('API keys on the admin API and the data plane', () => {
   test('admin routes: no key or an unknown key is 401, a data-plane key is 403, the admin key passes', async () => {
     const none = await m.api('GET', '/instances');
     assert.equal(none.status, 401);
-    assert.equal(typeof none.body.code, 'string');
-    assert.equal((await m.api('GET', '/instances', undefined, bearer('not-a-key'))).status, 401);
-    assert.equal((await m.api('GET', '/instances', undefined, bearer(KEYS.any))).status, 403);
+    assert.equal(none.body.code, 'UNAUTHENTICATED');
+    const unknown = await m.api('GET', '/instances', undefined, bearer('not-a-key'));
+    assert.equal(unknown.status, 401);
+    assert.equal(unknown.body.code, 'UNAUTHENTICATED');
+    const dataKey = await m.api('GET', '/instances', undefined, bearer(KEYS.any));
+    assert.equal(dataKey.status, 403);
+    assert.equal(dataKey.body.code, 'PERMISSION_DENIED');
     assert.equal((await m.api('GET', '/instances', undefined, bearer(KEYS.ops))).status, 200);
   });
 
   test('data plane: no key is 401; a key lists the models it may use; health, metrics and docs stay open', async () => {
-    assert.equal((await m.api('GET', '/v1/models')).status, 401);
+    const none = await m.api('GET', '/v1/models');
+    assert.equal(none.status, 401);
+    assert.equal(none.body.error.code, 'unauthenticated');
+    assert.equal(none.body.error.type, 'authentication_error');
     const listed = await m.api('GET', '/v1/models', undefined, bearer(KEYS.any));
     assert.equal(listed.status, 200);
     assert.deepEqual(listed.body.data, []);

@@ -11,6 +11,7 @@ import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { ChildChannel, grpcTimeout, type ChildCallListener } from '../../src/child/child-channel.js';
+import { until } from '../helpers/wait.js';
 
 const id = (b: Buffer): Buffer => b;
 const method = (path: string, requestStream: boolean, responseStream: boolean): grpc.MethodDefinition<Buffer, Buffer> => ({
@@ -29,7 +30,8 @@ interface Outcome {
   status: grpc.StatusObject;
 }
 
-function collect(): { listener: ChildCallListener; done: Promise<Outcome> } {
+/** A call's listener, its outcome once it ends, and what it has seen so far (`seen`). */
+function collect(): { listener: ChildCallListener; done: Promise<Outcome>; seen: Partial<Outcome> & { messages: Buffer[] } } {
   const out: Partial<Outcome> & { messages: Buffer[] } = { messages: [] };
   let resolve!: (o: Outcome) => void;
   const done = new Promise<Outcome>((r) => (resolve = r));
@@ -45,6 +47,7 @@ function collect(): { listener: ChildCallListener; done: Promise<Outcome> } {
       },
     },
     done,
+    seen: out,
   };
 }
 
@@ -53,6 +56,9 @@ const settings = { maxMessageBytes: 4 * 1024 * 1024, keepaliveMs: 30_000, keepal
 let server: grpc.Server;
 let port: number;
 let lastDeadline: grpc.Deadline | undefined;
+/** When the server's Echo handler ran (Date.now()). */
+let lastEchoAt = 0;
+let neverCalls = 0;
 
 before(async () => {
   server = new grpc.Server({ 'grpc.max_receive_message_length': 64 * 1024 * 1024, 'grpc.max_send_message_length': 64 * 1024 * 1024 });
@@ -67,6 +73,7 @@ before(async () => {
     {
       Echo: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
         lastDeadline = call.getDeadline();
+        lastEchoAt = Date.now();
         const md = new grpc.Metadata();
         md.set('x-head', 'h1');
         call.sendMetadata(md);
@@ -81,6 +88,7 @@ before(async () => {
         cb({ code: grpc.status.FAILED_PRECONDITION, details: 'bad: 100% ünïcode, "quoted"\nsecond line', metadata: md });
       },
       Never: (call: grpc.ServerUnaryCall<Buffer, Buffer>) => {
+        neverCalls++;
         lastDeadline = call.getDeadline();
       },
       Big: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => cb(null, Buffer.alloc(call.request.readUInt32LE(0), 7)),
@@ -109,8 +117,14 @@ describe('child channel', () => {
   test('unary: message, headers, trailers (binary too), deadline sent as grpc-timeout', async () => {
     const ch = new ChildChannel(port, settings);
     try {
+      // A connection first, so the deadline check below measures one call's transit, not a connect.
+      const warm = collect();
+      ch.call('/t.T/Fail', Infinity, warm.listener).end(Buffer.alloc(0));
+      await warm.done;
       const { listener, done } = collect();
-      ch.call('/t.T/Echo', Date.now() + 5000, listener).end(Buffer.from('hi'));
+      const sentAt = Date.now();
+      const deadline = sentAt + 5000;
+      ch.call('/t.T/Echo', deadline, listener).end(Buffer.from('hi'));
       const o = await done;
       assert.equal(o.status.code, grpc.status.OK, o.status.details);
       assert.deepEqual(o.messages, [Buffer.from('echo:hi')]);
@@ -118,8 +132,10 @@ describe('child channel', () => {
       assert.equal(o.headers?.get('content-type').length, 0, 'transport headers left out');
       assert.deepEqual(o.status.metadata.get('x-trail'), ['t1']);
       assert.deepEqual(o.status.metadata.get('x-trail-bin'), [Buffer.from([0, 1, 2, 255])]);
-      const left = (lastDeadline instanceof Date ? lastDeadline.getTime() : Number(lastDeadline)) - Date.now();
-      assert.ok(left > 3000 && left <= 5000, `the child saw the deadline (${left} ms left)`);
+      // The child's deadline is its receipt time plus the grpc-timeout sent: the deadline asked for,
+      // moved later by at most the time between sending and the handler running (+1 ms rounding).
+      const seen = lastDeadline instanceof Date ? lastDeadline.getTime() : Number(lastDeadline);
+      assert.ok(seen >= deadline - 1 && seen <= deadline + (lastEchoAt - sentAt) + 1, `the child saw the deadline ${seen - deadline} ms from the one sent (handler ran ${lastEchoAt - sentAt} ms after sending)`);
       // An empty request, and no deadline.
       const second = collect();
       ch.call('/t.T/Echo', Infinity, second.listener).end(Buffer.alloc(0));
@@ -251,8 +267,9 @@ describe('child channel', () => {
 
     const ch = new ChildChannel(port, settings);
     const pending = collect();
+    const nevers = neverCalls;
     ch.call('/t.T/Never', Infinity, pending.listener).end(Buffer.from('x'));
-    await new Promise((r) => setTimeout(r, 100));
+    await until('the call to reach the server', () => neverCalls > nevers);
     ch.close();
     assert.equal((await pending.done).status.code, grpc.status.UNAVAILABLE);
     const after = collect();
@@ -302,19 +319,18 @@ describe('child channel', () => {
       ch.call('/t.T/Echo', Infinity, warm.listener).end(Buffer.from('x'));
       assert.equal((await warm.done).status.code, grpc.status.OK);
       frozen = true;
-      const t0 = Date.now();
       const hung = collect();
       ch.call('/t.T/Echo', Infinity, hung.listener).end(Buffer.from('x'));
-      const o = await hung.done;
+      // No deadline: only keepalive can end this call.
+      const o = await until('keepalive to end the hung call', () => hung.seen.status && (hung.seen as Outcome), { timeoutMs: 30_000 });
       assert.equal(o.status.code, grpc.status.UNAVAILABLE, o.status.details);
       assert.match(o.status.details, /keepalive/);
-      assert.ok(Date.now() - t0 < 3000, `${Date.now() - t0} ms`);
       frozen = false;
       // A new connection is made for the next call; then the child dies mid-stream.
       const stream = collect();
       const call = ch.call('/t.T/Chat', Infinity, stream.listener);
       call.write(Buffer.from('a'));
-      await new Promise((r) => setTimeout(r, 100));
+      await until('the first answer of the stream', () => stream.seen.messages.length === 1);
       for (const s of sockets) s.destroy();
       const died = await stream.done;
       assert.equal(died.status.code, grpc.status.UNAVAILABLE, died.status.details);

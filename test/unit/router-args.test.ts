@@ -60,6 +60,8 @@ describe('teiplex router arguments', () => {
       '--http-port', '0',
       '--onnx-file', 'onnx/model_quantized.onnx',
       '--hf-token', 'hf_x',
+      '--dense-path', '2_Dense',
+      '--disable-spans',
     ]);
     assert.deepEqual(o, {
       modelId: '/models/x',
@@ -86,6 +88,7 @@ describe('teiplex router arguments', () => {
       httpPort: 0,
       onnxFile: 'onnx/model_quantized.onnx',
       hfToken: 'hf_x',
+      densePath: '2_Dense',
       warnings: [],
     });
   });
@@ -158,6 +161,19 @@ describe('teiplex router arguments', () => {
   test('TEI flags without an effect here are accepted and reported', () => {
     const o = parse(['--model-id', 'm', '--uds-path', '/tmp/x', '--otlp-endpoint', 'http://x:4317']);
     assert.deepEqual(o.warnings, ['--uds-path is accepted for TEI compatibility and ignored', '--otlp-endpoint is accepted for TEI compatibility and ignored']);
+  });
+
+  test("TEI's --dense-path and --disable-spans are accepted, as flags and as DENSE_PATH / DISABLE_SPANS", () => {
+    const o = parse(['--model-id', 'm', '--dense-path', '2_Dense_1024', '--disable-spans']);
+    assert.equal(o.densePath, '2_Dense_1024');
+    assert.deepEqual(o.warnings, [], 'no spans exist here: disabling them needs no warning');
+    assert.equal(parse(['--model-id', 'm', '--disable-spans', 'false']).modelId, 'm');
+    const e = parse([], { MODEL_ID: 'm', DENSE_PATH: '2_Dense', DISABLE_SPANS: 'true' });
+    assert.equal(e.densePath, '2_Dense');
+    assert.equal(parse(['--model-id', 'm', '--dense-path', 'flag'], { DENSE_PATH: 'env' }).densePath, 'flag');
+    fails(['--model-id', 'm'], { DISABLE_SPANS: 'maybe' }, /DISABLE_SPANS must be true or false, got 'maybe'/);
+    const usage = routerUsage();
+    for (const s of ['--dense-path', 'DENSE_PATH', '--disable-spans', 'DISABLE_SPANS']) assert.ok(usage.includes(s), s);
   });
 
   test('--help', () => {

@@ -11,7 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import { TeiplexError } from '../../src/common/errors.js';
 import { createEngine, type RouterEngine } from '../../src/router/engine.js';
-import { findOnnxFile } from '../../src/router/model-files.js';
+import { findOnnxFile, ModelFilesError, readModelFiles } from '../../src/router/model-files.js';
 import type { TextInput } from '../../src/tei/types.js';
 import { testModel } from '../helpers/models.js';
 import { testRouterOptions } from '../helpers/router-options.js';
@@ -519,5 +519,32 @@ describe('classifier model', () => {
     await assert.rejects(engine.rerank('q', ['x'], { ...PREDICT, returnText: false }), isCode('WRONG_MODEL_TYPE', /re-ranker/));
     const { results } = await engine.predict(['still serving'], PREDICT);
     assert.equal(results.length, 1);
+  });
+});
+
+describe('a sentence-transformers Dense module (the router applies none)', () => {
+  let tmp: string;
+  before(async () => {
+    tmp = await mkdtemp(path.join(os.tmpdir(), 'teiplex-dense-'));
+  });
+  after(() => rm(tmp, { recursive: true, force: true }));
+
+  test('is refused at load, whether modules.json names it or --dense-path does; a --dense-path naming nothing changes nothing', async () => {
+    const dir = path.join(tmp, 'model');
+    await cp(await testModel({ kind: 'embedding' }), dir, { recursive: true });
+    await cp(path.join(dir, '1_Pooling'), path.join(dir, '2_Dense'), { recursive: true });
+    await writeFile(path.join(dir, '2_Dense', 'config.json'), JSON.stringify({ in_features: 32, out_features: 8, bias: true, activation_function: 'torch.nn.modules.linear.Identity' }));
+    const refused = (re: RegExp) => (e: unknown) => e instanceof ModelFilesError && /applies no Dense layers/.test(e.message) && re.test(e.message);
+    await assert.rejects(createEngine(testRouterOptions({ densePath: '2_Dense/' }), dir), refused(/--dense-path "2_Dense\/" is in the model/));
+    // The folder alone, not named by anything, is not a module of the model (TEI reads it only when named).
+    assert.equal((await readModelFiles(dir, { densePath: '2_Dense_1024' })).dir, dir, 'a --dense-path that is not in the model is harmless');
+    assert.equal((await readModelFiles(dir)).dir, dir);
+    const modules = [
+      { idx: 0, name: '0', path: '', type: 'sentence_transformers.models.Transformer' },
+      { idx: 1, name: '1', path: '1_Pooling', type: 'sentence_transformers.models.Pooling' },
+      { idx: 2, name: '2', path: '2_Dense', type: 'sentence_transformers.models.Dense' },
+    ];
+    await writeFile(path.join(dir, 'modules.json'), JSON.stringify(modules));
+    await assert.rejects(createEngine(testRouterOptions(), dir), refused(/modules\.json lists sentence_transformers\.models\.Dense in "2_Dense"/));
   });
 });

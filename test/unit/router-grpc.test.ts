@@ -17,6 +17,17 @@ import { bidi, clientStream, grpcError, reflect, unary, type AnyClient } from '.
 import { norm } from '../helpers/vectors.js';
 
 const { status } = grpc;
+const CODE_KEY = 'teiplex-error-code';
+
+/** A refusal as docs/errors.md documents it: the gRPC status, the machine code in the `teiplex-error-code` trailer, and the message when given. */
+function refused(code: grpc.status, machine: string, re?: RegExp) {
+  const statusOk = grpcError(code, re);
+  return (err: grpc.ServiceError): boolean => {
+    statusOk(err);
+    assert.deepEqual(err.metadata?.get(CODE_KEY), [machine], `${CODE_KEY} of: ${err.details}`);
+    return true;
+  };
+}
 
 // ---- setup helpers -------------------------------------------------------------------------------
 
@@ -124,11 +135,12 @@ describe('embedding model over gRPC', () => {
   test('before the model is loaded: NOT_SERVING health and UNAVAILABLE data RPCs; reflection lists the services', async () => {
     assert.ok(server.port > 0);
     for (const name of ['', ...ROUTER_SERVICES]) assert.equal(await healthOf(clients, name), 'NOT_SERVING', name);
-    await assert.rejects(rpc(embed(), 'Embed', { inputs: 'hello' }), grpcError(status.UNAVAILABLE, /model is loading/));
-    await assert.rejects(rpc(clients.get('tei.v1.Info'), 'Info', {}), grpcError(status.UNAVAILABLE));
-    await assert.rejects(rpc(clients.get('teiplex.v1.Batch'), 'EmbedBatch', { inputs: ['a'] }), grpcError(status.UNAVAILABLE));
+    await assert.rejects(rpc(embed(), 'Embed', { inputs: 'hello' }), refused(status.UNAVAILABLE, 'UNHEALTHY', /model is loading/));
+    await assert.rejects(rpc(clients.get('tei.v1.Info'), 'Info', {}), refused(status.UNAVAILABLE, 'UNHEALTHY'));
+    await assert.rejects(rpc(clients.get('teiplex.v1.Batch'), 'EmbedBatch', { inputs: ['a'] }), refused(status.UNAVAILABLE, 'UNHEALTHY'));
     const { error } = await bidi(embed(), 'EmbedStream', [{ inputs: 'a' }]);
     assert.equal(error?.code, status.UNAVAILABLE);
+    assert.deepEqual(error?.metadata.get(CODE_KEY), ['UNHEALTHY']);
 
     for (const version of ['v1', 'v1alpha'] as const) {
       const { services, files } = await reflect(server.port, version, 'tei.v1.Embed');
@@ -220,6 +232,7 @@ describe('embedding model over gRPC', () => {
     const { responses, error } = await bidi(embed(), 'EmbedStream', [{ inputs: 'one' }, { inputs: 'two' }, { inputs: '' }, { inputs: 'four' }]);
     assert.equal(responses.length, 2);
     assert.equal(error?.code, status.INVALID_ARGUMENT);
+    assert.deepEqual(error?.metadata.get(CODE_KEY), ['VALIDATION']);
     assert.match(error!.details, /cannot be empty/);
   });
 
@@ -271,31 +284,34 @@ describe('embedding model over gRPC', () => {
   });
 
   test('bad input gets INVALID_ARGUMENT / FAILED_PRECONDITION, and the server keeps serving', async () => {
-    await assert.rejects(rpc(embed(), 'Embed', { inputs: '' }), grpcError(status.INVALID_ARGUMENT, /cannot be empty/));
-    await assert.rejects(rpc(embed(), 'Embed', { inputs: text(400, 7), truncate: false }), grpcError(status.INVALID_ARGUMENT));
-    await assert.rejects(rpc(embed(), 'Embed', { inputs: 'x', prompt_name: 'nope' }), grpcError(status.INVALID_ARGUMENT, /nope/));
+    await assert.rejects(rpc(embed(), 'Embed', { inputs: '' }), refused(status.INVALID_ARGUMENT, 'VALIDATION', /cannot be empty/));
+    await assert.rejects(rpc(embed(), 'Embed', { inputs: text(400, 7), truncate: false }), refused(status.INVALID_ARGUMENT, 'VALIDATION'));
+    await assert.rejects(rpc(embed(), 'Embed', { inputs: 'x', prompt_name: 'nope' }), refused(status.INVALID_ARGUMENT, 'VALIDATION', /nope/));
     for (const name of ['constructor', 'toString', '__proto__']) {
-      const unknown = grpcError(status.INVALID_ARGUMENT, new RegExp(`prompt_name \`${name}\` is not a prompt of this model`));
+      const unknown = refused(status.INVALID_ARGUMENT, 'VALIDATION', new RegExp(`prompt_name \`${name}\` is not a prompt of this model`));
       await assert.rejects(rpc(embed(), 'Embed', { inputs: 'x', prompt_name: name }), unknown);
       await assert.rejects(rpc(clients.get('tei.v1.Tokenize'), 'Tokenize', { inputs: 'x', add_special_tokens: true, prompt_name: name }), unknown);
     }
     assert.equal((await rpc(embed(), 'Embed', { inputs: 'x', prompt_name: 'query' })).embeddings.length, engine.model.hiddenSize);
     // Token ids past the vocabulary: INVALID_ARGUMENT naming the id and the vocabulary size.
     const tok = clients.get('tei.v1.Tokenize');
-    const outside = grpcError(status.INVALID_ARGUMENT, /token id 99999 at position 1 .*\(vocabulary size 30522\)/);
+    const outside = refused(status.INVALID_ARGUMENT, 'VALIDATION', /token id 99999 at position 1 .*\(vocabulary size 30522\)/);
     await assert.rejects(rpc(tok, 'Decode', { ids: [101, 99999], skip_special_tokens: true }), outside);
     const ds = await bidi(tok, 'DecodeStream', [{ ids: [101, 102], skip_special_tokens: true }, { ids: [101, 99999], skip_special_tokens: true }]);
     assert.equal(ds.error?.code, status.INVALID_ARGUMENT);
+    assert.deepEqual(ds.error?.metadata.get(CODE_KEY), ['VALIDATION']);
     assert.match(ds.error?.details ?? '', /token id 99999/);
     assert.equal((await rpc(tok, 'Decode', { ids: [101, 7592, 102], skip_special_tokens: true })).text, 'hello');
-    await assert.rejects(rpc(embed(), 'Embed', { inputs: 'x', dimensions: 100000 }), grpcError(status.INVALID_ARGUMENT, /dimensions/));
-    await assert.rejects(rpc(embed(), 'EmbedSparse', { inputs: 'x' }), grpcError(status.FAILED_PRECONDITION));
+    await assert.rejects(rpc(embed(), 'Embed', { inputs: 'x', dimensions: 100000 }), refused(status.INVALID_ARGUMENT, 'VALIDATION', /dimensions/));
+    await assert.rejects(rpc(embed(), 'EmbedSparse', { inputs: 'x' }), refused(status.FAILED_PRECONDITION, 'WRONG_MODEL_TYPE'));
     const sparse = await bidi(embed(), 'EmbedSparseStream', [{ inputs: 'x' }]);
     assert.equal(sparse.error?.code, status.FAILED_PRECONDITION);
-    await assert.rejects(rpc(clients.get('tei.v1.Predict'), 'Predict', { inputs: 'x' }), grpcError(status.FAILED_PRECONDITION));
-    await assert.rejects(rpc(clients.get('tei.v1.Rerank'), 'Rerank', { query: 'q', texts: ['a'] }), grpcError(status.FAILED_PRECONDITION, /not a classifier/));
-    await assert.rejects(clientStream(clients.get('tei.v1.Rerank'), 'RerankStream', [{ query: 'q', text: 'a' }]), grpcError(status.FAILED_PRECONDITION));
-    await assert.rejects(rpc(embed(), 'Embed', { inputs: 'x'.repeat(150_000) }), grpcError(status.RESOURCE_EXHAUSTED));
+    assert.deepEqual(sparse.error?.metadata.get(CODE_KEY), ['WRONG_MODEL_TYPE']);
+    await assert.rejects(rpc(clients.get('tei.v1.Predict'), 'Predict', { inputs: 'x' }), refused(status.FAILED_PRECONDITION, 'WRONG_MODEL_TYPE'));
+    await assert.rejects(rpc(clients.get('tei.v1.Rerank'), 'Rerank', { query: 'q', texts: ['a'] }), refused(status.FAILED_PRECONDITION, 'WRONG_MODEL_TYPE', /not a classifier/));
+    await assert.rejects(clientStream(clients.get('tei.v1.Rerank'), 'RerankStream', [{ query: 'q', text: 'a' }]), refused(status.FAILED_PRECONDITION, 'WRONG_MODEL_TYPE'));
+    // Over --payload-limit: grpc-js's own refusal, before any handler, so without a teiplex-error-code trailer.
+    await assert.rejects(rpc(embed(), 'Embed', { inputs: 'x'.repeat(150_000) }), grpcError(status.RESOURCE_EXHAUSTED, /Received message larger than max/));
     assert.equal((await rpc(embed(), 'Embed', { inputs: 'still serving' })).embeddings.length, engine.model.hiddenSize);
   });
 
@@ -324,10 +340,10 @@ describe('embedding model over gRPC', () => {
       single.token_embeddings.forEach((row: Msg, t: number) => close(rows.subarray((all.offsets[i] + t) * all.dim, (all.offsets[i] + t + 1) * all.dim), row.embeddings));
     }
 
-    await assert.rejects(rpc(batch, 'EmbedBatch', { inputs: Array.from({ length: 65 }, () => 'x') }), grpcError(status.INVALID_ARGUMENT, /maxBatchInputs \(64/));
-    await assert.rejects(rpc(batch, 'EmbedBatch', { inputs: [] }), grpcError(status.INVALID_ARGUMENT));
-    await assert.rejects(rpc(batch, 'EmbedBatch', { inputs: ['ok', ''] }), grpcError(status.INVALID_ARGUMENT, /cannot be empty/));
-    await assert.rejects(rpc(batch, 'EmbedSparseBatch', { inputs: ['x'] }), grpcError(status.FAILED_PRECONDITION));
+    await assert.rejects(rpc(batch, 'EmbedBatch', { inputs: Array.from({ length: 65 }, () => 'x') }), refused(status.INVALID_ARGUMENT, 'VALIDATION', /maxBatchInputs \(64/));
+    await assert.rejects(rpc(batch, 'EmbedBatch', { inputs: [] }), refused(status.INVALID_ARGUMENT, 'EMPTY'));
+    await assert.rejects(rpc(batch, 'EmbedBatch', { inputs: ['ok', ''] }), refused(status.INVALID_ARGUMENT, 'VALIDATION', /cannot be empty/));
+    await assert.rejects(rpc(batch, 'EmbedSparseBatch', { inputs: ['x'] }), refused(status.FAILED_PRECONDITION, 'WRONG_MODEL_TYPE'));
   });
 
   test('API key: every data call needs it, health and reflection stay open', async () => {
@@ -339,11 +355,12 @@ describe('embedding model over gRPC', () => {
       good.set('authorization', 'Bearer secret');
       const bad = new grpc.Metadata();
       bad.set('authorization', 'Bearer wrong');
-      await assert.rejects(rpc(c.get('tei.v1.Embed'), 'Embed', { inputs: 'x' }), grpcError(status.UNAUTHENTICATED));
-      await assert.rejects(rpc(c.get('tei.v1.Info'), 'Info', {}, bad), grpcError(status.UNAUTHENTICATED));
-      await assert.rejects(clientStream(c.get('tei.v1.Rerank'), 'RerankStream', [{ query: 'q', text: 'a' }]), grpcError(status.UNAUTHENTICATED));
+      await assert.rejects(rpc(c.get('tei.v1.Embed'), 'Embed', { inputs: 'x' }), refused(status.UNAUTHENTICATED, 'UNAUTHENTICATED'));
+      await assert.rejects(rpc(c.get('tei.v1.Info'), 'Info', {}, bad), refused(status.UNAUTHENTICATED, 'UNAUTHENTICATED'));
+      await assert.rejects(clientStream(c.get('tei.v1.Rerank'), 'RerankStream', [{ query: 'q', text: 'a' }]), refused(status.UNAUTHENTICATED, 'UNAUTHENTICATED'));
       const stream = await bidi(c.get('tei.v1.Embed'), 'EmbedStream', [{ inputs: 'x' }]);
       assert.equal(stream.error?.code, status.UNAUTHENTICATED);
+      assert.deepEqual(stream.error?.metadata.get(CODE_KEY), ['UNAUTHENTICATED']);
       assert.equal((await rpc(c.get('tei.v1.Embed'), 'Embed', { inputs: 'x' }, good)).embeddings.length, engine.model.hiddenSize);
       assert.equal((await bidi(c.get('tei.v1.Embed'), 'EmbedStream', [{ inputs: 'x' }], {}, good)).responses.length, 1);
       assert.equal((await rpc(c.get('teiplex.v1.Batch'), 'EmbedBatch', { inputs: ['x'] }, good)).dim, engine.model.hiddenSize);
@@ -367,16 +384,16 @@ describe('embedding model over gRPC', () => {
     await next();
     let drained = false;
     const draining = server.drain().then(() => (drained = true));
-    await new Promise((r) => setTimeout(r, 50));
-    assert.equal(drained, false);
     call.write({ inputs: 'second' });
     await next();
+    assert.equal(drained, false, 'the stream still answers, and the drain waits for it');
     call.end();
     await ended;
     await draining;
     assert.equal(responses.length, 2);
     const fresh = new Clients(server.port);
     try {
+      // Nobody listens any more: the client's own UNAVAILABLE (no server answered, so no trailer).
       await assert.rejects(rpc(fresh.get('tei.v1.Info'), 'Info', {}), grpcError(status.UNAVAILABLE));
     } finally {
       fresh.close();
@@ -422,7 +439,7 @@ describe('SPLADE model over gRPC', () => {
 
     const dense = await rpc(embed, 'Embed', { inputs: 'tiny', normalize: false });
     assert.equal(dense.embeddings.length, ctx.engine.model.vocabSize);
-    await assert.rejects(rpc(embed, 'EmbedAll', { inputs: 'x' }), grpcError(status.FAILED_PRECONDITION));
+    await assert.rejects(rpc(embed, 'EmbedAll', { inputs: 'x' }), refused(status.FAILED_PRECONDITION, 'WRONG_MODEL_TYPE'));
   });
 });
 
@@ -473,15 +490,15 @@ describe('reranker model over gRPC', () => {
     const big = await clientStream(rerank, 'RerankStream', many.map((t) => ({ query, text: t })));
     assert.equal(big.ranks.length, 12);
     assert.deepEqual([...big.ranks.map((r: Msg) => r.index)].sort((a, b) => a - b), [...Array(12).keys()]);
-    await assert.rejects(clientStream(rerank, 'RerankStream', [{ query, text: 'ok' }, { query, text: '' }]), grpcError(status.INVALID_ARGUMENT));
-    await assert.rejects(clientStream(rerank, 'RerankStream', []), grpcError(status.INVALID_ARGUMENT, /texts/));
+    await assert.rejects(clientStream(rerank, 'RerankStream', [{ query, text: 'ok' }, { query, text: '' }]), refused(status.INVALID_ARGUMENT, 'VALIDATION'));
+    await assert.rejects(clientStream(rerank, 'RerankStream', []), refused(status.INVALID_ARGUMENT, 'EMPTY', /texts/));
   });
 
   test('rerank limits: empty texts, > max_client_batch_size, > max_concurrent_requests', async () => {
     const rerank = ctx.clients.get('tei.v1.Rerank');
-    await assert.rejects(rpc(rerank, 'Rerank', { query, texts: [] }), grpcError(status.INVALID_ARGUMENT, /texts/));
-    await assert.rejects(rpc(rerank, 'Rerank', { query, texts: Array(9).fill('t') }), grpcError(status.INVALID_ARGUMENT, /batch size 9 > maximum allowed batch size 8/));
-    await assert.rejects(rpc(rerank, 'Rerank', { query, texts: Array(6).fill('t') }), grpcError(status.RESOURCE_EXHAUSTED, /overloaded/));
+    await assert.rejects(rpc(rerank, 'Rerank', { query, texts: [] }), refused(status.INVALID_ARGUMENT, 'EMPTY', /texts/));
+    await assert.rejects(rpc(rerank, 'Rerank', { query, texts: Array(9).fill('t') }), refused(status.INVALID_ARGUMENT, 'VALIDATION', /batch size 9 > maximum allowed batch size 8/));
+    await assert.rejects(rpc(rerank, 'Rerank', { query, texts: Array(6).fill('t') }), refused(status.RESOURCE_EXHAUSTED, 'MODEL_OVERLOADED', /overloaded/));
     assert.equal((await rpc(rerank, 'Rerank', { query, texts: ['still', 'serving'] })).ranks.length, 2);
   });
 
@@ -494,7 +511,7 @@ describe('reranker model over gRPC', () => {
     const single = await rpc(predict, 'Predict', { inputs: texts[1] });
     const alsoSingle = await rpc(predict, 'PredictPair', { inputs: [texts[1]] });
     assert.ok(Math.abs(single.predictions[0].score - alsoSingle.predictions[0].score) < 1e-6);
-    await assert.rejects(rpc(predict, 'PredictPair', { inputs: ['a', 'b', 'c'] }), grpcError(status.INVALID_ARGUMENT, /single or two elements/));
+    await assert.rejects(rpc(predict, 'PredictPair', { inputs: ['a', 'b', 'c'] }), refused(status.INVALID_ARGUMENT, 'VALIDATION', /single or two elements/));
 
     // 20 pairs through a 4-permit engine: messages wait for admission and keep their order.
     const pairs = Array.from({ length: 20 }, (_, i) => [query, text(1 + ((i * 7) % 30), 40 + i)]);
@@ -505,7 +522,7 @@ describe('reranker model over gRPC', () => {
       const one = await rpc(predict, 'PredictPair', { inputs: pairs[i] });
       assert.ok(Math.abs(responses[i].predictions[0].score - one.predictions[0].score) < 1e-6, `message ${i}`);
     }
-    await assert.rejects(rpc(ctx.clients.get('tei.v1.Embed'), 'Embed', { inputs: 'x' }), grpcError(status.FAILED_PRECONDITION));
+    await assert.rejects(rpc(ctx.clients.get('tei.v1.Embed'), 'Embed', { inputs: 'x' }), refused(status.FAILED_PRECONDITION, 'WRONG_MODEL_TYPE'));
   });
 });
 
@@ -547,8 +564,8 @@ describe('classifier model over gRPC', () => {
       expected.results[1].map((p) => p.score),
     );
 
-    await assert.rejects(rpc(ctx.clients.get('tei.v1.Rerank'), 'Rerank', { query: 'q', texts: ['a'] }), grpcError(status.FAILED_PRECONDITION, /not a re-ranker/));
-    await assert.rejects(rpc(predict, 'Predict', { inputs: '' }), grpcError(status.INVALID_ARGUMENT));
+    await assert.rejects(rpc(ctx.clients.get('tei.v1.Rerank'), 'Rerank', { query: 'q', texts: ['a'] }), refused(status.FAILED_PRECONDITION, 'WRONG_MODEL_TYPE', /not a re-ranker/));
+    await assert.rejects(rpc(predict, 'Predict', { inputs: '' }), refused(status.INVALID_ARGUMENT, 'VALIDATION'));
     assert.equal((await rpc(predict, 'Predict', { inputs: 'still serving' })).predictions.length, 3);
   });
 });

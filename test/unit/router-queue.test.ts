@@ -4,9 +4,10 @@
  */
 import assert from 'node:assert/strict';
 import test from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { setImmediate as turn } from 'node:timers/promises';
 import { TeiplexError } from '../../src/common/errors.js';
 import { BatchQueue, planCuts, type BatchExecutor, type QueueLimits } from '../../src/router/queue.js';
+import { elapse, until } from '../helpers/wait.js';
 
 interface Item {
   length: number;
@@ -15,21 +16,22 @@ interface Item {
 
 class Recorder implements BatchExecutor<Item, Item[], string> {
   batches: Item[][] = [];
-  prepared: number[] = []; // time of each prepare (ms since start)
-  runs: Array<{ start: number; end: number }> = [];
+  /** What happened, in order: `prepare k` (the k-th prepare), `start k` / `end k` (the k-th run). */
+  events: string[] = [];
+  private prepares = 0;
   failNext = false;
-  private readonly t0 = performance.now();
   constructor(private readonly msPerToken = 0.01) {}
   prepare(items: readonly Item[]): Item[] {
-    this.prepared.push(performance.now() - this.t0);
+    this.events.push(`prepare ${this.prepares++}`);
     return [...items];
   }
   async run(items: Item[], free: () => void): Promise<string[]> {
+    const k = this.batches.length;
     this.batches.push(items);
-    const start = performance.now() - this.t0;
+    this.events.push(`start ${k}`);
     const longest = Math.max(...items.map((i) => i.length));
-    await sleep(1 + longest * items.length * this.msPerToken);
-    this.runs.push({ start, end: performance.now() - this.t0 });
+    await elapse(1 + longest * items.length * this.msPerToken, 'simulated compute');
+    this.events.push(`end ${k}`);
     if (this.failNext) {
       this.failNext = false;
       throw new Error('boom');
@@ -41,6 +43,11 @@ class Recorder implements BatchExecutor<Item, Item[], string> {
 
 function queue(limits: Partial<QueueLimits>, ex: Recorder): BatchQueue<Item, Item[], string> {
   return new BatchQueue<Item, Item[], string>({ maxConcurrentRequests: 512, maxBatchTokens: 16384, batchOverheadTokens: 8, ...limits }, ex);
+}
+
+/** Lets every callback already due run: pending microtasks and the queue's setImmediate ticks (a few turns deep). */
+async function settle(): Promise<void> {
+  for (let i = 0; i < 5; i++) await turn();
 }
 
 /** One request of `lengths.length` inputs: admit, enqueue, wait, release. */
@@ -148,7 +155,7 @@ test('a prepare that throws fails its entries only', async () => {
       run: (p, free) => ex.run(p, free),
     },
   );
-  await assert.rejects(request(q, [1], [4]), /bad tensors/);
+  await assert.rejects(request(q, [1], [4]), (e: unknown) => e instanceof TeiplexError && e.code === 'BACKEND' && /bad tensors/.test(e.message));
   assert.deepEqual(await request(q, [2], [4]), ['r2']);
 });
 
@@ -156,17 +163,20 @@ test('the next batch is prepared while the current one runs', async () => {
   const ex = new Recorder(0.5); // slow batches
   const q = queue({ maxBatchRequests: 1 }, ex);
   await Promise.all([0, 1, 2].map((i) => request(q, [i], [10])));
-  assert.equal(ex.runs.length, 3);
+  assert.equal(ex.batches.length, 3);
   // Batch k+1 was prepared before batch k finished.
-  for (let k = 0; k + 1 < ex.runs.length; k++) assert.ok(ex.prepared[k + 1] < ex.runs[k].end, `prepare ${k + 1} at ${ex.prepared[k + 1]} vs run ${k} end ${ex.runs[k].end}`);
+  const at = (e: string): number => ex.events.indexOf(e);
+  for (let k = 0; k + 1 < 3; k++) assert.ok(at(`prepare ${k + 1}`) < at(`end ${k}`), `prepare ${k + 1} before end ${k}: ${ex.events.join(', ')}`);
 });
 
 test('an idle model waits for inputs still being tokenized, then runs them together', async () => {
   const ex = new Recorder();
-  const q = queue({ maxGatherMs: 50 }, ex);
+  const q = queue({ maxGatherMs: 60_000 }, ex);
   const permit = q.admit(3);
   const first = q.enqueue(permit, [{ id: 0, length: 4 }]);
-  await sleep(5); // the other two are "still tokenizing"
+  // The other two are "still tokenizing": the queue has looked at its lone entry and held it back.
+  await settle();
+  assert.equal(ex.batches.length, 0, 'the idle model waits for the admitted inputs still to come');
   const rest = q.enqueue(permit, [{ id: 1, length: 4 }, { id: 2, length: 4 }]);
   const out = await Promise.all([...first, ...rest]);
   permit.release();
@@ -175,39 +185,64 @@ test('an idle model waits for inputs still being tokenized, then runs them toget
   assert.equal(out[0].batchSize, 3);
 });
 
-test('the gather wait is bounded', async () => {
+test('the gather wait is bounded: a lone input runs after maxGatherMs, not before', async () => {
   const ex = new Recorder();
-  const q = queue({ maxGatherMs: 5 }, ex);
+  const q = queue({ maxGatherMs: 20 }, ex);
   const permit = q.admit(2); // the second input never comes
-  const t0 = performance.now();
-  const [a] = await Promise.all(q.enqueue(permit, [{ id: 0, length: 4 }]));
+  let answer: Awaited<ReturnType<typeof q.enqueue>[number]> | undefined;
+  void Promise.all(q.enqueue(permit, [{ id: 0, length: 4 }])).then(([a]) => (answer = a));
+  const a = await until('the lone input to run once the gather wait is over', () => answer, { timeoutMs: 30_000 });
   assert.equal(a.result, 'r0');
-  assert.ok(performance.now() - t0 < 200);
+  assert.equal(ex.batches.length, 1);
+  // It did wait: it was queued for the gather time (timers may fire up to 1 ms early).
+  assert.ok(a.queueTimeNs >= 19_000_000n, `queued ${a.queueTimeNs} ns`);
   permit.release();
 });
 
 test('close stops admitting and waits for work in flight', async () => {
-  const ex = new Recorder(0.2);
-  const q = queue({}, ex);
-  const p = request(q, [1, 2], [20, 20]);
-  await sleep(0);
-  const closed = q.close();
+  // A batch that runs until the test lets it finish.
+  let finish!: () => void;
+  const gate = new Promise<void>((r) => (finish = r));
+  let started = 0;
+  const q = new BatchQueue<Item, Item[], string>(
+    { maxConcurrentRequests: 8, maxBatchTokens: 1000 },
+    {
+      prepare: (items) => [...items],
+      run: async (items) => {
+        started++;
+        await gate;
+        return items.map((i) => `r${i.id}`);
+      },
+    },
+  );
+  let answered = false;
+  const p = request(q, [1, 2], [20, 20]).then((r) => ((answered = true), r));
+  await until('the batch to start', () => started === 1);
+  let closed = false;
+  const closing = q.close().then(() => (closed = true));
   assert.throws(() => q.admit(1), (e: unknown) => e instanceof TeiplexError && e.code === 'UNHEALTHY');
-  let done = false;
-  void closed.then(() => (done = true));
+  await settle();
+  assert.equal(closed, false, 'close has not settled while the batch is in flight');
+  finish();
   assert.deepEqual(await p, ['r1', 'r2']);
-  await closed;
-  assert.ok(done);
+  await until('close to settle once the work is answered', () => closed);
+  assert.ok(answered);
+  await closing;
 });
 
 test('queue and inference times are reported per entry', async () => {
   const ex = new Recorder(0.1);
   const q = queue({}, ex);
   const permit = q.admit(1);
+  const t0 = process.hrtime.bigint();
   const [a] = await Promise.all(q.enqueue(permit, [{ id: 7, length: 10 }]));
+  const wall = process.hrtime.bigint() - t0;
   permit.release();
-  assert.ok(a.inferenceTimeNs > 0n);
-  assert.ok(a.queueTimeNs >= 0n);
+  // The run took its simulated 2 ms of compute (timers may fire up to 1 ms early) ...
+  assert.ok(a.inferenceTimeNs >= 1_000_000n, `inference ${a.inferenceTimeNs} ns`);
+  assert.ok(a.queueTimeNs >= 0n, `queue ${a.queueTimeNs} ns`);
+  // ... and the two parts fit in the time the caller waited: they are not counted from elsewhere.
+  assert.ok(a.queueTimeNs + a.inferenceTimeNs <= wall, `queue ${a.queueTimeNs} + inference ${a.inferenceTimeNs} ns within ${wall} ns`);
   assert.equal(a.batchSize, 1);
 });
 
@@ -222,14 +257,14 @@ test('whenCapacity: waiters woken in order as permits free; too large or closed 
   const order: string[] = [];
   const a = q.whenCapacity(3).then(() => order.push('a'));
   const b = q.whenCapacity(1).then(() => order.push('b'));
-  await new Promise((r) => setTimeout(r, 10));
+  await settle();
   assert.deepEqual(order, [], 'nobody woken while full');
   p.release();
   await Promise.all([a, b]);
   assert.deepEqual(order, ['a', 'b']);
-  await assert.rejects(q.whenCapacity(5), OverloadedError);
+  await assert.rejects(q.whenCapacity(5), (e: unknown) => e instanceof OverloadedError && e.code === 'MODEL_OVERLOADED' && e.requested === 5);
   q.admit(4);
   const c = q.whenCapacity(1);
   void q.close();
-  await assert.rejects(c, /shutting down/);
+  await assert.rejects(c, (e: unknown) => e instanceof TeiplexError && e.code === 'UNHEALTHY' && /shutting down/.test(e.message));
 });

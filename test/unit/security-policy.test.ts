@@ -196,9 +196,11 @@ describe("the manager's app", () => {
       }
       const model = await m.api('POST', '/models', { model_id: 'org/m2', runtime: 'command', command: '/opt/printer' });
       assert.equal(model.status, 403);
+      assert.equal(model.body.code, 'FORBIDDEN_SETTING');
       assert.match(model.body.error, /security\.api_commands/);
       const surrogate = await m.api('POST', '/models', { model_id: 'org/m3', env: {}, aliases: ['ok', 'bad\ud800'] });
       assert.equal(surrogate.status, 400);
+      assert.equal(surrogate.body.code, 'BAD_REQUEST');
       assert.match(surrogate.body.error, /aliases\[1\]/);
       assert.deepEqual((await m.api('GET', '/instances')).body, []);
       assert.deepEqual((await m.api('GET', '/models')).body, []);
