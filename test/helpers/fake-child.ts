@@ -54,12 +54,13 @@ if (opts.listen !== false) {
   const { serviceDefinition } = await import(distProto);
   const server = new grpc.Server();
   if (opts.health !== false) {
-    const health = new HealthImplementation({ '': 'SERVING' });
+    const status = () => (opts.notServingWhile && existsSync(opts.notServingWhile) ? 'NOT_SERVING' : 'SERVING');
+    let last = status();
+    const health = new HealthImplementation({ '': last });
     health.addToServer(server);
     if (opts.notServingWhile) {
-      let last = 'SERVING';
       setInterval(() => {
-        const now = existsSync(opts.notServingWhile) ? 'NOT_SERVING' : 'SERVING';
+        const now = status();
         if (now !== last) { last = now; health.setStatus('', now); record('health', { status: now }); }
       }, 50);
     }
