@@ -449,10 +449,14 @@ export class Supervisor {
     if (source === 'api') assertSpecAllowed(spec, 'api', this.o.config.security);
   }
 
+  /**
+   * Start, stop and restart write the state file before they act, even when `desired_state` does
+   * not change (a restart of a running instance, a start of a failed one): every change is
+   * answered only once the file holds the state it acts on, and a write that fails refuses it.
+   */
   private async setDesired(name: string, desired: 'running' | 'stopped'): Promise<void> {
     const e = this.entries.get(name)!;
     const before = e.desired;
-    if (before === desired) return;
     await this.commit(
       () => (e.desired = desired),
       () => (e.desired = before),
