@@ -28,7 +28,7 @@ describe('stopping a child', () => {
       `${loopbackConfig(dir)}standby_children = 0\nstartup_timeout_secs = 60\ngraceful_shutdown_timeout_secs = 1.5\n` +
         `[security]\napi_commands = ${JSON.stringify([stubborn.command, obedient.command])}\n`,
     );
-    m = await startManager(file);
+    m = await startManager(file, {}, 120_000);
   });
   after(async () => {
     await m?.stop();

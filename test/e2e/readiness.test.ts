@@ -27,7 +27,7 @@ describe('readiness', () => {
       `${loopbackConfig(dir)}standby_children = 0\nstartup_timeout_secs = 60\nhealth_check_interval_secs = 0.5\n[restart]\nmax_restarts = 0\n` +
         `[security]\napi_commands = ${JSON.stringify([infoOnly.command, neither.command])}\n`,
     );
-    m = await startManager(file);
+    m = await startManager(file, {}, 120_000);
   });
   after(async () => {
     await m?.stop();

@@ -27,7 +27,7 @@ describe('restart_policy', () => {
       `${loopbackConfig(dir)}standby_children = 0\nstartup_timeout_secs = 60\n[restart]\ninitial_backoff_ms = 100\nmax_backoff_ms = 100\nmax_restarts = 100\n` +
         `[security]\napi_commands = ${JSON.stringify(Object.values(children).map((c) => c.command))}\n`,
     );
-    m = await startManager(file);
+    m = await startManager(file, {}, 120_000);
   });
   after(async () => {
     await m?.stop();

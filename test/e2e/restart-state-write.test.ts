@@ -34,7 +34,7 @@ describe('restart and start write the state before answering', () => {
       file,
       `${top}standby_children = 0\nstartup_timeout_secs = 60\n[restart]\ninitial_backoff_ms = 100\nmax_restarts = 0\n[security]\napi_commands = ${JSON.stringify([ok.command, crash.command])}\n`,
     );
-    m = await startManager(file);
+    m = await startManager(file, {}, 120_000);
   });
   after(async () => {
     await m?.stop();

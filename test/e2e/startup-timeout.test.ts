@@ -26,7 +26,7 @@ describe('a child never ready within startup_timeout_secs', () => {
       `${loopbackConfig(dir)}standby_children = 0\nstartup_timeout_secs = 600\n[restart]\ninitial_backoff_ms = 100\nmax_backoff_ms = 100\nmax_restarts = 1\nwindow_secs = 600\n` +
         `[security]\napi_commands = ${JSON.stringify([mute.command])}\n`,
     );
-    m = await startManager(file);
+    m = await startManager(file, {}, 120_000);
   });
   after(async () => {
     await m?.stop();
@@ -34,10 +34,10 @@ describe('a child never ready within startup_timeout_secs', () => {
   });
 
   test('killed with SIGKILL at the deadline, restarted after back-off, then failed when the restarts run out', async () => {
-    const r = await m.api('POST', '/instances', { name: 'mute', model_id: 'org/fake', runtime: 'command', command: mute.command, startup_timeout_secs: 5 });
+    const r = await m.api('POST', '/instances', { name: 'mute', model_id: 'org/fake', runtime: 'command', command: mute.command, startup_timeout_secs: 10 });
     assert.equal(r.status, 201, JSON.stringify(r.body));
     const failed = await m.waitFor('mute', (x) => x.status === 'failed');
-    assert.match(failed.last_error, /^not ready within 5 s \(.*\); 1 restarts within 600 s/);
+    assert.match(failed.last_error, /^not ready within 10 s \(.*\); 1 restarts within 600 s/);
     assert.equal(failed.last_exit.signal, 'SIGKILL');
     assert.equal(failed.restarts, 1);
     assert.equal(failed.pid, null);
@@ -49,7 +49,7 @@ describe('a child never ready within startup_timeout_secs', () => {
     assert.equal(metricValue(metrics, 'teiplex_instance_restarts_total', { instance: 'mute', reason: 'unhealthy' }), 1, metrics);
     assert.equal(metricValue(metrics, 'teiplex_instances', { status: 'failed' }), 1);
     const logs = (await m.api('GET', '/instances/mute/logs')).body.lines.join('\n');
-    assert.match(logs, /starting -> backoff: not ready within 5 s/);
-    assert.match(logs, /backoff -> starting: restart 1 after: not ready within 5 s/);
+    assert.match(logs, /starting -> backoff: not ready within 10 s/);
+    assert.match(logs, /backoff -> starting: restart 1 after: not ready within 10 s/);
   });
 });

@@ -29,7 +29,7 @@ describe('unhealthy', () => {
       `${loopbackConfig(dir)}standby_children = 0\nstartup_timeout_secs = 60\nhealth_check_interval_secs = 0.5\nhealth_check_timeout_secs = 5\nmax_failures_before_restart = 8\n` +
         `[restart]\ninitial_backoff_ms = 100\n[security]\napi_commands = ${JSON.stringify([sick.command])}\n`,
     );
-    m = await startManager(file);
+    m = await startManager(file, {}, 120_000);
   });
   after(async () => {
     await m?.stop();
