@@ -27,6 +27,12 @@ export interface FakeChildOptions {
   exitCode?: number;
   /** While this file exists, health answers NOT_SERVING. */
   notServingWhile?: string;
+  /**
+   * The first run (this marker file absent: it is created) hands its port to another process
+   * (detached: not of the child's group; it holds the port for 120 s, event `holder`) and exits 1
+   * before binding it: the port is taken by someone else. Later runs behave normally.
+   */
+  losePortOnce?: string;
 }
 
 export interface FakeChild {
@@ -37,7 +43,7 @@ export interface FakeChild {
 }
 
 const SCRIPT = String.raw`
-import { appendFileSync, existsSync } from 'node:fs';
+import { appendFileSync, existsSync, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 const [optsJson, eventsFile, distProto, grpcPath, healthPath, ...argv] = process.argv.slice(2);
 const opts = JSON.parse(optsJson);
@@ -46,6 +52,16 @@ const port = Number(argv[argv.indexOf('--port') + 1]);
 let grandchild;
 if (opts.grandchild) grandchild = spawn('sleep', ['600'], { stdio: 'ignore' }).pid;
 record('start', { port, pgid: process.pid, grandchild });
+if (opts.losePortOnce && !existsSync(opts.losePortOnce)) {
+  writeFileSync(opts.losePortOnce, '');
+  const holder = spawn(process.execPath, ['-e', "const s = require('node:net').createServer().listen(" + port + ", '127.0.0.1', () => console.log('held')); setTimeout(() => process.exit(0), 120000);"], { detached: true, stdio: ['ignore', 'pipe', 'ignore'] });
+  await new Promise((resolve) => holder.stdout.once('data', resolve));
+  holder.unref();
+  holder.stdout.destroy();
+  record('holder', { holder: holder.pid, port });
+  console.error('port ' + port + ' was taken by someone else');
+  process.exit(1);
+}
 if (opts.ignoreTerm) process.on('SIGTERM', () => record('term'));
 else process.on('SIGTERM', () => { record('term'); process.exit(0); });
 if (opts.listen !== false) {
