@@ -30,7 +30,7 @@ test('a second SIGTERM during the drain: exit 1 without waiting for the requests
   r = await startRouterProcess(['--model-id', modelDir, '--http-port', '0', '--threads', '1', '--max-batch-requests', '1', '--max-concurrent-requests', '100000'], {}, { timeoutMs: 180_000 });
   const port = r.httpPort!;
   const texts = Array.from({ length: 32 }, (_, i) => `request text number ${i} `.repeat(16));
-  const N = 24;
+  const N = 48;
   const replies = Array.from({ length: N }, () =>
     fetch(`http://127.0.0.1:${port}/embed`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ inputs: texts }) }).then(
       (res) => res.status,
