@@ -5,10 +5,11 @@
  * default) restarts even a clean exit.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { parseState } from '../../src/state/state-store.js';
 import { writeFakeChild, type FakeChild } from '../helpers/fake-child.js';
 import { loopbackConfig, startManager, type ManagerProcess } from '../helpers/manager-process.js';
 import { elapse, until } from '../helpers/wait.js';
@@ -51,6 +52,13 @@ describe('restart_policy', () => {
     assert.equal(later.status, 'stopped');
     assert.equal(later.restarts, 0);
     assert.equal((await starts(children.clean, i.port)).length, 1, 'one child spawned in all');
+    // It stays stopped for good: the desired state says so, in the API and in the state file.
+    assert.equal(later.desired_state, 'stopped');
+    const stored = await until('the state file saying of-clean is stopped', async () => {
+      const s = parseState(await readFile(path.join(dir, 'state.toml'), 'utf8'), 'state').instances.find((x) => x.name === 'of-clean');
+      return s?.desired_state === 'stopped' && s;
+    });
+    assert.equal(stored.port, i.port);
   });
 
   test('on-failure: a child that exits non-zero is restarted', async () => {
@@ -80,6 +88,19 @@ describe('restart_policy', () => {
       assert.equal(later.restarts, 0, name);
       assert.equal((await starts(child, port)).length, 1, `${name}: one child spawned in all`);
     }
+  });
+
+  test('a manager restart does not start the on-failure instance that exited 0; a start through the API does', async () => {
+    const port = (await m.api('GET', '/instances/of-clean')).body.port;
+    assert.equal(await m.stop(), 0);
+    m = await startManager(path.join(dir, 'config.toml'), {}, 120_000);
+    const i = (await m.api('GET', '/instances/of-clean')).body;
+    assert.deepEqual([i.status, i.desired_state], ['stopped', 'stopped']);
+    assert.equal((await starts(children.clean, port)).length, 1, 'not spawned at boot');
+    const started = await m.api('POST', '/instances/of-clean/start');
+    assert.equal(started.status, 200, JSON.stringify(started.body));
+    assert.equal(started.body.desired_state, 'running');
+    await until('a second child of of-clean', async () => (await starts(children.clean, port)).length === 2);
   });
 
   test('always (the default): even a clean exit is restarted', async () => {
