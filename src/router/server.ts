@@ -152,6 +152,8 @@ export async function startRouter(opts: RouterOptions, log: RouterLog, extras: S
 
   const closeAll = async (): Promise<void> => {
     grpc.forceClose();
+    // In-flight HTTP requests are not waited for either (close() alone would wait for them).
+    http?.server.closeAllConnections();
     await Promise.allSettled([http?.close(), engine?.close(), prometheus ? closeServer(prometheus) : undefined]);
   };
 

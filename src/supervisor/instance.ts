@@ -71,6 +71,9 @@ export interface Placement {
   createdAt: string;
 }
 
+/** The reason of the transition to `stopped` when `restart_policy = "on-failure"` leaves a clean exit alone. */
+export const CLEAN_EXIT_STOPPED = 'child exited with code 0; restart_policy is on-failure';
+
 /** How often a starting child is probed for readiness. */
 const READY_POLL_MS = 200;
 /** Lines of the log shown with a failure. */
@@ -445,7 +448,7 @@ export class Instance {
     this.lastError = lastError;
     const policy = this.spec.restart_policy ?? 'always';
     if (policy === 'on-failure' && cleanExit) {
-      this.machine.transition('stopped', 'child exited with code 0');
+      this.machine.transition('stopped', CLEAN_EXIT_STOPPED);
       return;
     }
     if (policy === 'never') {

@@ -24,7 +24,7 @@ import { EventEmitter } from 'node:events';
 import { DesiredState } from '../state/desired-state.js';
 import type { Source, StoredInstance, StoredModel } from '../state/state-store.js';
 import { checkGpuIds, discoverGpus, nvidiaSmiMissing, type GpuDiscovery } from './gpus.js';
-import { Instance, type InstanceHooks, type InstanceSettings, type Placement } from './instance.js';
+import { CLEAN_EXIT_STOPPED, Instance, type InstanceHooks, type InstanceSettings, type Placement } from './instance.js';
 import { hasProcess, type InstanceState } from './instance-state.js';
 import { allocatePort, portIsFree, PortRangeExhausted } from './ports.js';
 import { ManagerLock } from './manager-lock.js';
@@ -288,6 +288,7 @@ export class Supervisor {
       onTransition: (name, from, to, reason) => {
         h.onTransition?.(name, from, to, reason);
         this.events.emit('transition', { name, from, to, reason });
+        if (to === 'stopped' && reason === CLEAN_EXIT_STOPPED) this.keepStopped(name);
       },
       preflight: (name) => this.preflight(name),
       onLogError: (name, err) => {
@@ -438,6 +439,21 @@ export class Supervisor {
     });
   }
 
+  /**
+   * A child that exited 0 under `restart_policy = "on-failure"` stays stopped: its desired state
+   * becomes `stopped` and is written, so a manager restart does not start it again and
+   * /health/all does not count it as down (a start through the API wants it running again).
+   */
+  private keepStopped(name: string): void {
+    this.queue
+      .run(async () => {
+        const e = this.entries.get(name);
+        if (this.closing || e === undefined || e.owner !== undefined || e.desired !== 'running' || e.instance.status !== 'stopped') return;
+        await this.setDesired(name, 'stopped');
+      })
+      .catch((err: Error) => this.log('desired state of an instance that exited 0 (restart_policy on-failure) not saved', { instance: name, error: err.message }));
+  }
+
   /** An API-created spec (one restored from the state file too) runs only while the config's [security] allows it. */
   private admit(name: string): void {
     const e = this.entries.get(name);
@@ -449,10 +465,14 @@ export class Supervisor {
     if (source === 'api') assertSpecAllowed(spec, 'api', this.o.config.security);
   }
 
+  /**
+   * Start, stop and restart write the state file before they act, even when `desired_state` does
+   * not change (a restart of a running instance, a start of a failed one): every change is
+   * answered only once the file holds the state it acts on, and a write that fails refuses it.
+   */
   private async setDesired(name: string, desired: 'running' | 'stopped'): Promise<void> {
     const e = this.entries.get(name)!;
     const before = e.desired;
-    if (before === desired) return;
     await this.commit(
       () => (e.desired = desired),
       () => (e.desired = before),
