@@ -100,7 +100,7 @@ test('attribute names in any case, pairs in any order, spaces around names and v
 
 /** A SAN as Node's PrintAltName writes it: as is when "safe", else a JSON-compatible string with commas as \u002c. */
 function nodeAltName(type: string, v: string): string {
-  const safe = !/[",\\'\u0000-\u001f\u007f]/.test(v);
+  const safe = ![...v].some((ch) => ch === '"' || ch === ',' || ch === '\\' || ch === "'" || ch < ' ' || ch === '\u007f');
   if (safe) return `${type}:${v}`;
   let out = '"';
   for (const ch of v) {
