@@ -147,3 +147,118 @@ test('deviceBudgets: a budget per device (cpu and each listed GPU); a configured
     { seed: 9106, numRuns: 300 },
   );
 });
+
+/**
+ * Placement (src/catalog/placement.ts) composes planPlacement per device. Faked here: the
+ * supervisor, the replicas and the usage counters (in-memory objects with just what placement
+ * reads), the GPUs (a list instead of nvidia-smi). Property: the device chosen is one where the
+ * plan fits, a device the model has no replica on yet when such a one fits, then the fewest
+ * evictions; exactly that plan's residents are stopped; nothing fits: MEMORY_BUDGET_EXCEEDED.
+ */
+test('Placement.placeAndCreate (faked supervisor, replicas and GPUs): a fitting device, new devices first, then fewest evictions; evicts exactly its plan; none fits: MEMORY_BUDGET_EXCEEDED', async () => {
+  const { Placement } = await import('../../src/catalog/placement.js');
+  const holder = fc.record({
+    gpu: fc.integer({ min: 0, max: 2 }),
+    mb: fc.integer({ min: 0, max: 8 }).map((k) => k * 500),
+    lastUsed: fc.integer({ min: 0, max: 100 }),
+    owner: fc.constantFrom('m', 'other', 'pinned', undefined),
+    inflight: fc.constantFrom(0, 0, 1),
+  });
+  await fc.assert(
+    fc.asyncProperty(
+      fc.array(
+        fc.integer({ min: 1, max: 8 }).map((k) => k * 500),
+        { minLength: 1, maxLength: 3 },
+      ),
+      fc.array(holder, { maxLength: 6 }),
+      fc.integer({ min: 1, max: 6 }).map((k) => k * 500),
+      async (totals, holders, need) => {
+        const gpus = totals.map((t, index) => ({
+          index,
+          uuid: `u${index}`,
+          name: 'fake',
+          memory_total_mib: t,
+          memory_used_mib: null,
+          utilization_percent: null,
+        }));
+        const instances = holders
+          .filter((h) => h.gpu < totals.length)
+          .map((h, i) => ({ ...h, name: `${h.owner ?? 'outside'}-${i + 1}`, status: 'running', placement: { gpuIds: [h.gpu] } }));
+        const settings = { default_memory_mb: need, standby_children: 0, gpu_memory_reserve_mb: 0, cpu_memory_reserve_mb: 0, cpu_memory_budget_mb: 1e9 };
+        const models = new Map(
+          ['m', 'other', 'pinned'].map((name) => [
+            name,
+            { name, pinned: name === 'pinned' ? 99 : 0, spec: { model_id: name, gpu_ids: gpus.map((g) => g.index) }, expectedMb: () => need },
+          ]),
+        );
+        const stopped: string[] = [];
+        let createdOn: number | undefined;
+        const placement = new Placement({
+          supervisor: {
+            gpus: async () => ({ gpus }),
+            list: () => instances,
+            find: (name: string) => instances.find((i) => i.name === name),
+            ownerOf: (name: string) => instances.find((i) => i.name === name)?.owner,
+            standby: { list: () => [], footprints: new Map() },
+            standbyFor: () => undefined,
+          },
+          inflight: {
+            get: (n: string) => instances.find((i) => i.name === n)?.inflight ?? 0,
+            lastUsed: (n: string) => instances.find((i) => i.name === n)?.lastUsed,
+          },
+          replicas: {
+            footprints: new Map(instances.map((i) => [i.name, i.mb])),
+            of: (m: { name: string }) => instances.filter((i) => i.owner === m.name),
+            stop: async (_m: unknown, name: string) => void stopped.push(name),
+            create: async (_m: unknown, spec: { gpu_id?: number }) => {
+              createdOn = spec.gpu_id;
+              return { instance: {}, ready: Promise.resolve() };
+            },
+          },
+          model: (name: string) => models.get(name),
+          models: () => models.values(),
+          settings: () => settings,
+          evicted: () => undefined,
+          log: () => undefined,
+        } as never);
+        // The oracle: each device's plan on its own (planPlacement, checked above).
+        const plans = gpus.map((g) => {
+          const residents = instances
+            .filter((i) => i.gpu === g.index)
+            .map((i) => ({
+              instance: i.name,
+              mb: i.mb,
+              lastUsedMs: i.lastUsed,
+              keep: i.owner === undefined || i.owner === 'pinned' || i.inflight > 0 ? 'kept' : undefined,
+            }));
+          return {
+            gpu: g.index,
+            hasReplica: instances.some((i) => i.owner === 'm' && i.gpu === g.index),
+            plan: planPlacement('x', need, { device: `gpu${g.index}`, mb: g.memory_total_mib, source: 's' }, residents),
+          };
+        });
+        const fitting = plans.filter((p) => p.plan.ok);
+        let outcome: unknown;
+        try {
+          await placement.placeAndCreate(models.get('m') as never);
+        } catch (err) {
+          outcome = err;
+        }
+        if (fitting.length === 0) {
+          assert.equal((outcome as { code?: string })?.code, 'MEMORY_BUDGET_EXCEEDED', String(outcome));
+          assert.deepEqual(stopped, []);
+          return;
+        }
+        assert.equal(outcome, undefined, String(outcome));
+        const chosen = plans.find((p) => p.gpu === createdOn);
+        assert.ok(chosen?.plan.ok, `created on gpu${createdOn}, where the plan does not fit`);
+        if (fitting.some((p) => !p.hasReplica)) assert.equal(chosen.hasReplica, false, 'a device without a replica of the model fits: it is preferred');
+        const evictions = (p: (typeof plans)[number]) => (p.plan.ok ? p.plan.evict.length : Infinity);
+        const sameTier = fitting.filter((p) => p.hasReplica === chosen.hasReplica);
+        assert.equal(evictions(chosen), Math.min(...sameTier.map(evictions)), 'then the fewest evictions');
+        assert.deepEqual([...stopped].sort(), chosen.plan.ok ? chosen.plan.evict.map((r) => r.instance).sort() : [], 'exactly the plan is evicted');
+      },
+    ),
+    { seed: 9108, numRuns: 300 },
+  );
+});
