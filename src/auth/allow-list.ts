@@ -5,7 +5,8 @@
  *
  * - `allowed_subjects` entries are `ATTR=value` pairs separated by commas, e.g.
  *   `CN=client-a,O=acme` (attribute names as OpenSSL's short names: CN, O, OU, C, ST, L, DC,
- *   emailAddress...; case-insensitive; values exact and case-sensitive; `\,` `\=` `\+` `\\` escape).
+ *   emailAddress...; case-insensitive; values exact and case-sensitive; `\,` `\=` `\+` `\\` escape;
+ *   spaces around names and values are ignored, an escaped one, `\ `, is kept).
  *   A certificate matches an entry when its subject has every listed attribute with that value;
  *   attributes the entry does not list are not looked at (`O=acme` admits every certificate of
  *   the CA whose subject has O=acme). Order does not matter.
@@ -28,24 +29,36 @@ export function parseSubjectPattern(text: string): SubjectPattern {
   let attr = '';
   let value = '';
   let inValue = false;
+  // Escaped characters are kept as they are: `\ ` at either end of a value is a space of the value.
+  let escapedAt = new Set<number>();
+  const trimUnescaped = (v: string): string => {
+    let s = 0;
+    let e = v.length;
+    while (s < e && /\s/.test(v[s]) && !escapedAt.has(s)) s++;
+    while (e > s && /\s/.test(v[e - 1]) && !escapedAt.has(e - 1)) e--;
+    return v.slice(s, e);
+  };
   const finish = (): void => {
     const a = attr.trim();
     if (!inValue || a === '') throw new Error(`expected ATTR=value pairs separated by commas, got '${text}'`);
     if (!/^[A-Za-z][A-Za-z0-9-]*$|^\d+(\.\d+)+$/.test(a)) throw new Error(`'${a}' is not an attribute name (CN, O, OU, ... or an OID)`);
-    const v = value.trim();
+    const v = trimUnescaped(value);
     if (v === '') throw new Error(`${a} has an empty value in '${text}'`);
     pairs.push([a.toLowerCase(), v]);
     attr = '';
     value = '';
     inValue = false;
+    escapedAt = new Set();
   };
   for (let i = 0; i < text.length; i++) {
     const ch = text[i];
     if (ch === '\\') {
       const next = text[++i];
       if (next === undefined) throw new Error(`'${text}' ends with a lone backslash`);
-      if (inValue) value += next;
-      else attr += next;
+      if (inValue) {
+        escapedAt.add(value.length);
+        value += next;
+      } else attr += next;
     } else if (ch === ',') {
       finish();
     } else if (ch === '=' && !inValue) {

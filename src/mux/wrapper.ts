@@ -21,6 +21,8 @@ export interface Wrapper {
 
 class WireError extends Error {}
 
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
 const WIRE_VARINT = 0;
 const WIRE_I64 = 1;
 const WIRE_LEN = 2;
@@ -53,6 +55,15 @@ class Reader {
       mul *= 128;
     }
     throw new WireError('varint longer than 10 bytes');
+  }
+
+  /** A varint's low 32 bits (what a uint32 field reads), exact whatever its length (a 10-byte one is past 2^53). */
+  varint32(): number {
+    const start = this.pos;
+    this.varint();
+    let low = 0;
+    for (let i = 0; i < 5 && start + i < this.pos; i++) low += (this.buf[start + i] & 0x7f) * 2 ** (7 * i);
+    return low % 0x100000000;
   }
 
   /** The [start, end) of a length-delimited field's payload; moves past it. */
@@ -110,11 +121,18 @@ function readTarget(r: Reader, start: number, end: number, prev: Target | undefi
     if (field === 1 || field === 2) {
       expectWire(field, field === 1 ? 'target.instance_name' : 'target.model_id', wire, WIRE_LEN);
       const [s, e] = t.bytes();
-      target = { kind: field === 1 ? 'instance_name' : 'model_id', value: r.buf.toString('utf8', s, e) };
+      // A proto3 string is valid UTF-8; a decoder refuses one that is not (protobufjs does).
+      let value: string;
+      try {
+        value = UTF8.decode(r.buf.subarray(s, e));
+      } catch {
+        throw new WireError(`field ${field} (${field === 1 ? 'target.instance_name' : 'target.model_id'}) is not valid UTF-8`);
+      }
+      target = { kind: field === 1 ? 'instance_name' : 'model_id', value };
     } else if (field === 3) {
       expectWire(field, 'target.instance_index', wire, WIRE_VARINT);
       // uint32: the low 32 bits, as a protobuf decoder reads it.
-      target = { kind: 'instance_index', value: t.varint() % 0x100000000 };
+      target = { kind: 'instance_index', value: t.varint32() };
     } else {
       t.skip(wire, field);
     }
