@@ -235,9 +235,11 @@ describe('fuzzed bad bodies: never 5xx; refused by the schema: 422 with the docu
       }
       const xml = await data.post(route.url, '<inputs/>', { 'content-type': 'application/xml' });
       assert.equal(xml.status, 415);
+      assert.equal(codeOf(xml, route.openai), route.openai ? 'unsupported_media_type' : 'validation', JSON.stringify(xml.body));
       assert.ok(message(xml, route.openai).length > 0, JSON.stringify(xml.body));
       const proto = await data.post(route.url, '{"__proto__": {"x": 1}, "inputs": "a", "input": "a"}');
       assert.equal(proto.status, 400, 'prototype poisoning refused');
+      assert.equal(codeOf(proto, route.openai), route.openai ? 'bad_request' : 'validation', JSON.stringify(proto.body));
     }
   });
 });
