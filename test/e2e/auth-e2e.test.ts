@@ -16,7 +16,6 @@ import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { service as healthService } from 'grpc-health-check';
@@ -24,10 +23,12 @@ import { sha256Hex } from '../../src/auth/api-keys.js';
 import { projectPath } from '../../src/common/paths.js';
 import { muxClient } from '../../src/mux/protos.js';
 import { loadProtos } from '../../src/tei/proto.js';
+import { assertErrorCode } from '../helpers/data-plane.js';
 import { startManager, type ManagerProcess } from '../helpers/manager-process.js';
 import { testModel } from '../helpers/models.js';
 import { grpcError, type AnyClient } from '../helpers/mux-client.js';
 import { makeTestPki, type Pem, type TestPki } from '../helpers/test-certs.js';
+import { until } from '../helpers/wait.js';
 
 const { status } = grpc;
 const KEYS = { ops: 'ops-secret-1', any: 'any-secret-2', teamA: 'team-a-secret-3', modelB: 'model-b-secret-4' } as const;
@@ -53,6 +54,15 @@ startup_timeout_secs = 120
 instance_port_start = ${20000 + Math.floor(Math.random() * 20000)}
 instance_port_end = 45000
 `;
+}
+
+/** assert.rejects matcher for a teiplex refusal: the gRPC status and the `teiplex-error-code` trailer (docs/errors.md). */
+function refused(code: grpc.status, machineCode: string, re?: RegExp) {
+  return (err: grpc.ServiceError): boolean => {
+    grpcError(code, re)(err);
+    assert.deepEqual(err.metadata?.get('teiplex-error-code'), [machineCode], err.details);
+    return true;
+  };
 }
 
 function metadata(key?: string): grpc.Metadata {
@@ -193,11 +203,7 @@ models = [${JSON.stringify(modelB)}]
     // Health is open: even client-b (outside the allow-lists) may ask, without a key.
     const h = health(pki.clientB);
     for (const service of ['emb-a', 'emb-b']) {
-      const end = Date.now() + 120_000;
-      while ((await call(h, 'Check', { service }).catch(() => ({ status: 'ERROR' }))).status !== 'SERVING') {
-        if (Date.now() > end) throw new Error(`${service} did not start:\n${m.output().slice(-3000)}`);
-        await sleep(200);
-      }
+      await until(`${service} SERVING`, async () => (await call(h, 'Check', { service })).status === 'SERVING', { timeoutMs: 120_000, everyMs: 200, context: () => m.output().slice(-3000) });
     }
   });
 
@@ -226,19 +232,19 @@ models = [${JSON.stringify(modelB)}]
   });
 
   test('gRPC: a certificate outside the allow-lists is UNAUTHENTICATED, whatever the key', async () => {
-    await assert.rejects(embed(mux(pki.clientB), { instance_name: 'emb-a' }, KEYS.any), grpcError(status.UNAUTHENTICATED, /client certificate 'O=other,CN=client-b'.*not in auth\.mtls\.allowed_subjects/));
+    await assert.rejects(embed(mux(pki.clientB), { instance_name: 'emb-a' }, KEYS.any), refused(status.UNAUTHENTICATED, 'UNAUTHENTICATED', /client certificate 'O=other,CN=client-b'.*not in auth\.mtls\.allowed_subjects/));
   });
 
   test('gRPC: missing, malformed or unknown key: UNAUTHENTICATED', async () => {
     const c = mux(pki.clientA);
-    await assert.rejects(embed(c, { instance_name: 'emb-a' }), grpcError(status.UNAUTHENTICATED, /missing API key/));
-    await assert.rejects(embed(c, { instance_name: 'emb-a' }, 'not-a-key'), grpcError(status.UNAUTHENTICATED, /unknown API key/));
-    await assert.rejects(call(c, 'ListInstances', {}), grpcError(status.UNAUTHENTICATED));
+    await assert.rejects(embed(c, { instance_name: 'emb-a' }), refused(status.UNAUTHENTICATED, 'UNAUTHENTICATED', /missing API key/));
+    await assert.rejects(embed(c, { instance_name: 'emb-a' }, 'not-a-key'), refused(status.UNAUTHENTICATED, 'UNAUTHENTICATED', /unknown API key/));
+    await assert.rejects(call(c, 'ListInstances', {}), refused(status.UNAUTHENTICATED, 'UNAUTHENTICATED'));
     const md = new grpc.Metadata();
     md.set('authorization', KEYS.any);
     await assert.rejects(
       new Promise((resolve, reject) => c.Embed({ target: { instance_name: 'emb-a' }, request: { inputs: 'x' } }, md, (e: Error | null, r: unknown) => (e ? reject(e) : resolve(r)))),
-      grpcError(status.UNAUTHENTICATED, /malformed authorization/),
+      refused(status.UNAUTHENTICATED, 'UNAUTHENTICATED', /malformed authorization/),
     );
   });
 
@@ -246,21 +252,22 @@ models = [${JSON.stringify(modelB)}]
     const c = mux(pki.clientA);
     await embed(c, { instance_name: 'emb-a' }, KEYS.teamA);
     await embed(c, { model_id: modelA }, KEYS.teamA);
-    await assert.rejects(embed(c, { instance_name: 'emb-b' }, KEYS.teamA), grpcError(status.PERMISSION_DENIED, /API key 'team-a' cannot use instance 'emb-b': .*it may use instances 'emb-a'/));
-    await assert.rejects(embed(c, { model_id: modelB }, KEYS.teamA), grpcError(status.PERMISSION_DENIED, /cannot use model_id '.*': it does not exist or is not one this key may use/));
-    await assert.rejects(embed(c, { instance_index: 1 }, KEYS.teamA), grpcError(status.PERMISSION_DENIED));
+    await assert.rejects(embed(c, { instance_name: 'emb-b' }, KEYS.teamA), refused(status.PERMISSION_DENIED, 'PERMISSION_DENIED', /API key 'team-a' cannot use instance 'emb-b': .*it may use instances 'emb-a'/));
+    await assert.rejects(embed(c, { model_id: modelB }, KEYS.teamA), refused(status.PERMISSION_DENIED, 'PERMISSION_DENIED', /cannot use model_id '.*': it does not exist or is not one this key may use/));
+    await assert.rejects(embed(c, { instance_index: 1 }, KEYS.teamA), refused(status.PERMISSION_DENIED, 'PERMISSION_DENIED'));
     await embed(c, { model_id: modelB }, KEYS.modelB);
     await embed(c, { instance_index: 0 }, KEYS.modelB);
-    await assert.rejects(embed(c, { instance_name: 'emb-a' }, KEYS.modelB), grpcError(status.PERMISSION_DENIED, /'model-b' cannot use instance 'emb-a'/));
+    await assert.rejects(embed(c, { instance_name: 'emb-a' }, KEYS.modelB), refused(status.PERMISSION_DENIED, 'PERMISSION_DENIED', /'model-b' cannot use instance 'emb-a'/));
 
     // Every RPC, whatever its handler: the Arrow batch call too.
-    await assert.rejects(call(c, 'EmbedArrow', { target: { instance_name: 'emb-b' }, arrow_ipc: Buffer.alloc(0) }, KEYS.teamA), grpcError(status.PERMISSION_DENIED));
+    await assert.rejects(call(c, 'EmbedArrow', { target: { instance_name: 'emb-b' }, arrow_ipc: Buffer.alloc(0) }, KEYS.teamA), refused(status.PERMISSION_DENIED, 'PERMISSION_DENIED'));
 
     const ok = await embedStream(c, { instance_name: 'emb-a' }, KEYS.teamA);
     assert.deepEqual(ok, { answers: 2, error: undefined });
     const denied = await embedStream(c, { instance_name: 'emb-b' }, KEYS.teamA);
     assert.equal(denied.answers, 0);
-    assert.equal(denied.error?.code, status.PERMISSION_DENIED, denied.error?.details);
+    assert.ok(denied.error !== undefined, 'the stream was refused');
+    refused(status.PERMISSION_DENIED, 'PERMISSION_DENIED')(denied.error);
   });
 
   test('gRPC: health and reflection stay open (no key, certificate outside the allow-lists)', async () => {
@@ -296,23 +303,23 @@ models = [${JSON.stringify(modelB)}]
     assert.equal(outside.body.code, 'UNAUTHENTICATED');
     assert.match(outside.body.error, /CN=client-b/);
     const noKey = await https('GET', '/instances', pki.clientA);
-    assert.equal(noKey.status, 401);
+    assertErrorCode(noKey, 401, 'UNAUTHENTICATED');
     assert.equal(noKey.headers['www-authenticate'], 'Bearer realm="teiplex"');
-    assert.equal((await https('GET', '/instances', pki.clientA, 'wrong')).status, 401);
+    assertErrorCode(await https('GET', '/instances', pki.clientA, 'wrong'), 401, 'UNAUTHENTICATED');
     const notAdmin = await https('POST', '/instances/emb-a/stop', pki.clientA, KEYS.any);
     assert.equal(notAdmin.status, 403);
     assert.equal(notAdmin.body.code, 'PERMISSION_DENIED');
     // The catalog and the config reload are admin routes too.
     for (const [method, route] of [['POST', '/models'], ['GET', '/models'], ['POST', '/config/reload'], ['GET', '/memory']]) {
       const r = await https(method, route, pki.clientA, KEYS.any, method === 'POST' ? { body: { model_id: 'org/x' } } : undefined);
-      assert.equal(r.status, 403, `${method} ${route}`);
+      assertErrorCode(r, 403, 'PERMISSION_DENIED', `${method} ${route}`);
     }
     assert.equal((await https('GET', '/models', pki.clientA, KEYS.ops)).status, 200);
   });
 
   test('HTTPS: data-plane paths need a key; health and metrics stay open; refused gRPC calls are counted', async () => {
-    assert.equal((await https('POST', '/v1/embeddings', pki.clientA, undefined, { body: { model: 'emb-a', input: 'x' } })).status, 401);
-    assert.equal((await https('POST', '/v1/embeddings', pki.clientB, KEYS.any, { body: { model: 'emb-a', input: 'x' } })).status, 401);
+    assertErrorCode(await https('POST', '/v1/embeddings', pki.clientA, undefined, { body: { model: 'emb-a', input: 'x' } }), 401, 'UNAUTHENTICATED', 'no key');
+    assertErrorCode(await https('POST', '/v1/embeddings', pki.clientB, KEYS.any, { body: { model: 'emb-a', input: 'x' } }), 401, 'UNAUTHENTICATED', 'outside the allow-lists');
     const health = await https('GET', '/health', pki.clientB);
     assert.deepEqual([health.status, health.body], [200, { status: 'ok' }]);
     const metrics = await https('GET', '/metrics', pki.clientB);
@@ -349,9 +356,9 @@ key_sha256 = "${sha256Hex(KEYS.any)}"
 
   test('HTTP', async () => {
     const get = (p: string, key?: string) => http(m.apiPort, 'GET', p, { key });
-    assert.equal((await get('/health')).status, 401);
+    assertErrorCode(await get('/health'), 401, 'UNAUTHENTICATED', '/health');
     assert.equal((await get('/health', KEYS.any)).status, 200);
-    assert.equal((await get('/metrics')).status, 401);
+    assertErrorCode(await get('/metrics'), 401, 'UNAUTHENTICATED', '/metrics');
     assert.equal((await get('/metrics', KEYS.any)).status, 200);
     assert.equal((await get('/instances')).status, 200);
     assert.equal((await get('/docs/json')).status, 200, 'the OpenAPI document follows open_reflection (open)');
@@ -363,9 +370,9 @@ key_sha256 = "${sha256Hex(KEYS.any)}"
     const Mux = muxClient();
     const c = new Mux(`127.0.0.1:${grpcPort}`, grpc.credentials.createInsecure()) as AnyClient;
     try {
-      await assert.rejects(call(h, 'Check', { service: '' }), grpcError(status.UNAUTHENTICATED));
+      await assert.rejects(call(h, 'Check', { service: '' }), refused(status.UNAUTHENTICATED, 'UNAUTHENTICATED'));
       assert.equal((await call(h, 'Check', { service: '' }, KEYS.any)).status, 'SERVING');
-      await assert.rejects(call(c, 'ListInstances', {}), grpcError(status.UNAUTHENTICATED));
+      await assert.rejects(call(c, 'ListInstances', {}), refused(status.UNAUTHENTICATED, 'UNAUTHENTICATED'));
       assert.deepEqual((await call(c, 'ListInstances', {}, KEYS.any)).instances ?? [], []);
     } finally {
       h.close();

@@ -18,12 +18,11 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { decodeDense, encodeTexts } from '../../src/arrow/embedding-batch.js';
 import { sha256Hex } from '../../src/auth/api-keys.js';
-import { client } from '../helpers/data-plane.js';
+import { assertErrorCode, assertTeiError, client } from '../helpers/data-plane.js';
 import { loopbackConfig, startManager, type ManagerProcess } from '../helpers/manager-process.js';
 import { testModel } from '../helpers/models.js';
 import { bidi, health, mux, unary, type AnyClient } from '../helpers/mux-client.js';
@@ -35,6 +34,13 @@ function md(key: string): grpc.Metadata {
   const m = new grpc.Metadata();
   m.set('authorization', `Bearer ${key}`);
   return m;
+}
+
+/** A refusal to the key: PERMISSION_DENIED with the `teiplex-error-code` trailer (docs/errors.md). */
+function assertDenied(e: grpc.ServiceError | undefined, what: string): void {
+  assert.ok(e !== undefined, `${what}: not refused`);
+  assert.equal(e.code, status.PERMISSION_DENIED, `${what}: ${e.details}`);
+  assert.deepEqual(e.metadata?.get('teiplex-error-code'), ['PERMISSION_DENIED'], `${what}: ${e.details}`);
 }
 
 /** The gRPC error of a call that must fail. */
@@ -65,8 +71,8 @@ describe('authorization on the resolved target', () => {
     for (const s of secrets) assert.ok(!text.includes(s), `${what} names '${s}': ${text}`);
   };
   const catalogUntouched = async () => {
-    // Give a start that was set off time to show.
-    await sleep(300);
+    // No wait: a start is set off synchronously (the model reads 'loading' from that moment on, and a
+    // replica follows), so one that a refused call set off by mistake shows once that call is answered.
     const model = (await m.api('GET', '/models/priv-cat')).body;
     assert.equal(model.state, 'available', JSON.stringify(model));
     assert.deepEqual(model.replicas, []);
@@ -142,13 +148,13 @@ instances = ["priv-cat-1"]
   test('forwarded RPCs (unary, stream) and HTTP naming the cold catalog model with a restricted key: refused, nothing started', async () => {
     for (const name of ['priv-cat', 'priv-cat-alias', modelC]) {
       const e = await failure(embed({ model_id: name }, KEYS.teamA));
-      assert.equal(e.code, status.PERMISSION_DENIED, `Embed ${name}: ${e.details}`);
+      assertDenied(e, `Embed ${name}`);
       const s = await bidi(c, 'EmbedStream', [{ target: { model_id: name }, request: { inputs: 'x' } }], { deadline: Date.now() + 60_000 }, md(KEYS.teamA));
-      assert.equal(s.error?.code, status.PERMISSION_DENIED, `EmbedStream ${name}: ${s.error?.details}`);
+      assertDenied(s.error, `EmbedStream ${name}`);
     }
     for (const name of ['priv-cat', 'priv-cat-alias']) {
       const r = await http.post('/v1/embeddings', { model: name, input: 'x' });
-      assert.equal(r.status, 403, JSON.stringify(r.body));
+      assertErrorCode(r, 403, 'PERMISSION_DENIED', name);
     }
     await catalogUntouched();
   });
@@ -157,7 +163,7 @@ instances = ["priv-cat-1"]
     for (const method of ['EmbedArrow', 'EmbedSparseArrow', 'EmbedAllArrow']) {
       for (const name of ['priv-cat', 'priv-cat-alias', modelC]) {
         const e = await failure(unary(c, method, arrowReq({ model_id: name }), { deadline: Date.now() + 60_000 }, md(KEYS.teamA)));
-        assert.equal(e.code, status.PERMISSION_DENIED, `${method} ${name}: ${e.details}`);
+        assertDenied(e, `${method} ${name}`);
         assertNoSecrets(e.details.replace(name, '<asked>'), `${method} ${name}`);
       }
     }
@@ -171,13 +177,13 @@ instances = ["priv-cat-1"]
     for (const method of ['EmbedArrow', 'EmbedSparseArrow', 'EmbedAllArrow']) {
       for (const name of ['priv-cat', 'priv-cat-alias', modelC]) {
         const e = await failure(unary(c, method, arrowReq({ model_id: name }), { deadline: Date.now() + 60_000 }, md(KEYS.teamA)));
-        assert.equal(e.code, status.PERMISSION_DENIED, `${method} ${name}: ${e.details}`);
+        assertDenied(e, `${method} ${name}`);
       }
       const e = await failure(unary(c, method, arrowReq({ instance_name: 'priv-cat-1' }), { deadline: Date.now() + 60_000 }, md(KEYS.teamA)));
-      assert.equal(e.code, status.PERMISSION_DENIED, e.details);
+      assertDenied(e, `${method} priv-cat-1`);
     }
     // The catalog key reaches nothing else.
-    assert.equal((await failure(embed({ instance_name: 'team-emb' }, KEYS.cat))).code, status.PERMISSION_DENIED);
+    assertDenied(await failure(embed({ instance_name: 'team-emb' }, KEYS.cat)), 'cat key on team-emb');
   });
 
   test('balancing picks only among allowed instances: HTTP alias and model_id, gRPC model_id', async () => {
@@ -209,7 +215,8 @@ instances = ["priv-cat-1"]
       const answers = [];
       for (const name of ['priv-b', 'no-such-model', 'priv-cat', modelB]) {
         const r = await http.post(route, body(name));
-        assert.equal(r.status, 403, `${route} ${name}: ${JSON.stringify(r.body)}`);
+        if (route === '/embed') assertTeiError(r, 403, 'unauthorized', `${route} ${name}`);
+        else assertErrorCode(r, 403, 'PERMISSION_DENIED', `${route} ${name}`);
         const text = JSON.stringify(r.body).replaceAll(JSON.stringify(name).slice(1, -1), '<asked>');
         assertNoSecrets(text, `${route} ${name}`);
         answers.push(text);
@@ -226,7 +233,7 @@ instances = ["priv-cat-1"]
     const listed = await http.get('/v1/models');
     assertNoSecrets(JSON.stringify(listed.body), '/v1/models');
     const nf = await http.get('/v1/models/priv-b');
-    assert.equal(nf.status, 404);
+    assertErrorCode(nf, 404, 'MODEL_NOT_FOUND');
     assertNoSecrets(JSON.stringify(nf.body).replaceAll('priv-b', '<asked>'), '/v1/models/{id}');
   });
 
@@ -235,7 +242,7 @@ instances = ["priv-cat-1"]
     for (const target of [{ instance_name: 'priv-b' }, { instance_name: 'no-such' }, { model_id: modelB }, { model_id: 'no/such' }, { model_id: 'shared' }]) {
       const asked = Object.values(target)[0];
       const e = await failure(embed(target, KEYS.teamA));
-      assert.equal(e.code, status.PERMISSION_DENIED, `${JSON.stringify(target)}: ${e.details}`);
+      assertDenied(e, JSON.stringify(target));
       const text = e.details.replace(asked, '<asked>');
       assertNoSecrets(text, JSON.stringify(target));
       texts.add(text.replace(/model_id|instance/, '<kind>'));
@@ -248,14 +255,14 @@ instances = ["priv-cat-1"]
     const probes = new Set<string>();
     for (const index of [1, 2, 3, 4, 50]) {
       const e = await failure(embed({ instance_index: index }, KEYS.teamA));
-      assert.equal(e.code, status.PERMISSION_DENIED, `instance_index ${index}: ${e.details}`);
+      assertDenied(e, `instance_index ${index}`);
       assertNoSecrets(e.details, `instance_index ${index}`);
       probes.add(e.details.replace(String(index), '<n>'));
     }
     assert.equal(probes.size, 1, [...probes].join('\n'));
     for (const method of ['EmbedArrow', 'EmbedAllArrow']) {
       const e = await failure(unary(c, method, arrowReq({ instance_index: 1 }), {}, md(KEYS.teamA)));
-      assert.equal(e.code, status.PERMISSION_DENIED, e.details);
+      assertDenied(e, `${method} instance_index 1`);
     }
     const list = await unary(c, 'ListInstances', {}, {}, md(KEYS.teamA));
     assert.deepEqual(list.res.instances.map((i: { name: string; instance_index?: number }) => [i.name, i.instance_index ?? 0]), [['team-emb', 0]]);

@@ -10,7 +10,6 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { Value } from '@sinclair/typebox/value';
 import { deviceBudgets, devicesOf, planPlacement, type Budget, type Resident } from '../../src/catalog/memory-budget.js';
 import { parseNvidiaSmi } from '../../src/supervisor/gpus.js';
@@ -23,6 +22,7 @@ import { asksNoWait } from '../../src/catalog/catalog.js';
 import { CatalogModel } from '../../src/catalog/catalog-model.js';
 import { parseState, serializeState, type State, type StoredModel } from '../../src/state/state-store.js';
 import type { Instance } from '../../src/supervisor/instance.js';
+import { until } from '../helpers/wait.js';
 
 // ---------------------------------------------------------------------------------------------
 // planPlacement
@@ -160,9 +160,10 @@ test('footprint: a detached child leads its own process group; RSS from /proc, G
   const child = await spawned(process.execPath, ['-e', 'setInterval(() => {}, 1000)']);
   const pid = child.pid!;
   try {
-    await sleep(200);
-    const members = await groupMembers(pid);
-    assert.ok(members.includes(pid), `group ${pid}: ${members.join(',')}`);
+    const members = await until(`the child leads group ${pid}`, async () => {
+      const g = await groupMembers(pid);
+      return g.includes(pid) && g;
+    });
     assert.ok(!members.includes(process.pid), 'the test process is in another group');
     const rss = await residentMb([pid]);
     assert.ok(rss > 0 && rss < 2048, `rss ${rss} MiB`);
@@ -185,11 +186,11 @@ test('footprint: the group includes what the child spawned, and sums their memor
   const child = await spawned('sh', ['-c', 'sleep 30 & wait']);
   const pid = child.pid!;
   try {
-    let members: number[] = [];
-    for (let i = 0; i < 50 && members.length < 2; i++) {
-      await sleep(40);
-      members = await groupMembers(pid);
-    }
+    // sh, and the sleep it started in the background.
+    const members = await until(`two processes in group ${pid}`, async () => {
+      const g = await groupMembers(pid);
+      return g.length >= 2 && g;
+    });
     assert.equal(members.length, 2, `group ${pid}: ${members.join(',')}`);
     assert.ok(members.includes(pid));
     const [other] = members.filter((p) => p !== pid);

@@ -21,6 +21,7 @@ import { ERROR_CODE_KEY, ERROR_INDEX_KEY } from '../../src/tei/grpc-status.js';
 import { serviceDefinition } from '../../src/tei/proto.js';
 import { testModel } from '../helpers/models.js';
 import { startRouterProcess, type RouterProcess } from '../helpers/router-process.js';
+import { until } from '../helpers/wait.js';
 
 const SETTINGS = { maxMessageBytes: 4 * 1024 * 1024, keepaliveMs: 30_000, keepaliveTimeoutMs: 10_000 };
 const LIMITS = ['--max-client-batch-size', '4', '--max-concurrent-requests', '16', '--threads', '1'];
@@ -130,6 +131,8 @@ describe('ChildClient against stand-in children (grpc-js on loopback)', () => {
   let port: number;
   let batchCalls = 0;
   let infoCalls = 0;
+  /** While set, Info answers only once it resolves (a test holds an Info call in flight). */
+  let infoGate: Promise<void> | undefined;
 
   before(async () => {
     server = new grpc.Server();
@@ -138,7 +141,9 @@ describe('ChildClient against stand-in children (grpc-js on loopback)', () => {
     server.addService(info, {
       Info: (_call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {
         infoCalls++;
-        setTimeout(() => cb(null, { model_id: 'stand-in', model_dtype: 'float32', model_type: 'MODEL_TYPE_EMBEDDING', max_concurrent_requests: 6, max_client_batch_size: 3, max_batch_tokens: 1000, max_input_length: 128, tokenization_workers: 1, version: '0' }), 50);
+        const answer = () => cb(null, { model_id: 'stand-in', model_dtype: 'float32', model_type: 'MODEL_TYPE_EMBEDDING', max_concurrent_requests: 6, max_client_batch_size: 3, max_batch_tokens: 1000, max_input_length: 128, tokenization_workers: 1, version: '0' });
+        if (infoGate === undefined) answer();
+        else void infoGate.then(answer);
       },
     });
     server.addService(batch, {
@@ -169,9 +174,20 @@ describe('ChildClient against stand-in children (grpc-js on loopback)', () => {
   test('Info is fetched once and shared by concurrent callers', async () => {
     const c = client(port);
     const before = infoCalls;
-    const infos = await Promise.all(Array.from({ length: 5 }, () => c.info()));
+    let release!: () => void;
+    infoGate = new Promise<void>((r) => (release = r));
+    try {
+      const first = c.info();
+      // The first caller's Info is in flight at the child (held there) when the others ask.
+      await until('an Info call in flight at the stand-in', () => infoCalls > before);
+      const infos = [first, ...Array.from({ length: 4 }, () => c.info())];
+      release();
+      for (const i of await Promise.all(infos)) assert.equal(i.max_client_batch_size, 3);
+    } finally {
+      release();
+      infoGate = undefined;
+    }
     assert.equal(infoCalls - before, 1);
-    for (const i of infos) assert.equal(i.max_client_batch_size, 3);
   });
 
   test('row-wise requests: chunks within half the input budget, rows in order; the child\'s input index becomes the row of the whole request', async () => {

@@ -11,9 +11,9 @@ import { chmod, mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'no
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { ChildLog, type ChildLogOptions } from '../../src/supervisor/child-log.js';
 import { loopbackConfig, startManager } from '../helpers/manager-process.js';
+import { until } from '../helpers/wait.js';
 
 let dir: string;
 before(async () => {
@@ -125,8 +125,9 @@ test('a manager whose log directory fails under a chatty child: the manager and 
   try {
     assert.equal((await m.api('POST', '/instances', { name: 'chatty', model_id: 'org/x', runtime: 'tei' })).status, 201);
     const { pid } = await m.waitFor('chatty', (i) => i.pid !== null, 10_000);
-    await sleep(300);
     const logDir = path.join(base, 'logs');
+    const logged = async () => /output line/.test(await readFile(path.join(logDir, 'chatty.log'), 'utf8'));
+    await until('the child writing to its log', logged);
     await rename(logDir, `${logDir}.gone`);
     await writeFile(logDir, 'the disk is gone');
     const failing = await m.waitFor('chatty', (i) => /writing the log .* failed/.test(i.last_error ?? ''), 10_000);
@@ -136,9 +137,7 @@ test('a manager whose log directory fails under a chatty child: the manager and 
     assert.match(metrics, /teiplex_child_log_write_errors_total\{instance="chatty"\} [1-9]/);
     assert.match(m.output(), /writing a child log failed; the child runs on/);
     await rm(logDir); // the disk is back: the manager makes the directory again and writes on
-    let resumed = false;
-    for (let i = 0; i < 100 && !resumed; i++, await sleep(100)) resumed = /output line/.test(await readFile(path.join(logDir, 'chatty.log'), 'utf8').catch(() => ''));
-    assert.ok(resumed, 'writing resumed once the disk is back');
+    await until('writing resumed once the disk is back', logged, { timeoutMs: 10_000 });
     assert.equal((await m.api('GET', '/instances/chatty')).body.pid, pid);
   } finally {
     assert.equal(await m.stop(), 0);

@@ -13,10 +13,10 @@ import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { parseState } from '../../src/state/state-store.js';
 import { loopbackConfig, startManager, type ManagerProcess } from '../helpers/manager-process.js';
 import { testModel } from '../helpers/models.js';
+import { elapse, until } from '../helpers/wait.js';
 
 const ROUNDS = 12;
 
@@ -93,8 +93,11 @@ function pick<T>(xs: readonly T[]): T {
   return xs[Math.floor(Math.random() * xs.length)];
 }
 
-/** One admin call; returns what it makes known (undefined: nothing certain, e.g. an error or a refusal). */
-async function operate(m: ManagerProcess, name: string): Promise<{ acked: boolean; effect: () => void }> {
+/**
+ * One admin call; returns what it makes known (undefined: nothing certain). A call that fails to
+ * reach the manager is an error unless it is `inFlight` (the manager may die under it).
+ */
+async function operate(m: ManagerProcess, name: string, inFlight = false): Promise<{ acked: boolean; effect: () => void }> {
   const state = known.get(name);
   // Known states get an operation that applies (so most are acknowledged); unknown ones anything.
   const op =
@@ -103,7 +106,10 @@ async function operate(m: ManagerProcess, name: string): Promise<{ acked: boolea
   const spec = name.startsWith('r') ? { name, model_id: model } : { name, model_id: 'org/listener', runtime: 'tei' };
   const call =
     op === 'create' ? m.api('POST', `/instances?start=${start}`, spec) : op === 'delete' ? m.api('DELETE', `/instances/${name}`) : m.api('POST', `/instances/${name}/${op}`);
-  const r = await call.catch(() => undefined);
+  const r = await call.catch((err: unknown) => {
+    if (!inFlight) throw err;
+    return undefined;
+  });
   if (r === undefined) return { acked: false, effect: () => known.set(name, undefined) };
   const ok = r.status === 200 || r.status === 201;
   const next: Desired | undefined = !ok ? known.get(name) : op === 'create' ? (start ? 'running' : 'stopped') : op === 'delete' ? 'absent' : op === 'stop' ? 'stopped' : 'running';
@@ -138,7 +144,7 @@ async function checkBooted(m: ManagerProcess, where: string): Promise<void> {
   checkStateFile(`${where}, after boot`);
 }
 
-test('SIGKILL at random moments: acknowledged changes survive, no child of a dead manager runs beside the new ones, the state always parses', { timeout: 180_000 }, async () => {
+test('SIGKILL at random moments: acknowledged changes survive, no child of a dead manager runs beside the new ones, the state always parses', { timeout: 600_000 }, async () => {
   let acked = 0;
   for (let round = 0; round < ROUNDS; round++) {
     const m = await startManager(configFile);
@@ -146,7 +152,7 @@ test('SIGKILL at random moments: acknowledged changes survive, no child of a dea
     const mode = (['ops', 'ops', 'in-flight', 'after-ready'] as const)[round % 4];
     if (mode === 'after-ready') {
       // Boot has just started the restored instances: their children are being spawned now.
-      await sleep(Math.random() * 50);
+      await elapse(Math.random() * 50, 'random kill instant (during boot)');
     } else {
       for (let i = Math.floor(Math.random() * 4); i > 0; i--) {
         const r = await operate(m, pick(NAMES));
@@ -158,11 +164,11 @@ test('SIGKILL at random moments: acknowledged changes survive, no child of a dea
         const r = await operate(m, name);
         r.effect();
         if (r.acked) acked++;
-        await sleep(Math.random() * 50);
+        await elapse(Math.random() * 50, 'random kill instant');
       } else {
         known.set(name, undefined); // in flight when the manager dies: either outcome is fine
-        void operate(m, name).catch(() => undefined);
-        await sleep(Math.random() * 40);
+        void operate(m, name, true);
+        await elapse(Math.random() * 40, 'random kill instant (a call in flight)');
       }
     }
     await m.stop('SIGKILL');
@@ -172,12 +178,20 @@ test('SIGKILL at random moments: acknowledged changes survive, no child of a dea
   try {
     await checkBooted(m, 'final boot');
     assert.ok(acked >= ROUNDS / 2, `only ${acked} acknowledged changes`);
-    // The final manager's children are exactly those its instances report.
-    await sleep(500);
-    const children = ourChildren().map((p) => p.pid);
-    const list = (await m.api('GET', '/instances')).body as Array<{ name: string; pid: number | null }>;
-    const pids = new Set(list.map((i) => i.pid));
-    assert.deepEqual(children.filter((pid) => !pids.has(pid)), [], `children no instance knows: ${JSON.stringify(list)}`);
+    // The final manager's children are exactly those its instances report (a child being spawned
+    // shows in its instance's pid once spawned: polled, bounded).
+    let seen = '';
+    await until(
+      'every child of the final manager known to an instance',
+      async () => {
+        const list = (await m.api('GET', '/instances')).body as Array<{ name: string; pid: number | null }>;
+        const pids = new Set(list.map((i) => i.pid));
+        const unknown = ourChildren().filter((p) => !pids.has(p.pid));
+        seen = `children no instance knows: ${JSON.stringify(unknown)}; instances ${JSON.stringify(list)}`;
+        return unknown.length === 0;
+      },
+      { context: () => seen },
+    );
   } finally {
     assert.equal(await m.stop(), 0);
   }

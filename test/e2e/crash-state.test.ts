@@ -16,8 +16,10 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { parseState } from '../../src/state/state-store.js';
+import { assertErrorCode } from '../helpers/data-plane.js';
 import { freePort, loopbackConfig, startManager } from '../helpers/manager-process.js';
 import { mux } from '../helpers/mux-client.js';
+import { until } from '../helpers/wait.js';
 
 let dir: string;
 let sleeper: string;
@@ -165,24 +167,19 @@ test('a create that arrives while boot is still stopping orphans waits for boot:
   await m.waitFor('old', (i) => i.pid !== null, 10_000);
   await m.stop('SIGKILL');
   const booting = startManager(file);
-  const retry = async <T>(attempt: () => Promise<T | undefined>): Promise<T> => {
-    for (;;) {
-      const r = await attempt();
-      if (r !== undefined) return r;
-      await new Promise((res) => setTimeout(res, 20));
-    }
-  };
+  // Each call is retried until the booting manager listens (bounded).
+  const retry = <T>(what: string, attempt: () => Promise<T | undefined>): Promise<T> => until(what, attempt, { timeoutMs: 60_000 });
   // While boot stops the orphan: an admin create, and data-plane calls (HTTP, gRPC) naming the
   // restored instance, which must not be told it does not exist.
-  const created = retry(() => post(apiPort, '/instances', { name: 'new', model_id: 'org/new', runtime: 'tei' }));
-  const http = retry(() =>
+  const created = retry('an admin create accepted', () => post(apiPort, '/instances', { name: 'new', model_id: 'org/new', runtime: 'tei' }));
+  const http = retry('an HTTP answer', () =>
     fetch(`http://127.0.0.1:${apiPort}/v1/embeddings`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'old', input: 'x' }) }).then(
       async (r) => ({ status: r.status, body: await r.text() }),
       () => undefined,
     ),
   );
   const c = mux(grpcPort);
-  const grpcCall = retry(() =>
+  const grpcCall = retry('a gRPC answer', () =>
     new Promise<grpc.ServiceError | null | undefined>((resolve) =>
       c.Embed({ target: { instance_name: 'old' }, request: { inputs: 'x' } }, { deadline: Date.now() + 30_000 }, (err: grpc.ServiceError | null) =>
         resolve(err?.code === grpc.status.UNAVAILABLE && /connect|ECONNREFUSED|No connection/i.test(err.details) ? undefined : err),
@@ -196,10 +193,11 @@ test('a create that arrives while boot is still stopping orphans waits for boot:
     assert.equal(status, 201);
     assert.deepEqual(m.ready.orphansStopped, ['old'], 'the calls came in while boot was stopping the orphan');
     // Restored but not ready (its child never answers): 503, never 404.
-    assert.equal(answer.status, 503, answer.body);
+    assertErrorCode({ status: answer.status, body: JSON.parse(answer.body) }, 503, 'INSTANCE_UNAVAILABLE');
     assert.match(answer.body, /old/);
     assert.doesNotMatch(answer.body, /not_found|not served/);
     assert.equal(grpcErr?.code, grpc.status.UNAVAILABLE, grpcErr?.details);
+    assert.deepEqual(grpcErr.metadata.get('teiplex-error-code'), ['INSTANCE_UNAVAILABLE']);
     assert.match(grpcErr!.details, /instance 'old' is starting/);
     const names = (await m.api('GET', '/instances')).body.map((i: any) => i.name).sort();
     assert.deepEqual(names, ['new', 'old']);
@@ -217,7 +215,7 @@ test('a second manager on the same state file refuses to boot, naming the first;
     assert.equal((await first.api('POST', '/instances', { name: 'mine', model_id: 'org/x', runtime: 'tei' })).status, 201);
     const { pid } = await first.waitFor('mine', (i) => i.pid !== null, 10_000);
     const before = await readFile(stateFile, 'utf8');
-    await assert.rejects(startManager(file, {}, 20_000), new RegExp(`state file .* is in use by another manager \\(pid ${first.proc.pid}\\)`));
+    await assert.rejects(startManager(file), new RegExp(`state file .* is in use by another manager \\(pid ${first.proc.pid}\\)`));
     assert.equal((await first.api('GET', '/instances/mine')).body.pid, pid, 'its child was not stopped');
     assert.equal(await readFile(stateFile, 'utf8'), before, 'its state was not rewritten');
     assert.equal((await stat(`${stateFile}.lock`)).mode & 0o777, 0o600);

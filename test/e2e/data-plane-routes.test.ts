@@ -12,12 +12,12 @@ import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import OpenAI from 'openai';
 import { projectPath } from '../../src/common/paths.js';
 import { startManager, type ManagerProcess } from '../helpers/manager-process.js';
 import { testModel } from '../helpers/models.js';
-import { childHttpPort, client, close, instanceToml, writeConfig } from '../helpers/data-plane.js';
+import { assertErrorCode, assertTeiError, childHttpPort, client, close, instanceToml, writeConfig } from '../helpers/data-plane.js';
+import { until } from '../helpers/wait.js';
 
 let dir: string;
 let m: ManagerProcess;
@@ -130,7 +130,7 @@ describe('splitting past max_client_batch_size (32)', () => {
     // The child's own answers, 32 at a time (its limit).
     const want: number[][] = [];
     for (let i = 0; i < inputs.length; i += 32) want.push(...(await direct.emb.post('/embed', { inputs: inputs.slice(i, i + 32) })).body);
-    assert.equal((await direct.emb.post('/embed', { inputs })).status, 422, 'the child alone refuses 200 inputs');
+    assertTeiError(await direct.emb.post('/embed', { inputs }), 422, 'validation', 'the child alone refuses 200 inputs');
     for (const model of ['emb', 'emb-tei']) {
       const r = await api.post('/embed', { inputs, model });
       assert.equal(r.status, 200, JSON.stringify(r.body));
@@ -262,8 +262,7 @@ describe('OpenAI, Cohere/Jina, typed encode and score', () => {
     assert.equal(dims.status, 200, JSON.stringify(dims.body));
     assert.equal(dims.body.items[0].dense.dim, 4);
     const no = await api.post('/v1/encode/emb', { items, output_types: ['sparse'] });
-    assert.equal(no.status, 422);
-    assert.equal(no.body.error.code, 'output_type_unsupported');
+    assertErrorCode(no, 422, 'OUTPUT_TYPE_UNSUPPORTED');
     assert.equal(no.body.error.message, "instance 'emb' cannot produce 'sparse': its capabilities are 'dense', 'multivector'");
   });
 
@@ -275,7 +274,7 @@ describe('OpenAI, Cohere/Jina, typed encode and score', () => {
     assert.deepEqual(r.body.scores.map((s: { index: number }) => s.index), tei.map((t: { index: number }) => t.index));
     for (const s of r.body.scores) assert.equal(s.id, items[s.index].id ?? s.index);
     const no = await api.post('/v1/score/splade', { query: 'q', items });
-    assert.equal(no.status, 422);
+    assertErrorCode(no, 422, 'OUTPUT_TYPE_UNSUPPORTED');
     assert.match(no.body.error.message, /instance 'splade' cannot produce 'score': its capabilities are 'sparse'/);
   });
 });
@@ -287,10 +286,10 @@ describe('errors: status, shape, the field or limit named', () => {
     assert.match(none.body.error, /`model` is required when several instances serve: .*'emb', 'emb-tei', 'rerank', 'splade'/);
     assert.equal(none.body.error_type, 'validation');
     const unknown = await api.post('/embed', { inputs: 'x', model: 'nope' });
-    assert.equal(unknown.status, 404);
+    assertTeiError(unknown, 404, 'not_found');
     assert.match(unknown.body.error, /model 'nope' is not served: .*; models .*'minilm'/);
     const oa = await api.post('/v1/embeddings', { input: 'x', model: 'nope' });
-    assert.equal(oa.status, 404);
+    assertErrorCode(oa, 404, 'MODEL_NOT_FOUND');
     assert.deepEqual(Object.keys(oa.body.error).sort(), ['code', 'message', 'param', 'type']);
     assert.equal(oa.body.error.param, 'model');
   });
@@ -300,12 +299,12 @@ describe('errors: status, shape, the field or limit named', () => {
     assert.equal(bad.status, 422);
     assert.deepEqual(bad.body, { error: '`normalize` expected boolean', error_type: 'validation' });
     const oa = await api.post('/v1/embeddings', { input: ['a', 3], model: 'emb' });
-    assert.equal(oa.status, 422);
+    assertErrorCode(oa, 422, 'VALIDATION');
     assert.equal(oa.body.error.type, 'invalid_request_error');
     assert.match(oa.body.error.message, /`input/);
     const empty = await api.post('/embed', { inputs: [], model: 'emb' });
     assert.deepEqual([empty.status, empty.body], [422, { error: '`inputs` cannot be empty', error_type: 'empty' }]);
-    assert.equal((await api.post('/embed', '{"inputs": ', { 'x-model': 'emb' })).status, 400);
+    assertTeiError(await api.post('/embed', '{"inputs": ', { 'x-model': 'emb' }), 400, 'validation', 'JSON that does not parse');
     const wrong = await api.post('/rerank', { query: 'q', texts: ['a'], model: 'emb' });
     assert.equal(wrong.status, 400);
     assert.equal(wrong.body.error_type, 'validation');
@@ -313,10 +312,10 @@ describe('errors: status, shape, the field or limit named', () => {
 
   test('413: more inputs than max_request_inputs, a body over http_body_limit_mb', async () => {
     const many = await api.post('/embed', { inputs: texts(MAX_REQUEST_INPUTS + 1), model: 'emb' });
-    assert.equal(many.status, 413);
+    assertTeiError(many, 413, 'validation');
     assert.match(many.body.error, new RegExp(`301 inputs, more than max_request_inputs \\(${MAX_REQUEST_INPUTS}\\)`));
     const big = await api.post('/v1/embeddings', { input: 'a'.repeat(1.1 * 1024 * 1024), model: 'emb' });
-    assert.equal(big.status, 413);
+    assertErrorCode(big, 413, 'PAYLOAD_TOO_LARGE');
     assert.match(big.body.error.message, /http_body_limit_mb \(1048576 bytes\)/);
   });
 
@@ -337,18 +336,18 @@ describe('errors: status, shape, the field or limit named', () => {
     const created = await m.api('POST', '/instances', { name: 'late', model_id: models.embedding });
     assert.equal(created.status, 201);
     const starting = await api.post('/v1/embeddings', { input: 'x', model: 'late' });
-    assert.equal(starting.status, 503, JSON.stringify(starting.body));
+    assertErrorCode(starting, 503, 'INSTANCE_UNAVAILABLE');
     assert.equal(starting.headers.get('retry-after'), '5');
     assert.match(starting.body.error.message, /instance 'late' is starting/);
     await m.waitFor('late', (i) => i.status === 'running', 120_000);
     assert.equal((await api.post('/embed', { inputs: 'x', model: 'late' })).status, 200);
-    await m.api('POST', '/instances/late/stop');
+    assert.equal((await m.api('POST', '/instances/late/stop')).status, 200);
     const stopped = await api.post('/embed', { inputs: 'x', model: 'late' });
     assert.equal(stopped.status, 503);
     assert.match(stopped.body.error, /instance 'late' is stopped/);
     assert.equal(stopped.body.error_type, 'unhealthy');
-    await m.api('DELETE', '/instances/late');
-    assert.equal((await api.post('/embed', { inputs: 'x', model: 'late' })).status, 404);
+    assert.equal((await m.api('DELETE', '/instances/late')).status, 200);
+    assertTeiError(await api.post('/embed', { inputs: 'x', model: 'late' }), 404, 'not_found');
   });
 });
 
@@ -363,7 +362,7 @@ describe('metrics', () => {
     const missing = 'route="/v1/embeddings",instance="",code="404"';
     const [ok0, missing0] = [await count(ok), await count(missing)];
     for (let i = 0; i < 3; i++) assert.equal((await api.post('/embed', { inputs: 'x', model: 'emb' })).status, 200);
-    assert.equal((await api.post('/v1/embeddings', { input: 'x', model: 'no-such-model' })).status, 404);
+    assertErrorCode(await api.post('/v1/embeddings', { input: 'x', model: 'no-such-model' }), 404, 'MODEL_NOT_FOUND');
     assert.equal(await count(ok), ok0 + 3);
     assert.equal(await count(missing), missing0 + 1);
     const text = String((await m.api('GET', '/metrics')).body);
@@ -384,24 +383,25 @@ describe('a client that goes away', () => {
         .find((l) => l.startsWith('teiplex_inflight_requests{instance="hang"}'));
       return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
     };
+    assert.equal(await inflight(), 0);
     process.kill(info.pid, 'SIGSTOP');
     try {
+      const client = new AbortController();
       const gone = fetch(`${api.base}/embed`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ inputs: 'never answered', model: 'hang' }),
-        signal: AbortSignal.timeout(500),
+        signal: client.signal,
       });
-      await assert.rejects(gone);
-      let n = await inflight();
-      for (let i = 0; i < 50 && n > 0; i++) {
-        await sleep(100);
-        n = await inflight();
-      }
-      assert.equal(n, 0, 'the call to the hung child was cancelled when the client left');
+      // The call reached the hung child before the client leaves.
+      await until('the call in flight at the hung child', async () => (await inflight()) === 1, { timeoutMs: 20_000 });
+      client.abort();
+      await assert.rejects(gone, { name: 'AbortError' });
+      // Well before grpc_request_timeout_secs (30 s) would end it.
+      await until('the call to the hung child cancelled when the client left', async () => (await inflight()) === 0, { timeoutMs: 10_000 });
     } finally {
       process.kill(info.pid, 'SIGCONT');
-      await m.api('DELETE', '/instances/hang');
+      assert.equal((await m.api('DELETE', '/instances/hang')).status, 200);
     }
   });
 });

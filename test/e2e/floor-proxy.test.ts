@@ -13,6 +13,7 @@ import * as grpc from '@grpc/grpc-js';
 import { projectPath } from '../../src/common/paths.js';
 import { serviceClient, serviceDefinition } from '../../src/tei/proto.js';
 import { findReadyLine } from '../helpers/router-process.js';
+import { until } from '../helpers/wait.js';
 
 const procs: ChildProcess[] = [];
 
@@ -25,16 +26,13 @@ async function startProxy(upstreamPort: number): Promise<number> {
   let out = '';
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  const end = Date.now() + 30_000;
-  for (;;) {
-    const ready = findReadyLine(out);
-    if (ready) {
-      assert.equal(ready.pid, proc.pid, 'the ready line names the process to read /proc/<pid>/stat of');
-      return Number(ready.port);
-    }
-    if (proc.exitCode !== null || Date.now() > end) throw new Error(`floor proxy did not start:\n${out}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  const ready = await until('the floor proxy ready line (or its exit)', () => findReadyLine(out) ?? (proc.exitCode !== null && { exited: proc.exitCode }), {
+    timeoutMs: 60_000,
+    context: () => out,
+  });
+  if ('exited' in ready) throw new Error(`floor proxy did not start (exit code ${ready.exited}):\n${out}`);
+  assert.equal(ready.pid, proc.pid, 'the ready line names the process to read /proc/<pid>/stat of');
+  return Number(ready.port);
 }
 
 let server: grpc.Server;
@@ -78,8 +76,8 @@ before(async () => {
   raw.on('stream', (stream) => {
     stream.on('error', () => {}); // closing with an error code is reported on the closing side too
     stream.respond({ ':status': 200 });
-    stream.write('partial');
-    setTimeout(() => stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR), 20);
+    // A reset once the partial answer is on its way.
+    stream.write('partial', () => stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR));
   });
   await new Promise<void>((r) => raw.listen(0, '127.0.0.1', r));
   [grpcProxy, rawProxy] = await Promise.all([startProxy(grpcPort), startProxy((raw.address() as AddressInfo).port)]);
@@ -99,17 +97,16 @@ test('a unary call: request metadata, the answer, response headers and trailers 
   const md = new grpc.Metadata();
   md.set('x-request', 'r');
   let headers: grpc.Metadata | undefined;
-  let trailers: grpc.Metadata | undefined;
+  let trailers!: Promise<grpc.Metadata>;
   const res = await new Promise<{ embeddings: number[] }>((resolve, reject) => {
     const call = client.Embed({ inputs: 'hello', truncate: true }, md, (err: Error | null, v: { embeddings: number[] }) => (err ? reject(err) : resolve(v)));
     call.on('metadata', (m: grpc.Metadata) => (headers = m));
-    call.on('status', (s: grpc.StatusObject) => (trailers = s.metadata));
+    trailers = new Promise((r) => call.on('status', (s: grpc.StatusObject) => r(s.metadata)));
   });
   assert.deepEqual(res.embeddings, [1, 2, 3]);
   assert.deepEqual(seen.metadata?.get('x-request'), ['r']);
   assert.deepEqual(headers?.get('x-header'), ['h']);
-  await new Promise((r) => setImmediate(r));
-  assert.deepEqual(trailers?.get('x-trailer'), ['t']);
+  assert.deepEqual((await trailers).get('x-trailer'), ['t']);
 });
 
 test('a gRPC error (a trailers-only answer) reaches the client with its code, message and trailers', async () => {

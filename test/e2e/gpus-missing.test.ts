@@ -9,7 +9,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { discoverGpus, nvidiaSmiMissing } from '../../src/supervisor/gpus.js';
 
-test('no nvidia-smi binary: missing; a failing or working one: not missing', async () => {
+test('no nvidia-smi binary: missing; a failing or a working one (canned scripts, no GPU here): not missing', async () => {
   const dir = await mkdtemp(path.join(tmpdir(), 'teiplex-gpus-'));
   try {
     const none = await discoverGpus(path.join(dir, 'nvidia-smi'));
@@ -19,12 +19,13 @@ test('no nvidia-smi binary: missing; a failing or working one: not missing', asy
     await chmod(failing, 0o755);
     const failed = await discoverGpus(failing);
     assert.equal(failed.gpus.length, 0);
+    assert.match(failed.error ?? '', /Command failed/, JSON.stringify(failed));
     assert.equal(nvidiaSmiMissing(failed), false, JSON.stringify(failed));
     const canned = path.join(dir, 'canned-smi');
     await writeFile(canned, '#!/bin/sh\necho "0, GPU-1, Canned GPU, 81920, 100, 0"\n');
     await chmod(canned, 0o755);
     const one = await discoverGpus(canned);
-    assert.equal(one.gpus.length, 1);
+    assert.deepEqual(one.gpus.map((g) => [g.index, g.name]), [[0, 'Canned GPU']]);
     assert.equal(nvidiaSmiMissing(one), false);
   } finally {
     await rm(dir, { recursive: true, force: true });

@@ -12,6 +12,7 @@ import { after, test } from 'node:test';
 import { ManualClock } from '../../src/common/manual-clock.js';
 import { Instance } from '../../src/supervisor/instance.js';
 import type { InstanceState } from '../../src/supervisor/instance-state.js';
+import { until } from '../helpers/wait.js';
 
 const dir = await mkdtemp(path.join(tmpdir(), 'teiplex-restart-'));
 after(() => rm(dir, { recursive: true, force: true }));
@@ -19,7 +20,6 @@ after(() => rm(dir, { recursive: true, force: true }));
 test('restart back-off: 1000, 2000, 4000, 4000 ms on the clock, then failed after max_restarts in the window', { timeout: 60_000 }, async () => {
   const clock = new ManualClock();
   const seen: Array<{ to: InstanceState; reason: string }> = [];
-  let wake: (() => void) | undefined;
   const instance = new Instance(
     { name: 'flaky', model_id: 'org/x', runtime: 'command', command: '/bin/false', restart_policy: 'always' },
     { port: 1, gpuIds: [], createdAt: new Date(0).toISOString() },
@@ -42,20 +42,16 @@ test('restart back-off: 1000, 2000, 4000, 4000 ms on the clock, then failed afte
       clock,
     },
     {
-      onTransition: (_name, _from, to, reason) => {
-        seen.push({ to, reason });
-        wake?.();
-      },
+      onTransition: (_name, _from, to, reason) => seen.push({ to, reason }),
     },
     true,
   );
-  const settled = async (): Promise<InstanceState> => {
-    while (instance.status !== 'backoff' && instance.status !== 'failed') await new Promise<void>((r) => (wake = r));
-    return instance.status;
-  };
+  // The child's exit is real: polled (bounded). In back-off the instance waits on the manual clock.
+  const settled = (): Promise<InstanceState> =>
+    until('the child exited: back-off or failed', () => (instance.status === 'backoff' || instance.status === 'failed') && instance.status);
   const delays: number[] = [];
   instance.start();
-  for (;;) {
+  for (let round = 0; round < 10; round++) {
     const status = await settled();
     if (status === 'failed') break;
     const delay = Number(/restarting in (\d+) ms/.exec(seen.at(-1)!.reason)?.[1]);
@@ -65,6 +61,7 @@ test('restart back-off: 1000, 2000, 4000, 4000 ms on the clock, then failed afte
     clock.advance(1);
     assert.equal(instance.status, 'starting', 'restarted when its delay is up, on the clock');
   }
+  assert.equal(instance.status, 'failed', `not failed after ${delays.length} restarts`);
   assert.deepEqual(delays, [1000, 2000, 4000, 4000]);
   assert.match(seen.at(-1)!.reason, /4 restarts within 600 s/);
   assert.equal(instance.restarts, 4);

@@ -9,12 +9,13 @@ import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { projectPath } from '../../src/common/paths.js';
 import { parseState } from '../../src/state/state-store.js';
 import { isAlive } from '../../src/supervisor/process-record.js';
+import { assertErrorCode } from '../helpers/data-plane.js';
 import { startManager, type ManagerProcess } from '../helpers/manager-process.js';
 import { testModel } from '../helpers/models.js';
+import { elapse, until } from '../helpers/wait.js';
 
 let dir: string;
 let model: string;
@@ -108,13 +109,13 @@ describe('manager lifecycle over REST', () => {
     assert.equal(created.status, 201, JSON.stringify(created.body));
     assert.equal(created.body.status, 'starting');
     const r1 = await m.waitFor('e1', running);
-    assert.equal((await m.api('POST', '/instances', { name: 'e1', model_id: model })).body.code, 'INSTANCE_EXISTS');
-    assert.equal((await m.api('POST', '/instances/e1/start')).status, 409);
+    assertErrorCode(await m.api('POST', '/instances', { name: 'e1', model_id: model }), 409, 'INSTANCE_EXISTS');
+    assertErrorCode(await m.api('POST', '/instances/e1/start'), 409, 'ALREADY_RUNNING');
     const stopped = await m.api('POST', '/instances/e1/stop');
     assert.equal(stopped.status, 200);
     assert.equal(stopped.body.status, 'stopped');
     assert.equal(isAlive(r1.pid), false, 'child gone after stop');
-    assert.equal((await m.api('POST', '/instances/e1/stop')).body.code, 'NOT_RUNNING');
+    assertErrorCode(await m.api('POST', '/instances/e1/stop'), 409, 'NOT_RUNNING');
     assert.equal((await m.api('POST', '/instances/e1/start')).status, 200);
     const r2 = await m.waitFor('e1', running);
     assert.notEqual(r2.pid, r1.pid);
@@ -130,7 +131,7 @@ describe('manager lifecycle over REST', () => {
     const del = await m.api('DELETE', '/instances/e1');
     assert.equal(del.status, 200);
     assert.equal(isAlive(r3.pid), false);
-    assert.equal((await m.api('GET', '/instances/e1')).body.code, 'INSTANCE_NOT_FOUND');
+    assertErrorCode(await m.api('GET', '/instances/e1'), 404, 'INSTANCE_NOT_FOUND');
     const state = parseState(await readFile(path.join(dir, 'life-state.toml'), 'utf8'), 'state');
     assert.deepEqual(state.instances.map((i) => i.name), ['seeded']);
   });
@@ -144,7 +145,7 @@ describe('manager lifecycle over REST', () => {
     assert.match(logs, /--model-id \S+ --port \d+ --hostname 127\.0\.0\.1 --json-output --pooling mean --prometheus-port \d+/);
     const metrics = await fetch(`http://127.0.0.1:${i.prometheus_port}/metrics`);
     assert.equal(metrics.status, 200);
-    await m.api('DELETE', '/instances/tei1');
+    assert.equal((await m.api('DELETE', '/instances/tei1')).status, 200);
   });
 
   test('kill -9 of a child: noticed at once, back to running with restarts + 1', async () => {
@@ -172,30 +173,30 @@ describe('manager lifecycle over REST', () => {
   test('a child that exits at once: back-off, then failed with its exit code and log tail', async () => {
     const created = await m.api('POST', '/instances', { name: 'crash', model_id: 'x/y', runtime: 'command', command: crasher });
     assert.equal(created.status, 201);
-    const seen = new Set<string>();
-    const failed = await m.waitFor('crash', (i) => (seen.add(i.status), i.status === 'failed'), 30_000);
-    assert.ok(seen.has('backoff') || failed.restarts === 3, `states seen: ${[...seen].join(', ')}`);
+    const failed = await m.waitFor('crash', (i) => i.status === 'failed', 30_000);
     assert.equal(failed.restarts, 3);
     assert.equal(failed.last_exit.code, 3);
     assert.match(failed.last_error, /fatal: cannot load model x\/y/);
+    // Each of the 3 restarts went through back-off first (the [restart] table: 100 ms, then doubled, capped at 400).
+    const logs = (await m.api('GET', '/instances/crash/logs')).body.lines.join('\n');
+    assert.deepEqual([...logs.matchAll(/restarting in (\d+) ms/g)].map((d) => Number(d[1])), [100, 200, 400], logs);
     assert.equal((await m.api('GET', '/health/all')).body.status, 'degraded');
-    await m.api('DELETE', '/instances/crash');
+    assert.equal((await m.api('DELETE', '/instances/crash')).status, 200);
   });
 
   test('GPUs from nvidia-smi (canned output, no GPU here): pinning by CUDA_VISIBLE_DEVICES, bad ids refused', async () => {
     const gpus = await m.api('GET', '/gpus');
     assert.deepEqual(gpus.body.gpus.map((g: { index: number; name: string }) => [g.index, g.name]), [[0, 'Fake GPU A'], [1, 'Fake GPU B']]);
     const bad = await m.api('POST', '/instances', { name: 'gpu', model_id: model, gpu_id: 2 });
-    assert.equal(bad.status, 422);
-    assert.equal(bad.body.code, 'INVALID_GPU_ID');
+    assertErrorCode(bad, 422, 'INVALID_GPU_ID');
     assert.match(bad.body.error, /GPUs are 0, 1/);
-    assert.equal((await m.api('GET', '/instances/gpu')).status, 404);
+    assertErrorCode(await m.api('GET', '/instances/gpu'), 404, 'INSTANCE_NOT_FOUND');
     const ok = await m.api('POST', '/instances', { name: 'gpu', model_id: model, gpu_id: 1, runtime: 'command', command: envPrinter });
     assert.equal(ok.status, 201, JSON.stringify(ok.body));
     await m.waitFor('gpu', running);
     const logs = (await m.api('GET', '/instances/gpu/logs')).body.lines.join('\n');
     assert.match(logs, /CUDA_VISIBLE_DEVICES=1 PORT=unset MODEL_ID=unset/, 'pinned, and no TEI variable leaked from the manager');
-    await m.api('DELETE', '/instances/gpu');
+    assert.equal((await m.api('DELETE', '/instances/gpu')).status, 200);
   });
 });
 
@@ -217,7 +218,7 @@ describe('restart back-off', () => {
       assert.deepEqual(await delays(), [100, 200, 400, 400]);
       // Running longer than reset_after_secs (2 s) starts the back-off afresh.
       const i = await m.waitFor('b', running);
-      await sleep(2500);
+      await elapse(2500, 'the child runs healthy for longer than reset_after_secs (2 s)');
       process.kill(i.pid, 'SIGKILL');
       await m.waitFor('b', (x) => x.pid !== i.pid && x.status === 'running');
       assert.deepEqual((await delays()).slice(4), [100]);
@@ -253,34 +254,66 @@ describe('manager restarts', () => {
     await m.stop();
   });
 
-  test('SIGKILL of the manager while it writes state in a loop: the state file always parses', async () => {
+  test('SIGKILL of the manager while it writes state in a loop: the state file parses and holds the last acknowledged state or the one in flight', async () => {
     const file = await config('kill');
     const stateFile = path.join(dir, 'kill-state.toml');
+    /** A state as the instances' names and model ids, sorted: what the test compares. */
+    const key = (instances: Array<{ name: string; model_id: string }>) =>
+      JSON.stringify(instances.map((i) => [i.name, i.model_id]).sort((a, b) => (a[0] < b[0] ? -1 : 1)));
     for (let round = 0; round < 4; round++) {
       const m = await startManager(file);
+      // What the manager restored is where this round starts (each change is answered only once written).
+      const restored = await m.api('GET', '/instances');
+      assert.equal(restored.status, 200);
+      const now = new Map<string, string>(restored.body.map((i: { name: string; model_id: string }) => [i.name, i.model_id]));
+      const asKey = (s: Map<string, string>) => key([...s].map(([name, model_id]) => ({ name, model_id })));
+      let acknowledged = asKey(now);
+      let inFlight: string | undefined;
+      let acks = 0;
+      let killed = false;
       let n = 0;
       const loop = (async () => {
-        for (;;) {
+        for (let k = 0; k < 100_000; k++) {
           const name = `s${n++ % 7}`;
-          const r = await m.api('POST', '/instances?start=false', { name, model_id: `org/m${n}`, extra_args: ['--auto-truncate'] }).catch(() => undefined);
-          if (r === undefined) return;
-          if (r.status === 409) await m.api('DELETE', `/instances/${name}`).catch(() => undefined);
+          const next = new Map(now);
+          const existed = now.has(name);
+          if (existed) next.delete(name);
+          else next.set(name, `org/m${n}`);
+          inFlight = asKey(next);
+          let r: { status: number; body: unknown };
+          try {
+            r = existed
+              ? await m.api('DELETE', `/instances/${name}`)
+              : await m.api('POST', '/instances?start=false', { name, model_id: `org/m${n}`, extra_args: ['--auto-truncate'] });
+          } catch (err) {
+            if (killed) return; // the connection died with the manager
+            throw err;
+          }
+          assert.equal(r.status, existed ? 200 : 201, `round ${round}: ${JSON.stringify(r.body)}`);
+          now.clear();
+          for (const [k2, v] of next) now.set(k2, v);
+          acknowledged = inFlight;
+          inFlight = undefined;
+          acks++;
         }
+        throw new Error('the write loop ran out of rounds before the kill');
       })();
-      // A few writes first (however slow a loaded machine makes them), then a kill at a random moment.
-      for (let waited = 0; n <= 3 && waited < 30_000; waited += 10) await sleep(10);
-      await sleep(Math.random() * 300);
+      // A few acknowledged writes first (however slow a loaded machine makes them), then a kill at a random moment.
+      // (The loop only ends by failing before the kill: the race surfaces that at once.)
+      await Promise.race([until(`round ${round}: 3 acknowledged writes`, () => acks >= 3, { timeoutMs: 60_000 }), loop]);
+      await elapse(Math.random() * 300, 'random kill instant');
+      killed = true;
       await m.stop('SIGKILL');
       await loop;
       const state = parseState(await readFile(stateFile, 'utf8'), stateFile);
-      assert.ok(state.instances.length <= 7, `round ${round}`);
-      assert.ok(n > 3, `round ${round}: only ${n} writes`);
+      const onDisk = key(state.instances);
+      assert.ok(onDisk === acknowledged || onDisk === inFlight, `round ${round}: the file holds neither the last acknowledged state nor the one in flight\nfile:         ${onDisk}\nacknowledged: ${acknowledged}\nin flight:    ${inFlight}`);
     }
   });
 
   test('a bad config exits 2 naming the key, before any child starts', async () => {
     const file = path.join(dir, 'bad.toml');
     await writeFile(file, 'api_port = "nine"\n');
-    await assert.rejects(startManager(file, {}, 10_000), /api_port: Expected integer/);
+    await assert.rejects(startManager(file), /exit code 2\)[\s\S]*api_port: Expected integer/);
   });
 });

@@ -3,6 +3,7 @@
  * small JSON client (status, headers, parsed body) and a child's own TEI HTTP port (from its
  * ready line in the instance log, when the instance runs with `--http-port 0`).
  */
+import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { ManagerProcess } from './manager-process.js';
@@ -12,6 +13,28 @@ export interface Answer<T = any> {
   status: number;
   headers: Headers;
   body: T;
+}
+
+/**
+ * An HTTP error answer: its status, and its machine code (docs/errors.md) in the route's body shape:
+ * the admin API's `{error, code: "CODE"}` or the OpenAI routes' `{error: {code: "code"}}`. Fails on
+ * a body of neither shape (a TEI route's body names no code: `assertTeiError`).
+ */
+export function assertErrorCode(a: { status: number; body: any }, status: number, code: string, what = ''): void {
+  const ctx = `${what}${what ? ': ' : ''}${typeof a.body === 'string' ? a.body : JSON.stringify(a.body)}`;
+  assert.equal(a.status, status, ctx);
+  const b = a.body;
+  if (b !== null && typeof b === 'object' && typeof b.code === 'string') assert.equal(b.code, code, ctx);
+  else if (b !== null && typeof b === 'object' && b.error !== null && typeof b.error === 'object') assert.equal(b.error.code, code.toLowerCase(), ctx);
+  else assert.fail(`not an admin API or OpenAI error body: ${ctx}`);
+}
+
+/** An HTTP error answer on a TEI route: its status and TEI's `error_type` (docs/errors.md). */
+export function assertTeiError(a: { status: number; body: any }, status: number, errorType: string, what = ''): void {
+  const ctx = `${what}${what ? ': ' : ''}${JSON.stringify(a.body)}`;
+  assert.equal(a.status, status, ctx);
+  assert.equal(typeof a.body?.error, 'string', ctx);
+  assert.equal(a.body.error_type, errorType, ctx);
 }
 
 /** A manager config on loopback, ephemeral ports, `extra` top-level keys, then `instances` TOML. */

@@ -6,9 +6,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { request } from 'node:http';
 import { createServer } from 'node:net';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { projectPath } from '../../src/common/paths.js';
 import { findReadyLine } from './router-process.js';
+import { until } from './wait.js';
 
 export interface ManagerProcess {
   apiPort: number;
@@ -52,7 +52,8 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-export async function startManager(configFile: string, env: NodeJS.ProcessEnv = {}, timeoutMs = 30_000): Promise<ManagerProcess> {
+/** Spawns the manager and waits for its ready line (default 60 s: a loaded machine starts node slowly); fails at once if it exits first. */
+export async function startManager(configFile: string, env: NodeJS.ProcessEnv = {}, timeoutMs = 60_000): Promise<ManagerProcess> {
   const proc = spawn(process.execPath, [projectPath('bin', 'teiplex.js'), 'serve', '--config', configFile], {
     env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -62,14 +63,10 @@ export async function startManager(configFile: string, env: NodeJS.ProcessEnv = 
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
   const exited = new Promise<number | null>((r) => proc.once('exit', (code) => (live.delete(proc), r(code))));
-  const deadline = Date.now() + timeoutMs;
-  let ready: Record<string, unknown> | undefined;
-  while ((ready = findReadyLine(out)) === undefined) {
-    if (proc.exitCode !== null || Date.now() > deadline) {
-      proc.kill('SIGKILL');
-      throw new Error(`manager did not get ready:\n${out}`);
-    }
-    await sleep(20);
+  const ready = await until('the manager ready line (or its exit)', () => findReadyLine(out) ?? (proc.exitCode !== null && ('exited' as const)), { timeoutMs }).catch(() => 'timed out' as const);
+  if (ready === 'exited' || ready === 'timed out') {
+    proc.kill('SIGKILL');
+    throw new Error(`manager did not get ready (${ready === 'exited' ? `exit code ${proc.exitCode}` : `no ready line within ${timeoutMs} ms`}):\n${out}`);
   }
   const apiPort = Number(ready.api_port);
   // node:http sends the path as written (fetch would resolve '..' segments first).
@@ -99,15 +96,16 @@ export async function startManager(configFile: string, env: NodeJS.ProcessEnv = 
     proc,
     api,
     async waitFor(name, pred, ms = 60_000) {
-      const end = Date.now() + ms;
       let last: unknown;
-      while (Date.now() < end) {
-        const r = await api('GET', `/instances/${name}`);
-        last = r.body;
-        if (r.status === 200 && pred(r.body)) return r.body;
-        await sleep(100);
-      }
-      throw new Error(`instance ${name}: condition not met; last ${JSON.stringify(last)}\n--- manager output ---\n${out.slice(-4000)}`);
+      return until(
+        `instance ${name}: condition`,
+        async () => {
+          const r = await api('GET', `/instances/${name}`);
+          last = r.body;
+          return r.status === 200 && pred(r.body) && r.body;
+        },
+        { timeoutMs: ms, everyMs: 100, context: () => `last ${JSON.stringify(last)}\n--- manager output ---\n${out.slice(-4000)}` },
+      );
     },
     async stop(signal = 'SIGTERM') {
       if (proc.exitCode !== null) return proc.exitCode;
