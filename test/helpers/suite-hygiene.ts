@@ -40,7 +40,7 @@ const UPPER_BOUND = /(?<![<>=!])<=?\s*[\d_]+(?:\s*\*\s*[\d_]+)?\s*[),&|]/;
 const ERROR_STATUS = /assert\.(?:equal|strictEqual)\([^,]*\bstatus(?:Code)?\)?\s*,\s*[45]\d\d\b|assert\.ok\([^;]*\bstatus(?:Code)?\s*>=\s*400/;
 const BODY_CHECK = /\bassert\b[^;]*(\.code\b|\berror\w*|\.message\b|\bbody\.|\btext\b|error_type|retry-after)|assert\.match|errorCode|expect\w*(Error|Code)\b|\bcodeOf\(/i;
 const LOOP_HEAD = /^\s*(?:while\s*\(|for\s*\(\s*;\s*;\s*\))/;
-const LOOP_BOUND = /Date\.now\(\)|performance\.now\(\)|deadline|\bend\b|\btries\b|\battempts?\b|\bi\s*<|\bn\s*<|\bk\s*<|until\(|--|\+\+|break|throw|\breturn\b|\.length\b|timeout/i;
+const LOOP_BOUND = /Date\.now\(\)|performance\.now\(\)|deadline|\bend\b|\btries\b|\battempts?\b|\bi\s*<|\bn\s*<|\bk\s*<|until\(|--|\+\+|>>>?=|\/=|break|throw|\breturn\b|\.length\b|timeout/i;
 
 function exemption(line: string): string | undefined {
   return /\/\/\s*hygiene:\s*(.+)$/.exec(line)?.[1]?.trim();
