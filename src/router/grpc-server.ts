@@ -13,7 +13,7 @@ import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
 import { TeiplexError } from '../common/errors.js';
 import { batchServiceImplementation } from './batch-service.js';
-import { DEFAULT_MAX_PARALLEL_STREAM_REQUESTS, teiServiceImplementations, type ServiceContext } from './grpc-service.js';
+import { DEFAULT_MAX_PARALLEL_STREAM_REQUESTS, OversizeMessage, teiServiceImplementations, type ServiceContext } from './grpc-service.js';
 import { toServiceError } from '../tei/grpc-status.js';
 import { BATCH_SERVICE, reflectionPackageDefinition, ROUTER_SERVICES, serviceDefinition, type RouterServiceName } from '../tei/proto.js';
 import type { ModelKind } from '../tei/types.js';
@@ -24,7 +24,11 @@ export interface GrpcServerOptions {
   port: number;
   apiKey?: string;
   maxClientBatchSize: number;
-  /** Largest request message accepted, in bytes (--payload-limit); larger ones get RESOURCE_EXHAUSTED. */
+  /**
+   * Largest request message accepted, in bytes (--payload-limit): a larger one is refused with
+   * PAYLOAD_TOO_LARGE (RESOURCE_EXHAUSTED and its `teiplex-error-code` trailer) up to
+   * `receiveCeiling(payloadLimit)`; beyond that gRPC refuses it itself, before reading it.
+   */
   payloadLimit: number;
   /** In-flight messages per bidirectional stream; default GRPC_MAX_PARALLEL_STREAM_REQUESTS, else 1024 (TEI's). */
   maxParallelStreamRequests?: number;
@@ -55,6 +59,35 @@ function streamWindow(opts: GrpcServerOptions): number {
   if (opts.maxParallelStreamRequests !== undefined) return opts.maxParallelStreamRequests;
   const env = Number.parseInt(process.env.GRPC_MAX_PARALLEL_STREAM_REQUESTS ?? '', 10);
   return Number.isInteger(env) && env > 0 ? env : DEFAULT_MAX_PARALLEL_STREAM_REQUESTS;
+}
+
+/** Headroom over --payload-limit that gRPC still reads, so that the router can refuse it with its code. */
+const OVERSIZE_HEADROOM = 4 * 1024 * 1024;
+/** grpc-js's largest receive limit (a 32-bit signed length). */
+const GRPC_MAX_LENGTH = 2 ** 31 - 1;
+
+/**
+ * The most bytes gRPC buffers for one request message: --payload-limit plus the larger of itself
+ * and 4 MiB. A message up to this size is read (and refused unparsed when over the limit); a
+ * larger one is refused by grpc-js from its length prefix, before it is buffered, with its own
+ * RESOURCE_EXHAUSTED "Received message larger than max" and no `teiplex-error-code` trailer.
+ */
+export function receiveCeiling(payloadLimit: number): number {
+  return Math.min(GRPC_MAX_LENGTH, payloadLimit + Math.max(payloadLimit, OVERSIZE_HEADROOM));
+}
+
+/**
+ * The service definition with a request deserializer that does not parse a message over the limit
+ * but hands on an OversizeMessage, which every handler refuses as PAYLOAD_TOO_LARGE (in a stream:
+ * in its place, as the failing message, after the answers before it).
+ */
+function withPayloadLimit(def: grpc.ServiceDefinition, limit: number): grpc.ServiceDefinition {
+  const out: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+  for (const [name, method] of Object.entries(def)) {
+    const parse = method.requestDeserialize;
+    out[name] = { ...method, requestDeserialize: (bytes: Buffer) => (bytes.length > limit ? new OversizeMessage(bytes.length, limit) : parse(bytes)) };
+  }
+  return out as grpc.ServiceDefinition;
 }
 
 /** Every handler of a service behind the API key check (TEI: `authorization: Bearer <key>`). */
@@ -105,7 +138,7 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RouterGr
     maxBatchInputs: (e) => opts.maxBatchInputs ?? e.info.maxConcurrentRequests,
   };
 
-  const server = new grpc.Server({ 'grpc.max_receive_message_length': opts.payloadLimit });
+  const server = new grpc.Server({ 'grpc.max_receive_message_length': receiveCeiling(opts.payloadLimit) });
 
   const health = new HealthImplementation({ '': 'NOT_SERVING' });
   const setHealth = (status: (name: RouterServiceName | '') => ServingStatus): void => {
@@ -127,7 +160,7 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RouterGr
   const withoutBatch = process.env.TEIPLEX_ROUTER_DISABLE_BATCH === '1';
   for (const name of ROUTER_SERVICES) {
     if (withoutBatch && name === BATCH_SERVICE) continue;
-    const def = serviceDefinition(name);
+    const def = withPayloadLimit(serviceDefinition(name), opts.payloadLimit);
     const impl = opts.apiKey ? withApiKey(implementations[name], def, opts.apiKey) : implementations[name];
     server.addService(def, impl);
   }

@@ -10,7 +10,9 @@
  *   wait for admission rather than failing as overloaded, as TEI's streams wait for a permit;
  * - errors: every failure is rendered by src/tei/grpc-status.ts (its code's gRPC status, the message,
  *   trailers `teiplex-error-code`, `teiplex-error-index`, `retry-after`); in a stream the index is
- *   the failing message's position.
+ *   the failing message's position;
+ * - a message over --payload-limit arrives as an OversizeMessage (the server's deserializer does
+ *   not parse it) and is refused as PAYLOAD_TOO_LARGE like any other failing message.
  *
  * The call plumbing (unary wrapper, ordered streams, status and metadata conversion) is exported
  * for the teiplex.v1 batch service.
@@ -56,6 +58,27 @@ export interface ServiceContext {
 
 /** TEI's default for GRPC_MAX_PARALLEL_STREAM_REQUESTS. */
 export const DEFAULT_MAX_PARALLEL_STREAM_REQUESTS = 1024;
+
+/**
+ * A request message larger than --payload-limit, in place of the parsed message: the server's
+ * deserializer hands this on unparsed (grpc-server.ts), and every handler refuses it as
+ * PAYLOAD_TOO_LARGE, so the caller reads the documented code in `teiplex-error-code` rather than
+ * gRPC's own RESOURCE_EXHAUSTED, which callers take for MODEL_OVERLOADED.
+ */
+export class OversizeMessage {
+  constructor(
+    readonly bytes: number,
+    readonly limit: number,
+  ) {}
+  error(): TeiplexError {
+    return new TeiplexError('PAYLOAD_TOO_LARGE', `request message of ${this.bytes} bytes is larger than the router's --payload-limit (${this.limit} bytes)`);
+  }
+}
+
+/** `fn(req)`, unless `req` is a message over the limit: then its PAYLOAD_TOO_LARGE refusal. */
+function unlessOversize<Req, T>(req: Req, fn: (req: Req) => Promise<T>): Promise<T> {
+  return req instanceof OversizeMessage ? Promise.reject(req.error()) : fn(req);
+}
 
 // ---- status and metadata conversion ------------------------------------------------------------
 
@@ -106,7 +129,7 @@ function reply<Res>(call: { cancelled: boolean; sendMetadata(md: grpc.Metadata):
 }
 
 export function unary<Req, Res>(fn: (req: Req) => Promise<Answer<Res>>): grpc.handleUnaryCall<Req, Res> {
-  return (call, callback) => reply(call, callback, () => fn(call.request));
+  return (call, callback) => reply(call, callback, () => unlessOversize(call.request, fn));
 }
 
 /** Run `fn`; while the engine is full, wait for free permits and try again (a stream message waits for admission, as in TEI). */
@@ -180,7 +203,7 @@ export function orderedStream<Req, Res>(
       const slot: Slot<Res> = { index: received++, state: 'pending' };
       slots.push(slot);
       if (slots.length >= window) call.pause();
-      whenAdmitted(() => fn(req), alive, () => ctx.engine()).then(
+      unlessOversize(req, (r) => whenAdmitted(() => fn(r), alive, () => ctx.engine())).then(
         (value) => {
           slot.state = 'ok';
           slot.value = value;
@@ -237,7 +260,7 @@ export function collectStream<Req, Item, Res>(
       const index = work.length;
       inFlight++;
       if (inFlight >= window) call.pause();
-      const p = whenAdmitted(() => fn(req, index), alive, () => ctx.engine()).finally(() => {
+      const p = unlessOversize(req, (r) => whenAdmitted(() => fn(r, index), alive, () => ctx.engine())).finally(() => {
         inFlight--;
         if (!failed && inFlight < window && call.isPaused()) call.resume();
       });

@@ -310,8 +310,8 @@ describe('embedding model over gRPC', () => {
     await assert.rejects(rpc(clients.get('tei.v1.Predict'), 'Predict', { inputs: 'x' }), refused(status.FAILED_PRECONDITION, 'WRONG_MODEL_TYPE'));
     await assert.rejects(rpc(clients.get('tei.v1.Rerank'), 'Rerank', { query: 'q', texts: ['a'] }), refused(status.FAILED_PRECONDITION, 'WRONG_MODEL_TYPE', /not a classifier/));
     await assert.rejects(clientStream(clients.get('tei.v1.Rerank'), 'RerankStream', [{ query: 'q', text: 'a' }]), refused(status.FAILED_PRECONDITION, 'WRONG_MODEL_TYPE'));
-    // Over --payload-limit: grpc-js's own refusal, before any handler, so without a teiplex-error-code trailer.
-    await assert.rejects(rpc(embed(), 'Embed', { inputs: 'x'.repeat(150_000) }), grpcError(status.RESOURCE_EXHAUSTED, /Received message larger than max/));
+    // Over --payload-limit: PAYLOAD_TOO_LARGE with its trailer (test/unit/router-payload-limit.test.ts covers every RPC).
+    await assert.rejects(rpc(embed(), 'Embed', { inputs: 'x'.repeat(150_000) }), refused(status.RESOURCE_EXHAUSTED, 'PAYLOAD_TOO_LARGE', /150004 bytes .*--payload-limit \(100000 bytes\)/));
     assert.equal((await rpc(embed(), 'Embed', { inputs: 'still serving' })).embeddings.length, engine.model.hiddenSize);
   });
 
