@@ -10,9 +10,12 @@
  * - `slow:<ms>`: answer after <ms> (a call in flight for a known time);
  * - `hang`: never answer (the caller's deadline is the only way out);
  * - `fail`: INVALID_ARGUMENT "fake failure" (an input the child refuses);
+ * - `health:NOT_SERVING` / `health:SERVING`: its grpc.health.v1 status from now on (the
+   manager's health checks then see it), answered like any other input;
  * - anything else: at once, the 4-float embedding [length, 1, 0, 0].
  * Info: max_client_batch_size from `--max-client-batch-size` (default 32).
  */
+import { readFileSync } from 'node:fs';
 import { chmod, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -29,6 +32,20 @@ export async function fakeChildScript(dir: string): Promise<string> {
   await writeFile(script, `#!/bin/sh\nexec ${JSON.stringify(process.execPath)} --import ${JSON.stringify(tsx)} ${JSON.stringify(projectPath('test', 'helpers', 'fake-tei-child.ts'))} "$@"\n`);
   await chmod(script, 0o755);
   return script;
+}
+
+/** The calls the fake child of instance `name` logged so far (its log under the manager's log_dir). */
+export function fakeCallsOf(logDir: string, name: string): FakeCall[] {
+  try {
+    return fakeCalls(readFileSync(path.join(logDir, `${name}.log`), 'utf8'));
+  } catch {
+    return [];
+  }
+}
+
+/** An instance of the fake child in a manager config (`extra`: more TOML keys). */
+export function fakeInstanceToml(name: string, script: string, modelId = 'fake/model', extra = ''): string {
+  return `[[instances]]\nname = "${name}"\nmodel_id = ${JSON.stringify(modelId)}\nruntime = "command"\ncommand = ${JSON.stringify(script)}\n${extra}\n`;
 }
 
 export interface FakeCall {
@@ -57,6 +74,8 @@ function record(method: string, metadata: grpc.Metadata, inputs: string[]): void
 }
 
 /** What one input makes the fake do: the answer, or the error, after its delay (never: hang). */
+let healthImpl: HealthImplementation | undefined;
+
 function answer(input: string, done: (err: grpc.ServiceError | null, res?: unknown) => void): void {
   if (input === 'hang') return;
   if (input === 'fail') {
@@ -67,6 +86,8 @@ function answer(input: string, done: (err: grpc.ServiceError | null, res?: unkno
     embeddings: [input.length, 1, 0, 0],
     metadata: { compute_chars: input.length, compute_tokens: 1, total_time_ns: '0', tokenization_time_ns: '0', queue_time_ns: '0', inference_time_ns: '0' },
   };
+  const healthSwitch = /^health:(SERVING|NOT_SERVING)$/.exec(input);
+  if (healthSwitch !== null) healthImpl?.setStatus('', healthSwitch[1] as 'SERVING' | 'NOT_SERVING');
   const slow = /^slow:(\d+)$/.exec(input);
   if (slow === null) done(null, res);
   else setTimeout(() => done(null, res), Number(slow[1]));
@@ -142,7 +163,8 @@ function main(args: string[]): void {
     EmbedAll: unimplemented,
     EmbedAllStream: (call: grpc.ServerDuplexStream<unknown, unknown>) => call.emit('error', { code: grpc.status.UNIMPLEMENTED, details: 'fake child: dense only' }),
   });
-  new HealthImplementation({ '': 'SERVING' }).addToServer(server);
+  healthImpl = new HealthImplementation({ '': 'SERVING' });
+  healthImpl.addToServer(server);
   server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (err) => {
     if (err) {
       process.stderr.write(`fake child: cannot listen on ${port}: ${err.message}\n`);
