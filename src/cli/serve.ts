@@ -4,8 +4,10 @@
  * at every boot),
  * stops orphans of a dead manager, serves the admin API and the gRPC multiplexer at once, restores
  * or seeds instances and catalog models without waiting for them, reloads the config on SIGHUP,
- * and on SIGTERM/SIGINT stops the multiplexer (calls in flight finish), stops accepting, stops
- * every child in parallel, saves the state and exits 0.
+ * and on SIGTERM/SIGINT: gRPC health NOT_SERVING and both front ends (gRPC and the HTTP data
+ * plane) refusing new calls at once, calls in flight finishing within one window of
+ * graceful_shutdown_timeout_secs (then cut), then every child stopped in parallel (SIGKILL after
+ * the same timeout), the state saved, exit 0: at most about 2 x graceful_shutdown_timeout_secs.
  * Errors no handler caught: process-handlers.ts.
  */
 import pino from 'pino';
@@ -107,15 +109,23 @@ export async function run(argv: string[]): Promise<number> {
         return;
       }
       stopping = true;
-      log.info({ signal }, 'stopping: no new requests, stopping children');
+      const graceMs = config.graceful_shutdown_timeout_secs * 1000;
+      const t0 = performance.now();
+      const since = (): number => Math.round(performance.now() - t0);
+      log.info({ signal, grace_ms: graceMs }, 'stopping: health NOT_SERVING, new calls refused, calls in flight finishing');
       void (async () => {
-        await dataPlane.drain(config.graceful_shutdown_timeout_secs * 1000);
-        await mux?.shutdown(config.graceful_shutdown_timeout_secs * 1000);
-        await app.close();
-        await dataPlane.close();
+        // One window for both front ends: each refuses new calls from now on and waits for its
+        // own calls in flight, both within the same graceMs.
+        await Promise.all([dataPlane.drain(graceMs), mux?.shutdown(graceMs)]);
+        // What is still open when the window ends is cut (and idle keep-alive connections closed).
+        const closing = Promise.all([app.close(), dataPlane.close()]);
+        app.server.closeAllConnections();
+        await closing;
+        routing.channels.closeAll();
+        log.info({ after_ms: since() }, 'front ends closed: stopping children');
         catalog.close();
         await supervisor.shutdown();
-        log.info('stopped');
+        log.info({ after_ms: since() }, 'stopped');
         resolve(0);
       })();
     };

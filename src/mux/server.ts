@@ -18,6 +18,7 @@ import { DEFAULTS, type Config } from '../config/config.js';
 import type { InstanceState } from '../supervisor/instance-state.js';
 import { arrowLimits, type ArrowConfig } from './arrow-service.js';
 import type { ChannelPool } from '../routing/channels.js';
+import { CallGate, closeAndCut } from './drain.js';
 import { MuxHealth } from './health.js';
 import { MuxMetrics } from './metrics.js';
 import { muxReflectionPackageDefinition } from '../tei/proto.js';
@@ -52,7 +53,13 @@ export interface MuxServer {
   readonly channels: ChannelPool;
   /** An instance changed status (supervisor onTransition hook). */
   instanceChanged(name: string, to: InstanceState): void;
-  /** Health NOT_SERVING, refuse new calls, let calls in flight finish for up to `graceMs`, then cut them. */
+  /**
+   * At once: health NOT_SERVING and new calls refused (UNAVAILABLE, `teiplex-error-code`
+   * UNHEALTHY; health and reflection still answer); calls in flight (open streams included)
+   * finish for up to `graceMs`; then the server closes, cutting what is left. The channels to the
+   * children are closed here only when the routing is the server's own: a shared one (`routing`)
+   * is closed by its owner, once the HTTP data plane is done with it too.
+   */
   shutdown(graceMs: number): Promise<void>;
 }
 
@@ -72,6 +79,7 @@ export async function startMuxServer(o: MuxServerOptions): Promise<MuxServer> {
   const maxBytes = maxMessageBytes(c);
   const keepaliveMs = Math.round(c.grpc_keepalive_interval_secs * 1000);
   const keepaliveTimeoutMs = Math.round(c.grpc_keepalive_timeout_secs * 1000);
+  const ownRouting = o.routing === undefined;
   const routing = o.routing ?? createRouting(o.instances, { maxMessageBytes: maxBytes, keepaliveMs, keepaliveTimeoutMs });
   const { inflight, channels } = routing;
   const metrics = new MuxMetrics(o.registry ?? new Registry(), () => o.instances.list().map((i) => [i.name, inflight.get(i.name)]));
@@ -111,7 +119,8 @@ export async function startMuxServer(o: MuxServerOptions): Promise<MuxServer> {
     );
   });
 
-  attachUnaryFront(server, { forwarder, maxMessageBytes: maxBytes, auth: o.auth ?? NO_AUTH, onReject });
+  const gate = new CallGate();
+  attachUnaryFront(server, { forwarder, maxMessageBytes: maxBytes, auth: o.auth ?? NO_AUTH, onReject, gate });
 
   let stopping: Promise<void> | undefined;
   return {
@@ -122,19 +131,12 @@ export async function startMuxServer(o: MuxServerOptions): Promise<MuxServer> {
       health.changed(name);
     },
     shutdown(graceMs: number): Promise<void> {
-      stopping ??= new Promise<void>((resolve) => {
+      stopping ??= (async () => {
         health.stopServing();
-        const finish = (): void => {
-          clearTimeout(timer);
-          channels.closeAll();
-          resolve();
-        };
-        const timer = setTimeout(() => {
-          server.forceShutdown();
-          finish();
-        }, graceMs);
-        server.tryShutdown(finish);
-      });
+        await gate.close(graceMs);
+        closeAndCut(server);
+        if (ownRouting) channels.closeAll();
+      })();
       return stopping;
     },
   };

@@ -35,6 +35,7 @@ import { asksNoWait, NO_WAIT_HEADER, type ColdStartWaiter } from '../catalog/cat
 import { copyCallHeaders, frame, statusObject, type ChildCall, type ChildCallListener, type ChildStatus } from '../child/child-channel.js';
 import { TeiplexError } from '../common/errors.js';
 import { toGrpcStatus } from '../tei/grpc-status.js';
+import type { CallGate } from './drain.js';
 import { checkMessage, INSTANCE_HEADER, requireTarget, timeoutError, type Forwarder, type Leg } from './forward.js';
 import { FORWARDED_METHODS, type ForwardedMethod } from './methods.js';
 import { MUX_SERVICE } from './protos.js';
@@ -47,6 +48,8 @@ export interface UnaryFrontOptions {
   auth: Auth;
   /** A call that auth refused (metrics). */
   onReject(path: string, code: grpc.status): void;
+  /** Every stream on the port (forwarded or grpc-js's) is counted, or refused during shutdown, here first. */
+  gate?: CallGate;
 }
 
 type StreamListener = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number, rawHeaders: string[]) => void;
@@ -75,7 +78,9 @@ export function attachUnaryFront(server: grpc.Server, o: UnaryFrontOptions): voi
     const grpcJs = own[0] as StreamListener;
     h2.removeListener('stream', grpcJs);
     h2.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number, raw: string[]) => {
-      const m = methods.get(headers[HTTP2_HEADER_PATH] as string);
+      const path = headers[HTTP2_HEADER_PATH] as string;
+      if (o.gate?.refuse(path, stream) === true) return;
+      const m = methods.get(path);
       if (m === undefined) grpcJs(stream, headers, flags, raw);
       else serve(o, m, stream, headers);
     });

@@ -41,15 +41,16 @@ export function makeCa(dir: string, name: string): CertFiles {
 
 /**
  * A leaf certificate signed by `ca`: `subject` in openssl's form (`/O=acme/CN=client-a`), `sans`
- * in x509v3 form (`DNS:x`, `IP:127.0.0.1`, `URI:spiffe://...`), `usage` serverAuth or clientAuth.
+ * in x509v3 form (`DNS:x`, `IP:127.0.0.1`, `URI:spiffe://...`), `usage` serverAuth or clientAuth,
+ * valid for `days` from now (-1: expired since yesterday).
  */
-export function makeLeaf(dir: string, name: string, ca: CertFiles, subject: string, sans: string[], usage: 'serverAuth' | 'clientAuth'): CertFiles {
+export function makeLeaf(dir: string, name: string, ca: CertFiles, subject: string, sans: string[], usage: 'serverAuth' | 'clientAuth', days = 2): CertFiles {
   const files = { cert: path.join(dir, `${name}.crt`), key: path.join(dir, `${name}.key`) };
   const csr = path.join(dir, `${name}.csr`);
   const ext = path.join(dir, `${name}.ext`);
   openssl(['req', ...KEY, '-keyout', files.key, '-out', csr, '-subj', subject], dir);
   writeFileSync(ext, `${sans.length > 0 ? `subjectAltName=${sans.join(',')}\n` : ''}extendedKeyUsage=${usage}\nbasicConstraints=CA:FALSE\n`);
-  openssl(['x509', '-req', '-in', csr, '-CA', ca.cert, '-CAkey', ca.key, '-CAcreateserial', '-out', files.cert, '-days', '2', '-extfile', ext], dir);
+  openssl(['x509', '-req', '-in', csr, '-CA', ca.cert, '-CAkey', ca.key, '-CAcreateserial', '-out', files.cert, '-days', String(days), '-extfile', ext], dir);
   return files;
 }
 

@@ -33,7 +33,7 @@ export interface MountedDataPlane {
   listen(apiPort: number): Promise<number>;
   /** Refuse new requests (503) and wait for those in flight, up to `graceMs`. */
   drain(graceMs: number): Promise<void>;
-  /** Close its own listener, if any. */
+  /** Close its own listener, if any, cutting its connections (call after `drain`). */
   close(): Promise<void>;
 }
 
@@ -66,7 +66,10 @@ export async function mountDataPlane(m: MountOptions): Promise<MountedDataPlane>
     },
     drain: (graceMs) => lifecycle.drain(graceMs),
     async close() {
-      await own?.close();
+      if (own === undefined) return;
+      const closing = own.close();
+      own.server.closeAllConnections();
+      await closing;
     },
   };
 }
