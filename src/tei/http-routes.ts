@@ -35,6 +35,7 @@ import {
   OpenAIEmbeddingsRequest,
   PredictRequest,
   RerankRequest,
+  SimilarityRequest,
   TokenizeRequest,
 } from './http-schemas.js';
 import { aggregateMetadata, timingHeaders } from './metadata.js';
@@ -85,7 +86,7 @@ export interface TeiRoutesOptions {
 }
 
 const ModelField = nullable(Type.String({ description: 'instance name, model id or alias (else the X-Model header; optional with a single instance)' }));
-const withModel = <P extends TProperties>(s: TObject<P>) => Type.Object({ ...s.properties, model: ModelField });
+const withModel = <P extends TProperties>(s: TObject<P>) => Type.Object({ ...s.properties, model: ModelField }, { additionalProperties: false });
 
 /** The bodies of the routes, with a `model` field or without (OpenAI's has one either way). */
 export function bodySchemas(modelField: boolean) {
@@ -98,6 +99,7 @@ export function bodySchemas(modelField: boolean) {
     rerank: m(RerankRequest),
     tokenize: m(TokenizeRequest),
     decode: m(DecodeRequest),
+    similarity: m(SimilarityRequest),
     openai: OpenAIEmbeddingsRequest,
   };
 }
@@ -110,6 +112,19 @@ export interface TeiRoute {
   handler: RouteHandler;
   errorShape: 'tei' | 'openai';
   tokenIds?: 'inputs' | 'input' | 'ids';
+}
+
+/** The cosine of two vectors; 0 when either is all zeros. */
+export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let dot = 0;
+  let na = 0;
+  let nb = 0;
+  for (let i = 0; i < a.length; i++) {
+    dot += a[i] * b[i];
+    na += a[i] * a[i];
+    nb += b[i] * b[i];
+  }
+  return na === 0 || nb === 0 ? 0 : dot / Math.sqrt(na * nb);
 }
 
 const direction = (d: string | undefined): TruncationDirection => (d !== undefined && d.toLowerCase() === 'left' ? 'left' : 'right');
@@ -278,6 +293,22 @@ export function teiRouteTable(o: TeiRoutesOptions) {
     { tokenIds: 'ids' },
   );
 
+  // TEI's sentence similarity: the source and the sentences embedded in one call, the cosine of
+  // each sentence with the source, in the sentences' order.
+  const similarity = route(B.similarity as typeof SimilarityRequest, async (body, request, reply) => {
+    const start = process.hrtime.bigint();
+    const { source_sentence: source, sentences } = body.inputs;
+    const p = body.parameters ?? {};
+    o.checkCount(sentences.length + 1, 'inputs.sentences');
+    return o.serve(request, 'dense', async (t) => {
+      const e: EncodeOptions = { truncate: p.truncate ?? t.autoTruncate, truncationDirection: direction(p.truncation_direction), ...(p.prompt_name != null ? { promptName: p.prompt_name } : {}) };
+      const out = await t.engine.embed([source, ...sentences], { ...e, normalize: false }, t.call);
+      setHeaders(reply, start, out.metadata, t);
+      const [s, ...rest] = out.results;
+      return rest.map((v) => cosine(s, v));
+    });
+  });
+
   const openai = route(
     B.openai,
     async (body, request, reply) => {
@@ -307,7 +338,7 @@ export function teiRouteTable(o: TeiRoutesOptions) {
     { errorShape: 'openai', tokenIds: 'input' },
   );
 
-  return { embed, embedSparse, embedAll, predict, rerank, tokenize, decode, openai };
+  return { embed, embedSparse, embedAll, predict, rerank, similarity, tokenize, decode, openai };
 }
 
 /** Serve `r` at `url` with the plugin's options (body limit, tags, route config). */
@@ -331,6 +362,7 @@ export const teiRoutes: FastifyPluginAsync<TeiRoutesOptions> = async (app: Fasti
   postRoute(app, '/embed_all', t.embedAll, o);
   postRoute(app, '/predict', t.predict, o);
   postRoute(app, '/rerank', t.rerank, o);
+  postRoute(app, '/similarity', t.similarity, o);
   postRoute(app, '/tokenize', t.tokenize, o);
   postRoute(app, '/decode', t.decode, o);
   for (const url of o.openaiUrls ?? ['/v1/embeddings']) postRoute(app, url, t.openai, o);
