@@ -4,16 +4,21 @@
  * field is refused with 422 `validation` naming it (a misspelled `normalise` is never silently
  * ignored), and TEI's `POST /similarity` answers the cosine of each sentence with the source.
  * Pure checks on the shared schemas, then the router's routes over loopback in this process on
- * generated models (the data plane's own copy of the routes: test/e2e/docs-contract-manager.test.ts).
+ * generated models (the data plane's own copy of the routes: test/e2e/docs-contract-manager.test.ts),
+ * and the router's registered HTTP routes against docs/router.md's list of them (both directions,
+ * checked on a doctored copy too).
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import OpenAI from 'openai';
 import type { TObject } from '@sinclair/typebox';
+import Fastify from 'fastify';
+import { httpFront } from '../../src/router/http-front.js';
 import { silentLog } from '../../src/router/router-log.js';
 import { startRouter, type RunningRouter } from '../../src/router/server.js';
 import { bodySchemas } from '../../src/tei/http-routes.js';
 import { typeboxValidator } from '../../src/tei/http-schemas.js';
+import { drift, readDoc } from '../helpers/docs-contract.js';
 import { testModel } from '../helpers/models.js';
 import { testRouterOptions } from '../helpers/router-options.js';
 import { cosine } from '../helpers/vectors.js';
@@ -172,5 +177,33 @@ describe("the router's routes: strict bodies and /similarity", () => {
     const wrong = await post(rer, '/similarity', { inputs: { source_sentence: 'a', sentences: ['b'] } });
     assert.equal(wrong.status, 400, JSON.stringify(wrong.body));
     assert.equal(wrong.body.error_type, 'validation');
+  });
+});
+
+/** docs/router.md's HTTP routes: the backticked paths of its `- HTTP (`--http-port`):` item, up to the headers it lists. */
+export function routerDocRoutes(markdown: string): string[] {
+  const start = markdown.indexOf('- HTTP (`--http-port`):');
+  const text = markdown.slice(start, markdown.indexOf('with TEI\'s JSON shapes', start));
+  return [...text.matchAll(/`(\/[a-z0-9_/]*)`/g)].map((m) => m[1]);
+}
+
+describe("the router's HTTP routes: docs/router.md and the registered ones", () => {
+  test('every route the router registers is listed, and every listed path is a route', async (t) => {
+    const dir = await testModel({ kind: 'embedding' });
+    const r = await startRouter(testRouterOptions({ modelId: dir }), silentLog);
+    t.after(() => r.stop());
+    const app = Fastify({ logger: false });
+    const urls = new Set<string>();
+    app.addHook('onRoute', (o) => {
+      if (o.method !== 'HEAD' && !(Array.isArray(o.method) && o.method.every((m) => m === 'HEAD'))) urls.add(o.url);
+    });
+    await app.register(httpFront, { engine: r.engine, maxClientBatchSize: 32, autoTruncate: false, payloadLimit: 1000, metrics: r.metrics });
+    await app.ready();
+    await app.close();
+    const doc = routerDocRoutes(readDoc('docs/router.md'));
+    assert.ok(urls.size >= 15, [...urls].join(' '));
+    assert.deepEqual(drift(urls, doc, 'docs/router.md'), []);
+    // The checker sees a route dropped from the doc.
+    assert.deepEqual(drift(urls, routerDocRoutes(readDoc('docs/router.md').replace('`/similarity`, ', '')), 'docs/router.md'), ['/similarity: in the code, not in docs/router.md']);
   });
 });
