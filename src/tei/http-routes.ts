@@ -75,7 +75,11 @@ export interface TeiRoutesOptions {
   checkCount(n: number, field: string): void;
   /** Largest body in bytes. */
   bodyLimit: number;
-  /** Bodies take a `model` field (instance name, model id or alias). */
+  /**
+   * `model` names the instance that serves (instance name, model id or alias: the data plane);
+   * otherwise it is accepted and ignored (the router serves one model, and a client written for
+   * the data plane works against a router as it is).
+   */
   modelField?: boolean;
   /** OpenAPI tags of the TEI routes and of the OpenAI route. */
   tags?: { tei: string; openai: string };
@@ -86,11 +90,12 @@ export interface TeiRoutesOptions {
 }
 
 const ModelField = nullable(Type.String({ description: 'instance name, model id or alias (else the X-Model header; optional with a single instance)' }));
-const withModel = <P extends TProperties>(s: TObject<P>) => Type.Object({ ...s.properties, model: ModelField }, { additionalProperties: false });
+const IgnoredModel = nullable(Type.String({ description: 'accepted and ignored: this server serves one model' }));
+const withModel = <P extends TProperties>(s: TObject<P>, field: typeof ModelField) => Type.Object({ ...s.properties, model: field }, { additionalProperties: false });
 
-/** The bodies of the routes, with a `model` field or without (OpenAI's has one either way). */
+/** The bodies of the routes, each with a `model` field: the instance that serves (modelField), or ignored. */
 export function bodySchemas(modelField: boolean) {
-  const m = <P extends TProperties>(s: TObject<P>) => (modelField ? withModel(s) : s);
+  const m = <P extends TProperties>(s: TObject<P>) => withModel(s, modelField ? ModelField : IgnoredModel);
   return {
     embed: m(EmbedRequest),
     embedSparse: m(EmbedSparseRequest),

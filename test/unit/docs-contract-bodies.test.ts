@@ -59,20 +59,18 @@ export function bodyFieldDrift(schemas: Record<string, TObject>, defined: Record
 }
 
 describe('request bodies: what TEI and OpenAI define, nothing else', () => {
-  test("the router's schemas accept exactly TEI's and OpenAI's fields and refuse any other", () => {
-    assert.deepEqual(bodyFieldDrift(bodySchemas(false), DEFINED), []);
-  });
-
-  test("the data plane's schemas: the same plus `model`", () => {
+  test("the router's and the data plane's schemas accept exactly TEI's and OpenAI's fields plus `model`, and refuse any other", () => {
+    // `model`: the data plane's instance; on the router accepted and ignored (a data-plane client works against a router).
+    assert.deepEqual(bodyFieldDrift(bodySchemas(false), DEFINED, ['model']), []);
     assert.deepEqual(bodyFieldDrift(bodySchemas(true), DEFINED, ['model']), []);
   });
 
   test('the checker sees a drift: a field dropped, a field added, a schema left open', () => {
     const s = bodySchemas(false);
     const { normalize: _, ...rest } = s.embed.properties;
-    const drift = bodyFieldDrift({ ...s, embed: { ...s.embed, properties: rest } as TObject, decode: { ...s.decode, additionalProperties: undefined } as unknown as TObject }, DEFINED);
+    const drift = bodyFieldDrift({ ...s, embed: { ...s.embed, properties: rest } as TObject, decode: { ...s.decode, additionalProperties: undefined } as unknown as TObject }, DEFINED, ['model']);
     assert.deepEqual(drift, ['embed: normalize is not accepted', 'decode: unknown fields are not refused']);
-    assert.deepEqual(bodyFieldDrift(s, { ...DEFINED, embed: DEFINED.embed.filter((f) => f !== 'dimensions') }), ['embed: dimensions is not defined']);
+    assert.deepEqual(bodyFieldDrift(s, { ...DEFINED, embed: DEFINED.embed.filter((f) => f !== 'dimensions') }, ['model']), ['embed: dimensions is not defined']);
   });
 
   test('the validator names the unknown field', () => {
@@ -143,6 +141,14 @@ describe("the router's routes: strict bodies and /similarity", () => {
     assert.equal(typeof rerank.body[0].text, 'string');
     const predict = await post(rer, '/predict', { inputs: ['q', 'a'], truncate: true, truncation_direction: 'Left', raw_scores: true });
     assert.equal(predict.status, 200, JSON.stringify(predict.body));
+  });
+
+  test("a data-plane client's `model` is accepted and ignored by the router", async () => {
+    const r = await post(emb, '/embed', { model: 'whatever', inputs: 'hello' });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    const bad = await post(emb, '/embed', { model: 1, inputs: 'hello' });
+    assert.equal(bad.status, 422, JSON.stringify(bad.body));
+    assert.equal(bad.body.error_type, 'validation');
   });
 
   test('the official openai client (encoding_format, dimensions, user) is accepted', async () => {
