@@ -84,13 +84,16 @@ function firstLine(stream: NodeJS.ReadableStream): Promise<string | undefined> {
   });
 }
 
+/** --standby is read here, before the flags: it is listed after them. */
+const STANDBY_USAGE = '  --standby  (first and only flag) start without a model, print {"msg":"standby","pid":N}, and take the flags as one {"argv": [...]} line on stdin (the manager\'s standby children)';
+
 export async function run(argv: string[], prestarted?: Prestarted): Promise<number> {
   if (argv[0] === '--standby' && prestarted === undefined) return standby();
   let args: RouterArgs;
   try {
     const parsed = parseRouterArgs(argv, process.env);
     if ('help' in parsed) {
-      process.stdout.write(routerUsage() + '\n');
+      process.stdout.write(`${routerUsage()}\n\n${STANDBY_USAGE}\n`);
       return 0;
     }
     args = parsed;

@@ -1,5 +1,6 @@
 /**
- * The manager's fastify application: OpenAPI (/docs), the admin routes, one error shape. Strict
+ * The manager's fastify application: OpenAPI (/docs; every status a route can answer declared,
+ * openapi-statuses.ts), the admin routes, one error shape. Strict
  * validation: no type coercion and no silent removal of unknown fields. Client time is bounded
  * (request, keep-alive and send timeouts; refused clients disconnected): connection-limits.ts.
  */
@@ -15,6 +16,7 @@ import { adminRoutes } from './admin-routes.js';
 import { connectionLimits, installConnectionLimits, serverOptions, type ConnectionLimits } from './connection-limits.js';
 import { adminErrorHandler, adminNotFoundHandler } from './error-body.js';
 import { modelRoutes, type ModelRoutesOptions } from './model-routes.js';
+import { declareStatuses } from './openapi-statuses.js';
 
 /** Largest admin request body (an instance spec is small). */
 export const ADMIN_BODY_LIMIT = 1024 * 1024;
@@ -49,7 +51,11 @@ export async function buildManagerApp(
     }
     done();
   });
-  await app.register(swagger, { openapi: { info: { title: 'teiplex manager', version: VERSION } } });
+  await app.register(swagger, {
+    openapi: { info: { title: 'teiplex manager', version: VERSION } },
+    // Every status a route can answer, its kind's shared ones included (openapi-statuses.ts).
+    transformObject: (d) => declareStatuses(('openapiObject' in d ? d.openapiObject : d.swaggerObject) as Parameters<typeof declareStatuses>[0]) as never,
+  });
   await app.register(swaggerUi, { routePrefix: '/docs' });
   app.setErrorHandler(adminErrorHandler);
   app.setNotFoundHandler(adminNotFoundHandler);

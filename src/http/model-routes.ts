@@ -102,7 +102,7 @@ export const modelRoutes: FastifyPluginAsync<ModelRoutesOptions> = async (app, {
 
   app.get('/models', { schema: schema({ response: { 200: Type.Array(ModelInfoSchema) } }) }, async () => catalog.list().map(info));
 
-  app.post<{ Body: Static<typeof ModelSpecSchema> }>('/models', { schema: schema({ body: ModelSpecSchema, response: { 201: ModelInfoSchema, ...errors(400, 403, 409) } }) }, async (req, reply) => {
+  app.post<{ Body: Static<typeof ModelSpecSchema> }>('/models', { schema: schema({ body: ModelSpecSchema, response: { 201: ModelInfoSchema, ...errors(400, 403, 409, 422) } }) }, async (req, reply) => {
     assertSpecAllowed(req.body, 'api', security);
     return reply.status(201).send(info(await catalog.add(req.body)));
   });

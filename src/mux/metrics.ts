@@ -5,7 +5,8 @@
  *   NOT_FOUND, UNAVAILABLE, ...); `instance` and `model` are empty for calls that never reached
  *   an instance (bad target, malformed message), so client input never becomes a label;
  * - `teiplex_request_duration_seconds{instance,method}`: call duration (a stream: its lifetime);
- * - `teiplex_inflight_requests{instance}`: calls in flight, read at scrape time;
+ * - `teiplex_inflight_requests{instance}`: requests in flight from both front ends (gRPC calls and
+ *   HTTP data-plane requests: src/routing/inflight.ts), read at scrape time;
  * - `teiplex_arrow_rows_total{instance,kind}`: rows answered by the Arrow RPCs (kind: dense,
  *   sparse, multivector; noop calls included).
  * Label children are cached, so a call costs two map lookups, not a label hash each.
@@ -55,7 +56,7 @@ export class MuxMetrics {
     });
     new Gauge({
       name: 'teiplex_inflight_requests',
-      help: 'gRPC multiplexer calls in flight per instance',
+      help: 'Requests in flight per instance, from both front ends (gRPC multiplexer calls and HTTP data-plane requests)',
       labelNames: ['instance'],
       registers,
       collect() {

@@ -35,6 +35,7 @@ import {
   OpenAIEmbeddingsRequest,
   PredictRequest,
   RerankRequest,
+  SimilarityRequest,
   TokenizeRequest,
 } from './http-schemas.js';
 import { aggregateMetadata, timingHeaders } from './metadata.js';
@@ -74,7 +75,11 @@ export interface TeiRoutesOptions {
   checkCount(n: number, field: string): void;
   /** Largest body in bytes. */
   bodyLimit: number;
-  /** Bodies take a `model` field (instance name, model id or alias). */
+  /**
+   * `model` names the instance that serves (instance name, model id or alias: the data plane);
+   * otherwise it is accepted and ignored (the router serves one model, and a client written for
+   * the data plane works against a router as it is).
+   */
   modelField?: boolean;
   /** OpenAPI tags of the TEI routes and of the OpenAI route. */
   tags?: { tei: string; openai: string };
@@ -85,11 +90,12 @@ export interface TeiRoutesOptions {
 }
 
 const ModelField = nullable(Type.String({ description: 'instance name, model id or alias (else the X-Model header; optional with a single instance)' }));
-const withModel = <P extends TProperties>(s: TObject<P>) => Type.Object({ ...s.properties, model: ModelField });
+const IgnoredModel = nullable(Type.String({ description: 'accepted and ignored: this server serves one model' }));
+const withModel = <P extends TProperties>(s: TObject<P>, field: typeof ModelField) => Type.Object({ ...s.properties, model: field }, { additionalProperties: false });
 
-/** The bodies of the routes, with a `model` field or without (OpenAI's has one either way). */
+/** The bodies of the routes, each with a `model` field: the instance that serves (modelField), or ignored. */
 export function bodySchemas(modelField: boolean) {
-  const m = <P extends TProperties>(s: TObject<P>) => (modelField ? withModel(s) : s);
+  const m = <P extends TProperties>(s: TObject<P>) => withModel(s, modelField ? ModelField : IgnoredModel);
   return {
     embed: m(EmbedRequest),
     embedSparse: m(EmbedSparseRequest),
@@ -98,6 +104,7 @@ export function bodySchemas(modelField: boolean) {
     rerank: m(RerankRequest),
     tokenize: m(TokenizeRequest),
     decode: m(DecodeRequest),
+    similarity: m(SimilarityRequest),
     openai: OpenAIEmbeddingsRequest,
   };
 }
@@ -110,6 +117,19 @@ export interface TeiRoute {
   handler: RouteHandler;
   errorShape: 'tei' | 'openai';
   tokenIds?: 'inputs' | 'input' | 'ids';
+}
+
+/** The cosine of two vectors; 0 when either is all zeros. */
+export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let dot = 0;
+  let na = 0;
+  let nb = 0;
+  for (let i = 0; i < a.length; i++) {
+    dot += a[i] * b[i];
+    na += a[i] * a[i];
+    nb += b[i] * b[i];
+  }
+  return na === 0 || nb === 0 ? 0 : dot / Math.sqrt(na * nb);
 }
 
 const direction = (d: string | undefined): TruncationDirection => (d !== undefined && d.toLowerCase() === 'left' ? 'left' : 'right');
@@ -278,6 +298,22 @@ export function teiRouteTable(o: TeiRoutesOptions) {
     { tokenIds: 'ids' },
   );
 
+  // TEI's sentence similarity: the source and the sentences embedded in one call, the cosine of
+  // each sentence with the source, in the sentences' order.
+  const similarity = route(B.similarity as typeof SimilarityRequest, async (body, request, reply) => {
+    const start = process.hrtime.bigint();
+    const { source_sentence: source, sentences } = body.inputs;
+    const p = body.parameters ?? {};
+    o.checkCount(sentences.length + 1, 'inputs.sentences');
+    return o.serve(request, 'dense', async (t) => {
+      const e: EncodeOptions = { truncate: p.truncate ?? t.autoTruncate, truncationDirection: direction(p.truncation_direction), ...(p.prompt_name != null ? { promptName: p.prompt_name } : {}) };
+      const out = await t.engine.embed([source, ...sentences], { ...e, normalize: false }, t.call);
+      setHeaders(reply, start, out.metadata, t);
+      const [s, ...rest] = out.results;
+      return rest.map((v) => cosine(s, v));
+    });
+  });
+
   const openai = route(
     B.openai,
     async (body, request, reply) => {
@@ -307,7 +343,7 @@ export function teiRouteTable(o: TeiRoutesOptions) {
     { errorShape: 'openai', tokenIds: 'input' },
   );
 
-  return { embed, embedSparse, embedAll, predict, rerank, tokenize, decode, openai };
+  return { embed, embedSparse, embedAll, predict, rerank, similarity, tokenize, decode, openai };
 }
 
 /** Serve `r` at `url` with the plugin's options (body limit, tags, route config). */
@@ -331,6 +367,7 @@ export const teiRoutes: FastifyPluginAsync<TeiRoutesOptions> = async (app: Fasti
   postRoute(app, '/embed_all', t.embedAll, o);
   postRoute(app, '/predict', t.predict, o);
   postRoute(app, '/rerank', t.rerank, o);
+  postRoute(app, '/similarity', t.similarity, o);
   postRoute(app, '/tokenize', t.tokenize, o);
   postRoute(app, '/decode', t.decode, o);
   for (const url of o.openaiUrls ?? ['/v1/embeddings']) postRoute(app, url, t.openai, o);

@@ -6,6 +6,7 @@
  */
 import { Type, type TSchema } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
+import type { ValueError } from '@sinclair/typebox/errors';
 
 export const nullable = <T extends TSchema>(t: T) => Type.Optional(Type.Union([t, Type.Null()]));
 export const Truncate = nullable(Type.Boolean({ description: 'truncate inputs longer than the max input length (default: --auto-truncate)' }));
@@ -21,6 +22,13 @@ export const Inputs = Type.Union([InputType, Type.Array(InputType)], {
   description: 'a string, a list of token ids, or a list of those',
 });
 
+/**
+ * Bodies are strict: a field that is not TEI's (or OpenAI's on /v1/embeddings) is refused with 422
+ * VALIDATION naming it, so a misspelled option (`normalise`) is never silently ignored. Every
+ * field TEI's router/src/http/types.rs defines is accepted, whether or not it changes anything here.
+ */
+const STRICT = { additionalProperties: false } as const;
+
 export const EmbedRequest = Type.Object({
   inputs: Inputs,
   truncate: Truncate,
@@ -28,8 +36,8 @@ export const EmbedRequest = Type.Object({
   prompt_name: PromptName,
   normalize: Type.Optional(Type.Boolean({ default: true })),
   dimensions: nullable(Type.Integer({ minimum: 1, maximum: 0xffffffff, description: 'keep the first N dimensions (Matryoshka), before normalizing' })),
-});
-export const EmbedSparseRequest = Type.Object({ inputs: Inputs, truncate: Truncate, truncation_direction: Direction, prompt_name: PromptName });
+}, STRICT);
+export const EmbedSparseRequest = Type.Object({ inputs: Inputs, truncate: Truncate, truncation_direction: Direction, prompt_name: PromptName }, STRICT);
 export const EmbedAllRequest = EmbedSparseRequest;
 
 export const Sequence = Type.Array(Type.String(), { minItems: 1, maxItems: 2 });
@@ -40,7 +48,7 @@ export const PredictRequest = Type.Object({
   truncate: Truncate,
   truncation_direction: Direction,
   raw_scores: Type.Optional(Type.Boolean({ default: false })),
-});
+}, STRICT);
 export const RerankRequest = Type.Object({
   query: Type.String(),
   texts: Type.Array(Type.String(), { description: 'a list of strings' }),
@@ -48,23 +56,36 @@ export const RerankRequest = Type.Object({
   truncation_direction: Direction,
   raw_scores: Type.Optional(Type.Boolean({ default: false })),
   return_text: Type.Optional(Type.Boolean({ default: false })),
-});
+}, STRICT);
 export const TokenizeRequest = Type.Object({
   inputs: Type.Union([Type.String(), Type.Array(Type.String())], { description: 'a string or a list of strings' }),
   add_special_tokens: Type.Optional(Type.Boolean({ default: true })),
   prompt_name: PromptName,
-});
+}, STRICT);
 export const DecodeRequest = Type.Object({
   ids: Type.Union([TokenIds, Type.Array(TokenIds)], { description: 'a list of token ids or a list of those' }),
   skip_special_tokens: Type.Optional(Type.Boolean({ default: true })),
-});
+}, STRICT);
+export const SimilarityRequest = Type.Object(
+  {
+    inputs: Type.Object(
+      {
+        source_sentence: Type.String({ description: 'the text the others are compared with' }),
+        sentences: Type.Array(Type.String(), { description: 'a list of strings' }),
+      },
+      { additionalProperties: false, description: 'an object {source_sentence: string, sentences: string[]}' },
+    ),
+    parameters: nullable(Type.Object({ truncate: Truncate, truncation_direction: Direction, prompt_name: PromptName }, { additionalProperties: false, description: 'an object {truncate, truncation_direction, prompt_name}' })),
+  },
+  STRICT,
+);
 export const OpenAIEmbeddingsRequest = Type.Object({
   input: Inputs,
   model: nullable(Type.String()),
   user: nullable(Type.String()),
   encoding_format: Type.Optional(Type.Union([Type.Literal('float'), Type.Literal('base64')], { description: '"float" or "base64"' })),
   dimensions: nullable(Type.Integer({ minimum: 1, maximum: 0xffffffff, description: 'a positive integer' })),
-});
+}, STRICT);
 
 /** A validation failure found by the schema compiler; fastify's code for one, answered as a 4xx. */
 export class BodyError extends Error {
@@ -91,7 +112,15 @@ export function typeboxValidator({ schema }: { schema: unknown }) {
   const check = TypeCompiler.Compile(schema as TSchema);
   return (data: unknown) => {
     if (check.Check(data)) return { value: data };
-    const first = check.Errors(data).First();
+    let first = check.Errors(data).First();
+    // A union (a nullable object, a string or {text}) where one member got further into the value
+    // than the others: that member's error names the field (`parameters.normalise`), not the union.
+    while (first !== undefined && first.errors.length > 0) {
+      const at = first.path;
+      const deeper = first.errors.map((e) => e.First()).filter((e): e is ValueError => e !== undefined && e.path.length > at.length && e.path.startsWith(at));
+      if (deeper.length !== 1) break;
+      first = deeper[0];
+    }
     if (first === undefined) return { error: new BodyError('invalid request body', '') };
     const described = (first.schema as { description?: string }).description;
     let what: string;

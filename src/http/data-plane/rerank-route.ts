@@ -10,7 +10,7 @@ import { nullable } from '../../tei/http-schemas.js';
 import { instanceFor } from './capabilities.js';
 import { checkCount, onInstance, requestedModel, setHeaders, tokenCount, type DataPlaneDeps } from './request-context.js';
 
-const Document = Type.Union([Type.String(), Type.Object({ text: Type.String() })], { description: 'a string or an object {text: string}' });
+const Document = Type.Union([Type.String(), Type.Object({ text: Type.String() }, { additionalProperties: false })], { description: 'a string or an object {text: string}' });
 
 export const RerankV1Body = Type.Object({
   model: nullable(Type.String({ description: 'instance name, model id or alias' })),
@@ -20,7 +20,7 @@ export const RerankV1Body = Type.Object({
   return_documents: nullable(Type.Boolean()),
   truncate: nullable(Type.Boolean({ description: 'truncate inputs longer than the max input length (default: the child\'s --auto-truncate)' })),
   raw_scores: nullable(Type.Boolean()),
-});
+}, { additionalProperties: false });
 
 export function rerankRoute(app: FastifyInstance, d: DataPlaneDeps): void {
   app.post<{ Body: Static<typeof RerankV1Body> }>(
