@@ -99,7 +99,7 @@ export async function reflect(port: number, version: 'v1' | 'v1alpha', symbol: s
 }
 
 /** The machine code of a gRPC error (its `teiplex-error-code` trailer, docs/errors.md); undefined without one. */
-export function errorCode(err: grpc.ServiceError | null | undefined): string | undefined {
+export function errorCode(err: { metadata?: grpc.Metadata } | null | undefined): string | undefined {
   const v = err?.metadata?.get('teiplex-error-code')[0];
   return v === undefined ? undefined : String(v);
 }
@@ -115,7 +115,7 @@ export function grpcError(code: grpc.status, machineCodeOrMessage?: string | nul
   return (err: grpc.ServiceError): boolean => {
     assert.equal(err.code, code, `expected ${grpc.status[code]}, got ${grpc.status[err.code]}: ${err.details}`);
     if (typeof machineCodeOrMessage === 'string' || machineCodeOrMessage === null) {
-      assert.equal(errorCode(err), machineCodeOrMessage ?? undefined, `teiplex-error-code of: ${err.details}`);
+      assert.equal(errorCode(err), machineCodeOrMessage ?? undefined, `teiplex-error-code ${errorCode(err)}, want ${machineCodeOrMessage}: ${err.details}`);
     }
     if (re) assert.match(err.details, re);
     return true;
