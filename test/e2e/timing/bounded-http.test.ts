@@ -347,8 +347,8 @@ while :; do sleep 0.05; done
     const b = waiting('queue', 600_000);
     await b.done;
     assert.equal(b.result().status, 503, b.result().text);
+    assert.equal(JSON.parse(b.result().text).error.code, 'cold_start_queue_full');
     assert.match(b.result().text, /cold_start_queue_mb \(1\)/);
-    assert.match(b.result().text, /cold_start_queue_full/);
     const c = waiting('queue', 1000);
     await until('small waiter queued', () => info('queue'), (x) => x.waiting_requests === 2);
     a.abort();
