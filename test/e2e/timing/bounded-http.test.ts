@@ -16,6 +16,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import net from 'node:net';
@@ -95,6 +96,21 @@ async function healthAnswersWhile(port: number, done: Promise<unknown>): Promise
   poller.stdin.end();
   await exited;
   return (JSON.parse(out) as { answered: number }).answered;
+}
+
+/**
+ * The kernel's state of the server's end of a loopback IPv4 TCP connection, local port `server`,
+ * remote port `client` (Linux /proc/net/tcp): '01' established, '04' FIN_WAIT1 (the server closed
+ * it; its FIN waits behind the answer the client has not read), undefined when gone. The client,
+ * reading nothing, cannot see that close itself: the FIN only reaches it after the unread bytes.
+ */
+function serverTcpState(server: number, client: number): string | undefined {
+  const hex = (p: number) => `:${p.toString(16).toUpperCase().padStart(4, '0')}`;
+  for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f[1]?.endsWith(hex(server)) && f[2]?.endsWith(hex(client))) return f[3];
+  }
+  return undefined;
 }
 
 /** `p`, or a failure when it has not settled after `ms`: a guard against a hang, far above what is expected. */
@@ -269,9 +285,13 @@ describe('/embed_all: a large answer is streamed while /health keeps answering',
     // The answer (about 85 MB) has begun: read nothing more.
     assert.equal(await first, 'HTTP/1.1 200');
     s.pause();
-    await elapse(5000, 'the client reads nothing for more than http_send_timeout_secs (2 s)');
+    // Reading nothing until the server gives up: once the socket buffers are full it can send
+    // nothing for http_send_timeout_secs (2 s) and closes its end of the connection.
+    const port = s.localPort!;
+    assert.equal(serverTcpState(m.apiPort, port), '01', 'the connection is seen in /proc/net/tcp');
+    await poll('the server to close the connection while the client reads nothing', () => serverTcpState(m.apiPort, port) !== '01', { timeoutMs: 120_000, everyMs: 100, context: () => `${received} bytes received` });
     s.resume();
-    await poll('the server to close the connection', () => closed, { timeoutMs: 10_000, everyMs: 50, context: () => `${received} bytes received` });
+    await poll('the client to see the close', () => closed, { timeoutMs: 10_000, everyMs: 50, context: () => `${received} bytes received` });
     assert.ok(received < 40_000_000, `${received} bytes received: the answer was not abandoned`);
   });
 });
