@@ -282,17 +282,21 @@ describe('/embed_all: a large answer is streamed while /health keeps answering',
     const first = new Promise<string>((resolve) => s.once('data', (d: Buffer) => resolve(d.toString('latin1', 0, 12))));
     s.on('data', (d: Buffer) => (received += d.length));
     s.write(`POST /embed_all HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
-    // The answer (about 85 MB) has begun: read nothing more.
-    assert.equal(await first, 'HTTP/1.1 200');
-    s.pause();
-    // Reading nothing until the server gives up: once the socket buffers are full it can send
-    // nothing for http_send_timeout_secs (2 s) and closes its end of the connection.
-    const port = s.localPort!;
-    assert.equal(serverTcpState(m.apiPort, port), '01', 'the connection is seen in /proc/net/tcp');
-    await poll('the server to close the connection while the client reads nothing', () => serverTcpState(m.apiPort, port) !== '01', { timeoutMs: 120_000, everyMs: 100, context: () => `${received} bytes received` });
-    s.resume();
-    await poll('the client to see the close', () => closed, { timeoutMs: 10_000, everyMs: 50, context: () => `${received} bytes received` });
-    assert.ok(received < 40_000_000, `${received} bytes received: the answer was not abandoned`);
+    try {
+      // The answer (about 85 MB) has begun: read nothing more.
+      assert.equal(await first, 'HTTP/1.1 200');
+      s.pause();
+      // Reading nothing until the server gives up: once the socket buffers are full it can send
+      // nothing for http_send_timeout_secs (2 s) and closes its end of the connection.
+      const port = s.localPort!;
+      assert.equal(serverTcpState(m.apiPort, port), '01', 'the connection is seen in /proc/net/tcp');
+      await poll('the server to close the connection while the client reads nothing', () => serverTcpState(m.apiPort, port) !== '01', { timeoutMs: 120_000, everyMs: 100, context: () => `${received} bytes received` });
+      s.resume();
+      await poll('the client to see the close', () => closed, { timeoutMs: 10_000, everyMs: 50, context: () => `${received} bytes received` });
+      assert.ok(received < 40_000_000, `${received} bytes received: the answer was not abandoned`);
+    } finally {
+      s.destroy(); // on a failure too: an open connection would hold up the manager's stop
+    }
   });
 });
 
