@@ -113,7 +113,7 @@ describe('EmbedArrow (dense)', () => {
   test('TEIPLEX_ROUTER_DISABLE_BATCH=1: that child has no teiplex.v1.Batch, as a real TEI', async () => {
     const req = serviceDefinition('teiplex.v1.Batch').EmbedBatch!.requestSerialize({ inputs: ['a'] });
     await rawUnary(ports.emb!, '/teiplex.v1.Batch/EmbedBatch', req);
-    await assert.rejects(rawUnary(ports['emb-stream']!, '/teiplex.v1.Batch/EmbedBatch', req), grpcError(status.UNIMPLEMENTED));
+    await assert.rejects(rawUnary(ports['emb-stream']!, '/teiplex.v1.Batch/EmbedBatch', req), grpcError(status.UNIMPLEMENTED, null));
   });
 
   test('1 and 50 rows equal the child\'s unary Embed of each text, on both paths; normalize unset = true', async () => {
@@ -275,12 +275,12 @@ describe('bad requests: a clear status, never a crash', () => {
     ];
     for (const name of ['emb', 'emb-stream']) {
       for (const [what, ipc, re] of cases) {
-        await assert.rejects(arrow(name, ipc), grpcError(status.INVALID_ARGUMENT, re), `${name}: ${what}`);
-        await assert.rejects(arrow(name, ipc, 'EmbedSparseArrow'), grpcError(status.INVALID_ARGUMENT, re), `${name} sparse: ${what}`);
+        await assert.rejects(arrow(name, ipc), grpcError(status.INVALID_ARGUMENT, 'VALIDATION', re), `${name}: ${what}`);
+        await assert.rejects(arrow(name, ipc, 'EmbedSparseArrow'), grpcError(status.INVALID_ARGUMENT, 'VALIDATION', re), `${name} sparse: ${what}`);
       }
     }
     const tooMany = encodeTexts(Array.from({ length: MAX_ROWS + 1 }, () => 'x'));
-    await assert.rejects(arrow('emb', tooMany), grpcError(status.INVALID_ARGUMENT, new RegExp(`more than ${MAX_ROWS} rows`)));
+    await assert.rejects(arrow('emb', tooMany), grpcError(status.INVALID_ARGUMENT, 'VALIDATION', new RegExp(`more than ${MAX_ROWS} rows`)));
     // the multiplexer still answers
     assert.equal((await embedArrow('emb', good)).rows, 30);
   });
@@ -290,30 +290,30 @@ describe('bad requests: a clear status, never a crash', () => {
     const long = Array.from({ length: 400 }, (_, i) => `word${i}`).join(' ');
     input[517] = long;
     for (const name of DENSE) {
-      await assert.rejects(embedArrow(name, encodeTexts(input, { batchSize: 100 })), grpcError(status.INVALID_ARGUMENT, /^row 517: .*must have less than 128 tokens/), name);
+      await assert.rejects(embedArrow(name, encodeTexts(input, { batchSize: 100 })), grpcError(status.INVALID_ARGUMENT, 'VALIDATION', /^row 517: .*must have less than 128 tokens/), name);
       const cut = await embedArrow(name, encodeTexts(input, { batchSize: 100 }), { truncate: true });
       assert.equal(cut.rows, 600);
       const empty = [...input.slice(0, 40), '', ...input.slice(41, 60)];
-      await assert.rejects(embedArrow(name, encodeTexts(empty)), grpcError(status.INVALID_ARGUMENT, /^row 40: .*cannot be empty/), `${name} empty text`);
+      await assert.rejects(embedArrow(name, encodeTexts(empty)), grpcError(status.INVALID_ARGUMENT, 'VALIDATION', /^row 40: .*cannot be empty/), `${name} empty text`);
     }
-    await assert.rejects(arrow('splade-stream', encodeTexts(['ok', long]), 'EmbedSparseArrow'), grpcError(status.INVALID_ARGUMENT, /^row 1: /));
+    await assert.rejects(arrow('splade-stream', encodeTexts(['ok', long]), 'EmbedSparseArrow'), grpcError(status.INVALID_ARGUMENT, 'VALIDATION', /^row 1: /));
   });
 
   test('target and message errors, as on forwarded calls; the child\'s own status passes through', async () => {
     const ipc = Buffer.from(encodeTexts(['a']));
-    await assert.rejects(unary(client, 'EmbedArrow', { arrow_ipc: ipc }), grpcError(status.INVALID_ARGUMENT, /'target' is required/));
-    await assert.rejects(unary(client, 'EmbedArrow', { target: target('nope'), arrow_ipc: ipc }), grpcError(status.NOT_FOUND, /instance 'nope' not found/));
-    await assert.rejects(unary(client, 'EmbedArrow', { target: { instance_index: 9 }, arrow_ipc: ipc }), grpcError(status.NOT_FOUND, /out of range/));
+    await assert.rejects(unary(client, 'EmbedArrow', { arrow_ipc: ipc }), grpcError(status.INVALID_ARGUMENT, 'BAD_REQUEST', /'target' is required/));
+    await assert.rejects(unary(client, 'EmbedArrow', { target: target('nope'), arrow_ipc: ipc }), grpcError(status.NOT_FOUND, 'INSTANCE_NOT_FOUND', /instance 'nope' not found/));
+    await assert.rejects(unary(client, 'EmbedArrow', { target: { instance_index: 9 }, arrow_ipc: ipc }), grpcError(status.NOT_FOUND, 'INSTANCE_NOT_FOUND', /out of range/));
     // bytes that are not a protobuf message (field 2 claims more bytes than there are)
-    await assert.rejects(rawUnary(Number(m.ready.grpc_port), `/${MUX_SERVICE}/EmbedArrow`, Buffer.from([0x12, 0x40, 0x01])), grpcError(status.INVALID_ARGUMENT, /malformed message/));
+    await assert.rejects(rawUnary(Number(m.ready.grpc_port), `/${MUX_SERVICE}/EmbedArrow`, Buffer.from([0x12, 0x40, 0x01])), grpcError(status.INVALID_ARGUMENT, 'BAD_REQUEST', /malformed message/));
     // EmbedSparseArrow on a dense model: the child says why, on both paths
-    for (const name of DENSE) await assert.rejects(arrow(name, ipc, 'EmbedSparseArrow'), (err: grpc.ServiceError) => err.code !== status.OK && err.code !== status.INTERNAL && err.code !== status.UNIMPLEMENTED);
+    for (const name of DENSE) await assert.rejects(arrow(name, ipc, 'EmbedSparseArrow'), grpcError(status.FAILED_PRECONDITION, 'WRONG_MODEL_TYPE'), name);
   });
 
   test('deadlines: a client deadline shorter than the work ends the call with DEADLINE_EXCEEDED; the next call succeeds', async () => {
     const ipc = encodeTexts(texts(10_000, 9));
     for (const name of DENSE) {
-      await assert.rejects(embedArrow(name, ipc, {}, { deadline: Date.now() + 150 }), grpcError(status.DEADLINE_EXCEEDED), name);
+      await assert.rejects(embedArrow(name, ipc, {}, { deadline: Date.now() + 150 }), grpcError(status.DEADLINE_EXCEEDED, null), name);
       assert.equal((await embedArrow(name, encodeTexts(['after the deadline']))).rows, 1);
     }
   });

@@ -10,12 +10,12 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
 import { INSTANCE_HEADER } from '../../src/mux/forward.js';
 import { startManager, type ManagerProcess, loopbackConfig } from '../helpers/manager-process.js';
 import { testModel } from '../helpers/models.js';
-import { bidi, clientStream, grpcError, health, mux, unary, type AnyClient } from '../helpers/mux-client.js';
+import { bidi, clientStream, errorCode, grpcError, health, mux, unary, type AnyClient } from '../helpers/mux-client.js';
+import { elapse, until } from '../helpers/wait.js';
 
 const { status } = grpc;
 const TIMEOUT_SECS = 1.5;
@@ -73,14 +73,16 @@ describe('misbehaving children', () => {
     process.kill(pid, 'SIGSTOP');
     try {
       const t0 = Date.now();
-      await assert.rejects(embed('b'), grpcError(status.DEADLINE_EXCEEDED, /instance 'b' did not answer within grpc_request_timeout_secs \(1.5 s\)/));
+      await assert.rejects(embed('b'), grpcError(status.DEADLINE_EXCEEDED, 'REQUEST_TIMEOUT', /instance 'b' did not answer within grpc_request_timeout_secs \(1.5 s\)/));
+      // Not before the timeout (a lower bound the timeout promises).
       const waited = Date.now() - t0;
-      assert.ok(waited >= TIMEOUT_SECS * 1000 - 50 && waited < TIMEOUT_SECS * 1000 + 5000, `${waited} ms`);
+      assert.ok(waited >= TIMEOUT_SECS * 1000 - 50, `${waited} ms`);
       const s = await bidi(client, 'EmbedStream', [{ target: { instance_name: 'b' }, request: { inputs: 'x' } }]);
       assert.equal(s.error?.code, status.DEADLINE_EXCEEDED, s.error?.details);
+      assert.equal(errorCode(s.error), 'REQUEST_TIMEOUT');
       assert.match(s.error!.details, /did not answer within grpc_request_timeout_secs/);
-      // A client's own shorter deadline wins.
-      await assert.rejects(unary(client, 'Embed', { target: { instance_name: 'b' }, request: { inputs: 'x' } }, { deadline: Date.now() + 200 }), grpcError(status.DEADLINE_EXCEEDED));
+      // A client's own shorter deadline wins: its own status, no code from the manager's timeout.
+      await assert.rejects(unary(client, 'Embed', { target: { instance_name: 'b' }, request: { inputs: 'x' } }, { deadline: Date.now() + 200 }), grpcError(status.DEADLINE_EXCEEDED, null));
       // The other replica is unaffected meanwhile.
       assert.ok((await embed('a')).res.embeddings.length > 0);
     } finally {
@@ -99,7 +101,8 @@ describe('misbehaving children', () => {
     const rounds = 8;
     for (let i = 0; i < rounds; i++) {
       call.write({ target: i === 0 ? { instance_name: 'a' } : undefined, request: { inputs: `message ${i}` } });
-      await sleep(300); // rounds * 300 ms > the 1.5 s timeout
+      await until(`answer ${i + 1}`, () => answers === i + 1, { timeoutMs: 30_000 });
+      await elapse(300, 'the exchange lasts longer than grpc_request_timeout_secs (1.5 s) in all: rounds * 300 ms');
     }
     call.end();
     const st = await done;
@@ -128,6 +131,7 @@ describe('misbehaving children', () => {
     );
     if (during !== undefined) {
       assert.equal(during.code, status.UNAVAILABLE, during.details);
+      if (/instance 'a' is/.test(during.details)) assert.equal(errorCode(during), 'INSTANCE_UNAVAILABLE');
       assert.match(during.details, /instance 'a' is (backoff|starting)|Connection dropped|No connection/);
     }
     const after = await m.waitFor('a', (i) => running(i) && i.pid !== before.pid, 60_000);
@@ -143,7 +147,8 @@ describe('misbehaving children', () => {
     const result = new Promise<grpc.ServiceError | null>((resolve) => (settle = resolve));
     const call = client.RerankStream((err: grpc.ServiceError | null) => settle(err)) as grpc.ClientWritableStream<unknown>;
     call.write({ target: { instance_name: 'r' }, request: { query: 'q', text: 'a' } });
-    await sleep(200);
+    // A later call to r on the same connection answered: the stream's message, sent before it, reached the manager first.
+    await clientStream(client, 'RerankStream', [{ target: { instance_name: 'r' }, request: { query: 'q', text: 'b' } }]);
     process.kill(before.pid, 'SIGKILL');
     const err = await result;
     assert.equal(err?.code, status.UNAVAILABLE, err?.details);
@@ -160,13 +165,14 @@ describe('misbehaving children', () => {
     watch.on('error', () => undefined);
     try {
       // The Watch's first answer (the status now) before the stop: else it may already say NOT_SERVING.
-      for (let i = 0; i < 100 && seen.length === 0; i++) await sleep(20);
+      await until("the Watch's first answer", () => seen.length > 0, { timeoutMs: 10_000 });
       assert.deepEqual(seen, ['SERVING']);
       assert.equal((await m.api('POST', '/instances/b/stop')).status, 200);
-      await assert.rejects(embed('b'), grpcError(status.UNAVAILABLE, /instance 'b' is stopped/));
-      await assert.rejects(unary(client, 'Embed', { target: { instance_index: 1 }, request: { inputs: 'x' } }), grpcError(status.UNAVAILABLE, /instance 'b' is stopped/));
+      await assert.rejects(embed('b'), grpcError(status.UNAVAILABLE, 'INSTANCE_UNAVAILABLE', /instance 'b' is stopped/));
+      await assert.rejects(unary(client, 'Embed', { target: { instance_index: 1 }, request: { inputs: 'x' } }), grpcError(status.UNAVAILABLE, 'INSTANCE_UNAVAILABLE', /instance 'b' is stopped/));
       const s = await bidi(client, 'EmbedStream', [{ target: { instance_name: 'b' }, request: { inputs: 'x' } }]);
       assert.equal(s.error?.code, status.UNAVAILABLE);
+      assert.equal(errorCode(s.error), 'INSTANCE_UNAVAILABLE');
       for (let i = 0; i < 4; i++) {
         const r = await unary(client, 'Embed', { target: { model_id: model }, request: { inputs: 'x' } });
         assert.deepEqual(r.headers.get(INSTANCE_HEADER), ['a'], 'model_id goes to the running replica');
@@ -176,12 +182,12 @@ describe('misbehaving children', () => {
       assert.equal((await m.api('POST', '/instances/a/stop')).status, 200);
       await assert.rejects(
         unary(client, 'Embed', { target: { model_id: model }, request: { inputs: 'x' } }),
-        grpcError(status.UNAVAILABLE, /no running instance of model_id '.*': a is stopped, b is stopped/),
+        grpcError(status.UNAVAILABLE, 'INSTANCE_UNAVAILABLE', /no running instance of model_id '.*': a is stopped, b is stopped/),
       );
       assert.equal((await m.api('POST', '/instances/b/start')).status, 200);
       await m.waitFor('b', running);
       assert.ok((await embed('b')).res.embeddings.length > 0, 'served again after a start');
-      for (let i = 0; i < 20 && !seen.includes('SERVING', 1); i++) await sleep(50);
+      await until('the Watch to say SERVING again', () => seen.includes('SERVING', 1), { timeoutMs: 10_000 });
       assert.deepEqual(seen, ['SERVING', 'NOT_SERVING', 'SERVING'], 'Watch follows the instance');
       assert.equal((await m.api('POST', '/instances/a/start')).status, 200);
       await m.waitFor('a', running);

@@ -12,6 +12,7 @@ import * as grpc from '@grpc/grpc-js';
 import { service as healthService } from 'grpc-health-check';
 import { runCli, startRouterProcess, type RouterProcess } from '../helpers/router-process.js';
 import { testModel } from '../helpers/models.js';
+import { until } from '../helpers/wait.js';
 
 function healthCheck(port: number): Promise<unknown> {
   const Client = grpc.makeGenericClientConstructor(healthService, 'Health');
@@ -87,7 +88,7 @@ describe('teiplex router process', () => {
     const N = 12;
     const replies = Array.from({ length: N }, () => postJson(r.httpPort!, '/embed', { inputs: texts }));
     // Wait until every request has reached the engine, so all of them are in flight at the signal.
-    for (let i = 0; i < 400 && (await metricValue(r.httpPort!, 'te_request_count')) < N; i++) await new Promise((res) => setTimeout(res, 5));
+    await until('every request counted by the engine', async () => (await metricValue(r.httpPort!, 'te_request_count')) >= N, { timeoutMs: 30_000, everyMs: 5 });
     const answeredBefore = await metricValue(r.httpPort!, 'te_request_success');
     const code = r.stop('SIGTERM');
     const done = await Promise.all(replies);

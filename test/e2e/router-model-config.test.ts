@@ -90,12 +90,11 @@ test('teiplex router refuses a classifier whose id2label has key "1000000000" at
     const args = ['router', '--model-id', dir, '--port', '0', '--hostname', '127.0.0.1'];
     // The old code built a table of a billion labels here: out of memory, or minutes.
     await writeFile(configPath, JSON.stringify({ ...config, id2label: { '1000000000': 'x' }, label2id: { x: 1000000000 } }));
-    const t0 = Date.now();
+    // runCli's own bound (30 s) fails a start that hangs building the table.
     let r = await runCli(args, {}, 30_000);
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /config\.json id2label key "1000000000" is out of range/);
     assert.match(r.stderr, new RegExp(`at most ${MAX_LABELS} labels`));
-    assert.ok(Date.now() - t0 < 30_000);
     await writeFile(configPath, JSON.stringify({ ...config, id2label: { '0': 'a', '01': 'b', '2': 'c' } }));
     r = await runCli(args, {}, 30_000);
     assert.notEqual(r.code, 0);

@@ -14,6 +14,7 @@ import { after, before, test } from 'node:test';
 import { projectPath } from '../../src/common/paths.js';
 import { findReadyLine, startRouterProcess, type RouterProcess } from '../helpers/router-process.js';
 import { testModel } from '../helpers/models.js';
+import { until } from '../helpers/wait.js';
 
 const TEXTS = ['a standby router takes its model', 'and answers like any other', 'x'];
 
@@ -40,13 +41,12 @@ async function startStandby(): Promise<{ proc: ReturnType<typeof spawn>; output(
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
   const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
-  const deadline = Date.now() + 60_000;
-  while (!out.includes('{"msg":"standby"')) {
-    if (proc.exitCode !== null || Date.now() > deadline) {
-      proc.kill('SIGKILL');
-      throw new Error(`no standby line:\n${out}`);
-    }
-    await new Promise((r) => setTimeout(r, 20));
+  try {
+    await until('the standby line', () => out.includes('{"msg":"standby"') || proc.exitCode !== null, { timeoutMs: 60_000, context: () => out });
+    assert.equal(proc.exitCode, null, `exited before its standby line:\n${out}`);
+  } catch (err) {
+    proc.kill('SIGKILL');
+    throw err;
   }
   return { proc, output: () => out, exited };
 }
@@ -65,12 +65,10 @@ test('a standby router handed its flags on stdin serves that model: embeddings e
   try {
     assert.equal(findReadyLine(sb.output()), undefined, 'no model yet: no ready line');
     sb.proc.stdin!.end(`${JSON.stringify({ argv: flags })}\n`);
-    const deadline = Date.now() + 60_000;
-    let ready: Record<string, unknown> | undefined;
-    while ((ready = findReadyLine(sb.output())) === undefined) {
-      assert.ok(sb.proc.exitCode === null && Date.now() < deadline, `no ready line:\n${sb.output()}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    const ready = await until('the ready line', () => {
+      assert.equal(sb.proc.exitCode, null, `exited before its ready line:\n${sb.output()}`);
+      return findReadyLine(sb.output());
+    }, { timeoutMs: 60_000, context: () => sb.output() });
     assert.equal(ready.model_id, model);
     assert.equal(ready.pid, sb.proc.pid, 'the standby process itself serves');
     assert.deepEqual(await embed(Number(ready.http_port)), expected);

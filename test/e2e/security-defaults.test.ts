@@ -10,11 +10,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { spawn } from 'node:child_process';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { projectPath } from '../../src/common/paths.js';
 import { serializeState } from '../../src/state/state-store.js';
 import { loopbackConfig, startManager, type ManagerProcess } from '../helpers/manager-process.js';
 import { client } from '../helpers/data-plane.js';
+import { until } from '../helpers/wait.js';
 
 describe('a real manager', () => {
   let dir: string;
@@ -52,11 +52,10 @@ describe('a real manager', () => {
         extra_args: ['--hf-token', 'hf_flag_value'],
       });
       assert.equal(r.status, 201, JSON.stringify(r.body));
-      let lines: string[] = [];
-      for (let i = 0; i < 100 && !lines.some((l) => l.startsWith('hf:')); i++) {
-        await sleep(100);
-        lines = (await m.api('GET', '/instances/p/logs')).body.lines;
-      }
+      const lines = await until('the child\'s hf: line in its logs', async () => {
+        const got: string[] = (await m.api('GET', '/instances/p/logs')).body.lines;
+        return got.some((l) => l.startsWith('hf:')) ? got : undefined;
+      }, { timeoutMs: 10_000, everyMs: 100 });
       const text = lines.join('\n');
       assert.match(text, /hf:unset mine:13/, text);
       assert.match(text, /^MY_SECRET_TOKEN=\*\*\*$/m, 'a NAME=value line of the child, redacted');
@@ -67,8 +66,14 @@ describe('a real manager', () => {
       assert.ok(spawnOnDisk !== '' && !spawnOnDisk.includes('hf_flag_value') && !spawnOnDisk.includes('tok_env_value'), spawnOnDisk);
       assert.ok(!m.output().includes('hf_flag_value') && !m.output().includes('tok_env_value'), 'manager output');
       // Still refused: a name not listed, a command not listed.
-      assert.equal((await m.api('POST', '/instances', { name: 'q', model_id: 'm', env: { OTHER: '1' } })).status, 403);
-      assert.equal((await m.api('POST', '/instances', { name: 'q', model_id: 'm', runtime: 'command', command: '/bin/sh' })).status, 403);
+      const otherEnv = await m.api('POST', '/instances', { name: 'q', model_id: 'm', env: { OTHER: '1' } });
+      assert.equal(otherEnv.status, 403);
+      assert.equal(otherEnv.body.code, 'FORBIDDEN_SETTING');
+      assert.match(otherEnv.body.error, /security\.api_env/);
+      const otherCommand = await m.api('POST', '/instances', { name: 'q', model_id: 'm', runtime: 'command', command: '/bin/sh' });
+      assert.equal(otherCommand.status, 403);
+      assert.equal(otherCommand.body.code, 'FORBIDDEN_SETTING');
+      assert.match(otherCommand.body.error, /security\.api_commands/);
     } finally {
       await m.stop();
     }
@@ -95,8 +100,11 @@ describe('a real manager', () => {
     await writeFile(file, loopbackConfig(sub));
     const m = await startManager(file);
     try {
-      await sleep(500);
-      const i = (await m.api('GET', '/instances/old')).body;
+      // The restore decided about the instance once it names why it was not started.
+      const i = await until('the restored instance\'s verdict', async () => {
+        const x = (await m.api('GET', '/instances/old')).body;
+        return x.last_error ? x : undefined;
+      }, { timeoutMs: 10_000 });
       assert.equal(i.status, 'stopped');
       assert.equal(i.pid, null);
       assert.equal(i.desired_state, 'running');
@@ -107,11 +115,15 @@ describe('a real manager', () => {
       assert.match(await readFile(state, 'utf8'), /name = "old"/, 'kept in the state');
       // Catalog models of the state file that the config no longer allows: nothing is placed or
       // started for them; a pinned one is marked failed once, naming the setting (not retried).
-      const pinned = (await m.api('GET', '/models/pinned')).body;
+      const pinned = await until('the pinned model marked failed', async () => {
+        const x = (await m.api('GET', '/models/pinned')).body;
+        return x.failure ? x : undefined;
+      }, { timeoutMs: 10_000 });
       assert.match(String(pinned.failure?.reason), /security\.api_env/, JSON.stringify(pinned));
       assert.deepEqual(pinned.replicas, []);
       const lazy = await client(m.apiPort).post('/v1/embeddings', { model: 'lazy', input: 'x' });
       assert.equal(lazy.status, 403, JSON.stringify(lazy.body));
+      assert.equal(lazy.body.error.code, 'forbidden_setting');
       assert.match(JSON.stringify(lazy.body), /security\.api_env/);
       const names = (await m.api('GET', '/instances')).body.map((i: { name: string }) => i.name);
       assert.deepEqual(names, ['old'], 'no replica was created');

@@ -8,11 +8,11 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'node:test';
 import { EventLoopReader } from '../../bench/soak/event-loop.js';
 import { ExpectedState, type Desired } from '../../bench/soak/expected-state.js';
 import { childrenOf, markedProcesses, orphansOf, RUN_ID_VAR, stillAlive } from '../../bench/soak/processes.js';
+import { until } from '../helpers/wait.js';
 
 const obs = (o: Record<string, Desired>): Map<string, Desired> => new Map(Object.entries(o));
 
@@ -76,9 +76,11 @@ test('processes: children are found by their environment marker; one not descend
   const other = spawn('sleep', ['30'], { env: { PATH: process.env.PATH, [RUN_ID_VAR]: 'someone-else' }, stdio: 'ignore' });
   t.after(() => [ours, contract, other].forEach((p) => p.kill('SIGKILL')));
   await Promise.all([ours, contract, other].map((p) => once(p, 'spawn')));
-  await sleep(100); // exec done: /proc/<pid>/environ is the new program's
-
-  const found = markedProcesses(marker);
+  // Once exec is done, /proc/<pid>/environ is the new program's: both marked ones show.
+  const found = await until('the two marked processes', () => {
+    const f = markedProcesses(marker);
+    return f.length === 2 ? f : undefined;
+  }, { timeoutMs: 10_000 });
   assert.deepEqual(found.map((p) => p.pid).sort(), [ours.pid, contract.pid].sort());
   const c = found.find((p) => p.pid === contract.pid)!;
   assert.equal(c.via, 'contract');

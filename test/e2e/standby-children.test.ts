@@ -12,11 +12,11 @@ import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { findMarked, isAlive, reapOrphans } from '../../src/supervisor/process-record.js';
 import { StandbyPool } from '../../src/supervisor/standby.js';
 import { loopbackConfig, startManager, type ManagerProcess } from '../helpers/manager-process.js';
 import { testModel } from '../helpers/models.js';
+import { until as poll } from '../helpers/wait.js';
 
 let dir: string;
 let model: string;
@@ -41,15 +41,7 @@ async function cpu(m: ManagerProcess): Promise<{ used_mb: number; budget_mb: num
   return r.body.devices.find((d: { device: string }) => d.device === 'cpu');
 }
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 60_000): Promise<T> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    await sleep(100);
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
+const until = <T>(what: string, probe: () => Promise<T | undefined>, ms = 60_000): Promise<T> => poll(what, probe, { timeoutMs: ms, everyMs: 100 });
 
 const readyStandby = (m: ManagerProcess): Promise<Standby> =>
   until('a ready standby child', async () => (await cpu(m)).standby.find((s) => s.state === 'ready' && s.footprint_mb !== null));
@@ -136,9 +128,9 @@ test('a budget with no room for a standby next to the replica keeps none while t
     await embed(m, 'm');
     assert.equal((await m.api('GET', '/models/m')).body.replicas[0].pid, sb.pid, 'the cold start took the standby over');
     // The replica holds the memory now: no standby is started next to it.
-    await sleep(6000); // past a footprint sample (5 s), where standbys are topped up
+    // At the next footprint sample (every 5 s) the standbys are topped up: this one is refused.
+    await until('a standby top-up refused for room', async () => (/no room for a standby child/.test(m.output()) ? true : undefined), 20_000);
     assert.deepEqual((await cpu(m)).standby, [], 'no standby beside the replica');
-    assert.match(m.output(), /no room for a standby child/);
     assert.match(String((await m.api('GET', '/metrics')).body), /teiplex_standby_children\{device="cpu"\} 0/);
     assert.equal((await m.api('POST', '/models/m/unload')).status, 200);
     await until('a standby child again', async () => (await cpu(m)).standby[0], 20_000);

@@ -9,9 +9,9 @@ import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promise
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { parseState, StateStore, type State } from '../../src/state/state-store.js';
 import { projectPath } from '../../src/common/paths.js';
+import { elapse, until } from '../helpers/wait.js';
 
 let dir: string;
 before(async () => {
@@ -68,8 +68,9 @@ test('SIGKILL at random instants while saving in a loop: the file always parses 
     const child = spawn(process.execPath, ['--import', 'tsx', projectPath('test', 'helpers', 'state-writer.ts'), file], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    while (!out.includes('\n')) await sleep(5);
-    await sleep(Math.floor(Math.random() * 150));
+    await until('the writer\'s first committed state', () => out.includes('\n') || child.exitCode !== null, { timeoutMs: 30_000, everyMs: 5 });
+    assert.equal(child.exitCode, null, 'the writer is still saving');
+    await elapse(Math.floor(Math.random() * 150), 'a random instant of the save loop for the kill');
     child.kill('SIGKILL');
     await new Promise((r) => child.once('exit', r));
     const committed = out.trim().split('\n').map(Number);

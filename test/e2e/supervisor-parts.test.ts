@@ -9,6 +9,7 @@ import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
+import { until } from '../helpers/wait.js';
 import { buildChildCommand } from '../../src/runtimes/runtimes.js';
 import { ChildLog } from '../../src/supervisor/child-log.js';
 import { discoverGpus, parseNvidiaSmi } from '../../src/supervisor/gpus.js';
@@ -129,8 +130,11 @@ test('orphan reaping: marked processes (and their group) are found and stopped; 
   const otherManager = spawn('sleep', ['30'], { detached: true, stdio: 'ignore', env: { PATH: process.env.PATH, ...childMarker(`${stateFile}.other`, 'x') } });
   const bystander = spawn('sleep', ['30'], { detached: true, stdio: 'ignore' });
   try {
-    await new Promise((r) => setTimeout(r, 200));
-    const found = findMarked(stateFile);
+    // The shell's own sleep is forked by then (it inherits the marker).
+    const found = await until('the shell and its sleep marked', () => {
+      const f = findMarked(stateFile);
+      return f.length >= 2 ? f : undefined;
+    }, { timeoutMs: 10_000 });
     assert.ok(found.some((p) => p.pid === orphan.pid), 'the marked shell is found');
     assert.equal(found.length, 2, 'the shell and its sleep (the marker is inherited)');
     assert.ok(found.every((p) => p.instance === 'orphan'));
@@ -152,18 +156,19 @@ test('manager lock: of several processes taking it at the same instant (none the
   const { writeFile } = await import('node:fs/promises');
   const dir = await mkdtemp(path.join(tmpdir(), 'teiplex-lock-'));
   const lockModule = new URL('../../src/supervisor/manager-lock.ts', import.meta.url).href;
-  // Each contender waits for the same wall-clock instant, takes the lock, and holds on while the others try.
-  const contender = (stateFile: string, at: number) =>
-    new Promise<string>((resolve) => {
-      const code = `const { ManagerLock } = await import(${JSON.stringify(lockModule)});
+  // Each contender waits for the same wall-clock instant, takes the lock, says how it went, and
+  // holds on until its stdin closes: after every contender has tried.
+  const contender = (stateFile: string, at: number) => {
+    const code = `const { ManagerLock } = await import(${JSON.stringify(lockModule)});
         while (Date.now() < ${at}) {}
         try { await new ManagerLock(${JSON.stringify(stateFile)}).acquire(); console.log('held'); } catch (e) { console.log(e.name); }
-        await new Promise((r) => setTimeout(r, 1500));`;
-      const p = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
-      let out = '';
-      p.stdout.on('data', (d: Buffer) => (out += d.toString()));
-      p.on('exit', () => resolve(out.trim()));
-    });
+        process.stdin.resume().on('end', () => process.exit(0));`;
+    const p = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { stdio: ['pipe', 'pipe', 'inherit'] });
+    let out = '';
+    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<void>((resolve) => p.once('exit', () => resolve()));
+    return { p, exited, out: () => out };
+  };
   try {
     for (const stale of [false, true]) {
       for (let round = 0; round < 3; round++) {
@@ -171,7 +176,14 @@ test('manager lock: of several processes taking it at the same instant (none the
         // A stale lock: its owner is long gone (pid 1 with another start time is not it).
         if (stale) await writeFile(`${stateFile}.lock`, JSON.stringify({ pid: 1, start_time: 1 }));
         const at = Date.now() + 2500;
-        const results = await Promise.all([0, 1, 2, 3].map(() => contender(stateFile, at)));
+        const cs = [0, 1, 2, 3].map(() => contender(stateFile, at));
+        let results: string[];
+        try {
+          results = await until('every contender\'s answer', () => (cs.every((c) => c.out().includes('\n') || c.p.exitCode !== null) ? cs.map((c) => c.out().trim()) : undefined), { timeoutMs: 60_000 });
+        } finally {
+          for (const c of cs) c.p.stdin!.end();
+          await Promise.all(cs.map((c) => c.exited));
+        }
         assert.equal(results.filter((r) => r === 'held').length, 1, `${stale ? 'stale' : 'fresh'} round ${round}: ${results.join(', ')}`);
         assert.equal(results.filter((r) => r === 'StateFileInUse').length, 3, results.join(', '));
       }

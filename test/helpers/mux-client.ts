@@ -98,10 +98,25 @@ export async function reflect(port: number, version: 'v1' | 'v1alpha', symbol: s
   }
 }
 
-/** assert.rejects matcher for a gRPC status (and its message). */
-export function grpcError(code: grpc.status, re?: RegExp) {
+/** The machine code of a gRPC error (its `teiplex-error-code` trailer, docs/errors.md); undefined without one. */
+export function errorCode(err: { metadata?: grpc.Metadata } | null | undefined): string | undefined {
+  const v = err?.metadata?.get('teiplex-error-code')[0];
+  return v === undefined ? undefined : String(v);
+}
+
+/**
+ * assert.rejects matcher for a gRPC status, and optionally its machine code (the
+ * `teiplex-error-code` trailer, docs/errors.md; `null`: the error carries none, e.g. a deadline the
+ * client's own) and its message: `grpcError(status.NOT_FOUND, 'INSTANCE_NOT_FOUND', /nope/)`.
+ * `grpcError(status.X, /message/)` checks the status and message only.
+ */
+export function grpcError(code: grpc.status, machineCodeOrMessage?: string | null | RegExp, message?: RegExp) {
+  const re = machineCodeOrMessage instanceof RegExp ? machineCodeOrMessage : message;
   return (err: grpc.ServiceError): boolean => {
     assert.equal(err.code, code, `expected ${grpc.status[code]}, got ${grpc.status[err.code]}: ${err.details}`);
+    if (typeof machineCodeOrMessage === 'string' || machineCodeOrMessage === null) {
+      assert.equal(errorCode(err), machineCodeOrMessage ?? undefined, `teiplex-error-code ${errorCode(err)}, want ${machineCodeOrMessage}: ${err.details}`);
+    }
     if (re) assert.match(err.details, re);
     return true;
   };
