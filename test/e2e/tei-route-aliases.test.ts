@@ -61,5 +61,6 @@ describe("TEI's route aliases (teiplex router, embedding test model)", () => {
   test('an alias that is not one answers 404 (the aliases above are real routes)', async () => {
     const got = await api.post('/embedding', { input: 'x' });
     assert.equal(got.status, 404);
+    assert.equal(got.body.error_type, 'not_found', JSON.stringify(got.body));
   });
 });
