@@ -162,8 +162,8 @@ export function statusObject(code: grpc.status, details: string, metadata = new 
   return { code, details, metadata };
 }
 
-/** A size refusal made here (not by the child): it names its code, so it is not read as the child's overload. */
-function tooLargeStatus(details: string): grpc.StatusObject {
+/** A size refusal made by the manager (not by a child): it names its code, so it is not read as the child's overload. */
+export function tooLargeStatus(details: string): grpc.StatusObject {
   const md = new grpc.Metadata();
   md.set(ERROR_CODE_KEY, 'PAYLOAD_TOO_LARGE');
   return statusObject(grpc.status.RESOURCE_EXHAUSTED, details, md);

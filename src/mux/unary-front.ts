@@ -17,7 +17,8 @@
  *
  * What grpc-js would answer, this answers alike: a content-type other than application/grpc*
  * gets HTTP 415; `grpc-timeout` sets the call's deadline (a malformed one: INTERNAL); a message
- * over grpc_max_message_size_mb is RESOURCE_EXHAUSTED "Received message larger than max"; a
+ * over grpc_max_message_size_mb is RESOURCE_EXHAUSTED "Received message larger than max" (with
+ * the PAYLOAD_TOO_LARGE trailer, which grpc-js would not send: a size refusal is not an overload); a
  * gzip or deflate message is inflated (bounded by the same limit), another encoding is
  * UNIMPLEMENTED; no message, or a second one, is UNIMPLEMENTED; a client that resets the stream
  * cancels the child call; the status goes in trailers (`grpc-message` URI-encoded), or as a
@@ -32,7 +33,7 @@ import type { ApiKeyGrant } from '../auth/api-keys.js';
 import type { Auth } from '../auth/auth.js';
 import { checkGrpcCall } from '../auth/grpc-auth.js';
 import { asksNoWait, NO_WAIT_HEADER, type ColdStartWaiter } from '../catalog/catalog.js';
-import { copyCallHeaders, frame, statusObject, type ChildCall, type ChildCallListener, type ChildStatus } from '../child/child-channel.js';
+import { copyCallHeaders, frame, statusObject, tooLargeStatus, type ChildCall, type ChildCallListener, type ChildStatus } from '../child/child-channel.js';
 import { TeiplexError } from '../common/errors.js';
 import { toGrpcStatus } from '../tei/grpc-status.js';
 import type { CallGate } from './drain.js';
@@ -176,7 +177,7 @@ class UnaryCall implements ChildCallListener {
       const head = this.chunks[0].length >= 5 ? this.chunks[0] : Buffer.concat(this.chunks, this.received);
       this.length = head.readUInt32BE(1);
       if (this.length > this.o.maxMessageBytes) {
-        this.end(statusObject(grpc.status.RESOURCE_EXHAUSTED, `Received message larger than max (${this.length} vs ${this.o.maxMessageBytes})`));
+        this.end(tooLargeStatus(`Received message larger than max (${this.length} vs ${this.o.maxMessageBytes})`));
         return;
       }
     }
@@ -211,7 +212,7 @@ class UnaryCall implements ChildCallListener {
       if (this.phase !== 'reading') return;
       if (err === null) this.handle(plain);
       else if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
-        this.end(statusObject(grpc.status.RESOURCE_EXHAUSTED, `Received message that decompresses to a size larger than ${this.o.maxMessageBytes}`));
+        this.end(tooLargeStatus(`Received message that decompresses to a size larger than ${this.o.maxMessageBytes}`));
       } else this.end(statusObject(grpc.status.INTERNAL, 'Failed to decompress message'));
     });
   }

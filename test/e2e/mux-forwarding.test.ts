@@ -315,8 +315,7 @@ describe('errors', () => {
   test('message size limit (grpc_max_message_size_mb) on requests and on answers: RESOURCE_EXHAUSTED', async () => {
     const limit = MAX_MESSAGE_MB * 1024 * 1024;
     const word = 'alpha beta gamma delta ';
-    await assert.rejects(unary(client, 'Embed', { target: byName('emb-a'), request: { inputs: word.repeat(Math.ceil((limit + 100) / word.length)), truncate: true } }), grpcError(status.RESOURCE_EXHAUSTED, /^Received message larger than max \(\d+ vs \d+\)/));
-    // (The unary front answers a request over the limit as grpc-js does: no teiplex-error-code; an answer over it below is PAYLOAD_TOO_LARGE.)
+    await assert.rejects(unary(client, 'Embed', { target: byName('emb-a'), request: { inputs: word.repeat(Math.ceil((limit + 100) / word.length)), truncate: true } }), grpcError(status.RESOURCE_EXHAUSTED, 'PAYLOAD_TOO_LARGE', /^Received message larger than max \(\d+ vs \d+\)/));
     // A request under the limit whose answer is over it.
     const inputs = word.repeat(Math.floor((limit * 0.6) / word.length));
     const tok = await unary(childClient('emb-a', 'tei.v1.Tokenize'), 'Tokenize', { inputs }).catch((e: grpc.ServiceError) => e);

@@ -107,8 +107,8 @@ function grpcStatus(a: RawAnswer): [number, string] {
 }
 
 /**
- * The teiplex-error-code of a raw answer. The front's own transport statuses carry none: it
- * answers them as grpc-js would (src/mux/unary-front.ts).
+ * The teiplex-error-code of a raw answer. The front's own transport statuses carry none (it
+ * answers them as grpc-js would, src/mux/unary-front.ts), except a size refusal: PAYLOAD_TOO_LARGE.
  */
 function errorCodeOf(a: RawAnswer): string | undefined {
   const c = a.trailers['teiplex-error-code'] ?? a.headers['teiplex-error-code'];
@@ -186,7 +186,7 @@ describe('the unary front', () => {
     assert.ok(bomb.length < 64 * 1024);
     const big = await raw({ 'grpc-encoding': 'gzip' }, [grpcFrame(bomb, true)]);
     assert.equal(grpcStatus(big)[0], status.RESOURCE_EXHAUSTED);
-    assert.equal(errorCodeOf(big), undefined);
+    assert.equal(errorCodeOf(big), 'PAYLOAD_TOO_LARGE', 'a size refusal names its code: not read as an overload');
     assert.match(grpcStatus(big)[1], /decompresses to a size larger than/);
   });
 
@@ -195,11 +195,12 @@ describe('the unary front', () => {
     head.writeUInt32BE(MAX_MB * 1024 * 1024 + 1, 1);
     const over = await raw({}, [head, Buffer.alloc(1000)]);
     assert.equal(grpcStatus(over)[0], status.RESOURCE_EXHAUSTED);
-    assert.equal(errorCodeOf(over), undefined);
+    assert.equal(errorCodeOf(over), 'PAYLOAD_TOO_LARGE');
     assert.match(grpcStatus(over)[1], /larger than max/);
     // The 5-byte prefix split across DATA frames: read once it is whole.
     const splitOver = await raw({}, [head.subarray(0, 2), head.subarray(2), Buffer.alloc(1000)]);
     assert.equal(grpcStatus(splitOver)[0], status.RESOURCE_EXHAUSTED);
+    assert.equal(errorCodeOf(splitOver), 'PAYLOAD_TOO_LARGE');
     assert.match(grpcStatus(splitOver)[1], /larger than max/);
     const ok = grpcFrame(embedRequest('split prefix'));
     const split = await raw({}, [ok.subarray(0, 3), ok.subarray(3, 9), ok.subarray(9)]);
