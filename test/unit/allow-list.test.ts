@@ -11,9 +11,9 @@ import { AllowList, parseSubjectAltNames, parseSubjectPattern, subjectMatches, s
 import { ConfigError } from '../../src/config/validate.js';
 
 let serial = 0;
-/** A PeerCertificate-shaped object: subject, SAN string, a raw body and a fingerprint of its own. */
-function cert(subject: Record<string, string | string[]>, subjectaltname?: string, fingerprint256: string | undefined = `fp-${++serial}`): PeerCertificate {
-  return { subject, subjectaltname, raw: Buffer.from('der'), fingerprint256 } as unknown as PeerCertificate;
+/** A PeerCertificate-shaped object: subject, SAN string, a raw body and a fingerprint (its own unless given; null: none). */
+function cert(subject: Record<string, string | string[]>, subjectaltname?: string, fingerprint: string | null = `fp-${++serial}`): PeerCertificate {
+  return { subject, subjectaltname, raw: Buffer.from('der'), fingerprint256: fingerprint ?? undefined } as unknown as PeerCertificate;
 }
 
 test('parseSubjectPattern: ATTR=value pairs, names lower-cased, values trimmed, backslash escapes', () => {
@@ -139,9 +139,12 @@ test('AllowList: a verdict is remembered by fingerprint; without a fingerprint i
   assert.equal(list.check(cert({ CN: 'x' }, 'DNS:a.example', 'same')).allowed, true);
   // Same fingerprint, different contents: the remembered verdict answers (a fingerprint names one certificate).
   assert.equal(list.check(cert({ CN: 'x' }, 'DNS:b.example', 'same')).allowed, true);
-  assert.equal(list.check(cert({ CN: 'x' }, 'DNS:b.example', undefined)).allowed, false);
-  assert.equal(list.check(cert({ CN: 'x' }, 'DNS:a.example', undefined)).allowed, true);
-  // The cache is bounded: after 1024 other certificates it starts over.
-  for (let i = 0; i < 1024; i++) list.check(cert({ CN: 'x' }, 'DNS:b.example'));
+  assert.equal(list.check(cert({ CN: 'x' }, 'DNS:b.example', null)).allowed, false);
+  assert.equal(list.check(cert({ CN: 'x' }, 'DNS:a.example', null)).allowed, true);
+  assert.equal(list.check(cert({ CN: 'x' }, 'DNS:b.example', null)).allowed, false, 'nothing was remembered without a fingerprint');
+  // The cache holds 1024 verdicts: 'same' and 1023 others; the next one starts it over.
+  for (let i = 0; i < 1023; i++) list.check(cert({ CN: 'x' }, 'DNS:b.example'));
+  assert.equal(list.check(cert({ CN: 'x' }, 'DNS:b.example', 'same')).allowed, true, 'still remembered with 1024 in the cache');
+  list.check(cert({ CN: 'x' }, 'DNS:b.example'));
   assert.equal(list.check(cert({ CN: 'x' }, 'DNS:b.example', 'same')).allowed, false, 'the old verdict was dropped with the full cache');
 });
