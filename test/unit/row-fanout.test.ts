@@ -8,7 +8,14 @@ import test from 'node:test';
 import fc from 'fast-check';
 import { planChunks } from '../../src/child/batching/row-fanout.js';
 
-const texts = (bytes: readonly number[]) => ({ length: bytes.length, bytesOf: (i: number) => bytes[i] });
+/** A TextSource of rows of these byte lengths; reading a row that does not exist throws. */
+const texts = (bytes: readonly number[]) => ({
+  length: bytes.length,
+  bytesOf: (i: number) => {
+    if (!(i >= 0 && i < bytes.length)) throw new RangeError(`row ${i} of ${bytes.length} read`);
+    return bytes[i];
+  },
+});
 
 test('planChunks cuts at maxRows rows: exactly maxRows per chunk, the rest in the last', () => {
   assert.deepEqual(planChunks(texts([1, 1, 1, 1, 1]), 2, 1e9), [
