@@ -80,3 +80,36 @@ test('manual clock: timers run in due order as time is advanced, each at its own
   assert.deepEqual(ran.map(([n]) => n), ['a', 'a2', 'b']);
   assert.equal(clock.timers, 0);
 });
+
+test('back-off: refuses negative or NaN delays and a factor below 1, naming the option; accepts 0 delays and factor 1', () => {
+  const delays = /^Backoff: initialMs and maxMs must be >= 0$/;
+  assert.throws(() => new Backoff({ initialMs: -1, maxMs: 100 }), { name: 'RangeError', message: delays });
+  assert.throws(() => new Backoff({ initialMs: 100, maxMs: -1 }), { name: 'RangeError', message: delays });
+  assert.throws(() => new Backoff({ initialMs: Number.NaN, maxMs: 100 }), { name: 'RangeError', message: delays });
+  assert.throws(() => new Backoff({ initialMs: 100, maxMs: Number.NaN }), { name: 'RangeError', message: delays });
+  assert.throws(() => new Backoff({ initialMs: 1, maxMs: 1, factor: 0.99 }), { name: 'RangeError', message: /^Backoff: factor must be >= 1$/ });
+  const zero = new Backoff({ initialMs: 0, maxMs: 0, clock: new ManualClock() });
+  assert.deepEqual([zero.next(), zero.next()], [0, 0], 'no delay at all is allowed');
+  const flat = new Backoff({ initialMs: 50, maxMs: 1000, factor: 1, clock: new ManualClock() });
+  assert.deepEqual([flat.next(), flat.next(), flat.next()], [50, 50, 50], 'factor 1: the same delay every time');
+});
+
+test('back-off: the key defaults to one shared key in next, failures, quietFrom and reset', () => {
+  const clock = new ManualClock();
+  const b = new Backoff({ initialMs: 100, maxMs: 1000, resetAfterMs: 1000, clock });
+  assert.equal(b.failures(), 0);
+  b.next();
+  b.next();
+  assert.equal(b.failures(), 2);
+  assert.equal(b.failures(''), 2, 'the default key is the empty one');
+  b.quietFrom(undefined, null);
+  clock.advance(5000);
+  assert.equal(b.next(), 400, 'quietFrom() with null on the default key: no quiet stretch, no reset');
+  b.quietFrom();
+  clock.advance(1000);
+  assert.equal(b.next(), 100, 'quietFrom() on the default key starts the quiet stretch now');
+  b.next();
+  b.reset();
+  assert.equal(b.failures(), 0);
+  assert.equal(b.next(), 100, 'reset() forgets the default key');
+});
