@@ -79,3 +79,27 @@ test('deriveModelState: failed, unloading, loaded, loading, available in that or
   assert.equal(deriveModelState({ ...idle, unloading: true }, ['running']), 'unloading');
   assert.equal(deriveModelState({ failed: true, unloading: true, loading: true }, ['running']), 'failed');
 });
+
+test('model states: a refused change names both states; force() takes any state, reports it without an event, and ignores a no-op', () => {
+  const seen: string[] = [];
+  const m = new ModelStateMachine((from, to, event) => seen.push(`${from}->${to}:${event ?? 'forced'}`));
+  const refused = (() => {
+    try {
+      m.transition('loaded');
+    } catch (e) {
+      return e;
+    }
+    return undefined;
+  })();
+  assert.ok(refused instanceof ModelTransitionError);
+  assert.equal(refused.name, 'ModelTransitionError');
+  assert.equal(refused.message, 'a catalog model cannot go from available to loaded');
+  assert.deepEqual([refused.from, refused.to], ['available', 'loaded']);
+  // The catalog reports the refusal, then forces the state so what it shows stays true.
+  m.force('loaded');
+  assert.equal(m.state, 'loaded');
+  m.force('loaded');
+  assert.deepEqual(seen, ['available->loaded:forced'], 'a forced change is reported once, with no event; forcing the same state is no change');
+  m.transition('unloading');
+  assert.deepEqual(seen, ['available->loaded:forced', 'loaded->unloading:unload'], 'the table applies again after a forced change');
+});
