@@ -22,7 +22,7 @@ export const groups = {
   backoff: { mutate: ['src/supervisor/backoff.ts'], tests: unit('backoff') },
   'queue-cuts': { mutate: [fn('src/router/queue.ts', 'planCuts')], tests: unit('router-queue', 'batch-cuts-properties') },
   'row-fanout-chunks': { mutate: [fn('src/child/batching/row-fanout.ts', 'planChunks')], tests: unit('row-fanout', 'chunk-plan-properties') },
-  placement: { mutate: ['src/catalog/memory-budget.ts', 'src/catalog/placement.ts'], tests: unit('memory-budget', 'placement-properties', 'catalog-sweep', 'authz-units') },
+  placement: { mutate: ['src/catalog/memory-budget.ts', 'src/catalog/placement.ts'], tests: unit('memory-budget', 'placement', 'placement-properties', 'catalog-sweep', 'authz-units') },
   'allow-list': { mutate: ['src/auth/allow-list.ts'], tests: unit('allow-list', 'subject-match-properties', 'authz-units', 'security-policy') },
   access: { mutate: ['src/auth/access.ts', 'src/auth/api-keys.ts'], tests: unit('authz-units') },
   config: { mutate: ['src/config/validate.ts', 'src/config/config.ts'], tests: unit('config', 'security-policy') },
