@@ -60,7 +60,7 @@ export default {
   // The machine this was tuned on is shared and slow: a test file takes seconds to start.
   timeoutMS: 30000,
   timeoutFactor: 2,
-  ignorePatterns: ['dist', 'bench', 'docs', 'test/e2e', 'reports', '.tmp'],
+  ignorePatterns: ['dist', 'bench', 'test/e2e', 'reports', '.tmp'],
   incremental: true,
   incrementalFile: `reports/stryker-incremental-${tag}.json`,
   reporters: ['clear-text', 'progress', 'json', 'html'],
