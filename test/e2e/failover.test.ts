@@ -177,8 +177,9 @@ describe('failover with the default budget (fake children, one SIGKILLed mid-cal
     assert.equal(errorCode(err), 'BAD_REQUEST');
     assert.match(err.details, /x-teiplex-failover: 'always' is not a failover mode; allowed: 'same-model', 'off'/);
     const res = await post(m, '/v1/embeddings', { model: MODEL, input: 'x' }, { 'x-teiplex-failover': 'always' });
-    const body = (await res.json()) as { error: { message: string } };
+    const body = (await res.json()) as { error: { message: string; code: string } };
     assert.equal(res.status, 400, JSON.stringify(body));
+    assert.equal(body.error.code, 'bad_request');
     assert.match(body.error.message, /allowed: 'same-model', 'off'/);
   });
 
