@@ -45,9 +45,20 @@ export interface ChildCallListener {
   onStatus(status: ChildStatus): void;
 }
 
-/** A call's status; `trailers`: the child's trailers (or trailers-only headers) when the status is the child's. */
+/**
+ * A call's status; `trailers`: the child's trailers (or trailers-only headers) when the status is
+ * the child's. `unanswered`: the call ended UNAVAILABLE before the child sent anything (no response
+ * headers: the connection dropped or was refused, the stream was refused, the channel was closed),
+ * so it may be made again on another replica (src/routing/failover.ts).
+ */
 export interface ChildStatus extends grpc.StatusObject {
   readonly trailers?: http2.IncomingHttpHeaders;
+  readonly unanswered?: boolean;
+}
+
+/** `s`, marked as ended before the child answered anything. */
+function unansweredStatus(s: grpc.StatusObject): ChildStatus {
+  return Object.assign(s, { unanswered: true });
 }
 
 /** The child's status from its trailers: metadata made on first read. */
@@ -184,7 +195,7 @@ export interface ChildCall {
 }
 
 /** A call that could not start: it reports `s` once the caller holds it. */
-function failedCall(listener: ChildCallListener, s: grpc.StatusObject): ChildCall {
+function failedCall(listener: ChildCallListener, s: ChildStatus): ChildCall {
   let done = false;
   const finish = (): void => {
     if (done) return;
@@ -197,6 +208,8 @@ function failedCall(listener: ChildCallListener, s: grpc.StatusObject): ChildCal
 
 class StreamCall implements ChildCall {
   private done = false;
+  /** The child sent response headers (or a trailers-only answer): it heard the call. */
+  private heard = false;
   private pendingStatus: ChildStatus | undefined;
   private readonly chunks: Buffer[] = [];
   private buffered = 0;
@@ -281,16 +294,17 @@ class StreamCall implements ChildCall {
     this.finish(s);
   }
 
-  private finish(s: grpc.StatusObject): void {
+  private finish(s: ChildStatus): void {
     if (this.done) return;
     this.done = true;
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.onEnd();
-    this.listener.onStatus(s);
+    this.listener.onStatus(!this.heard && s.code === grpc.status.UNAVAILABLE && s.trailers === undefined ? unansweredStatus(s) : s);
   }
 
   private onResponse(headers: http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader): void {
     if (this.done) return;
+    this.heard = true;
     const http = Number(headers[HTTP2_HEADER_STATUS]);
     if (headers['grpc-status'] !== undefined) {
       // Trailers-only: the status is in the headers.
@@ -455,7 +469,7 @@ export class ChildChannel {
       conn = this.connection();
       stream = conn.session.request(headers);
     } catch (err) {
-      return failedCall(listener, statusObject(grpc.status.UNAVAILABLE, `cannot reach the child on port ${this.port}: ${(err as Error).message}`));
+      return failedCall(listener, unansweredStatus(statusObject(grpc.status.UNAVAILABLE, `cannot reach the child on port ${this.port}: ${(err as Error).message}`)));
     }
     conn.calls++;
     return new StreamCall(stream, listener, this.settings.maxMessageBytes, this.tooLarge, deadlineMs, () => conn, () => conn.calls--);

@@ -40,7 +40,7 @@ import type {
   TextInput,
   TokenEmbeddings,
 } from '../tei/types.js';
-import { embedRows, DEFAULT_FANOUT, type FanoutPath, type FanoutSettings, type TextSource } from './batching/row-fanout.js';
+import { embedRows, DEFAULT_FANOUT, type Fallback, type FanoutPath, type FanoutSettings, type TextSource } from './batching/row-fanout.js';
 import { fanOut } from './batching/fan-out.js';
 import { CallScope } from './call-scope.js';
 import type { ChildChannel } from './child-channel.js';
@@ -134,9 +134,18 @@ export class ChildClient implements Engine {
    * One row per text for a large row-wise request (the Arrow RPCs): Batch chunks within the input
    * budget, or a windowed tei.v1 stream (batching/row-fanout.ts); `onRow` sees each row as it
    * arrives and throws to stop. The scope is the caller's (it cancels everything on its failure).
+   * `fallback`: where failed sub-batches may go instead (failover).
    */
-  rows<Row>(scope: CallScope, kind: RowKind<Row>, texts: TextSource, o: RowOptions, settings: FanoutSettings = DEFAULT_FANOUT, onRow?: (row: Row) => void): Promise<{ rows: Row[]; path: FanoutPath }> {
-    return embedRows(scope, this, kind, texts, o, settings, onRow);
+  rows<Row>(
+    scope: CallScope,
+    kind: RowKind<Row>,
+    texts: TextSource,
+    o: RowOptions,
+    settings: FanoutSettings = DEFAULT_FANOUT,
+    onRow?: (row: Row) => void,
+    fallback?: Fallback,
+  ): Promise<{ rows: Row[]; path: FanoutPath }> {
+    return embedRows(scope, this, kind, texts, o, settings, onRow, fallback);
   }
 
   // ---- calls ------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ export async function wireManager(o: { config: Config; configPath: string | unde
   );
   supervisor = new Supervisor({ config, hooks: metrics.hooks(), ...(o.log ? { log: o.log } : {}) });
   supervisor.desired.store.onWrite = (ok, seconds) => metrics.stateWrite(ok, seconds);
-  const routing = createRouting(supervisor, channelSettings(config));
+  const routing = createRouting(supervisor, channelSettings(config), config.failover);
   catalog = new Catalog({ supervisor, inflight: routing.inflight, settings: catalogSettings(config), ...(o.log ? { log: o.log } : {}) });
   catalog.listen(metrics.catalogEvents());
   const reloader = new ConfigReloader(o.configPath, config, supervisor, catalog);

@@ -31,6 +31,18 @@ export const RestartConfigSchema = Type.Object(
   { additionalProperties: false },
 );
 
+/** `[failover]`: a call whose child went away before answering is retried once on another replica (docs/multiplexer.md, docs/data-plane.md). */
+export const FailoverConfigSchema = Type.Object(
+  {
+    enabled: Type.Boolean(),
+    /** Retries in flight may be this share (%) of the calls in flight across the front ends ... */
+    budget_percent: Type.Number({ minimum: 0, maximum: 100 }),
+    /** ... or this many, whichever is more. */
+    min_retry_concurrency: Type.Integer({ minimum: 0 }),
+  },
+  { additionalProperties: false },
+);
+
 /** `[auth.mtls]`: TLS with required client certificates on the gRPC and the REST/HTTP listeners. */
 export const MtlsConfigSchema = Type.Object(
   {
@@ -184,6 +196,7 @@ export const ConfigSchema = Type.Object(
     /** ... for this long starts another one (up to max_replicas). */
     scale_up_after_secs: Secs,
     restart: RestartConfigSchema,
+    failover: FailoverConfigSchema,
     instances: Type.Array(InstanceSpecSchema),
     /** The catalog of on-demand models (docs/on-demand.md). */
     models: Type.Array(ModelSpecSchema),
@@ -195,6 +208,7 @@ export const ConfigSchema = Type.Object(
 export type SecurityConfig = Static<typeof SecurityConfigSchema>;
 export type Config = Static<typeof ConfigSchema>;
 export type RestartConfig = Static<typeof RestartConfigSchema>;
+export type FailoverConfig = Static<typeof FailoverConfigSchema>;
 export type AuthConfig = Static<typeof AuthConfigSchema>;
 export type MtlsConfig = Static<typeof MtlsConfigSchema>;
 export type ApiKeyConfig = Static<typeof ApiKeyConfigSchema>;
@@ -248,14 +262,16 @@ export const DEFAULTS = {
   standby_children: 1,
   onnx_cache_dir: 'teiplex-onnx-cache',
   restart: { initial_backoff_ms: 1000, backoff_factor: 2, max_backoff_ms: 60_000, reset_after_secs: 300, max_restarts: 10, window_secs: 600 },
+  failover: { enabled: true, budget_percent: 20, min_retry_concurrency: 3 },
   instances: [],
   models: [],
   auth: { api_keys: [], open_health: true, open_metrics: true, open_reflection: true, admin_requires_key: true },
   security: { allow_remote_admin_without_auth: false, api_commands: [], api_env: [], api_flag_overrides: false },
 } as const satisfies Config;
 
-type ScalarKey = Exclude<keyof Config, 'restart' | 'instances' | 'models' | 'auth' | 'security'>;
-const SCALAR_KEYS = Object.keys(DEFAULTS).filter((k) => k !== 'restart' && k !== 'instances' && k !== 'models' && k !== 'auth' && k !== 'security') as ScalarKey[];
+const TABLE_KEYS = new Set(['restart', 'failover', 'instances', 'models', 'auth', 'security']);
+type ScalarKey = Exclude<keyof Config, 'restart' | 'failover' | 'instances' | 'models' | 'auth' | 'security'>;
+const SCALAR_KEYS = Object.keys(DEFAULTS).filter((k) => !TABLE_KEYS.has(k)) as ScalarKey[];
 /** Optional scalar keys (no default): numbers. */
 const OPTIONAL_NUMBER_KEYS = ['max_instances', 'data_port', 'gpu_memory_budget_mb', 'cpu_memory_budget_mb'] as const;
 
@@ -300,6 +316,10 @@ export function resolveConfig(file: Record<string, unknown>, env: NodeJS.Process
   if (restartFile !== undefined && (typeof restartFile !== 'object' || restartFile === null || Array.isArray(restartFile))) {
     throw new ConfigError(`${where}: restart: expected a table`);
   }
+  const failoverFile = file.failover;
+  if (failoverFile !== undefined && (typeof failoverFile !== 'object' || failoverFile === null || Array.isArray(failoverFile))) {
+    throw new ConfigError(`${where}: failover: expected a table`);
+  }
   const authFile = file.auth;
   if (authFile !== undefined && (typeof authFile !== 'object' || authFile === null || Array.isArray(authFile))) {
     throw new ConfigError(`${where}: auth: expected a table`);
@@ -313,6 +333,7 @@ export function resolveConfig(file: Record<string, unknown>, env: NodeJS.Process
     ...file,
     ...envOverrides(env),
     restart: { ...DEFAULTS.restart, ...(restartFile as object | undefined) },
+    failover: { ...DEFAULTS.failover, ...(failoverFile as object | undefined) },
     instances: file.instances ?? [],
     models: file.models ?? [],
     auth: { ...DEFAULTS.auth, ...(authFile as object | undefined) },

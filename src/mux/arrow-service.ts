@@ -26,6 +26,13 @@
  *    over it, while the rows come in as soon as they pass it, and at the end on the written size.
  *    A worker writes the rows as Arrow IPC with LZ4_FRAME bodies.
  *
+ * Failover (src/routing/failover.ts): a sub-batch (a Batch chunk, or the rows a fan-out stream
+ * had not answered) whose child went away is sent once more to another serving
+ * replica, the same one for every such sub-batch of the call, within the call's deadline and the
+ * retry budget; only those rows move, and the answer keeps input order. `x-teiplex-failover`
+ * (metadata) is read as for the unary RPCs. After a failover, `teiplex-instance` names the replica
+ * the failed sub-batches went to, and `teiplex-retried-from` the call's first instance.
+ *
  * Errors from the child are its TeiplexError (src/tei/grpc-status.ts fromGrpcStatus), rendered with
  * toServiceError: a teiplex router child's gRPC code and message as it sent them, with the
  * `teiplex-error-code` trailer (and the row, re-based to the whole request, in the message and
@@ -46,7 +53,8 @@ import { AnswerMeter } from '../child/answer-meter.js';
 import { Budget } from '../child/input-budget.js';
 import { toServiceError } from '../tei/grpc-status.js';
 import { DENSE, MULTIVECTOR, SPARSE, type ArrowKind, type EmbedFlags } from './arrow-kinds.js';
-import { callWaiter, deadlineMs, noWaitOf, relayMetadata, type Forwarder, type Leg } from './forward.js';
+import { callWaiter, deadlineMs, noWaitOf, relayMetadata, RETRIED_FROM_HEADER, type Forwarder, type Leg } from './forward.js';
+import { FAILOVER_HEADER, parseFailoverMode, retryableRows, type FailoverMode } from '../routing/failover.js';
 import type { MuxMetrics } from './metrics.js';
 import type { PbTarget } from './protos.js';
 import type { Target } from '../routing/target.js';
@@ -258,9 +266,11 @@ function arrowHandler(
       f.close(name, leg, grpc.status.CANCELLED, started);
     };
     let target: Target;
+    let mode: FailoverMode;
     try {
       if (req.malformed !== undefined) throw new TeiplexError('BAD_REQUEST', req.malformed);
       target = toTarget(req.target);
+      mode = parseFailoverMode(call.metadata.get(FAILOVER_HEADER)[0]);
       if (req.noop === true && !d.limits.allowNoop) {
         throw new TeiplexError('NOOP_DISABLED', `'noop' is disabled on this server (arrow_allow_noop = false): it answers zeros without calling the model, for transport benchmarks only`);
       }
@@ -322,11 +332,25 @@ function arrowHandler(
       };
       const arrowCall = new CallScope(Math.min(ours, client), () => timedOut() ?? clientDeadline());
       let done = false;
+      /** The replica failed sub-batches went to (failover), once asked: null when none may be used. */
+      let moved: Leg | null | undefined;
+      const fallback = (err: unknown): ChildClient | undefined => {
+        if (!retryableRows(err) || arrowCall.aborted !== undefined || done) return undefined;
+        if (moved === undefined) moved = f.retry(target, grantOf(req), mode, [leg.instance]) ?? null;
+        return moved?.client;
+      };
       const finish = (code: grpc.status): void => {
         done = true;
         release();
         arrowCall.finish();
+        if (moved) f.abandon(moved);
         f.close(name, leg, code, started);
+      };
+      /** The answer's metadata: the instance (after a failover: the replica retried on, and the first one). */
+      const answerMetadata = (): grpc.Metadata => {
+        const md = relayMetadata(undefined, moved ? moved.instance.name : leg.instance.name);
+        if (moved) md.set(RETRIED_FROM_HEADER, leg.instance.name);
+        return md;
       };
       call.on('cancelled', () => {
         if (done) return;
@@ -348,7 +372,7 @@ function arrowHandler(
           return kind.zeros(n, dim, shared.workers);
         }
         const meter = answerMeter(d.limits.maxMessageBytes, n);
-        const out = await child.rows(arrowCall, kind.rows, texts, method.flags(req), d.fanout ?? DEFAULT_FANOUT, (row: unknown) => meter.add(kind.rows.rowBytes(row)));
+        const out = await child.rows(arrowCall, kind.rows, texts, method.flags(req), d.fanout ?? DEFAULT_FANOUT, (row: unknown) => meter.add(kind.rows.rowBytes(row)), fallback);
         path = out.path;
         kind.learn(child, out.rows);
         release();
@@ -372,10 +396,10 @@ function arrowHandler(
           }
           finish(grpc.status.OK);
           d.metrics.arrowRows(leg.instance.name, kind.name, n);
-          const headers = relayMetadata(undefined, leg.instance.name);
+          const headers = answerMetadata();
           headers.set(PATH_HEADER, path);
           call.sendMetadata(headers);
-          callback(null, { arrow_ipc: Buffer.from(ipc.buffer, ipc.byteOffset, ipc.byteLength) }, relayMetadata(undefined, leg.instance.name));
+          callback(null, { arrow_ipc: Buffer.from(ipc.buffer, ipc.byteOffset, ipc.byteLength) }, answerMetadata());
         },
         (err: unknown) => {
           if (done) return;

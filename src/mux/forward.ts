@@ -17,6 +17,10 @@
  *   connection drop is UNAVAILABLE); its response headers (TEI's x-compute-* timings) too, plus
  *   `teiplex-instance` naming the instance that served the call. A client cancel cancels the
  *   child call.
+ * - Streams are not retried on another replica (failover, src/routing/failover.ts, is for unary
+ *   and Arrow calls): when the child goes away (UNAVAILABLE from the transport, not a status the
+ *   child sent), the stream fails UNAVAILABLE naming the first message not answered, with the
+ *   trailer `teiplex-first-unanswered: <n>`, so a client can open a new stream and resume there.
  */
 import * as grpc from '@grpc/grpc-js';
 import type { ApiKeyGrant } from '../auth/api-keys.js';
@@ -25,10 +29,11 @@ import { asksNoWait, NO_WAIT_HEADER, type ColdStartWaiter } from '../catalog/cat
 import { TeiplexError } from '../common/errors.js';
 import { toServiceError } from '../tei/grpc-status.js';
 import type { Instance } from '../supervisor/instance.js';
-import type { ChildCall, ChildChannel } from '../child/child-channel.js';
+import type { ChildCall, ChildChannel, ChildStatus } from '../child/child-channel.js';
 import type { ChildClient } from '../child/child-client.js';
 import type { ForwardedMethod } from './methods.js';
 import { describeTarget, sameTarget, type Target } from '../routing/target.js';
+import type { FailoverMode, Retry } from '../routing/failover.js';
 import type { Wrapper } from './wrapper.js';
 
 /** Identity codec: messages stay the bytes they are on the wire. */
@@ -36,6 +41,7 @@ export const passthrough = (b: Buffer): Buffer => b;
 
 /** Response header naming the instance that served the call. */
 export const INSTANCE_HEADER = 'teiplex-instance';
+export { RETRIED_FROM_HEADER } from '../routing/failover.js';
 const EMPTY = Buffer.alloc(0);
 
 /** One call's hop to an instance. */
@@ -44,6 +50,9 @@ export interface Leg {
   readonly channel: ChildChannel;
   /** The client to the same child over the same channel (the Arrow RPCs). */
   readonly client: ChildClient;
+  /** A retry's leg (failover): the instance the call went to first, and the budget's slot it holds. */
+  readonly retriedFrom?: string;
+  readonly retry?: Retry;
 }
 
 /** What forwarding needs around it (service.ts). */
@@ -59,6 +68,15 @@ export interface Forwarder {
   open(target: Target, noWait: boolean, grant: ApiKeyGrant | undefined, waiter?: () => ColdStartWaiter): Leg | Promise<Leg>;
   /** The call is over: no longer in flight; metrics. `leg` undefined: it never reached an instance. */
   close(method: string, leg: Leg | undefined, code: grpc.status, startedMs: number): void;
+  /**
+   * After a retryable failure (src/routing/failover.ts) of a call on the last of `tried`: a leg
+   * on another serving replica, counted in flight and holding a slot of the retry budget, or
+   * undefined (the target may not move under `mode`, no other replica, the budget refuses).
+   * The caller then `abandon`s the failed leg.
+   */
+  retry(target: Target, grant: ApiKeyGrant | undefined, mode: FailoverMode, tried: readonly Instance[]): Leg | undefined;
+  /** A leg given up for a retry: no longer in flight, not counted as a finished call. */
+  abandon(leg: Leg): void;
 }
 
 /** The child's headers or trailers (child-channel.ts has left out the transport's keys), or new metadata, naming the instance. */
@@ -75,6 +93,21 @@ export function timeoutError(leg: Leg, timeoutMs: number): TeiplexError {
 /** The child's status as the client's: code, message and trailers (its teiplex-error-code included) unchanged: the passthrough decodes nothing. */
 function childError(err: grpc.StatusObject, leg: Leg): grpc.ServerErrorResponse {
   return Object.assign(new Error(err.details), { code: err.code, details: err.details, metadata: relayMetadata(err.metadata, leg.instance.name) });
+}
+
+/** Trailer of a stream whose child went away: the 1-based position of the first client message not answered. */
+export const FIRST_UNANSWERED_HEADER = 'teiplex-first-unanswered';
+
+/** The status of a stream whose child went away after answering `answered` messages (see the file comment). */
+export function wentAway(s: grpc.StatusObject, leg: Leg, answered: number): grpc.ServerErrorResponse {
+  const next = answered + 1;
+  const details =
+    answered === 0
+      ? `instance '${leg.instance.name}' went away before answering message 1: resume from it (${s.details})`
+      : `instance '${leg.instance.name}' went away; messages 1..${answered} were answered, message ${next} and later were not: resume from it (${s.details})`;
+  const md = relayMetadata(undefined, leg.instance.name);
+  md.set(FIRST_UNANSWERED_HEADER, String(next));
+  return Object.assign(new Error(details), { code: grpc.status.UNAVAILABLE, details, metadata: md });
 }
 
 /** A call's deadline as epoch ms (Infinity: none). */
@@ -120,6 +153,8 @@ class StreamRelay {
   private done = false;
   /** Messages received from the client. */
   private messages = 0;
+  /** Answers relayed to the client (bidi): the first unanswered message is the next one. */
+  private answered = 0;
   /** Answers the child owes (bidi: sent - received; client stream: 1 after the end). */
   private owed = 0;
   private timer: NodeJS.Timeout | undefined;
@@ -224,6 +259,7 @@ class StreamRelay {
 
   private onChildMessage(msg: Buffer): void {
     if (this.done) return;
+    this.answered++;
     if (this.owed > 0) this.owed--;
     if (this.owed > 0) this.timer?.refresh();
     else this.clearTimer();
@@ -250,7 +286,8 @@ class StreamRelay {
     this.clearTimer();
     const leg = this.leg!;
     let e: grpc.ServerErrorResponse | undefined;
-    if (s.code !== grpc.status.OK) e = childError(s, leg);
+    if (s.code === grpc.status.UNAVAILABLE && (s as ChildStatus).trailers === undefined) e = wentAway(s, leg, this.answered);
+    else if (s.code !== grpc.status.OK) e = childError(s, leg);
     else if (!this.bidi && this.answer === undefined) e = toServiceError(new TeiplexError('BACKEND', `instance '${leg.instance.name}' ended the call without an answer`));
     this.f.close(this.m.name, leg, e?.code ?? grpc.status.OK, this.started);
     const trailers = relayMetadata(s.metadata, leg.instance.name);

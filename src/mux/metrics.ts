@@ -8,12 +8,15 @@
  * - `teiplex_inflight_requests{instance}`: requests in flight from both front ends (gRPC calls and
  *   HTTP data-plane requests: src/routing/inflight.ts), read at scrape time;
  * - `teiplex_arrow_rows_total{instance,kind}`: rows answered by the Arrow RPCs (kind: dense,
- *   sparse, multivector; noop calls included).
+ *   sparse, multivector; noop calls included);
+ * - `teiplex_failover_retries_total{model_id,outcome}`: failover's decisions (src/routing/failover.ts;
+ *   one counter for both front ends, registered by whichever comes first).
  * Label children are cached, so a call costs two map lookups, not a label hash each.
  */
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { DURATION_BUCKETS } from '../metrics/buckets.js';
+import type { Failover } from '../routing/failover.js';
 
 const STATUS_NAMES: Record<number, string> = Object.fromEntries(
   Object.entries(GrpcStatus)
@@ -33,8 +36,9 @@ export class MuxMetrics {
   private readonly arrowRowsTotal: Counter<'instance' | 'kind'>;
 
   /** `inflight` lists the instances (every one, zeros included) with their calls in flight. */
-  constructor(registry: Registry, inflight: () => Iterable<[instance: string, count: number]>) {
+  constructor(registry: Registry, inflight: () => Iterable<[instance: string, count: number]>, failover?: Failover) {
     const registers = [registry];
+    failover?.register(registry);
     this.requests = new Counter({
       name: 'teiplex_requests_total',
       help: 'gRPC multiplexer calls by instance, model, method and status code',

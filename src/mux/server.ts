@@ -82,7 +82,7 @@ export async function startMuxServer(o: MuxServerOptions): Promise<MuxServer> {
   const ownRouting = o.routing === undefined;
   const routing = o.routing ?? createRouting(o.instances, { maxMessageBytes: maxBytes, keepaliveMs, keepaliveTimeoutMs });
   const { inflight, channels } = routing;
-  const metrics = new MuxMetrics(o.registry ?? new Registry(), () => o.instances.list().map((i) => [i.name, inflight.get(i.name)]));
+  const metrics = new MuxMetrics(o.registry ?? new Registry(), () => o.instances.list().map((i) => [i.name, inflight.get(i.name)]), routing.failover);
   const health = new MuxHealth(o.instances);
 
   const onReject = (path: string, code: grpc.status): void => {
@@ -107,6 +107,7 @@ export async function startMuxServer(o: MuxServerOptions): Promise<MuxServer> {
     timeoutMs: c.grpc_request_timeout_secs * 1000,
     arrow: arrowLimits(c),
     catalog: o.catalog,
+    failover: routing.failover,
   });
   server.addService(definition, implementation);
   health.addToServer(server);

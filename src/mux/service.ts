@@ -20,6 +20,7 @@ import { muxServiceDefinition, MUX_SERVICE, type PbListInstancesResponse } from 
 import type { Catalog, ColdStartWaiter } from '../catalog/catalog.js';
 import { unavailable, type InstanceDirectory, type TargetReach, type TargetResolver } from '../routing/target.js';
 import type { Target } from '../routing/target.js';
+import type { Failover } from '../routing/failover.js';
 import { parseWrapper } from './wrapper.js';
 
 export interface MuxServiceDeps {
@@ -34,6 +35,8 @@ export interface MuxServiceDeps {
   arrow?: ArrowLimits;
   /** On-demand models: a model_id target naming one that nothing (the key may use) serves starts it first. */
   catalog?: Catalog;
+  /** Retries on another replica (src/routing/failover.ts); none: calls are never retried. */
+  failover?: Failover;
 }
 
 export function forwarder(d: MuxServiceDeps): Forwarder {
@@ -61,8 +64,30 @@ export function forwarder(d: MuxServiceDeps): Forwarder {
       });
     },
     close(method: string, leg: Leg | undefined, code: grpc.status, startedMs: number): void {
-      if (leg !== undefined) d.inflight.end(leg.instance.name);
+      if (leg !== undefined) f.abandon(leg);
       d.metrics.observe(leg?.instance.name ?? '', leg?.instance.spec.model_id ?? '', method, code, (performance.now() - startedMs) / 1000);
+    },
+    retry(target: Target, grant: ApiKeyGrant | undefined, mode, tried: readonly Instance[]): Leg | undefined {
+      const fo = d.failover;
+      const failed = tried[tried.length - 1];
+      const kind = target.kind === 'model_id' ? 'model' : 'instance';
+      if (fo === undefined || failed === undefined || !fo.allows(kind, mode)) return undefined;
+      let r: TargetReach;
+      try {
+        // A model: its replicas the key may use; an instance (same-model): those with its model_id.
+        r = kind === 'model' ? d.resolver.reach(target, grant, d.catalog) : d.resolver.reach({ kind: 'model_id', value: failed.spec.model_id }, grant);
+      } catch {
+        return undefined;
+      }
+      const retry = fo.reroute(r.key, r.instances, tried);
+      if (retry === undefined) return undefined;
+      const instance = retry.instance;
+      d.inflight.begin(instance.name);
+      return { instance, channel: d.channels.get(instance), client: d.channels.client(instance), retriedFrom: tried[0].name, retry };
+    },
+    abandon(leg: Leg): void {
+      d.inflight.end(leg.instance.name);
+      leg.retry?.done();
     },
   };
   return f;

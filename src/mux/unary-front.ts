@@ -24,6 +24,12 @@
  * cancels the child call; the status goes in trailers (`grpc-message` URI-encoded), or as a
  * trailers-only answer when no headers went out. The child's headers and trailers are relayed,
  * plus `teiplex-instance` (forward.ts).
+ *
+ * Failover (src/routing/failover.ts): a child call that ended UNAVAILABLE before the child sent
+ * anything is made once more, with the same request bytes, on another serving replica the
+ * Forwarder picks (the tried instance excluded), within the call's deadline and the retry budget;
+ * `x-teiplex-failover` (`same-model`, `off`) is read here. The answer then names the replica that
+ * answered in `teiplex-instance` and the first one in `teiplex-retried-from`.
  */
 import http2 from 'node:http2';
 import { TLSSocket } from 'node:tls';
@@ -37,7 +43,10 @@ import { copyCallHeaders, frame, statusObject, tooLargeStatus, type ChildCall, t
 import { TeiplexError } from '../common/errors.js';
 import { toGrpcStatus } from '../tei/grpc-status.js';
 import type { CallGate } from './drain.js';
-import { checkMessage, INSTANCE_HEADER, requireTarget, timeoutError, type Forwarder, type Leg } from './forward.js';
+import { checkMessage, INSTANCE_HEADER, RETRIED_FROM_HEADER, requireTarget, timeoutError, type Forwarder, type Leg } from './forward.js';
+import { FAILOVER_HEADER, parseFailoverMode, retryable, type FailoverMode } from '../routing/failover.js';
+import type { Target } from '../routing/target.js';
+import type { Instance } from '../supervisor/instance.js';
 import { FORWARDED_METHODS, type ForwardedMethod } from './methods.js';
 import { MUX_SERVICE } from './protos.js';
 import { parseWrapper, type Wrapper } from './wrapper.js';
@@ -124,6 +133,11 @@ class UnaryCall implements ChildCallListener {
   private child: ChildCall | undefined;
   private childHeaders: http2.IncomingHttpHeaders | undefined;
   private answer: Buffer | undefined;
+  /** What failover needs: the target, the caller's choice, the request bytes, the instances tried. */
+  private target: Target | undefined;
+  private mode: FailoverMode = 'auto';
+  private request: Buffer = EMPTY;
+  private readonly tried: Instance[] = [];
   /** A cold start's waiter: aborted when the client goes away. */
   private abort: AbortController | undefined;
   /** The client's deadline until the child call starts (which has its own). */
@@ -224,7 +238,9 @@ class UnaryCall implements ChildCallListener {
     let opened: Leg | Promise<Leg>;
     try {
       checkMessage(this.m, w, '');
-      opened = f.open(requireTarget(w, ''), asksNoWait(this.headers[NO_WAIT_HEADER]), this.grant, () => this.waiter(w));
+      this.mode = parseFailoverMode(this.headers[FAILOVER_HEADER]);
+      this.target = requireTarget(w, '');
+      opened = f.open(this.target, asksNoWait(this.headers[NO_WAIT_HEADER]), this.grant, () => this.waiter(w));
     } catch (err) {
       this.refuse(err);
       return;
@@ -261,8 +277,28 @@ class UnaryCall implements ChildCallListener {
     this.phase = 'calling';
     this.leg = leg;
     this.ours = Date.now() + this.o.forwarder.timeoutMs;
+    this.request = w.request ?? EMPTY;
     this.child = leg.channel.call(this.m.childPath, Math.min(this.deadline, this.ours), this);
-    this.child.end(w.request ?? EMPTY);
+    this.child.end(this.request);
+  }
+
+  /** After a retryable failure: the same request on another replica, if failover allows; false: it does not. */
+  private retry(s: ChildStatus): boolean {
+    if (this.phase !== 'calling' || this.target === undefined || !retryable(s)) return false;
+    const deadline = Math.min(this.deadline, this.ours);
+    if (Date.now() >= deadline) return false;
+    const f = this.o.forwarder;
+    const failed = this.leg!;
+    this.tried.push(failed.instance);
+    const next = f.retry(this.target, this.grant, this.mode, this.tried);
+    if (next === undefined) return false;
+    f.abandon(failed);
+    this.leg = next;
+    this.childHeaders = undefined;
+    this.answer = undefined;
+    this.child = next.channel.call(this.m.childPath, deadline, this);
+    this.child.end(this.request);
+    return true;
   }
 
   onHeaders(): void {
@@ -278,6 +314,7 @@ class UnaryCall implements ChildCallListener {
   }
 
   onStatus(s: ChildStatus): void {
+    if (s.code !== grpc.status.OK && this.retry(s)) return;
     const leg = this.leg!;
     const f = this.o.forwarder;
     let out = s;
@@ -299,11 +336,13 @@ class UnaryCall implements ChildCallListener {
     const stream = this.stream;
     if (stream.destroyed || stream.closed) return;
     const instance = this.leg?.instance.name;
+    const retriedFrom = this.leg?.retriedFrom;
     const trailers: http2.OutgoingHttpHeaders = {};
     // The child's own trailers as they came; a status of ours carries its metadata.
     if (s.trailers !== undefined) copyCallHeaders(s.trailers, trailers);
     else Object.assign(trailers, s.metadata.toHttp2Headers());
     if (instance !== undefined) trailers[INSTANCE_HEADER] = instance;
+    if (retriedFrom !== undefined) trailers[RETRIED_FROM_HEADER] = retriedFrom;
     trailers['grpc-status'] = String(s.code);
     trailers['grpc-message'] = encodeURI(s.details);
     if (answer === undefined && this.childHeaders === undefined) {
@@ -320,6 +359,7 @@ class UnaryCall implements ChildCallListener {
     const headers: http2.OutgoingHttpHeaders = { [HTTP2_HEADER_STATUS]: HTTP_STATUS_OK, [HTTP2_HEADER_CONTENT_TYPE]: CONTENT_TYPE, ...ENCODING_HEADERS };
     if (this.childHeaders !== undefined) copyCallHeaders(this.childHeaders, headers);
     if (instance !== undefined) headers[INSTANCE_HEADER] = instance;
+    if (retriedFrom !== undefined) headers[RETRIED_FROM_HEADER] = retriedFrom;
     stream.respond(headers, { waitForTrailers: true });
     stream.once('wantTrailers', () => stream.sendTrailers(trailers));
     stream.end(answer === undefined ? undefined : frame(answer));

@@ -8,8 +8,9 @@
  *
  * They belong to one child: rebuilt when the instance's `spawnGeneration` or port changes (a
  * restart, a move), and closed when the instance's child is gone (stopped, backoff, failed,
- * deleted), which ends any call still on it with UNAVAILABLE. There are no client-side retries:
- * a forwarded call reaches the child once or fails with the transport's status.
+ * deleted), which ends any call still on it with UNAVAILABLE. A channel never retries: a call
+ * reaches its child once or fails with the transport's status; the front ends may then make it
+ * again on another instance's channel (failover.ts).
  */
 import type { Instance } from '../supervisor/instance.js';
 import { ChildChannel, type ChildChannelSettings } from '../child/child-channel.js';

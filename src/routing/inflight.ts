@@ -6,18 +6,26 @@
 export class Inflight {
   private readonly counts = new Map<string, number>();
   private readonly lastActive = new Map<string, number>();
+  private all = 0;
 
   get(name: string): number {
     return this.counts.get(name) ?? 0;
   }
 
+  /** Requests in flight on every instance together (the failover budget's base). */
+  total(): number {
+    return this.all;
+  }
+
   begin(name: string): void {
+    this.all++;
     this.counts.set(name, (this.counts.get(name) ?? 0) + 1);
     this.lastActive.set(name, Date.now());
   }
 
   end(name: string): void {
     const n = (this.counts.get(name) ?? 0) - 1;
+    if (n >= 0) this.all--;
     if (n > 0) this.counts.set(name, n);
     else this.counts.delete(name);
     this.lastActive.set(name, Date.now());

@@ -1,10 +1,12 @@
 /**
  * The routing pieces the gRPC multiplexer and the HTTP data plane share, so both front ends see
  * one picture of the children: one channel per instance (channels.ts), the calls in flight per
- * instance that model_id balancing reads (inflight.ts), and target resolution (target.ts).
+ * instance that model_id balancing reads (inflight.ts), target resolution (target.ts), and
+ * failover's retry budget (failover.ts: one budget over both front ends' calls).
  */
 import type { Config } from '../config/config.js';
 import { ChannelPool, type ChannelSettings } from './channels.js';
+import { DEFAULT_FAILOVER, Failover } from './failover.js';
 import { Inflight } from './inflight.js';
 import { TargetResolver, type InstanceDirectory } from './target.js';
 
@@ -12,6 +14,8 @@ export interface MuxRouting {
   readonly inflight: Inflight;
   readonly channels: ChannelPool;
   readonly resolver: TargetResolver;
+  /** Retries on another replica, and their budget (failover.ts). */
+  readonly failover: Failover;
 }
 
 /** Child channel settings from the config: message size limit and keepalive. */
@@ -23,7 +27,8 @@ export function channelSettings(c: Pick<Config, 'grpc_max_message_size_mb' | 'gr
   };
 }
 
-export function createRouting(instances: InstanceDirectory, settings: ChannelSettings): MuxRouting {
+export function createRouting(instances: InstanceDirectory, settings: ChannelSettings, failover: Config['failover'] = DEFAULT_FAILOVER): MuxRouting {
   const inflight = new Inflight();
-  return { inflight, channels: new ChannelPool(settings), resolver: new TargetResolver(instances, inflight) };
+  const resolver = new TargetResolver(instances, inflight);
+  return { inflight, channels: new ChannelPool(settings), resolver, failover: new Failover(failover, resolver, inflight) };
 }

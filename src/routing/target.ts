@@ -111,18 +111,19 @@ export class TargetResolver {
     }
   }
 
-  /** The allowed instance to call now, balanced among a model's; undefined when none can serve. */
-  choose(r: TargetReach): Instance | undefined {
-    if (r.instances.length === 1) return canServe(r.instances[0].status) ? r.instances[0] : undefined;
-    return this.pick(r.key, r.instances);
+  /** The allowed instance to call now, balanced among a model's; undefined when none can serve. `exclude`: names already tried (failover.ts). */
+  choose(r: TargetReach, exclude?: ReadonlySet<string>): Instance | undefined {
+    if (r.instances.length === 1) return canServe(r.instances[0].status) && exclude?.has(r.instances[0].name) !== true ? r.instances[0] : undefined;
+    return this.pick(r.key, r.instances, exclude);
   }
 
   /**
    * Among replicas of one model (`key` names the group, e.g. a model_id or an alias): the running
    * one with the fewest requests in flight, ties taken in turn; unhealthy ones only when none is
-   * running; undefined when none can serve.
+   * running; undefined when none can serve. `exclude`: names not to pick (already tried by a
+   * call that fails over, failover.ts).
    */
-  pick(key: string, candidates: readonly Instance[]): Instance | undefined {
+  pick(key: string, candidates: readonly Instance[], exclude?: ReadonlySet<string>): Instance | undefined {
     if (candidates.length === 0) return undefined;
     const turn = (this.turns.get(key) ?? 0) % candidates.length;
     this.turns.set(key, (turn + 1) % candidates.length);
@@ -130,7 +131,7 @@ export class TargetResolver {
     let bestScore = Infinity;
     for (let k = 0; k < candidates.length; k++) {
       const instance = candidates[(turn + k) % candidates.length];
-      if (!canServe(instance.status)) continue;
+      if (!canServe(instance.status) || exclude?.has(instance.name) === true) continue;
       // Running ones first; unhealthy ones only when no running one exists.
       const score = this.inflight.get(instance.name) + (instance.status === 'running' ? 0 : 1e9);
       if (score < bestScore) {

@@ -12,8 +12,8 @@ import { InstanceSpecSchema } from '../../src/config/instance-spec.js';
 import { parseTomlPlain } from '../../src/config/toml.js';
 import { drift, readDoc, tableRows } from '../helpers/docs-contract.js';
 
-const TABLES = ['restart', 'auth', 'security'] as const;
-const NOT_SCALAR = new Set(['restart', 'instances', 'models', 'auth', 'security']);
+const TABLES = ['restart', 'failover', 'auth', 'security'] as const;
+const NOT_SCALAR = new Set(['restart', 'failover', 'instances', 'models', 'auth', 'security']);
 
 /** The keys of one table of the example (top level: before the first header), set or commented out (`# key = value`). */
 export function exampleKeys(toml: string, table: string | null): { set: string[]; commented: string[] } {

@@ -22,6 +22,14 @@
  * throws to end the request when the answer cannot fit, cancelling the child work still in
  * flight instead of finishing it for nothing.
  *
+ * Failover: with a `fallback` (the Arrow RPCs give one, src/routing/failover.ts decides), a
+ * sub-batch whose child call failed in a way that may be retried elsewhere goes to the replica
+ * the fallback names, once: on the Batch path only the failed chunks move (rows keep their
+ * places), on the stream path the rows not yet answered go on to the other replica, and a
+ * failure before any row came (learning the child's Info or Batch support) moves all of it. The
+ * fallback is asked on the first such failure and answers the same for the rest of the request;
+ * nothing that already moved moves again.
+ *
  * The first Batch call to a child whose support is not yet known is sent alone: UNIMPLEMENTED
  * means the child has no Batch service, it is remembered, and the request takes the stream path.
  *
@@ -45,6 +53,22 @@ export interface TextSource {
   text(i: number): string;
   /** Texts [start, end) as strings. */
   slice(start: number, end: number): string[];
+}
+
+/**
+ * Where a failed child call of a request may be made again (failover): another replica's client
+ * when `err` allows it and the request may move, else undefined (the error stands).
+ */
+export type Fallback = (err: unknown) => ChildClient | undefined;
+
+/** Texts [from, end) of `texts` as a source of their own. */
+export function textsFrom(texts: TextSource, from: number): TextSource {
+  return {
+    length: texts.length - from,
+    bytesOf: (i) => texts.bytesOf(from + i),
+    text: (i) => texts.text(from + i),
+    slice: (start, end) => texts.slice(from + start, from + end),
+  };
 }
 
 /** Most inputs in one Batch call, whatever the child admits. */
@@ -76,6 +100,34 @@ export async function embedRows<Row>(
   flags: RowOptions,
   settings: FanoutSettings = DEFAULT_FANOUT,
   onRow: (row: Row) => void = () => undefined,
+  fallback?: Fallback,
+): Promise<{ rows: Row[]; path: FanoutPath }> {
+  if (fallback === undefined) return rowsOn(call, child, kind, texts, flags, settings, onRow);
+  let seen = 0;
+  const counted = (row: Row): void => {
+    onRow(row);
+    seen++;
+  };
+  try {
+    return await rowsOn(call, child, kind, texts, flags, settings, counted, fallback);
+  } catch (err) {
+    // Failed before any row came (learning the child's Info or Batch support): all of it moves.
+    const other = seen === 0 ? fallback(err) : undefined;
+    if (other === undefined) throw err;
+    return rowsOn(call, other, kind, texts, flags, settings, onRow);
+  }
+}
+
+/** embedRows on one child (failed sub-batches go to `fallback`'s replica, if any). */
+async function rowsOn<Row>(
+  call: CallScope,
+  child: ChildClient,
+  kind: RowKind<Row>,
+  texts: TextSource,
+  flags: RowOptions,
+  settings: FanoutSettings,
+  onRow: (row: Row) => void,
+  fallback?: Fallback,
 ): Promise<{ rows: Row[]; path: FanoutPath }> {
   const maxSend = child.channel.maxSendBytes - REQUEST_OVERHEAD;
   for (let i = 0; i < texts.length; i++) {
@@ -88,7 +140,7 @@ export async function embedRows<Row>(
     }
   }
   if (child.known.batch !== 'no') {
-    const rows = await viaBatch(call, child, kind, texts, flags, { ...settings, chunkBytes: Math.min(settings.chunkBytes, maxSend) }, onRow);
+    const rows = await viaBatch(call, child, kind, texts, flags, { ...settings, chunkBytes: Math.min(settings.chunkBytes, maxSend) }, onRow, fallback);
     if (rows !== undefined) return { rows, path: 'batch' };
   }
   // One budget for both paths: a stream holds its window's worth of the child's inputs, so calls
@@ -96,11 +148,20 @@ export async function embedRows<Row>(
   const budget = await child.inputBudget(call);
   const window = Math.max(1, Math.min(settings.streamWindow, texts.length, budget.limit));
   await budget.acquire(window, call);
+  const done = { rows: new Array<Row>(texts.length), answered: 0 };
+  let failure: unknown;
   try {
-    return { rows: await viaStream(call, child, kind, texts, flags, window, onRow), path: 'stream' };
+    return { rows: await viaStream(call, child, kind, texts, flags, window, onRow, done), path: 'stream' };
+  } catch (err) {
+    failure = err;
   } finally {
     budget.release(window);
   }
+  // The rows not yet answered go on to another replica, if the fallback names one.
+  const other = fallback?.(failure);
+  if (other === undefined) throw failure;
+  const rest = await rowsOn(call, other, kind, textsFrom(texts, done.answered), flags, settings, onRow);
+  return { rows: [...done.rows.slice(0, done.answered), ...rest.rows], path: rest.path };
 }
 
 /** [start, end) ranges of at most `maxRows` rows and (unless one row alone is larger) `maxBytes` bytes. */
@@ -145,7 +206,16 @@ export function namingRow(err: unknown, start: number, n: number): unknown {
 }
 
 /** The Batch path; undefined when the child turns out to have no Batch service. */
-async function viaBatch<Row>(call: CallScope, child: ChildClient, kind: RowKind<Row>, texts: TextSource, flags: RowOptions, s: FanoutSettings, onRow: (row: Row) => void): Promise<Row[] | undefined> {
+async function viaBatch<Row>(
+  call: CallScope,
+  child: ChildClient,
+  kind: RowKind<Row>,
+  texts: TextSource,
+  flags: RowOptions,
+  s: FanoutSettings,
+  onRow: (row: Row) => void,
+  fallback: Fallback | undefined,
+): Promise<Row[] | undefined> {
   const budget = await child.inputBudget(call);
   const maxRows = Math.max(1, Math.min(MAX_CHUNK_ROWS, Math.floor(budget.limit / 2)));
   const chunks = planChunks(texts, maxRows, s.chunkBytes);
@@ -156,18 +226,29 @@ async function viaBatch<Row>(call: CallScope, child: ChildClient, kind: RowKind<
     const n = end - start;
     const request = kind.batchRequest(texts.slice(start, end), flags);
     let delay = 1;
+    // The child called: the request's, or (once, failover) the replica the fallback named.
+    let on = child;
+    let onBudget = budget;
     for (;;) {
-      await budget.acquire(n, call);
+      const b = onBudget;
+      const share = Math.min(n, b.limit);
+      await b.acquire(share, call);
       let answer: Buffer;
       try {
-        answer = await call.unary(child.channel, kind.batchPath, request, child.who);
+        answer = await call.unary(on.channel, kind.batchPath, request, on.who);
       } catch (err) {
-        if (!isOverloaded(err)) throw namingRow(err, start, n);
+        if (!isOverloaded(err)) {
+          const other = on === child ? fallback?.(err) : undefined;
+          if (other === undefined) throw namingRow(err, start, n);
+          on = other;
+          onBudget = await other.inputBudget(call);
+          continue;
+        }
         await call.sleep(delay);
         delay = Math.min(delay * 2, 50);
         continue;
       } finally {
-        budget.release(n);
+        b.release(share);
       }
       const { rows } = kind.batchRows(answer, n);
       for (const row of rows) onRow(row);
@@ -206,11 +287,20 @@ async function viaBatch<Row>(call: CallScope, child: ChildClient, kind: RowKind<
   return results.flat();
 }
 
-/** The stream path: one message per text, answers in order. */
-function viaStream<Row>(call: CallScope, child: ChildClient, kind: RowKind<Row>, texts: TextSource, flags: RowOptions, window: number, onRow: (row: Row) => void): Promise<Row[]> {
+/** The stream path: one message per text, answers in order; `done` holds the rows answered so far (a failover goes on from there). */
+function viaStream<Row>(
+  call: CallScope,
+  child: ChildClient,
+  kind: RowKind<Row>,
+  texts: TextSource,
+  flags: RowOptions,
+  window: number,
+  onRow: (row: Row) => void,
+  done: { rows: Row[]; answered: number },
+): Promise<Row[]> {
   return new Promise<Row[]>((resolve, reject) => {
     const n = texts.length;
-    const rows = new Array<Row>(n);
+    const rows = done.rows;
     let sent = 0;
     let answered = 0;
     let ended = false;
@@ -226,6 +316,7 @@ function viaStream<Row>(call: CallScope, child: ChildClient, kind: RowKind<Row>,
           const { row } = kind.row(msg);
           onRow(row);
           rows[answered++] = row;
+          done.answered = answered;
         } catch (err) {
           failure = err;
           stream.cancel((err as Error).message);

@@ -55,11 +55,12 @@ export async function planOutputs<T extends Capability>(d: DataPlaneDeps, m: Mod
 /**
  * The instance for a request's `model` on a route that needs `capability`: with one candidate,
  * that one (its child answers for itself, as TEI would); with several (replicas, or an alias over
- * a model family), the least loaded of those that can do it.
+ * a model family), the least loaded of those that can do it. With the match it was chosen from
+ * (failover picks among its candidates).
  */
-export async function instanceFor(d: DataPlaneDeps, request: FastifyRequest, model: string | undefined, capability: Capability | null): Promise<Instance> {
-  const m = await d.directory.matchReady(request, model);
-  if (m.candidates.length === 1 || capability === null) return d.directory.pick(m);
-  const plan = await planOutputs(d, m, [capability], 'model');
-  return [...plan.keys()][0];
+export async function instanceFor(d: DataPlaneDeps, request: FastifyRequest, model: string | undefined, capability: Capability | null): Promise<{ instance: Instance; match: ModelMatch }> {
+  const match = await d.directory.matchReady(request, model);
+  if (match.candidates.length === 1 || capability === null) return { instance: d.directory.pick(match), match };
+  const plan = await planOutputs(d, match, [capability], 'model');
+  return { instance: [...plan.keys()][0], match };
 }

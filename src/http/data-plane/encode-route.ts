@@ -73,38 +73,49 @@ export function encodeRoute(app: FastifyInstance, d: DataPlaneDeps): void {
       const model = request.params['*'];
       checkCount(d, body.items.length, 'items');
       const types: OutputType[] = body.output_types ?? ['dense'];
-      const plan = await planOutputs(d, await d.directory.matchReady(request, model, 'model'), types, 'output_types');
+      const match = await d.directory.matchReady(request, model, 'model');
+      const plan = await planOutputs(d, match, types, 'output_types');
       const texts = body.items.map((x) => x.text);
       const out: ItemOut[] = body.items.map((x, i) => ({ id: x.id ?? i }));
       const truncationDirection = body.truncation_direction?.toLowerCase() === 'left' ? 'left' : 'right';
       const metadata: Metadata[][] = [];
       const budget = new AnswerBudget(d.responseLimitBytes);
+      const served: string[] = [];
+      const retriedFrom: string[] = [];
       await Promise.all(
         [...plan].map(([instance, kinds]) =>
-          onInstance(d, request, instance, async (c) => {
-            const base = { truncate: body.truncate ?? c.autoTruncate, truncationDirection, ...(body.prompt_name != null ? { promptName: body.prompt_name } : {}) } as const;
-            await Promise.all(
-              kinds.map(async (kind) => {
-                if (kind === 'dense') {
-                  const r = await c.client.embed(texts, { ...base, normalize: body.normalize ?? true, ...(body.dimensions != null ? { dimensions: body.dimensions } : {}) }, c.call);
-                  r.results.forEach((v, i) => (out[i].dense = { dim: v.length, values: v }));
-                  metadata.push(r.metadata);
-                } else if (kind === 'sparse') {
-                  const r = await c.client.embedSparse(texts, base, c.call);
-                  r.results.forEach((v, i) => (out[i].sparse = v));
-                  metadata.push(r.metadata);
-                } else {
-                  const r = await c.client.embedAll(texts, base, { ...c.call, onFloats: budget.onFloats });
-                  r.results.forEach((v, i) => (out[i].multivector = v));
-                  metadata.push(r.metadata);
-                }
-              }),
-            );
-          }),
+          onInstance(
+            d,
+            request,
+            instance,
+            async (c) => {
+              const base = { truncate: body.truncate ?? c.autoTruncate, truncationDirection, ...(body.prompt_name != null ? { promptName: body.prompt_name } : {}) } as const;
+              // Kept until every kind of this instance is in: a failed attempt (failover) leaves nothing behind.
+              const got: Array<() => void> = [];
+              await Promise.all(
+                kinds.map(async (kind) => {
+                  if (kind === 'dense') {
+                    const r = await c.client.embed(texts, { ...base, normalize: body.normalize ?? true, ...(body.dimensions != null ? { dimensions: body.dimensions } : {}) }, c.call);
+                    got.push(() => r.results.forEach((v, i) => (out[i].dense = { dim: v.length, values: v })), () => metadata.push(r.metadata));
+                  } else if (kind === 'sparse') {
+                    const r = await c.client.embedSparse(texts, base, c.call);
+                    got.push(() => r.results.forEach((v, i) => (out[i].sparse = v)), () => metadata.push(r.metadata));
+                  } else {
+                    const r = await c.client.embedAll(texts, base, { ...c.call, onFloats: budget.onFloats });
+                    got.push(() => r.results.forEach((v, i) => (out[i].multivector = v)), () => metadata.push(r.metadata));
+                  }
+                }),
+              );
+              for (const keep of got) keep();
+              served.push(c.instance.name);
+              if (c.retriedFrom !== undefined) retriedFrom.push(c.retriedFrom);
+            },
+            match,
+          ),
         ),
       );
       const flat = metadata.flat();
-      setHeaders(reply, start, flat, [...plan.keys()].map((i) => i.name));
+      setHeaders(reply, start, flat, served, retriedFrom);
       // Each output type tokenizes the same texts: count them once.
       const tokens = Math.max(0, ...metadata.map(tokenCount));
       function* answer(): Generator<string> {

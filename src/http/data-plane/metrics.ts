@@ -3,11 +3,14 @@
  * - `teiplex_http_requests_total{route,instance,code}`: requests by route pattern (e.g.
  *   `/v1/embeddings`, `/v1/encode/*`), the instance(s) that answered (`x-teiplex-instance`;
  *   empty when none did) and HTTP status;
- * - `teiplex_http_request_duration_seconds{route}`: time from the request to the response.
+ * - `teiplex_http_request_duration_seconds{route}`: time from the request to the response;
+ * - `teiplex_failover_retries_total{model_id,outcome}`: failover's decisions (src/routing/failover.ts;
+ *   one counter for both front ends, registered by whichever comes first).
  * Labels come from route patterns and instance names, never from client input.
  */
 import { Counter, Histogram, type Registry } from 'prom-client';
 import { DURATION_BUCKETS } from '../../metrics/buckets.js';
+import type { Failover } from '../../routing/failover.js';
 
 export class DataPlaneMetrics {
   private readonly duration: Histogram<'route'>;
@@ -16,8 +19,9 @@ export class DataPlaneMetrics {
   /** The histogram's child per route. */
   private readonly timed = new Map<string, { observe(v: number): void }>();
 
-  constructor(registry: Registry) {
+  constructor(registry: Registry, failover?: Failover) {
     const registers = [registry];
+    failover?.register(registry);
     const counts = this.counts;
     new Counter({
       name: 'teiplex_http_requests_total',

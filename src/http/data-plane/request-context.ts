@@ -4,11 +4,20 @@
  * request's calls on an instance's ChildClient (counted in flight there, so model balancing sees
  * HTTP and gRPC load alike; with the request's deadline, and cancelled when its HTTP client goes
  * away), input limits, the response headers, and what a request waiting for a cold start holds.
+ *
+ * Failover (src/routing/failover.ts): a request whose child went away before answering (or whose
+ * instance stopped serving before the call was sent) runs its calls once more on another serving
+ * replica of the same model, within the request's deadline and the retry budget; nothing has been
+ * sent to the client then (the routes answer only after their child calls). A request naming an
+ * instance stays there unless `x-teiplex-failover: same-model`; `off` turns it off. The answer
+ * names the replica that answered (`x-teiplex-instance`) and the first one
+ * (`x-teiplex-retried-from`).
  */
 import { setMaxListeners } from 'node:events';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { ColdStartWaiter } from '../../catalog/catalog.js';
 import { TeiplexError } from '../../common/errors.js';
+import { FAILOVER_HEADER, notServing, parseFailoverMode, RETRIED_FROM_HEADER, retryable, type Retry } from '../../routing/failover.js';
 import type { MuxRouting } from '../../routing/routing.js';
 import { canServe } from '../../supervisor/instance-state.js';
 import { setSuccessHeaders } from '../../tei/http-routes.js';
@@ -18,10 +27,12 @@ import type { ChildClient } from '../../child/child-client.js';
 import { autoTruncateOf } from '../../config/spec-flags.js';
 import type { PbInfoResponse } from '../../tei/proto.js';
 import type { CallOptions } from '../../tei/types.js';
-import type { GrantOf, ModelDirectory } from './model-directory.js';
+import type { GrantOf, ModelDirectory, ModelMatch } from './model-directory.js';
 
 /** Response header naming the instance(s) that answered. */
 export const INSTANCE_HEADER = 'x-teiplex-instance';
+/** Response header naming the instance(s) a retried request went to first (failover). */
+export const RETRIED_FROM_HTTP_HEADER = `x-${RETRIED_FROM_HEADER}`;
 
 export interface DataPlaneDeps {
   /** Resolution and the API key's decision: every route gets its instances from here. */
@@ -79,6 +90,10 @@ export function coldStartWaiter(request: FastifyRequest): ColdStartWaiter {
 
 /** A request's calls on one instance's child. */
 export interface ChildRequest {
+  /** The instance called (after a failover: the replica retried on). */
+  readonly instance: Instance;
+  /** After a failover: the instance the request went to first. */
+  readonly retriedFrom?: string;
   readonly client: ChildClient;
   /** Every call's options: the request's deadline (grpc_request_timeout_secs), its disconnect signal. */
   readonly call: CallOptions;
@@ -93,26 +108,58 @@ export function childInfo(d: DataPlaneDeps, instance: Instance): Promise<PbInfoR
 
 /**
  * Run `fn` against the instance's child, counted in flight while it runs. `instance` comes from
- * the directory's match for this request, so the request's API key may use it.
+ * the directory's `match` for this request, so the request's API key may use it. With `match`,
+ * a retryable failure (src/routing/failover.ts) runs `fn` once more on another serving replica of
+ * the instance's model_id among the match's candidates (an instance name: only with
+ * `x-teiplex-failover: same-model`, among the instances with its model_id the key may use).
  */
-export async function onInstance<T>(d: DataPlaneDeps, request: FastifyRequest, instance: Instance, fn: (c: ChildRequest) => Promise<T>): Promise<T> {
+export async function onInstance<T>(d: DataPlaneDeps, request: FastifyRequest, instance: Instance, fn: (c: ChildRequest) => Promise<T>, match?: ModelMatch): Promise<T> {
+  const mode = parseFailoverMode(request.headers[FAILOVER_HEADER]);
   const signal = disconnectSignal(request);
-  const c: ChildRequest = {
-    client: d.routing.channels.client(instance),
-    call: { deadlineMs: Date.now() + d.timeoutMs, ...(signal !== undefined ? { signal } : {}) },
-    autoTruncate: autoTruncateOf(instance.spec),
+  const deadlineMs = Date.now() + d.timeoutMs;
+  const attempt = async (on: Instance, retriedFrom?: string): Promise<T> => {
+    const c: ChildRequest = {
+      instance: on,
+      ...(retriedFrom !== undefined ? { retriedFrom } : {}),
+      client: d.routing.channels.client(on),
+      call: { deadlineMs, ...(signal !== undefined ? { signal } : {}) },
+      autoTruncate: autoTruncateOf(on.spec),
+    };
+    d.routing.inflight.begin(on.name);
+    try {
+      // Chosen, then stopped before it was counted (an on-demand replica evicted in between).
+      if (!canServe(on.status)) throw notServing(on);
+      return await fn(c);
+    } finally {
+      d.routing.inflight.end(on.name);
+    }
   };
-  d.routing.inflight.begin(instance.name);
-  // Chosen, then stopped before it was counted (an on-demand replica evicted in between): retry.
-  if (!canServe(instance.status)) {
-    d.routing.inflight.end(instance.name);
-    throw new TeiplexError('INSTANCE_UNAVAILABLE', `instance '${instance.name}' is ${instance.status}`, { retryAfterSecs: 1 });
-  }
   try {
-    return await fn(c);
-  } finally {
-    d.routing.inflight.end(instance.name);
+    return await attempt(instance);
+  } catch (err) {
+    const retry = match === undefined || Date.now() >= deadlineMs || signal?.aborted === true || !retryable(err) ? undefined : reroute(d, request, match, mode, instance);
+    if (retry === undefined) throw err;
+    try {
+      return await attempt(retry.instance, instance.name);
+    } finally {
+      retry.done();
+    }
   }
+}
+
+/** Another replica for a request whose call on `failed` may be retried, and the budget's slot; undefined: none. */
+function reroute(d: DataPlaneDeps, request: FastifyRequest, m: ModelMatch, mode: ReturnType<typeof parseFailoverMode>, failed: Instance): Retry | undefined {
+  const fo = d.routing.failover;
+  if (!fo.allows(m.kind === 'instance' ? 'instance' : 'model', mode)) return undefined;
+  let candidates = m.candidates;
+  if (m.kind === 'instance') {
+    try {
+      candidates = d.directory.match(failed.spec.model_id, 'model', d.grant(request)).candidates;
+    } catch {
+      candidates = [];
+    }
+  }
+  return fo.reroute(`${m.kind}:${m.name}`, candidates, [failed]);
 }
 
 /** A request's input count against the limits: empty -> 422, over max_request_inputs -> 413. */
@@ -132,11 +179,19 @@ export function requestedModel(request: FastifyRequest, fromBody: string | null 
 }
 
 /**
- * TEI's timing headers (x-total-time is the manager's own), and the instances that answered;
- * `metadata` null (tokenizer routes, which TEI gives no timings): x-total-time only.
+ * TEI's timing headers (x-total-time is the manager's own), and the instances that answered (and,
+ * after a failover, those first tried); `metadata` null (tokenizer routes, which TEI gives no
+ * timings): x-total-time only.
  */
-export function setHeaders(reply: FastifyReply, startNs: bigint, metadata: readonly Metadata[] | null, instances: readonly string[]): void {
-  setSuccessHeaders(reply, startNs, metadata, { [INSTANCE_HEADER]: [...new Set(instances)].join(',') });
+export function setHeaders(reply: FastifyReply, startNs: bigint, metadata: readonly Metadata[] | null, instances: readonly string[], retriedFrom: readonly string[] = []): void {
+  const extra: Record<string, string> = { [INSTANCE_HEADER]: [...new Set(instances)].join(',') };
+  if (retriedFrom.length > 0) extra[RETRIED_FROM_HTTP_HEADER] = [...new Set(retriedFrom)].join(',');
+  setSuccessHeaders(reply, startNs, metadata, extra);
+}
+
+/** The headers naming who answered one child request (and whom it was retried from). */
+export function servedBy(c: ChildRequest): Record<string, string> {
+  return c.retriedFrom === undefined ? { [INSTANCE_HEADER]: c.instance.name } : { [INSTANCE_HEADER]: c.instance.name, [RETRIED_FROM_HTTP_HEADER]: c.retriedFrom };
 }
 
 /** Tokens the child counted, summed. */

@@ -32,11 +32,18 @@ export function rerankRoute(app: FastifyInstance, d: DataPlaneDeps): void {
       checkCount(d, body.documents.length, 'documents');
       const texts = body.documents.map((x) => (typeof x === 'string' ? x : x.text));
       const model = requestedModel(request, body.model);
-      const instance = await instanceFor(d, request, model, 'score');
-      const out = await onInstance(d, request, instance, (c) =>
-        c.client.rerank(body.query, texts, { truncate: body.truncate ?? c.autoTruncate, truncationDirection: 'right', rawScores: body.raw_scores ?? false, returnText: false }, c.call),
+      const { instance, match } = await instanceFor(d, request, model, 'score');
+      const { out, served } = await onInstance(
+        d,
+        request,
+        instance,
+        async (c) => ({
+          out: await c.client.rerank(body.query, texts, { truncate: body.truncate ?? c.autoTruncate, truncationDirection: 'right', rawScores: body.raw_scores ?? false, returnText: false }, c.call),
+          served: c,
+        }),
+        match,
       );
-      setHeaders(reply, start, [out.metadata], [instance.name]);
+      setHeaders(reply, start, [out.metadata], [served.instance.name], served.retriedFrom === undefined ? [] : [served.retriedFrom]);
       const top = body.top_n ?? out.ranks.length;
       const tokens = tokenCount([out.metadata]);
       return {

@@ -29,17 +29,25 @@ export function scoreRoute(app: FastifyInstance, d: DataPlaneDeps): void {
       const body = request.body;
       const model = request.params['*'];
       checkCount(d, body.items.length, 'items');
-      const plan = await planOutputs(d, await d.directory.matchReady(request, model, 'model'), ['score'], 'model');
+      const match = await d.directory.matchReady(request, model, 'model');
+      const plan = await planOutputs(d, match, ['score'], 'model');
       const [instance] = [...plan.keys()];
-      const out = await onInstance(d, request, instance, (c) =>
-        c.client.rerank(
-          body.query,
-          body.items.map((x) => x.text),
-          { truncate: body.truncate ?? c.autoTruncate, truncationDirection: 'right', rawScores: body.raw_scores ?? false, returnText: false },
-          c.call,
-        ),
+      const { out, served } = await onInstance(
+        d,
+        request,
+        instance,
+        async (c) => ({
+          out: await c.client.rerank(
+            body.query,
+            body.items.map((x) => x.text),
+            { truncate: body.truncate ?? c.autoTruncate, truncationDirection: 'right', rawScores: body.raw_scores ?? false, returnText: false },
+            c.call,
+          ),
+          served: c,
+        }),
+        match,
       );
-      setHeaders(reply, start, [out.metadata], [instance.name]);
+      setHeaders(reply, start, [out.metadata], [served.instance.name], served.retriedFrom === undefined ? [] : [served.retriedFrom]);
       const tokens = tokenCount([out.metadata]);
       return {
         model,

@@ -6,14 +6,15 @@
  * and the route runs on that instance's ChildClient, counted in flight, with the request's
  * deadline and disconnect signal (request-context.ts). The target's facts: the child's
  * auto-truncate, the requested name as OpenAI's `model`, /embed_all's answer budget
- * (http_response_limit_mb), and `x-teiplex-instance` on the answer. Inputs are counted against
+ * (http_response_limit_mb), and `x-teiplex-instance` on the answer (after a failover: the replica
+ * that answered, and `x-teiplex-retried-from`). Inputs are counted against
  * max_request_inputs (413), and bodies take the `model` field.
  */
 import type { FastifyRequest } from 'fastify';
 import type { EngineTarget, RouteNeed, TeiRoutesOptions } from '../../tei/http-routes.js';
 import { AnswerBudget } from './answer-budget.js';
 import { instanceFor } from './capabilities.js';
-import { checkCount, INSTANCE_HEADER, onInstance, requestedModel, type DataPlaneDeps } from './request-context.js';
+import { checkCount, INSTANCE_HEADER, onInstance, requestedModel, servedBy, type DataPlaneDeps } from './request-context.js';
 
 /** `x-teiplex-instance` per instance name, made once. */
 const instanceHeaders = new Map<string, Readonly<Record<string, string>>>();
@@ -31,19 +32,24 @@ export function teiTarget(d: DataPlaneDeps): TeiRoutesOptions {
     async serve<T>(request: FastifyRequest, need: RouteNeed, fn: (t: EngineTarget) => Promise<T>): Promise<T> {
       const body = request.body as { model?: string | null } | null;
       const model = requestedModel(request, body?.model);
-      const instance = await instanceFor(d, request, model, need);
-      return onInstance(d, request, instance, (c) =>
-        fn({
+      const { instance, match } = await instanceFor(d, request, model, need);
+      return onInstance(
+        d,
+        request,
+        instance,
+        (c) =>
+          fn({
           engine: c.client,
           autoTruncate: c.autoTruncate,
-          modelName: model ?? instance.spec.model_id,
+          modelName: model ?? c.instance.spec.model_id,
           call: c.call,
           // Made when a route asks for it (/embed_all), not for every request.
           get onFloats() {
             return new AnswerBudget(d.responseLimitBytes).onFloats;
           },
-          headers: instanceHeader(instance.name),
+          headers: c.retriedFrom === undefined ? instanceHeader(c.instance.name) : servedBy(c),
         }),
+        match,
       );
     },
     checkCount: (n, field) => checkCount(d, n, field),
