@@ -1,0 +1,181 @@
+/**
+ * Rolling swaps (docs/manager.md, Swap) with a real manager and real `teiplex router` children on
+ * generated models: the same weights in another directory swap in (cosine 1; the new spec shown,
+ * stored and kept across a manager restart; the old child gone) while clients call the instance
+ * by name without an error; a model with other weights is refused below `min_cosine` with the
+ * figures, and a missing or corrupt new version fails to start: in both cases the candidate is
+ * stopped and the old child serves on. Requests the swap refuses up front answer 4xx with codes.
+ */
+import assert from 'node:assert/strict';
+import { cp, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { parseState } from '../../src/state/state-store.js';
+import { isAlive } from '../../src/supervisor/process-record.js';
+import { assertErrorCode, client, instanceToml, writeConfig } from '../helpers/data-plane.js';
+import { startManager, type ManagerProcess } from '../helpers/manager-process.js';
+import { testModel } from '../helpers/models.js';
+import { until } from '../helpers/wait.js';
+
+describe('rolling swap of an instance', () => {
+  let dir: string;
+  let file: string;
+  let m: ManagerProcess;
+  let modelA: string;
+  let copyA: string;
+  let modelB: string;
+  let corrupt: string;
+  const running = (i: { status: string }) => i.status === 'running';
+
+  before(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'teiplex-swap-'));
+    modelA = await testModel({ kind: 'embedding' });
+    modelB = await testModel({ kind: 'embedding', seed: 7 });
+    // The same weights in another directory: another model_id computing the same vectors.
+    copyA = path.join(dir, 'model-a-copy');
+    await cp(modelA, copyA, { recursive: true });
+    corrupt = path.join(dir, 'model-corrupt');
+    await cp(modelA, corrupt, { recursive: true });
+    for (const f of await readdir(corrupt, { recursive: true })) if (f.endsWith('.onnx')) await writeFile(path.join(corrupt, f), 'not an onnx graph');
+    file = await writeConfig(dir, 'graceful_shutdown_timeout_secs = 10\nstandby_children = 0\n', instanceToml('swp', modelA));
+    m = await startManager(file, {}, 120_000);
+  });
+  after(async () => {
+    await m?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const embed = (text: string) => client(m.apiPort).post('/v1/embeddings', { input: [text], model: 'swp' });
+
+  test('accepted: same weights elsewhere swap in with cosine 1 under load; new spec shown and stored, old child gone', { timeout: 300_000 }, async () => {
+    const before = await m.waitFor('swp', running, 120_000);
+    // Clients calling the instance by name all through the swap.
+    let stop = false;
+    let ok = 0;
+    const failures: string[] = [];
+    const loops = Array.from({ length: 4 }, async (_, k) => {
+      for (let n = 0; !stop; n++) {
+        const r = await embed(`loop ${k} call ${n}`).catch((err: Error) => ({ status: 0, body: err.message }));
+        if (r.status === 200) ok++;
+        else failures.push(`${r.status} ${JSON.stringify(r.body)}`);
+      }
+    });
+    await until('the request loop is under way', () => ok >= 8);
+
+    const r = await m.api('POST', '/instances/swp/swap', { spec: { model_id: copyA }, probe: { min_cosine: 0.999 } });
+    const atSwap = ok;
+    await until('calls answered by the new version', () => ok >= atSwap + 8);
+    stop = true;
+    await Promise.all(loops);
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    const rep = r.body;
+    assert.equal(rep.outcome, 'accepted');
+    assert.equal(rep.code, null);
+    assert.deepEqual(rep.changed, { model_id: { old: modelA, new: copyA } });
+    assert.equal(rep.probe_texts, 16, 'the built-in probe set');
+    assert.deepEqual(
+      rep.checks.map((c: { check: string; passed: boolean }) => [c.check, c.passed]),
+      [
+        ['output_kind', true],
+        ['pooling', true],
+        ['dimensions', true],
+        ['cosine', true],
+      ],
+    );
+    assert.equal(rep.checks[0].new, 'embedding/dense');
+    assert.ok(rep.checks[2].new > 0, 'a dimension is reported');
+    assert.ok(rep.cosine.min > 0.99999 && rep.cosine.mean > 0.99999, JSON.stringify(rep.cosine));
+    assert.equal(rep.cosine.per_text.length, 16);
+    for (const k of ['ready', 'probe', 'flip', 'drain', 'total']) assert.equal(typeof rep.timings_ms[k], 'number', k);
+    assert.equal(rep.old.pid, before.pid);
+    assert.notEqual(rep.new.port, before.port, 'the new version ran beside the old one');
+    assert.deepEqual(failures, [], `${failures.length} of ${ok + failures.length} calls failed during the swap`);
+
+    const now = await m.waitFor('swp', running);
+    assert.equal(now.model_id, copyA);
+    assert.equal(now.pid, rep.new.pid);
+    assert.equal(now.port, rep.new.port);
+    assert.equal(isAlive(before.pid), false, 'the old child is gone');
+    const stored = parseState(await readFile(path.join(dir, 'state.toml'), 'utf8'), 'state');
+    assert.deepEqual(
+      stored.instances.map((i) => [i.name, i.model_id, i.port]),
+      [['swp', copyA, rep.new.port]],
+    );
+    assert.match(m.output(), /swap of instance 'swp' accepted/, 'the report is logged');
+  });
+
+  test('refused below min_cosine (other weights) with the figures; the candidate is stopped, the old one serves on', { timeout: 300_000 }, async () => {
+    const before = await m.waitFor('swp', running);
+    const r = await m.api('POST', '/instances/swp/swap', { spec: { model_id: modelB }, probe: { min_cosine: 0.99, texts: ['one text', 'another text', 'a third'] } });
+    assertErrorCode(r, 422, 'SWAP_REFUSED');
+    const rep = r.body.report;
+    assert.equal(rep.outcome, 'refused');
+    assert.match(r.body.error, /cosine below min_cosine 0\.99: mean -?\d\.\d+, min -?\d\.\d+/);
+    assert.equal(rep.probe_texts, 3);
+    assert.equal(rep.cosine.per_text.length, 3);
+    assert.ok(rep.cosine.min < 0.99, JSON.stringify(rep.cosine));
+    assert.deepEqual(rep.checks.find((c: { check: string }) => c.check === 'cosine').passed, false);
+    assert.equal(rep.timings_ms.flip, null, 'no flip');
+    assert.equal(typeof rep.new.pid, 'number');
+    assert.equal(isAlive(rep.new.pid), false, 'the candidate is stopped');
+    const now = await m.api('GET', '/instances/swp');
+    assert.equal(now.body.pid, before.pid, 'the old child serves on');
+    assert.equal(now.body.model_id, copyA);
+    const e = await embed('still served');
+    assert.equal(e.status, 200, JSON.stringify(e.body));
+  });
+
+  test('without min_cosine the same swap is checked (kind, pooling, dimension) and accepted with the figures reported', { timeout: 300_000 }, async () => {
+    const r = await m.api('POST', '/instances/swp/swap', { spec: { model_id: modelB }, probe: { texts: ['one text'] } });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.equal(r.body.cosine.min_cosine, null);
+    assert.ok(r.body.cosine.min < 0.99, 'other weights: the figures say so');
+    assert.equal((await m.waitFor('swp', running)).model_id, modelB);
+    // Back to the first weights for the tests that follow.
+    const back = await m.api('POST', '/instances/swp/swap', { spec: { model_id: copyA }, probe: { texts: ['one text'] } });
+    assert.equal(back.status, 200, JSON.stringify(back.body));
+  });
+
+  for (const [what, model] of [
+    ['a missing model directory', () => path.join(dir, 'no-such-model')],
+    ['a corrupt ONNX file', () => corrupt],
+  ] as const) {
+    test(`a new version that fails to load (${what}): SWAP_FAILED with its output, the old one serves on`, { timeout: 300_000 }, async () => {
+      const before = await m.waitFor('swp', running);
+      const r = await m.api('POST', '/instances/swp/swap', { spec: { model_id: model() } });
+      assertErrorCode(r, 422, 'SWAP_FAILED');
+      assert.match(r.body.error, /the new version did not start/);
+      assert.equal(r.body.report.outcome, 'failed');
+      assert.ok(r.body.report.new_version_output.length > 0, 'the new version\'s last lines');
+      const now = await m.api('GET', '/instances/swp');
+      assert.equal(now.body.pid, before.pid);
+      assert.equal(now.body.status, 'running');
+      assert.equal(now.body.model_id, copyA);
+      assert.equal((await embed('still served')).status, 200);
+    });
+  }
+
+  test('requests refused up front: unknown field, rename, no change, unknown or stopped instance, bad min_cosine', { timeout: 120_000 }, async () => {
+    assertErrorCode(await m.api('POST', '/instances/swp/swap', { spec: { model_id: modelB, bogus: 1 } }), 400, 'BAD_REQUEST', 'unknown spec field');
+    assertErrorCode(await m.api('POST', '/instances/swp/swap', { spec: { model_id: modelB }, extra: true }), 400, 'BAD_REQUEST', 'unknown body field');
+    assertErrorCode(await m.api('POST', '/instances/swp/swap', { spec: { name: 'other', model_id: modelB } }), 400, 'BAD_REQUEST', 'rename');
+    assertErrorCode(await m.api('POST', '/instances/swp/swap', { spec: { model_id: copyA } }), 400, 'BAD_REQUEST', 'no change');
+    assertErrorCode(await m.api('POST', '/instances/swp/swap', { spec: {} }), 400, 'BAD_REQUEST', 'empty change');
+    assertErrorCode(await m.api('POST', '/instances/swp/swap', { spec: { model_id: modelB }, probe: { min_cosine: 1.5 } }), 400, 'BAD_REQUEST', 'min_cosine > 1');
+    assertErrorCode(await m.api('POST', '/instances/swp/swap', { spec: { runtime: 'command', command: '/bin/true' } }), 403, 'FORBIDDEN_SETTING', 'a spec [security] forbids');
+    assertErrorCode(await m.api('POST', '/instances/nope/swap', { spec: { model_id: modelB } }), 404, 'INSTANCE_NOT_FOUND');
+    const created = await m.api('POST', '/instances?start=false', { name: 'idle', model_id: modelA });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    assertErrorCode(await m.api('POST', '/instances/idle/swap', { spec: { model_id: modelB } }), 409, 'NOT_RUNNING');
+    assert.equal((await m.api('DELETE', '/instances/idle')).status, 200);
+  });
+
+  test('a manager restart keeps the swapped-in spec', { timeout: 300_000 }, async () => {
+    assert.equal(await m.stop(), 0);
+    m = await startManager(file, {}, 120_000);
+    const i = await m.waitFor('swp', running, 120_000);
+    assert.equal(i.model_id, copyA);
+    assert.equal((await embed('after restart')).status, 200);
+  });
+});
