@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { parseState } from '../../src/state/state-store.js';
-import { isAlive } from '../../src/supervisor/process-record.js';
+import { findMarked, isAlive } from '../../src/supervisor/process-record.js';
 import { assertErrorCode, client, instanceToml, writeConfig } from '../helpers/data-plane.js';
 import { startManager, type ManagerProcess } from '../helpers/manager-process.js';
 import { testModel } from '../helpers/models.js';
@@ -38,7 +38,7 @@ describe('rolling swap of an instance', () => {
     corrupt = path.join(dir, 'model-corrupt');
     await cp(modelA, corrupt, { recursive: true });
     for (const f of await readdir(corrupt, { recursive: true })) if (f.endsWith('.onnx')) await writeFile(path.join(corrupt, f), 'not an onnx graph');
-    file = await writeConfig(dir, 'graceful_shutdown_timeout_secs = 10\nstandby_children = 0\n', instanceToml('swp', modelA));
+    file = await writeConfig(dir, 'graceful_shutdown_timeout_secs = 4\nstandby_children = 0\n', instanceToml('swp', modelA));
     m = await startManager(file, {}, 120_000);
   });
   after(async () => {
@@ -177,5 +177,24 @@ describe('rolling swap of an instance', () => {
     const i = await m.waitFor('swp', running, 120_000);
     assert.equal(i.model_id, copyA);
     assert.equal((await embed('after restart')).status, 200);
+  });
+
+  test('a manager killed mid-swap: the next boot stops both children it left and runs the stored spec', { timeout: 300_000 }, async () => {
+    const before = await m.waitFor('swp', running);
+    const stateFile = path.join(dir, 'state.toml');
+    const swap = m.api('POST', '/instances/swp/swap', { spec: { model_id: modelB } }).catch((err: Error) => ({ status: 0, body: err.message }));
+    // The candidate is a second process marked as the instance's; held stopped, it never gets ready.
+    const candidate = await until('the swap candidate, marked as a child of the instance', () => findMarked(stateFile).find((p) => p.instance === 'swp' && p.pid !== before.pid));
+    process.kill(candidate.pid, 'SIGSTOP');
+    await m.stop('SIGKILL');
+    assert.equal((await swap).status, 0, 'the swap never answered');
+    assert.equal(isAlive(candidate.pid), true, 'the candidate outlived the manager');
+    m = await startManager(file, {}, 120_000);
+    assert.equal(isAlive(candidate.pid), false, 'the next boot stopped the candidate');
+    assert.equal(isAlive(before.pid), false, 'and the old child');
+    assert.ok((m.ready.orphansStopped as string[]).includes('swp'), JSON.stringify(m.ready));
+    const i = await m.waitFor('swp', running, 120_000);
+    assert.equal(i.model_id, copyA, 'the swap was not committed: the stored spec runs');
+    assert.equal((await embed('after the crash')).status, 200);
   });
 });
