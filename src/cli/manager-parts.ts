@@ -17,6 +17,7 @@ import { swapRoutes } from '../http/swap-routes.js';
 import { ManagerMetrics } from '../metrics/manager-metrics.js';
 import { channelSettings, createRouting, type MuxRouting } from '../routing/routing.js';
 import { Supervisor } from '../supervisor/supervisor.js';
+import { ModelSwapper } from '../swap/model-swap.js';
 import { Swapper } from '../swap/swap.js';
 
 export interface ManagerParts {
@@ -53,7 +54,8 @@ export async function wireManager(o: { config: Config; configPath: string | unde
     startupTimeoutMs: config.startup_timeout_secs * 1000,
     log: o.log ?? (() => undefined),
   });
-  await app.register(swapRoutes, { swapInstance: (name, req) => swapper.swapInstance(name, req) });
+  const modelSwapper = new ModelSwapper({ catalog, swapper, log: o.log ?? (() => undefined) });
+  await app.register(swapRoutes, { swapInstance: (name, req) => swapper.swapInstance(name, req), swapModel: (name, req) => modelSwapper.swapModel(name, req) });
   const dataPlane = await mountDataPlane({ app, config, instances: supervisor, routing, auth, catalog, registry: metrics.registry });
   return { supervisor, catalog, metrics, routing, reloader, app, swapper, dataPlane };
 }

@@ -94,11 +94,26 @@ export function swappedSpec(old: InstanceSpec, change: Partial<InstanceSpec>): {
   return { spec, changed };
 }
 
-/** A swap that did not happen: the error the route answers, with the report. */
-export class SwapRefusal extends TeiplexError {
-  constructor(readonly report: SwapReport) {
-    super(report.code ?? 'SWAP_FAILED', report.reason ?? 'the swap did not happen');
+/** A swap that did not happen: the error the route answers, with the report (an instance's, or a model's). */
+export class SwapRefusal<R = SwapReport> extends TeiplexError {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    readonly report: R,
+  ) {
+    super(code, message);
   }
+}
+
+/** Options of one instance swap. */
+export interface SwapOptions {
+  /** A catalog model's replica (the model swap, model-swap.ts). */
+  replica?: boolean;
+  /**
+   * Once the checks passed, before the flip (the model swap persists the model's new spec here);
+   * a failure refuses the swap. What it returns undoes it when the flip then fails.
+   */
+  beforeFlip?: () => Promise<() => Promise<void>>;
 }
 
 export class Swapper {
@@ -107,10 +122,9 @@ export class Swapper {
   /**
    * Swap instance `name` to its spec with `req.spec` applied. Resolves with the report when
    * accepted; rejects with a SwapRefusal (carrying the report) when refused or failed, with a
-   * TeiplexError when the request itself is refused (nothing was started then). `replica`: a
-   * catalog model's replica (the catalog's own swap).
+   * TeiplexError when the request itself is refused (nothing was started then).
    */
-  async swapInstance(name: string, req: SwapRequest, o: { replica?: boolean } = {}): Promise<SwapReport> {
+  async swapInstance(name: string, req: SwapRequest, o: SwapOptions = {}): Promise<SwapReport> {
     const sup = this.o.supervisor;
     const t0 = Date.now();
     const old = sup.get(name);
@@ -152,7 +166,7 @@ export class Swapper {
       await sup.abandonSwap(candidate, `swap ${report.outcome}: ${reason}`);
       report.timings_ms.total = Date.now() - t0;
       this.o.log(`swap of instance '${name}' ${report.outcome}`, { swap: report });
-      throw new SwapRefusal(report);
+      throw new SwapRefusal(code, reason, report);
     };
 
     // 2. The new version, beside the old one, until ready.
@@ -197,10 +211,13 @@ export class Swapper {
     // 4. The flip: state file first, then routing; the old version drains and stops.
     const tFlip = Date.now();
     const summary = `swapped to a new version (${Object.keys(changed).join(', ')}); pooling ${poolingOf(spec)}`;
+    let undo: (() => Promise<void>) | undefined;
     try {
+      undo = await o.beforeFlip?.();
       await sup.completeSwap(old, candidate, summary);
     } catch (err) {
       await sup.abandonSwap(candidate, `swap not completed: ${(err as Error).message}`);
+      await undo?.().catch((e: Error) => this.o.log('undoing a swap that did not complete failed', { instance: name, error: e.message }));
       throw err;
     }
     report.timings_ms.flip = Date.now() - tFlip;
