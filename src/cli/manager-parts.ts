@@ -44,7 +44,6 @@ export async function wireManager(o: { config: Config; configPath: string | unde
   const routing = createRouting(supervisor, channelSettings(config));
   catalog = new Catalog({ supervisor, inflight: routing.inflight, settings: catalogSettings(config), ...(o.log ? { log: o.log } : {}) });
   catalog.listen(metrics.catalogEvents());
-  const reloader = new ConfigReloader(o.configPath, config, supervisor, catalog);
   const app = await buildManagerApp(supervisor, metrics, auth, { catalog, reload: () => reloader.reload(), security: config.security }, connectionLimits(config));
   const swapper = new Swapper({
     supervisor,
@@ -54,6 +53,7 @@ export async function wireManager(o: { config: Config; configPath: string | unde
     startupTimeoutMs: config.startup_timeout_secs * 1000,
     log: o.log ?? (() => undefined),
   });
+  const reloader = new ConfigReloader(o.configPath, config, supervisor, catalog, process.env, swapper.forReload);
   const modelSwapper = new ModelSwapper({ catalog, swapper, log: o.log ?? (() => undefined) });
   await app.register(swapRoutes, { swapInstance: (name, req) => swapper.swapInstance(name, req), swapModel: (name, req) => modelSwapper.swapModel(name, req) });
   const dataPlane = await mountDataPlane({ app, config, instances: supervisor, routing, auth, catalog, registry: metrics.registry });

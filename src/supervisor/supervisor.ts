@@ -608,12 +608,14 @@ export class Supervisor {
 
   /**
    * A candidate for swapping instance `name` to `spec`: placed beside the running child (a port of
-   * its own unless the spec names one, the spec's GPUs), its log in `<log_dir>/swap/<name>.log`,
+   * its own unless the spec names one, the spec's GPUs), its log the one of `<log_dir>/<name>.log`
+   * and `<log_dir>/swap/<name>.log` that the running child does not write (an earlier one removed),
    * its transitions told to `onTransition` and published nowhere; not started. Refused: no such
    * instance, a catalog replica (unless `replica`: the catalog swaps its models' replicas), a swap
-   * of it in progress, not running, a spec the config's [security] does not allow, no free port.
+   * of it in progress, not running, a spec the config's [security] does not allow (`source`
+   * 'api', the default; a config reload's swap is 'config'), no free port.
    */
-  prepareSwap(name: string, spec: InstanceSpec, o: { replica?: boolean; onTransition: (to: InstanceState, reason: string) => void }): Promise<Instance> {
+  prepareSwap(name: string, spec: InstanceSpec, o: { replica?: boolean; source?: Source; onTransition: (to: InstanceState, reason: string) => void }): Promise<Instance> {
     return this.queue.run(async () => {
       this.assertOpen();
       const old = this.get(name);
@@ -624,16 +626,23 @@ export class Supervisor {
       if (e.desired !== 'running' || old.status !== 'running') {
         throw new TeiplexError('NOT_RUNNING', `instance '${name}' is ${old.status} (desired ${e.desired}): only a running instance is swapped`);
       }
-      assertSpecAllowed(spec, 'api', this.o.config.security);
+      this.checkSpec(spec, o.source ?? 'api');
       if ((spec.runtime ?? 'router') === 'command' && spec.command === undefined) throw new TeiplexError('BAD_REQUEST', `runtime 'command' needs the field 'command'`);
       const placement = await this.place(spec);
-      const settings = { ...this.settings, logDir: path.join(this.settings.logDir, 'swap') };
+      // The log directory the running child does not write to: its live log is never removed.
+      const swapDir = path.join(this.settings.logDir, 'swap');
+      const settings = { ...this.settings, logDir: path.dirname(old.log.file) === swapDir ? this.settings.logDir : swapDir };
       const candidate: Instance = new Instance(spec, { ...placement, createdAt: old.placement.createdAt }, settings, this.hooks(() => candidate), true);
       this.muted.add(candidate);
       this.swapListeners.set(candidate, o.onTransition);
       this.candidates.set(name, candidate);
       return candidate;
     });
+  }
+
+  /** Where an instance came from (the config, the API); undefined: no such instance. */
+  sourceOf(name: string): Source | undefined {
+    return this.entries.get(name)?.source;
   }
 
   /** A refused or failed swap: its candidate stopped and forgotten (its log file is kept). */

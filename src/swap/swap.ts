@@ -21,9 +21,11 @@
  * (what changed, each check with its figures, timings, outcome) is the answer and a log line.
  */
 import { isDeepStrictEqual } from 'node:util';
+import type { ReloadSwap } from '../catalog/reload.js';
 import type { ChildChannelSettings } from '../child/child-channel.js';
 import { TeiplexError, type ErrorCode } from '../common/errors.js';
 import type { InstanceSpec } from '../config/instance-spec.js';
+import type { Source } from '../state/state-store.js';
 import type { ChannelPool } from '../routing/channels.js';
 import { redactText } from '../runtimes/redact.js';
 import type { InstanceState } from '../supervisor/instance-state.js';
@@ -81,12 +83,13 @@ const OWN_PORTS = ['port', 'prometheus_port'] as const;
  * The new spec: the old one with `change` applied; the ports are the change's or newly allocated.
  * Refused (BAD_REQUEST): a name change, a change that changes nothing.
  */
-export function swappedSpec(old: InstanceSpec, change: Partial<InstanceSpec>): { spec: InstanceSpec; changed: SwapReport['changed'] } {
+export function swappedSpec(old: InstanceSpec, change: Partial<InstanceSpec>, replace = false): { spec: InstanceSpec; changed: SwapReport['changed'] } {
   if (change.name !== undefined && change.name !== old.name) throw new TeiplexError('BAD_REQUEST', `a swap cannot rename instance '${old.name}' (spec.name '${change.name}')`, { param: 'spec.name' });
-  const spec: InstanceSpec = { ...old, ...change, name: old.name };
+  const spec = { ...(replace ? {} : old), ...change, name: old.name } as InstanceSpec;
   for (const k of OWN_PORTS) if (change[k] === undefined) delete spec[k];
   const changed: SwapReport['changed'] = {};
-  for (const k of Object.keys(change) as Array<keyof InstanceSpec>) {
+  const fields = new Set([...Object.keys(change), ...(replace ? Object.keys(old).filter((k) => !(OWN_PORTS as readonly string[]).includes(k)) : [])]);
+  for (const k of fields as Set<keyof InstanceSpec>) {
     if (k === 'name' || isDeepStrictEqual(old[k], spec[k])) continue;
     changed[k] = { old: old[k] ?? null, new: spec[k] ?? null };
   }
@@ -109,6 +112,10 @@ export class SwapRefusal<R = SwapReport> extends TeiplexError {
 export interface SwapOptions {
   /** A catalog model's replica (the model swap, model-swap.ts). */
   replica?: boolean;
+  /** `req.spec` is the whole new spec, not a change to the old one (a config reload's swap). */
+  replace?: boolean;
+  /** Whose spec it is, for the config's [security] (default 'api'; a config reload's: 'config'). */
+  source?: Source;
   /**
    * Once the checks passed, before the flip (the model swap persists the model's new spec here);
    * a failure refuses the swap. What it returns undoes it when the flip then fails.
@@ -120,6 +127,20 @@ export class Swapper {
   constructor(private readonly o: SwapperOptions) {}
 
   /**
+   * A config reload's swap (catalog/reload.ts): the instance to the config's whole spec, checked
+   * without min_cosine; refused or failed: `held` (the old version serves on); not started at all
+   * (the instance changed meanwhile, no port): `not swapped` (the reload replaces it as before).
+   */
+  readonly forReload: ReloadSwap = async (name, spec) => {
+    try {
+      await this.swapInstance(name, { spec }, { replace: true, source: 'config' });
+      return { outcome: 'accepted' };
+    } catch (err) {
+      return { outcome: err instanceof SwapRefusal ? 'held' : 'not swapped', reason: (err as Error).message };
+    }
+  };
+
+  /**
    * Swap instance `name` to its spec with `req.spec` applied. Resolves with the report when
    * accepted; rejects with a SwapRefusal (carrying the report) when refused or failed, with a
    * TeiplexError when the request itself is refused (nothing was started then).
@@ -129,7 +150,7 @@ export class Swapper {
     const t0 = Date.now();
     const old = sup.get(name);
     if (o.replica !== true) sup.assertUnmanaged(name);
-    const { spec, changed } = swappedSpec(old.spec, req.spec);
+    const { spec, changed } = swappedSpec(old.spec, req.spec, o.replace);
     const texts = req.probe?.texts ?? DEFAULT_PROBE_TEXTS;
     const minCosine = req.probe?.min_cosine;
     const readyMs = req.timeout_secs !== undefined ? req.timeout_secs * 1000 : (spec.startup_timeout_secs ?? this.o.startupTimeoutMs / 1000) * 1000;
@@ -142,7 +163,7 @@ export class Swapper {
       };
     });
     ready.catch(() => undefined); // read below; a rejection before then is not unhandled
-    const candidate = await sup.prepareSwap(name, spec, { replica: o.replica, onTransition: (to, reason) => onTransition(to, reason) });
+    const candidate = await sup.prepareSwap(name, spec, { replica: o.replica, source: o.source, onTransition: (to, reason) => onTransition(to, reason) });
 
     const report: SwapReport = {
       instance: name,

@@ -109,6 +109,9 @@ describe('rolling swap of an instance', () => {
       [['swp', copyA, rep.new.port]],
     );
     assert.match(m.output(), /swap of instance 'swp' accepted/, 'the report is logged');
+    const spawned = (await m.api('GET', '/instances/swp/logs')).body.lines.filter((l: string) => l.includes('spawn:'));
+    assert.equal(spawned.length, 1, 'the instance\'s log is the new child\'s');
+    assert.ok(spawned[0].includes(copyA), spawned[0]);
   });
 
   // Holds once the routing pool closes a replaced child's channel only when its calls are done
@@ -153,6 +156,12 @@ describe('rolling swap of an instance', () => {
     // Back to the first weights for the tests that follow.
     const back = await m.api('POST', '/instances/swp/swap', { spec: { model_id: copyA }, probe: { texts: ['one text'] } });
     assert.equal(back.status, 200, JSON.stringify(back.body));
+    // Two swaps in a row: each new child logs where the running one does not.
+    const spawned = (await m.api('GET', '/instances/swp/logs')).body.lines.filter((l: string) => l.includes('spawn:'));
+    assert.equal(spawned.length, 1);
+    assert.ok(spawned[0].includes(copyA), spawned[0]);
+    const e = await embed('after two swaps');
+    assert.equal(e.status, 200, JSON.stringify(e.body));
   });
 
   for (const [what, model] of [
@@ -214,6 +223,37 @@ describe('rolling swap of an instance', () => {
     const i = await m.waitFor('swp', running, 120_000);
     assert.equal(i.model_id, copyA, 'the swap was not committed: the stored spec runs');
     assert.equal((await embed('after the crash')).status, 200);
+  });
+
+  test('a config reload changing a running config instance swaps it (no gap); a new version that fails to load is held back', { timeout: 300_000 }, async () => {
+    // The API swaps left 'swp' on copyA; the config still says modelA.
+    const before = await m.waitFor('swp', running);
+    assert.equal(before.model_id, copyA);
+    const r = await m.api('POST', '/config/reload');
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.deepEqual(r.body.swaps, [{ instance: 'swp', outcome: 'accepted', reason: null }]);
+    assert.deepEqual(r.body.instances.changed, ['swp']);
+    assert.deepEqual(r.body.instances.unchanged, []);
+    const now = await m.waitFor('swp', running);
+    assert.equal(now.model_id, modelA);
+    assert.notEqual(now.pid, before.pid);
+    assert.equal(isAlive(before.pid), false);
+    assert.equal(now.restarts, 0);
+
+    const missing = path.join(dir, 'no-such-model');
+    await writeFile(file, (await readFile(file, 'utf8')).replace(JSON.stringify(modelA), JSON.stringify(missing)));
+    const held = await m.api('POST', '/config/reload');
+    assert.equal(held.status, 200, JSON.stringify(held.body));
+    assert.equal(held.body.swaps.length, 1);
+    assert.equal(held.body.swaps[0].outcome, 'held');
+    assert.match(held.body.swaps[0].reason, /the new version did not start/);
+    assert.deepEqual(held.body.instances.changed, []);
+    assert.equal(held.body.instances.skipped.length, 1);
+    assert.match(held.body.instances.skipped[0].reason, /^the old version serves on: /);
+    const still = await m.api('GET', '/instances/swp');
+    assert.equal(still.body.pid, now.pid, 'the old version serves on');
+    assert.equal(still.body.model_id, modelA);
+    assert.equal((await embed('held back')).status, 200);
   });
 });
 

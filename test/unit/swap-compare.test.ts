@@ -2,7 +2,8 @@
  * The swap's comparison (src/swap/compare.ts) and its new spec (src/swap/swap.ts swappedSpec) on
  * their own: cosine of dense and sparse vectors (zero vectors, rounding past 1), each check with
  * its figures, which check refuses first, min_cosine against the mean and the minimum; the new
- * spec's ports, the changed fields, a rename or a change that changes nothing refused.
+ * spec's ports, the changed fields (a change, or a whole spec replacing the old one), a rename or
+ * a change that changes nothing refused.
  */
 import assert from 'node:assert/strict';
 import test from 'node:test';
@@ -120,6 +121,13 @@ test('swappedSpec: the change applied, ports left to allocation unless named, ch
   assert.deepEqual(changed, { model_id: { old: 'org/m', new: 'org/m2' }, revision: { old: null, new: 'r2' } }, 'an equal value is no change');
   assert.equal(swappedSpec(old, { model_id: 'org/m2', port: 9100 }).spec.port, 9100);
   assert.deepEqual(swappedSpec(old, { name: 'a', dtype: 'float16' }).changed, { dtype: { old: null, new: 'float16' } }, 'the same name may be given');
+});
+
+test('swappedSpec replacing (a config reload): fields the new spec drops are gone and listed', () => {
+  const old = { name: 'a', model_id: 'org/m', port: 9001, revision: 'r1', pooling: 'mean' as const };
+  const { spec, changed } = swappedSpec(old, { name: 'a', model_id: 'org/m', pooling: 'cls' }, true);
+  assert.deepEqual(spec, { name: 'a', model_id: 'org/m', pooling: 'cls' });
+  assert.deepEqual(changed, { revision: { old: 'r1', new: null }, pooling: { old: 'mean', new: 'cls' } }, 'the port is not a change');
 });
 
 test('swappedSpec refuses a rename and a change that changes nothing (BAD_REQUEST naming the field)', () => {
