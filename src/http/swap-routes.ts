@@ -66,7 +66,7 @@ const Report = Type.Unknown({ description: 'the swap report: what changed, each 
 const RefusalSchema = Type.Object({ error: Type.String(), code: Type.String(), timestamp: Type.String(), report: Report });
 
 /** A refused or failed swap: the admin error body, with the report. */
-function sendRefusal(err: unknown, reply: FastifyReply): never | FastifyReply {
+function sendRefusal(err: unknown, reply: FastifyReply): FastifyReply {
   if (!(err instanceof SwapRefusal)) throw err;
   return reply.status(err.httpStatus).send({ error: err.message, code: err.code, timestamp: new Date().toISOString(), report: err.report });
 }
