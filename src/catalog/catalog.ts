@@ -248,14 +248,18 @@ export class Catalog {
     return m;
   }
 
-  private insert(m: CatalogModel): void {
-    const specs = [...this.list().map((x) => x.spec), { ...m.spec, name: m.name }];
+  /** The catalog's models would be these specs: names unique, settings valid (MODEL_EXISTS, BAD_REQUEST naming `m`). */
+  private check(m: CatalogModel, specs: ModelSpec[]): void {
     try {
       checkModels({ models: specs }, 'models');
     } catch (err) {
       if (err instanceof ConfigError) throw new TeiplexError(err instanceof DuplicateModelNameError ? 'MODEL_EXISTS' : 'BAD_REQUEST', err.message.replace(/^models: models\[\d+\]: /, `model '${m.name}': `));
       throw err;
     }
+  }
+
+  private insert(m: CatalogModel): void {
+    this.check(m, [...this.list().map((x) => x.spec), { ...m.spec, name: m.name }]);
     this.models.set(m.name, m);
     for (const n of namesOf(m.spec)) this.byName.set(n, m);
     this.byName.set(m.name, m);
@@ -335,6 +339,36 @@ export class Catalog {
     }
     await this.replicaSet.stopAll(m, 'unload');
     return m;
+  }
+
+  // ---- rolling swaps (src/swap/model-swap.ts) ----
+
+  /**
+   * A swap of `m`'s replicas to `next` passed its checks: the model's spec becomes `next` (its
+   * names indexed anew), persisted before the first replica switches (a failed write changes
+   * nothing: STATE_WRITE_FAILED). Refused first (nothing changed) when `next` clashes with
+   * another model's names. Resolves with what puts the old spec back.
+   */
+  async respec(m: CatalogModel, next: ModelSpec): Promise<() => Promise<void>> {
+    const before = m.spec;
+    this.checkRespec(m, next);
+    const use = (spec: ModelSpec) => (): void => {
+      this.unindex(m);
+      m.spec = spec;
+      this.insert(m);
+    };
+    await this.desired.commit(use(next), use(before));
+    return () => this.desired.commit(use(before), use(next));
+  }
+
+  /** Would `m` with the spec `next` fit the catalog (names unique, settings valid)? Throws MODEL_EXISTS or BAD_REQUEST. */
+  checkRespec(m: CatalogModel, next: ModelSpec): void {
+    this.check(m, [...this.list().filter((x) => x !== m).map((x) => x.spec), { ...next, name: m.name }]);
+  }
+
+  /** Stop one replica of `m` (a swap that could not bring it to the model's new spec). */
+  stopReplica(m: CatalogModel, name: string): Promise<void> {
+    return this.replicaSet.stop(m, name);
   }
 
   // ---- timers ----

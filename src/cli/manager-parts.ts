@@ -2,7 +2,8 @@
  * The manager's components wired together, as `teiplex serve` runs them and as tests build them
  * in-process: the supervisor, the catalog (which follows the supervisor's events), one routing
  * (channel pool, in-flight counts, resolution) shared by the multiplexer and the HTTP data plane,
- * the metrics, the config reloader, and the admin app with the data plane mounted. Nothing
+ * the metrics, the config reloader, the swapper (src/swap/), and the admin app with the swap routes
+ * and the data plane mounted. Nothing
  * listens and nothing is booted here: the caller does that.
  */
 import type { Auth } from '../auth/auth.js';
@@ -12,9 +13,12 @@ import type { Config } from '../config/config.js';
 import { connectionLimits } from '../http/connection-limits.js';
 import { mountDataPlane, type MountedDataPlane } from '../http/data-plane/mount.js';
 import { buildManagerApp } from '../http/manager-app.js';
+import { swapRoutes } from '../http/swap-routes.js';
 import { ManagerMetrics } from '../metrics/manager-metrics.js';
 import { channelSettings, createRouting, type MuxRouting } from '../routing/routing.js';
 import { Supervisor } from '../supervisor/supervisor.js';
+import { ModelSwapper } from '../swap/model-swap.js';
+import { Swapper } from '../swap/swap.js';
 
 export interface ManagerParts {
   supervisor: Supervisor;
@@ -23,6 +27,7 @@ export interface ManagerParts {
   routing: MuxRouting;
   reloader: ConfigReloader;
   app: Awaited<ReturnType<typeof buildManagerApp>>;
+  swapper: Swapper;
   dataPlane: MountedDataPlane;
 }
 
@@ -39,8 +44,18 @@ export async function wireManager(o: { config: Config; configPath: string | unde
   const routing = createRouting(supervisor, channelSettings(config), config.failover);
   catalog = new Catalog({ supervisor, inflight: routing.inflight, settings: catalogSettings(config), ...(o.log ? { log: o.log } : {}) });
   catalog.listen(metrics.catalogEvents());
-  const reloader = new ConfigReloader(o.configPath, config, supervisor, catalog);
   const app = await buildManagerApp(supervisor, metrics, auth, { catalog, reload: () => reloader.reload(), security: config.security }, connectionLimits(config));
+  const swapper = new Swapper({
+    supervisor,
+    channels: routing.channels,
+    channelSettings: channelSettings(config),
+    requestTimeoutMs: config.grpc_request_timeout_secs * 1000,
+    startupTimeoutMs: config.startup_timeout_secs * 1000,
+    log: o.log ?? (() => undefined),
+  });
+  const reloader = new ConfigReloader(o.configPath, config, supervisor, catalog, process.env, swapper.forReload);
+  const modelSwapper = new ModelSwapper({ catalog, swapper, log: o.log ?? (() => undefined) });
+  await app.register(swapRoutes, { swapInstance: (name, req) => swapper.swapInstance(name, req), swapModel: (name, req) => modelSwapper.swapModel(name, req) });
   const dataPlane = await mountDataPlane({ app, config, instances: supervisor, routing, auth, catalog, registry: metrics.registry });
-  return { supervisor, catalog, metrics, routing, reloader, app, dataPlane };
+  return { supervisor, catalog, metrics, routing, reloader, app, swapper, dataPlane };
 }

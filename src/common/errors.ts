@@ -90,6 +90,13 @@ export const ERROR_CODES = {
   INSTANCE_MANAGED: { http: 409, grpc: GrpcStatus.FAILED_PRECONDITION, teiType: 'validation', openaiType: 'invalid_request_error' },
   /** The operation is not possible in the model's current state (e.g. unload with min_replicas > 0). */
   MODEL_BUSY: { http: 409, grpc: GrpcStatus.FAILED_PRECONDITION, teiType: 'validation', openaiType: 'invalid_request_error' },
+  // ---- rolling swaps (docs/manager.md, Swap) ----
+  /** A swap's new version does not compute what the old one does (output kind, pooling, dimension or cosine; the report says which, with figures): stopped, the old one serves on. */
+  SWAP_REFUSED: { http: 422, grpc: GrpcStatus.FAILED_PRECONDITION, teiType: 'validation', openaiType: 'invalid_request_error' },
+  /** A swap's new version did not get ready (failed to load, exited, timed out) or could not be probed: stopped, the old one serves on. */
+  SWAP_FAILED: { http: 422, grpc: GrpcStatus.FAILED_PRECONDITION, teiType: 'validation', openaiType: 'invalid_request_error' },
+  /** A swap of this instance or model is already in progress. */
+  SWAP_IN_PROGRESS: { http: 409, grpc: GrpcStatus.FAILED_PRECONDITION, teiType: 'validation', openaiType: 'invalid_request_error' },
   /** Config reload: the file is missing or invalid (nothing was applied). */
   CONFIG_INVALID: { http: 422, grpc: GrpcStatus.INVALID_ARGUMENT, teiType: 'validation', openaiType: 'invalid_request_error' },
 } as const satisfies Record<string, ErrorCodeInfo>;

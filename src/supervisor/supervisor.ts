@@ -25,7 +25,7 @@ import { DesiredState } from '../state/desired-state.js';
 import type { Source, StoredInstance, StoredModel } from '../state/state-store.js';
 import { checkGpuIds, discoverGpus, nvidiaSmiMissing, type GpuDiscovery } from './gpus.js';
 import { CLEAN_EXIT_STOPPED, Instance, type InstanceHooks, type InstanceSettings, type Placement } from './instance.js';
-import { hasProcess, type InstanceState } from './instance-state.js';
+import { canServe, hasProcess, type InstanceState } from './instance-state.js';
 import { allocatePort, portIsFree, PortRangeExhausted } from './ports.js';
 import { ManagerLock } from './manager-lock.js';
 import { findMarked, reapOrphans, takeLegacyRecords } from './process-record.js';
@@ -217,6 +217,7 @@ export class Supervisor {
       held.add(e.instance.placement.port);
       if (e.instance.placement.prometheusPort !== undefined) held.add(e.instance.placement.prometheusPort);
     }
+    for (const c of this.candidates.values()) for (const p of [c.placement.port, c.placement.prometheusPort]) if (p !== undefined) held.add(p);
     return held;
   }
 
@@ -265,9 +266,7 @@ export class Supervisor {
   }
 
   /** Before each spawn: the instance's ports are free and its GPUs present. */
-  private async preflight(name: string): Promise<string | undefined> {
-    const i = this.entries.get(name)?.instance;
-    if (i === undefined) return undefined;
+  private async preflight(i: Instance): Promise<string | undefined> {
     for (const port of [i.placement.port, i.placement.prometheusPort]) {
       if (port !== undefined && !(await portIsFree(port))) return `port ${port} is in use by another process`;
     }
@@ -281,16 +280,38 @@ export class Supervisor {
     return undefined;
   }
 
-  private hooks(): InstanceHooks {
+  /**
+   * The hooks of the instance `self()` returns: published under its name, except while it is
+   * muted (a swap's candidate before the flip, the instance it replaced after it), when its
+   * transitions go to the swap's listener only.
+   */
+  private hooks(self: () => Instance): InstanceHooks {
     const h = this.o.hooks ?? {};
+    const live = (): boolean => !this.muted.has(self());
     return {
       ...h,
+      onRestart: (name, reason) => {
+        if (live()) h.onRestart?.(name, reason);
+      },
+      onHealthFailure: (name) => {
+        if (live()) h.onHealthFailure?.(name);
+      },
+      onReady: (name, seconds) => {
+        if (live()) h.onReady?.(name, seconds);
+      },
+      onPid: (name, pid) => {
+        if (live()) h.onPid?.(name, pid);
+      },
       onTransition: (name, from, to, reason) => {
+        if (!live()) {
+          this.swapListeners.get(self())?.(to, reason);
+          return;
+        }
         h.onTransition?.(name, from, to, reason);
         this.events.emit('transition', { name, from, to, reason });
         if (to === 'stopped' && reason === CLEAN_EXIT_STOPPED) this.keepStopped(name);
       },
-      preflight: (name) => this.preflight(name),
+      preflight: () => this.preflight(self()),
       onLogError: (name, err) => {
         this.log('writing a child log failed; the child runs on', { instance: name, error: err.message });
         h.onLogError?.(name, err);
@@ -323,7 +344,7 @@ export class Supervisor {
   }
 
   private register(spec: InstanceSpec, placement: Placement, desired: 'running' | 'stopped', opts: CreateOptions & { freshLog?: boolean }): Instance {
-    const instance = new Instance(spec, placement, this.settings, this.hooks(), opts.freshLog);
+    const instance: Instance = new Instance(spec, placement, this.settings, this.hooks(() => instance), opts.freshLog);
     this.entries.set(spec.name, { instance, desired, source: opts.source ?? 'api', owner: opts.owner });
     return instance;
   }
@@ -574,12 +595,121 @@ export class Supervisor {
     return report;
   }
 
+  // ---- rolling swap (src/swap/swap.ts): a candidate beside the running child, then the flip ----
+
+  /** Swap candidates by instance name (one per name at a time): placed, neither in the registry nor in the state file. */
+  private readonly candidates = new Map<string, Instance>();
+  /** Instances whose hooks publish nothing under their name: a candidate until the flip, the instance it replaced after it. */
+  private readonly muted = new WeakSet<Instance>();
+  /** A muted instance's transitions go here (the swap waiting for its candidate). */
+  private readonly swapListeners = new WeakMap<Instance, (to: InstanceState, reason: string) => void>();
+  /** Replaced instances still stopping: shutdown waits for them. */
+  private readonly retiring = new Set<Promise<void>>();
+
+  /**
+   * A candidate for swapping instance `name` to `spec`: placed beside the running child (a port of
+   * its own unless the spec names one, the spec's GPUs), its log the one of `<log_dir>/<name>.log`
+   * and `<log_dir>/swap/<name>.log` that the running child does not write (an earlier one removed),
+   * its transitions told to `onTransition` and published nowhere; not started. Refused: no such
+   * instance, a catalog replica (unless `replica`: the catalog swaps its models' replicas), a swap
+   * of it in progress, not running, a spec the config's [security] does not allow (`source`
+   * 'api', the default; a config reload's swap is 'config'), no free port.
+   */
+  prepareSwap(name: string, spec: InstanceSpec, o: { replica?: boolean; source?: Source; onTransition: (to: InstanceState, reason: string) => void }): Promise<Instance> {
+    return this.queue.run(async () => {
+      this.assertOpen();
+      const old = this.get(name);
+      const e = this.entries.get(name)!;
+      if (o.replica !== true) this.assertUnmanaged(name);
+      if (spec.name !== name) throw new TeiplexError('BAD_REQUEST', `a swap keeps the instance's name '${name}' (got '${spec.name}')`);
+      if (this.candidates.has(name)) throw new TeiplexError('SWAP_IN_PROGRESS', `a swap of instance '${name}' is already in progress`);
+      if (e.desired !== 'running' || old.status !== 'running') {
+        throw new TeiplexError('NOT_RUNNING', `instance '${name}' is ${old.status} (desired ${e.desired}): only a running instance is swapped`);
+      }
+      this.checkSpec(spec, o.source ?? 'api');
+      if ((spec.runtime ?? 'router') === 'command' && spec.command === undefined) throw new TeiplexError('BAD_REQUEST', `runtime 'command' needs the field 'command'`);
+      const placement = await this.place(spec);
+      // The log directory the running child does not write to: its live log is never removed.
+      const swapDir = path.join(this.settings.logDir, 'swap');
+      const settings = { ...this.settings, logDir: path.dirname(old.log.file) === swapDir ? this.settings.logDir : swapDir };
+      const candidate: Instance = new Instance(spec, { ...placement, createdAt: old.placement.createdAt }, settings, this.hooks(() => candidate), true);
+      this.muted.add(candidate);
+      this.swapListeners.set(candidate, o.onTransition);
+      this.candidates.set(name, candidate);
+      return candidate;
+    });
+  }
+
+  /** Where an instance came from (the config, the API); undefined: no such instance. */
+  sourceOf(name: string): Source | undefined {
+    return this.entries.get(name)?.source;
+  }
+
+  /** A refused or failed swap: its candidate stopped and forgotten (its log file is kept). */
+  async abandonSwap(candidate: Instance, reason: string): Promise<void> {
+    await candidate.stop(reason);
+    candidate.dispose();
+    await candidate.log.close();
+    if (this.candidates.get(candidate.name) === candidate) this.candidates.delete(candidate.name);
+    this.swapListeners.delete(candidate);
+  }
+
+  /**
+   * The flip. The state file gets the candidate's spec first (a failed write changes nothing:
+   * STATE_WRITE_FAILED); then the registry entry of the name is the candidate, whose transitions
+   * are published from now on, and `old` is muted and returned for the caller to retire. Refused
+   * when the instance changed meanwhile (deleted, stopped, created anew) or the candidate is not running.
+   */
+  completeSwap(old: Instance, candidate: Instance, reason: string): Promise<Instance> {
+    return this.queue.run(async () => {
+      this.assertOpen();
+      const name = candidate.name;
+      const e = this.entries.get(name);
+      if (this.candidates.get(name) !== candidate) throw new TeiplexError('SWAP_FAILED', `the swap candidate of instance '${name}' is gone`);
+      if (e === undefined || e.instance !== old || e.desired !== 'running' || !canServe(old.status)) {
+        throw new TeiplexError('NOT_RUNNING', `instance '${name}' changed during the swap (${e === undefined ? 'deleted' : e.instance !== old ? 'created anew' : `${old.status}, desired ${e.desired}`})`);
+      }
+      if (candidate.status !== 'running') throw new TeiplexError('SWAP_FAILED', `the new version of instance '${name}' is ${candidate.status}${candidate.lastError ? `: ${candidate.lastError}` : ''}`);
+      await this.commit(
+        () => (e.instance = candidate),
+        () => (e.instance = old),
+      );
+      this.candidates.delete(name);
+      this.swapListeners.delete(candidate);
+      this.muted.delete(candidate);
+      this.muted.add(old);
+      this.o.hooks?.onPid?.(name, candidate.pid);
+      this.o.hooks?.onTransition?.(name, old.status, candidate.status, reason);
+      this.events.emit('transition', { name, from: old.status, to: candidate.status, reason });
+      return old;
+    });
+  }
+
+  /** Stop an instance a swap replaced (as any stop: its calls in flight drain first), forget it; shutdown waits for it. */
+  retire(old: Instance, reason: string): Promise<void> {
+    const stopped = (async () => {
+      await old.stop(reason);
+      old.dispose();
+      await old.log.close();
+    })();
+    this.retiring.add(stopped);
+    const done = (): void => void this.retiring.delete(stopped);
+    stopped.then(done, done);
+    return stopped;
+  }
+
+  /** Shutdown: candidates stopped, replaced instances' stops awaited. */
+  private async stopSwaps(): Promise<void> {
+    await Promise.all([...[...this.candidates.values()].map((c) => this.abandonSwap(c, 'manager shutting down')), ...this.retiring]);
+  }
+
   /** Manager shutdown: stop every child in parallel, save the state, forget timers. */
   async shutdown(): Promise<void> {
     this.closing = true;
     await this.queue.idle;
     await Promise.all([
       this.standby.close(),
+      this.stopSwaps(),
       ...[...this.entries.values()].map(async (e) => {
         if (hasProcess(e.instance.status) || e.instance.status === 'backoff') await e.instance.stop('manager shutting down');
         e.instance.dispose();
