@@ -31,6 +31,25 @@ export const RestartConfigSchema = Type.Object(
   { additionalProperties: false },
 );
 
+/** `[outlier_detection]`: replicas that fail in a row, or answer far slower than their peers, leave balancing for a while (src/routing/outlier.ts). */
+export const OutlierDetectionConfigSchema = Type.Object(
+  {
+    /** This many failures in a row attributable to the replica eject it. */
+    consecutive_failures: Type.Integer({ minimum: 1 }),
+    /** An ejection lasts this long times the number of ejections so far ... */
+    base_ejection_secs: Secs,
+    /** ... and at most this long. */
+    max_ejection_secs: Secs,
+    /** A replica whose latency average exceeds its peers' median this many times is ejected ... */
+    slow_factor: Type.Number({ exclusiveMinimum: 1 }),
+    /** ... once it and a peer have answered this many calls. */
+    slow_min_requests: Type.Integer({ minimum: 1 }),
+    /** At most this share of a model's serving replicas is ejected at once (never the last one). */
+    max_ejected_percent: Type.Number({ minimum: 0, maximum: 100 }),
+  },
+  { additionalProperties: false },
+);
+
 /** `[auth.mtls]`: TLS with required client certificates on the gRPC and the REST/HTTP listeners. */
 export const MtlsConfigSchema = Type.Object(
   {
@@ -184,6 +203,7 @@ export const ConfigSchema = Type.Object(
     /** ... for this long starts another one (up to max_replicas). */
     scale_up_after_secs: Secs,
     restart: RestartConfigSchema,
+    outlier_detection: OutlierDetectionConfigSchema,
     instances: Type.Array(InstanceSpecSchema),
     /** The catalog of on-demand models (docs/on-demand.md). */
     models: Type.Array(ModelSpecSchema),
@@ -195,6 +215,7 @@ export const ConfigSchema = Type.Object(
 export type SecurityConfig = Static<typeof SecurityConfigSchema>;
 export type Config = Static<typeof ConfigSchema>;
 export type RestartConfig = Static<typeof RestartConfigSchema>;
+export type OutlierDetectionConfig = Static<typeof OutlierDetectionConfigSchema>;
 export type AuthConfig = Static<typeof AuthConfigSchema>;
 export type MtlsConfig = Static<typeof MtlsConfigSchema>;
 export type ApiKeyConfig = Static<typeof ApiKeyConfigSchema>;
@@ -248,14 +269,17 @@ export const DEFAULTS = {
   standby_children: 1,
   onnx_cache_dir: 'teiplex-onnx-cache',
   restart: { initial_backoff_ms: 1000, backoff_factor: 2, max_backoff_ms: 60_000, reset_after_secs: 300, max_restarts: 10, window_secs: 600 },
+  outlier_detection: { consecutive_failures: 5, base_ejection_secs: 30, max_ejection_secs: 300, slow_factor: 3, slow_min_requests: 20, max_ejected_percent: 50 },
   instances: [],
   models: [],
   auth: { api_keys: [], open_health: true, open_metrics: true, open_reflection: true, admin_requires_key: true },
   security: { allow_remote_admin_without_auth: false, api_commands: [], api_env: [], api_flag_overrides: false },
 } as const satisfies Config;
 
-type ScalarKey = Exclude<keyof Config, 'restart' | 'instances' | 'models' | 'auth' | 'security'>;
-const SCALAR_KEYS = Object.keys(DEFAULTS).filter((k) => k !== 'restart' && k !== 'instances' && k !== 'models' && k !== 'auth' && k !== 'security') as ScalarKey[];
+/** The keys that are tables or lists, not scalars (no environment override). */
+const NOT_SCALAR = ['restart', 'outlier_detection', 'instances', 'models', 'auth', 'security'] as const;
+type ScalarKey = Exclude<keyof Config, (typeof NOT_SCALAR)[number]>;
+const SCALAR_KEYS = Object.keys(DEFAULTS).filter((k) => !(NOT_SCALAR as readonly string[]).includes(k)) as ScalarKey[];
 /** Optional scalar keys (no default): numbers. */
 const OPTIONAL_NUMBER_KEYS = ['max_instances', 'data_port', 'gpu_memory_budget_mb', 'cpu_memory_budget_mb'] as const;
 
@@ -300,6 +324,10 @@ export function resolveConfig(file: Record<string, unknown>, env: NodeJS.Process
   if (restartFile !== undefined && (typeof restartFile !== 'object' || restartFile === null || Array.isArray(restartFile))) {
     throw new ConfigError(`${where}: restart: expected a table`);
   }
+  const outlierFile = file.outlier_detection;
+  if (outlierFile !== undefined && (typeof outlierFile !== 'object' || outlierFile === null || Array.isArray(outlierFile))) {
+    throw new ConfigError(`${where}: outlier_detection: expected a table`);
+  }
   const authFile = file.auth;
   if (authFile !== undefined && (typeof authFile !== 'object' || authFile === null || Array.isArray(authFile))) {
     throw new ConfigError(`${where}: auth: expected a table`);
@@ -313,6 +341,7 @@ export function resolveConfig(file: Record<string, unknown>, env: NodeJS.Process
     ...file,
     ...envOverrides(env),
     restart: { ...DEFAULTS.restart, ...(restartFile as object | undefined) },
+    outlier_detection: { ...DEFAULTS.outlier_detection, ...(outlierFile as object | undefined) },
     instances: file.instances ?? [],
     models: file.models ?? [],
     auth: { ...DEFAULTS.auth, ...(authFile as object | undefined) },
@@ -329,6 +358,10 @@ export function resolveConfig(file: Record<string, unknown>, env: NodeJS.Process
   });
   if (config.max_instances !== undefined && config.instances.length > config.max_instances) {
     throw new ConfigError(`${where}: ${config.instances.length} instances exceed max_instances (${config.max_instances})`);
+  }
+  const od = config.outlier_detection;
+  if (od.max_ejection_secs < od.base_ejection_secs) {
+    throw new ConfigError(`${where}: outlier_detection.max_ejection_secs (${od.max_ejection_secs}) must not be less than outlier_detection.base_ejection_secs (${od.base_ejection_secs})`);
   }
   checkModels(config, where);
   checkApiKeys(config.auth, where);

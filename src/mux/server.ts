@@ -107,6 +107,7 @@ export async function startMuxServer(o: MuxServerOptions): Promise<MuxServer> {
     timeoutMs: c.grpc_request_timeout_secs * 1000,
     arrow: arrowLimits(c),
     catalog: o.catalog,
+    outliers: routing.outliers,
   });
   server.addService(definition, implementation);
   health.addToServer(server);
@@ -126,6 +127,7 @@ export async function startMuxServer(o: MuxServerOptions): Promise<MuxServer> {
   return {
     port,
     channels,
+    // `stopping` keeps the channel: the calls in flight on it are drained before the child is signalled.
     instanceChanged(name: string, to: InstanceState): void {
       if (CHILDLESS.has(to)) channels.drop(name);
       health.changed(name);
@@ -135,7 +137,10 @@ export async function startMuxServer(o: MuxServerOptions): Promise<MuxServer> {
         health.stopServing();
         await gate.close(graceMs);
         closeAndCut(server);
-        if (ownRouting) channels.closeAll();
+        if (ownRouting) {
+          channels.closeAll();
+          routing.outliers.close();
+        }
       })();
       return stopping;
     },

@@ -21,6 +21,7 @@ import type { Catalog, ColdStartWaiter } from '../catalog/catalog.js';
 import { unavailable, type InstanceDirectory, type TargetReach, type TargetResolver } from '../routing/target.js';
 import type { Target } from '../routing/target.js';
 import { parseWrapper } from './wrapper.js';
+import { grpcOutcome, type OutlierDetector } from '../routing/outlier.js';
 
 export interface MuxServiceDeps {
   instances: InstanceDirectory;
@@ -34,6 +35,8 @@ export interface MuxServiceDeps {
   arrow?: ArrowLimits;
   /** On-demand models: a model_id target naming one that nothing (the key may use) serves starts it first. */
   catalog?: Catalog;
+  /** Where each call's outcome goes (outlier detection). */
+  outliers?: OutlierDetector;
 }
 
 export function forwarder(d: MuxServiceDeps): Forwarder {
@@ -61,8 +64,13 @@ export function forwarder(d: MuxServiceDeps): Forwarder {
       });
     },
     close(method: string, leg: Leg | undefined, code: grpc.status, startedMs: number): void {
-      if (leg !== undefined) d.inflight.end(leg.instance.name);
-      d.metrics.observe(leg?.instance.name ?? '', leg?.instance.spec.model_id ?? '', method, code, (performance.now() - startedMs) / 1000);
+      const ms = performance.now() - startedMs;
+      if (leg !== undefined) {
+        d.inflight.end(leg.instance.name);
+        // A DEADLINE_EXCEEDED that took grpc_request_timeout_secs was the manager's timeout, not the client's deadline.
+        d.outliers?.record(leg.instance, grpcOutcome(code, ms >= d.timeoutMs), ms);
+      }
+      d.metrics.observe(leg?.instance.name ?? '', leg?.instance.spec.model_id ?? '', method, code, ms / 1000);
     },
   };
   return f;

@@ -1,17 +1,23 @@
 /**
  * The routing pieces the gRPC multiplexer and the HTTP data plane share, so both front ends see
  * one picture of the children: one channel per instance (channels.ts), the calls in flight per
- * instance that model_id balancing reads (inflight.ts), and target resolution (target.ts).
+ * instance that model_id balancing reads (inflight.ts), target resolution (target.ts), and the
+ * outlier detection that takes failing or slow replicas out of balancing (outlier.ts).
  */
-import type { Config } from '../config/config.js';
+import type { Config, OutlierDetectionConfig } from '../config/config.js';
+import { DEFAULTS } from '../config/config.js';
+import type { ChildClient } from '../child/child-client.js';
+import { decodeAnswer, HEALTH, TEI } from '../child/codec.js';
 import { ChannelPool, type ChannelSettings } from './channels.js';
 import { Inflight } from './inflight.js';
+import { OutlierDetector } from './outlier.js';
 import { TargetResolver, type InstanceDirectory } from './target.js';
 
 export interface MuxRouting {
   readonly inflight: Inflight;
   readonly channels: ChannelPool;
   readonly resolver: TargetResolver;
+  readonly outliers: OutlierDetector;
 }
 
 /** Child channel settings from the config: message size limit and keepalive. */
@@ -23,7 +29,35 @@ export function channelSettings(c: Pick<Config, 'grpc_max_message_size_mb' | 'gr
   };
 }
 
-export function createRouting(instances: InstanceDirectory, settings: ChannelSettings): MuxRouting {
+export interface RoutingOptions {
+  /** [outlier_detection] (default: the config's defaults). */
+  outlier?: OutlierDetectionConfig;
+  /** An ejected replica's probe must answer within this (health_check_timeout_secs). */
+  probeTimeoutMs?: number;
+  /** A replaced Instance object's channel keeps its calls this long (graceful_shutdown_timeout_secs). */
+  retireMs?: number;
+}
+
+/** An ejected replica's probe: grpc.health.v1 SERVING, or (a child without grpc.health) tei.v1 Info answering. */
+export async function probeChild(client: ChildClient, timeoutMs: number): Promise<boolean> {
+  const s = client.scope({ deadlineMs: Date.now() + timeoutMs });
+  try {
+    try {
+      const res = decodeAnswer(HEALTH.Check, await s.unary(client.channel, HEALTH.Check.path, HEALTH.Check.encode({ service: '' }), client.who), client.who);
+      return res.status === 'SERVING';
+    } catch {
+      await s.unary(client.channel, TEI.Info.path, TEI.Info.encode({}), client.who);
+      return true;
+    }
+  } finally {
+    s.finish();
+  }
+}
+
+export function createRouting(instances: InstanceDirectory, settings: ChannelSettings, o: RoutingOptions = {}): MuxRouting {
   const inflight = new Inflight();
-  return { inflight, channels: new ChannelPool(settings), resolver: new TargetResolver(instances, inflight) };
+  const channels = new ChannelPool(settings, undefined, o.retireMs);
+  const probeMs = o.probeTimeoutMs ?? DEFAULTS.health_check_timeout_secs * 1000;
+  const outliers = new OutlierDetector({ settings: o.outlier ?? DEFAULTS.outlier_detection, instances, probe: (i) => probeChild(channels.client(i), probeMs) });
+  return { inflight, channels, resolver: new TargetResolver(instances, inflight, (i) => outliers.isEjected(i)), outliers };
 }

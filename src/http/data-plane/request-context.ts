@@ -10,6 +10,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { ColdStartWaiter } from '../../catalog/catalog.js';
 import { TeiplexError } from '../../common/errors.js';
 import type { MuxRouting } from '../../routing/routing.js';
+import { errorOutcome } from '../../routing/outlier.js';
 import { canServe } from '../../supervisor/instance-state.js';
 import { setSuccessHeaders } from '../../tei/http-routes.js';
 import type { Metadata } from '../../tei/types.js';
@@ -108,8 +109,14 @@ export async function onInstance<T>(d: DataPlaneDeps, request: FastifyRequest, i
     d.routing.inflight.end(instance.name);
     throw new TeiplexError('INSTANCE_UNAVAILABLE', `instance '${instance.name}' is ${instance.status}`, { retryAfterSecs: 1 });
   }
+  const started = performance.now();
   try {
-    return await fn(c);
+    const out = await fn(c);
+    d.routing.outliers.record(instance, 'success', performance.now() - started);
+    return out;
+  } catch (err) {
+    d.routing.outliers.record(instance, errorOutcome(err), performance.now() - started);
+    throw err;
   } finally {
     d.routing.inflight.end(instance.name);
   }
