@@ -2,7 +2,8 @@
  * Outlier detection (src/routing/outlier.ts) on a manual clock: ejection after failures in a row
  * and for a latency far above the peers', the growing and capped interval, readmission after a
  * passing probe and re-ejection after a failing one, max_ejected_percent, the last serving replica
- * kept, a new child generation starting afresh; and target.ts's pick skipping ejected replicas.
+ * kept, a new child generation starting afresh; target.ts's pick skipping ejected replicas; and
+ * the [outlier_detection] table's defaults and refusals.
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
@@ -10,7 +11,7 @@ import { setImmediate as turn } from 'node:timers/promises';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { ManualClock } from '../../src/common/manual-clock.js';
 import { TeiplexError } from '../../src/common/errors.js';
-import { DEFAULTS, type OutlierDetectionConfig } from '../../src/config/config.js';
+import { DEFAULTS, resolveConfig, type OutlierDetectionConfig } from '../../src/config/config.js';
 import { Inflight } from '../../src/routing/inflight.js';
 import { errorOutcome, grpcOutcome, OutlierDetector, type EjectionReason } from '../../src/routing/outlier.js';
 import { TargetResolver } from '../../src/routing/target.js';
@@ -259,5 +260,38 @@ describe('pick skips ejected replicas', () => {
     assert.deepEqual([...picks], ['b']);
     b.status = 'stopping';
     assert.equal(resolver.pick('m', [t.I(a), t.I(b)])?.name, 'a', 'ejected, but the only one that can serve');
+  });
+});
+
+describe('[outlier_detection] config', () => {
+  test('defaults, a partial table merged over them', () => {
+    assert.deepEqual(resolveConfig({}, {}).outlier_detection, {
+      consecutive_failures: 5,
+      base_ejection_secs: 30,
+      max_ejection_secs: 300,
+      slow_factor: 3,
+      slow_min_requests: 20,
+      max_ejected_percent: 50,
+    });
+    assert.equal(resolveConfig({ outlier_detection: { consecutive_failures: 2 } }, {}).outlier_detection.consecutive_failures, 2);
+    assert.equal(resolveConfig({ outlier_detection: { consecutive_failures: 2 } }, {}).outlier_detection.max_ejection_secs, 300);
+  });
+
+  test('refusals name the key and the limit', () => {
+    const refused = (table: unknown): string => {
+      try {
+        resolveConfig({ outlier_detection: table }, {});
+      } catch (err) {
+        return (err as Error).message;
+      }
+      return 'accepted';
+    };
+    assert.equal(refused({ slow_factor: 1 }), 'config: outlier_detection.slow_factor: Expected number to be greater than 1 (got 1)');
+    assert.equal(refused({ consecutive_failures: 0 }), 'config: outlier_detection.consecutive_failures: Expected integer to be greater or equal to 1 (got 0)');
+    assert.equal(refused({ max_ejected_percent: 101 }), 'config: outlier_detection.max_ejected_percent: Expected number to be less or equal to 100 (got 101)');
+    assert.equal(refused({ base_ejection_secs: 60, max_ejection_secs: 30 }), 'config: outlier_detection.max_ejection_secs (30) must not be less than outlier_detection.base_ejection_secs (60)');
+    assert.equal(refused(3), 'config: outlier_detection: expected a table');
+    assert.equal(refused({ typo: 1 }), 'config: outlier_detection.typo: Unexpected property (got 1)');
+    assert.equal(refused({ base_ejection_secs: 30, max_ejection_secs: 30 }), 'accepted');
   });
 });
