@@ -88,6 +88,8 @@ interface Replica {
 
 export class OutlierDetector implements OutlierView {
   private readonly replicas = new Map<string, Replica>();
+  /** The states by model_id: a success compares its replica with these, without listing every instance. */
+  private readonly groups = new Map<string, Set<Replica>>();
   private readonly clock: Clock;
   private readonly alpha: number;
   private readonly listeners: OutlierListener[] = [];
@@ -110,10 +112,25 @@ export class OutlierDetector implements OutlierView {
   private replica(instance: Instance): Replica {
     const r = this.current(instance);
     if (r !== undefined) return r;
-    this.clock.clearTimeout(this.replicas.get(instance.name)?.timer);
+    this.forget(instance.name);
     const created: Replica = { instance, generation: instance.spawnGeneration, failures: 0, ewmaMs: 0, samples: 0, ejections: 0, ejectedUntil: undefined, reason: undefined, timer: undefined };
     this.replicas.set(instance.name, created);
+    const model = instance.spec.model_id;
+    let group = this.groups.get(model);
+    if (group === undefined) this.groups.set(model, (group = new Set()));
+    group.add(created);
     return created;
+  }
+
+  /** Drop a name's state (its timer too). */
+  private forget(name: string): void {
+    const old = this.replicas.get(name);
+    if (old === undefined) return;
+    this.clock.clearTimeout(old.timer);
+    this.replicas.delete(name);
+    const group = this.groups.get(old.instance.spec.model_id);
+    group?.delete(old);
+    if (group?.size === 0) this.groups.delete(old.instance.spec.model_id);
   }
 
   /** Out of balancing now. */
@@ -149,10 +166,9 @@ export class OutlierDetector implements OutlierView {
     const s = this.o.settings;
     if (r.samples < s.slow_min_requests) return false;
     const peers: number[] = [];
-    for (const i of this.o.instances.list()) {
-      if (i === r.instance || i.spec.model_id !== r.instance.spec.model_id || !canServe(i.status)) continue;
-      const p = this.current(i);
-      if (p !== undefined && p.ejectedUntil === undefined && p.samples >= s.slow_min_requests) peers.push(p.ewmaMs);
+    for (const p of this.groups.get(r.instance.spec.model_id) ?? []) {
+      if (p === r || p.ejectedUntil !== undefined || p.samples < s.slow_min_requests || !canServe(p.instance.status) || this.current(p.instance) !== p) continue;
+      peers.push(p.ewmaMs);
     }
     if (peers.length === 0) return false;
     peers.sort((a, b) => a - b);
@@ -187,7 +203,7 @@ export class OutlierDetector implements OutlierView {
     if (stale()) return;
     if (!canServe(r.instance.status)) {
       // Stopping or gone: whatever comes next is another child, with a state of its own.
-      this.replicas.delete(r.instance.name);
+      this.forget(r.instance.name);
       return;
     }
     void this.o
@@ -209,7 +225,6 @@ export class OutlierDetector implements OutlierView {
 
   /** Forget every timer (manager shutdown). */
   close(): void {
-    for (const r of this.replicas.values()) this.clock.clearTimeout(r.timer);
-    this.replicas.clear();
+    for (const name of [...this.replicas.keys()]) this.forget(name);
   }
 }
