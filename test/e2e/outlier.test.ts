@@ -4,8 +4,9 @@
  * frozen with SIGSTOP: its calls run into the manager's grpc_request_timeout_secs (1 s), and after
  * `consecutive_failures` of them it is ejected: GET /instances and /metrics show it, and every
  * model_id call goes to the other replica. Probes fail while it is frozen; after SIGCONT a probe
- * passes and it is readmitted. Health checks are kept out of the way (a long interval), so only
- * outlier detection moves traffic.
+ * passes and it is readmitted. The same through the HTTP data plane (/v1/embeddings by model:
+ * 504 REQUEST_TIMEOUT answers count). Health checks are kept out of the way (a long interval), so
+ * only outlier detection moves traffic.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -114,5 +115,35 @@ describe('outlier ejection and readmission (fake children, one frozen with SIGST
       { timeoutMs: 30_000, everyMs: 1 },
     );
     assert.deepEqual([...answered].filter((a) => a.startsWith('error')), []);
+  });
+
+  test('HTTP data plane calls count too: a frozen replica timing out /v1/embeddings (504) is ejected', async () => {
+    const a = await m.waitFor('rep-a', (i) => i.status === 'running' && i.outlier.ejected === false);
+    // The data plane reads every replica's Info before it picks one (once per child, then cached):
+    // fetched now, while rep-a still answers.
+    const warm = await m.api('POST', '/v1/embeddings', { model: MODEL, input: 'warm up' });
+    assert.equal(warm.status, 200, JSON.stringify(warm.body));
+    frozen = a.pid as number;
+    process.kill(-frozen, 'SIGSTOP');
+    const seen: string[] = [];
+    await until(
+      'rep-a ejected by HTTP outcomes',
+      async () => {
+        const r = await m.api('POST', '/v1/embeddings', { model: MODEL, input: `http ${seen.length}` });
+        seen.push(r.status === 200 ? 'ok' : `${r.status} ${r.body?.error?.code ?? r.body?.error_type ?? JSON.stringify(r.body)}`);
+        const i = (await m.api('GET', '/instances/rep-a')).body;
+        return i.outlier?.ejected === true && i;
+      },
+      { timeoutMs: 60_000, everyMs: 1, context: () => `answers: ${JSON.stringify(seen)}` },
+    );
+    assert.ok(seen.some((x) => x.startsWith('504')), `rep-a's requests timed out (504): ${JSON.stringify(seen)}`);
+    assert.equal((await m.api('GET', '/instances/rep-a')).body.outlier.reason, 'consecutive_failures');
+    assert.match(await metrics(), /teiplex_outlier_ejections_total\{instance="rep-a",reason="consecutive_failures"\} 1/);
+    const during: number[] = [];
+    for (let i = 0; i < 4; i++) during.push((await m.api('POST', '/v1/embeddings', { model: MODEL, input: `during ${i}` })).status);
+    assert.deepEqual(during, [200, 200, 200, 200]);
+    process.kill(-frozen, 'SIGCONT');
+    frozen = undefined;
+    await m.waitFor('rep-a', (i) => i.outlier.ejected === false, 60_000);
   });
 });
