@@ -103,10 +103,14 @@ export class ChannelPool {
     return this.channelOf(instance)?.whenIdle(timeoutMs) ?? Promise.resolve(true);
   }
 
-  /** Close the instance's channel (its child is gone). */
+  /**
+   * Close the channel of the name's instance (its child is gone). Not when the entry belongs to an
+   * Instance object with a child: the name has passed to a new instance meanwhile (a deleted one
+   * that finished stopping after its successor started).
+   */
   drop(name: string): void {
     const e = this.entries.get(name);
-    if (e === undefined) return;
+    if (e === undefined || e.instance.pid !== undefined) return;
     this.entries.delete(name);
     e.channel.close();
   }

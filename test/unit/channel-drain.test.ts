@@ -96,6 +96,13 @@ describe('draining: calls in flight per child', () => {
     assert.equal(await inFlight, grpc.status.OK, 'the call on the replaced channel finished');
     assert.equal(await idle, true);
     await until('the retired channel is closed', async () => (await call(oldChannel)) === grpc.status.UNAVAILABLE);
+    // The old object's child exits (drop by name): the new object's channel, with a child, stays.
+    (fresh as unknown as { pid: number }).pid = 4242;
+    pool.drop('r');
+    assert.equal(pool.get(fresh), freshChannel);
+    (fresh as unknown as { pid: number | undefined }).pid = undefined;
+    pool.drop('r');
+    assert.deepEqual(pool.names(), [], 'a childless instance: dropped');
     pool.closeAll();
   });
 
