@@ -18,6 +18,8 @@
  * - Connection: made on first use and again after it closes or the child sends GOAWAY (calls in
  *   flight finish on the old one); keepalive pings while calls are in flight, and a ping not
  *   acknowledged within the timeout closes the connection (its calls end UNAVAILABLE).
+ * - Calls in flight: counted across its connections; `whenIdle` tells a stop (draining) when
+ *   they are done, so a child is signalled only after its last call answered, or a bound passed.
  */
 import http2 from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
@@ -424,6 +426,10 @@ export class ChildChannel {
   private current: Connection | undefined;
   private readonly connections = new Set<Connection>();
   private closed = false;
+  /** Calls started and not yet ended, across every connection (old ones after a GOAWAY too). */
+  private calls = 0;
+  /** Who waits for `calls` to reach 0 (whenIdle). */
+  private readonly idleWaiters = new Set<() => void>();
 
   constructor(
     readonly port: number,
@@ -472,7 +478,40 @@ export class ChildChannel {
       return failedCall(listener, unansweredStatus(statusObject(grpc.status.UNAVAILABLE, `cannot reach the child on port ${this.port}: ${(err as Error).message}`)));
     }
     conn.calls++;
-    return new StreamCall(stream, listener, this.settings.maxMessageBytes, this.tooLarge, deadlineMs, () => conn, () => conn.calls--);
+    this.calls++;
+    return new StreamCall(stream, listener, this.settings.maxMessageBytes, this.tooLarge, deadlineMs, () => conn, () => {
+      conn.calls--;
+      this.callEnded();
+    });
+  }
+
+  /** Calls in flight on this channel (a stop drains them before it signals the child). */
+  get activeCalls(): number {
+    return this.calls;
+  }
+
+  /** Resolves true once no call is in flight (at once when none is), false after `timeoutMs`. */
+  whenIdle(timeoutMs: number): Promise<boolean> {
+    if (this.calls === 0) return Promise.resolve(true);
+    return new Promise<boolean>((resolve) => {
+      const idle = (): void => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      const timer = setTimeout(() => {
+        this.idleWaiters.delete(idle);
+        resolve(false);
+      }, timeoutMs);
+      this.idleWaiters.add(idle);
+    });
+  }
+
+  private callEnded(): void {
+    this.calls--;
+    if (this.calls > 0) return;
+    const waiters = [...this.idleWaiters];
+    this.idleWaiters.clear();
+    for (const w of waiters) w();
   }
 
   /** Close every connection (calls in flight on them end UNAVAILABLE). */

@@ -1,9 +1,10 @@
 /**
  * The manager's components wired together, as `teiplex serve` runs them and as tests build them
  * in-process: the supervisor, the catalog (which follows the supervisor's events), one routing
- * (channel pool, in-flight counts, resolution) shared by the multiplexer and the HTTP data plane,
- * the metrics, the config reloader, the swapper (src/swap/), and the admin app with the swap routes
- * and the data plane mounted. Nothing
+ * (channel pool, in-flight counts, resolution, failover, outlier detection) shared by the
+ * multiplexer and the HTTP data plane (the supervisor drains a stopping child's calls on the pool's
+ * channels and shows each instance's ejection), the metrics, the config reloader, the swapper
+ * (src/swap/), and the admin app with the swap routes and the data plane mounted. Nothing
  * listens and nothing is booted here: the caller does that.
  */
 import type { Auth } from '../auth/auth.js';
@@ -41,7 +42,15 @@ export async function wireManager(o: { config: Config; configPath: string | unde
   );
   supervisor = new Supervisor({ config, hooks: metrics.hooks(), ...(o.log ? { log: o.log } : {}) });
   supervisor.desired.store.onWrite = (ok, seconds) => metrics.stateWrite(ok, seconds);
-  const routing = createRouting(supervisor, channelSettings(config), config.failover);
+  const routing = createRouting(supervisor, channelSettings(config), {
+    failover: config.failover,
+    outlier: config.outlier_detection,
+    probeTimeoutMs: config.health_check_timeout_secs * 1000,
+    retireMs: config.graceful_shutdown_timeout_secs * 1000,
+  });
+  supervisor.drainer = routing.channels;
+  supervisor.outliers = routing.outliers;
+  routing.outliers.listen({ ejected: (instance, reason) => metrics.outlierEjected(instance, reason) });
   catalog = new Catalog({ supervisor, inflight: routing.inflight, settings: catalogSettings(config), ...(o.log ? { log: o.log } : {}) });
   catalog.listen(metrics.catalogEvents());
   const app = await buildManagerApp(supervisor, metrics, auth, { catalog, reload: () => reloader.reload(), security: config.security }, connectionLimits(config));

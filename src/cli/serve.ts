@@ -122,6 +122,7 @@ export async function run(argv: string[]): Promise<number> {
         app.server.closeAllConnections();
         await closing;
         routing.channels.closeAll();
+        routing.outliers.close();
         log.info({ after_ms: since() }, 'front ends closed: stopping children');
         catalog.close();
         await supervisor.shutdown();

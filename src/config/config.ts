@@ -43,6 +43,25 @@ export const FailoverConfigSchema = Type.Object(
   { additionalProperties: false },
 );
 
+/** `[outlier_detection]`: replicas that fail in a row, or answer far slower than their peers, leave balancing for a while (src/routing/outlier.ts). */
+export const OutlierDetectionConfigSchema = Type.Object(
+  {
+    /** This many failures in a row attributable to the replica eject it. */
+    consecutive_failures: Type.Integer({ minimum: 1 }),
+    /** An ejection lasts this long times the number of ejections so far ... */
+    base_ejection_secs: Secs,
+    /** ... and at most this long. */
+    max_ejection_secs: Secs,
+    /** A replica whose latency average exceeds its peers' median this many times is ejected ... */
+    slow_factor: Type.Number({ exclusiveMinimum: 1 }),
+    /** ... once it and a peer have answered this many calls. */
+    slow_min_requests: Type.Integer({ minimum: 1 }),
+    /** At most this share of a model's serving replicas is ejected at once (never the last one). */
+    max_ejected_percent: Type.Number({ minimum: 0, maximum: 100 }),
+  },
+  { additionalProperties: false },
+);
+
 /** `[auth.mtls]`: TLS with required client certificates on the gRPC and the REST/HTTP listeners. */
 export const MtlsConfigSchema = Type.Object(
   {
@@ -197,6 +216,7 @@ export const ConfigSchema = Type.Object(
     scale_up_after_secs: Secs,
     restart: RestartConfigSchema,
     failover: FailoverConfigSchema,
+    outlier_detection: OutlierDetectionConfigSchema,
     instances: Type.Array(InstanceSpecSchema),
     /** The catalog of on-demand models (docs/on-demand.md). */
     models: Type.Array(ModelSpecSchema),
@@ -209,6 +229,7 @@ export type SecurityConfig = Static<typeof SecurityConfigSchema>;
 export type Config = Static<typeof ConfigSchema>;
 export type RestartConfig = Static<typeof RestartConfigSchema>;
 export type FailoverConfig = Static<typeof FailoverConfigSchema>;
+export type OutlierDetectionConfig = Static<typeof OutlierDetectionConfigSchema>;
 export type AuthConfig = Static<typeof AuthConfigSchema>;
 export type MtlsConfig = Static<typeof MtlsConfigSchema>;
 export type ApiKeyConfig = Static<typeof ApiKeyConfigSchema>;
@@ -263,15 +284,17 @@ export const DEFAULTS = {
   onnx_cache_dir: 'teiplex-onnx-cache',
   restart: { initial_backoff_ms: 1000, backoff_factor: 2, max_backoff_ms: 60_000, reset_after_secs: 300, max_restarts: 10, window_secs: 600 },
   failover: { enabled: true, budget_percent: 20, min_retry_concurrency: 3 },
+  outlier_detection: { consecutive_failures: 5, base_ejection_secs: 30, max_ejection_secs: 300, slow_factor: 3, slow_min_requests: 20, max_ejected_percent: 50 },
   instances: [],
   models: [],
   auth: { api_keys: [], open_health: true, open_metrics: true, open_reflection: true, admin_requires_key: true },
   security: { allow_remote_admin_without_auth: false, api_commands: [], api_env: [], api_flag_overrides: false },
 } as const satisfies Config;
 
-const TABLE_KEYS = new Set(['restart', 'failover', 'instances', 'models', 'auth', 'security']);
-type ScalarKey = Exclude<keyof Config, 'restart' | 'failover' | 'instances' | 'models' | 'auth' | 'security'>;
-const SCALAR_KEYS = Object.keys(DEFAULTS).filter((k) => !TABLE_KEYS.has(k)) as ScalarKey[];
+/** The keys that are tables or lists, not scalars (no environment override). */
+const NOT_SCALAR = ['restart', 'failover', 'outlier_detection', 'instances', 'models', 'auth', 'security'] as const;
+type ScalarKey = Exclude<keyof Config, (typeof NOT_SCALAR)[number]>;
+const SCALAR_KEYS = Object.keys(DEFAULTS).filter((k) => !(NOT_SCALAR as readonly string[]).includes(k)) as ScalarKey[];
 /** Optional scalar keys (no default): numbers. */
 const OPTIONAL_NUMBER_KEYS = ['max_instances', 'data_port', 'gpu_memory_budget_mb', 'cpu_memory_budget_mb'] as const;
 
@@ -312,32 +335,23 @@ export function envOverrides(env: NodeJS.ProcessEnv): Partial<Config> {
 
 /** Merge defaults, file and environment, and validate; throws ConfigError naming the key. */
 export function resolveConfig(file: Record<string, unknown>, env: NodeJS.ProcessEnv, where = 'config'): Config {
-  const restartFile = file.restart;
-  if (restartFile !== undefined && (typeof restartFile !== 'object' || restartFile === null || Array.isArray(restartFile))) {
-    throw new ConfigError(`${where}: restart: expected a table`);
-  }
-  const failoverFile = file.failover;
-  if (failoverFile !== undefined && (typeof failoverFile !== 'object' || failoverFile === null || Array.isArray(failoverFile))) {
-    throw new ConfigError(`${where}: failover: expected a table`);
-  }
-  const authFile = file.auth;
-  if (authFile !== undefined && (typeof authFile !== 'object' || authFile === null || Array.isArray(authFile))) {
-    throw new ConfigError(`${where}: auth: expected a table`);
-  }
-  const securityFile = file.security;
-  if (securityFile !== undefined && (typeof securityFile !== 'object' || securityFile === null || Array.isArray(securityFile))) {
-    throw new ConfigError(`${where}: security: expected a table`);
-  }
+  /** A table of the file, merged over its defaults; a value that is not a table is refused by name. */
+  const table = <K extends 'restart' | 'failover' | 'outlier_detection' | 'auth' | 'security'>(key: K): (typeof DEFAULTS)[K] => {
+    const v = file[key];
+    if (v !== undefined && (typeof v !== 'object' || v === null || Array.isArray(v))) throw new ConfigError(`${where}: ${key}: expected a table`);
+    return { ...DEFAULTS[key], ...(v as object | undefined) };
+  };
   const merged = {
     ...DEFAULTS,
     ...file,
     ...envOverrides(env),
-    restart: { ...DEFAULTS.restart, ...(restartFile as object | undefined) },
-    failover: { ...DEFAULTS.failover, ...(failoverFile as object | undefined) },
+    restart: table('restart'),
+    failover: table('failover'),
+    outlier_detection: table('outlier_detection'),
     instances: file.instances ?? [],
     models: file.models ?? [],
-    auth: { ...DEFAULTS.auth, ...(authFile as object | undefined) },
-    security: { ...DEFAULTS.security, ...(securityFile as object | undefined) },
+    auth: table('auth'),
+    security: table('security'),
   };
   const config = check(ConfigSchema, merged, where);
   if (config.instance_port_start > config.instance_port_end) {
@@ -350,6 +364,10 @@ export function resolveConfig(file: Record<string, unknown>, env: NodeJS.Process
   });
   if (config.max_instances !== undefined && config.instances.length > config.max_instances) {
     throw new ConfigError(`${where}: ${config.instances.length} instances exceed max_instances (${config.max_instances})`);
+  }
+  const od = config.outlier_detection;
+  if (od.max_ejection_secs < od.base_ejection_secs) {
+    throw new ConfigError(`${where}: outlier_detection.max_ejection_secs (${od.max_ejection_secs}) must not be less than outlier_detection.base_ejection_secs (${od.base_ejection_secs})`);
   }
   checkModels(config, where);
   checkApiKeys(config.auth, where);

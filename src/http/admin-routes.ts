@@ -13,7 +13,7 @@ import { InstanceSpecSchema, INSTANCE_NAME_PATTERN } from '../config/instance-sp
 import type { ManagerMetrics } from '../metrics/manager-metrics.js';
 import type { Instance } from '../supervisor/instance.js';
 import { redactText } from '../runtimes/redact.js';
-import type { Supervisor } from '../supervisor/supervisor.js';
+import { NOT_EJECTED, type OutlierStatus, type Supervisor } from '../supervisor/supervisor.js';
 import { errors } from './error-body.js';
 
 export interface AdminRoutesOptions {
@@ -42,6 +42,13 @@ const InstanceInfoSchema = Type.Object({
   last_error: Type.Union([Type.String(), Type.Null()]),
   /** The catalog model this instance is a replica of (managed through /models), or null. */
   model: Type.Union([Type.String(), Type.Null()]),
+  /** Outlier detection: out of balancing until `ejected_until` (then probed), how often so far, why. */
+  outlier: Type.Object({
+    ejected: Type.Boolean(),
+    ejected_until: Type.Union([Type.String(), Type.Null()]),
+    ejections: Type.Integer(),
+    reason: Type.Union([Type.String(), Type.Null()]),
+  }),
 });
 type InstanceInfo = Static<typeof InstanceInfoSchema>;
 
@@ -50,7 +57,7 @@ const LogsQuery = Type.Object({ start: Type.Optional(Type.Integer({ minimum: 0 }
 const CreateQuery = Type.Object({ start: Type.Optional(Type.Boolean({ description: 'start at once (default true)' })) }, { additionalProperties: false });
 
 
-export function instanceInfo(i: Instance, desired: string, model: string | undefined): InstanceInfo {
+export function instanceInfo(i: Instance, desired: string, model: string | undefined, outlier: OutlierStatus = NOT_EJECTED): InstanceInfo {
   return {
     name: i.name,
     model_id: i.spec.model_id,
@@ -70,11 +77,12 @@ export function instanceInfo(i: Instance, desired: string, model: string | undef
     last_health_check: i.lastHealthCheck ?? null,
     last_error: i.lastError === undefined ? null : redactText(i.lastError),
     model: model ?? null,
+    outlier,
   };
 }
 
 export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (app, { supervisor, metrics }) => {
-  const info = (i: Instance): InstanceInfo => instanceInfo(i, supervisor.desiredState(i.name) ?? 'stopped', supervisor.ownerOf(i.name));
+  const info = (i: Instance): InstanceInfo => instanceInfo(i, supervisor.desiredState(i.name) ?? 'stopped', supervisor.ownerOf(i.name), supervisor.outliers?.of(i));
 
   app.get('/health', { schema: { tags: ['health'], response: { 200: Type.Object({ status: Type.Literal('ok') }) } } }, async () => ({ status: 'ok' as const }));
 

@@ -33,6 +33,7 @@ export class ManagerMetrics {
   private readonly modelEvictions: Counter<'model' | 'reason'>;
   private readonly coldStartSeconds: Histogram<'model'>;
   private readonly processErrors: Counter<'kind'>;
+  private readonly ejections: Counter<'instance' | 'reason'>;
 
   constructor(supervisor: () => Supervisor | undefined, catalog: () => Catalog | undefined = () => undefined) {
     const registers = [this.registry];
@@ -153,6 +154,23 @@ export class ManagerMetrics {
         for (const i of supervisor()?.list() ?? []) this.set({ instance: i.name }, i.log.droppedLines);
       },
     });
+    this.ejections = new Counter({
+      name: 'teiplex_outlier_ejections_total',
+      help: 'Replicas taken out of balancing by outlier detection, by reason (consecutive_failures, slow, probe_failed)',
+      labelNames: ['instance', 'reason'],
+      registers,
+    });
+    new Gauge({
+      name: 'teiplex_instance_ejected',
+      help: '1 while outlier detection keeps the instance out of balancing, else 0',
+      labelNames: ['instance'],
+      registers,
+      collect() {
+        this.reset();
+        const s = supervisor();
+        for (const i of s?.list() ?? []) this.set({ instance: i.name }, s?.outliers?.of(i).ejected === true ? 1 : 0);
+      },
+    });
     this.processErrors = new Counter({ name: 'teiplex_process_errors_total', help: 'Errors no handler caught, logged and survived (unhandled_rejection, io_error)', labelNames: ['kind'], registers });
     this.stateWriteSeconds = new Histogram({ name: 'teiplex_state_write_seconds', help: 'State file write latency (write, fsync, rename, fsync dir)', buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5], registers });
   }
@@ -174,6 +192,11 @@ export class ManagerMetrics {
       },
       evict: (model, reason) => this.modelEvictions.inc({ model, reason }),
     };
+  }
+
+  /** Outlier detection ejected a replica. */
+  outlierEjected(instance: string, reason: string): void {
+    this.ejections.inc({ instance, reason });
   }
 
   /** An error that reached the process-level handlers and was survived. */

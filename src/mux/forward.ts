@@ -75,8 +75,8 @@ export interface Forwarder {
    * The caller then `abandon`s the failed leg.
    */
   retry(target: Target, grant: ApiKeyGrant | undefined, mode: FailoverMode, tried: readonly Instance[]): Leg | undefined;
-  /** A leg given up for a retry: no longer in flight, not counted as a finished call. */
-  abandon(leg: Leg): void;
+  /** A leg given up (`failed`: its call failed and is retried elsewhere): no longer in flight, not counted as a finished call. */
+  abandon(leg: Leg, failed?: boolean): void;
 }
 
 /** The child's headers or trailers (child-channel.ts has left out the transport's keys), or new metadata, naming the instance. */

@@ -108,6 +108,7 @@ export async function startMuxServer(o: MuxServerOptions): Promise<MuxServer> {
     arrow: arrowLimits(c),
     catalog: o.catalog,
     failover: routing.failover,
+    outliers: routing.outliers,
   });
   server.addService(definition, implementation);
   health.addToServer(server);
@@ -127,6 +128,7 @@ export async function startMuxServer(o: MuxServerOptions): Promise<MuxServer> {
   return {
     port,
     channels,
+    // `stopping` keeps the channel: the calls in flight on it are drained before the child is signalled.
     instanceChanged(name: string, to: InstanceState): void {
       if (CHILDLESS.has(to)) channels.drop(name);
       health.changed(name);
@@ -136,7 +138,10 @@ export async function startMuxServer(o: MuxServerOptions): Promise<MuxServer> {
         health.stopServing();
         await gate.close(graceMs);
         closeAndCut(server);
-        if (ownRouting) channels.closeAll();
+        if (ownRouting) {
+          channels.closeAll();
+          routing.outliers.close();
+        }
       })();
       return stopping;
     },

@@ -22,6 +22,7 @@ import { unavailable, type InstanceDirectory, type TargetReach, type TargetResol
 import type { Target } from '../routing/target.js';
 import type { Failover } from '../routing/failover.js';
 import { parseWrapper } from './wrapper.js';
+import { grpcOutcome, type OutlierDetector } from '../routing/outlier.js';
 
 export interface MuxServiceDeps {
   instances: InstanceDirectory;
@@ -37,6 +38,8 @@ export interface MuxServiceDeps {
   catalog?: Catalog;
   /** Retries on another replica (src/routing/failover.ts); none: calls are never retried. */
   failover?: Failover;
+  /** Where each call's outcome goes (outlier detection). */
+  outliers?: OutlierDetector;
 }
 
 export function forwarder(d: MuxServiceDeps): Forwarder {
@@ -64,8 +67,13 @@ export function forwarder(d: MuxServiceDeps): Forwarder {
       });
     },
     close(method: string, leg: Leg | undefined, code: grpc.status, startedMs: number): void {
-      if (leg !== undefined) f.abandon(leg);
-      d.metrics.observe(leg?.instance.name ?? '', leg?.instance.spec.model_id ?? '', method, code, (performance.now() - startedMs) / 1000);
+      const ms = performance.now() - startedMs;
+      if (leg !== undefined) {
+        f.abandon(leg);
+        // A DEADLINE_EXCEEDED that took grpc_request_timeout_secs was the manager's timeout, not the client's deadline.
+        d.outliers?.record(leg.instance, grpcOutcome(code, ms >= d.timeoutMs), ms);
+      }
+      d.metrics.observe(leg?.instance.name ?? '', leg?.instance.spec.model_id ?? '', method, code, ms / 1000);
     },
     retry(target: Target, grant: ApiKeyGrant | undefined, mode, tried: readonly Instance[]): Leg | undefined {
       const fo = d.failover;
@@ -85,9 +93,11 @@ export function forwarder(d: MuxServiceDeps): Forwarder {
       d.inflight.begin(instance.name);
       return { instance, channel: d.channels.get(instance), client: d.channels.client(instance), retriedFrom: tried[0].name, retry };
     },
-    abandon(leg: Leg): void {
+    abandon(leg: Leg, failed = false): void {
       d.inflight.end(leg.instance.name);
       leg.retry?.done();
+      // The attempt failed over: its child went away, a failure of that replica.
+      if (failed) d.outliers?.record(leg.instance, 'failure', 0);
     },
   };
   return f;

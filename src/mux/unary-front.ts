@@ -292,7 +292,7 @@ class UnaryCall implements ChildCallListener {
     this.tried.push(failed.instance);
     const next = f.retry(this.target, this.grant, this.mode, this.tried);
     if (next === undefined) return false;
-    f.abandon(failed);
+    f.abandon(failed, true);
     this.leg = next;
     this.childHeaders = undefined;
     this.answer = undefined;

@@ -30,7 +30,6 @@ import { childStatusOf } from '../child/child-status.js';
 import type { ChildStatus } from '../child/child-channel.js';
 import { TeiplexError } from '../common/errors.js';
 import type { FailoverConfig } from '../config/config.js';
-import { DEFAULTS } from '../config/config.js';
 import type { Instance } from '../supervisor/instance.js';
 import type { Inflight } from './inflight.js';
 import type { TargetResolver } from './target.js';
@@ -184,6 +183,3 @@ export class Failover {
     });
   }
 }
-
-/** The default settings (a Failover built without a config: tests, a bare multiplexer). */
-export const DEFAULT_FAILOVER: FailoverConfig = DEFAULTS.failover;

@@ -1,13 +1,18 @@
 /**
  * The routing pieces the gRPC multiplexer and the HTTP data plane share, so both front ends see
  * one picture of the children: one channel per instance (channels.ts), the calls in flight per
- * instance that model_id balancing reads (inflight.ts), target resolution (target.ts), and
- * failover's retry budget (failover.ts: one budget over both front ends' calls).
+ * instance that model_id balancing reads (inflight.ts), target resolution (target.ts), failover's
+ * retry budget (failover.ts: one budget over both front ends' calls), and the outlier detection
+ * that takes failing or slow replicas out of balancing (outlier.ts).
  */
-import type { Config } from '../config/config.js';
+import type { Config, OutlierDetectionConfig } from '../config/config.js';
+import { DEFAULTS } from '../config/config.js';
+import type { ChildClient } from '../child/child-client.js';
+import { decodeAnswer, HEALTH, TEI } from '../child/codec.js';
 import { ChannelPool, type ChannelSettings } from './channels.js';
-import { DEFAULT_FAILOVER, Failover } from './failover.js';
+import { Failover } from './failover.js';
 import { Inflight } from './inflight.js';
+import { OutlierDetector } from './outlier.js';
 import { TargetResolver, type InstanceDirectory } from './target.js';
 
 export interface MuxRouting {
@@ -16,6 +21,7 @@ export interface MuxRouting {
   readonly resolver: TargetResolver;
   /** Retries on another replica, and their budget (failover.ts). */
   readonly failover: Failover;
+  readonly outliers: OutlierDetector;
 }
 
 /** Child channel settings from the config: message size limit and keepalive. */
@@ -27,8 +33,38 @@ export function channelSettings(c: Pick<Config, 'grpc_max_message_size_mb' | 'gr
   };
 }
 
-export function createRouting(instances: InstanceDirectory, settings: ChannelSettings, failover: Config['failover'] = DEFAULT_FAILOVER): MuxRouting {
+export interface RoutingOptions {
+  /** [failover] (default: the config's defaults). */
+  failover?: Config['failover'];
+  /** [outlier_detection] (default: the config's defaults). */
+  outlier?: OutlierDetectionConfig;
+  /** An ejected replica's probe must answer within this (health_check_timeout_secs). */
+  probeTimeoutMs?: number;
+  /** A replaced Instance object's channel keeps its calls this long (graceful_shutdown_timeout_secs). */
+  retireMs?: number;
+}
+
+/** An ejected replica's probe: grpc.health.v1 SERVING, or (a child without grpc.health) tei.v1 Info answering. */
+export async function probeChild(client: ChildClient, timeoutMs: number): Promise<boolean> {
+  const s = client.scope({ deadlineMs: Date.now() + timeoutMs });
+  try {
+    try {
+      const res = decodeAnswer(HEALTH.Check, await s.unary(client.channel, HEALTH.Check.path, HEALTH.Check.encode({ service: '' }), client.who), client.who);
+      return res.status === 'SERVING';
+    } catch {
+      await s.unary(client.channel, TEI.Info.path, TEI.Info.encode({}), client.who);
+      return true;
+    }
+  } finally {
+    s.finish();
+  }
+}
+
+export function createRouting(instances: InstanceDirectory, settings: ChannelSettings, o: RoutingOptions = {}): MuxRouting {
   const inflight = new Inflight();
-  const resolver = new TargetResolver(instances, inflight);
-  return { inflight, channels: new ChannelPool(settings), resolver, failover: new Failover(failover, resolver, inflight) };
+  const channels = new ChannelPool(settings, undefined, o.retireMs);
+  const probeMs = o.probeTimeoutMs ?? DEFAULTS.health_check_timeout_secs * 1000;
+  const outliers = new OutlierDetector({ settings: o.outlier ?? DEFAULTS.outlier_detection, instances, probe: (i) => probeChild(channels.client(i), probeMs) });
+  const resolver = new TargetResolver(instances, inflight, (i) => outliers.isEjected(i));
+  return { inflight, channels, resolver, failover: new Failover(o.failover ?? DEFAULTS.failover, resolver, inflight), outliers };
 }

@@ -11,7 +11,8 @@
  *   requests in flight, ties taken in turn, so replicas share load; when none is running but some
  *   are `unhealthy` (their child is up, a health check failed), those are used the same way. An
  *   instance named explicitly is used while `running` or `unhealthy`: the client asked for it,
- *   and an unhealthy child may well still answer (it is restarted if it stays so).
+ *   and an unhealthy child may well still answer (it is restarted if it stays so). A replica
+ *   that outlier detection ejected (outlier.ts) is skipped while another one can serve.
  * Unknown -> NOT_FOUND naming it (PERMISSION_DENIED "does not exist or is not one this key may
  * use" for a restricted key, which sees only its own instances in the hints). Known but without a
  * child that can answer -> UNAVAILABLE naming the allowed instances' statuses (`unavailable`).
@@ -75,9 +76,11 @@ export class TargetResolver {
   /** Per model: turns taken among equally loaded replicas. */
   private readonly turns = new Map<string, number>();
 
+  /** @param ejected is the replica out of balancing (outlier.ts)? */
   constructor(
     private readonly instances: InstanceDirectory,
     private readonly inflight: Inflight,
+    private readonly ejected: (i: Instance) => boolean = () => false,
   ) {}
 
   /** What `target` reaches that `grant` may use (see the file comment); throws NOT_FOUND / PERMISSION_DENIED. */
@@ -120,8 +123,8 @@ export class TargetResolver {
   /**
    * Among replicas of one model (`key` names the group, e.g. a model_id or an alias): the running
    * one with the fewest requests in flight, ties taken in turn; unhealthy ones only when none is
-   * running; undefined when none can serve. `exclude`: names not to pick (already tried by a
-   * call that fails over, failover.ts).
+   * running; ejected ones only when no other can serve; undefined when none can serve. `exclude`:
+   * names not to pick (already tried by a call that fails over, failover.ts).
    */
   pick(key: string, candidates: readonly Instance[], exclude?: ReadonlySet<string>): Instance | undefined {
     if (candidates.length === 0) return undefined;
@@ -132,8 +135,8 @@ export class TargetResolver {
     for (let k = 0; k < candidates.length; k++) {
       const instance = candidates[(turn + k) % candidates.length];
       if (!canServe(instance.status) || exclude?.has(instance.name) === true) continue;
-      // Running ones first; unhealthy ones only when no running one exists.
-      const score = this.inflight.get(instance.name) + (instance.status === 'running' ? 0 : 1e9);
+      // Running ones first; unhealthy ones only when no running one exists; ejected ones last.
+      const score = this.inflight.get(instance.name) + (instance.status === 'running' ? 0 : 1e9) + (this.ejected(instance) ? 1e12 : 0);
       if (score < bestScore) {
         best = instance;
         bestScore = score;

@@ -11,6 +11,11 @@
  * Readiness is probed every READY_POLL_MS, and at once when a router child prints its ready line.
  * A catalog replica's first spawn may take a standby child over (standby.ts, `startWith`): the
  * flags go to its stdin and the process is this instance's child from then on; restarts spawn.
+ * Draining: a stop or restart first leaves balancing (`stopping` cannot serve), then waits for
+ * the calls in flight on the child (counted by the routing's channels, reached through the
+ * `drainer` hook: the supervisor does not depend on routing) for up to the graceful period, then
+ * signals the child (SIGTERM, SIGKILL after the same period again). A child that dies meanwhile
+ * ends the wait.
  */
 import { execa, type ResultPromise } from 'execa';
 import { systemClock, type Clock, type TimerHandle } from '../common/clock.js';
@@ -46,6 +51,13 @@ export interface InstanceSettings {
   clock?: Clock;
 }
 
+/** The calls in flight on an instance's child, where they are made (the routing's channel pool). */
+export interface CallDrainer {
+  activeCalls(instance: Instance): number;
+  /** Resolves true once they are done, false after `timeoutMs`. */
+  whenIdle(instance: Instance, timeoutMs: number): Promise<boolean>;
+}
+
 export interface InstanceHooks {
   onTransition?(name: string, from: InstanceState, to: InstanceState, reason: string): void;
   onRestart?(name: string, reason: string): void;
@@ -56,6 +68,8 @@ export interface InstanceHooks {
   onLogError?(name: string, err: Error): void;
   /** Before each spawn: a reason to refuse this attempt (it fails like a crash at start), or undefined. */
   preflight?(name: string): Promise<string | undefined>;
+  /** What a stop drains (undefined: nothing counts calls, the child is signalled at once). */
+  drainer?(): CallDrainer | undefined;
 }
 
 export interface LastExit {
@@ -101,6 +115,8 @@ export class Instance {
   private backoffTimer: TimerHandle | undefined;
   private restartAfterStop = false;
   private killReason: string | undefined;
+  /** A drain under way (a second stop waits on the same one). */
+  private draining: Promise<void> | undefined;
 
   restarts = 0;
   /** The restart delay: grows with failures, reset by a child that ran reset_after_secs since ready. */
@@ -200,7 +216,10 @@ export class Instance {
     this.spawnChild('start requested');
   }
 
-  /** Stop: SIGTERM to the process group, SIGKILL after the grace period; resolves once stopped. */
+  /**
+   * Stop: out of balancing, the calls in flight drained (up to the grace period), then SIGTERM to
+   * the process group, SIGKILL after the grace period; resolves once stopped.
+   */
   async stop(reason = 'stop requested'): Promise<void> {
     this.restartAfterStop = false;
     if (this.status === 'backoff' || this.status === 'failed') {
@@ -216,7 +235,7 @@ export class Instance {
       return;
     }
     if (this.status !== 'stopping') this.machine.transition('stopping', reason);
-    await this.terminate();
+    await this.drainThenTerminate();
   }
 
   /** Restart: stop the live child (if any), then start a new one. */
@@ -239,7 +258,7 @@ export class Instance {
     this.machine.transition('stopping', 'restart requested');
     this.restarts++;
     this.hooks.onRestart?.(this.name, 'manual');
-    await this.terminate();
+    await this.drainThenTerminate();
   }
 
   /** Forget a pre-flight check in progress (its result is ignored: the generation moved on). */
@@ -258,9 +277,34 @@ export class Instance {
   }
 
 
-  private async terminate(): Promise<void> {
+  /** Drain the child's calls, then signal it, unless it exited meanwhile (a restart may have spawned the next one). */
+  private async drainThenTerminate(): Promise<void> {
     const exited = this.childExited;
     if (exited === undefined) return;
+    this.draining ??= this.drain(exited).finally(() => (this.draining = undefined));
+    await this.draining;
+    if (this.childExited !== exited) return;
+    await this.terminate(exited);
+  }
+
+  /**
+   * Wait for the calls in flight on the child (it is out of balancing already) to finish: at
+   * most the grace period, or until the child exits by itself. The child's log says how it went.
+   */
+  private async drain(exited: Promise<void>): Promise<void> {
+    const d = this.hooks.drainer?.();
+    const n = d?.activeCalls(this) ?? 0;
+    if (d === undefined || n === 0) return;
+    const ms = this.settings.gracefulMs;
+    this.log.note(`draining ${plural(n, 'call')} in flight before signalling the child (at most ${ms} ms, graceful_shutdown_timeout_secs)`);
+    const t0 = performance.now();
+    const idle = await Promise.race([d.whenIdle(this, ms), exited.then(() => 'exited' as const)]);
+    const took = Math.round(performance.now() - t0);
+    if (idle === true) this.log.note(`drained in ${took} ms`);
+    else if (idle === false) this.log.note(`drain timed out after ${took} ms with ${plural(d.activeCalls(this), 'call')} in flight: signalling the child`);
+  }
+
+  private async terminate(exited: Promise<void>): Promise<void> {
     this.signal('SIGTERM');
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<boolean>((r) => (timer = setTimeout(() => r(true), this.settings.gracefulMs)));
@@ -487,4 +531,8 @@ export class Instance {
     clearTimeout(this.healthTimer);
     this.probe?.close();
   }
+}
+
+function plural(n: number, what: string): string {
+  return `${n} ${what}${n === 1 ? '' : 's'}`;
 }

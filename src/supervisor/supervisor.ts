@@ -11,6 +11,9 @@
  * (state/desired-state.ts); instance transitions are published on `events`.
  * An instance of the state file that cannot be placed at boot (port taken, GPU gone) is kept,
  * with the reason, and retried with back-off like any failed start; it is never dropped.
+ * What only the routing knows of a child (the calls in flight a stop drains, its outlier
+ * ejection) reaches the supervisor through `drainer` and `outliers`, set by the wiring: the
+ * supervisor does not depend on routing.
  */
 import path from 'node:path';
 import { TeiplexError } from '../common/errors.js';
@@ -24,7 +27,7 @@ import { EventEmitter } from 'node:events';
 import { DesiredState } from '../state/desired-state.js';
 import type { Source, StoredInstance, StoredModel } from '../state/state-store.js';
 import { checkGpuIds, discoverGpus, nvidiaSmiMissing, type GpuDiscovery } from './gpus.js';
-import { CLEAN_EXIT_STOPPED, Instance, type InstanceHooks, type InstanceSettings, type Placement } from './instance.js';
+import { CLEAN_EXIT_STOPPED, Instance, type CallDrainer, type InstanceHooks, type InstanceSettings, type Placement } from './instance.js';
 import { canServe, hasProcess, type InstanceState } from './instance-state.js';
 import { allocatePort, portIsFree, PortRangeExhausted } from './ports.js';
 import { ManagerLock } from './manager-lock.js';
@@ -61,6 +64,25 @@ export interface InstanceTransition {
 /** What the supervisor publishes: the catalog, the multiplexer and the log listen. */
 export interface SupervisorEvents {
   transition: [InstanceTransition];
+}
+
+/** An instance's outlier ejection (the routing's outlier detection), as GET /instances shows it. */
+export interface OutlierStatus {
+  ejected: boolean;
+  /** ISO time the ejection ends (a probe then decides), or null. */
+  ejected_until: string | null;
+  /** Ejections of this child so far (the next lasts longer). */
+  ejections: number;
+  /** Why the last ejection happened (`consecutive_failures`, `slow`), or null. */
+  reason: string | null;
+}
+
+/** An instance outlier detection has not ejected (or no detection runs). */
+export const NOT_EJECTED: OutlierStatus = { ejected: false, ejected_until: null, ejections: 0, reason: null };
+
+/** Each instance's outlier status (the routing's outlier detection). */
+export interface OutlierView {
+  of(instance: Instance): OutlierStatus;
 }
 
 /** What a reload did to the config's instances. */
@@ -116,6 +138,10 @@ export class Supervisor {
   private readonly restoredP = new Promise<void>((resolve) => (this.markRestored = resolve));
   /** Standby router children started ahead (how many and where: the catalog's decision). */
   readonly standby: StandbyPool;
+  /** The calls in flight on each child, which a stop drains first (set by the wiring: the routing's channels). */
+  drainer: CallDrainer | undefined;
+  /** Each instance's outlier ejection (set by the wiring: the routing's outlier detection). */
+  outliers: OutlierView | undefined;
 
   constructor(private readonly o: SupervisorOptions) {
     const c = o.config;
@@ -312,6 +338,7 @@ export class Supervisor {
         if (to === 'stopped' && reason === CLEAN_EXIT_STOPPED) this.keepStopped(name);
       },
       preflight: () => this.preflight(self()),
+      drainer: () => this.drainer,
       onLogError: (name, err) => {
         this.log('writing a child log failed; the child runs on', { instance: name, error: err.message });
         h.onLogError?.(name, err);

@@ -14,6 +14,8 @@
    manager's health checks then see it), answered like any other input;
  * - anything else: at once, the 4-float embedding [length, 1, 0, 0].
  * Info: max_client_batch_size from `--max-client-batch-size` (default 32).
+ * SIGTERM: finishes the calls in flight, then exits; with `--fake-sigterm exit` (in `extra_args`)
+ * it exits at once, cutting them, as a child that does not drain its own calls would.
  */
 import { readFileSync } from 'node:fs';
 import { chmod, writeFile } from 'node:fs/promises';
@@ -172,7 +174,7 @@ function main(args: string[]): void {
     }
   });
   const stop = (): void => server.tryShutdown(() => process.exit(0));
-  process.on('SIGTERM', stop);
+  process.on('SIGTERM', flag(args, '--fake-sigterm') === 'exit' ? () => process.exit(0) : stop);
   process.on('SIGINT', stop);
 }
 

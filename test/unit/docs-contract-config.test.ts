@@ -12,8 +12,8 @@ import { InstanceSpecSchema } from '../../src/config/instance-spec.js';
 import { parseTomlPlain } from '../../src/config/toml.js';
 import { drift, readDoc, tableRows } from '../helpers/docs-contract.js';
 
-const TABLES = ['restart', 'failover', 'auth', 'security'] as const;
-const NOT_SCALAR = new Set(['restart', 'failover', 'instances', 'models', 'auth', 'security']);
+const TABLES = ['restart', 'failover', 'outlier_detection', 'auth', 'security'] as const;
+const NOT_SCALAR = new Set(['restart', 'failover', 'outlier_detection', 'instances', 'models', 'auth', 'security']);
 
 /** The keys of one table of the example (top level: before the first header), set or commented out (`# key = value`). */
 export function exampleKeys(toml: string, table: string | null): { set: string[]; commented: string[] } {
@@ -35,7 +35,7 @@ export function exampleKeys(toml: string, table: string | null): { set: string[]
   return { set, commented };
 }
 
-/** The example against the schema and the defaults, for the top level and [restart], [auth], [security]. */
+/** The example against the schema and the defaults, for the top level and [restart], [outlier_detection], [auth], [security]. */
 export function exampleDrift(toml: string): string[] {
   const out: string[] = [];
   const parsed = parseTomlPlain(toml);

@@ -19,6 +19,7 @@ import type { ColdStartWaiter } from '../../catalog/catalog.js';
 import { TeiplexError } from '../../common/errors.js';
 import { FAILOVER_HEADER, notServing, parseFailoverMode, RETRIED_FROM_HEADER, retryable, type Retry } from '../../routing/failover.js';
 import type { MuxRouting } from '../../routing/routing.js';
+import { errorOutcome } from '../../routing/outlier.js';
 import { canServe } from '../../supervisor/instance-state.js';
 import { setSuccessHeaders } from '../../tei/http-routes.js';
 import type { Metadata } from '../../tei/types.js';
@@ -126,10 +127,16 @@ export async function onInstance<T>(d: DataPlaneDeps, request: FastifyRequest, i
       autoTruncate: autoTruncateOf(on.spec),
     };
     d.routing.inflight.begin(on.name);
+    const started = performance.now();
     try {
       // Chosen, then stopped before it was counted (an on-demand replica evicted in between).
       if (!canServe(on.status)) throw notServing(on);
-      return await fn(c);
+      const out = await fn(c);
+      d.routing.outliers.record(on, 'success', performance.now() - started);
+      return out;
+    } catch (err) {
+      d.routing.outliers.record(on, errorOutcome(err), performance.now() - started);
+      throw err;
     } finally {
       d.routing.inflight.end(on.name);
     }
