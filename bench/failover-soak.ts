@@ -45,6 +45,7 @@ import { perMinute, sampleMemory, startPeakEnd, type MemorySample } from './soak
 import { PhaseTally, pct, type PhaseName } from './soak/phase-tally.js';
 import { childrenOf, markedProcesses, RUN_ID_VAR, type Marker } from './soak/processes.js';
 import { makeWorkload } from './workload.js';
+import { numberFlag } from './lib/number-flag.js';
 
 const { values: flags } = parseArgs({
   options: {
@@ -63,14 +64,7 @@ const { values: flags } = parseArgs({
   strict: true,
 });
 
-function num(name: keyof typeof flags, min: number): number {
-  const v = Number(flags[name]);
-  if (!Number.isFinite(v) || v < min) {
-    process.stderr.write(`failover-soak: --${name} must be a number >= ${min}, got '${flags[name]}'\n`);
-    process.exit(2);
-  }
-  return v;
-}
+const num = (name: keyof typeof flags, min: number): number => numberFlag('failover-soak', flags, name, min);
 
 const DURATION_MS = num('duration-secs', 1) * 1000;
 const KILL_EVERY_MS = num('kill-every-secs', 0.5) * 1000;

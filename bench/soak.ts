@@ -54,6 +54,7 @@ import { Recorder } from './soak/recorder.js';
 import { byKind, childCounters, failuresByCode, markdown, rows, verdict } from './soak/report.js';
 import { Traffic } from './soak/traffic.js';
 import { makeWorkload } from './workload.js';
+import { numberFlag } from './lib/number-flag.js';
 
 const { values: flags } = parseArgs({
   options: {
@@ -72,14 +73,7 @@ const { values: flags } = parseArgs({
   strict: true,
 });
 
-function num(name: keyof typeof flags, min: number): number {
-  const v = Number(flags[name]);
-  if (!Number.isFinite(v) || v < min) {
-    process.stderr.write(`soak: --${name} must be a number >= ${min}, got '${flags[name]}'\n`);
-    process.exit(2);
-  }
-  return v;
-}
+const num = (name: keyof typeof flags, min: number): number => numberFlag('soak', flags, name, min);
 
 const DURATION_S = num('duration-secs', 1);
 const DEADLINE_MS = num('deadline-secs', 1) * 1000;
