@@ -179,7 +179,7 @@ describe('every top-level key at the edges of its range', () => {
   }
   test('the table covers every scalar key', () => {
     const scalar = Object.keys(resolveConfig({ max_instances: 1, data_port: 0, gpu_memory_budget_mb: 1, cpu_memory_budget_mb: 1 }, {})).filter(
-      (k) => !['restart', 'instances', 'models', 'auth', 'security'].includes(k),
+      (k) => !['restart', 'failover', 'outlier_detection', 'instances', 'models', 'auth', 'security'].includes(k),
     );
     assert.deepEqual(scalar.filter((k) => !(k in EDGES)), []);
   });
@@ -201,8 +201,53 @@ describe('[restart] at the edges of its ranges', () => {
   });
 });
 
+/** [failover] and [outlier_detection]: key -> [taken, refused] pairs at each documented edge. */
+const TABLE_EDGES: Record<string, Record<string, Array<[unknown, unknown]>>> = {
+  failover: {
+    enabled: [[false, 'no']],
+    budget_percent: [
+      [0, -0.001],
+      [100, 100.5],
+    ],
+    min_retry_concurrency: [
+      [0, -1],
+      [2, 2.5],
+    ],
+  },
+  outlier_detection: {
+    consecutive_failures: [
+      [1, 0],
+      [2, 2.5],
+    ],
+    base_ejection_secs: [[0.001, 0]],
+    slow_factor: [[1.001, 1]],
+    slow_min_requests: [
+      [1, 0],
+      [2, 2.5],
+    ],
+    max_ejected_percent: [
+      [0, -0.001],
+      [100, 100.5],
+    ],
+  },
+};
+
+for (const [table, keys] of Object.entries(TABLE_EDGES)) {
+  describe(`[${table}] at the edges of its ranges`, () => {
+    for (const [key, edges] of Object.entries(keys)) {
+      test(key, () => {
+        for (const [ok, bad] of edges) {
+          assert.equal((resolveConfig({ [table]: { [key]: ok } }, {}) as unknown as Record<string, Record<string, unknown>>)[table][key], ok);
+          const message = refusal({ [table]: { [key]: bad } });
+          assert.ok(message.startsWith(`c.toml: ${table}.${key}: `), message);
+        }
+      });
+    }
+  });
+}
+
 describe('tables that are not tables, and unknown keys', () => {
-  for (const table of ['restart', 'auth', 'security']) {
+  for (const table of ['restart', 'failover', 'outlier_detection', 'auth', 'security']) {
     test(`${table} given as a value`, () => {
       for (const v of [3, 'x', [1], null]) assert.equal(refusal({ [table]: v }), `c.toml: ${table}: expected a table`);
     });
