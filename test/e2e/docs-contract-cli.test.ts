@@ -19,6 +19,7 @@ const OTHER_PROGRAMS: Record<string, string> = {
   '--omit': 'npm prune --omit=dev (docs/manager.md, the container build)',
   '--duration-secs': 'bench/soak.ts and bench/failover-soak.ts (docs/bench.md)',
   '--heap-snapshots-at': 'bench/failover-soak.ts (docs/bench.md)',
+  '--restarts': 'bench/failover-soak.ts (docs/bench.md)',
   '--import': 'node --import tsx (docs/data-plane.md)',
   '--rounds': 'bench/data-plane.ts (docs/data-plane.md)',
   '--cold-runs': 'bench/on-demand.ts (docs/on-demand.md)',
