@@ -24,7 +24,7 @@ export const groups = {
   'row-fanout-chunks': { mutate: [fn('src/child/batching/row-fanout.ts', 'planChunks')], tests: unit('row-fanout', 'chunk-plan-properties') },
   placement: { mutate: ['src/catalog/memory-budget.ts', 'src/catalog/placement.ts'], tests: unit('memory-budget', 'placement', 'placement-properties', 'catalog-sweep', 'authz-units') },
   'allow-list': { mutate: ['src/auth/allow-list.ts'], tests: unit('allow-list', 'subject-match-properties', 'authz-units', 'security-policy') },
-  access: { mutate: ['src/auth/access.ts', 'src/auth/api-keys.ts'], tests: unit('authz-units') },
+  access: { mutate: ['src/auth/access.ts', 'src/auth/api-keys.ts'], tests: unit('authz-units', 'api-keys') },
   config: { mutate: ['src/config/validate.ts', 'src/config/config.ts'], tests: unit('config', 'config-bounds', 'config-checks', 'docs-contract-config', 'security-policy') },
 };
 
