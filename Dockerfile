@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 #
 # teiplex images. Every command here is one the README and CI run outside Docker (`npm ci`,
-# which builds through the `prepare` script), then `npm prune --omit=dev` (tests, benchmarks and
+# which runs no install script (.npmrc), then `npm run build`), then `npm prune --omit=dev` (tests, benchmarks and
 # the TypeScript compiler stay out of the image); the runtime stages only copy the results.
 #
 #   docker build --target cpu -t teiplex:cpu .     # Node only: the built-in router runtime
@@ -17,14 +17,13 @@ ARG TEI_IMAGE=ghcr.io/huggingface/text-embeddings-inference:1.8-grpc
 FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 COPY . .
-RUN npm ci && npm prune --omit=dev
+RUN npm ci && npm run build && npm prune --omit=dev
 
 # ---- build-gpu: the same, with onnxruntime-node's CUDA 12 execution provider ----
 FROM ${NODE_IMAGE} AS build-gpu
 WORKDIR /app
 COPY . .
-ENV ONNXRUNTIME_NODE_INSTALL=cuda12
-RUN npm ci && npm prune --omit=dev
+RUN npm ci && npm run install:cuda && npm run build && npm prune --omit=dev
 
 # ---- cpu: Node only, router runtime ----
 FROM ${NODE_IMAGE} AS cpu

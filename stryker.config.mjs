@@ -25,7 +25,7 @@ export const groups = {
   placement: { mutate: ['src/catalog/memory-budget.ts', 'src/catalog/placement.ts'], tests: unit('memory-budget', 'placement', 'placement-properties', 'catalog-sweep', 'authz-units') },
   'allow-list': { mutate: ['src/auth/allow-list.ts'], tests: unit('allow-list', 'subject-match-properties', 'authz-units', 'security-policy') },
   access: { mutate: ['src/auth/access.ts', 'src/auth/api-keys.ts'], tests: unit('authz-units', 'api-keys') },
-  config: { mutate: ['src/config/validate.ts', 'src/config/config.ts'], tests: unit('config', 'config-bounds', 'config-checks', 'docs-contract-config', 'security-policy') },
+  config: { mutate: ['src/config/validate.ts', 'src/config/config.ts'], tests: unit('config', 'config-bounds', 'config-checks', 'docs-contract-config', 'security-policy', 'outlier') },
 };
 
 const names = process.env.STRYKER_MODULE ? process.env.STRYKER_MODULE.split(',') : Object.keys(groups);

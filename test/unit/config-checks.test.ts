@@ -4,13 +4,14 @@
  * a command model without its command, names shared by two models), API keys (names and hashes
  * unique, hashes compared without case, admin keys unrestricted), `[security]` (absolute
  * executables, no manager-reserved environment name), and the fields of [auth.mtls] and
- * [[auth.api_keys]]. Each refusal is checked by its message (the key it names); each accepted
+ * [[auth.api_keys]], and the text of a schema refusal (the key path and the value got). Each refusal is checked by its message (the key it names); each accepted
  * neighbour shows the check is not stricter than documented.
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { envOverrides, resolveConfig } from '../../src/config/config.js';
-import { ConfigError } from '../../src/config/validate.js';
+import { Type } from '@sinclair/typebox';
+import { ConfigError, check, keyPath } from '../../src/config/validate.js';
 
 const HASH_A = 'a'.repeat(64);
 const HASH_B = 'b'.repeat(64);
@@ -167,5 +168,40 @@ describe('[security]', () => {
   });
   test('unknown keys are refused', () => {
     assert.match(refusal({ security: { api_command: [] } }), /^c\.toml: security.*Unexpected property/);
+  });
+});
+
+describe('the text of a schema refusal', () => {
+  test('keyPath: array indexes in brackets, keys joined by dots, the root named, a prefix kept', () => {
+    assert.equal(keyPath('/instances/0/port'), 'instances[0].port');
+    assert.equal(keyPath('/0/name'), '[0].name');
+    assert.equal(keyPath('/models/12'), 'models[12]');
+    assert.equal(keyPath('/a1/b'), 'a1.b');
+    assert.equal(keyPath(''), '(root)');
+    assert.equal(keyPath('/port', 'instances[3]'), 'instances[3].port');
+    assert.equal(keyPath('', 'instances[3]'), 'instances[3]');
+  });
+
+  test('check: each problem once, with the value got (none for a missing key), at most 5', () => {
+    const schema = Type.Object({ a: Type.Integer({ minimum: 1 }), b: Type.String() }, { additionalProperties: false });
+    assert.deepEqual(check(schema, { a: 2, b: 'x' }, 'w'), { a: 2, b: 'x' });
+    const message = (value: unknown): string => {
+      try {
+        check(schema, value, 'file.toml', 'instances[1]');
+      } catch (err) {
+        assert.ok(err instanceof ConfigError);
+        return err.message;
+      }
+      return 'accepted';
+    };
+    const zero = message({ a: 0, b: 'x' });
+    assert.match(zero, /^file\.toml: instances\[1\]\.a: .* \(got 0\)$/);
+    const missing = message({ a: 1 });
+    assert.match(missing, /^file\.toml: instances\[1\]\.b: /);
+    assert.doesNotMatch(missing, /\(got/);
+    const many = message({ a: 'x', b: 1, c: 1, d: 1, e: 1, f: 1, g: 1 });
+    const parts = many.slice('file.toml: '.length).split('; ');
+    assert.equal(parts.length, 5);
+    assert.equal(new Set(parts).size, 5, many);
   });
 });
