@@ -41,7 +41,7 @@ describe('environment overrides', () => {
   test('booleans: 1/true/yes/on and 0/false/no/off in any case, nothing else', () => {
     for (const raw of ['1', 'true', 'TRUE', 'yes', 'On']) assert.deepEqual(envOverrides({ TEIPLEX_AUTO_RESTORE: raw }), { auto_restore: true }, raw);
     for (const raw of ['0', 'false', 'No', 'OFF']) assert.deepEqual(envOverrides({ TEIPLEX_AUTO_RESTORE: raw }), { auto_restore: false }, raw);
-    for (const raw of ['', 'maybe', 'yess', 'xtrue', 'true1', '01', 'offf']) {
+    for (const raw of ['', 'maybe', 'yess', 'xtrue', 'true1', '01', 'offf', 'xoff', '10']) {
       assert.throws(
         () => envOverrides({ TEIPLEX_AUTO_RESTORE: raw }),
         (err: Error) => err instanceof ConfigError && err.message === `TEIPLEX_AUTO_RESTORE: expected true or false for auto_restore, got '${raw}'`,
@@ -197,8 +197,8 @@ describe('the text of a schema refusal', () => {
     const zero = message({ a: 0, b: 'x' });
     assert.match(zero, /^file\.toml: instances\[1\]\.a: .* \(got 0\)$/);
     const missing = message({ a: 1 });
-    assert.match(missing, /^file\.toml: instances\[1\]\.b: /);
-    assert.doesNotMatch(missing, /\(got/);
+    // a missing key: TypeBox's two problems (required, then the type), neither with a value
+    assert.match(missing, /^file\.toml: instances\[1\]\.b: [A-Za-z ]+; instances\[1\]\.b: [A-Za-z ]+$/);
     const many = message({ a: 'x', b: 1, c: 1, d: 1, e: 1, f: 1, g: 1 });
     const parts = many.slice('file.toml: '.length).split('; ');
     assert.equal(parts.length, 5);
