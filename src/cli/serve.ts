@@ -20,13 +20,15 @@ import type { Supervisor } from '../supervisor/supervisor.js';
 import { FlagError, parseFlags } from '../common/flags.js';
 import { wireManager } from './manager-parts.js';
 import { installProcessHandlers } from './process-handlers.js';
+import { ensureQuickstartModels, quickstartBanner, quickstartConfig, quickstartDir } from './quickstart.js';
 
 const SPEC = {
   config: { type: 'string', short: 'c' },
+  quickstart: { type: 'boolean', default: false },
   help: { type: 'boolean', short: 'h', default: false },
 } as const;
 
-export const USAGE = `Usage: teiplex serve [--config FILE]
+export const USAGE = `Usage: teiplex serve [--config FILE | --quickstart]
 
 Runs the manager: supervises one child per model instance, persists the desired state, serves the
 REST admin API (api_port, OpenAPI at /docs), the HTTP data plane (OpenAI, TEI, rerank, encode;
@@ -36,6 +38,9 @@ every key; environment variables TEIPLEX_<KEY> (and tei-manager's TEI_MANAGER_<K
 TEI_BINARY_PATH) override the file.
 
   -c, --config FILE   TOML config (env TEIPLEX_CONFIG); without one, defaults + environment
+  --quickstart        no config file, no network: generated models written once into
+                      $TEIPLEX_CACHE_DIR/quickstart (default ~/.cache/teiplex/quickstart), an
+                      embedding instance 'minilm' and a catalog reranker 'reranker'
 `;
 
 export async function run(argv: string[]): Promise<number> {
@@ -52,11 +57,23 @@ export async function run(argv: string[]): Promise<number> {
   }
   const log = pino({ base: { component: 'manager' } });
   const processErrors = installProcessHandlers(log);
-  const configPath = flags.config ?? process.env.TEIPLEX_CONFIG;
+  const configPath = flags.quickstart ? undefined : (flags.config ?? process.env.TEIPLEX_CONFIG);
+  if (flags.quickstart && flags.config !== undefined) {
+    process.stderr.write('teiplex serve: --quickstart takes no --config (it is its own config)\n');
+    return 2;
+  }
   let config: Config;
   let auth: Auth;
   try {
-    config = await loadConfig(configPath, process.env);
+    if (flags.quickstart) {
+      const dir = quickstartDir(process.env);
+      log.info({ dir }, 'quickstart: writing the generated models the folder lacks (once)');
+      const written = await ensureQuickstartModels(dir);
+      if (written.length > 0) log.info({ dir, written }, 'quickstart: models written');
+      config = quickstartConfig(dir, process.env);
+    } else {
+      config = await loadConfig(configPath, process.env);
+    }
     auth = await loadAuth(config.auth, configPath); // cert files read and checked here
   } catch (err) {
     if (err instanceof ConfigError || err instanceof FlagError) {
@@ -99,6 +116,7 @@ export async function run(argv: string[]): Promise<number> {
   }
   catalog.start();
   log.info({ ...report, api_port: apiPort, grpc_port: mux.port, data_port: dataPort, pid: process.pid }, 'ready');
+  if (flags.quickstart) process.stderr.write(quickstartBanner(config.listen_host, apiPort, mux.port));
 
   return new Promise<number>((resolve) => {
     let stopping = false;

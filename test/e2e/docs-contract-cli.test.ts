@@ -30,7 +30,6 @@ const OTHER_PROGRAMS: Record<string, string> = {
   '--db-password': "an example of a child's secret-looking flag (docs/security.md)",
   '--cacert': 'curl (docs/security.md)',
   '--target': 'docker build --target (README.md)',
-  '--onnxruntime-node-install': 'npm ci --onnxruntime-node-install=cuda12 (README.md)',
 };
 
 /** The router's flag table: flag -> environment variable ('' when none). */

@@ -53,8 +53,13 @@ export async function freePort(): Promise<number> {
 }
 
 /** Spawns the manager and waits for its ready line (default 60 s: a loaded machine starts node slowly); fails at once if it exits first. */
-export async function startManager(configFile: string, env: NodeJS.ProcessEnv = {}, timeoutMs = 60_000): Promise<ManagerProcess> {
-  const proc = spawn(process.execPath, [projectPath('bin', 'teiplex.js'), 'serve', '--config', configFile], {
+export function startManager(configFile: string, env: NodeJS.ProcessEnv = {}, timeoutMs = 60_000): Promise<ManagerProcess> {
+  return startManagerWith(['--config', configFile], env, timeoutMs);
+}
+
+/** `teiplex serve ARGS...` (e.g. `--quickstart`), as startManager. */
+export async function startManagerWith(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 60_000): Promise<ManagerProcess> {
+  const proc = spawn(process.execPath, [projectPath('bin', 'teiplex.js'), 'serve', ...args], {
     env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
