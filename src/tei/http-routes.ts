@@ -25,8 +25,12 @@
 import { Type, type Static, type TObject, type TProperties } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { TeiplexError } from '../common/errors.js';
-import { base64Floats, floatCount, floatList, JSON_BYTES_PER_FLOAT, listPieces, matrixPieces, sendJson } from './json-answer.js';
+import { randomUUID } from 'node:crypto';
+import { floatCount, JSON_BYTES_PER_FLOAT, listPieces, matrixPieces, sendJson } from './json-answer.js';
+import type { OutputType } from './embedding-types.js';
+import { rowJson, typedRows } from './embedding-output.js';
 import {
+  CohereEmbedRequest,
   DecodeRequest,
   EmbedAllRequest,
   EmbedRequest,
@@ -106,6 +110,7 @@ export function bodySchemas(modelField: boolean) {
     decode: m(DecodeRequest),
     similarity: m(SimilarityRequest),
     openai: OpenAIEmbeddingsRequest,
+    cohere: CohereEmbedRequest,
   };
 }
 
@@ -178,7 +183,7 @@ export function teiRouteTable(o: TeiRoutesOptions) {
     schema: S,
     need: RouteNeed,
     run: (t: EngineTarget, inputs: TextInput[], e: EncodeOptions, body: Static<S>) => Promise<{ results: R[]; metadata: Metadata[] }>,
-    answer: (rows: R[], reply: FastifyReply) => unknown,
+    answer: (rows: R[], reply: FastifyReply, body: Static<S>) => unknown,
   ) =>
     route(
       schema,
@@ -189,7 +194,7 @@ export function teiRouteTable(o: TeiRoutesOptions) {
         return o.serve(request, need, async (t) => {
           const out = await run(t, items, encodeOptions(body, t), body);
           setHeaders(reply, start, out.metadata, t);
-          return answer(out.results, reply);
+          return answer(out.results, reply, body);
         });
       },
       { tokenIds: 'inputs' },
@@ -198,8 +203,16 @@ export function teiRouteTable(o: TeiRoutesOptions) {
   const embed = embedRoute(
     B.embed as typeof EmbedRequest,
     'dense',
-    (t, inputs, e, body) => t.engine.embed(inputs, { ...e, normalize: body.normalize ?? true, ...(body.dimensions != null ? { dimensions: body.dimensions } : {}) }, t.call),
-    (rows, reply) => sendJson(reply, listPieces(rows, (v) => [floatList(v)]), floatCount(rows) * JSON_BYTES_PER_FLOAT),
+    async (t, inputs, e, body) => {
+      const opts = { ...e, normalize: body.normalize ?? true, ...(body.dimensions != null ? { dimensions: body.dimensions } : {}) };
+      const out = await t.engine.embed(inputs, opts, t.call);
+      return { results: await typedRows(t.engine, out.results, body.embedding_type ?? 'float32', opts, t.call), metadata: out.metadata };
+    },
+    (rows, reply, body) => {
+      const type = body.embedding_type ?? 'float32';
+      const base64 = body.encoding === 'base64';
+      return sendJson(reply, listPieces(rows, (v) => [rowJson(v, type, base64)]), floatCount(rows) * JSON_BYTES_PER_FLOAT);
+    },
   );
   const embedSparse = embedRoute(
     B.embedSparse,
@@ -321,19 +334,19 @@ export function teiRouteTable(o: TeiRoutesOptions) {
       const items = inputList(body.input);
       o.checkCount(items.length, 'input');
       return o.serve(request, 'dense', async (t) => {
-        const out = await t.engine.embed(items, { truncate: t.autoTruncate, truncationDirection: 'right', normalize: true, ...(body.dimensions != null ? { dimensions: body.dimensions } : {}) }, t.call);
+        const opts = { truncate: t.autoTruncate, truncationDirection: 'right' as const, normalize: true, ...(body.dimensions != null ? { dimensions: body.dimensions } : {}) };
+        const out = await t.engine.embed(items, opts, t.call);
+        const type = body.embedding_type ?? 'float32';
+        const rows = await typedRows(t.engine, out.results, type, opts, t.call);
         setHeaders(reply, start, out.metadata, t);
-        let tokens = 0;
-        for (const m of out.metadata) tokens += m.computeTokens;
+        const tokens = promptTokens(out.metadata);
         const base64 = body.encoding_format === 'base64';
         const name = JSON.stringify(t.modelName);
         // Written as text, the vectors without a number[] per row; streamed when large.
         function* answer(): Generator<string> {
           yield '{"object":"list","data":[';
-          for (let index = 0; index < out.results.length; index++) {
-            const v = out.results[index];
-            const embedding = base64 ? JSON.stringify(base64Floats(v)) : floatList(v);
-            yield `${index > 0 ? ',' : ''}{"object":"embedding","embedding":${embedding},"index":${index}}`;
+          for (let index = 0; index < rows.length; index++) {
+            yield `${index > 0 ? ',' : ''}{"object":"embedding","embedding":${rowJson(rows[index], type, base64)},"index":${index}}`;
           }
           yield `],"model":${name},"usage":{"prompt_tokens":${tokens},"total_tokens":${tokens}}}`;
         }
@@ -343,7 +356,48 @@ export function teiRouteTable(o: TeiRoutesOptions) {
     { errorShape: 'openai', tokenIds: 'input' },
   );
 
-  return { embed, embedSparse, embedAll, predict, rerank, similarity, tokenize, decode, openai };
+  // Cohere's v2 embed: several output types of the same vectors in one answer, by type.
+  const cohere = route(B.cohere, async (body, request, reply) => {
+    const start = process.hrtime.bigint();
+    o.checkCount(body.texts.length, 'texts');
+    return o.serve(request, 'dense', async (t) => {
+      const truncate = body.truncate ?? 'END';
+      const opts = {
+        truncate: truncate !== 'NONE',
+        truncationDirection: truncate === 'START' ? ('left' as const) : ('right' as const),
+        normalize: true,
+        ...(body.output_dimension != null ? { dimensions: body.output_dimension } : {}),
+      };
+      const out = await t.engine.embed(body.texts, opts, t.call);
+      const asked = [...new Set(body.embedding_types ?? (['float'] as const))];
+      const byType = await Promise.all(
+        asked.map(async (name) => {
+          const type: OutputType = name === 'float' || name === 'base64' ? 'float32' : name;
+          return { name, type, base64: name === 'base64', rows: await typedRows(t.engine, out.results, type, opts, t.call) };
+        }),
+      );
+      setHeaders(reply, start, out.metadata, t);
+      const tokens = promptTokens(out.metadata);
+      function* answer(): Generator<string> {
+        yield `{"id":"${randomUUID()}","embeddings":{`;
+        for (const [k, x] of byType.entries()) {
+          yield `${k > 0 ? ',' : ''}"${x.name}":`;
+          yield* listPieces(x.rows, (v) => [rowJson(v, x.type, x.base64)]);
+        }
+        yield `},"texts":${JSON.stringify(body.texts)},"meta":{"api_version":{"version":"2"},"billed_units":{"input_tokens":${tokens}}},"response_type":"embeddings_by_type"}`;
+      }
+      return sendJson(reply, answer(), floatCount(out.results) * JSON_BYTES_PER_FLOAT * byType.length);
+    });
+  });
+
+  return { embed, embedSparse, embedAll, predict, rerank, similarity, tokenize, decode, openai, cohere };
+}
+
+/** Tokens the inputs took, summed (OpenAI's prompt_tokens, Cohere's input_tokens). */
+function promptTokens(metadata: readonly Metadata[]): number {
+  let tokens = 0;
+  for (const m of metadata) tokens += m.computeTokens;
+  return tokens;
 }
 
 /** Serve `r` at `url` with the plugin's options (body limit, tags, route config). */
@@ -371,4 +425,5 @@ export const teiRoutes: FastifyPluginAsync<TeiRoutesOptions> = async (app: Fasti
   postRoute(app, '/tokenize', t.tokenize, o);
   postRoute(app, '/decode', t.decode, o);
   for (const url of o.openaiUrls ?? ['/v1/embeddings']) postRoute(app, url, t.openai, o);
+  postRoute(app, '/v2/embed', t.cohere, o);
 };

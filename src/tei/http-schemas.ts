@@ -7,6 +7,7 @@
 import { Type, type TSchema } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import type { ValueError } from '@sinclair/typebox/errors';
+import { OUTPUT_TYPES } from './embedding-types.js';
 
 export const nullable = <T extends TSchema>(t: T) => Type.Optional(Type.Union([t, Type.Null()]));
 export const Truncate = nullable(Type.Boolean({ description: 'truncate inputs longer than the max input length (default: --auto-truncate)' }));
@@ -29,6 +30,15 @@ export const Inputs = Type.Union([InputType, Type.Array(InputType)], {
  */
 const STRICT = { additionalProperties: false } as const;
 
+/** teiplex's output matrix on the dense routes (src/tei/embedding-output.ts). */
+export const EmbeddingTypeField = Type.Optional(
+  Type.Union(
+    OUTPUT_TYPES.map((t) => Type.Literal(t)),
+    { description: '"float32", "float16", "int8", "uint8", "binary" or "ubinary"' },
+  ),
+);
+export const EncodingField = Type.Optional(Type.Union([Type.Literal('json'), Type.Literal('base64')], { description: '"json" or "base64"' }));
+
 export const EmbedRequest = Type.Object({
   inputs: Inputs,
   truncate: Truncate,
@@ -36,6 +46,8 @@ export const EmbedRequest = Type.Object({
   prompt_name: PromptName,
   normalize: Type.Optional(Type.Boolean({ default: true })),
   dimensions: nullable(Type.Integer({ minimum: 1, maximum: 0xffffffff, description: 'keep the first N dimensions (Matryoshka), before normalizing' })),
+  embedding_type: EmbeddingTypeField,
+  encoding: EncodingField,
 }, STRICT);
 export const EmbedSparseRequest = Type.Object({ inputs: Inputs, truncate: Truncate, truncation_direction: Direction, prompt_name: PromptName }, STRICT);
 export const EmbedAllRequest = EmbedSparseRequest;
@@ -85,6 +97,26 @@ export const OpenAIEmbeddingsRequest = Type.Object({
   user: nullable(Type.String()),
   encoding_format: Type.Optional(Type.Union([Type.Literal('float'), Type.Literal('base64')], { description: '"float" or "base64"' })),
   dimensions: nullable(Type.Integer({ minimum: 1, maximum: 0xffffffff, description: 'a positive integer' })),
+  embedding_type: EmbeddingTypeField,
+}, STRICT);
+
+/** Cohere's embedding types: float32 as "float", "base64" the float32 bytes; float16 is teiplex's addition. */
+export const COHERE_EMBEDDING_TYPES = ['float', 'float16', 'int8', 'uint8', 'binary', 'ubinary', 'base64'] as const;
+/** Cohere's v2 embed body (texts only). */
+export const CohereEmbedRequest = Type.Object({
+  model: nullable(Type.String()),
+  texts: Type.Array(Type.String(), { description: 'a list of strings' }),
+  embedding_types: Type.Optional(
+    Type.Array(
+      Type.Union(
+        COHERE_EMBEDDING_TYPES.map((t) => Type.Literal(t)),
+        { description: '"float", "float16", "int8", "uint8", "binary", "ubinary" or "base64"' },
+      ),
+      { minItems: 1, description: 'a non-empty list of "float", "float16", "int8", "uint8", "binary", "ubinary", "base64"' },
+    ),
+  ),
+  truncate: Type.Optional(Type.Union([Type.Literal('NONE'), Type.Literal('START'), Type.Literal('END')], { description: '"NONE", "START" or "END"' })),
+  output_dimension: nullable(Type.Integer({ minimum: 1, maximum: 0xffffffff, description: 'a positive integer' })),
 }, STRICT);
 
 /** A validation failure found by the schema compiler; fastify's code for one, answered as a 4xx. */

@@ -43,11 +43,6 @@ export function floatCount(rows: ReadonlyArray<ArrayLike<number>>): number {
   return n;
 }
 
-/** Little-endian float32 bytes, base64 (OpenAI's encoding_format=base64). */
-export function base64Floats(v: Float32Array): string {
-  return Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64');
-}
-
 /** Concatenated pieces, cut into chunks of at least PIECE_BYTES (the last may be shorter). */
 function* chunked(pieces: Iterable<string>): Generator<string> {
   let buf = '';

@@ -17,7 +17,8 @@ import { chunk, fanOut, mapLimit } from '../../src/child/batching/fan-out.js';
 import { AnswerBudget } from '../../src/http/data-plane/answer-budget.js';
 import { childFailure, childStatusOf } from '../../src/child/child-status.js';
 import { ERROR_CODE_KEY } from '../../src/tei/grpc-status.js';
-import { base64Floats, flatPieces, floatList, JSON_BYTES_PER_FLOAT, listPieces, matrixPieces } from '../../src/tei/json-answer.js';
+import { rowJson } from '../../src/tei/embedding-output.js';
+import { flatPieces, floatList, JSON_BYTES_PER_FLOAT, listPieces, matrixPieces } from '../../src/tei/json-answer.js';
 
 describe('fan-out', () => {
   test('chunks cover the input in order; results come back in input order whatever the timing', async () => {
@@ -77,7 +78,7 @@ describe('JSON for vectors', () => {
     assert.equal([...matrixPieces(new Float32Array(0), 0, 4)].join(''), '[]');
     const long = Float32Array.from({ length: 10_000 }, (_, i) => i / 7);
     assert.equal([...flatPieces(long)].join(''), floatList(long), 'a long list in pieces is the same text');
-    const b = Buffer.from(base64Floats(new Float32Array([1.5, -2])), 'base64');
+    const b = Buffer.from(JSON.parse(rowJson(new Float32Array([1.5, -2]), 'float32', true)), 'base64');
     assert.deepEqual([b.readFloatLE(0), b.readFloatLE(4)], [1.5, -2]);
   });
 });

@@ -25,11 +25,13 @@ import { cosine } from '../helpers/vectors.js';
 
 /**
  * The fields TEI's request types define (router/src/http/types.rs), `dimensions` on /embed
- * (TEI's Matryoshka option), and OpenAI's embeddings request (`input`, `model`, `user`,
- * `encoding_format`, `dimensions`: what the `openai` client sends).
+ * (TEI's Matryoshka option), OpenAI's embeddings request (`input`, `model`, `user`,
+ * `encoding_format`, `dimensions`: what the `openai` client sends), Cohere's v2 embed request for
+ * texts (`model`, `texts`, `embedding_types`, `truncate`, `output_dimension`), and teiplex's output
+ * matrix (`embedding_type`, `encoding`: docs/data-plane.md).
  */
 const DEFINED: Record<string, string[]> = {
-  embed: ['inputs', 'truncate', 'truncation_direction', 'prompt_name', 'normalize', 'dimensions'],
+  embed: ['inputs', 'truncate', 'truncation_direction', 'prompt_name', 'normalize', 'dimensions', 'embedding_type', 'encoding'],
   embedSparse: ['inputs', 'truncate', 'truncation_direction', 'prompt_name'],
   embedAll: ['inputs', 'truncate', 'truncation_direction', 'prompt_name'],
   predict: ['inputs', 'truncate', 'truncation_direction', 'raw_scores'],
@@ -37,7 +39,8 @@ const DEFINED: Record<string, string[]> = {
   similarity: ['inputs', 'parameters'],
   tokenize: ['inputs', 'add_special_tokens', 'prompt_name'],
   decode: ['ids', 'skip_special_tokens'],
-  openai: ['input', 'model', 'user', 'encoding_format', 'dimensions'],
+  openai: ['input', 'model', 'user', 'encoding_format', 'dimensions', 'embedding_type'],
+  cohere: ['model', 'texts', 'embedding_types', 'truncate', 'output_dimension'],
 };
 
 /** The fields a checker finds missing (defined but not accepted) or extra (accepted but not defined). */

@@ -10,9 +10,12 @@
  */
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
-import { nullable, PromptName } from '../../tei/http-schemas.js';
+import { EmbeddingTypeField, EncodingField, nullable, PromptName } from '../../tei/http-schemas.js';
+import { rowJson, typedRows } from '../../tei/embedding-output.js';
+import type { OutputType as EmbeddingType, TypedRow } from '../../tei/embedding-types.js';
 import type { Metadata } from '../../tei/types.js';
 import { planOutputs } from './capabilities.js';
+import { TeiplexError } from '../../common/errors.js';
 import type { SparseVector, TokenEmbeddings } from '../../tei/types.js';
 import { JSON_BYTES_PER_FLOAT } from '../../tei/json-answer.js';
 import { AnswerBudget } from './answer-budget.js';
@@ -31,6 +34,8 @@ export const EncodeBody = Type.Object(
     output_types: Type.Optional(Type.Array(OutputType, { minItems: 1, description: 'a non-empty list of "dense", "sparse", "multivector"' })),
     normalize: nullable(Type.Boolean()),
     dimensions: nullable(Type.Integer({ minimum: 1, maximum: 0xffffffff, description: 'a positive integer' })),
+    embedding_type: EmbeddingTypeField,
+    encoding: EncodingField,
     truncate: nullable(Type.Boolean()),
     truncation_direction: Type.Optional(Type.Union([Type.Literal('Right'), Type.Literal('Left'), Type.Literal('right'), Type.Literal('left')], { description: '"Right" or "Left"' })),
     prompt_name: PromptName,
@@ -42,15 +47,15 @@ export const ModelParam = Type.Object({ '*': Type.String({ minLength: 1, descrip
 
 interface ItemOut {
   id: string | number;
-  dense?: { dim: number; values: Float32Array };
+  dense?: { dim: number; values: TypedRow };
   sparse?: SparseVector;
   multivector?: TokenEmbeddings;
 }
 
-/** One item of the answer as JSON pieces, vectors without a number[] each. */
-function* itemPieces(x: ItemOut): Generator<string> {
+/** One item of the answer as JSON pieces, vectors without a number[] each; dense values in `type`, as JSON or base64. */
+function* itemPieces(x: ItemOut, type: EmbeddingType, base64: boolean): Generator<string> {
   yield `{"id":${JSON.stringify(x.id)}`;
-  if (x.dense) yield `,"dense":{"dim":${x.dense.dim},"values":${floatList(x.dense.values)}}`;
+  if (x.dense) yield `,"dense":{"dim":${x.dense.dim},"values":${rowJson(x.dense.values, type, base64)}}`;
   if (x.sparse) yield `,"sparse":{"indices":${JSON.stringify(Array.from(x.sparse.indices))},"values":${floatList(x.sparse.values)}}`;
   if (x.multivector) {
     yield `,"multivector":{"tokens":${x.multivector.tokens},"dim":${x.multivector.dim},"values":`;
@@ -61,7 +66,7 @@ function* itemPieces(x: ItemOut): Generator<string> {
 }
 
 /** Values in an item's vectors (for the size of the answer). */
-const itemFloats = (x: ItemOut): number => (x.dense?.values.length ?? 0) + 2 * (x.sparse?.values.length ?? 0) + (x.multivector?.values.length ?? 0);
+const itemFloats = (x: ItemOut): number => (x.dense?.dim ?? 0) + 2 * (x.sparse?.values.length ?? 0) + (x.multivector?.values.length ?? 0);
 
 export function encodeRoute(app: FastifyInstance, d: DataPlaneDeps): void {
   app.post<{ Body: Static<typeof EncodeBody>; Params: Static<typeof ModelParam> }>(
@@ -73,6 +78,10 @@ export function encodeRoute(app: FastifyInstance, d: DataPlaneDeps): void {
       const model = request.params['*'];
       checkCount(d, body.items.length, 'items');
       const types: OutputType[] = body.output_types ?? ['dense'];
+      const embeddingType = body.embedding_type ?? 'float32';
+      if ((body.embedding_type !== undefined || body.encoding !== undefined) && !types.includes('dense')) {
+        throw new TeiplexError('VALIDATION', '`embedding_type` and `encoding` apply to dense outputs: add "dense" to `output_types`', { param: body.embedding_type !== undefined ? 'embedding_type' : 'encoding' });
+      }
       const match = await d.directory.matchReady(request, model, 'model');
       const plan = await planOutputs(d, match, types, 'output_types');
       const texts = body.items.map((x) => x.text);
@@ -95,8 +104,10 @@ export function encodeRoute(app: FastifyInstance, d: DataPlaneDeps): void {
               await Promise.all(
                 kinds.map(async (kind) => {
                   if (kind === 'dense') {
-                    const r = await c.client.embed(texts, { ...base, normalize: body.normalize ?? true, ...(body.dimensions != null ? { dimensions: body.dimensions } : {}) }, c.call);
-                    got.push(() => r.results.forEach((v, i) => (out[i].dense = { dim: v.length, values: v })), () => metadata.push(r.metadata));
+                    const opts = { ...base, normalize: body.normalize ?? true, ...(body.dimensions != null ? { dimensions: body.dimensions } : {}) };
+                    const r = await c.client.embed(texts, opts, c.call);
+                    const rows = await typedRows(c.client, r.results, embeddingType, opts, c.call);
+                    got.push(() => rows.forEach((v, i) => (out[i].dense = { dim: r.results[i].length, values: v })), () => metadata.push(r.metadata));
                   } else if (kind === 'sparse') {
                     const r = await c.client.embedSparse(texts, base, c.call);
                     got.push(() => r.results.forEach((v, i) => (out[i].sparse = v)), () => metadata.push(r.metadata));
@@ -120,7 +131,7 @@ export function encodeRoute(app: FastifyInstance, d: DataPlaneDeps): void {
       const tokens = Math.max(0, ...metadata.map(tokenCount));
       function* answer(): Generator<string> {
         yield `{"model":${JSON.stringify(model)},"items":`;
-        yield* listPieces(out, itemPieces);
+        yield* listPieces(out, (x) => itemPieces(x, embeddingType, body.encoding === 'base64'));
         yield `,"usage":{"prompt_tokens":${tokens},"total_tokens":${tokens}}}`;
       }
       return sendJson(reply, answer(), out.reduce((n, x) => n + itemFloats(x), 0) * JSON_BYTES_PER_FLOAT);
