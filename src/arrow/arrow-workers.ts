@@ -22,7 +22,7 @@
 import { isMainThread, parentPort, workerData, type Worker } from 'node:worker_threads';
 import { TeiplexError } from '../common/errors.js';
 import { spawnModuleWorker } from '../common/module-worker.js';
-import { encodeDense, encodeMultivectorPacked, encodeSparsePacked, type PackedMultivector, type PackedSparse } from './embedding-batch.js';
+import { encodeDense, encodeDenseTyped, encodeMultivectorPacked, encodeSparsePacked, type DenseValues, type PackedMultivector, type PackedSparse } from './embedding-batch.js';
 import { ArrowInputError, scanStream, type ReadLimits } from './ipc-stream.js';
 import { packTexts, type PackedTexts } from './packed-texts.js';
 import { readTextColumn } from './text-batch.js';
@@ -31,6 +31,7 @@ type Job =
   | { op: 'scan'; ipc: Uint8Array; limits: ReadLimits }
   | { op: 'texts'; ipc: Uint8Array; limits: ReadLimits }
   | { op: 'dense'; values: Float32Array; dim: number }
+  | { op: 'denseTyped'; values: DenseValues; rowLength: number; metadata: Record<string, string> }
   | { op: 'sparse'; packed: PackedSparse }
   | { op: 'multivector'; packed: PackedMultivector };
 
@@ -45,7 +46,7 @@ export interface ScanResult {
 type Answer = { id: number; ok: true; value: unknown } | { id: number; ok: false; message: string; input: boolean; row?: number };
 
 /** A view that owns its whole ArrayBuffer (transferable without taking anything else along). */
-function own<T extends Uint8Array | Float32Array | Float64Array | Int32Array | Uint32Array>(a: T): T {
+function own<T extends Uint8Array | Int8Array | Uint16Array | Float32Array | Float64Array | Int32Array | Uint32Array>(a: T): T {
   const whole = a.buffer instanceof ArrayBuffer && a.byteOffset === 0 && a.byteLength === a.buffer.byteLength;
   return whole ? a : (a.slice() as T);
 }
@@ -101,6 +102,12 @@ export class ArrowWorkers {
   dense(values: Float32Array, dim: number): Promise<Uint8Array> {
     const v = own(values);
     return this.run({ op: 'dense', values: v, dim }, buffersOf(v)) as Promise<Uint8Array>;
+  }
+
+  /** Dense answer in another element type: `values` holds rows*rowLength values (given away). */
+  denseTyped(values: DenseValues, rowLength: number, metadata: Record<string, string>): Promise<Uint8Array> {
+    const v = own(values);
+    return this.run({ op: 'denseTyped', values: v, rowLength, metadata }, buffersOf(v)) as Promise<Uint8Array>;
   }
 
   sparse(p: PackedSparse): Promise<Uint8Array> {
@@ -196,6 +203,8 @@ function handle(job: Job): { value: unknown; transfer: ArrayBuffer[] } {
     }
     case 'dense':
       return answer(encodeDense(job.values, job.dim));
+    case 'denseTyped':
+      return answer(encodeDenseTyped(job.values, job.rowLength, job.metadata));
     case 'sparse':
       return answer(encodeSparsePacked(job.packed));
     case 'multivector':

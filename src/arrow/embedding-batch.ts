@@ -3,7 +3,9 @@
  * the request writer `encodeTexts`.
  *
  * Response schemas, one column each, row i answering request row i:
- * - dense:       `embeddings`        FixedSizeList<Float32>[dim]
+ * - dense:       `embeddings`        FixedSizeList<Float32>[dim]; in another output type
+ *                 FixedSizeList<Float16 | Int8 | Uint8>[n] (binary types: n = ceil(dim / 8) packed
+ *                 bytes), the field's metadata `teiplex.embedding_type` and `teiplex.dimensions`
  * - sparse:      `sparse_embeddings` List<Struct<index: UInt32, value: Float32>>
  * - multivector: `embeddings`        List<FixedSizeList<Float32>[dim]>   (one vector per token)
  * Bodies are LZ4_FRAME-compressed by default (Arrow's own per-buffer body compression).
@@ -15,7 +17,9 @@ import {
   DataType,
   Field,
   FixedSizeList,
+  Float16,
   Float32,
+  Int8,
   LargeUtf8,
   List,
   Precision,
@@ -23,6 +27,7 @@ import {
   Schema,
   Struct,
   Uint32,
+  Uint8,
   Utf8,
   makeData,
   type Data,
@@ -62,6 +67,19 @@ export interface DenseBatch {
   values: Float32Array;
 }
 
+/** The values of a dense answer in another element type: float16 as its bits (Uint16Array). */
+export type DenseValues = Float32Array | Uint16Array | Int8Array | Uint8Array;
+
+/** A dense answer of any element type, as read back. */
+export interface TypedDenseBatch {
+  /** Values per row (packed bytes for the binary types). */
+  dim: number;
+  rows: number;
+  values: DenseValues;
+  /** The field's metadata: `teiplex.embedding_type`, `teiplex.dimensions` when not float32. */
+  metadata: ReadonlyMap<string, string>;
+}
+
 // ---------------------------------------------------------------------------------------------
 // schemas
 
@@ -75,6 +93,14 @@ function sparseEntryType(): Struct {
 
 export function denseSchema(dim: number): Schema {
   return new Schema([new Field(DENSE_COLUMN, floatVectorType(dim), false)]);
+}
+
+/** The Arrow element type of packed values (a Uint16Array holds float16 bits). */
+function elementType(values: DenseValues): Float32 | Float16 | Int8 | Uint8 {
+  if (values instanceof Float32Array) return new Float32();
+  if (values instanceof Uint16Array) return new Float16();
+  if (values instanceof Int8Array) return new Int8();
+  return new Uint8();
 }
 
 export function sparseSchema(): Schema {
@@ -129,6 +155,24 @@ export function encodeDense(rows: Float32Array | readonly Float32Array[], dim: n
   const schema = denseSchema(dim);
   const batches = n === 0 ? [] : [oneColumnBatch(schema, denseColumn(packed, n, dim))];
   return writeStream(schema, batches, opts);
+}
+
+/**
+ * Dense rows in another element type (packed, `rowLength` values a row), the column's field
+ * carrying `metadata` (the output type and the vector's dimensions, which the packed binary types
+ * do not show). Zero rows give the schema alone.
+ */
+export function encodeDenseTyped(values: DenseValues, rowLength: number, metadata: Readonly<Record<string, string>>, opts: EncodeOptions = {}): Uint8Array {
+  checkDim(rowLength, 'encodeDenseTyped');
+  if (values.length % rowLength !== 0) throw new RangeError(`encodeDenseTyped: ${values.length} values are not a whole number of ${rowLength}-value rows`);
+  const element = elementType(values);
+  const listType = new FixedSizeList(rowLength, new Field(ITEM, element, false));
+  const schema = new Schema([new Field(DENSE_COLUMN, listType, false, new Map(Object.entries(metadata)))]);
+  const n = values.length / rowLength;
+  if (n === 0) return writeStream(schema, [], opts);
+  const child = makeData({ type: element, length: values.length, nullCount: 0, data: values } as Parameters<typeof makeData>[0]);
+  const column = makeData({ type: listType, length: n, nullCount: 0, child } as Parameters<typeof makeData>[0]);
+  return writeStream(schema, [oneColumnBatch(schema, column as Data)], opts);
 }
 
 /** Sparse embeddings: row i is the (index, value) pairs of input i, in the order given. */
@@ -328,6 +372,29 @@ export function decodeDense(ipc: Uint8Array): DenseBatch {
     at += d.length * dim;
   }
   return { dim, rows, values };
+}
+
+const isDenseVector = (t: DataType): boolean => DataType.isFixedSizeList(t) && (DataType.isFloat(t.children[0]!.type) || DataType.isInt(t.children[0]!.type));
+
+/** Packed values of a dense response in any element type (float32, float16 bits, int8, uint8), with the field's metadata. */
+export function decodeDenseTyped(ipc: Uint8Array): TypedDenseBatch {
+  const { schema } = readStream(ipc);
+  const field = schema?.fields.find((f) => f.name === DENSE_COLUMN);
+  const { type, chunks } = columnData(ipc, DENSE_COLUMN, isDenseVector, 'FixedSizeList<Float32 | Float16 | Int8 | Uint8>');
+  const dim = (type as FixedSizeList).listSize;
+  const rows = chunks.reduce((n, d) => n + d.length, 0);
+  const element = (type as FixedSizeList).children[0]!.type as DataType;
+  const make = (n: number): DenseValues =>
+    DataType.isFloat(element) ? (element.precision === Precision.HALF ? new Uint16Array(n) : new Float32Array(n)) : (element as Int8 | Uint8).isSigned ? new Int8Array(n) : new Uint8Array(n);
+  const values = make(rows * dim);
+  let at = 0;
+  for (const d of chunks) {
+    const child = d.children[0]!;
+    const start = child.offset + d.offset * dim;
+    values.set((child.values as DenseValues).subarray(start, start + d.length * dim) as never, at);
+    at += d.length * dim;
+  }
+  return { dim, rows, values, metadata: field?.metadata ?? new Map() };
 }
 
 const isSparse = (t: DataType): boolean => {

@@ -41,6 +41,9 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { ArrowWorkers } from '../arrow/arrow-workers.js';
+import type { DenseValues } from '../arrow/embedding-batch.js';
+import { isOutputType, OUTPUT_TYPES, type OutputType, type TypedRow, typedLength } from '../tei/embedding-types.js';
+import { typedRows } from '../tei/embedding-output.js';
 import { TextRows } from '../arrow/packed-texts.js';
 import { grantOf } from '../auth/grpc-auth.js';
 import type { Config } from '../config/config.js';
@@ -139,6 +142,10 @@ interface ArrowRequest {
   truncate?: boolean;
   normalize?: boolean;
   noop?: boolean;
+  /** EmbedArrow: keep the first N dimensions (unset or 0: all). */
+  dimensions?: number;
+  /** EmbedArrow: the output type (empty: float32). */
+  embedding_type?: string;
   malformed?: string;
 }
 
@@ -148,7 +155,10 @@ interface ArrowMethod {
 }
 
 export const ARROW_METHODS: Readonly<Record<string, ArrowMethod>> = {
-  EmbedArrow: { kind: DENSE as ArrowKind<unknown>, flags: (r) => ({ truncate: r.truncate === true, normalize: r.normalize }) },
+  EmbedArrow: {
+    kind: DENSE as ArrowKind<unknown>,
+    flags: (r) => ({ truncate: r.truncate === true, normalize: r.normalize, ...(r.dimensions ? { dimensions: r.dimensions } : {}) }),
+  },
   EmbedSparseArrow: { kind: SPARSE as ArrowKind<unknown>, flags: (r) => ({ truncate: r.truncate === true }) },
   EmbedAllArrow: { kind: MULTIVECTOR as ArrowKind<unknown>, flags: (r) => ({ truncate: r.truncate === true }) },
 };
@@ -201,6 +211,29 @@ function checkFloor(limit: number, rows: number, perRow: number): void {
       `the answer to ${rows} rows takes at least ${rows * perRow} bytes (${perRow} per row), more than ${limit} bytes (grpc_max_message_size_mb); refused before calling the model; send fewer rows per call`,
     );
   }
+}
+
+/** EmbedArrow's `embedding_type` (empty: float32); another RPC with one set, or an unknown type, is refused. */
+function embeddingTypeOf(req: ArrowRequest): OutputType {
+  const t = req.embedding_type ?? '';
+  if (t === '') return 'float32';
+  if (!isOutputType(t)) throw new TeiplexError('VALIDATION', `\`embedding_type\` must be one of ${OUTPUT_TYPES.map((x) => `"${x}"`).join(', ')}, got ${JSON.stringify(t)}`, { param: 'embedding_type' });
+  return t;
+}
+
+/**
+ * Rows in an output type as an Arrow answer: FixedSizeList of the type's element, `dims`
+ * (the vector's dimensions) and the type in the field's metadata. For noop, empty rows mean zeros.
+ */
+function typedDense(rows: TypedRow[], type: OutputType, dims: number, workers: ArrowWorkers): Promise<Uint8Array> {
+  const rowLength = typedLength(type, dims);
+  const values: DenseValues = type === 'float32' ? new Float32Array(rows.length * rowLength) : type === 'float16' ? new Uint16Array(rows.length * rowLength) : type === 'int8' || type === 'binary' ? new Int8Array(rows.length * rowLength) : new Uint8Array(rows.length * rowLength);
+  rows.forEach((r, i) => {
+    if (r.length === 0) return; // noop: zeros
+    if (r.length !== rowLength) throw new TeiplexError('BACKEND', `the child's answer is malformed: row ${i} has ${r.length} values, expected ${rowLength}`);
+    values.set(r as never, i * rowLength);
+  });
+  return workers.denseTyped(values, rowLength, { 'teiplex.embedding_type': type, 'teiplex.dimensions': String(dims) });
 }
 
 /**
@@ -267,10 +300,12 @@ function arrowHandler(
     };
     let target: Target;
     let mode: FailoverMode;
+    let outputType: OutputType = 'float32';
     try {
       if (req.malformed !== undefined) throw new TeiplexError('BAD_REQUEST', req.malformed);
       target = toTarget(req.target);
       mode = parseFailoverMode(call.metadata.get(FAILOVER_HEADER)[0]);
+      outputType = embeddingTypeOf(req);
       if (req.noop === true && !d.limits.allowNoop) {
         throw new TeiplexError('NOOP_DISABLED', `'noop' is disabled on this server (arrow_allow_noop = false): it answers zeros without calling the model, for transport benchmarks only`);
       }
@@ -362,21 +397,30 @@ function arrowHandler(
       /** Refuse before any child work when even the smallest rows cannot fit. */
       const floor = (child: ChildClient): void => checkFloor(d.limits.maxMessageBytes, n, kind.minRowBytes(child));
       let path: FanoutPath | 'none' = 'none';
+      const typed = outputType !== 'float32';
       const run = async (): Promise<Uint8Array> => {
         const child = leg.client;
-        if (n === 0) return kind.encode([], await kind.dimension(child, arrowCall), shared.workers);
+        const flags = method.flags(req);
+        /** A typed answer's dimension: the asked one, else the model's. */
+        const typedDim = async (): Promise<number> => flags.dimensions ?? (await kind.dimension(child, arrowCall));
+        if (n === 0) return typed ? typedDense([], outputType, await typedDim(), shared.workers) : kind.encode([], await kind.dimension(child, arrowCall), shared.workers);
         floor(child);
         if (req.noop === true) {
+          if (typed) return typedDense(Array.from({ length: n }, () => new Float32Array(0)), outputType, await typedDim(), shared.workers);
           const dim = await kind.dimension(child, arrowCall);
           floor(child);
           return kind.zeros(n, dim, shared.workers);
         }
         const meter = answerMeter(d.limits.maxMessageBytes, n);
-        const out = await child.rows(arrowCall, kind.rows, texts, method.flags(req), d.fanout ?? DEFAULT_FANOUT, (row: unknown) => meter.add(kind.rows.rowBytes(row)), fallback);
+        const out = await child.rows(arrowCall, kind.rows, texts, flags, d.fanout ?? DEFAULT_FANOUT, (row: unknown) => meter.add(kind.rows.rowBytes(row)), fallback);
         path = out.path;
         kind.learn(child, out.rows);
         release();
-        return kind.encode(out.rows, 0, shared.workers);
+        if (!typed) return kind.encode(out.rows, 0, shared.workers);
+        const rows = out.rows as Float32Array[];
+        const opts = { truncate: flags.truncate, truncationDirection: 'right' as const, normalize: flags.normalize ?? true, ...(flags.dimensions !== undefined ? { dimensions: flags.dimensions } : {}) };
+        const quantized = await typedRows(child, rows, outputType, opts, { deadlineMs: arrowCall.deadlineMs });
+        return typedDense(quantized, outputType, rows[0]?.length ?? (await typedDim()), shared.workers);
       };
 
       run().then(

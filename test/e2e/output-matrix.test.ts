@@ -13,16 +13,20 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { decodeDenseTyped, encodeTexts } from '../../src/arrow/embedding-batch.js';
 import { CALIBRATION_TEXTS } from '../../src/tei/calibration.js';
+import { type AnyClient, grpcError, mux, unary } from '../helpers/mux-client.js';
+import { status } from '@grpc/grpc-js';
 import { startManager, type ManagerProcess } from '../helpers/manager-process.js';
 import { testModel } from '../helpers/models.js';
 import { assertErrorCode, assertTeiError, childHttpPort, client, instanceToml, writeConfig } from '../helpers/data-plane.js';
-import { decodeBase64, refQuantize, refRanges } from '../helpers/quantize-reference.js';
+import { decodeBase64, refHalf, refQuantize, refRanges } from '../helpers/quantize-reference.js';
 
 let dir: string;
 let m: ManagerProcess;
 let api: ReturnType<typeof client>;
 let router: ReturnType<typeof client>;
+let grpcMux: AnyClient;
 
 const TYPES = ['float32', 'float16', 'int8', 'uint8', 'binary', 'ubinary'] as const;
 type Type = (typeof TYPES)[number];
@@ -41,9 +45,11 @@ before(async () => {
   for (const name of ['emb', 'splade', 'minilm']) await m.waitFor(name, (i) => i.status === 'running', 120_000);
   api = client(m.apiPort);
   router = client(await childHttpPort(m, 'emb'));
+  grpcMux = mux(Number(m.ready.grpc_port));
 });
 
 after(async () => {
+  grpcMux?.close();
   if (m) assert.equal(await m.stop(), 0, 'the manager stops cleanly');
   await rm(dir, { recursive: true, force: true });
 });
@@ -93,6 +99,23 @@ const FRONT_ENDS: FrontEnd[] = [
       assert.deepEqual(body.texts, texts);
       assert.ok(body.meta.billed_units.input_tokens > 0);
       return body.embeddings[name];
+    },
+  },
+  {
+    // Arrow columns of the matching type: the encoding is Arrow's, asked once per cell (base64 does not apply)
+    name: 'multiplexer EmbedArrow',
+    ask: async (texts, type, _base64, dims) => {
+      const { res } = await unary(grpcMux, 'EmbedArrow', { target: { instance_name: 'emb' }, arrow_ipc: Buffer.from(encodeTexts(texts)), embedding_type: type === 'float32' ? '' : type, ...(dims !== undefined ? { dimensions: dims } : {}) });
+      const out = decodeDenseTyped(res.arrow_ipc);
+      assert.equal(out.rows, texts.length);
+      if (type !== 'float32') {
+        assert.equal(out.metadata.get('teiplex.embedding_type'), type);
+        assert.equal(Number(out.metadata.get('teiplex.dimensions')), dims ?? 32);
+      }
+      const element = { float32: Float32Array, float16: Uint16Array, int8: Int8Array, binary: Int8Array, uint8: Uint8Array, ubinary: Uint8Array }[type];
+      assert.ok(out.values instanceof element, `${type}: ${out.values.constructor.name}`);
+      const half = type === 'float16' ? refHalf : (x: number) => x;
+      return Array.from({ length: out.rows }, (_, i) => Array.from(out.values.subarray(i * out.dim, (i + 1) * out.dim), half));
     },
   },
   {
@@ -196,6 +219,16 @@ describe('requests the model cannot honour are refused the same way on every rou
     }
     assert.match(messages[0], /cannot be larger than the model's embedding size/);
     assert.deepEqual(new Set(messages).size, 1, messages.join(' | '));
+  });
+
+  test('EmbedArrow: an unknown embedding_type is INVALID_ARGUMENT, dimensions over the model the same text as HTTP', async () => {
+    const ipc = Buffer.from(encodeTexts(['x']));
+    await assert.rejects(unary(grpcMux, 'EmbedArrow', { target: { instance_name: 'emb' }, arrow_ipc: ipc, embedding_type: 'int4' }), grpcError(status.INVALID_ARGUMENT, 'VALIDATION', /`embedding_type` must be one of "float32", "float16"/));
+    const http = await api.post('/embed', { model: 'emb', inputs: ['x'], dimensions: 100_000 });
+    await assert.rejects(unary(grpcMux, 'EmbedArrow', { target: { instance_name: 'emb' }, arrow_ipc: ipc, dimensions: 100_000, embedding_type: 'binary' }), (err: any) => {
+      assert.ok(err.message.includes(http.body.error), `${err.message} vs ${http.body.error}`);
+      return grpcError(status.INVALID_ARGUMENT, 'VALIDATION')(err);
+    });
   });
 
   test('an output type on a sparse model, and an unknown type or encoding', async () => {

@@ -39,9 +39,11 @@ import { TeiplexError } from '../../src/common/errors.js';
 import { seededUniform } from '../../src/testmodel/rng.js';
 import {
   decodeDense,
+  decodeDenseTyped,
   decodeMultivector,
   decodeSparse,
   encodeDense,
+  encodeDenseTyped,
   encodeMultivector,
   encodeSparse,
   encodeTexts,
@@ -632,6 +634,32 @@ describe('interop with polars (nodejs-polars, an independent Arrow implementatio
       const row = (df.slice(i, 1).getColumn('embeddings').toArray() as unknown as number[][])[0]!;
       assert.ok(sameFloats(Float32Array.from(row), big.subarray(i * 384, (i + 1) * 384)), `row ${i}`);
     }
+  });
+
+  test('typed dense answers (float16, int8, uint8) round-trip, and polars reads the integer ones with equal values', () => {
+    const meta = { 'teiplex.embedding_type': 'int8', 'teiplex.dimensions': '12' };
+    const int8 = Int8Array.from({ length: 3 * 12 }, (_, i) => (i * 37) % 256 - 128);
+    const uint8 = Uint8Array.from({ length: 3 * 2 }, (_, i) => (i * 91) % 256);
+    const half = Uint16Array.from({ length: 2 * 4 }, (_, i) => 0x3c00 + i); // 1.0 and its neighbours
+    for (const [values, rowLength] of [[int8, 12], [uint8, 2], [half, 4]] as const) {
+      for (const compress of [true, false]) {
+        const back = decodeDenseTyped(encodeDenseTyped(values, rowLength, meta, { compress }));
+        assert.equal(back.values.constructor, values.constructor);
+        assert.deepEqual(Array.from(back.values), Array.from(values));
+        assert.equal(back.dim, rowLength);
+        assert.equal(back.rows, values.length / rowLength);
+        assert.deepEqual(Object.fromEntries(back.metadata), meta);
+      }
+    }
+    for (const [values, rowLength, dtype] of [[int8, 12, /Int8/], [uint8, 2, /UInt8/]] as const) {
+      const df = pl.readIPCStream(Buffer.from(encodeDenseTyped(values, rowLength, meta)));
+      assert.match(df.getColumn('embeddings').dtype.toString(), dtype);
+      assert.deepEqual((df.getColumn('embeddings').toArray() as unknown as number[][]).flat(), Array.from(values));
+    }
+    assert.throws(() => encodeDenseTyped(int8, 5, meta), /not a whole number of 5-value rows/);
+    const empty = decodeDenseTyped(encodeDenseTyped(new Int8Array(0), 6, meta));
+    assert.equal(empty.rows, 0);
+    assert.equal(empty.dim, 6);
   });
 
   test('polars reads our sparse and multivector responses with equal values', () => {
