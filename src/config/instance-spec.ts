@@ -41,6 +41,12 @@ export const InstanceSpecSchema = Type.Object(
     aliases: Type.Optional(
       Type.Array(Type.String({ minLength: 1, maxLength: 256 }), { maxItems: 64, description: 'more names the HTTP data plane resolves to this instance (besides its name and model_id)' }),
     ),
+    prompts: Type.Optional(
+      Type.Record(Type.String({ minLength: 1, maxLength: 64 }), Type.String({ maxLength: 4096 }), {
+        maxProperties: 32,
+        description: "the model's prompts by name (e.g. query = \"query: \"), prepended by the manager for a request's input_type; instead of the model's config_sentence_transformers.json",
+      }),
+    ),
   },
   { additionalProperties: false },
 );

@@ -129,7 +129,7 @@ export const httpFront: FastifyPluginAsync<HttpFrontOptions> = async (app: Fasti
   });
 
   // TEI's routes, always on the local engine.
-  const target = { engine, autoTruncate, modelName: engine.info.modelId };
+  const target = { engine, autoTruncate, modelName: engine.info.modelId, prompts: { prompts: engine.model.prompts, source: 'model' as const } };
   const routes: TeiRoutesOptions = {
     serve: (_request, _need, fn) => fn(target),
     checkCount: (n, field) => {

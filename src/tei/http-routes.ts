@@ -29,6 +29,7 @@ import { randomUUID } from 'node:crypto';
 import { floatCount, JSON_BYTES_PER_FLOAT, listPieces, matrixPieces, sendJson } from './json-answer.js';
 import type { OutputType } from './embedding-types.js';
 import { rowJson, typedRows } from './embedding-output.js';
+import { ASYMMETRIC_WARNING_HEADER, asymmetricWarning, type InputType, type ModelPrompts, promptFor } from './input-types.js';
 import {
   CohereEmbedRequest,
   DecodeRequest,
@@ -70,6 +71,8 @@ export interface EngineTarget {
   readonly onFloats?: (n: number) => void;
   /** Headers added to a success (e.g. the instance that answered). */
   readonly headers?: Readonly<Record<string, string>>;
+  /** The model's prompts, for `input_type` (none: the type changes nothing). */
+  readonly prompts?: ModelPrompts;
 }
 
 export interface TeiRoutesOptions {
@@ -192,7 +195,8 @@ export function teiRouteTable(o: TeiRoutesOptions) {
         const items = inputList(body.inputs);
         o.checkCount(items.length, 'inputs');
         return o.serve(request, need, async (t) => {
-          const out = await run(t, items, encodeOptions(body, t), body);
+          const typed = withInputType(items, encodeOptions(body, t), body.input_type, t, reply);
+          const out = await run(t, typed.inputs, typed.e, body);
           setHeaders(reply, start, out.metadata, t);
           return answer(out.results, reply, body);
         });
@@ -334,8 +338,9 @@ export function teiRouteTable(o: TeiRoutesOptions) {
       const items = inputList(body.input);
       o.checkCount(items.length, 'input');
       return o.serve(request, 'dense', async (t) => {
-        const opts = { truncate: t.autoTruncate, truncationDirection: 'right' as const, normalize: true, ...(body.dimensions != null ? { dimensions: body.dimensions } : {}) };
-        const out = await t.engine.embed(items, opts, t.call);
+        const typed = withInputType(items, { truncate: t.autoTruncate, truncationDirection: 'right' }, body.input_type, t, reply);
+        const opts = { ...typed.e, normalize: true, ...(body.dimensions != null ? { dimensions: body.dimensions } : {}) };
+        const out = await t.engine.embed(typed.inputs, opts, t.call);
         const type = body.embedding_type ?? 'float32';
         const rows = await typedRows(t.engine, out.results, type, opts, t.call);
         setHeaders(reply, start, out.metadata, t);
@@ -362,13 +367,9 @@ export function teiRouteTable(o: TeiRoutesOptions) {
     o.checkCount(body.texts.length, 'texts');
     return o.serve(request, 'dense', async (t) => {
       const truncate = body.truncate ?? 'END';
-      const opts = {
-        truncate: truncate !== 'NONE',
-        truncationDirection: truncate === 'START' ? ('left' as const) : ('right' as const),
-        normalize: true,
-        ...(body.output_dimension != null ? { dimensions: body.output_dimension } : {}),
-      };
-      const out = await t.engine.embed(body.texts, opts, t.call);
+      const typed = withInputType(body.texts, { truncate: truncate !== 'NONE', truncationDirection: truncate === 'START' ? 'left' : 'right' }, body.input_type, t, reply);
+      const opts = { ...typed.e, normalize: true, ...(body.output_dimension != null ? { dimensions: body.output_dimension } : {}) };
+      const out = await t.engine.embed(typed.inputs, opts, t.call);
       const asked = [...new Set(body.embedding_types ?? (['float'] as const))];
       const byType = await Promise.all(
         asked.map(async (name) => {
@@ -391,6 +392,36 @@ export function teiRouteTable(o: TeiRoutesOptions) {
   });
 
   return { embed, embedSparse, embedAll, predict, rerank, similarity, tokenize, decode, openai, cohere };
+}
+
+/**
+ * A request's `input_type` as the model's prompt (src/tei/input-types.ts): by name when the child
+ * knows the model's prompts, else prepended to each text (token-id inputs cannot take a prefix).
+ * Without a type or a prompt name, an asymmetric model's answer carries a warning header.
+ */
+export function withInputType<I extends TextInput>(
+  inputs: I[],
+  e: EncodeOptions,
+  inputType: InputType | undefined,
+  t: Pick<EngineTarget, 'prompts' | 'modelName'>,
+  reply: FastifyReply,
+): { inputs: I[]; e: EncodeOptions } {
+  if (inputType === undefined) {
+    if (e.promptName === undefined) {
+      const warning = asymmetricWarning(t.prompts, t.modelName);
+      if (warning !== undefined) reply.header(ASYMMETRIC_WARNING_HEADER, warning);
+    }
+    return { inputs, e };
+  }
+  if (e.promptName !== undefined) throw new TeiplexError('VALIDATION', 'give `input_type` or `prompt_name`, not both', { param: 'input_type' });
+  const choice = promptFor(t.prompts, inputType);
+  if (choice.promptName !== undefined) return { inputs, e: { ...e, promptName: choice.promptName } };
+  const prefix = choice.prefix;
+  if (prefix === undefined || prefix === '') return { inputs, e };
+  if (inputs.some((x) => typeof x !== 'string')) {
+    throw new TeiplexError('VALIDATION', '`input_type` cannot prefix token-id inputs with the prompt of this model (its prompts are the instance spec\'s): send text, or the token ids of the prompted text', { param: 'input_type' });
+  }
+  return { inputs: inputs.map((x) => `${prefix}${x}` as I), e };
 }
 
 /** Tokens the inputs took, summed (OpenAI's prompt_tokens, Cohere's input_tokens). */

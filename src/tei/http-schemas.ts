@@ -8,6 +8,7 @@ import { Type, type TSchema } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import type { ValueError } from '@sinclair/typebox/errors';
 import { OUTPUT_TYPES } from './embedding-types.js';
+import { INPUT_TYPES } from './input-types.js';
 
 export const nullable = <T extends TSchema>(t: T) => Type.Optional(Type.Union([t, Type.Null()]));
 export const Truncate = nullable(Type.Boolean({ description: 'truncate inputs longer than the max input length (default: --auto-truncate)' }));
@@ -38,6 +39,13 @@ export const EmbeddingTypeField = Type.Optional(
   ),
 );
 export const EncodingField = Type.Optional(Type.Union([Type.Literal('json'), Type.Literal('base64')], { description: '"json" or "base64"' }));
+/** What the texts are, for the model's prompt (src/tei/input-types.ts). */
+export const InputTypeField = Type.Optional(
+  Type.Union(
+    INPUT_TYPES.map((t) => Type.Literal(t)),
+    { description: '"query", "document", "search_query", "search_document", "classification" or "clustering"' },
+  ),
+);
 
 export const EmbedRequest = Type.Object({
   inputs: Inputs,
@@ -48,8 +56,9 @@ export const EmbedRequest = Type.Object({
   dimensions: nullable(Type.Integer({ minimum: 1, maximum: 0xffffffff, description: 'keep the first N dimensions (Matryoshka), before normalizing' })),
   embedding_type: EmbeddingTypeField,
   encoding: EncodingField,
+  input_type: InputTypeField,
 }, STRICT);
-export const EmbedSparseRequest = Type.Object({ inputs: Inputs, truncate: Truncate, truncation_direction: Direction, prompt_name: PromptName }, STRICT);
+export const EmbedSparseRequest = Type.Object({ inputs: Inputs, truncate: Truncate, truncation_direction: Direction, prompt_name: PromptName, input_type: InputTypeField }, STRICT);
 export const EmbedAllRequest = EmbedSparseRequest;
 
 export const Sequence = Type.Array(Type.String(), { minItems: 1, maxItems: 2 });
@@ -98,6 +107,7 @@ export const OpenAIEmbeddingsRequest = Type.Object({
   encoding_format: Type.Optional(Type.Union([Type.Literal('float'), Type.Literal('base64')], { description: '"float" or "base64"' })),
   dimensions: nullable(Type.Integer({ minimum: 1, maximum: 0xffffffff, description: 'a positive integer' })),
   embedding_type: EmbeddingTypeField,
+  input_type: InputTypeField,
 }, STRICT);
 
 /** Cohere's embedding types: float32 as "float", "base64" the float32 bytes; float16 is teiplex's addition. */
@@ -106,6 +116,7 @@ export const COHERE_EMBEDDING_TYPES = ['float', 'float16', 'int8', 'uint8', 'bin
 export const CohereEmbedRequest = Type.Object({
   model: nullable(Type.String()),
   texts: Type.Array(Type.String(), { description: 'a list of strings' }),
+  input_type: InputTypeField,
   embedding_types: Type.Optional(
     Type.Array(
       Type.Union(

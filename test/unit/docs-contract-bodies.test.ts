@@ -27,20 +27,21 @@ import { cosine } from '../helpers/vectors.js';
  * The fields TEI's request types define (router/src/http/types.rs), `dimensions` on /embed
  * (TEI's Matryoshka option), OpenAI's embeddings request (`input`, `model`, `user`,
  * `encoding_format`, `dimensions`: what the `openai` client sends), Cohere's v2 embed request for
- * texts (`model`, `texts`, `embedding_types`, `truncate`, `output_dimension`), and teiplex's output
- * matrix (`embedding_type`, `encoding`: docs/data-plane.md).
+ * texts (`model`, `texts`, `input_type`, `embedding_types`, `truncate`, `output_dimension`), and
+ * teiplex's output matrix (`embedding_type`, `encoding`) and prompts by `input_type`
+ * (docs/data-plane.md).
  */
 const DEFINED: Record<string, string[]> = {
-  embed: ['inputs', 'truncate', 'truncation_direction', 'prompt_name', 'normalize', 'dimensions', 'embedding_type', 'encoding'],
-  embedSparse: ['inputs', 'truncate', 'truncation_direction', 'prompt_name'],
-  embedAll: ['inputs', 'truncate', 'truncation_direction', 'prompt_name'],
+  embed: ['inputs', 'truncate', 'truncation_direction', 'prompt_name', 'normalize', 'dimensions', 'embedding_type', 'encoding', 'input_type'],
+  embedSparse: ['inputs', 'truncate', 'truncation_direction', 'prompt_name', 'input_type'],
+  embedAll: ['inputs', 'truncate', 'truncation_direction', 'prompt_name', 'input_type'],
   predict: ['inputs', 'truncate', 'truncation_direction', 'raw_scores'],
   rerank: ['query', 'texts', 'truncate', 'truncation_direction', 'raw_scores', 'return_text'],
   similarity: ['inputs', 'parameters'],
   tokenize: ['inputs', 'add_special_tokens', 'prompt_name'],
   decode: ['ids', 'skip_special_tokens'],
-  openai: ['input', 'model', 'user', 'encoding_format', 'dimensions', 'embedding_type'],
-  cohere: ['model', 'texts', 'embedding_types', 'truncate', 'output_dimension'],
+  openai: ['input', 'model', 'user', 'encoding_format', 'dimensions', 'embedding_type', 'input_type'],
+  cohere: ['model', 'texts', 'input_type', 'embedding_types', 'truncate', 'output_dimension'],
 };
 
 /** The fields a checker finds missing (defined but not accepted) or extra (accepted but not defined). */

@@ -10,7 +10,9 @@
  */
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
-import { EmbeddingTypeField, EncodingField, nullable, PromptName } from '../../tei/http-schemas.js';
+import { EmbeddingTypeField, EncodingField, InputTypeField, nullable, PromptName } from '../../tei/http-schemas.js';
+import { withInputType } from '../../tei/http-routes.js';
+import { modelPrompts } from '../../child/model-prompts.js';
 import { rowJson, typedRows } from '../../tei/embedding-output.js';
 import type { OutputType as EmbeddingType, TypedRow } from '../../tei/embedding-types.js';
 import type { Metadata } from '../../tei/types.js';
@@ -39,6 +41,7 @@ export const EncodeBody = Type.Object(
     truncate: nullable(Type.Boolean()),
     truncation_direction: Type.Optional(Type.Union([Type.Literal('Right'), Type.Literal('Left'), Type.Literal('right'), Type.Literal('left')], { description: '"Right" or "Left"' })),
     prompt_name: PromptName,
+    input_type: InputTypeField,
   },
   { additionalProperties: false },
 );
@@ -84,7 +87,7 @@ export function encodeRoute(app: FastifyInstance, d: DataPlaneDeps): void {
       }
       const match = await d.directory.matchReady(request, model, 'model');
       const plan = await planOutputs(d, match, types, 'output_types');
-      const texts = body.items.map((x) => x.text);
+      const itemTexts = body.items.map((x) => x.text);
       const out: ItemOut[] = body.items.map((x, i) => ({ id: x.id ?? i }));
       const truncationDirection = body.truncation_direction?.toLowerCase() === 'left' ? 'left' : 'right';
       const metadata: Metadata[][] = [];
@@ -98,7 +101,15 @@ export function encodeRoute(app: FastifyInstance, d: DataPlaneDeps): void {
             request,
             instance,
             async (c) => {
-              const base = { truncate: body.truncate ?? c.autoTruncate, truncationDirection, ...(body.prompt_name != null ? { promptName: body.prompt_name } : {}) } as const;
+              const typed = withInputType(
+                itemTexts,
+                { truncate: body.truncate ?? c.autoTruncate, truncationDirection, ...(body.prompt_name != null ? { promptName: body.prompt_name } : {}) },
+                body.input_type,
+                { prompts: modelPrompts(c.instance.spec), modelName: model },
+                reply,
+              );
+              const base = typed.e;
+              const texts = typed.inputs;
               // Kept until every kind of this instance is in: a failed attempt (failover) leaves nothing behind.
               const got: Array<() => void> = [];
               await Promise.all(

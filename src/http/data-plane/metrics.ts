@@ -4,6 +4,8 @@
  *   `/v1/embeddings`, `/v1/encode/*`), the instance(s) that answered (`x-teiplex-instance`;
  *   empty when none did) and HTTP status;
  * - `teiplex_http_request_duration_seconds{route}`: time from the request to the response;
+ * - `teiplex_input_type_missing_total{instance}`: requests to a model whose query and document
+ *   prompts differ that named neither `input_type` nor `prompt_name` (answered with a warning);
  * - `teiplex_failover_retries_total{model_id,outcome}`: failover's decisions (src/routing/failover.ts;
  *   one counter for both front ends, registered by whichever comes first).
  * Labels come from route patterns and instance names, never from client input.
@@ -18,6 +20,7 @@ export class DataPlaneMetrics {
   private readonly counts = new Map<string, { labels: { route: string; instance: string; code: string }; n: number }>();
   /** The histogram's child per route. */
   private readonly timed = new Map<string, { observe(v: number): void }>();
+  private readonly untyped: Counter<'instance'>;
 
   constructor(registry: Registry, failover?: Failover) {
     const registers = [registry];
@@ -40,6 +43,17 @@ export class DataPlaneMetrics {
       buckets: DURATION_BUCKETS,
       registers,
     });
+    this.untyped = new Counter({
+      name: 'teiplex_input_type_missing_total',
+      help: 'requests without input_type or prompt_name to a model whose query and document prompts differ',
+      labelNames: ['instance'],
+      registers,
+    });
+  }
+
+  /** A request to an asymmetric model came without a type (it was answered with a warning). */
+  inputTypeMissing(instance: string): void {
+    this.untyped.inc({ instance });
   }
 
   observe(route: string, instance: string, code: number, seconds: number): void {

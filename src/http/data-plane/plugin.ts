@@ -26,6 +26,7 @@ import type { InstanceDirectory } from '../../routing/target.js';
 import { encodeRoute } from './encode-route.js';
 import { dataPlaneError } from './errors.js';
 import { DataPlaneMetrics } from './metrics.js';
+import { ASYMMETRIC_WARNING_HEADER } from '../../tei/input-types.js';
 import { ModelDirectory, type GrantOf } from './model-directory.js';
 import { modelsRoutes } from './models-routes.js';
 import { rerankRoute } from './rerank-route.js';
@@ -128,6 +129,7 @@ export const dataPlane: FastifyPluginAsync<DataPlaneOptions> = async (app: Fasti
     app.addHook('onResponse', (request, reply, done) => {
       const instance = reply.getHeader(INSTANCE_HEADER);
       metrics.observe(request.routeOptions.url ?? 'unknown', typeof instance === 'string' ? instance : '', reply.statusCode, reply.elapsedTime / 1000);
+      if (reply.statusCode < 400 && reply.hasHeader(ASYMMETRIC_WARNING_HEADER)) metrics.inputTypeMissing(typeof instance === 'string' ? instance : '');
       done();
     });
   }

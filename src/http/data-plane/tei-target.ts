@@ -12,6 +12,7 @@
  */
 import type { FastifyRequest } from 'fastify';
 import type { EngineTarget, RouteNeed, TeiRoutesOptions } from '../../tei/http-routes.js';
+import { modelPrompts } from '../../child/model-prompts.js';
 import { AnswerBudget } from './answer-budget.js';
 import { instanceFor } from './capabilities.js';
 import { checkCount, INSTANCE_HEADER, onInstance, requestedModel, servedBy, type DataPlaneDeps } from './request-context.js';
@@ -48,6 +49,7 @@ export function teiTarget(d: DataPlaneDeps): TeiRoutesOptions {
             return new AnswerBudget(d.responseLimitBytes).onFloats;
           },
           headers: c.retriedFrom === undefined ? instanceHeader(c.instance.name) : servedBy(c),
+          prompts: modelPrompts(c.instance.spec),
         }),
         match,
       );

@@ -1,0 +1,61 @@
+/**
+ * Prompts by input type: a request says what its texts are (`input_type`: `query`, `document`, or
+ * Cohere's `search_query`, `search_document`, `classification`, `clustering`) and gets the model's
+ * prompt for that type, found among the model's prompt names (sentence-transformers' `prompts`, or
+ * the instance spec's `prompts`) in the order CANDIDATES lists. A type the model has no prompt
+ * for gets none (the model treats such texts plainly, e.g. bge's documents).
+ *
+ * A model is asymmetric when its query prompt and its document prompt differ (a missing one counts
+ * as the empty prompt): a request to it that names neither an `input_type` nor a `prompt_name`
+ * is answered with a warning (ASYMMETRIC_WARNING_HEADER), never silently.
+ */
+
+export const INPUT_TYPES = ['query', 'document', 'search_query', 'search_document', 'classification', 'clustering'] as const;
+export type InputType = (typeof INPUT_TYPES)[number];
+
+/** The prompt names each input type looks for, in order. */
+export const CANDIDATES: Readonly<Record<InputType, readonly string[]>> = {
+  query: ['query', 'search_query', 'retrieval.query', 'Retrieval-query'],
+  search_query: ['search_query', 'query', 'retrieval.query', 'Retrieval-query'],
+  document: ['document', 'passage', 'search_document', 'retrieval.passage', 'Retrieval-document', 'corpus'],
+  search_document: ['search_document', 'document', 'passage', 'retrieval.passage', 'Retrieval-document', 'corpus'],
+  classification: ['classification', 'Classification'],
+  clustering: ['clustering', 'Clustering'],
+};
+
+export const ASYMMETRIC_WARNING_HEADER = 'x-teiplex-warning';
+
+/** A model's prompts and who knows them: the child itself (`model`: sent by name) or only the manager (`spec`: prepended). */
+export interface ModelPrompts {
+  readonly prompts: ReadonlyMap<string, string>;
+  readonly source: 'model' | 'spec';
+}
+
+/** How a request's texts get a prompt: by name (the child applies it) or as a prefix. */
+export interface PromptChoice {
+  readonly promptName?: string;
+  readonly prefix?: string;
+}
+
+/** The prompt name for an input type, if the model has one. */
+export function promptNameFor(prompts: ReadonlyMap<string, string>, t: InputType): string | undefined {
+  return CANDIDATES[t].find((name) => prompts.has(name));
+}
+
+/** What a request of input type `t` sends. */
+export function promptFor(p: ModelPrompts | undefined, t: InputType): PromptChoice {
+  if (p === undefined) return {};
+  const name = promptNameFor(p.prompts, t);
+  if (name === undefined) return {};
+  return p.source === 'model' ? { promptName: name } : { prefix: p.prompts.get(name) ?? '' };
+}
+
+/** The warning for a request without a type to an asymmetric model; undefined when the model is symmetric. */
+export function asymmetricWarning(p: ModelPrompts | undefined, model: string): string | undefined {
+  if (p === undefined || p.prompts.size === 0) return undefined;
+  const q = p.prompts.get(promptNameFor(p.prompts, 'query') ?? '') ?? '';
+  const d = p.prompts.get(promptNameFor(p.prompts, 'document') ?? '') ?? '';
+  if (q === d) return undefined;
+  // a header value: the prompts JSON-quoted, control characters escaped
+  return `no input_type: model ${JSON.stringify(model)} has different prompts for queries (${JSON.stringify(q)}) and documents (${JSON.stringify(d)}); set input_type`.replace(/[^\x20-\x7e]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}

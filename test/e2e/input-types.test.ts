@@ -1,0 +1,134 @@
+/**
+ * Prompts by input type, end to end on a real manager with real `teiplex router` children:
+ * `e5` has E5's prompts in its own config_sentence_transformers.json (the child knows them: the
+ * manager sends the prompt's name), `nomic` has none in its files but nomic's in its instance spec
+ * (the manager prepends them), `plain` has none at all. Each `input_type` answer is checked
+ * against the same model's answer for the prompt text written into the input by the test, on
+ * every HTTP route that embeds and on the router's own /embed; then the warning (header and
+ * metric) for a request without a type to an asymmetric model, and the refusals.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { startManager, type ManagerProcess } from '../helpers/manager-process.js';
+import { testModel } from '../helpers/models.js';
+import { assertErrorCode, assertTeiError, childHttpPort, client, instanceToml, writeConfig } from '../helpers/data-plane.js';
+
+let dir: string;
+let m: ManagerProcess;
+let api: ReturnType<typeof client>;
+let router: ReturnType<typeof client>;
+
+const TEXTS = ['how do tides work?', 'Zürich 東京 🙂'];
+const WARNING = 'x-teiplex-warning';
+
+before(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'teiplex-input-types-'));
+  const e5 = await testModel({ kind: 'embedding', prompts: { query: 'query: ', passage: 'passage: ' } });
+  const bare = await testModel({ kind: 'embedding' });
+  const file = await writeConfig(
+    dir,
+    '',
+    instanceToml('e5', e5, 'extra_args = ["--http-port", "0"]') +
+      instanceToml('nomic', bare, 'prompts = { search_query = "search_query: ", search_document = "search_document: " }') +
+      instanceToml('plain', bare),
+  );
+  m = await startManager(file);
+  for (const name of ['e5', 'nomic', 'plain']) await m.waitFor(name, (i) => i.status === 'running', 120_000);
+  api = client(m.apiPort);
+  router = client(await childHttpPort(m, 'e5'));
+});
+
+after(async () => {
+  if (m) assert.equal(await m.stop(), 0, 'the manager stops cleanly');
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function embed(model: string, inputs: string[], extra: Record<string, unknown> = {}): Promise<{ rows: number[][]; warning: string | null }> {
+  const r = await api.post('/embed', { model, inputs, ...extra });
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  return { rows: r.body, warning: r.headers.get(WARNING) };
+}
+
+/** The model's answer for the texts with the prompt written in by hand: the reference. */
+const prefixed = async (model: string, prefix: string) => (await embed(model, TEXTS.map((t) => prefix + t), { prompt_name: null })).rows;
+
+describe('input_type picks the model prompt on every route', () => {
+  test("a model's own prompts (config_sentence_transformers.json): by name, the same vectors as the prompt typed in", async () => {
+    const plainRows = (await embed('e5', TEXTS, { prompt_name: 'query' })).rows;
+    for (const [type, prefix] of [
+      ['query', 'query: '],
+      ['search_query', 'query: '],
+      ['document', 'passage: '],
+      ['search_document', 'passage: '],
+    ] as const) {
+      const want = await prefixed('e5', prefix);
+      const got = await embed('e5', TEXTS, { input_type: type });
+      assert.deepEqual(got.rows, want, `/embed ${type}`);
+      assert.equal(got.warning, null, 'a typed request gets no warning');
+      const direct = await router.post('/embed', { inputs: TEXTS, input_type: type });
+      assert.deepEqual(direct.body, want, `router /embed ${type}`);
+      const openai = await api.post('/v1/embeddings', { model: 'e5', input: TEXTS, input_type: type });
+      assert.deepEqual(openai.body.data.map((d: { embedding: number[] }) => d.embedding), want, `/v1/embeddings ${type}`);
+    }
+    assert.deepEqual(plainRows, await prefixed('e5', 'query: '), 'prompt_name keeps its meaning');
+    // a type the model has no prompt for: the text as it is
+    assert.deepEqual((await embed('e5', TEXTS, { input_type: 'clustering' })).rows, await prefixed('e5', ''));
+  });
+
+  test("the spec's prompts: prepended by the manager, on /embed, /v1/embeddings, /v2/embed and /v1/encode", async () => {
+    const q = await prefixed('nomic', 'search_query: ');
+    const d = await prefixed('nomic', 'search_document: ');
+    assert.notDeepEqual(q, d);
+    assert.deepEqual((await embed('nomic', TEXTS, { input_type: 'query' })).rows, q);
+    assert.deepEqual((await embed('nomic', TEXTS, { input_type: 'document' })).rows, d);
+    const openai = await api.post('/v1/embeddings', { model: 'nomic', input: TEXTS, input_type: 'search_document' });
+    assert.deepEqual(openai.body.data.map((x: { embedding: number[] }) => x.embedding), d);
+    const cohere = await api.post('/v2/embed', { model: 'nomic', texts: TEXTS, input_type: 'search_query', embedding_types: ['float'] });
+    assert.equal(cohere.status, 200, JSON.stringify(cohere.body));
+    assert.deepEqual(cohere.body.embeddings.float, q);
+    assert.deepEqual(cohere.body.texts, TEXTS, "Cohere's answer echoes the texts as sent, not prompted");
+    const encode = await api.post('/v1/encode/nomic', { items: TEXTS.map((text) => ({ text })), input_type: 'query' });
+    assert.deepEqual(encode.body.items.map((x: { dense: { values: number[] } }) => x.dense.values), q);
+  });
+});
+
+describe('a request without a type to an asymmetric model is never silent', () => {
+  test('the warning header names the prompts, and teiplex_input_type_missing_total counts it per instance', async () => {
+    const count = async (instance: string) => {
+      const text = (await m.api('GET', '/metrics')).body as string;
+      const hit = new RegExp(`^teiplex_input_type_missing_total\\{instance="${instance}"\\} (\\d+)`, 'm').exec(text);
+      return hit ? Number(hit[1]) : 0;
+    };
+    const before = await count('e5');
+    const untyped = await embed('e5', TEXTS);
+    assert.match(untyped.warning ?? '', /^no input_type: model "e5" has different prompts for queries \("query: "\) and documents \("passage: "\); set input_type$/);
+    const openai = await api.post('/v1/embeddings', { model: 'e5', input: TEXTS });
+    assert.match(openai.headers.get(WARNING) ?? '', /different prompts/);
+    assert.equal(await count('e5'), before + 2);
+    const direct = await router.post('/embed', { inputs: TEXTS });
+    assert.match(direct.headers.get(WARNING) ?? '', /different prompts/, 'the router warns for itself');
+    assert.match((await embed('nomic', TEXTS)).warning ?? '', /"search_query: "/);
+    // named prompt, a symmetric model: no warning, nothing counted
+    assert.equal((await embed('e5', TEXTS, { prompt_name: 'passage' })).warning, null);
+    assert.equal((await embed('plain', TEXTS)).warning, null);
+    assert.equal((await embed('plain', TEXTS, { input_type: 'query' })).warning, null);
+    assert.deepEqual((await embed('plain', TEXTS, { input_type: 'query' })).rows, (await embed('plain', TEXTS)).rows, 'no prompts: the type changes nothing');
+    assert.equal(await count('e5'), before + 2);
+    assert.equal(await count('plain'), 0);
+  });
+
+  test('refusals: input_type with prompt_name, an unknown type, token ids that a spec prompt cannot prefix', async () => {
+    const both = await api.post('/embed', { model: 'e5', inputs: TEXTS, input_type: 'query', prompt_name: 'query' });
+    assertTeiError(both, 422, 'validation');
+    assert.match(both.body.error, /give `input_type` or `prompt_name`, not both/);
+    const unknown = await api.post('/v1/embeddings', { model: 'e5', input: TEXTS, input_type: 'questions' });
+    assertErrorCode(unknown, 422, 'VALIDATION');
+    assert.match(unknown.body.error.message, /`input_type` must be "query", "document"/);
+    const ids = await api.post('/embed', { model: 'nomic', inputs: [[101, 2054, 102]], input_type: 'query' });
+    assertTeiError(ids, 422, 'validation');
+    assert.match(ids.body.error, /cannot prefix token-id inputs/);
+  });
+});
