@@ -4,7 +4,8 @@
  * exposition has (a histogram's `_bucket`, `_sum`, `_count` series, a summary's `_sum`, `_count`),
  * every label matcher names a label that metric carries (or one the scrape adds: `targetLabels`),
  * and every grouping label (`by`, `without`, `on`, `ignoring`, `group_left(...)`) is a label of a
- * metric selected in that aggregation or binary operation.
+ * metric selected in that aggregation or binary operation. A metric the scrape has no sample of
+ * fails too: its labels cannot be known, so the test must drive it (or the query leave it out).
  *
  * Also collects the expressions of a Grafana dashboard (every panel target, every query variable,
  * Grafana's `label_values(selector, label)` checked as the selector plus its label) and of a
@@ -173,10 +174,14 @@ export function checkQuery(q: Query, series: Map<string, Family>, targetLabels: 
       problems.push(`${q.where}: metric ${name} is not exported`);
       continue;
     }
+    if (!s.sampled) {
+      problems.push(`${q.where}: metric ${name} had no sample in the scrape, so its labels cannot be checked (drive it, or leave it out)`);
+      continue;
+    }
     const wanted = q.extraLabel === undefined ? labels : [...labels, q.extraLabel];
     for (const label of wanted) {
       if (targetLabels.has(label) || s.labels.has(label)) continue;
-      problems.push(s.sampled ? `${q.where}: metric ${name} has no label ${label} (it has ${[...s.labels].sort().join(', ') || 'none'})` : `${q.where}: metric ${name} had no sample in the scrape, so its label ${label} cannot be checked`);
+      problems.push(`${q.where}: metric ${name} has no label ${label} (it has ${[...s.labels].sort().join(', ') || 'none'})`);
     }
   }
   for (const g of descendants(top, 'GroupingLabels')) {
