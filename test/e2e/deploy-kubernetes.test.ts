@@ -121,6 +121,8 @@ async function crossReferenceProblems(objs: readonly K8sObject[]): Promise<strin
   }
   if (portNames.get('api') !== config.api_port) out.push(`container port api ${portNames.get('api')}, the config's api_port ${config.api_port}`);
   if (portNames.get('grpc') !== config.grpc_port) out.push(`container port grpc ${portNames.get('grpc')}, the config's grpc_port ${config.grpc_port}`);
+  const grace = spec.terminationGracePeriodSeconds ?? 30;
+  if (!(grace > 2 * config.graceful_shutdown_timeout_secs)) out.push(`terminationGracePeriodSeconds ${grace} is not above 2 x graceful_shutdown_timeout_secs (${config.graceful_shutdown_timeout_secs}): the manager's shutdown would be cut`);
   if (config.listen_host === '127.0.0.1' || config.listen_host === 'localhost') out.push(`the config listens on ${config.listen_host}: the Service cannot reach it`);
   const writable = (p: string) =>
     manager.volumeMounts.some((v: any) => v.readOnly !== true && (p === v.mountPath || p.startsWith(`${v.mountPath}/`)) && spec.volumes.some((vol: any) => vol.name === v.name && (vol.hostPath || vol.persistentVolumeClaim)));
@@ -233,9 +235,16 @@ describe('deploy/kubernetes', () => {
     assert.deepEqual(
       await doctor((o) => {
         const cm = one(o, 'ConfigMap');
-        cm.data['teiplex.toml'] = cm.data['teiplex.toml'].replace('grpc_port = 9001', 'grpc_port = 9002').replace('state_file = "/data/state.toml"', 'state_file = "/tmp/state.toml"');
+        cm.data['teiplex.toml'] = cm.data['teiplex.toml']
+          .replace('grpc_port = 9001', 'grpc_port = 9002')
+          .replace('state_file = "/data/state.toml"', 'state_file = "/tmp/state.toml"')
+          .replace('graceful_shutdown_timeout_secs = 30', 'graceful_shutdown_timeout_secs = 40');
       }),
-      ["container port grpc 9001, the config's grpc_port 9002", 'state_file /tmp/state.toml is not on a writable hostPath or PVC mount (lost with the pod)'],
+      [
+        "container port grpc 9001, the config's grpc_port 9002",
+        "terminationGracePeriodSeconds 75 is not above 2 x graceful_shutdown_timeout_secs (40): the manager's shutdown would be cut",
+        'state_file /tmp/state.toml is not on a writable hostPath or PVC mount (lost with the pod)',
+      ],
     );
     assert.deepEqual(
       await doctor((o) => {
