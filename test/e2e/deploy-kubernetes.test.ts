@@ -121,6 +121,7 @@ async function crossReferenceProblems(objs: readonly K8sObject[]): Promise<strin
   }
   if (portNames.get('api') !== config.api_port) out.push(`container port api ${portNames.get('api')}, the config's api_port ${config.api_port}`);
   if (portNames.get('grpc') !== config.grpc_port) out.push(`container port grpc ${portNames.get('grpc')}, the config's grpc_port ${config.grpc_port}`);
+  if (config.auto_restore) out.push("the config restores the node's state file (auto_restore): a rolled pod would ignore a changed ConfigMap");
   const grace = spec.terminationGracePeriodSeconds ?? 30;
   if (!(grace > 2 * config.graceful_shutdown_timeout_secs)) out.push(`terminationGracePeriodSeconds ${grace} is not above 2 x graceful_shutdown_timeout_secs (${config.graceful_shutdown_timeout_secs}): the manager's shutdown would be cut`);
   if (config.listen_host === '127.0.0.1' || config.listen_host === 'localhost') out.push(`the config listens on ${config.listen_host}: the Service cannot reach it`);
@@ -238,10 +239,12 @@ describe('deploy/kubernetes', () => {
         cm.data['teiplex.toml'] = cm.data['teiplex.toml']
           .replace('grpc_port = 9001', 'grpc_port = 9002')
           .replace('state_file = "/data/state.toml"', 'state_file = "/tmp/state.toml"')
-          .replace('graceful_shutdown_timeout_secs = 30', 'graceful_shutdown_timeout_secs = 40');
+          .replace('graceful_shutdown_timeout_secs = 30', 'graceful_shutdown_timeout_secs = 40')
+          .replace(/^auto_restore = false/m, 'auto_restore = true');
       }),
       [
         "container port grpc 9001, the config's grpc_port 9002",
+        "the config restores the node's state file (auto_restore): a rolled pod would ignore a changed ConfigMap",
         "terminationGracePeriodSeconds 75 is not above 2 x graceful_shutdown_timeout_secs (40): the manager's shutdown would be cut",
         'state_file /tmp/state.toml is not on a writable hostPath or PVC mount (lost with the pod)',
       ],
