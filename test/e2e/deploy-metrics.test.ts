@@ -24,6 +24,7 @@ import { loopbackConfig, startManager, type ManagerProcess } from '../helpers/ma
 import { testModel } from '../helpers/models.js';
 import { type AnyClient, mux, unary } from '../helpers/mux-client.js';
 import { checkQueries, checkQuery, dashboardQueries, type Family, ruleQueries, selectableSeries } from '../helpers/promql-check.js';
+import { typedLiteralProblems } from '../helpers/typed-literal.js';
 import { until } from '../helpers/wait.js';
 
 const run = promisify(execFile);
@@ -31,6 +32,8 @@ const DASHBOARD = projectPath('deploy', 'grafana', 'teiplex.json');
 const RULES = projectPath('deploy', 'prometheus', 'rules.yml');
 const RULE_TESTS = projectPath('deploy', 'prometheus', 'rules.test.yml');
 const SERVICE_MONITOR = projectPath('deploy', 'kubernetes', 'servicemonitor.yaml');
+/** Grafana's dashboard JSON model, as @grafana/schema types it. */
+const DASHBOARD_TYPE = { module: '@grafana/schema/dist/esm/raw/dashboard/x/Dashboard_types.gen', type: 'Dashboard' };
 
 /** The labels Prometheus Operator puts on every series of a ServiceMonitor's targets. */
 const OPERATOR_TARGET_LABELS = ['job', 'instance', 'namespace', 'service', 'pod', 'container', 'endpoint'];
@@ -147,6 +150,20 @@ describe('dashboard and alert rules against a live /metrics', () => {
       'teiplex_child_resident_memory_bytes',
     ])
       assert.ok(all.includes(name), `the dashboard shows ${name}`);
+  });
+
+  test("the dashboard is a Grafana dashboard model (@grafana/schema's type); a misspelled field is refused", async () => {
+    const dashboard = JSON.parse(await readFile(DASHBOARD, 'utf8'));
+    assert.deepEqual(await typedLiteralProblems([{ label: 'teiplex.json', ...DASHBOARD_TYPE, value: dashboard }]), []);
+    const doctored = structuredClone(dashboard);
+    doctored.panels[1].gridPoz = doctored.panels[1].gridPos;
+    doctored.panels[2].fieldConfig.defaults.unitt = 's';
+    doctored.refresh = 30;
+    assert.deepEqual(await typedLiteralProblems([{ label: 'doctored', ...DASHBOARD_TYPE, value: doctored }]), [
+      "doctored: Type 'number' is not assignable to type 'string'.",
+      `doctored: Object literal may only specify known properties, and '"gridPoz"' does not exist in type 'Panel'.`,
+      `doctored: Object literal may only specify known properties, and '"unitt"' does not exist in type 'FieldConfig'.`,
+    ]);
   });
 
   test('the rules: every expression parses and names exported metrics and labels', async () => {

@@ -7,10 +7,7 @@
  *   type with the TypeScript compiler: the schemas accept fields they do not know, the API
  *   server (strict field validation) does not; an excess property check names them.
  */
-import { mkdir, rm, writeFile } from 'node:fs/promises';
-import path from 'node:path';
-import ts from 'typescript';
-import { projectPath } from '../../src/common/paths.js';
+import { typedLiteralProblems } from './typed-literal.js';
 
 export interface K8sObject {
   apiVersion: string;
@@ -48,43 +45,13 @@ export async function schemaProblems(o: K8sObject): Promise<string[]> {
 
 /**
  * Fields the kinds' interfaces do not have, and values of the wrong type, found by the TypeScript
- * compiler on the objects written as typed literals (one file, one compile).
+ * compiler on the objects written as typed literals (test/helpers/typed-literal.ts).
  */
-export async function typeProblems(objects: readonly K8sObject[]): Promise<string[]> {
-  const dir = projectPath('.tmp', `k8s-types-${process.pid}`);
-  await mkdir(dir, { recursive: true });
-  const file = path.join(dir, 'objects.ts');
-  const lines: string[] = [];
-  objects.forEach((o, i) => {
-    const { module, iface } = modelModule(o);
-    lines.push(`import type { ${iface} as T${i} } from ${JSON.stringify(module)};`);
-  });
-  objects.forEach((o, i) => {
-    lines.push(`// ${o.kind}/${o.metadata?.name}`, `export const o${i}: T${i} = ${JSON.stringify(o, null, 1)};`);
-  });
-  await writeFile(file, lines.join('\n'));
-  try {
-    const program = ts.createProgram([file], {
-      strict: true,
-      noEmit: true,
-      skipLibCheck: true,
-      module: ts.ModuleKind.NodeNext,
-      moduleResolution: ts.ModuleResolutionKind.NodeNext,
-      target: ts.ScriptTarget.ES2022,
-      types: [],
-    });
-    const sf = program.getSourceFile(file)!;
-    const text = sf.getFullText();
-    return ts.getPreEmitDiagnostics(program, sf).map((d) => {
-      const at = d.start ?? 0;
-      // The object the diagnostic is in: the nearest `// Kind/name` line above it.
-      const before = text.slice(0, at);
-      const owner = /\n\/\/ (\S+)/.exec(before.slice(before.lastIndexOf('\n// ')))?.[1] ?? '?';
-      // An inline type is spelled out in full: name the field, not the type.
-      const message = ts.flattenDiagnosticMessageText(d.messageText, ' ').replace(/( does not exist in type) '.{80,}'\.$/, '$1 (its parent)');
-      return `${owner}: ${message}`;
-    });
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+export function typeProblems(objects: readonly K8sObject[]): Promise<string[]> {
+  return typedLiteralProblems(
+    objects.map((o) => {
+      const { module, iface } = modelModule(o);
+      return { label: `${o.kind}/${o.metadata?.name}`, module, type: iface, value: o };
+    }),
+  );
 }
