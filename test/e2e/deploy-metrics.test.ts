@@ -2,7 +2,8 @@
  * The dashboard (deploy/grafana/teiplex.json) and the alert rules (deploy/prometheus/rules.yml)
  * against a live manager's /metrics: a real manager with a real router child (an instance) and a
  * catalog model, driven through the HTTP data plane and the gRPC multiplexer, a cold start, an
- * unload, a child killed (crash) and one stopped until its health checks fail (unhealthy); then
+ * unload, a child killed with a call in flight (a crash and a failover decision) and one stopped
+ * until its health checks fail (unhealthy); then
  * every PromQL expression must parse and name only metrics and labels the scrape exports (plus
  * the labels the ServiceMonitor's scrape adds). The checker is shown failing on doctored copies
  * (a renamed metric, an unknown label, an unknown grouping label, a histogram suffix on a gauge,
@@ -94,8 +95,15 @@ before(async () => {
   const before = (await m.api('GET', '/metrics')).body as string;
   cpuBeforeCrash = metricValue(before, 'teiplex_child_cpu_seconds_total', { instance: 'embedder' }) ?? Number.NaN;
 
-  // A crash: the child killed; the manager restarts it.
+  // A crash with a call in flight: the child stopped (SIGSTOP), a call naming its model_id sent
+  // to it, then the child killed. The call fails over (no other replica: counted, and its error
+  // goes back), and the manager restarts the child.
+  process.kill(first.pid, 'SIGSTOP');
+  const caught = http.post('/v1/embeddings', { model: embedder, input: 'caught in a crash' });
+  await until('the call in flight on the stopped child', async () => (metricValue((await m.api('GET', '/metrics')).body as string, 'teiplex_inflight_requests', { instance: 'embedder' }) ?? 0) >= 1, { timeoutMs: 30_000, everyMs: 20 });
   process.kill(first.pid, 'SIGKILL');
+  const lost = await caught;
+  assertErrorCode(lost, 503, 'INSTANCE_UNAVAILABLE', 'the call the crash caught');
   const second = await m.waitFor('embedder', (i) => i.status === 'running' && i.pid !== first.pid, 120_000);
   // Health checks failing: the child stopped (SIGSTOP) until the manager restarts it as unhealthy.
   process.kill(second.pid, 'SIGSTOP');
@@ -108,7 +116,8 @@ before(async () => {
       const text = (await m.api('GET', '/metrics')).body as string;
       const ready =
         metricValue(text, 'teiplex_instance_restarts_total', { instance: 'embedder', reason: 'unhealthy' }) !== undefined &&
-        metricValue(text, 'teiplex_child_resident_memory_bytes', { instance: 'embedder' }) !== undefined;
+        metricValue(text, 'teiplex_child_resident_memory_bytes', { instance: 'embedder' }) !== undefined &&
+        metricValue(text, 'teiplex_failover_retries_total', { model_id: embedder, outcome: 'no_other_replica' }) !== undefined;
       return ready && text;
     },
     { timeoutMs: 30_000, everyMs: 200 },
