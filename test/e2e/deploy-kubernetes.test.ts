@@ -233,6 +233,14 @@ describe('deploy/kubernetes', () => {
     });
     assert.equal(cmBroken.length, 1, cmBroken.join('\n'));
     assert.match(cmBroken[0], /^ConfigMap\/teiplex-config-\w+: the manager refuses teiplex\.toml: .*api_prot/);
+    // The listener on the pod's address with an admin API that needs no credential and no opt-in:
+    // the manager would exit 2 at boot.
+    const open = await doctor((o) => {
+      const cm = one(o, 'ConfigMap');
+      cm.data['teiplex.toml'] = cm.data['teiplex.toml'].replace('allow_remote_admin_without_auth = true', '');
+    });
+    assert.equal(open.length, 1, open.join('\n'));
+    assert.match(open[0], /^ConfigMap\/teiplex-config-\w+: the manager refuses teiplex\.toml: .*allow_remote_admin_without_auth/);
     assert.deepEqual(
       await doctor((o) => {
         const cm = one(o, 'ConfigMap');
