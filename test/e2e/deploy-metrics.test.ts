@@ -20,6 +20,7 @@ import { promisify } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import { projectPath } from '../../src/common/paths.js';
 import { assertErrorCode, client } from '../helpers/data-plane.js';
+import { drift, readDoc, section, tableRows } from '../helpers/docs-contract.js';
 import { metricValue } from '../helpers/fake-child.js';
 import { loopbackConfig, startManager, type ManagerProcess } from '../helpers/manager-process.js';
 import { testModel } from '../helpers/models.js';
@@ -189,6 +190,23 @@ describe('dashboard and alert rules against a live /metrics', () => {
     const queries = ruleQueries(await readFile(RULES, 'utf8'));
     assert.ok(queries.length >= 10, `${queries.length} rules`);
     assert.deepEqual(checkQueries(queries, series, targets), []);
+  });
+
+  test("docs/deploy.md's alert table is the rules file: names, `for`, severities", async () => {
+    const rows = (rulesText: string, doc: string) => {
+      const rules = parseYaml(rulesText).groups.flatMap((g: any) => g.rules.map((r: any) => `${r.alert} for ${r.for} ${r.labels.severity}`));
+      const documented = tableRows(section(doc, 'alerts'))
+        .filter((r) => r.length === 4 && r[0].startsWith('`'))
+        .map((r) => `${r[0].replace(/`/g, '')} for ${r[2]} ${r[3]}`);
+      return drift(rules, documented, 'docs/deploy.md');
+    };
+    const rulesText = await readFile(RULES, 'utf8');
+    const doc = readDoc('docs/deploy.md');
+    assert.deepEqual(rows(rulesText, doc), []);
+    assert.deepEqual(rows(rulesText.replace('for: 15m\n        labels:\n          severity: warning\n        annotations:\n          summary: "memory budget', 'for: 5m\n        labels:\n          severity: warning\n        annotations:\n          summary: "memory budget'), doc), [
+      'TeiplexMemoryBudgetPressure for 15m warning: in docs/deploy.md, not in the code',
+      'TeiplexMemoryBudgetPressure for 5m warning: in the code, not in docs/deploy.md',
+    ]);
   });
 
   test('the checker fails on a doctored dashboard and rules: a renamed metric, unknown labels, a wrong suffix, bad syntax', async () => {
