@@ -7,7 +7,8 @@
  * exist, the ConfigMap's key is mounted where the manager's --config points, the config loads
  * through the manager's own loader and its ports, state and cache paths match the pod's ports and
  * writable mounts, the security context keeps the manager non-root on a read-only root. Each
- * check is shown failing on a doctored copy.
+ * check is shown failing on a doctored copy. The config file also boots a real manager (ports,
+ * address and /data moved by environment) that answers the probes' and the scrape's paths.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -20,6 +21,7 @@ import { parseAllDocuments } from 'yaml';
 import { loadConfig } from '../../src/config/config.js';
 import { projectPath } from '../../src/common/paths.js';
 import { type K8sObject, schemaProblems, typeProblems } from '../helpers/k8s-validate.js';
+import { startManager } from '../helpers/manager-process.js';
 
 const run = promisify(execFile);
 const BASE = projectPath('deploy', 'kubernetes');
@@ -266,6 +268,35 @@ describe('deploy/kubernetes', () => {
       }),
       ['DaemonSet: no nvidia.com/gpu limit', "DaemonSet: the pod does not run as the image's non-root user 10001", 'DaemonSet: the manager container has a writable root filesystem'],
     );
+  });
+
+  test("the ConfigMap's teiplex.toml boots a real manager that answers the probes' and the ServiceMonitor's paths", async () => {
+    const cm = one(objects, 'ConfigMap');
+    const file = path.join(dir, 'teiplex.toml');
+    await writeFile(file, cm.data['teiplex.toml']);
+    // The file as it is; the environment moves what a test machine cannot have: the pod's ports
+    // and address (loopback, ephemeral ports), /data, and the standby child (none needed here).
+    const m = await startManager(file, {
+      TEIPLEX_API_PORT: '0',
+      TEIPLEX_GRPC_PORT: '0',
+      TEIPLEX_LISTEN_HOST: '127.0.0.1',
+      TEIPLEX_STATE_FILE: path.join(dir, 'data', 'state.toml'),
+      TEIPLEX_LOG_DIR: path.join(dir, 'data', 'logs'),
+      TEIPLEX_STANDBY_CHILDREN: '0',
+    });
+    try {
+      const manager = one(objects, 'DaemonSet').spec.template.spec.containers[0];
+      for (const probe of ['livenessProbe', 'readinessProbe', 'startupProbe']) {
+        const r = await m.api('GET', manager[probe].httpGet.path);
+        assert.equal(r.status, 200, `${probe}: ${JSON.stringify(r.body)}`);
+      }
+      const sm = one(objects, 'ServiceMonitor');
+      const scrape = await m.api('GET', sm.spec.endpoints[0].path);
+      assert.equal(scrape.status, 200);
+      assert.match(String(scrape.body), /^# TYPE teiplex_instances gauge$/m);
+    } finally {
+      await m.stop();
+    }
   });
 
   test("the Dockerfile's user is the pod's, and its gpu target is the image placeholder", async () => {
