@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The Debian packages the tests run (`npm test` calls this first): Chromium for the status page's
-# browser test, promtool (prometheus) for the alert rules, kubectl for the Kubernetes manifests,
+# browser test, promtool (prometheus) for the alert rules, kubectl (kubernetes-client) for the Kubernetes manifests,
 # openssl for the mTLS certificates. Installs what is missing with apt-get when run as root;
 # otherwise names the missing packages and fails (a test never skips itself for a missing tool).
 set -euo pipefail
@@ -9,7 +9,10 @@ set -euo pipefail
 declare -A NEEDED=(
   [chromium]=chromium
   [promtool]=prometheus
-  [kubectl]=kubectl
+  # Debian's kubectl is in kubernetes-client (bookworm: 1.20, its kustomize renders
+  # deploy/kubernetes; test/e2e/deploy-kubernetes.test.ts). A kubectl already on PATH (another
+  # vendor's package, a newer release) is used as it is.
+  [kubectl]=kubernetes-client
   [openssl]=openssl
 )
 

@@ -13,6 +13,7 @@ import type { Catalog, CatalogEvents } from '../catalog/catalog.js';
 import type { InstanceHooks } from '../supervisor/instance.js';
 import { canServe, INSTANCE_STATES } from '../supervisor/instance-state.js';
 import type { Supervisor } from '../supervisor/supervisor.js';
+import { type ChildSample, CpuTotals, sampleChildren } from './child-resources.js';
 
 /**
  * The event-loop delay sampling interval: each tick wakes the event loop, so a finer one (10 ms
@@ -169,6 +170,41 @@ export class ManagerMetrics {
         this.reset();
         const s = supervisor();
         for (const i of s?.list() ?? []) this.set({ instance: i.name }, s?.outliers?.of(i).ejected === true ? 1 : 0);
+      },
+    });
+    // Child CPU and memory from /proc: one read per scrape, shared by the two metrics (the
+    // registry collects them concurrently).
+    const totals = new CpuTotals();
+    let pending: Promise<ChildSample[]> | undefined;
+    const sample = (): Promise<ChildSample[]> => {
+      if (pending === undefined) {
+        const instances = (supervisor()?.list() ?? []).map((i) => ({ name: i.name, pid: i.pid }));
+        pending = sampleChildren(instances, totals).finally(() => {
+          pending = undefined;
+        });
+      }
+      return pending;
+    };
+    new Counter({
+      name: 'teiplex_child_cpu_seconds_total',
+      help: "CPU seconds (user + system) of each instance's children (the child and the processes it spawned) since the manager started, from /proc",
+      labelNames: ['instance'],
+      registers,
+      async collect() {
+        const samples = await sample();
+        this.reset();
+        for (const s of samples) this.inc({ instance: s.instance }, s.cpuSeconds);
+      },
+    });
+    new Gauge({
+      name: 'teiplex_child_resident_memory_bytes',
+      help: "Resident memory of each instance's running child (the child and the processes it spawned), from /proc",
+      labelNames: ['instance'],
+      registers,
+      async collect() {
+        const samples = await sample();
+        this.reset();
+        for (const s of samples) if (s.rssBytes !== undefined) this.set({ instance: s.instance }, s.rssBytes);
       },
     });
     this.processErrors = new Counter({ name: 'teiplex_process_errors_total', help: 'Errors no handler caught, logged and survived (unhandled_rejection, io_error)', labelNames: ['kind'], registers });
