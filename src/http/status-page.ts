@@ -13,8 +13,9 @@
  *   cap, per-client buffer, keep-alive). An unknown `logs` instance is refused (404) before the
  *   stream opens.
  *
- * On close (the manager's shutdown) every stream is ended first (`preClose`), so no stream holds
- * the listener open.
+ * On shutdown `teiplex serve` ends every stream first (`EventStreams.closeAll`, before the front
+ * ends drain): a clean end of each stream, new ones refused, so no stream holds the listener open;
+ * `preClose` does the same for an app closed otherwise.
  */
 import { readFile } from 'node:fs/promises';
 import { Type, type Static } from '@sinclair/typebox';
@@ -25,13 +26,14 @@ import { projectPath } from '../common/paths.js';
 import { INSTANCE_NAME_PATTERN } from '../config/instance-spec.js';
 import type { Supervisor } from '../supervisor/supervisor.js';
 import { errors } from './error-body.js';
-import { EventStreams, type EventStreamLimits } from './event-stream.js';
+import type { EventStreams } from './event-stream.js';
 import { StatusFeed } from './status-feed.js';
 
 export interface StatusPageOptions {
   supervisor: Supervisor;
   catalog?: Catalog;
-  limits: EventStreamLimits;
+  /** The streams (their limits); the caller may end them all before closing the app (shutdown). */
+  streams: EventStreams;
   /** How often shown fields are compared (status-feed.ts REFRESH_MS). */
   refreshMs?: number;
 }
@@ -72,7 +74,7 @@ const EventsQuery = Type.Object(
 );
 
 export const statusPage: FastifyPluginAsync<StatusPageOptions> = async (app, o) => {
-  const streams = new EventStreams(o.limits);
+  const streams = o.streams;
   const feed = new StatusFeed({ supervisor: o.supervisor, streams, ...(o.catalog ? { catalog: o.catalog } : {}), ...(o.refreshMs ? { refreshMs: o.refreshMs } : {}) });
   app.addHook('preClose', (done) => {
     streams.closeAll();
