@@ -12,18 +12,16 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { chromium, type Browser, type Page } from 'playwright-core';
-import { projectPath } from '../../src/common/paths.js';
+import type { Browser, Page } from 'playwright-core';
+import { launchBrowser, SCREENSHOTS } from '../helpers/browser.js';
 import { loopbackConfig, startManager, type ManagerProcess } from '../helpers/manager-process.js';
 import { testModel } from '../helpers/models.js';
 import { until } from '../helpers/wait.js';
 
-export const CHROMIUM = process.env.TEIPLEX_CHROMIUM ?? '/usr/bin/chromium';
-export const SCREENSHOTS = projectPath('reports', 'screenshots');
 /** A model directory name the page must show as text: markup with a handler that would set a flag. */
 const HOSTILE = '<img src=x onerror="window.__xss=1">';
 const ADMIN_KEY = 'status-page-admin-key';
@@ -41,7 +39,6 @@ async function adminGet(url: string): Promise<any> {
 
 before(async () => {
   dir = await mkdtemp(path.join(tmpdir(), 'teiplex-status-page-'));
-  await mkdir(SCREENSHOTS, { recursive: true });
   const model = await testModel({ kind: 'embedding' });
   const hostile = path.join(dir, HOSTILE);
   await symlink(model, hostile);
@@ -64,7 +61,7 @@ admin = true
   );
   m = await startManager(config);
   await until('instance a running', async () => (await adminGet('/instances/a')).status === 'running', { timeoutMs: 120_000, everyMs: 100, context: () => m.output().slice(-3000) });
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
+  browser = await launchBrowser();
   page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
 });
 
@@ -100,13 +97,13 @@ test('the page lists the instance, shows a kill -9 live (status, restarts) witho
   assert.equal(await page.locator('#conn').textContent(), 'live');
   assert.equal(await form.isHidden(), true);
   // The key stays in the tab's sessionStorage, and nowhere in the URL.
-  assert.equal(await page.evaluate(() => sessionStorage.getItem('teiplex.adminKey')), ADMIN_KEY);
+  assert.equal(await page.evaluate("sessionStorage.getItem('teiplex.adminKey')"), ADMIN_KEY);
   assert.doesNotMatch(page.url(), new RegExp(ADMIN_KEY));
 
   // The hostile model id is text: shown literally, no image element, the handler never ran.
   assert.ok(((await row.locator('td').nth(1).textContent()) ?? '').includes(HOSTILE));
   assert.equal(await page.locator('img').count(), 0);
-  assert.equal(await page.evaluate(() => (window as unknown as { __xss?: number }).__xss), undefined);
+  assert.equal(await page.evaluate('window.__xss'), undefined);
 
   // The log tail of instance a: the child's own ready line.
   await row.locator('button[data-log="a"]').click();
@@ -132,10 +129,10 @@ test('the page lists the instance, shows a kill -9 live (status, restarts) witho
   process.kill(before.pid, 'SIGKILL');
 
   await until('the page shows restarts 1 and a running again', async () => (await restarts.textContent()) === '1' && (await status.textContent()) === 'running', { timeoutMs: 120_000, context: () => m.output().slice(-3000) });
-  const statuses = await page.evaluate(() => (window as unknown as { __statuses: string[] }).__statuses);
+  const statuses = (await page.evaluate('window.__statuses')) as string[];
   assert.ok(statuses.some((s) => s !== 'running'), `the page showed a status other than running between: ${JSON.stringify(statuses)}`);
   assert.equal(statuses.at(-1), 'running');
-  assert.equal(await page.evaluate(() => (window as unknown as { __marker?: string }).__marker), 'same document', 'the page was not reloaded');
+  assert.equal(await page.evaluate('window.__marker'), 'same document', 'the page was not reloaded');
   assert.equal(navigations, navigationsBefore, 'no navigation happened');
   const after = await adminGet('/instances/a');
   assert.equal(after.restarts, 1);
