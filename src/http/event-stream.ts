@@ -3,9 +3,10 @@
  *
  * - `events_max_streams`: at most this many streams are open at once (all clients together); one
  *   more is refused with 503 TOO_MANY_STREAMS (Retry-After) before any byte of a stream is sent.
- * - `events_buffer_kb`: the bytes written to one client and not yet taken by its socket. A client
- *   that reads nothing (or too slowly for what happens) is disconnected once its backlog passes
- *   this: never buffered without bound. The client may reconnect and gets a fresh snapshot.
+ * - `events_buffer_kb`: the bytes written to one client and not yet taken by its connection,
+ *   judged just after the socket took what it could of a tick's writes. A client that reads
+ *   nothing (or too slowly for what happens) is disconnected once its backlog passes this: never
+ *   buffered without bound. The client may reconnect and gets a fresh snapshot.
  * - `events_keep_alive_secs`: a stream with nothing to send gets a `: keep-alive` comment this
  *   often, so proxies and the client can tell an idle stream from a dead one.
  * - `closeAll()` ends every stream at once (the manager's shutdown): a stream never holds the
@@ -34,6 +35,8 @@ export type StreamEnd = 'client closed' | 'client too slow' | 'shutdown';
 /** One client's stream. */
 export class EventStream {
   private ended = false;
+  /** A backlog check is scheduled. */
+  private checking = false;
   private timer: NodeJS.Timeout;
   private readonly onEnd = new Set<(why: StreamEnd) => void>();
 
@@ -65,7 +68,7 @@ export class EventStream {
     else this.onEnd.add(f);
   }
 
-  /** Send one event; false once the stream has ended (or this event ended it). */
+  /** Send one event; false once the stream has ended. */
   send(event: string, data: unknown): boolean {
     return this.sendJson(event, JSON.stringify(data));
   }
@@ -78,10 +81,15 @@ export class EventStream {
   private write(text: string): boolean {
     if (this.ended) return false;
     this.res.write(text);
-    // writableLength: what the socket has not taken yet. Past the bound: the client is dropped.
-    if (this.res.writableLength > this.limits.bufferBytes) {
-      this.end('client too slow');
-      return false;
+    // writableLength: what the connection has not taken yet. Writes of one tick are corked and
+    // handed to the socket together after it, so the backlog is judged once the socket has taken
+    // what it could (setImmediate): past the bound then, the client is dropped.
+    if (!this.checking && this.res.writableLength > this.limits.bufferBytes) {
+      this.checking = true;
+      setImmediate(() => {
+        this.checking = false;
+        if (this.res.writableLength > this.limits.bufferBytes) this.end('client too slow');
+      });
     }
     return true;
   }
