@@ -26,8 +26,9 @@ before(async () => {
     try {
       streams.start(res).send('hello', { n: -1 });
     } catch (err) {
-      refusals.push((err as TeiplexError).code);
-      res.writeHead(503).end();
+      const code = (err as TeiplexError).code;
+      refusals.push(code);
+      res.writeHead(503, { 'content-type': 'application/json' }).end(JSON.stringify({ code }));
     }
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -81,12 +82,13 @@ test('the cap, then closeAll: every stream ended cleanly and new ones refused', 
   await until('three streams counted', () => streams.count === 3);
   const over = await openEventStream(port, '/events');
   assert.equal(over.status, 503);
-  assert.equal(refusals.at(-1), 'TOO_MANY_STREAMS');
+  assert.equal(over.body.code, 'TOO_MANY_STREAMS');
   streams.closeAll();
   assert.equal(streams.count, 0);
   await until('every client saw its stream end', () => open.every((c) => c.ended !== undefined));
   assert.deepEqual(open.map((c) => c.ended), ['end', 'end', 'end']);
   const late = await openEventStream(port, '/events');
   assert.equal(late.status, 503);
-  assert.equal(refusals.at(-1), 'UNHEALTHY');
+  assert.equal(late.body.code, 'UNHEALTHY');
+  assert.deepEqual(refusals, ['TOO_MANY_STREAMS', 'UNHEALTHY']);
 });
