@@ -1,8 +1,9 @@
 /**
  * The live status page (docs/status-page.md) on the manager's API listener:
  *
- * - `GET /ui`: the page (ui/index.html), and `GET /ui/{file}` its script (ui/app.ts, compiled by
- *   `npm run build` into dist/ui/app.js) and style (ui/style.css). The shell holds no server data:
+ * - `GET /ui`: the page (ui/index.html), and `GET /ui/{file}` its script (ui/app.ts) and style
+ *   (ui/style.css), all three from dist/ui/ where `npm run build` compiles and copies them (the
+ *   container image holds dist/, not ui/). The shell holds no server data:
  *   everything the page shows is read from `/events` with the admin key the user types in (kept in
  *   the tab's sessionStorage, sent as `Authorization: Bearer`, never in a URL), so the shell needs
  *   no key (http-auth.ts: kind `ui`; mTLS and the allow-list apply as to every route). Served with
@@ -41,9 +42,9 @@ export interface StatusPageOptions {
 /** The page's files: URL name -> [path in the package, content type]. */
 const FILES: Record<string, [string[], string]> = {
   'app.js': [['dist', 'ui', 'app.js'], 'text/javascript; charset=utf-8'],
-  'style.css': [['ui', 'style.css'], 'text/css; charset=utf-8'],
+  'style.css': [['dist', 'ui', 'style.css'], 'text/css; charset=utf-8'],
 };
-const PAGE: [string[], string] = [['ui', 'index.html'], 'text/html; charset=utf-8'];
+const PAGE: [string[], string] = [['dist', 'ui', 'index.html'], 'text/html; charset=utf-8'];
 
 /** Only this origin's script, style and fetches; nothing inline, no plugins, no framing, no forms elsewhere. */
 export const STATUS_PAGE_CSP = [

@@ -12,7 +12,7 @@ import { connect, type Socket } from 'node:net';
 import { after, before, test } from 'node:test';
 import type { TeiplexError } from '../../src/common/errors.js';
 import { EventStreams } from '../../src/http/event-stream.js';
-import { openEventStream } from '../helpers/event-stream-client.js';
+import { openEventStream, type EventStreamClient } from '../helpers/event-stream-client.js';
 import { until } from '../helpers/wait.js';
 
 const BUFFER = 64 * 1024;
@@ -76,7 +76,7 @@ test('a client that reads nothing is disconnected past events_buffer_kb; a readi
 });
 
 test('the cap, then closeAll: every stream ended cleanly and new ones refused', { timeout: 60_000 }, async () => {
-  const open = [];
+  const open: EventStreamClient[] = [];
   for (let k = 0; k < 3; k++) open.push(await openEventStream(port, '/events'));
   assert.deepEqual(open.map((c) => c.status), [200, 200, 200]);
   await until('three streams counted', () => streams.count === 3);
