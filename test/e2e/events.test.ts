@@ -27,8 +27,9 @@ let dir: string;
 let m: ManagerProcess;
 const open: EventStreamClient[] = [];
 
-async function adminCall(method: string, url: string): Promise<{ status: number; body: any }> {
-  const res = await fetch(`http://127.0.0.1:${m.apiPort}${url}`, { method, headers: admin });
+async function adminCall(method: string, url: string, body?: unknown): Promise<{ status: number; body: any }> {
+  const headers = body === undefined ? admin : { ...admin, 'content-type': 'application/json' };
+  const res = await fetch(`http://127.0.0.1:${m.apiPort}${url}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   return { status: res.status, body: await res.json() };
 }
 
@@ -43,6 +44,7 @@ const instanceEvents = (s: EventStreamClient, name: string) => s.events.filter((
 before(async () => {
   dir = await mkdtemp(path.join(tmpdir(), 'teiplex-events-'));
   const model = await testModel({ kind: 'embedding' });
+  const reranker = await testModel({ kind: 'reranker' });
   const config = path.join(dir, 'manager.toml');
   await writeFile(
     config,
@@ -53,6 +55,10 @@ graceful_shutdown_timeout_secs = 30
 [[instances]]
 name = "a"
 model_id = ${JSON.stringify(model)}
+
+[[models]]
+name = "r"
+model_id = ${JSON.stringify(reranker)}
 
 [auth]
 open_health = true
@@ -170,6 +176,40 @@ describe('GET /events', () => {
     const missing = await fetch(`http://127.0.0.1:${m.apiPort}/ui/secret.txt`);
     assert.equal(missing.status, 404);
     assert.equal(((await missing.json()) as { code: string }).code, 'NOT_FOUND');
+  });
+
+  test('catalog and registry changes: a model load as model and change events, memory, an instance created and deleted', { timeout: 180_000 }, async () => {
+    const s = await stream();
+    assert.equal(s.status, 200);
+    await until('the snapshot', () => s.events.length > 0);
+    assert.equal(s.events[0].data.models.find((v: any) => v.name === 'r').state, 'available');
+    const load = await adminCall('POST', '/models/r/load');
+    assert.equal(load.status, 200, JSON.stringify(load.body));
+    const states = () => s.events.filter((e) => e.event === 'model' && e.data.name === 'r').map((e) => e.data.state);
+    await until('model r: loading, then loaded', () => states().includes('loading') && states().lastIndexOf('loaded') > states().indexOf('loading'), { timeoutMs: 120_000 });
+    const loaded = s.events.filter((e) => e.event === 'model' && e.data.name === 'r' && e.data.state === 'loaded').at(-1)!.data;
+    assert.equal(loaded.replicas.length, 1);
+    const changes = s.events.filter((e) => e.event === 'change' && e.data.kind === 'model' && e.data.name === 'r').map((e) => `${e.data.from}>${e.data.to}`);
+    assert.ok(changes.includes('available>loading'), changes.join(' '));
+    // The replica is an instance too, named for its model.
+    assert.ok(s.events.some((e) => e.event === 'instance' && e.data.model === 'r'));
+    // Memory per device comes from the catalog's sampler: the cpu device, its budget and use.
+    const memory = await until('a memory event with the cpu device', () => s.events.find((e) => e.event === 'memory' && e.data.devices.some((d: any) => d.device === 'cpu'))?.data, { timeoutMs: 60_000 });
+    const cpu = memory.devices.find((d: any) => d.device === 'cpu');
+    assert.equal(typeof cpu.used_mb, 'number');
+    assert.equal(typeof cpu.budget_mb, 'number');
+
+    // An instance created and deleted without a child: told by the refresh.
+    const created = await adminCall('POST', '/instances?start=false', { name: 'tmp', model_id: 'org/tmp' });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    await until('instance tmp shown', () => s.events.some((e) => e.event === 'instance' && e.data.name === 'tmp' && e.data.status === 'stopped'), { timeoutMs: 30_000 });
+    const deleted = await adminCall('DELETE', '/instances/tmp');
+    assert.equal(deleted.status, 200, JSON.stringify(deleted.body));
+    await until('instance tmp deleted', () => s.events.some((e) => e.event === 'instance_deleted' && e.data.name === 'tmp'), { timeoutMs: 30_000 });
+    const unload = await adminCall('POST', '/models/r/unload');
+    assert.equal(unload.status, 200, JSON.stringify(unload.body));
+    await until('model r: available again', () => states().at(-1) === 'available', { timeoutMs: 60_000 });
+    s.close();
   });
 
   test('the stream cap: events_max_streams open, one more 503 TOO_MANY_STREAMS, a closed one frees its slot', { timeout: 60_000 }, async () => {
