@@ -5,6 +5,14 @@
  * (not 200) is read whole and its JSON body kept.
  */
 import { request, type ClientRequest, type IncomingMessage } from 'node:http';
+import { request as tlsRequest } from 'node:https';
+
+/** HTTPS with a client certificate (mTLS listeners). */
+export interface ClientTls {
+  cert: Buffer;
+  key: Buffer;
+  ca: Buffer;
+}
 
 export interface StreamEvent {
   event: string;
@@ -25,11 +33,13 @@ export interface EventStreamClient {
   close(): void;
 }
 
-/** Opens `path` (e.g. `/events?logs=a`) with these headers; resolves once the status is known (a refusal's body read). */
-export function openEventStream(port: number, path: string, headers: Record<string, string> = {}): Promise<EventStreamClient> {
+/** Opens `path` (e.g. `/events?logs=a`) with these headers (over HTTPS with `tls`); resolves once the status is known (a refusal's body read). */
+export function openEventStream(port: number, path: string, headers: Record<string, string> = {}, tls?: ClientTls): Promise<EventStreamClient> {
   return new Promise((resolve, reject) => {
     let req: ClientRequest | undefined;
-    req = request({ host: '127.0.0.1', port, path, headers: { accept: 'text/event-stream', ...headers } }, (res) => {
+    const options = { host: '127.0.0.1', port, path, headers: { accept: 'text/event-stream', ...headers } };
+    const send = tls === undefined ? request : tlsRequest;
+    req = send(tls === undefined ? options : { ...options, ...tls }, (res) => {
       const client: EventStreamClient = {
         status: res.statusCode ?? 0,
         headers: res.headers,
