@@ -80,6 +80,7 @@ export class StatusFeed {
   constructor(private readonly o: StatusFeedOptions) {
     const onTransition = (t: { name: string; from: string; to: string; reason: string }): void => {
       this.record({ time: new Date().toISOString(), kind: 'instance', name: t.name, from: t.from, to: t.to, reason: redactText(t.reason) });
+      if (this.o.streams.count === 0) return;
       const i = this.o.supervisor.list().find((x) => x.name === t.name);
       if (i !== undefined) this.sendInstance(this.instanceView(i));
     };
@@ -89,6 +90,7 @@ export class StatusFeed {
     if (catalog !== undefined) {
       const onModel = (t: { model: string; from: string; to: string; event: string | undefined }): void => {
         this.record({ time: new Date().toISOString(), kind: 'model', name: t.model, from: t.from, to: t.to, reason: t.event ?? 'unexpected change' });
+        if (this.o.streams.count === 0) return;
         const m = catalog.list().find((x) => x.name === t.model);
         if (m !== undefined) this.sendModel(modelInfo(catalog, m));
       };

@@ -86,6 +86,8 @@ test('the page lists the instance, shows a kill -9 live (status, restarts) witho
   const form = page.locator('#key-form');
   await form.waitFor({ state: 'visible' });
   assert.match((await page.locator('#key-reason').textContent()) ?? '', /401 UNAUTHENTICATED/);
+  assert.equal(await page.locator('#instances tbody tr').count(), 0, 'nothing shown without the key');
+  await page.screenshot({ path: path.join(SCREENSHOTS, 'status-page-key-prompt.png'), fullPage: true });
   await page.locator('#key-input').fill(ADMIN_KEY);
   await page.locator('#key-form button[type=submit]').click();
 
