@@ -385,7 +385,12 @@ function connect(): void {
   setConn('connecting', 'connecting');
   fetch(url, { headers: key === null ? {} : { authorization: `Bearer ${key}` }, signal: c.signal, cache: 'no-store', credentials: 'same-origin' })
     .then(async (res) => {
-      if (res.status === 401 || res.status === 403) return askKey(`${await errorText(res)}${key === null ? '' : ' (the key was not accepted)'}`);
+      if (res.status === 401 || res.status === 403) {
+        // A refused key is not kept: the next try asks again.
+        sessionStorage.removeItem(KEY_STORE);
+        $('forget-key').hidden = true;
+        return askKey(`${await errorText(res)}${key === null ? '' : ' (the key was not accepted)'}`);
+      }
       if (res.status === 404 && logName !== null) {
         // The followed instance is gone: follow nothing.
         logName = null;

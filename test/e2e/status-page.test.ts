@@ -88,6 +88,11 @@ test('the page lists the instance, shows a kill -9 live (status, restarts) witho
   assert.match((await page.locator('#key-reason').textContent()) ?? '', /401 UNAUTHENTICATED/);
   assert.equal(await page.locator('#instances tbody tr').count(), 0, 'nothing shown without the key');
   await page.screenshot({ path: path.join(SCREENSHOTS, 'status-page-key-prompt.png'), fullPage: true });
+  // A wrong key is refused, said so, and not kept.
+  await page.locator('#key-input').fill('not-the-key');
+  await page.locator('#key-form button[type=submit]').click();
+  await until('the page says the key was refused', async () => /401 UNAUTHENTICATED.*not accepted/.test((await page.locator('#key-reason').textContent()) ?? ''), { timeoutMs: 30_000 });
+  assert.equal(await page.evaluate("sessionStorage.getItem('teiplex.adminKey')"), null);
   await page.locator('#key-input').fill(ADMIN_KEY);
   await page.locator('#key-form button[type=submit]').click();
 
