@@ -7,8 +7,12 @@
  *   By route:
  *     health (`/health`, `/health/all`), `/metrics`, the OpenAPI document (`/docs*`): open while
  *       `open_health` / `open_metrics` / `open_reflection`, else treated as data plane;
- *     admin (`/instances*`, `/gpus`): allow-listed certificate, and with `admin_requires_key` a
- *       key with `admin = true` (another valid key: 403);
+ *     admin (`/instances*`, `/models*`, `/gpus`, `/memory`, `/config/reload`, the status page's
+ *       `/events`): allow-listed certificate, and with `admin_requires_key` a key with
+ *       `admin = true` (another valid key: 403);
+ *     the status page's shell (`/ui`, `/ui/*`: static HTML, script and style, no server data):
+ *       allow-listed certificate only; its script reads everything it shows from `/events` with
+ *       the admin key the user types in (docs/status-page.md);
  *     everything else (the data plane, and unknown paths): allow-listed certificate, and a valid
  *       key when keys are configured.
  *   Failures are thrown as TeiplexErrors (UNAUTHENTICATED 401 with `www-authenticate: Bearer`,
@@ -27,7 +31,7 @@ import type { Verdict } from './allow-list.js';
 import { authorizeAdmin, type ApiKeyGrant } from './api-keys.js';
 import type { Auth } from './auth.js';
 
-export type HttpRouteKind = 'health' | 'metrics' | 'docs' | 'admin' | 'data';
+export type HttpRouteKind = 'health' | 'metrics' | 'docs' | 'admin' | 'ui' | 'data';
 
 /** HTTPS server options for fastify, or undefined for plain HTTP. */
 export function httpsOptions(auth: Auth): ServerOptions | undefined {
@@ -41,7 +45,8 @@ export function httpRouteKind(url: string): HttpRouteKind {
   if (url === '/health' || url === '/health/all') return 'health';
   if (url === '/metrics') return 'metrics';
   if (url === '/docs' || url.startsWith('/docs/')) return 'docs';
-  if (url === '/gpus' || url === '/memory' || url === '/config/reload') return 'admin';
+  if (url === '/gpus' || url === '/memory' || url === '/config/reload' || url === '/events') return 'admin';
+  if (url === '/ui' || url.startsWith('/ui/')) return 'ui';
   for (const base of ['/instances', '/models']) if (url === base || url.startsWith(`${base}/`)) return 'admin';
   return 'data';
 }
@@ -81,7 +86,7 @@ export function installHttpAuth(app: FastifyInstance, auth: Auth): void {
       if (!verdict.allowed) unauthenticated(reply, new TeiplexError('UNAUTHENTICATED', verdict.reason ?? 'client certificate not allowed'), false);
     }
     const state: RequestAuth = {};
-    if (keys !== undefined && (kind !== 'admin' || auth.adminNeedsKey)) {
+    if (keys !== undefined && kind !== 'ui' && (kind !== 'admin' || auth.adminNeedsKey)) {
       let grant: ApiKeyGrant;
       try {
         grant = keys.authenticate(req.headers.authorization);

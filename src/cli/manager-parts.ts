@@ -4,7 +4,8 @@
  * (channel pool, in-flight counts, resolution, failover, outlier detection) shared by the
  * multiplexer and the HTTP data plane (the supervisor drains a stopping child's calls on the pool's
  * channels and shows each instance's ejection), the metrics, the config reloader, the swapper
- * (src/swap/), and the admin app with the swap routes and the data plane mounted. Nothing
+ * (src/swap/), and the admin app with the swap routes, the status page (/ui, /events) and the
+ * data plane mounted. Nothing
  * listens and nothing is booted here: the caller does that.
  */
 import type { Auth } from '../auth/auth.js';
@@ -14,6 +15,8 @@ import type { Config } from '../config/config.js';
 import { connectionLimits } from '../http/connection-limits.js';
 import { mountDataPlane, type MountedDataPlane } from '../http/data-plane/mount.js';
 import { buildManagerApp } from '../http/manager-app.js';
+import { EventStreams, eventStreamLimits } from '../http/event-stream.js';
+import { statusPage } from '../http/status-page.js';
 import { swapRoutes } from '../http/swap-routes.js';
 import { ManagerMetrics } from '../metrics/manager-metrics.js';
 import { channelSettings, createRouting, type MuxRouting } from '../routing/routing.js';
@@ -30,6 +33,8 @@ export interface ManagerParts {
   app: Awaited<ReturnType<typeof buildManagerApp>>;
   swapper: Swapper;
   dataPlane: MountedDataPlane;
+  /** The status page's event streams (GET /events): ended first on shutdown. */
+  events: EventStreams;
 }
 
 export async function wireManager(o: { config: Config; configPath: string | undefined; auth: Auth; log?: (msg: string, fields?: Record<string, unknown>) => void }): Promise<ManagerParts> {
@@ -65,6 +70,8 @@ export async function wireManager(o: { config: Config; configPath: string | unde
   const reloader = new ConfigReloader(o.configPath, config, supervisor, catalog, process.env, swapper.forReload);
   const modelSwapper = new ModelSwapper({ catalog, swapper, log: o.log ?? (() => undefined) });
   await app.register(swapRoutes, { swapInstance: (name, req) => swapper.swapInstance(name, req), swapModel: (name, req) => modelSwapper.swapModel(name, req) });
+  const events = new EventStreams(eventStreamLimits(config));
+  await app.register(statusPage, { supervisor, catalog, streams: events });
   const dataPlane = await mountDataPlane({ app, config, instances: supervisor, routing, auth, catalog, registry: metrics.registry });
-  return { supervisor, catalog, metrics, routing, reloader, app, swapper, dataPlane };
+  return { supervisor, catalog, metrics, routing, reloader, app, swapper, dataPlane, events };
 }

@@ -84,7 +84,7 @@ export async function run(argv: string[]): Promise<number> {
   }
 
   let mux: MuxServer | undefined;
-  const { supervisor, catalog, metrics, routing, reloader, app, dataPlane } = await wireManager({ config, configPath, auth, log: (msg, fields) => log.info(fields ?? {}, msg) });
+  const { supervisor, catalog, metrics, routing, reloader, app, dataPlane, events } = await wireManager({ config, configPath, auth, log: (msg, fields) => log.info(fields ?? {}, msg) });
   supervisor.events.on('transition', ({ name: instance, from, to, reason }) => {
     log.info({ instance, from, to, reason }, 'instance status');
     mux?.instanceChanged(instance, to);
@@ -131,6 +131,8 @@ export async function run(argv: string[]): Promise<number> {
       const t0 = performance.now();
       const since = (): number => Math.round(performance.now() - t0);
       log.info({ signal, grace_ms: graceMs }, 'stopping: health NOT_SERVING, new calls refused, calls in flight finishing');
+      // The status page's event streams end now (cleanly, new ones refused): they never hold the listener open.
+      events.closeAll();
       void (async () => {
         // One window for both front ends: each refuses new calls from now on and waits for its
         // own calls in flight, both within the same graceMs.

@@ -99,6 +99,8 @@ export const ERROR_CODES = {
   SWAP_IN_PROGRESS: { http: 409, grpc: GrpcStatus.FAILED_PRECONDITION, teiType: 'validation', openaiType: 'invalid_request_error' },
   /** Config reload: the file is missing or invalid (nothing was applied). */
   CONFIG_INVALID: { http: 422, grpc: GrpcStatus.INVALID_ARGUMENT, teiType: 'validation', openaiType: 'invalid_request_error' },
+  /** GET /events: events_max_streams streams are open already. */
+  TOO_MANY_STREAMS: { http: 503, grpc: GrpcStatus.RESOURCE_EXHAUSTED, teiType: 'overloaded', openaiType: 'server_error', retryAfterSecs: 5 },
 } as const satisfies Record<string, ErrorCodeInfo>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -190,6 +190,12 @@ export const ConfigSchema = Type.Object(
     http_keep_alive_timeout_secs: Secs,
     /** HTTP: an answer being sent to a client that reads nothing for this long is abandoned and the connection closed. */
     http_send_timeout_secs: Secs,
+    /** Status page: most GET /events streams open at once (all clients); more -> 503 TOO_MANY_STREAMS. */
+    events_max_streams: Type.Integer({ minimum: 1, maximum: 10_000 }),
+    /** Status page: most bytes (KiB) waiting to be sent to one /events client; a client that falls further behind is disconnected. */
+    events_buffer_kb: Type.Integer({ minimum: 1, maximum: 1_048_576 }),
+    /** Status page: an /events stream with nothing to send gets a keep-alive comment this often. */
+    events_keep_alive_secs: Secs,
     /** On-demand models: a replica idle this long (nothing in flight, no request) is stopped; per model: idle_timeout_secs. */
     idle_timeout_secs: Secs,
     /** On-demand models: longest a request waits for a cold start; then 503 / UNAVAILABLE with Retry-After (the start goes on). */
@@ -271,6 +277,9 @@ export const DEFAULTS = {
   http_request_timeout_secs: 30,
   http_keep_alive_timeout_secs: 5,
   http_send_timeout_secs: 30,
+  events_max_streams: 16,
+  events_buffer_kb: 1024,
+  events_keep_alive_secs: 15,
   idle_timeout_secs: 600,
   cold_start_timeout_secs: 300,
   cold_start_queue_size: 1024,

@@ -50,7 +50,7 @@ const InstanceInfoSchema = Type.Object({
     reason: Type.Union([Type.String(), Type.Null()]),
   }),
 });
-type InstanceInfo = Static<typeof InstanceInfoSchema>;
+export type InstanceInfo = Static<typeof InstanceInfoSchema>;
 
 const NameParams = Type.Object({ name: Type.String({ pattern: INSTANCE_NAME_PATTERN }) });
 const LogsQuery = Type.Object({ start: Type.Optional(Type.Integer({ minimum: 0 })), end: Type.Optional(Type.Integer({ minimum: 0 })) }, { additionalProperties: false });

@@ -56,48 +56,51 @@ const ModelInfoSchema = Type.Object({
   last_used: Nullable(Type.String()),
   created_at: Type.String(),
 });
-type ModelInfo = Static<typeof ModelInfoSchema>;
+export type ModelInfo = Static<typeof ModelInfoSchema>;
 
 const NameParams = Type.Object({ name: Type.String({ minLength: 1, maxLength: 1024 }) });
 
 const round = (mb: number | undefined): number | null => (mb === undefined ? null : Math.round(mb * 10) / 10);
 const iso = (ms: number | undefined): string | null => (ms === undefined ? null : new Date(ms).toISOString());
 
-export const modelRoutes: FastifyPluginAsync<ModelRoutesOptions> = async (app, { catalog, reload, security }) => {
+/** A catalog model as the API shows it (GET /models, and the status page's events). */
+export function modelInfo(catalog: Catalog, m: CatalogModel): ModelInfo {
   const usage = catalog.usage;
-  const info = (m: CatalogModel): ModelInfo => {
-    const instances = catalog.replicas(m);
-    const replicas = instances.map((i) => ({
-      instance: i.name,
-      status: i.status,
-      device: devicesOf(i.placement.gpuIds).join(','),
-      pid: i.pid ?? null,
-      inflight_requests: usage.get(i.name),
-      footprint_mb: round(catalog.footprintOf(i.name)),
-      last_used: iso(usage.lastUsed(i.name)),
-    }));
-    const lastUsed = Math.max(...instances.map((i) => usage.lastUsed(i.name) ?? 0), m.lastUsedMs ?? 0);
-    return {
-      name: m.name,
-      model_id: m.spec.model_id,
-      aliases: m.spec.aliases ?? [],
-      runtime: m.spec.runtime ?? 'router',
-      source: m.source,
-      state: m.state(instances),
-      failure: m.failure === undefined ? null : { ...m.failure, reason: redactText(m.failure.reason) },
-      on_demand: m.spec.on_demand !== false,
-      min_replicas: m.pinned,
-      max_replicas: maxReplicas(m.spec),
-      idle_timeout_secs: m.spec.idle_timeout_secs ?? null,
-      memory_mb: m.spec.memory_mb ?? null,
-      footprint_mb: round(m.footprintMb),
-      footprint_kind: m.footprintKind ?? null,
-      replicas,
-      waiting_requests: m.waiters,
-      last_used: lastUsed > 0 ? new Date(lastUsed).toISOString() : null,
-      created_at: m.createdAt,
-    };
+  const instances = catalog.replicas(m);
+  const replicas = instances.map((i) => ({
+    instance: i.name,
+    status: i.status,
+    device: devicesOf(i.placement.gpuIds).join(','),
+    pid: i.pid ?? null,
+    inflight_requests: usage.get(i.name),
+    footprint_mb: round(catalog.footprintOf(i.name)),
+    last_used: iso(usage.lastUsed(i.name)),
+  }));
+  const lastUsed = Math.max(...instances.map((i) => usage.lastUsed(i.name) ?? 0), m.lastUsedMs ?? 0);
+  return {
+    name: m.name,
+    model_id: m.spec.model_id,
+    aliases: m.spec.aliases ?? [],
+    runtime: m.spec.runtime ?? 'router',
+    source: m.source,
+    state: m.state(instances),
+    failure: m.failure === undefined ? null : { ...m.failure, reason: redactText(m.failure.reason) },
+    on_demand: m.spec.on_demand !== false,
+    min_replicas: m.pinned,
+    max_replicas: maxReplicas(m.spec),
+    idle_timeout_secs: m.spec.idle_timeout_secs ?? null,
+    memory_mb: m.spec.memory_mb ?? null,
+    footprint_mb: round(m.footprintMb),
+    footprint_kind: m.footprintKind ?? null,
+    replicas,
+    waiting_requests: m.waiters,
+    last_used: lastUsed > 0 ? new Date(lastUsed).toISOString() : null,
+    created_at: m.createdAt,
   };
+}
+
+export const modelRoutes: FastifyPluginAsync<ModelRoutesOptions> = async (app, { catalog, reload, security }) => {
+  const info = (m: CatalogModel): ModelInfo => modelInfo(catalog, m);
   const schema = (extra: object) => ({ tags: ['models'], ...extra });
 
   app.get('/models', { schema: schema({ response: { 200: Type.Array(ModelInfoSchema) } }) }, async () => catalog.list().map(info));

@@ -51,6 +51,8 @@ export class ChildLog {
   droppedLines = 0;
   writeErrors = 0;
   private reportedAt = -Infinity;
+  /** Followers of new lines (the status page's log tail): told each line as it is kept. */
+  private readonly followers = new Set<(line: string, n: number) => void>();
 
   constructor(private readonly o: ChildLogOptions) {
     this.file = path.join(o.dir, `${o.name}.log`);
@@ -102,6 +104,7 @@ export class ChildLog {
     this.total++;
     this.lines.push(line);
     if (this.lines.length > this.o.tailLines) this.lines.splice(0, this.lines.length - this.o.tailLines);
+    for (const f of this.followers) f(line, this.total - 1);
     const text = line + '\n';
     const bytes = Buffer.byteLength(text);
     if (this.queuedBytes + bytes > this.o.bufferBytes) {
@@ -221,6 +224,12 @@ export class ChildLog {
     const s = Math.max(first, Math.min(start ?? first, this.total));
     const e = Math.max(s, Math.min(end ?? this.total, this.total));
     return { lines: this.lines.slice(s - first, e - first), start: s, end: e, total_lines: this.total };
+  }
+
+  /** Tell `listener` every line kept from now on (its absolute number too); returns the unfollow. */
+  follow(listener: (line: string, n: number) => void): () => void {
+    this.followers.add(listener);
+    return () => void this.followers.delete(listener);
   }
 
   /** The last `n` lines. */

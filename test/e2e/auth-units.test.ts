@@ -199,6 +199,9 @@ describe('HTTP hook', () => {
     assert.equal(httpRouteKind('/instances/:name/logs'), 'admin');
     assert.equal(httpRouteKind('/gpus'), 'admin');
     for (const admin of ['/models', '/models/:name', '/models/:name/load', '/memory', '/config/reload']) assert.equal(httpRouteKind(admin), 'admin', admin);
+    assert.equal(httpRouteKind('/events'), 'admin', 'the status page stream');
+    for (const ui of ['/ui', '/ui/:file']) assert.equal(httpRouteKind(ui), 'ui', ui);
+    assert.equal(httpRouteKind('/uix'), 'data');
     assert.equal(httpRouteKind('/v1/models'), 'data');
     assert.equal(httpRouteKind('/v1/embeddings'), 'data');
     assert.equal(httpRouteKind('/embed'), 'data');

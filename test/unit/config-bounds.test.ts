@@ -81,6 +81,15 @@ const EDGES: Record<string, Array<[unknown, unknown]>> = {
   http_request_timeout_secs: [[0.001, 0]],
   http_keep_alive_timeout_secs: [[0.001, 0]],
   http_send_timeout_secs: [[0.001, 0]],
+  events_max_streams: [
+    [1, 0],
+    [10_000, 10_001],
+  ],
+  events_buffer_kb: [
+    [1, 0],
+    [1_048_576, 1_048_577],
+  ],
+  events_keep_alive_secs: [[0.001, 0]],
   idle_timeout_secs: [[0.001, 0]],
   cold_start_timeout_secs: [[0.001, 0]],
   cold_start_queue_size: [[1, 0]],
@@ -127,6 +136,8 @@ const INTEGERS = [
   'cold_start_queue_size',
   'standby_children',
   'scale_up_inflight',
+  'events_max_streams',
+  'events_buffer_kb',
 ];
 
 const RESTART_EDGES: Record<string, Array<[unknown, unknown]>> = {
