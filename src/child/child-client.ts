@@ -288,15 +288,12 @@ export class ChildClient implements Engine {
     return this.run(call, async (s) =>
       batched(
         await this.split(s, inputs, null, async (c) => {
-          let res;
-          try {
-            res = await this.unary(s, TOKENS.PredictTokens, { ...base, inputs: c });
-          } catch (err) {
+          const res = await this.unary(s, TOKENS.PredictTokens, { ...base, inputs: c }).catch((err: unknown) => {
             if (childStatusOf(err)?.code === grpc.status.UNIMPLEMENTED) {
               throw new TeiplexError('WRONG_MODEL_TYPE', `${this.who} does not serve token classification (no teiplex.v1.TokenClassification: not a teiplex router)`);
             }
             throw err;
-          }
+          });
           if (res.predictions.length !== c.length) throw new TeiplexError('BACKEND', `${this.who} answered ${res.predictions.length} token predictions for ${c.length} inputs`);
           return { rows: res.predictions.map((p) => tokenPredictionsOf(p, o.aggregation)), metadata: res.predictions.map((p) => fromPbMetadata(p.metadata)) };
         }),
