@@ -22,7 +22,7 @@ import type { Tokenizer as TkTokenizer } from 'tokenizers';
 import { startManager, type ManagerProcess } from '../helpers/manager-process.js';
 import { testModel } from '../helpers/models.js';
 import { assertErrorCode, assertTeiError, childHttpPort, client, instanceToml, writeConfig } from '../helpers/data-plane.js';
-import { direct, mux, unary, type AnyClient } from '../helpers/mux-client.js';
+import { direct, health, mux, unary, type AnyClient } from '../helpers/mux-client.js';
 
 const { Tokenizer } = createRequire(import.meta.url)('tokenizers') as typeof import('tokenizers');
 
@@ -62,6 +62,7 @@ let childGrpc: AnyClient;
 let embGrpc: AnyClient;
 let muxClient: AnyClient;
 let nerDir: string;
+let ports: { ner: number; emb: number };
 let labels: string[];
 let tokenizer: TkTokenizer;
 let session: ort.InferenceSession;
@@ -77,6 +78,7 @@ before(async () => {
   const embInstance = await m.waitFor('emb', (i) => i.status === 'running', 120_000);
   api = client(m.apiPort);
   child = client(await childHttpPort(m, 'ner'));
+  ports = { ner: ner.port, emb: embInstance.port };
   childGrpc = direct(ner.port, 'teiplex.v1.TokenClassification');
   embGrpc = direct(embInstance.port, 'teiplex.v1.TokenClassification');
   muxClient = mux(Number(m.ready.grpc_port));
@@ -379,6 +381,15 @@ describe('the wrong model kind is refused on every route', () => {
     }
     assertErrorCode(await api.post('/v1/encode/ner', { items: [{ text: 'hello' }], output_types: ['dense'] }), 422, 'OUTPUT_TYPE_UNSUPPORTED', '/v1/encode dense on ner');
     await assert.rejects(unary(muxClient, 'Predict', { target: { instance_name: 'ner' }, request: { inputs: 'hello' } }), wrongType, 'multiplexer Predict');
+    // gRPC health: the service is SERVING on the token classifier's child only.
+    for (const [name, want] of [['ner', 'SERVING'], ['emb', 'NOT_SERVING']] as const) {
+      const h = health(ports[name]);
+      try {
+        assert.equal((await unary(h, 'Check', { service: 'teiplex.v1.TokenClassification' })).res.status, want, name);
+      } finally {
+        h.close();
+      }
+    }
     // Its /info names it, and its natural route (POST /) is /predict_tokens.
     const info = await child.get('/info');
     assert.deepEqual(Object.keys(info.body.model_type), ['token_classifier']);
