@@ -18,6 +18,7 @@ import { env, pipeline, type TokenClassificationPipeline } from '@huggingface/tr
 import { createEngine } from '../../src/router/engine.js';
 import type { RouterOptions } from '../../src/router/options.js';
 import { seededUniform } from '../../src/testmodel/rng.js';
+import type { TokenPredictions } from '../../src/tei/types.js';
 import { testModel } from '../helpers/models.js';
 
 const options: RouterOptions = {
@@ -62,8 +63,8 @@ test('per-token labels and scores, and simple entities: the Engine and transform
   const dir = await testModel({ kind: 'token-classifier' });
   const inputs = texts(48, 20261203);
   const engine = await createEngine(options, dir);
-  let none;
-  let simple;
+  let none: TokenPredictions[];
+  let simple: TokenPredictions[];
   try {
     const base = { truncate: false, truncationDirection: 'right' as const, rawScores: false };
     none = (await engine.predictTokens(inputs, { ...base, aggregation: 'none' })).results;
