@@ -22,7 +22,7 @@ import type { Tokenizer as TkTokenizer } from 'tokenizers';
 import { startManager, type ManagerProcess } from '../helpers/manager-process.js';
 import { testModel } from '../helpers/models.js';
 import { assertErrorCode, assertTeiError, childHttpPort, client, instanceToml, writeConfig } from '../helpers/data-plane.js';
-import { direct, health, mux, unary, type AnyClient } from '../helpers/mux-client.js';
+import { direct, health, mux, reflect, unary, type AnyClient } from '../helpers/mux-client.js';
 
 const { Tokenizer } = createRequire(import.meta.url)('tokenizers') as typeof import('tokenizers');
 
@@ -279,6 +279,16 @@ describe('every front end answers what the model and the pipeline rules give', (
       }
     }
     assert.ok(multi > 0, 'some entity spans more than one token: the grouping rules are exercised');
+  });
+});
+
+describe('discovery', () => {
+  test("server reflection: the router lists teiplex.v1.TokenClassification; the multiplexer's descriptors hold teiplex.v1's messages", async () => {
+    const router = await reflect(ports.ner, 'v1', 'teiplex.v1.TokenClassification');
+    assert.ok(router.services.includes('teiplex.v1.TokenClassification'), router.services.join(', '));
+    const muxFiles = (await reflect(Number(m.ready.grpc_port), 'v1', 'tei_multiplexer.v1.TeiMultiplexer')).files;
+    // protobufjs names the descriptors by package: grpcurl resolves PredictTokensResponse from it.
+    assert.ok(muxFiles.some((f) => f.startsWith('teiplex')), muxFiles.join(', '));
   });
 });
 
