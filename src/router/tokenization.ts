@@ -70,7 +70,7 @@ export interface EncodeRequest {
   truncate: boolean;
   truncationDirection: TruncationDirection;
   promptName?: string;
-  /** Keep each token's text, offsets, word id and special mark (Encoded.spans); text inputs only. */
+  /** Keep each token's text, offsets, word id and special mark (Encoded.spans); text inputs only, no prompt. */
   withOffsets?: boolean;
 }
 
@@ -223,7 +223,9 @@ export class Tokenization {
     const truncate = req.truncate || this.opts.autoTruncate;
     const n = inputs.length;
     const explicitPrompt = req.promptName !== undefined && req.promptName !== '';
-    const prompt = this.promptFor(req.promptName);
+    // Token classification labels the caller's own text: no prompt (a default one included), so
+    // every token and offset is the input's.
+    const prompt = req.withOffsets ? undefined : this.promptFor(req.promptName);
 
     const out: Encoded[] = new Array(n);
     const shifts = new Map<number, number>();
@@ -234,7 +236,6 @@ export class Tokenization {
       if (typeof input === 'string') {
         if (input.length === 0) throw inputError('VALIDATION', i, n, `\`inputs\` cannot be empty`);
         const text = this.charLimit(input, truncate, req.truncationDirection, i, n);
-        if (req.withOffsets && prompt !== undefined) throw inputError('VALIDATION', i, n, 'prompts cannot be used with token classification');
         // A left cut of a huge input drops its head: offsets then count from the cut.
         if (req.withOffsets && text.length !== input.length) shifts.set(i, countChars(input) - countChars(text));
         texts.push(prompt !== undefined ? prompt + text : text);

@@ -3,7 +3,7 @@
  * `@huggingface/transformers`' token-classification pipeline (its own tokenizer, its own ONNX
  * Runtime session, its own softmax) on the same generated BertForTokenClassification model agree,
  * on seeded texts with accents, CJK and emoji, on every token's label and score, and on the
- * `simple` entities.
+ * `simple` entities. The router runs with a default prompt, which token classification does not apply.
  *
  * transformers.js differs from the Python pipeline (which teiplex follows) in ways bridged here,
  * not bugs of either: it answers no offsets; it drops `ignore_labels` tokens before grouping
@@ -33,6 +33,9 @@ const options: RouterOptions = {
   payloadLimit: 2_000_000,
   device: 'cpu',
   threads: 2,
+  // A default prompt is not applied to token classification (it labels the caller's own text):
+  // were it applied, every token and score below would differ from transformers.js's.
+  defaultPrompt: 'query: ',
 };
 
 const WORDS = 'the of and in Paris London Tokyo Zürich São Paulo Kraków Reykjavík naïve café Straße Angela Merkel Barack Obama Microsoft GitHub Washingtonian electroencephalography 東京 中文 🙂 🚀 , . ; !'.split(' ');
