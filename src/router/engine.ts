@@ -20,8 +20,8 @@ import { BatchQueue, type Answer } from './queue.js';
 import { Tokenization, type EncodeRequest, type Encoded } from './tokenization.js';
 import { aggregateMetadata } from '../tei/metadata.js';
 import { classifyTokens } from './token-classification.js';
-import { AGGREGATION_STRATEGIES, type PredictTokensOptions, type TokenPredictions } from '../tei/types.js';
-import type { Batched, EmbedOptions, EncodeOptions, Engine, Metadata, ModelDescription, PairInput, Prediction, PredictOptions, Rank, RerankOptions, RouterInfo, SimpleToken, SparseVector, TextInput, TokenEmbeddings } from '../tei/types.js';
+import { AGGREGATION_STRATEGIES } from '../tei/types.js';
+import type { Batched, EmbedOptions, EncodeOptions, Engine, Metadata, ModelDescription, PairInput, Prediction, PredictOptions, PredictTokensOptions, Rank, RerankOptions, RouterInfo, SimpleToken, SparseVector, TextInput, TokenEmbeddings, TokenPredictions } from '../tei/types.js';
 import type { RouterOptions } from './options.js';
 
 /** Knobs for tests and benchmarks; the defaults are what the router uses. */

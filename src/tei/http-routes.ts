@@ -1,9 +1,9 @@
 /**
  * TEI's HTTP routes as one fastify plugin, for every front end that speaks them: the router over
  * its local engine, the manager's data plane over a child's ChildClient. Routes: /embed,
- * /embed_sparse, /embed_all, /predict, /predict_tokens (BEI's token classification), /rerank, /tokenize, /decode, and OpenAI's /v1/embeddings
- * (at the URLs the front end lists). JSON shapes follow text-embeddings-inference's
- * router/src/http/types.rs.
+ * /embed_sparse, /embed_all, /predict, /predict_tokens (BEI's token classification), /rerank,
+ * /tokenize, /decode, and OpenAI's /v1/embeddings (at the URLs the front end lists). JSON shapes
+ * follow text-embeddings-inference's router/src/http/types.rs.
  *
  * - The routes interpret the body (http-schemas.ts: TEI's input unions, token-id inputs, predict's
  *   string / pair / batch rules, `truncate` left out or null = the target's auto-truncate,
