@@ -33,6 +33,8 @@ import type {
   PairInput,
   Prediction,
   PredictOptions,
+  PredictTokensOptions,
+  TokenPredictions,
   Rank,
   RerankOptions,
   SimpleToken,
@@ -46,7 +48,8 @@ import { CallScope } from './call-scope.js';
 import type { ChildChannel } from './child-channel.js';
 import { ChildInfo, type BatchSupport } from './child-info.js';
 import { childFailure, childStatusOf } from './child-status.js';
-import { decodeAnswer, fromPbMetadata, pbDirection, TEI, type ChildMethod } from './codec.js';
+import { decodeAnswer, fromPbMetadata, pbDirection, TEI, TOKENS, type ChildMethod } from './codec.js';
+import { pbAggregation, tokenPredictionsOf } from './token-predictions.js';
 import type { Budget } from './input-budget.js';
 import { DENSE, MULTIVECTOR, SPARSE, type RowKind, type RowOptions } from './row-kinds.js';
 
@@ -273,6 +276,29 @@ export class ChildClient implements Engine {
 
   embedAll(inputs: TextInput[], o: EncodeOptions, call?: CallOptions): Promise<Batched<TokenEmbeddings>> {
     return this.run(call, async (s) => batched(await this.embedding(s, MULTIVECTOR, await this.texts(s, inputs), o, call?.onFloats)));
+  }
+
+  /**
+   * Token classification: chunks of max_client_batch_size inputs, one
+   * teiplex.v1.TokenClassification/PredictTokens call each. A child without the service (a real
+   * TEI: UNIMPLEMENTED) cannot serve a token classifier: WRONG_MODEL_TYPE.
+   */
+  predictTokens(inputs: string[], o: PredictTokensOptions, call?: CallOptions): Promise<Batched<TokenPredictions>> {
+    const base = { truncate: o.truncate, raw_scores: o.rawScores, truncation_direction: pbDirection(o.truncationDirection), aggregation_strategy: pbAggregation(o.aggregation) };
+    return this.run(call, async (s) =>
+      batched(
+        await this.split(s, inputs, null, async (c) => {
+          const res = await this.unary(s, TOKENS.PredictTokens, { ...base, inputs: c }).catch((err: unknown) => {
+            if (childStatusOf(err)?.code === grpc.status.UNIMPLEMENTED) {
+              throw new TeiplexError('WRONG_MODEL_TYPE', `${this.who} does not serve token classification (no teiplex.v1.TokenClassification: not a teiplex router)`);
+            }
+            throw err;
+          });
+          if (res.predictions.length !== c.length) throw new TeiplexError('BACKEND', `${this.who} answered ${res.predictions.length} token predictions for ${c.length} inputs`);
+          return { rows: res.predictions.map((p) => tokenPredictionsOf(p, o.aggregation)), metadata: res.predictions.map((p) => fromPbMetadata(p.metadata)) };
+        }),
+      ),
+    );
   }
 
   /** Each item a text or a pair; singles and pairs go to Predict and PredictPair. */

@@ -1,6 +1,6 @@
 /**
  * The child methods the manager calls, with their protobuf codecs: tei.v1 (every child),
- * teiplex.v1.Batch (teiplex routers only) and grpc.health.v1 (health probes), from the same .proto
+ * teiplex.v1.Batch and teiplex.v1.TokenClassification (teiplex routers only) and grpc.health.v1 (health probes), from the same .proto
  * files and loader options as the router (src/tei/proto.ts), so messages are the shapes its Pb*
  * types describe; and the conversion of a child's metadata.
  */
@@ -30,6 +30,8 @@ import {
   type PbPredictPairRequest,
   type PbPredictRequest,
   type PbPredictResponse,
+  type PbPredictTokensRequest,
+  type PbPredictTokensResponse,
   type PbRerankRequest,
   type PbRerankResponse,
   type PbTruncationDirection,
@@ -78,7 +80,11 @@ export const BATCH = {
   EmbedAllBatch: method<Partial<PbEncodeBatchRequest>, PbEmbedAllBatchResponse>('teiplex.v1.Batch', 'EmbedAllBatch'),
 } as const;
 
-/** tei.v1's truncation direction for the engine's. */
+/** teiplex.v1.TokenClassification (teiplex routers serving a token classifier). */
+export const TOKENS = {
+  PredictTokens: method<Partial<PbPredictTokensRequest>, PbPredictTokensResponse>('teiplex.v1.TokenClassification', 'PredictTokens'),
+} as const;
+
 /** A child's answer to `m`, decoded; an answer that does not decode is the child's failure (BACKEND). */
 export function decodeAnswer<Res>(m: ChildMethod<unknown, Res>, bytes: Buffer, who: string): Res {
   try {

@@ -7,7 +7,7 @@ import { isShapeName, SHAPES } from '../testmodel/shapes.js';
 import { DEFAULT_ONNX_PATH, writeTestModel } from '../testmodel/write-model.js';
 import type { TestModelKind } from '../testmodel/bert-graph.js';
 
-const KINDS: readonly TestModelKind[] = ['embedding', 'reranker', 'classifier', 'splade'];
+const KINDS: readonly TestModelKind[] = ['embedding', 'reranker', 'classifier', 'splade', 'token-classifier'];
 
 const SPEC = {
   out: { type: 'string' },
@@ -36,14 +36,17 @@ Writes a BERT encoder as ONNX (seeded random weights) with config.json, tokenize
 for embedding models, the sentence-transformers files (mean pooling, Normalize module).
 
   --out DIR                 output directory (replaced if it exists)
-  --kind KIND               embedding | reranker | classifier | splade (default embedding)
+  --kind KIND               embedding | reranker | classifier | splade | token-classifier
+                            (default embedding; token-classifier: BertForTokenClassification
+                            with BIO named-entity labels O, B-PER, I-PER, ... B-MISC, I-MISC)
   --shape NAME              ${Object.entries(SHAPES)
     .map(([n, s]) => `${n} (${s.layers} layers, ${s.hidden} hidden, ${s.heads} heads, ${s.intermediate} intermediate)`)
     .join('\n                            | ')}
                             (default tiny)
   --layers N --hidden N --heads N --intermediate N --max-positions N --max-seq-length N
                             override the shape's sizes
-  --num-labels N            classifier labels (default 2; a reranker has 1)
+  --num-labels N            classifier labels (default 2; a reranker has 1; a token classifier 9,
+                            the BIO tags, other counts are named LABEL_0 ...)
   --tokenizer DIR           tokenizer files to copy (default: fixtures/all-MiniLM-L6-v2, the real
                             all-MiniLM-L6-v2 tokenizer); the vocabulary size follows it
   --seed N                  weight seed (default 0): same seed, same bytes

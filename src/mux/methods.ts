@@ -1,6 +1,6 @@
 /**
  * The TeiMultiplexer RPCs that forward to a child: each one's tei.v1 method (same name, in the
- * tei.v1 service that holds it) and its call shape. The multiplexer's own RPCs (ListInstances,
+ * tei.v1 service that holds it; PredictTokens: teiplex.v1.TokenClassification's) and its call shape. The multiplexer's own RPCs (ListInstances,
  * the Arrow batch calls) are not in this table.
  */
 export type CallKind = 'unary' | 'bidi' | 'clientStream';
@@ -15,6 +15,7 @@ export interface ForwardedMethod {
   requestOptional: boolean;
 }
 
+/** The service of each row: a tei.v1 service's short name, or a full name (teiplex.v1's). */
 const TABLE: Array<[service: string, name: string, kind: CallKind]> = [
   ['Info', 'Info', 'unary'],
   ['Embed', 'Embed', 'unary'],
@@ -33,8 +34,10 @@ const TABLE: Array<[service: string, name: string, kind: CallKind]> = [
   ['Tokenize', 'TokenizeStream', 'bidi'],
   ['Tokenize', 'Decode', 'unary'],
   ['Tokenize', 'DecodeStream', 'bidi'],
+  // teiplex extension: token classification, served by teiplex routers only (a real TEI: UNIMPLEMENTED).
+  ['teiplex.v1.TokenClassification', 'PredictTokens', 'unary'],
 ];
 
 export const FORWARDED_METHODS: ReadonlyMap<string, ForwardedMethod> = new Map(
-  TABLE.map(([service, name, kind]) => [name, { name, childPath: `/tei.v1.${service}/${name}`, kind, requestOptional: name === 'Info' }]),
+  TABLE.map(([service, name, kind]) => [name, { name, childPath: `/${service.includes('.') ? service : `tei.v1.${service}`}/${name}`, kind, requestOptional: name === 'Info' }]),
 );

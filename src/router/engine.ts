@@ -19,7 +19,9 @@ import { classifierScores, densify, finishEmbedding, predictions, sigmoid } from
 import { BatchQueue, type Answer } from './queue.js';
 import { Tokenization, type EncodeRequest, type Encoded } from './tokenization.js';
 import { aggregateMetadata } from '../tei/metadata.js';
-import type { Batched, EmbedOptions, EncodeOptions, Engine, Metadata, ModelDescription, PairInput, Prediction, PredictOptions, Rank, RerankOptions, RouterInfo, SimpleToken, SparseVector, TextInput, TokenEmbeddings } from '../tei/types.js';
+import { classifyTokens } from './token-classification.js';
+import { AGGREGATION_STRATEGIES } from '../tei/types.js';
+import type { Batched, EmbedOptions, EncodeOptions, Engine, Metadata, ModelDescription, PairInput, Prediction, PredictOptions, PredictTokensOptions, Rank, RerankOptions, RouterInfo, SimpleToken, SparseVector, TextInput, TokenEmbeddings, TokenPredictions } from '../tei/types.js';
 import type { RouterOptions } from './options.js';
 
 /** Knobs for tests and benchmarks; the defaults are what the router uses. */
@@ -113,6 +115,7 @@ function buildBatch(jobs: readonly Job[], int64: boolean, withTypeIds: boolean, 
 }
 
 function kindName(model: ModelDescription): string {
+  if (model.kind === 'token-classifier') return 'token classification model';
   return model.kind === 'splade' ? 'SPLADE embedding model' : model.kind === 'embedding' ? 'embedding model' : `${model.kind} model`;
 }
 
@@ -224,7 +227,8 @@ class Router implements RouterEngine {
       modelId: model.modelId,
       modelSha: model.modelSha,
       modelDtype: model.dtype,
-      modelType: model.kind === 'splade' ? 'embedding' : model.kind,
+      // tei.v1 has no token classifier type: it is a classifier there (its labels are per token).
+      modelType: model.kind === 'splade' ? 'embedding' : model.kind === 'token-classifier' ? 'classifier' : model.kind,
       maxConcurrentRequests: opts.maxConcurrentRequests,
       maxInputLength: model.maxInputLength,
       maxBatchTokens: opts.maxBatchTokens,
@@ -286,6 +290,14 @@ class Router implements RouterEngine {
       this.model.hiddenSize = row.length;
     } else if (this.model.kind === 'splade') {
       this.model.vocabSize ??= this.tokenization.vocabSize;
+    } else if (this.model.kind === 'token-classifier') {
+      const t = row as { tokens: number; values: Float32Array } | undefined;
+      const perToken = t !== undefined && t.tokens > 0 ? t.values.length / t.tokens : 0;
+      if (perToken !== this.model.id2label.length) {
+        throw new ModelConfigError(
+          `config.json names ${this.model.id2label.length} labels (id2label or num_labels) but the ONNX graph's token classification head gives ${perToken} logits per token`,
+        );
+      }
     } else if (row instanceof Float32Array && row.length !== this.model.id2label.length) {
       // Every logit needs its label and every label its logit: /predict and /info must agree.
       throw new ModelConfigError(
@@ -386,7 +398,7 @@ class Router implements RouterEngine {
   async embed(inputs: TextInput[], opts: EmbedOptions): Promise<Batched<Float32Array>> {
     this.ensureOpen();
     const { kind } = this.model;
-    if (kind === 'classifier' || kind === 'reranker') throw this.notEmbedding();
+    if (kind !== 'embedding' && kind !== 'splade') throw this.notEmbedding();
     if (kind === 'splade' && opts.normalize) throw this.wrongType('`normalize` is not available for SPLADE models');
     const dim = kind === 'splade' ? this.model.vocabSize! : this.model.hiddenSize!;
     const dimensions = opts.dimensions;
@@ -439,6 +451,35 @@ class Router implements RouterEngine {
     }
     const { outputs, metadata } = await this.infer(inputs, { truncate: opts.truncate, truncationDirection: opts.truncationDirection }, Task.Logits, false);
     const results = outputs.map((o) => predictions(classifierScores(o as Float32Array, opts.rawScores), this.model.id2label));
+    return { results, metadata };
+  }
+
+  async predictTokens(inputs: string[], opts: PredictTokensOptions): Promise<Batched<TokenPredictions>> {
+    this.ensureOpen();
+    if (this.model.kind !== 'token-classifier') throw this.wrongType('Model is not a token classification model');
+    if (!AGGREGATION_STRATEGIES.includes(opts.aggregation)) {
+      throw new TeiplexError('VALIDATION', `\`aggregation_strategy\` must be one of ${AGGREGATION_STRATEGIES.join(', ')}, got ${JSON.stringify(opts.aggregation)}`, { param: 'aggregation_strategy' });
+    }
+    if (opts.rawScores && opts.aggregation !== 'none') {
+      throw new TeiplexError('VALIDATION', '`raw_scores` can only be used with `aggregation_strategy` "none": entities are aggregated from probabilities', { param: 'raw_scores' });
+    }
+    for (let i = 0; i < inputs.length; i++) {
+      if (typeof inputs[i] !== 'string') throw new TeiplexError('VALIDATION', `${inputs.length > 1 ? `input ${i}: ` : ''}input must be a string`, { index: i });
+    }
+    const { outputs, metadata, encoded } = await this.infer(inputs, { truncate: opts.truncate, truncationDirection: opts.truncationDirection, withOffsets: true }, Task.Logits, false);
+    const results = outputs.map((o, i) =>
+      classifyTokens({
+        text: inputs[i]!,
+        ids: encoded[i]!.ids,
+        spans: encoded[i]!.spans!,
+        logits: (o as { values: Float32Array }).values,
+        labels: this.model.id2label,
+        unkId: this.tokenization.unkId,
+        rawScores: opts.rawScores,
+        aggregation: opts.aggregation,
+        tokensToString: (t) => this.tokenization.tokensToString(t),
+      }),
+    );
     return { results, metadata };
   }
 

@@ -1,11 +1,11 @@
 /**
- * The router's gRPC server: tei.v1 and teiplex.v1.Batch over an RouterEngine, grpc.health.v1 and server
+ * The router's gRPC server: tei.v1, teiplex.v1.Batch and teiplex.v1.TokenClassification over an RouterEngine, grpc.health.v1 and server
  * reflection. It listens before the model is loaded: until `setEngine`, data RPCs answer
  * UNAVAILABLE ("model is loading") and health reports NOT_SERVING for "" and every service.
  *
  * Health after `setEngine` follows TEI: "", Info and Tokenize SERVING; Embed (and the batch
  * extension) for embedding/SPLADE models, Predict for classifiers and rerankers, Rerank for
- * rerankers; a service the model cannot serve stays NOT_SERVING, a hint that it would fail.
+ * rerankers, TokenClassification for token classifiers; a service the model cannot serve stays NOT_SERVING, a hint that it would fail.
  */
 import { timingSafeEqual } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
@@ -13,9 +13,10 @@ import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
 import { TeiplexError } from '../common/errors.js';
 import { batchServiceImplementation } from './batch-service.js';
+import { tokensServiceImplementation } from './tokens-service.js';
 import { DEFAULT_MAX_PARALLEL_STREAM_REQUESTS, OversizeMessage, teiServiceImplementations, type ServiceContext } from './grpc-service.js';
 import { toServiceError } from '../tei/grpc-status.js';
-import { BATCH_SERVICE, reflectionPackageDefinition, ROUTER_SERVICES, serviceDefinition, type RouterServiceName } from '../tei/proto.js';
+import { BATCH_SERVICE, TOKENS_SERVICE, reflectionPackageDefinition, ROUTER_SERVICES, serviceDefinition, type RouterServiceName } from '../tei/proto.js';
 import type { ModelKind } from '../tei/types.js';
 import type { RouterEngine } from './engine.js';
 
@@ -52,6 +53,7 @@ function servedBy(kind: ModelKind): ReadonlySet<RouterServiceName> {
   if (kind === 'embedding' || kind === 'splade') served.push('tei.v1.Embed', BATCH_SERVICE);
   if (kind === 'classifier' || kind === 'reranker') served.push('tei.v1.Predict');
   if (kind === 'reranker') served.push('tei.v1.Rerank');
+  if (kind === 'token-classifier') served.push(TOKENS_SERVICE);
   return new Set(served);
 }
 
@@ -154,6 +156,7 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RouterGr
   const implementations: Record<RouterServiceName, grpc.UntypedServiceImplementation> = {
     ...teiServiceImplementations(ctx),
     [BATCH_SERVICE]: batchServiceImplementation(ctx),
+    [TOKENS_SERVICE]: tokensServiceImplementation(ctx),
   };
   // TEIPLEX_ROUTER_DISABLE_BATCH=1: serve without teiplex.v1.Batch, as a real TEI does (a test
   // and compatibility knob: the manager's Arrow RPCs then take their tei.v1 stream fan-out path).

@@ -334,7 +334,7 @@ function info(engine: RouterEngine): PbInfoResponse {
 function requireReranker(engine: RouterEngine): void {
   const kind = engine.model.kind;
   if (kind === 'reranker') return;
-  throw new TeiplexError('WRONG_MODEL_TYPE', kind === 'classifier' ? 'model is not a re-ranker model' : 'model is not a classifier model');
+  throw new TeiplexError('WRONG_MODEL_TYPE', kind === 'classifier' || kind === 'token-classifier' ? 'model is not a re-ranker model' : 'model is not a classifier model');
 }
 
 function pairInput(inputs: string[]): string | PairInput {
@@ -446,7 +446,7 @@ function rerankStream(ctx: ServiceContext): grpc.handleClientStreamingCall<PbRer
 }
 
 /** The tei.v1 service implementations, keyed by full service name. */
-export function teiServiceImplementations(ctx: ServiceContext): Record<Exclude<RouterServiceName, 'teiplex.v1.Batch'>, grpc.UntypedServiceImplementation> {
+export function teiServiceImplementations(ctx: ServiceContext): Record<Exclude<RouterServiceName, 'teiplex.v1.Batch' | 'teiplex.v1.TokenClassification'>, grpc.UntypedServiceImplementation> {
   const op = operations(ctx);
   const response = <Req, Res>(fn: (req: Req) => Promise<Answer<Res>>) => async (req: Req) => (await fn(req)).response;
   const plain = <Req, Res>(fn: (req: Req) => Promise<Res>) => async (req: Req): Promise<Answer<Res>> => ({ response: await fn(req) });

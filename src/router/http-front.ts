@@ -151,7 +151,7 @@ export const httpFront: FastifyPluginAsync<HttpFrontOptions> = async (app: Fasti
 
   const table = teiRouteTable(routes);
   const kind = engine.model.kind;
-  const natural: TeiRoute = kind === 'classifier' ? table.predict : kind === 'reranker' ? table.rerank : kind === 'splade' ? table.embedSparse : table.embed;
+  const natural: TeiRoute = kind === 'token-classifier' ? table.predictTokens : kind === 'classifier' ? table.predict : kind === 'reranker' ? table.rerank : kind === 'splade' ? table.embedSparse : table.embed;
   postRoute(app, '/', natural, routes);
   postRoute(app, '/invocations', natural, routes);
 
@@ -184,6 +184,11 @@ export function infoBody(engine: RouterEngine, autoTruncate: boolean, servedMode
     const id2label = Object.fromEntries(model.id2label.map((label, i) => [String(i), label]));
     const label2id = Object.fromEntries(model.id2label.map((label, i) => [label, i]));
     modelType = { [model.kind]: { id2label, label2id } };
+  } else if (model.kind === 'token-classifier') {
+    // Not one of TEI's model types (TEI serves no token classifier): BEI-style, its own key.
+    const id2label = Object.fromEntries(model.id2label.map((label, i) => [String(i), label]));
+    const label2id = Object.fromEntries(model.id2label.map((label, i) => [label, i]));
+    modelType = { token_classifier: { id2label, label2id } };
   } else {
     const pooling = model.kind === 'splade' ? 'splade' : model.pooling === 'last-token' ? 'last_token' : (model.pooling ?? 'cls');
     modelType = { embedding: { pooling } };

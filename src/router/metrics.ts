@@ -181,6 +181,7 @@ export function withMetrics(engine: RouterEngine, metrics: RouterMetrics): Route
     embedSparse: (inputs, opts) => timed('embed_sparse', inputs.length, () => engine.embedSparse(inputs, opts), batched),
     embedAll: (inputs, opts) => timed('embed_all', inputs.length, () => engine.embedAll(inputs, opts), batched),
     predict: (inputs, opts) => timed('predict', inputs.length, () => engine.predict(inputs, opts), batched),
+    predictTokens: (inputs, opts) => timed('predict_tokens', inputs.length, () => engine.predictTokens(inputs, opts), batched),
     rerank: (query, texts, opts) => timed('rerank', texts.length, () => engine.rerank(query, texts, opts), (r) => [r.metadata], false),
     tokenize: (inputs, add, prompt) => timed('tokenize', inputs.length, () => engine.tokenize(inputs, add, prompt), none),
     decode: (ids, skip) => timed('decode', ids.length, () => engine.decode(ids, skip), none),

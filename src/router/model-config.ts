@@ -1,5 +1,6 @@
 /**
- * TEI's rules for what a model is: its kind (embedding, classifier, reranker, SPLADE), its pooling,
+ * TEI's rules for what a model is: its kind (embedding, classifier, reranker, SPLADE, and token
+ * classifier: a `*ForTokenClassification` architecture, which TEI does not serve), its pooling,
  * its labels, its maximum input length and its prompts. Pure functions over the files that
  * model-files.ts read, so every rule can be checked on hand-written configs.
  */
@@ -158,6 +159,7 @@ export function describeModel(input: ModelConfigInput, opts: ModelConfigOptions)
   const archs = architectures(config);
   const modelType = String(config.model_type ?? '');
   const isClassifier = archs.some((a) => a.endsWith('ForSequenceClassification'));
+  const isTokenClassifier = !isClassifier && archs.some((a) => a.endsWith('ForTokenClassification'));
   const isMaskedLm = archs.some((a) => a.endsWith('ForMaskedLM'));
   const configPooling = input.poolingConfig ? poolingFromConfig(input.poolingConfig) : undefined;
 
@@ -169,6 +171,12 @@ export function describeModel(input: ModelConfigInput, opts: ModelConfigOptions)
     if (id2label.length === 0) throw new ModelConfigError(`${archs.join(', ')} has no id2label or num_labels in config.json`);
     kind = id2label.length === 1 ? 'reranker' : 'classifier';
     if (opts.pooling !== undefined) warnings.push(`--pooling ${opts.pooling} is ignored for a ${kind} model`);
+  } else if (isTokenClassifier) {
+    // *ForTokenClassification (named-entity recognition): labels per token, served on /predict_tokens.
+    id2label = labelsOf(config);
+    if (id2label.length < 2) throw new ModelConfigError(`${archs.join(', ')} needs at least 2 labels in config.json (id2label or num_labels), got ${id2label.length}`);
+    kind = 'token-classifier';
+    if (opts.pooling !== undefined) warnings.push(`--pooling ${opts.pooling} is ignored for a token classification model`);
   } else if (opts.pooling === 'splade') {
     if (!isMaskedLm) {
       throw new ModelConfigError(

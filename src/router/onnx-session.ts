@@ -21,7 +21,7 @@ export const Task = {
   Tokens: 1,
   /** SPLADE sparse vector. */
   Sparse: 2,
-  /** Sequence logits of a classifier head. */
+  /** Sequence logits of a classifier head; per-token logits of a token classifier. */
   Logits: 3,
 } as const;
 export type TaskCode = (typeof Task)[keyof typeof Task];
@@ -303,6 +303,11 @@ export class OnnxSession {
         if (logits.dims.length !== 3) throw new SessionError(`${sig.logitsOutput} has shape [${logits.dims.join(', ')}]; [batch, tokens, vocab] expected for SPLADE`);
         const [, T, V] = logits.dims;
         for (let r = 0; r < b.batch; r++) rows[r] = spladeRow(data, T, V, mask, r);
+      } else if (this.config.kind === 'token-classifier') {
+        // Per-token logits [B, T, labels]: each row's real tokens, in order.
+        if (logits.dims.length !== 3) throw new SessionError(`${sig.logitsOutput} has shape [${logits.dims.join(', ')}]; [batch, tokens, labels] expected for token classification`);
+        const [, T, L] = logits.dims;
+        for (let r = 0; r < b.batch; r++) rows[r] = tokenRows(data, T, L, mask, r);
       } else {
         const L = logits.dims[logits.dims.length - 1];
         for (let r = 0; r < b.batch; r++) rows[r] = data.slice(r * L, (r + 1) * L);

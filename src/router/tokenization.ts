@@ -9,6 +9,7 @@
  * object, so there is one object per truncation mode (none, left, right) and concurrent requests
  * never race on them.
  */
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { Encoding as TkEncoding, Tokenizer as TkTokenizer } from 'tokenizers';
 import { TeiplexError, type ErrorCode } from '../common/errors.js';
@@ -28,6 +29,19 @@ export interface Encoded {
   /** Characters of the caller's input (prompt excluded), as TEI's compute_chars. */
   chars: number;
   tokenizationNs: bigint;
+  /** With EncodeRequest.withOffsets: what token classification needs of each token. */
+  spans?: TokenSpans;
+}
+
+/** Per token (same order as ids): its text, offsets into the caller's input, word and special mark. */
+export interface TokenSpans {
+  tokens: string[];
+  /** Character offsets (Unicode code points) into the caller's input; [0, 0] for special tokens. */
+  offsets: Array<[number, number]>;
+  /** The word each token belongs to (the pre-tokenizer's words); null for special tokens. */
+  wordIds: Array<number | null>;
+  /** 1 for special tokens ([CLS], [SEP], ...). */
+  special: number[];
 }
 
 export interface TokenizationOptions {
@@ -56,6 +70,8 @@ export interface EncodeRequest {
   truncate: boolean;
   truncationDirection: TruncationDirection;
   promptName?: string;
+  /** Keep each token's text, offsets, word id and special mark (Encoded.spans); text inputs only, no prompt. */
+  withOffsets?: boolean;
 }
 
 /** A counting semaphore for async work. */
@@ -131,6 +147,8 @@ export class Tokenization {
   /** Token ids accepted in inputs and by decode are 0 .. vocabSize - 1. */
   readonly vocabSize: number;
   readonly maxInputLength: number;
+  /** The id of the tokenizer model's unknown token (tokenizer.json model.unk_token), when it has one. */
+  readonly unkId: number | undefined;
   /** The tokenizer without truncation, and one per truncation direction: each parses tokenizer.json (~40 ms of CPU for MiniLM's), so all but `right` (the warm-up's, and auto-truncate's) are made at first use. */
   private readonly made: { plain?: TkTokenizer; left?: TkTokenizer; right?: TkTokenizer } = {};
   private readonly make: (direction?: TruncationDirection) => TkTokenizer;
@@ -148,6 +166,7 @@ export class Tokenization {
       return t;
     };
     const right = (this.made.right = this.make('right'));
+    this.unkId = unkIdOf(tokenizerPath, right);
     this.maxInputLength = opts.maxInputLength;
     const tokenizerVocab = right.getVocabSize(true);
     this.vocabSize = opts.vocabSize !== undefined && opts.vocabSize > 0 ? Math.min(opts.vocabSize, tokenizerVocab) : tokenizerVocab;
@@ -204,9 +223,12 @@ export class Tokenization {
     const truncate = req.truncate || this.opts.autoTruncate;
     const n = inputs.length;
     const explicitPrompt = req.promptName !== undefined && req.promptName !== '';
-    const prompt = this.promptFor(req.promptName);
+    // Token classification labels the caller's own text: no prompt (a default one included), so
+    // every token and offset is the input's.
+    const prompt = req.withOffsets ? undefined : this.promptFor(req.promptName);
 
     const out: Encoded[] = new Array(n);
+    const shifts = new Map<number, number>();
     const texts: Array<string | [string, string]> = [];
     const textRows: number[] = [];
     for (let i = 0; i < n; i++) {
@@ -214,8 +236,12 @@ export class Tokenization {
       if (typeof input === 'string') {
         if (input.length === 0) throw inputError('VALIDATION', i, n, `\`inputs\` cannot be empty`);
         const text = this.charLimit(input, truncate, req.truncationDirection, i, n);
+        // A left cut of a huge input drops its head: offsets then count from the cut.
+        if (req.withOffsets && text.length !== input.length) shifts.set(i, countChars(input) - countChars(text));
         texts.push(prompt !== undefined ? prompt + text : text);
         textRows.push(i);
+      } else if (req.withOffsets) {
+        throw inputError('VALIDATION', i, n, 'input must be a string');
       } else if (Array.isArray(input) && input.length === 2 && typeof input[0] === 'string' && typeof input[1] === 'string') {
         const [a, b] = input as PairInput;
         if (a.length === 0 && b.length === 0) throw inputError('VALIDATION', i, n, `\`inputs\` cannot be empty`);
@@ -267,6 +293,7 @@ export class Tokenization {
       const input = inputs[i];
       const chars = typeof input === 'string' ? countChars(input) : countChars((input as PairInput)[0]) + countChars((input as PairInput)[1]);
       out[i] = { ids, typeIds: anyType ? typeIds : null, chars, tokenizationNs: ns };
+      if (req.withOffsets) out[i].spans = spansOf(e, ids.length, shifts.get(i) ?? 0);
     }
     return out;
   }
@@ -328,6 +355,16 @@ export class Tokenization {
     return encodings.map((e, k) => simpleTokens(e, texts[k]));
   }
 
+  /**
+   * Tokens (their strings, as in the vocabulary) joined into text by the tokenizer's decoder, as
+   * transformers' convert_tokens_to_string does for a fast tokenizer (WordPiece: `##` pieces
+   * glued to the token before); without a decoder, joined with spaces.
+   */
+  tokensToString(tokens: string[]): string {
+    const decoder = this.made.right!.getDecoder();
+    return decoder !== null ? decoder.decode(tokens) : tokens.join(' ');
+  }
+
   /** The Decode RPC. */
   async decode(ids: ReadonlyArray<readonly number[]>, skipSpecialTokens: boolean): Promise<string[]> {
     for (let i = 0; i < ids.length; i++) {
@@ -343,6 +380,23 @@ export class Tokenization {
       }
     });
   }
+}
+
+/** tokenizer.json's model.unk_token as an id; undefined when there is none. */
+function unkIdOf(tokenizerPath: string, t: TkTokenizer): number | undefined {
+  try {
+    const unk = (JSON.parse(readFileSync(tokenizerPath, 'utf8')) as { model?: { unk_token?: unknown } }).model?.unk_token;
+    return typeof unk === 'string' ? (t.tokenToId(unk) ?? undefined) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A token's spans from its encoding; offsets moved by `shift` code points (a left-cut input). */
+function spansOf(e: TkEncoding, n: number, shift: number): TokenSpans {
+  const special = e.getSpecialTokensMask();
+  const offsets = e.getOffsets().map(([a, b], t): [number, number] => (special[t] === 1 ? [0, 0] : [a + shift, b + shift]));
+  return { tokens: e.getTokens(), offsets: offsets.slice(0, n), wordIds: e.getWordIds().map((w, t) => (special[t] === 1 || w === undefined ? null : w)), special };
 }
 
 /** UTF-16 index of each Unicode scalar offset of `s` (identity when there are no surrogate pairs). */

@@ -1,9 +1,9 @@
 /**
  * TEI's HTTP routes as one fastify plugin, for every front end that speaks them: the router over
  * its local engine, the manager's data plane over a child's ChildClient. Routes: /embed,
- * /embed_sparse, /embed_all, /predict, /rerank, /tokenize, /decode, and OpenAI's /v1/embeddings
- * (at the URLs the front end lists). JSON shapes follow text-embeddings-inference's
- * router/src/http/types.rs.
+ * /embed_sparse, /embed_all, /predict, /predict_tokens (BEI's token classification), /rerank,
+ * /tokenize, /decode, and OpenAI's /v1/embeddings (at the URLs the front end lists). JSON shapes
+ * follow text-embeddings-inference's router/src/http/types.rs.
  *
  * - The routes interpret the body (http-schemas.ts: TEI's input unions, token-id inputs, predict's
  *   string / pair / batch rules, `truncate` left out or null = the target's auto-truncate,
@@ -39,12 +39,13 @@ import {
   nullable,
   OpenAIEmbeddingsRequest,
   PredictRequest,
+  PredictTokensRequest,
   RerankRequest,
   SimilarityRequest,
   TokenizeRequest,
 } from './http-schemas.js';
 import { aggregateMetadata, timingHeaders } from './metadata.js';
-import type { CallOptions, Capability, Engine, EncodeOptions, Metadata, PairInput, TextInput, TruncationDirection } from './types.js';
+import type { CallOptions, Capability, Engine, EncodeOptions, Metadata, PairInput, TextInput, TokenPredictions, TruncationDirection } from './types.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -108,6 +109,7 @@ export function bodySchemas(modelField: boolean) {
     embedSparse: m(EmbedSparseRequest),
     embedAll: m(EmbedAllRequest),
     predict: m(PredictRequest),
+    predictTokens: m(PredictTokensRequest),
     rerank: m(RerankRequest),
     tokenize: m(TokenizeRequest),
     decode: m(DecodeRequest),
@@ -141,6 +143,12 @@ export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 const direction = (d: string | undefined): TruncationDirection => (d !== undefined && d.toLowerCase() === 'left' ? 'left' : 'right');
+
+/** One input's token classification as JSON: `{token, token_id, label, score, start, end}` per token, or `{entity_group, score, word, start, end}` per entity. */
+export function tokenPredictionsJson(p: TokenPredictions): Array<Record<string, string | number>> {
+  if ('tokens' in p) return p.tokens.map((k) => ({ token: k.token, token_id: k.tokenId, label: k.label, score: k.score, start: k.start, end: k.end }));
+  return p.entities.map((e) => ({ entity_group: e.entityGroup, score: e.score, word: e.word, start: e.start, end: e.end }));
+}
 
 /** TEI's input union: one input (a string or token ids) or a list of them. */
 export function inputList(inputs: string | number[] | Array<string | number[]>): TextInput[] {
@@ -268,6 +276,29 @@ export function teiRouteTable(o: TeiRoutesOptions) {
     });
   });
 
+  // Token classification (BEI's /predict_tokens): one string -> its list, a list -> a list per input.
+  const predictTokens = route(B.predictTokens as typeof PredictTokensRequest, async (body, request, reply) => {
+    const start = process.hrtime.bigint();
+    const single = typeof body.inputs === 'string';
+    const items = typeof body.inputs === 'string' ? [body.inputs] : body.inputs;
+    if (!single) o.checkCount(items.length, 'inputs');
+    return o.serve(request, 'tokens', async (t) => {
+      const out = await t.engine.predictTokens(
+        items,
+        {
+          truncate: body.truncate ?? t.autoTruncate,
+          truncationDirection: direction(body.truncation_direction),
+          rawScores: body.raw_scores ?? false,
+          aggregation: body.aggregation_strategy ?? 'none',
+        },
+        t.call,
+      );
+      setHeaders(reply, start, out.metadata, t);
+      const rows = out.results.map(tokenPredictionsJson);
+      return single ? rows[0] : rows;
+    });
+  });
+
   const rerank = route(B.rerank as typeof RerankRequest, async (body, request, reply) => {
     const start = process.hrtime.bigint();
     o.checkCount(body.texts.length, 'texts');
@@ -391,7 +422,7 @@ export function teiRouteTable(o: TeiRoutesOptions) {
     });
   });
 
-  return { embed, embedSparse, embedAll, predict, rerank, similarity, tokenize, decode, openai, cohere };
+  return { embed, embedSparse, embedAll, predict, predictTokens, rerank, similarity, tokenize, decode, openai, cohere };
 }
 
 /**
@@ -451,6 +482,7 @@ export const teiRoutes: FastifyPluginAsync<TeiRoutesOptions> = async (app: Fasti
   postRoute(app, '/embed_sparse', t.embedSparse, o);
   postRoute(app, '/embed_all', t.embedAll, o);
   postRoute(app, '/predict', t.predict, o);
+  postRoute(app, '/predict_tokens', t.predictTokens, o);
   postRoute(app, '/rerank', t.rerank, o);
   postRoute(app, '/similarity', t.similarity, o);
   postRoute(app, '/tokenize', t.tokenize, o);

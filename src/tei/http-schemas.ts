@@ -70,6 +70,18 @@ export const PredictRequest = Type.Object({
   truncation_direction: Direction,
   raw_scores: Type.Optional(Type.Boolean({ default: false })),
 }, STRICT);
+export const AggregationStrategyField = Type.Optional(
+  Type.Union([Type.Literal('none'), Type.Literal('simple'), Type.Literal('first'), Type.Literal('max'), Type.Literal('average')], {
+    description: '"none", "simple", "first", "max" or "average"',
+  }),
+);
+export const PredictTokensRequest = Type.Object({
+  inputs: Type.Union([Type.String(), Type.Array(Type.String(), { minItems: 1 })], { description: 'a string or a non-empty list of strings' }),
+  truncate: Truncate,
+  truncation_direction: Direction,
+  raw_scores: Type.Optional(Type.Boolean({ default: false })),
+  aggregation_strategy: AggregationStrategyField,
+}, STRICT);
 export const RerankRequest = Type.Object({
   query: Type.String(),
   texts: Type.Array(Type.String(), { description: 'a list of strings' }),

@@ -19,6 +19,7 @@ export const PROTO_DIR = projectPath('proto');
 /** Relative to PROTO_DIR, as the files import each other. */
 export const TEI_PROTO_FILE = 'tei/v1/tei.proto';
 export const BATCH_PROTO_FILE = 'teiplex/v1/batch.proto';
+export const TOKENS_PROTO_FILE = 'teiplex/v1/tokens.proto';
 export const MUX_PROTO_FILE = 'tei_multiplexer/v1/multiplexer.proto';
 
 /** grpc.health.v1's proto as shipped by grpc-health-check (dir + relative file). */
@@ -40,8 +41,9 @@ export const LOADER_OPTIONS: protoLoader.Options = {
 /** Full names of the data services the router serves. */
 export const TEI_SERVICES = ['tei.v1.Info', 'tei.v1.Embed', 'tei.v1.Predict', 'tei.v1.Rerank', 'tei.v1.Tokenize'] as const;
 export const BATCH_SERVICE = 'teiplex.v1.Batch';
-export type RouterServiceName = (typeof TEI_SERVICES)[number] | typeof BATCH_SERVICE;
-export const ROUTER_SERVICES: readonly RouterServiceName[] = [...TEI_SERVICES, BATCH_SERVICE];
+export const TOKENS_SERVICE = 'teiplex.v1.TokenClassification';
+export type RouterServiceName = (typeof TEI_SERVICES)[number] | typeof BATCH_SERVICE | typeof TOKENS_SERVICE;
+export const ROUTER_SERVICES: readonly RouterServiceName[] = [...TEI_SERVICES, BATCH_SERVICE, TOKENS_SERVICE];
 
 const loaded = new Map<string, protoLoader.PackageDefinition>();
 
@@ -59,14 +61,14 @@ export function loadProtos(files: readonly string[]): protoLoader.PackageDefinit
   return def;
 }
 
-/** tei.v1 + teiplex.v1 (batch.proto imports tei.proto). */
+/** tei.v1 + teiplex.v1 (batch.proto and tokens.proto import tei.proto). */
 export function routerPackageDefinition(): protoLoader.PackageDefinition {
-  return loadProtos([TEI_PROTO_FILE, BATCH_PROTO_FILE]);
+  return loadProtos([TEI_PROTO_FILE, BATCH_PROTO_FILE, TOKENS_PROTO_FILE]);
 }
 
 /** Everything the router serves, health and reflection included: what server reflection describes. */
 export function reflectionPackageDefinition(): protoLoader.PackageDefinition {
-  return loadProtos([TEI_PROTO_FILE, BATCH_PROTO_FILE, HEALTH_PROTO_FILE, ...REFLECTION_PROTO_FILES]);
+  return loadProtos([TEI_PROTO_FILE, BATCH_PROTO_FILE, TOKENS_PROTO_FILE, HEALTH_PROTO_FILE, ...REFLECTION_PROTO_FILES]);
 }
 
 /** tei_multiplexer.v1 (which imports tei.v1). */
@@ -76,13 +78,13 @@ export function muxPackageDefinition(): protoLoader.PackageDefinition {
 
 /** Everything the multiplexer's port serves, as server reflection describes it. */
 export function muxReflectionPackageDefinition(): protoLoader.PackageDefinition {
-  return loadProtos([MUX_PROTO_FILE, TEI_PROTO_FILE, HEALTH_PROTO_FILE, ...REFLECTION_PROTO_FILES]);
+  return loadProtos([MUX_PROTO_FILE, TEI_PROTO_FILE, TOKENS_PROTO_FILE, HEALTH_PROTO_FILE, ...REFLECTION_PROTO_FILES]);
 }
 
 /** The service definition of one of the router's services, e.g. `tei.v1.Embed`. */
 export function serviceDefinition(name: RouterServiceName): grpc.ServiceDefinition {
   const def = routerPackageDefinition()[name];
-  if (def === undefined || 'format' in def) throw new Error(`${name} is not a service in ${TEI_PROTO_FILE} or ${BATCH_PROTO_FILE}`);
+  if (def === undefined || 'format' in def) throw new Error(`${name} is not a service in ${TEI_PROTO_FILE}, ${BATCH_PROTO_FILE} or ${TOKENS_PROTO_FILE}`);
   return def as grpc.ServiceDefinition;
 }
 
@@ -232,4 +234,42 @@ export interface PbEmbedAllBatchResponse {
   offsets: number[];
   embeddings: Buffer;
   metadata: PbMetadata;
+}
+
+/** teiplex.v1.TokenClassification (tokens.proto). */
+export type PbAggregationStrategy =
+  | 'AGGREGATION_STRATEGY_NONE'
+  | 'AGGREGATION_STRATEGY_SIMPLE'
+  | 'AGGREGATION_STRATEGY_FIRST'
+  | 'AGGREGATION_STRATEGY_MAX'
+  | 'AGGREGATION_STRATEGY_AVERAGE';
+export interface PbPredictTokensRequest {
+  inputs: string[];
+  truncate: boolean;
+  truncation_direction: PbTruncationDirection;
+  raw_scores: boolean;
+  aggregation_strategy: PbAggregationStrategy;
+}
+export interface PbTokenPrediction {
+  token: string;
+  token_id: number;
+  label: string;
+  score: number;
+  start: number;
+  end: number;
+}
+export interface PbEntityPrediction {
+  entity_group: string;
+  score: number;
+  word: string;
+  start: number;
+  end: number;
+}
+export interface PbTokenPredictions {
+  tokens: PbTokenPrediction[];
+  entities: PbEntityPrediction[];
+  metadata: PbMetadata;
+}
+export interface PbPredictTokensResponse {
+  predictions: PbTokenPredictions[];
 }

@@ -4,7 +4,7 @@
  * (tei.v1 gRPC, teiplex.v1 batch extension, TEI HTTP routes).
  */
 
-export type ModelKind = 'embedding' | 'classifier' | 'reranker' | 'splade';
+export type ModelKind = 'embedding' | 'classifier' | 'reranker' | 'splade' | 'token-classifier';
 export type Pooling = 'cls' | 'mean' | 'splade' | 'last-token';
 export type TruncationDirection = 'right' | 'left';
 export type Device = 'cpu' | 'cuda';
@@ -21,7 +21,7 @@ export interface ModelDescription {
   /** Token ids accepted in inputs and by decode are 0 .. inputVocabSize - 1: the smaller of config.json vocab_size and the tokenizer's vocabulary (set once the tokenizer is loaded). */
   inputVocabSize?: number;
   maxInputLength: number;
-  id2label: string[]; // classifier labels by index; empty for embedding models
+  id2label: string[]; // classifier (and token classifier) labels by index; empty for embedding models
   prompts: ReadonlyMap<string, string>; // by name, from config_sentence_transformers.json (a Map: no inherited names)
 }
 
@@ -74,6 +74,40 @@ export interface PredictOptions {
   rawScores: boolean;
 }
 
+/** How per-token predictions become entities (transformers' TokenClassificationPipeline). */
+export type AggregationStrategy = 'none' | 'simple' | 'first' | 'max' | 'average';
+export const AGGREGATION_STRATEGIES: readonly AggregationStrategy[] = ['none', 'simple', 'first', 'max', 'average'];
+
+export interface PredictTokensOptions {
+  truncate: boolean;
+  truncationDirection: TruncationDirection;
+  /** Scores are the raw logits (aggregation 'none' only). */
+  rawScores: boolean;
+  aggregation: AggregationStrategy;
+}
+
+/** One token's prediction; start/end are character offsets (Unicode code points) into the input. */
+export interface TokenPrediction {
+  token: string;
+  tokenId: number;
+  label: string;
+  score: number;
+  start: number;
+  end: number;
+}
+
+/** One entity aggregated from token predictions; start/end as in TokenPrediction. */
+export interface EntityPrediction {
+  entityGroup: string;
+  score: number;
+  word: string;
+  start: number;
+  end: number;
+}
+
+/** One input's answer: its tokens (aggregation 'none') or its entities (any other strategy). */
+export type TokenPredictions = { tokens: TokenPrediction[] } | { entities: EntityPrediction[] };
+
 export interface RerankOptions extends PredictOptions {
   returnText: boolean;
 }
@@ -115,7 +149,7 @@ export interface Batched<T> {
 }
 
 /** What a model can produce or do (the typed routes' output types, and what a route needs of its engine). */
-export type Capability = 'dense' | 'sparse' | 'multivector' | 'score' | 'classify';
+export type Capability = 'dense' | 'sparse' | 'multivector' | 'score' | 'classify' | 'tokens';
 
 /** What one call may carry to an engine besides its inputs. */
 export interface CallOptions {
@@ -141,6 +175,8 @@ export interface Engine {
   embedSparse(inputs: TextInput[], opts: EncodeOptions, call?: CallOptions): Promise<Batched<SparseVector>>;
   embedAll(inputs: TextInput[], opts: EncodeOptions, call?: CallOptions): Promise<Batched<TokenEmbeddings>>;
   predict(inputs: Array<string | PairInput>, opts: PredictOptions, call?: CallOptions): Promise<Batched<Prediction[]>>;
+  /** Token classification (NER): per-token labels, or entities aggregated from them. */
+  predictTokens(inputs: string[], opts: PredictTokensOptions, call?: CallOptions): Promise<Batched<TokenPredictions>>;
   rerank(query: string, texts: string[], opts: RerankOptions, call?: CallOptions): Promise<{ ranks: Rank[]; metadata: Metadata }>;
   tokenize(inputs: string[], addSpecialTokens: boolean, promptName?: string, call?: CallOptions): Promise<SimpleToken[][]>;
   decode(ids: number[][], skipSpecialTokens: boolean, call?: CallOptions): Promise<string[]>;

@@ -8,14 +8,14 @@ import { GraphBuilder, type GraphIo } from './graph-builder.js';
 import { Rng } from './rng.js';
 import type { ModelShape } from './shapes.js';
 
-export type TestModelKind = 'embedding' | 'reranker' | 'classifier' | 'splade';
+export type TestModelKind = 'embedding' | 'reranker' | 'classifier' | 'splade' | 'token-classifier';
 
 export interface BertGraphSpec {
   kind: TestModelKind;
   shape: ModelShape;
   vocabSize: number;
   typeVocabSize: number;
-  /** Classifier outputs (1 for a reranker). */
+  /** Classifier outputs (1 for a reranker); per token for a token classifier. */
   numLabels: number;
   /** Embedding models: also output a mean-pooled `sentence_embedding`. */
   sentenceEmbedding: boolean;
@@ -141,6 +141,14 @@ export function buildBertGraph(spec: BertGraphSpec): BertGraph {
     const bias = w.bias('cls.predictions.bias', vocabSize, -3.5 * INITIALIZER_RANGE * Math.sqrt(H));
     g.op('Add', [g.op('MatMul', [t, decoder]), bias], {}, 'logits');
     outputs.push({ name: 'logits', elemType: 'float32', shape: ['batch_size', 'sequence_length', vocabSize] });
+  } else if (spec.kind === 'token-classifier') {
+    // *ForTokenClassification: the classifier on every token's hidden state, logits [B, T, labels].
+    // Its weights are drawn wider than BERT's initializer (std 1 / sqrt(H) instead of 0.02), so
+    // the seeded model gives distinct labels from token to token rather than near-uniform scores.
+    const weight = g.weight('classifier.weight', [H, spec.numLabels], new Rng(spec.seed + 1).normals(H * spec.numLabels, 1 / Math.sqrt(H)));
+    const bias = w.bias('classifier.bias', spec.numLabels);
+    g.op('Add', [g.op('MatMul', [x, weight]), bias], {}, 'logits');
+    outputs.push({ name: 'logits', elemType: 'float32', shape: ['batch_size', 'sequence_length', spec.numLabels] });
   } else {
     // *ForSequenceClassification: tanh pooler on [CLS], then the classifier.
     const cls = g.op('Gather', [x, g.int64('cls_index', [0], [])], { axis: 1 });

@@ -51,7 +51,11 @@ const ARCHITECTURES: Record<TestModelKind, string> = {
   splade: 'BertForMaskedLM',
   reranker: 'BertForSequenceClassification',
   classifier: 'BertForSequenceClassification',
+  'token-classifier': 'BertForTokenClassification',
 };
+
+/** A token classifier's labels: named-entity tags in BIO form, as CoNLL-2003 models name them. */
+export const BIO_LABELS = ['O', 'B-PER', 'I-PER', 'B-ORG', 'I-ORG', 'B-LOC', 'I-LOC', 'B-MISC', 'I-MISC'];
 
 async function vocabSizeOf(tokenizerJson: string): Promise<number> {
   const tok = JSON.parse(await readFile(tokenizerJson, 'utf8')) as { model?: { vocab?: Record<string, number> | unknown[] }; added_tokens?: Array<{ id: number }> };
@@ -72,8 +76,8 @@ export async function writeTestModel(o: TestModelOptions): Promise<WrittenModel>
   validateShape(shape);
   const tokenizerDir = o.tokenizerDir ?? DEFAULT_TOKENIZER_DIR;
   const vocabSize = await vocabSizeOf(path.join(tokenizerDir, 'tokenizer.json'));
-  const numLabels = o.kind === 'reranker' ? 1 : o.kind === 'classifier' ? (o.numLabels ?? 2) : 0;
-  if (o.kind === 'classifier' && (!Number.isInteger(numLabels) || numLabels < 2)) throw new Error(`a classifier needs at least 2 labels, got ${numLabels}`);
+  const numLabels = o.kind === 'reranker' ? 1 : o.kind === 'classifier' ? (o.numLabels ?? 2) : o.kind === 'token-classifier' ? (o.numLabels ?? BIO_LABELS.length) : 0;
+  if ((o.kind === 'classifier' || o.kind === 'token-classifier') && (!Number.isInteger(numLabels) || numLabels < 2)) throw new Error(`a classifier needs at least 2 labels, got ${numLabels}`);
   const onnxPath = o.onnxPath ?? DEFAULT_ONNX_PATH;
   if (path.isAbsolute(onnxPath) || onnxPath.split(/[\\/]/).includes('..') || !onnxPath.endsWith('.onnx')) {
     throw new Error(`--onnx-path must be a relative path inside the model directory ending in .onnx, got '${onnxPath}'`);
@@ -108,7 +112,9 @@ export async function writeTestModel(o: TestModelOptions): Promise<WrittenModel>
   await writeFile(path.join(tmp, onnxPath), serialized.onnx);
   if (serialized.externalData) await writeFile(path.join(path.dirname(path.join(tmp, onnxPath)), dataFile), serialized.externalData);
 
-  const labels = Object.fromEntries(Array.from({ length: numLabels }, (_, i) => [String(i), `LABEL_${i}`]));
+  // A token classifier with the default label count gets the BIO tags; otherwise LABEL_i.
+  const labelName = (i: number): string => (o.kind === 'token-classifier' && numLabels === BIO_LABELS.length ? BIO_LABELS[i]! : `LABEL_${i}`);
+  const labels = Object.fromEntries(Array.from({ length: numLabels }, (_, i) => [String(i), labelName(i)]));
   const config: Record<string, unknown> = {
     architectures: [ARCHITECTURES[o.kind]],
     model_type: 'bert',

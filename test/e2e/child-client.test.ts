@@ -231,6 +231,14 @@ describe('ChildClient against stand-in children (grpc-js on loopback)', () => {
     assert.equal(c.known.batch, 'no');
   });
 
+  test('token classification on a child without teiplex.v1.TokenClassification (a TEI child): WRONG_MODEL_TYPE naming it', async () => {
+    const c = client(port);
+    await assert.rejects(
+      c.predictTokens(['a', 'b'], { truncate: false, truncationDirection: 'right', rawScores: false, aggregation: 'simple' }),
+      (e: unknown) => e instanceof TeiplexError && e.code === 'WRONG_MODEL_TYPE' && /instance 'child' does not serve token classification/.test(e.message),
+    );
+  });
+
   test("a stream's failure names the row by the message position the child names, not by the answers so far", async () => {
     const embed = serviceDefinition('tei.v1.Embed');
     const streamOnly = new grpc.Server();

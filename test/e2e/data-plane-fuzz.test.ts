@@ -110,6 +110,7 @@ const ROUTES: Route[] = [
   { url: '/embed_sparse', schema: B.embedSparse, valid: { inputs: 'a' }, openai: false, served: false },
   { url: '/embed_all', schema: B.embedAll, valid: { inputs: ['a'], truncate: false }, openai: false },
   { url: '/predict', schema: B.predict, valid: { inputs: [['a', 'b']], raw_scores: true }, openai: false, served: false },
+  { url: '/predict_tokens', schema: B.predictTokens, valid: { inputs: ['a'], aggregation_strategy: 'simple', truncate: true }, openai: false, served: false },
   { url: '/rerank', schema: B.rerank, valid: { query: 'q', texts: ['a'], return_text: true }, openai: false, served: false },
   { url: '/tokenize', schema: B.tokenize, valid: { inputs: ['a'], add_special_tokens: false }, openai: false },
   { url: '/decode', schema: B.decode, valid: { ids: [101, 102], skip_special_tokens: true }, openai: false },
@@ -365,6 +366,7 @@ const VALID: Valid[] = [
   },
   { url: '/embed_sparse', openai: false, body: fc.record({ inputs }), refused: { code: 'validation', status: 400 } },
   { url: '/predict', openai: false, body: fc.record({ inputs: fc.oneof(text, fc.tuple(text, text)) }), refused: { code: 'validation', status: 400 } },
+  { url: '/predict_tokens', openai: false, body: fc.record({ inputs: fc.oneof(text, texts) }), refused: { code: 'validation', status: 400 } },
   { url: '/rerank', openai: false, body: fc.record({ query: text, texts }), refused: { code: 'validation', status: 400 } },
   {
     url: '/v1/rerank',

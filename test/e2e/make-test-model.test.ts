@@ -134,6 +134,7 @@ describe('teiplex make-test-model', () => {
       { kind: 'reranker', output: 'logits', dims: (_T: number) => [2, 1], arch: 'BertForSequenceClassification', labels: 1 },
       { kind: 'classifier', output: 'logits', dims: (_T: number) => [2, 3], arch: 'BertForSequenceClassification', labels: 3 },
       { kind: 'splade', output: 'logits', dims: (T: number) => [2, T, 30522], arch: 'BertForMaskedLM', labels: 0 },
+      { kind: 'token-classifier', output: 'logits', dims: (T: number) => [2, T, 3], arch: 'BertForTokenClassification', labels: 3 },
     ];
     for (const c of cases) {
       const out = path.join(tmp, c.kind);
@@ -145,7 +146,13 @@ describe('teiplex make-test-model', () => {
       const res = await runOnnx(path.join(out, 'onnx', 'model.onnx'), rows);
       assert.deepEqual(res[c.output].dims, c.dims(5), c.kind);
       await assert.rejects(stat(path.join(out, 'modules.json')), { code: 'ENOENT' });
-      if (c.kind !== 'splade') {
+      if (c.kind === 'token-classifier') {
+        // Per token: the classifier on each hidden state (row 1 has all 5 tokens, no padding).
+        const ref = new BertReference(readWeights(path.join(out, 'onnx', 'model.onnx')), 4);
+        const expected = ref.classifyTokens(rows[1]).flat();
+        const got = Array.from(res.logits.data as Float32Array).slice(5 * c.labels, 10 * c.labels);
+        got.forEach((v, i) => assert.ok(Math.abs(v - expected[i]) < 1e-4, `token logit ${i}: ${v} vs ${expected[i]}`));
+      } else if (c.kind !== 'splade') {
         const ref = new BertReference(readWeights(path.join(out, 'onnx', 'model.onnx')), 4);
         const expected = ref.classify(rows[1]);
         const got = Array.from(res.logits.data as Float32Array).slice(c.labels, 2 * c.labels);
@@ -157,6 +164,23 @@ describe('teiplex make-test-model', () => {
         assert.ok(positive > 0 && positive < 0.01 * logits.length, `${positive} positive of ${logits.length}`);
       }
     }
+  });
+
+  test('a token classifier has BIO labels by default, and a mix of them over a text', async () => {
+    const out = path.join(tmp, 'ner');
+    await makeModel(['--out', out, '--kind', 'token-classifier']);
+    const config = await readJson(path.join(out, 'config.json'));
+    assert.deepEqual(Object.values(config.id2label as object), ['O', 'B-PER', 'I-PER', 'B-ORG', 'I-ORG', 'B-LOC', 'I-LOC', 'B-MISC', 'I-MISC']);
+    assert.equal((config.label2id as Record<string, number>)['I-MISC'], 8);
+    // "[CLS] hello world is the quick brown fox [SEP]": argmax labels of the real tokens.
+    const ids = [101, 7592, 2088, 2003, 1996, 4248, 2829, 4419, 102];
+    const logits = (await runOnnx(path.join(out, 'onnx', 'model.onnx'), [ids])).logits.data as Float32Array;
+    const labels = new Set<number>();
+    for (let t = 1; t < ids.length - 1; t++) {
+      const row = Array.from(logits.subarray(t * 9, (t + 1) * 9));
+      labels.add(row.indexOf(Math.max(...row)));
+    }
+    assert.ok(labels.size >= 3, `labels over 7 tokens: ${[...labels].join(', ')}`);
   });
 
   test('same seed, same bytes; another seed, other weights; external data is equivalent', async () => {

@@ -54,6 +54,25 @@ test('classifier and reranker from *ForSequenceClassification and id2label', () 
   assert.match(withPooling.warnings.join(' '), /ignored/);
 });
 
+test('token classifier from *ForTokenClassification: its labels, at least 2; --pooling ignored', () => {
+  const ner = { ...bert, architectures: ['XLMRobertaForTokenClassification'], id2label: { '0': 'O', '1': 'B-PER', '2': 'I-PER' } };
+  const r = describeModel({ config: ner }, opts);
+  assert.equal(r.model.kind, 'token-classifier');
+  assert.deepEqual(r.model.id2label, ['O', 'B-PER', 'I-PER']);
+  assert.equal(r.model.pooling, undefined);
+  assert.equal(r.model.hiddenSize, undefined);
+  assert.equal(describeModel({ config: { ...ner, id2label: undefined, num_labels: 5 } }, opts).model.id2label.length, 5);
+  assert.match(describeModel({ config: ner }, { ...opts, pooling: 'cls' }).warnings.join(' '), /--pooling cls is ignored for a token classification model/);
+  for (const one of [{ ...ner, id2label: { '0': 'O' } }, { ...ner, id2label: undefined }]) {
+    assert.throws(
+      () => describeModel({ config: one }, opts),
+      (e: unknown) => e instanceof ModelConfigError && /XLMRobertaForTokenClassification needs at least 2 labels in config\.json/.test(e.message),
+    );
+  }
+  // Sequence classification wins when a config names both heads.
+  assert.equal(describeModel({ config: { ...ner, architectures: ['BertForTokenClassification', 'BertForSequenceClassification'] } }, opts).model.kind, 'classifier');
+});
+
 test('id2label: keys are canonical ids 0..n-1, labels strings, at most MAX_LABELS; anything else is refused naming config.json and the key', () => {
   const refused = (config: Record<string, unknown>, ...parts: Array<RegExp | string>) =>
     assert.throws(

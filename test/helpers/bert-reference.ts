@@ -104,6 +104,11 @@ export class BertReference {
     return x;
   }
 
+  /** Token-classification logits [T][labels]: the classifier on every token's hidden state. */
+  classifyTokens(ids: number[], typeIds?: number[]): Mat {
+    return this.dense(this.hidden(ids, typeIds), 'classifier');
+  }
+
   /** Sequence-classification logits: classifier(tanh(pooler([CLS]))). */
   classify(ids: number[], typeIds?: number[]): number[] {
     const cls = this.hidden(ids, typeIds)[0];

@@ -25,7 +25,7 @@ import { cosine } from '../helpers/vectors.js';
 
 /**
  * The fields TEI's request types define (router/src/http/types.rs), `dimensions` on /embed
- * (TEI's Matryoshka option), OpenAI's embeddings request (`input`, `model`, `user`,
+ * (TEI's Matryoshka option), /predict_tokens (BEI's), OpenAI's embeddings request (`input`, `model`, `user`,
  * `encoding_format`, `dimensions`: what the `openai` client sends), Cohere's v2 embed request for
  * texts (`model`, `texts`, `input_type`, `embedding_types`, `truncate`, `output_dimension`), and
  * teiplex's output matrix (`embedding_type`, `encoding`) and prompts by `input_type`
@@ -36,6 +36,8 @@ const DEFINED: Record<string, string[]> = {
   embedSparse: ['inputs', 'truncate', 'truncation_direction', 'prompt_name', 'input_type'],
   embedAll: ['inputs', 'truncate', 'truncation_direction', 'prompt_name', 'input_type'],
   predict: ['inputs', 'truncate', 'truncation_direction', 'raw_scores'],
+  // BEI's token classification route (TEI has none), with transformers' aggregation strategies.
+  predictTokens: ['inputs', 'truncate', 'truncation_direction', 'raw_scores', 'aggregation_strategy'],
   rerank: ['query', 'texts', 'truncate', 'truncation_direction', 'raw_scores', 'return_text'],
   similarity: ['inputs', 'parameters'],
   tokenize: ['inputs', 'add_special_tokens', 'prompt_name'],

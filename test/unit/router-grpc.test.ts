@@ -158,7 +158,7 @@ describe('embedding model over gRPC', () => {
     }
     server.setEngine(engine);
     for (const name of ['', 'tei.v1.Info', 'tei.v1.Embed', 'tei.v1.Tokenize', 'teiplex.v1.Batch']) assert.equal(await healthOf(clients, name), 'SERVING', name);
-    for (const name of ['tei.v1.Predict', 'tei.v1.Rerank']) assert.equal(await healthOf(clients, name), 'NOT_SERVING', name);
+    for (const name of ['tei.v1.Predict', 'tei.v1.Rerank', 'teiplex.v1.TokenClassification']) assert.equal(await healthOf(clients, name), 'NOT_SERVING', name);
   });
 
   test('Info reports fields 1-13', async () => {
@@ -455,7 +455,7 @@ describe('reranker model over gRPC', () => {
     const rerank = ctx.clients.get('tei.v1.Rerank');
     assert.equal((await rpc(ctx.clients.get('tei.v1.Info'), 'Info', {})).model_type, 'MODEL_TYPE_RERANKER');
     for (const name of ['tei.v1.Predict', 'tei.v1.Rerank']) assert.equal(await healthOf(ctx.clients, name), 'SERVING');
-    assert.equal(await healthOf(ctx.clients, 'tei.v1.Embed'), 'NOT_SERVING');
+    for (const name of ['tei.v1.Embed', 'teiplex.v1.TokenClassification']) assert.equal(await healthOf(ctx.clients, name), 'NOT_SERVING', name);
 
     const { res: response, headers } = await unary<Msg>(rerank, 'Rerank', { query, texts, return_text: true });
     const expected = await ctx.engine.rerank(query, texts, { truncate: false, truncationDirection: 'right', rawScores: false, returnText: true });

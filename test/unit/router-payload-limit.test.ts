@@ -107,7 +107,7 @@ describe('router gRPC: a message over --payload-limit', () => {
     await engine?.close();
   });
 
-  test('every tei.v1 and teiplex.v1.Batch RPC refuses it with PAYLOAD_TOO_LARGE, unary and streams alike', async () => {
+  test('every tei.v1, teiplex.v1.Batch and teiplex.v1.TokenClassification RPC refuses it with PAYLOAD_TOO_LARGE, unary and streams alike', async () => {
     const oversize = Buffer.alloc(LIMIT + 1, 0x0a);
     let rpcs = 0;
     for (const service of ROUTER_SERVICES) {
@@ -121,8 +121,8 @@ describe('router gRPC: a message over --payload-limit', () => {
         rpcs++;
       }
     }
-    // tei.v1 Info 1, Embed 6, Predict 4, Rerank 2, Tokenize 4; teiplex.v1.Batch 3.
-    assert.equal(rpcs, 20);
+    // tei.v1 Info 1, Embed 6, Predict 4, Rerank 2, Tokenize 4; teiplex.v1.Batch 3; teiplex.v1.TokenClassification 1.
+    assert.equal(rpcs, 21);
   });
 
   test('a message of exactly --payload-limit bytes is served; one byte more is refused', async () => {

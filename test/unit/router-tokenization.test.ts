@@ -173,3 +173,27 @@ test('tokenization is concurrent and bounded by its workers', async () => {
   const [again] = await t.encode([texts[17]], right);
   assert.deepEqual(out[17][0].ids, again.ids);
 });
+
+test('spans for token classification: code-point offsets into the input, no prompt, special tokens marked; a left-cut huge input keeps offsets into the whole of it', async () => {
+  const t = tk({ defaultPromptName: 'query' });
+  const text = 'Zürich 🙂 Paris';
+  const [e] = await t.encode([text], { ...right, withOffsets: true });
+  const s = e.spans!;
+  // No prompt: [CLS] zurich [UNK] paris [SEP].
+  assert.deepEqual(s.tokens, ['[CLS]', 'zurich', '[UNK]', 'paris', '[SEP]']);
+  assert.deepEqual(s.offsets, [[0, 0], [0, 6], [7, 8], [9, 14], [0, 0]]);
+  assert.deepEqual(s.wordIds, [null, 0, 1, 2, null]);
+  assert.deepEqual(s.special, [1, 0, 0, 0, 1]);
+  assert.equal(t.unkId, 100);
+  assert.equal(t.tokensToString(['wash', '##ing', '##ton', 'paris']), 'washington paris');
+  // Over maxInputLength x 250 characters (8 x 250): cut from the left before tokenizing; the
+  // offsets still count from the start of the whole input.
+  const huge = `${'x '.repeat(1500)}end of it`;
+  const [h] = await t.encode([huge], { truncate: true, truncationDirection: 'left', withOffsets: true });
+  const hs = h.spans!;
+  assert.equal(h.ids.length, 8);
+  const last = hs.offsets[hs.offsets.length - 2]!;
+  assert.deepEqual([hs.tokens[hs.tokens.length - 2], last], ['it', [countChars(huge) - 2, countChars(huge)]]);
+  // Token-id inputs have no text to point into.
+  await assert.rejects(t.encode([[1, 2, 3]], { ...right, withOffsets: true }), isCode('VALIDATION', /input must be a string/));
+});

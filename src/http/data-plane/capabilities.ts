@@ -17,13 +17,18 @@ import { childInfo, type DataPlaneDeps } from './request-context.js';
 import { TeiplexError } from '../../common/errors.js';
 
 
-/** What the child's model can do: its Info's model type, and SPLADE pooling from its spec. */
+/**
+ * What the child's model can do: its Info's model type, and SPLADE pooling from its spec. tei.v1's
+ * Info has no token classifier type: a teiplex router reports one as a classifier, so a classifier
+ * may do 'classify' or 'tokens' (sequence or token classification), and its child refuses the one
+ * it does not serve (WRONG_MODEL_TYPE).
+ */
 export function capabilitiesOf(spec: InstanceSpec, info: PbInfoResponse): Capability[] {
   switch (info.model_type) {
     case 'MODEL_TYPE_RERANKER':
       return ['score', 'classify'];
     case 'MODEL_TYPE_CLASSIFIER':
-      return ['classify'];
+      return ['classify', 'tokens'];
     default:
       return isSplade(spec) ? ['sparse'] : ['dense', 'multivector'];
   }

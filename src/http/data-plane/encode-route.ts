@@ -1,8 +1,9 @@
 /**
  * Typed outputs in one call: `POST /v1/encode/{model}` `{items: [{id?, text}], output_types:
  * ["dense", "sparse", "multivector"], normalize, dimensions, truncate, prompt_name}` -> per item
- * `{id, dense: {dim, values}, sparse: {indices, values}, multivector: {tokens, dim, values}}` for
- * the types asked (multivector values are tokens x dim, row-major). A type the model cannot
+ * `{id, dense: {dim, values}, sparse: {indices, values}, multivector: {tokens, dim, values},
+ * tokens: [...]}` for the types asked (multivector values are tokens x dim, row-major; `tokens` is
+ * token classification, /predict_tokens's answer for the item, with `aggregation_strategy`). A type the model cannot
  * produce is 422 naming its capabilities; types served by different instances of the model (one
  * alias over a dense and a SPLADE instance) are gathered into one answer (capabilities.ts).
  * `{model}` may hold slashes (a hub id). Multivector outputs count against http_response_limit_mb;
@@ -10,21 +11,21 @@
  */
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
-import { EmbeddingTypeField, EncodingField, InputTypeField, nullable, PromptName } from '../../tei/http-schemas.js';
-import { withInputType } from '../../tei/http-routes.js';
+import { AggregationStrategyField, EmbeddingTypeField, EncodingField, InputTypeField, nullable, PromptName } from '../../tei/http-schemas.js';
+import { tokenPredictionsJson, withInputType } from '../../tei/http-routes.js';
 import { modelPrompts } from '../../child/model-prompts.js';
 import { rowJson, typedRows } from '../../tei/embedding-output.js';
 import type { OutputType as EmbeddingType, TypedRow } from '../../tei/embedding-types.js';
 import type { Metadata } from '../../tei/types.js';
 import { planOutputs } from './capabilities.js';
 import { TeiplexError } from '../../common/errors.js';
-import type { SparseVector, TokenEmbeddings } from '../../tei/types.js';
+import type { SparseVector, TokenEmbeddings, TokenPredictions } from '../../tei/types.js';
 import { JSON_BYTES_PER_FLOAT } from '../../tei/json-answer.js';
 import { AnswerBudget } from './answer-budget.js';
 import { flatPieces, floatList, listPieces, sendJson } from '../../tei/json-answer.js';
 import { checkCount, onInstance, setHeaders, tokenCount, type DataPlaneDeps } from './request-context.js';
 
-export const OutputType = Type.Union([Type.Literal('dense'), Type.Literal('sparse'), Type.Literal('multivector')], { description: '"dense", "sparse" or "multivector"' });
+export const OutputType = Type.Union([Type.Literal('dense'), Type.Literal('sparse'), Type.Literal('multivector'), Type.Literal('tokens')], { description: '"dense", "sparse", "multivector" or "tokens"' });
 type OutputType = Static<typeof OutputType>;
 
 const ItemId = Type.Union([Type.String(), Type.Integer()], { description: 'a string or an integer' });
@@ -33,7 +34,8 @@ export const TextItem = Type.Object({ id: Type.Optional(ItemId), text: Type.Stri
 export const EncodeBody = Type.Object(
   {
     items: Type.Array(TextItem, { description: 'a list of {id?, text} objects' }),
-    output_types: Type.Optional(Type.Array(OutputType, { minItems: 1, description: 'a non-empty list of "dense", "sparse", "multivector"' })),
+    output_types: Type.Optional(Type.Array(OutputType, { minItems: 1, description: 'a non-empty list of "dense", "sparse", "multivector", "tokens"' })),
+    aggregation_strategy: AggregationStrategyField,
     normalize: nullable(Type.Boolean()),
     dimensions: nullable(Type.Integer({ minimum: 1, maximum: 0xffffffff, description: 'a positive integer' })),
     embedding_type: EmbeddingTypeField,
@@ -53,6 +55,7 @@ interface ItemOut {
   dense?: { dim: number; values: TypedRow };
   sparse?: SparseVector;
   multivector?: TokenEmbeddings;
+  tokens?: TokenPredictions;
 }
 
 /** One item of the answer as JSON pieces, vectors without a number[] each; dense values in `type`, as JSON or base64. */
@@ -65,6 +68,7 @@ function* itemPieces(x: ItemOut, type: EmbeddingType, base64: boolean): Generato
     yield* flatPieces(x.multivector.values);
     yield '}';
   }
+  if (x.tokens) yield `,"tokens":${JSON.stringify(tokenPredictionsJson(x.tokens))}`;
   yield '}';
 }
 
@@ -122,6 +126,10 @@ export function encodeRoute(app: FastifyInstance, d: DataPlaneDeps): void {
                   } else if (kind === 'sparse') {
                     const r = await c.client.embedSparse(texts, base, c.call);
                     got.push(() => r.results.forEach((v, i) => (out[i].sparse = v)), () => metadata.push(r.metadata));
+                  } else if (kind === 'tokens') {
+                    // no prompt for token classification: its offsets are into the item's own text
+                    const r = await c.client.predictTokens(itemTexts, { truncate: base.truncate, truncationDirection, rawScores: false, aggregation: body.aggregation_strategy ?? 'none' }, c.call);
+                    got.push(() => r.results.forEach((v, i) => (out[i].tokens = v)), () => metadata.push(r.metadata));
                   } else {
                     const r = await c.client.embedAll(texts, base, { ...c.call, onFloats: budget.onFloats });
                     got.push(() => r.results.forEach((v, i) => (out[i].multivector = v)), () => metadata.push(r.metadata));
