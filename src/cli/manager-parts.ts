@@ -52,6 +52,7 @@ export async function wireManager(o: { config: Config; configPath: string | unde
     outlier: config.outlier_detection,
     probeTimeoutMs: config.health_check_timeout_secs * 1000,
     retireMs: config.graceful_shutdown_timeout_secs * 1000,
+    cacheBytes: Math.floor(config.embedding_cache_mb * 1024 * 1024),
   });
   supervisor.drainer = routing.channels;
   supervisor.outliers = routing.outliers;

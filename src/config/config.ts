@@ -184,6 +184,7 @@ export const ConfigSchema = Type.Object(
     http_body_limit_mb: Type.Number({ exclusiveMinimum: 0, maximum: 1024 }),
     /** HTTP data plane: largest answer a request may ask for (MiB), estimated before any child work (/embed_all, multivector); beyond: 413. */
     http_response_limit_mb: Type.Number({ exclusiveMinimum: 0, maximum: 16384 }),
+    embedding_cache_mb: Type.Number({ minimum: 0, maximum: 1048576 }),
     /** HTTP (admin API and data plane): a request's headers and body must have arrived within this; else 408 and the connection is closed. */
     http_request_timeout_secs: Secs,
     /** HTTP: an idle keep-alive connection is closed after this. */
@@ -274,6 +275,7 @@ export const DEFAULTS = {
   max_request_inputs: 256,
   http_body_limit_mb: 2,
   http_response_limit_mb: 64,
+  embedding_cache_mb: 256,
   http_request_timeout_secs: 30,
   http_keep_alive_timeout_secs: 5,
   http_send_timeout_secs: 30,

@@ -41,6 +41,9 @@ export const InstanceSpecSchema = Type.Object(
     aliases: Type.Optional(
       Type.Array(Type.String({ minLength: 1, maxLength: 256 }), { maxItems: 64, description: 'more names the HTTP data plane resolves to this instance (besides its name and model_id)' }),
     ),
+    embedding_cache: Type.Optional(
+      Type.Boolean({ description: "keep this model's answers in the manager's embedding cache (embedding_cache_mb); default true" }),
+    ),
     prompts: Type.Optional(
       Type.Record(Type.String({ minLength: 1, maxLength: 64 }), Type.String({ maxLength: 4096 }), {
         maxProperties: 32,

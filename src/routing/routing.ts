@@ -5,6 +5,7 @@
  * retry budget (failover.ts: one budget over both front ends' calls), and the outlier detection
  * that takes failing or slow replicas out of balancing (outlier.ts).
  */
+import { EmbeddingCache } from './embedding-cache.js';
 import type { Config, OutlierDetectionConfig } from '../config/config.js';
 import { DEFAULTS } from '../config/config.js';
 import type { ChildClient } from '../child/child-client.js';
@@ -22,6 +23,8 @@ export interface MuxRouting {
   /** Retries on another replica, and their budget (failover.ts). */
   readonly failover: Failover;
   readonly outliers: OutlierDetector;
+  /** The embedding cache of the front ends (embedding-cache.ts). */
+  readonly cache: EmbeddingCache;
 }
 
 /** Child channel settings from the config: message size limit and keepalive. */
@@ -42,6 +45,8 @@ export interface RoutingOptions {
   probeTimeoutMs?: number;
   /** A replaced Instance object's channel keeps its calls this long (graceful_shutdown_timeout_secs). */
   retireMs?: number;
+  /** The embedding cache's bytes (embedding_cache_mb; default: the config's default). */
+  cacheBytes?: number;
 }
 
 /** An ejected replica's probe: grpc.health.v1 SERVING, or (a child without grpc.health) tei.v1 Info answering. */
@@ -66,5 +71,6 @@ export function createRouting(instances: InstanceDirectory, settings: ChannelSet
   const probeMs = o.probeTimeoutMs ?? DEFAULTS.health_check_timeout_secs * 1000;
   const outliers = new OutlierDetector({ settings: o.outlier ?? DEFAULTS.outlier_detection, instances, probe: (i) => probeChild(channels.client(i), probeMs) });
   const resolver = new TargetResolver(instances, inflight, (i) => outliers.isEjected(i));
-  return { inflight, channels, resolver, failover: new Failover(o.failover ?? DEFAULTS.failover, resolver, inflight), outliers };
+  const cache = new EmbeddingCache(o.cacheBytes ?? DEFAULTS.embedding_cache_mb * 1024 * 1024);
+  return { inflight, channels, resolver, failover: new Failover(o.failover ?? DEFAULTS.failover, resolver, inflight), outliers, cache };
 }

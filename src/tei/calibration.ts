@@ -50,11 +50,19 @@ export const CALIBRATION_TEXTS: readonly string[] = generate();
 
 const cache = new WeakMap<Engine, Map<string, Promise<Int8Ranges>>>();
 
+/**
+ * An engine that wraps another per request (the manager's cache in front of a child) names the
+ * long-lived engine under this key: the ranges are calibrated on it and kept with it.
+ */
+export const CALIBRATION_ENGINE = Symbol('teiplex.calibrationEngine');
+type Wrapping = Engine & { [CALIBRATION_ENGINE]?: Engine };
+
 /** What of the options changes a calibration vector (the cache key; the texts are too short to be truncated). */
 const keyOf = (o: EmbedOptions): string => JSON.stringify([o.normalize, o.dimensions ?? null, o.promptName ?? null]);
 
 /** The ranges of `engine`'s vectors under `opts`, calibrated once per engine and options. */
-export function calibratedRanges(engine: Engine, opts: EmbedOptions, call?: CallOptions): Promise<Int8Ranges> {
+export function calibratedRanges(wrapper: Engine, opts: EmbedOptions, call?: CallOptions): Promise<Int8Ranges> {
+  const engine = (wrapper as Wrapping)[CALIBRATION_ENGINE] ?? wrapper;
   let byKey = cache.get(engine);
   if (byKey === undefined) {
     byKey = new Map();

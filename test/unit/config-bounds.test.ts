@@ -78,6 +78,10 @@ const EDGES: Record<string, Array<[unknown, unknown]>> = {
     [0.001, 0],
     [16384, 16385],
   ],
+  embedding_cache_mb: [
+    [0, -1],
+    [1_048_576, 1_048_577],
+  ],
   http_request_timeout_secs: [[0.001, 0]],
   http_keep_alive_timeout_secs: [[0.001, 0]],
   http_send_timeout_secs: [[0.001, 0]],

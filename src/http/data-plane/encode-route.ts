@@ -14,6 +14,7 @@ import type { FastifyInstance } from 'fastify';
 import { AggregationStrategyField, EmbeddingTypeField, EncodingField, InputTypeField, nullable, PromptName } from '../../tei/http-schemas.js';
 import { tokenPredictionsJson, withInputType } from '../../tei/http-routes.js';
 import { modelPrompts } from '../../child/model-prompts.js';
+import { CACHE_HEADER, CachedEngine, cacheHeader } from '../../routing/cached-engine.js';
 import { rowJson, typedRows } from '../../tei/embedding-output.js';
 import type { OutputType as EmbeddingType, TypedRow } from '../../tei/embedding-types.js';
 import type { Metadata } from '../../tei/types.js';
@@ -98,6 +99,7 @@ export function encodeRoute(app: FastifyInstance, d: DataPlaneDeps): void {
       const budget = new AnswerBudget(d.responseLimitBytes);
       const served: string[] = [];
       const retriedFrom: string[] = [];
+      const engines: CachedEngine[] = [];
       await Promise.all(
         [...plan].map(([instance, kinds]) =>
           onInstance(
@@ -114,24 +116,26 @@ export function encodeRoute(app: FastifyInstance, d: DataPlaneDeps): void {
               );
               const base = typed.e;
               const texts = typed.inputs;
+              const engine = new CachedEngine(c.client, c.instance.spec, d.routing.cache, c.instance.spec.embedding_cache !== false);
+              engines.push(engine);
               // Kept until every kind of this instance is in: a failed attempt (failover) leaves nothing behind.
               const got: Array<() => void> = [];
               await Promise.all(
                 kinds.map(async (kind) => {
                   if (kind === 'dense') {
                     const opts = { ...base, normalize: body.normalize ?? true, ...(body.dimensions != null ? { dimensions: body.dimensions } : {}) };
-                    const r = await c.client.embed(texts, opts, c.call);
-                    const rows = await typedRows(c.client, r.results, embeddingType, opts, c.call);
+                    const r = await engine.embed(texts, opts, c.call);
+                    const rows = await typedRows(engine, r.results, embeddingType, opts, c.call);
                     got.push(() => rows.forEach((v, i) => (out[i].dense = { dim: r.results[i].length, values: v })), () => metadata.push(r.metadata));
                   } else if (kind === 'sparse') {
-                    const r = await c.client.embedSparse(texts, base, c.call);
+                    const r = await engine.embedSparse(texts, base, c.call);
                     got.push(() => r.results.forEach((v, i) => (out[i].sparse = v)), () => metadata.push(r.metadata));
                   } else if (kind === 'tokens') {
                     // no prompt for token classification: its offsets are into the item's own text
                     const r = await c.client.predictTokens(itemTexts, { truncate: base.truncate, truncationDirection, rawScores: false, aggregation: body.aggregation_strategy ?? 'none' }, c.call);
                     got.push(() => r.results.forEach((v, i) => (out[i].tokens = v)), () => metadata.push(r.metadata));
                   } else {
-                    const r = await c.client.embedAll(texts, base, { ...c.call, onFloats: budget.onFloats });
+                    const r = await engine.embedAll(texts, base, { ...c.call, onFloats: budget.onFloats });
                     got.push(() => r.results.forEach((v, i) => (out[i].multivector = v)), () => metadata.push(r.metadata));
                   }
                 }),
@@ -146,6 +150,8 @@ export function encodeRoute(app: FastifyInstance, d: DataPlaneDeps): void {
       );
       const flat = metadata.flat();
       setHeaders(reply, start, flat, served, retriedFrom);
+      const counts = engines.reduce((n, e) => ({ hits: n.hits + e.stats.hits, misses: n.misses + e.stats.misses }), { hits: 0, misses: 0 });
+      if (counts.hits + counts.misses > 0) reply.header(CACHE_HEADER, cacheHeader(counts));
       // Each output type tokenizes the same texts: count them once.
       const tokens = Math.max(0, ...metadata.map(tokenCount));
       function* answer(): Generator<string> {

@@ -125,7 +125,7 @@ export const dataPlane: FastifyPluginAsync<DataPlaneOptions> = async (app: Fasti
     done();
   });
   if (o.registry !== undefined) {
-    const metrics = new DataPlaneMetrics(o.registry, o.routing.failover);
+    const metrics = new DataPlaneMetrics(o.registry, o.routing.failover, o.routing.cache);
     app.addHook('onResponse', (request, reply, done) => {
       const instance = reply.getHeader(INSTANCE_HEADER);
       metrics.observe(request.routeOptions.url ?? 'unknown', typeof instance === 'string' ? instance : '', reply.statusCode, reply.elapsedTime / 1000);

@@ -13,6 +13,7 @@
 import type { FastifyRequest } from 'fastify';
 import type { EngineTarget, RouteNeed, TeiRoutesOptions } from '../../tei/http-routes.js';
 import { modelPrompts } from '../../child/model-prompts.js';
+import { CACHE_HEADER, CachedEngine, cacheHeader } from '../../routing/cached-engine.js';
 import { AnswerBudget } from './answer-budget.js';
 import { instanceFor } from './capabilities.js';
 import { checkCount, INSTANCE_HEADER, onInstance, requestedModel, servedBy, type DataPlaneDeps } from './request-context.js';
@@ -38,19 +39,26 @@ export function teiTarget(d: DataPlaneDeps): TeiRoutesOptions {
         d,
         request,
         instance,
-        (c) =>
-          fn({
-          engine: c.client,
-          autoTruncate: c.autoTruncate,
-          modelName: model ?? c.instance.spec.model_id,
-          call: c.call,
-          // Made when a route asks for it (/embed_all), not for every request.
-          get onFloats() {
-            return new AnswerBudget(d.responseLimitBytes).onFloats;
-          },
-          headers: c.retriedFrom === undefined ? instanceHeader(c.instance.name) : servedBy(c),
-          prompts: modelPrompts(c.instance.spec),
-        }),
+        (c) => {
+          const engine = new CachedEngine(c.client, c.instance.spec, d.routing.cache, c.instance.spec.embedding_cache !== false);
+          const served = c.retriedFrom === undefined ? instanceHeader(c.instance.name) : servedBy(c);
+          return fn({
+            engine,
+            autoTruncate: c.autoTruncate,
+            modelName: model ?? c.instance.spec.model_id,
+            call: c.call,
+            // Made when a route asks for it (/embed_all), not for every request.
+            get onFloats() {
+              return new AnswerBudget(d.responseLimitBytes).onFloats;
+            },
+            // read after the call: the cache's counts for this request, on the routes that embed
+            get headers() {
+              const s = engine.stats;
+              return s.hits + s.misses === 0 ? served : { ...served, [CACHE_HEADER]: cacheHeader(s) };
+            },
+            prompts: modelPrompts(c.instance.spec),
+          });
+        },
         match,
       );
     },
