@@ -12,7 +12,7 @@ import { decodeDense } from '../arrow/embedding-batch.js';
 import { encodeTexts } from '../arrow/embedding-batch.js';
 import { readStream, writeStream } from '../arrow/ipc-stream.js';
 import { AdminClient } from './admin.js';
-import { TeiplexClientError } from './errors.js';
+import { InvalidRequestError, TeiplexClientError } from './errors.js';
 import { GrpcTransport, type GrpcCallOptions } from './grpc-transport.js';
 import { HttpTransport, type CallOptions } from './http-transport.js';
 import type {
@@ -54,6 +54,9 @@ interface PbTarget {
   model_id?: string;
   instance_name?: string;
 }
+
+/** How long an instance alias resolved over /v1/models is kept (gRPC targets). */
+export const ALIAS_TTL_MS = 30_000;
 
 const direction = (d: 'left' | 'right' | undefined): string => (d === 'left' ? 'TRUNCATION_DIRECTION_LEFT' : 'TRUNCATION_DIRECTION_RIGHT');
 
@@ -105,6 +108,7 @@ export class TeiplexClient {
   readonly #grpc: GrpcTransport;
   readonly #transport: Transport;
   readonly #httpBatch: number;
+  readonly #aliases = new Map<string, { target: PbTarget; until: number }>();
 
   constructor(options: TeiplexClientOptions = {}) {
     this.#o = resolveOptions(options);
@@ -140,22 +144,38 @@ export class TeiplexClient {
   }
 
   /**
-   * A gRPC call on `model`'s target: a string is a model_id (or a catalog model's name or alias);
-   * when the multiplexer knows no such model, the call is made once more on the instance of that
-   * name, so instance names work as they do over HTTP.
+   * A gRPC call on `model`'s target. A string is sent as a model_id (the multiplexer also resolves
+   * a catalog model's name or alias); when the multiplexer knows no such model, the name is
+   * resolved as the HTTP data plane does: the instance of that name, else an instance alias from
+   * /v1/models (one instance: that one; one model id: balanced over its instances). What an alias
+   * resolved to is kept for ALIAS_TTL_MS.
    */
   async #onTarget<T>(model: ModelRef, call: (target: PbTarget) => Promise<T>): Promise<T> {
     const name = TeiplexClient.#name(model);
     if (typeof model !== 'string') return call({ instance_name: name });
+    const known = this.#aliases.get(name);
+    if (known !== undefined && known.until > Date.now()) return call(known.target);
     try {
       return await call({ model_id: name });
     } catch (e) {
       if (!(e instanceof TeiplexClientError) || e.code !== 'MODEL_NOT_FOUND') throw e;
+      let target: PbTarget | undefined = { instance_name: name };
       try {
-        return await call({ instance_name: name });
+        return await call(target);
       } catch (e2) {
-        throw e2 instanceof TeiplexClientError && e2.code === 'INSTANCE_NOT_FOUND' ? e : e2;
+        if (!(e2 instanceof TeiplexClientError) || e2.code !== 'INSTANCE_NOT_FOUND') throw e2;
       }
+      const entry = (await this.models().catch(() => [])).find((x) => x.id === name);
+      target = entry === undefined ? undefined : entry.instances.length === 1 ? { instance_name: entry.instances[0]! } : entry.model_ids.length === 1 ? { model_id: entry.model_ids[0]! } : undefined;
+      if (target === undefined) {
+        if (entry === undefined) throw e;
+        throw new InvalidRequestError(
+          'MODEL_AMBIGUOUS',
+          `gRPC: '${name}' is an alias of several models (${entry.model_ids.join(', ')}); over gRPC name one of them or one instance (${entry.instances.join(', ')}), or use transport 'http', which picks by capability`,
+        );
+      }
+      this.#aliases.set(name, { target, until: Date.now() + ALIAS_TTL_MS });
+      return call(target);
     }
   }
 

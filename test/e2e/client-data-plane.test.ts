@@ -95,6 +95,8 @@ describe('TeiplexClient against a real manager', () => {
     assertClose(byId, byTransport.grpc![0]!, 'http by model_id');
     assertClose(await client.embed(models.embedding, 'hello world'), byId, 'grpc by model_id');
     assertClose(await client.embed('minilm', 'hello world', { transport: 'http' }), byId, 'http by alias');
+    assertClose(await client.embed('minilm', 'hello world'), byId, 'grpc by alias (resolved through /v1/models)');
+    assertClose(await client.embed('emb', 'hello world'), byId, 'grpc by instance name');
     assertClose(await client.embed({ instance: 'emb' }, 'hello world'), byId, 'grpc by { instance }');
   });
 
