@@ -55,7 +55,7 @@ interface PbTarget {
   instance_name?: string;
 }
 
-/** How long an instance alias resolved over /v1/models is kept (gRPC targets). */
+/** How long a gRPC name resolved to an instance (by its name or an alias) is kept. */
 export const ALIAS_TTL_MS = 30_000;
 
 const direction = (d: 'left' | 'right' | undefined): string => (d === 'left' ? 'TRUNCATION_DIRECTION_LEFT' : 'TRUNCATION_DIRECTION_RIGHT');
@@ -147,8 +147,8 @@ export class TeiplexClient {
    * A gRPC call on `model`'s target. A string is sent as a model_id (the multiplexer also resolves
    * a catalog model's name or alias); when the multiplexer knows no such model, the name is
    * resolved as the HTTP data plane does: the instance of that name, else an instance alias from
-   * /v1/models (one instance: that one; one model id: balanced over its instances). What an alias
-   * resolved to is kept for ALIAS_TTL_MS.
+   * /v1/models (one instance: that one; one model id: balanced over its instances). What a name
+   * resolved to this way is kept for ALIAS_TTL_MS (one round trip per call, not two or three).
    */
   async #onTarget<T>(model: ModelRef, call: (target: PbTarget) => Promise<T>): Promise<T> {
     const name = TeiplexClient.#name(model);
@@ -161,7 +161,9 @@ export class TeiplexClient {
       if (!(e instanceof TeiplexClientError) || e.code !== 'MODEL_NOT_FOUND') throw e;
       let target: PbTarget | undefined = { instance_name: name };
       try {
-        return await call(target);
+        const answer = await call(target);
+        this.#aliases.set(name, { target, until: Date.now() + ALIAS_TTL_MS });
+        return answer;
       } catch (e2) {
         if (!(e2 instanceof TeiplexClientError) || e2.code !== 'INSTANCE_NOT_FOUND') throw e2;
       }

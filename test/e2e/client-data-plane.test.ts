@@ -13,12 +13,12 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { tableFromArrays, type Table } from 'apache-arrow';
-import { InvalidRequestError, NotFoundError, TimeoutError } from '../../src/client/errors.js';
+import { ConnectionError, InvalidRequestError, NotFoundError, TimeoutError } from '../../src/client/errors.js';
 import type { Transport } from '../../src/client/inference-types.js';
 import type { RetryEvent } from '../../src/client/options.js';
 import { TeiplexClient } from '../../src/client/teiplex-client.js';
 import { expectClientError } from '../helpers/client-errors.js';
-import { loopbackConfig, startManager, type ManagerProcess } from '../helpers/manager-process.js';
+import { freePort, loopbackConfig, startManager, type ManagerProcess } from '../helpers/manager-process.js';
 import { testModel } from '../helpers/models.js';
 
 const TRANSPORTS: Transport[] = ['grpc', 'http'];
@@ -53,8 +53,8 @@ describe('TeiplexClient against a real manager', () => {
     await writeFile(
       file,
       `${loopbackConfig(dir)}health_check_interval_secs = 5\nstartup_timeout_secs = 120\n` +
-        inst('emb', models.embedding, 'aliases = ["minilm"]') +
-        inst('sparse', models.splade, 'pooling = "splade"') +
+        inst('emb', models.embedding, 'aliases = ["minilm", "family"]') +
+        inst('sparse', models.splade, 'pooling = "splade"\naliases = ["family"]') +
         inst('rerank', models.reranker) +
         inst('cls', models.classifier) +
         cat('cold-grpc', coldA) +
@@ -199,6 +199,7 @@ describe('TeiplexClient against a real manager', () => {
     assert.deepEqual(list.find((x) => x.id === 'minilm')!.instances, ['emb']);
     const inst = await client.instances();
     assert.deepEqual(inst.map((i) => i.name), ['cls', 'emb', 'rerank', 'sparse']);
+    assert.deepEqual(list.find((x) => x.id === 'family')!.instances.sort(), ['emb', 'sparse']);
     assert.equal(inst.find((i) => i.name === 'emb')!.serving, true);
     const info = await client.info('rerank');
     assert.equal(info.model_type, 'MODEL_TYPE_RERANKER');
@@ -215,8 +216,27 @@ describe('TeiplexClient against a real manager', () => {
     await expectClientError(client.embedSparse('emb', 'x', { transport: 'http' }), InvalidRequestError, { code: 'OUTPUT_TYPE_UNSUPPORTED', status: 422 });
     await expectClientError(client.embed('emb', '', { transport: 'http' }), InvalidRequestError, { code: 'VALIDATION', status: 422 });
     await expectClientError(client.embed('emb', ''), InvalidRequestError, { code: 'VALIDATION', grpcCode: 3 });
+    // An alias over a dense and a SPLADE model: HTTP picks by what the call needs; gRPC cannot.
+    assert.equal((await client.embed('family', 'x', { transport: 'http' })).length, (await client.embed('emb', 'x')).length);
+    assert.ok((await client.embedSparse('family', 'x', { transport: 'http' })).indices.length > 0);
+    await expectClientError(client.embed('family', 'x'), InvalidRequestError, { code: 'MODEL_AMBIGUOUS', message: /emb, sparse|sparse, emb/ });
     await assert.rejects(client.embed('', 'x'), /model: must be a non-empty string/);
     await assert.rejects(client.embed('emb', [1 as unknown as string]), /input\[0\]: must be a string/);
+  });
+
+  test('no multiplexer there: CONNECTION_FAILED after the bounded retries', async () => {
+    const port = await freePort();
+    const events: RetryEvent[] = [];
+    const dead = new TeiplexClient({ url: `http://127.0.0.1:${port}`, retry: { attempts: 2, baseDelayMs: 1 }, onRetry: (e) => events.push(e) });
+    try {
+      await expectClientError(dead.embed('emb', 'x'), ConnectionError, { code: 'CONNECTION_FAILED', grpcCode: 14 });
+      assert.deepEqual(events.map((e) => [e.attempt, e.operation]), [[1, 'gRPC Embed']]);
+      events.length = 0;
+      await expectClientError(dead.embed('emb', 'x', { transport: 'http' }), ConnectionError, { code: 'CONNECTION_FAILED' });
+      assert.deepEqual(events.map((e) => [e.attempt, e.operation]), [[1, 'POST /v1/encode/emb']]);
+    } finally {
+      await dead.close();
+    }
   });
 
   test('a deadline passed while the manager waits for a cold start is a TIMEOUT', async () => {
