@@ -154,7 +154,15 @@ export class TeiplexClient {
     const name = TeiplexClient.#name(model);
     if (typeof model !== 'string') return call({ instance_name: name });
     const known = this.#aliases.get(name);
-    if (known !== undefined && known.until > Date.now()) return call(known.target);
+    if (known !== undefined && known.until > Date.now()) {
+      try {
+        return await call(known.target);
+      } catch (e) {
+        // Gone since (deleted, renamed): resolve the name afresh.
+        if (!(e instanceof TeiplexClientError) || (e.code !== 'INSTANCE_NOT_FOUND' && e.code !== 'MODEL_NOT_FOUND')) throw e;
+      }
+    }
+    this.#aliases.delete(name);
     try {
       return await call({ model_id: name });
     } catch (e) {
