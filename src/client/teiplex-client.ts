@@ -8,11 +8,10 @@
  * which front end and how errors and retries behave.
  */
 import { Field, FixedSizeList, Float32, Schema, Table, type RecordBatch, DataType } from 'apache-arrow';
-import { decodeDense } from '../arrow/embedding-batch.js';
-import { encodeTexts } from '../arrow/embedding-batch.js';
+import { decodeDense, decodeMultivector, decodeSparse, encodeTexts } from '../arrow/embedding-batch.js';
 import { readStream, writeStream } from '../arrow/ipc-stream.js';
 import { AdminClient } from './admin.js';
-import { InvalidRequestError, TeiplexClientError } from './errors.js';
+import { InvalidRequestError, ServerError, TeiplexClientError } from './errors.js';
 import { GrpcTransport, type GrpcCallOptions } from './grpc-transport.js';
 import { HttpTransport, type CallOptions } from './http-transport.js';
 import type {
@@ -95,7 +94,7 @@ function positiveInt(what: string, v: number | undefined, dflt: number): number 
 /** The body fields an HTTP answer must have, or BAD_RESPONSE. */
 function expectArray<T>(what: string, v: unknown, length?: number): T[] {
   if (!Array.isArray(v) || (length !== undefined && v.length !== length)) {
-    throw new TeiplexClientError('BAD_RESPONSE', `${what}: expected ${length ?? 'a list of'} answers, got ${Array.isArray(v) ? v.length : typeof v}`);
+    throw new ServerError('BAD_RESPONSE', `${what}: expected ${length ?? 'a list of'} answers, got ${Array.isArray(v) ? v.length : typeof v}`);
   }
   return v as T[];
 }
@@ -453,10 +452,51 @@ export class TeiplexClient {
   embedArrow(model: ModelRef, input: readonly string[] | Table, opts?: EmbedArrowOptions & { output?: 'rows' }): Promise<Float32Array[]>;
   embedArrow(model: ModelRef, input: readonly string[] | Table, opts: EmbedArrowOptions & { output: 'table' }): Promise<Table>;
   async embedArrow(model: ModelRef, input: readonly string[] | Table, opts: EmbedArrowOptions = {}): Promise<Float32Array[] | Table> {
-    const batchSize = positiveInt('batchSize', opts.batchSize, 1024);
-    const concurrency = positiveInt('concurrency', opts.concurrency, 4);
+    const answers = await this.#arrow('EmbedArrow', model, input, opts, opts.normalize !== undefined ? { normalize: opts.normalize } : {});
+    if (TeiplexClient.#output(opts) === 'table') return TeiplexClient.#table(answers, 'embeddings');
+    const rows: Float32Array[] = [];
+    for (const a of answers) {
+      const { dim, rows: n, values } = decodeDense(a);
+      for (let i = 0; i < n; i++) rows.push(values.slice(i * dim, (i + 1) * dim));
+    }
+    return rows;
+  }
+
+  /**
+   * Sparse embeddings of many texts through EmbedSparseArrow, as embedArrow: SparseVector rows, or
+   * a Table with one `sparse_embeddings` column (List<Struct<index: UInt32, value: Float32>>).
+   */
+  embedSparseArrow(model: ModelRef, input: readonly string[] | Table, opts?: EmbedArrowOptions & { output?: 'rows' }): Promise<SparseVector[]>;
+  embedSparseArrow(model: ModelRef, input: readonly string[] | Table, opts: EmbedArrowOptions & { output: 'table' }): Promise<Table>;
+  async embedSparseArrow(model: ModelRef, input: readonly string[] | Table, opts: EmbedArrowOptions = {}): Promise<SparseVector[] | Table> {
+    const answers = await this.#arrow('EmbedSparseArrow', model, input, opts, {});
+    if (TeiplexClient.#output(opts) === 'table') return TeiplexClient.#table(answers, 'sparse_embeddings');
+    return answers.flatMap((a) => decodeSparse(a));
+  }
+
+  /**
+   * Multivector embeddings (a vector per token) of many texts through EmbedAllArrow, as embedArrow:
+   * MultiVector rows, or a Table with one `embeddings` column (List<FixedSizeList<Float32>[dim]>).
+   */
+  embedAllArrow(model: ModelRef, input: readonly string[] | Table, opts?: EmbedArrowOptions & { output?: 'rows' }): Promise<MultiVector[]>;
+  embedAllArrow(model: ModelRef, input: readonly string[] | Table, opts: EmbedArrowOptions & { output: 'table' }): Promise<Table>;
+  async embedAllArrow(model: ModelRef, input: readonly string[] | Table, opts: EmbedArrowOptions = {}): Promise<MultiVector[] | Table> {
+    const answers = await this.#arrow('EmbedAllArrow', model, input, opts, {});
+    if (TeiplexClient.#output(opts) === 'table') return TeiplexClient.#table(answers, 'embeddings');
+    return answers.flatMap((a) => decodeMultivector(a));
+  }
+
+  static #output(opts: EmbedArrowOptions): 'rows' | 'table' {
     const output = opts.output ?? 'rows';
     if (output !== 'rows' && output !== 'table') throw new TypeError(`output: must be "rows" or "table", got ${JSON.stringify(output)}`);
+    return output;
+  }
+
+  /** The input as LZ4 IPC streams of `batchSize` rows, sent `concurrency` at once; the answers' bytes in input order. */
+  async #arrow(method: 'EmbedArrow' | 'EmbedSparseArrow' | 'EmbedAllArrow', model: ModelRef, input: readonly string[] | Table, opts: EmbedArrowOptions, extra: Record<string, unknown>): Promise<Uint8Array[]> {
+    const batchSize = positiveInt('batchSize', opts.batchSize, 1024);
+    const concurrency = positiveInt('concurrency', opts.concurrency, 4);
+    TeiplexClient.#output(opts);
     const compress = opts.compress !== false;
     let requests: Uint8Array[];
     if (input instanceof Table) {
@@ -475,31 +515,25 @@ export class TeiplexClient {
     }
     const g: GrpcCallOptions = { ...opts, noWait: opts.noWait === true };
     const answers = await this.#onTarget(model, (target) =>
-      inOrder(requests, concurrency, (arrow_ipc) =>
-        this.#grpc.unary<{ arrow_ipc: Buffer }>(
-          'EmbedArrow',
-          { target, arrow_ipc: Buffer.from(arrow_ipc.buffer, arrow_ipc.byteOffset, arrow_ipc.byteLength), truncate: opts.truncate ?? false, ...(opts.normalize !== undefined ? { normalize: opts.normalize } : {}) },
-          g,
-        ),
+      inOrder(requests, concurrency, (ipc) =>
+        this.#grpc.unary<{ arrow_ipc: Buffer }>(method, { target, arrow_ipc: Buffer.from(ipc.buffer, ipc.byteOffset, ipc.byteLength), truncate: opts.truncate ?? false, ...extra }, g),
       ),
     );
-    if (output === 'rows') {
-      const rows: Float32Array[] = [];
-      for (const a of answers) {
-        const { dim, rows: n, values } = decodeDense(a.arrow_ipc);
-        for (let i = 0; i < n; i++) rows.push(values.slice(i * dim, (i + 1) * dim));
-      }
-      return rows;
-    }
+    return answers.map((a) => a.arrow_ipc);
+  }
+
+  /** The answers' record batches as one Table (an empty input: a Table of the answer's schema, or of `column` alone). */
+  static #table(answers: readonly Uint8Array[], column: string): Table {
     const batches: RecordBatch[] = [];
     let schema: Schema | undefined;
     for (const a of answers) {
-      const r = readStream(a.arrow_ipc);
+      const r = readStream(a);
       if (r.schema === null) continue;
       schema ??= r.schema;
       batches.push(...r.batches);
     }
-    return batches.length > 0 ? new Table(batches) : new Table(schema ?? new Schema([new Field('embeddings', new FixedSizeList(0, new Field('item', new Float32(), false)), false)]));
+    if (batches.length > 0) return new Table(batches);
+    return new Table(schema ?? new Schema([new Field(column, new FixedSizeList(0, new Field('item', new Float32(), false)), false)]));
   }
 
   static #textColumn(t: Table, wanted: string | undefined): string {

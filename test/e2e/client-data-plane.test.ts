@@ -192,6 +192,30 @@ describe('TeiplexClient against a real manager', () => {
     await assert.rejects(client.embedArrow('emb', tableFromArrays({ n: Int32Array.of(1, 2) })), /the table has no string column/);
   });
 
+  test('embedSparseArrow and embedAllArrow: the same rows as embedSparse and embedAll, in order', async () => {
+    const texts = Array.from({ length: 40 }, (_, i) => `row ${i} ${'more '.repeat(i % 5)}`);
+    const sparse = await client.embedSparseArrow('sparse', texts, { batchSize: 16 });
+    const sparseRef = await client.embedSparse('sparse', [texts[0]!, texts[17]!, texts[39]!]);
+    assert.equal(sparse.length, 40);
+    for (const [k, i] of [0, 17, 39].entries()) {
+      assert.deepEqual(Array.from(sparse[i]!.indices), Array.from(sparseRef[k]!.indices), `sparse row ${i}`);
+      assertClose(sparse[i]!.values, sparseRef[k]!.values, `sparse row ${i}`);
+    }
+    const sparseTable = await client.embedSparseArrow('sparse', texts, { batchSize: 16, output: 'table' });
+    assert.deepEqual([sparseTable.numRows, sparseTable.schema.fields.map((f) => f.name)], [40, ['sparse_embeddings']]);
+
+    const multi = await client.embedAllArrow('emb', texts, { batchSize: 16, concurrency: 2 });
+    const multiRef = await client.embedAll('emb', [texts[3]!, texts[38]!]);
+    assert.equal(multi.length, 40);
+    for (const [k, i] of [3, 38].entries()) {
+      assert.deepEqual([multi[i]!.tokens, multi[i]!.dim], [multiRef[k]!.tokens, multiRef[k]!.dim], `multivector row ${i}`);
+      assertClose(multi[i]!.values, multiRef[k]!.values, `multivector row ${i}`, 1e-4);
+    }
+    const multiTable = await client.embedAllArrow('emb', tableFromArrays({ text: texts }), { output: 'table' });
+    assert.equal(multiTable.numRows, 40);
+    await expectClientError(client.embedSparseArrow('emb', ['x']), InvalidRequestError, { code: 'WRONG_MODEL_TYPE' });
+  });
+
   test('models, instances, info', async () => {
     const list = await client.models();
     const ids = list.map((x) => x.id);
