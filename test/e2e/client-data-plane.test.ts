@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { tableFromArrays, type Table } from 'apache-arrow';
-import { ConnectionError, InvalidRequestError, NotFoundError, TimeoutError } from '../../src/client/errors.js';
+import { CancelledError, ConnectionError, InvalidRequestError, NotFoundError, TimeoutError } from '../../src/client/errors.js';
 import type { Transport } from '../../src/client/inference-types.js';
 import type { RetryEvent } from '../../src/client/options.js';
 import { TeiplexClient } from '../../src/client/teiplex-client.js';
@@ -258,6 +258,10 @@ describe('TeiplexClient against a real manager', () => {
       events.length = 0;
       await expectClientError(dead.embed('emb', 'x', { transport: 'http' }), ConnectionError, { code: 'CONNECTION_FAILED' });
       assert.deepEqual(events.map((e) => [e.attempt, e.operation]), [[1, 'POST /v1/encode/emb']]);
+      // An AbortSignal ends a call before it starts, on either transport.
+      const gone = new AbortController();
+      gone.abort();
+      for (const transport of TRANSPORTS) await expectClientError(client.embed('emb', 'x', { transport, signal: gone.signal }), CancelledError, { code: 'CANCELLED' });
     } finally {
       await dead.close();
     }

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import {
+  CancelledError,
   ConflictError,
   ConnectionError,
   errorFromGrpc,
@@ -94,6 +95,9 @@ test('errorFromGrpc: the teiplex-error-code, retry-after and teiplex-error-index
   assert.ok(late instanceof TimeoutError);
   assert.equal(late.code, 'TIMEOUT');
   assert.equal(errorFromGrpc({ code: grpc.status.INTERNAL, details: 'boom' }, 'x').code, 'INTERNAL');
+  const cancelled = errorFromGrpc({ code: grpc.status.CANCELLED, details: 'Cancelled on client' }, 'gRPC Embed');
+  assert.ok(cancelled instanceof CancelledError);
+  assert.equal(cancelled.code, 'CANCELLED');
 });
 
 test('parseRetryAfter: seconds, an HTTP date, nothing', () => {

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ConnectionError, GrpcCode, InvalidRequestError, OverloadedError, TeiplexClientError, UnavailableError } from '../../src/client/errors.js';
+import { CancelledError, ConnectionError, GrpcCode, InvalidRequestError, OverloadedError, TeiplexClientError, UnavailableError } from '../../src/client/errors.js';
 import { DEFAULT_RETRY, type RetryEvent } from '../../src/client/options.js';
 import { backoffMs, isRetryable, withRetry } from '../../src/client/retry.js';
 
@@ -92,4 +92,27 @@ test('withRetry: a non-idempotent call, an error not worth retrying, or too long
     assert.equal(n, 1, err.code);
     assert.deepEqual(events, []);
   }
+});
+
+test('withRetry: an aborted signal ends the call before a try and while waiting to retry (CANCELLED)', async () => {
+  const before = new AbortController();
+  before.abort();
+  let tries = 0;
+  await assert.rejects(
+    withRetry({ operation: 'op', idempotent: true, policy, signal: before.signal }, async () => {
+      tries++;
+      return 1;
+    }),
+    (e) => e instanceof CancelledError && e.code === 'CANCELLED',
+  );
+  assert.equal(tries, 0);
+  const during = new AbortController();
+  await assert.rejects(
+    withRetry({ operation: 'op', idempotent: true, policy: { ...policy, maxRetryAfterMs: 60_000 }, signal: during.signal, onRetry: () => during.abort() }, async () => {
+      tries++;
+      throw new UnavailableError('MODEL_LOADING', 'loading', { status: 503, retryAfterMs: 60_000 });
+    }),
+    (e) => e instanceof CancelledError && /cancelled while waiting 60000 ms to retry after: loading/.test(e.message),
+  );
+  assert.equal(tries, 1);
 });
