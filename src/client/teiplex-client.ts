@@ -65,14 +65,20 @@ function chunks<T>(list: readonly T[], size: number): T[][] {
   return out;
 }
 
-/** Runs `fn` over `items` with at most `limit` at once; answers in input order. */
+/** Runs `fn` over `items` with at most `limit` at once; answers in input order. The first failure fails the whole and starts nothing more. */
 async function inOrder<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
   const out: R[] = new Array(items.length);
   let next = 0;
+  let failed = false;
   const worker = async () => {
-    while (next < items.length) {
+    while (!failed && next < items.length) {
       const i = next++;
-      out[i] = await fn(items[i]!, i);
+      try {
+        out[i] = await fn(items[i]!, i);
+      } catch (e) {
+        failed = true;
+        throw e;
+      }
     }
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
