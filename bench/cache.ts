@@ -1,0 +1,159 @@
+/**
+ * What the embedding cache and in-request dedup buy (issue 14): a corpus whose rows repeat 0 %,
+ * 37 % or 90 % of the time (a repeated row is a copy of an earlier row, drawn uniformly, placed
+ * anywhere after it), sent through the HTTP data plane as `POST /embed` batches of --batch rows,
+ * --concurrency requests in flight, to one real manager with two instances of the same generated
+ * model: `cached` (the cache on) and `uncached` (`embedding_cache = false`: in-request dedup only).
+ * Each run starts with an empty cache (the corpus's texts carry a per-run tag, so no run sees
+ * another's entries). Rounds alternate cached/uncached per repeat level.
+ *
+ * Reported per level and instance: requests/s, texts/s (corpus rows answered per second), the
+ * child's own computed inputs (teiplex_batch_items_total from its /metrics), and the ratio
+ * cached / uncached. The client is Node (undici, bodies built before the clock starts): each call
+ * carries a different body, which hey and h2load cannot send; the client's CPU is not what is
+ * measured here, the model's work is.
+ *
+ *   npm run build && node --import tsx bench/cache.ts [--model minilm-l6] [--rows 2048] [--batch 32]
+ *        [--concurrency 4] [--rounds 2]
+ *
+ * Prints the table; writes bench/results/cache.json and cache.md.
+ */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
+import { request } from 'undici';
+import { projectPath } from '../src/common/paths.js';
+import type { ShapeName } from '../src/testmodel/shapes.js';
+import { childHttpPort, instanceToml, writeConfig } from '../test/helpers/data-plane.js';
+import { startManager, type ManagerProcess } from '../test/helpers/manager-process.js';
+import { testModel } from '../test/helpers/models.js';
+
+const { values: args } = parseArgs({
+  options: {
+    model: { type: 'string', default: 'minilm-l6' },
+    rows: { type: 'string', default: '2048' },
+    batch: { type: 'string', default: '32' },
+    concurrency: { type: 'string', default: '4' },
+    rounds: { type: 'string', default: '2' },
+  },
+});
+const ROWS = Number(args.rows);
+const BATCH = Number(args.batch);
+const CONCURRENCY = Number(args.concurrency);
+const ROUNDS = Number(args.rounds);
+const LEVELS = [0, 0.37, 0.9];
+const INSTANCES = ['cached', 'uncached'] as const;
+
+/** A seeded corpus of `n` rows, a share `repeat` of them copies of earlier rows. */
+function corpus(n: number, repeat: number, tag: string, seed: number): string[] {
+  let s = seed >>> 0 || 1;
+  const rand = (): number => {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    return (s >>> 0) / 2 ** 32;
+  };
+  const words = 'river market city model vector search energy water music history planet protein garden winter court film engine order invoice language'.split(' ');
+  const rows: string[] = [];
+  for (let i = 0; i < n; i++) {
+    if (i > 0 && rand() < repeat) rows.push(rows[Math.floor(rand() * i)]);
+    else rows.push(`${tag} ${i}: ${Array.from({ length: 8 + Math.floor(rand() * 24) }, () => words[Math.floor(rand() * words.length)]).join(' ')}`);
+  }
+  return rows;
+}
+
+async function childItems(m: ManagerProcess, instance: string): Promise<number> {
+  const r = await fetch(`http://127.0.0.1:${await childHttpPort(m, instance)}/metrics`);
+  const hit = /^teiplex_batch_items_total (\d+)/m.exec(await r.text());
+  return hit ? Number(hit[1]) : 0;
+}
+
+interface Run {
+  level: number;
+  instance: string;
+  seconds: number;
+  requests: number;
+  texts: number;
+  computed: number;
+  hits: number;
+}
+
+async function run(m: ManagerProcess, instance: string, rows: string[]): Promise<Omit<Run, 'level' | 'instance'>> {
+  const bodies: string[] = [];
+  for (let i = 0; i < rows.length; i += BATCH) bodies.push(JSON.stringify({ model: instance, inputs: rows.slice(i, i + BATCH) }));
+  const url = `http://127.0.0.1:${m.apiPort}/embed`;
+  const before = await childItems(m, instance);
+  let next = 0;
+  let hits = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      for (let k = next++; k < bodies.length; k = next++) {
+        const res = await request(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: bodies[k] });
+        const text = await res.body.text();
+        if (res.statusCode !== 200) throw new Error(`${instance}: HTTP ${res.statusCode}: ${text.slice(0, 200)}`);
+        const h = /hits=(\d+)/.exec(String(res.headers['x-teiplex-cache'] ?? ''));
+        hits += h ? Number(h[1]) : 0;
+      }
+    }),
+  );
+  const seconds = (performance.now() - t0) / 1000;
+  return { seconds, requests: bodies.length, texts: rows.length, computed: (await childItems(m, instance)) - before, hits };
+}
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'teiplex-bench-cache-'));
+  const model = await testModel({ kind: 'embedding', shape: args.model as ShapeName });
+  const http = 'extra_args = ["--http-port", "0"]\nmax_concurrent_requests = 512';
+  const file = await writeConfig(dir, `embedding_cache_mb = 256\nmax_request_inputs = ${BATCH}`, instanceToml('cached', model, http) + instanceToml('uncached', model, `embedding_cache = false\n${http}`));
+  const m = await startManager(file);
+  const runs: Run[] = [];
+  try {
+    for (const name of INSTANCES) await m.waitFor(name, (i) => i.status === 'running', 180_000);
+    // warm both children (first-call costs) outside the measured runs
+    for (const name of INSTANCES) await run(m, name, corpus(BATCH * 2, 0, `warm-${name}`, 99));
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const level of LEVELS) {
+        for (const instance of round % 2 === 0 ? INSTANCES : [...INSTANCES].reverse()) {
+          const rows = corpus(ROWS, level, `r${round}-${instance}-${level}`, 1000 + round * 10 + Math.round(level * 100));
+          const r = await run(m, instance, rows);
+          runs.push({ level, instance, ...r });
+          console.error(`round ${round + 1} ${Math.round(level * 100)}% ${instance}: ${(r.texts / r.seconds).toFixed(1)} texts/s, computed ${r.computed}/${r.texts}`);
+        }
+      }
+    }
+  } finally {
+    await m.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const lines = [
+    `| repeated rows | instance | req/s | texts/s | rows computed by the child | cached / uncached texts/s |`,
+    `| --- | --- | --- | --- | --- | --- |`,
+  ];
+  const summary: Array<Record<string, number | string>> = [];
+  for (const level of LEVELS) {
+    const rate = (instance: string, what: 'requests' | 'texts') => {
+      const rs = runs.filter((r) => r.level === level && r.instance === instance);
+      return rs.reduce((n, r) => n + r[what], 0) / rs.reduce((n, r) => n + r.seconds, 0);
+    };
+    const computed = (instance: string) => {
+      const rs = runs.filter((r) => r.level === level && r.instance === instance);
+      return rs.reduce((n, r) => n + r.computed, 0) / rs.reduce((n, r) => n + r.texts, 0);
+    };
+    const ratio = rate('cached', 'texts') / rate('uncached', 'texts');
+    for (const instance of INSTANCES) {
+      lines.push(`| ${Math.round(level * 100)} % | ${instance} | ${rate(instance, 'requests').toFixed(1)} | ${rate(instance, 'texts').toFixed(1)} | ${(computed(instance) * 100).toFixed(1)} % | ${instance === 'cached' ? `${ratio.toFixed(2)}x` : ''} |`);
+      summary.push({ repeated: level, instance, requests_per_s: rate(instance, 'requests'), texts_per_s: rate(instance, 'texts'), computed_share: computed(instance), ...(instance === 'cached' ? { ratio } : {}) });
+    }
+  }
+  const table = lines.join('\n');
+  console.log(`\nembedding cache, ${args.model}, ${ROWS} rows per run, batches of ${BATCH}, ${CONCURRENCY} in flight, ${ROUNDS} rounds\n\n${table}\n`);
+  const out = projectPath('bench', 'results');
+  mkdirSync(out, { recursive: true });
+  writeFileSync(path.join(out, 'cache.json'), JSON.stringify({ model: args.model, rows: ROWS, batch: BATCH, concurrency: CONCURRENCY, rounds: ROUNDS, summary, runs }, null, 2));
+  writeFileSync(path.join(out, 'cache.md'), `${table}\n`);
+}
+
+await main();
