@@ -6,6 +6,7 @@
  * `logs -f` polls GET /instances/{name}/logs?start= from the last line seen.
  */
 import type { AdminClient } from '../client/admin.js';
+import type { CatalogModelInfo, InstanceInfo } from '../client/types.js';
 import type { FlagValues, GlobalOptions } from './args.js';
 import { intValue } from './args.js';
 import { createSpec } from './create-spec.js';
@@ -22,8 +23,6 @@ import {
   replicaFootprints,
   type DeviceView,
   type GpuView,
-  type InstanceView,
-  type ModelView,
   type ReloadView,
 } from './views.js';
 
@@ -69,7 +68,7 @@ export async function execute(cmd: Command, client: AdminClient, io: Io): Promis
     if (out === 'json' && answers.length > 0) io.out(json(names.length === 1 ? answers[0] : answers));
     return failed > 0 ? 1 : 0;
   };
-  const waitRunning = async (name: string, first: InstanceView): Promise<InstanceView> => {
+  const waitRunning = async (name: string, first: InstanceInfo): Promise<InstanceInfo> => {
     if (flags.wait !== true) return first;
     const deadline = io.now() + global.timeoutMs;
     let i = first;
@@ -80,13 +79,13 @@ export async function execute(cmd: Command, client: AdminClient, io: Io): Promis
       }
       if (io.now() >= deadline) throw new Error(`instance '${name}' not running within --timeout (${global.timeoutMs / 1000} s): status ${i.status}${i.last_error ? `, last error: ${i.last_error}` : ''}`);
       if (!(await io.pause(POLL_MS))) throw new Error(`interrupted while waiting for instance '${name}' (status ${i.status})`);
-      i = (await client.instance(name)) as InstanceView;
+      i = (await client.instance(name));
     }
   };
   const lifecycle = (action: 'startInstance' | 'stopInstance' | 'restartInstance' | 'deleteInstance', past: string) =>
     each(
       async (name) => {
-        const i = (await client[action](name)) as InstanceView;
+        const i = (await client[action](name));
         return action === 'startInstance' || action === 'restartInstance' ? waitRunning(name, i) : i;
       },
       (name, i) => `${name}: ${past} (status ${i.status})`,
@@ -95,26 +94,26 @@ export async function execute(cmd: Command, client: AdminClient, io: Io): Promis
   switch (verb.name) {
     case 'ls': {
       const [instances, models] = await Promise.all([client.instances(), client.models()]);
-      const list = instances as InstanceView[];
+      const list = instances;
       if (out === 'json') io.out(json(instances));
       else if (out === 'name') io.out(list.map((i) => `${i.name}\n`).join(''));
-      else io.out(`${instancesTable(list, replicaFootprints(models as ModelView[]))}\n`);
+      else io.out(`${instancesTable(list, replicaFootprints(models))}\n`);
       return 0;
     }
     case 'get': {
-      const i = (await client.instance(names[0])) as InstanceView;
+      const i = (await client.instance(names[0]));
       if (out === 'json') {
         io.out(json(i));
         return 0;
       }
-      const footprint = i.model === null ? undefined : replicaFootprints([(await client.model(i.model)) as ModelView]).get(i.name);
+      const footprint = i.model === null ? undefined : replicaFootprints([(await client.model(i.model))]).get(i.name);
       io.out(`${instanceDetail(i, footprint, io.now())}\n`);
       return 0;
     }
     case 'create': {
       const start = flags['no-start'] !== true;
       const spec = createSpec(names[0], flags, cmd.extra);
-      const created = (await client.createInstance(spec, { start })) as InstanceView;
+      const created = (await client.createInstance(spec, { start }));
       const i = start ? await waitRunning(created.name, created) : created;
       io.out(out === 'json' ? json(i) : `${instancesTable([i], new Map())}\n`);
       return 0;
@@ -132,17 +131,17 @@ export async function execute(cmd: Command, client: AdminClient, io: Io): Promis
     case 'models': {
       if (names.length === 0) {
         const models = await client.models();
-        const list = models as ModelView[];
+        const list = models;
         if (out === 'json') io.out(json(models));
         else if (out === 'name') io.out(list.map((m) => `${m.name}\n`).join(''));
         else io.out(`${modelsTable(list, io.now())}\n`);
         return 0;
       }
-      const found: ModelView[] = [];
+      const found: CatalogModelInfo[] = [];
       let failed = 0;
       for (const name of names) {
         try {
-          found.push((await client.model(name)) as ModelView);
+          found.push((await client.model(name)));
         } catch (err) {
           failed++;
           fail(`models ${name}: `, err);
@@ -155,12 +154,12 @@ export async function execute(cmd: Command, client: AdminClient, io: Io): Promis
     }
     case 'load':
       return each(
-        async (name) => (await client.loadModel(name)) as ModelView,
+        async (name) => (await client.loadModel(name)),
         (_, m) => modelLine('load', m),
       );
     case 'unload':
       return each(
-        async (name) => (await client.unloadModel(name)) as ModelView,
+        async (name) => (await client.unloadModel(name)),
         (_, m) => modelLine('unload', m),
       );
     case 'memory': {

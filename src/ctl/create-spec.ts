@@ -4,26 +4,11 @@
  * NAME=VALUE); what the manager allows (names, runtimes it may run, [security]) it checks and
  * answers itself. Pure.
  */
+import type { InstanceSpecInput } from '../client/types.js';
 import { intValue, UsageError, type FlagValues } from './args.js';
 
-/** The create body: the spec fields ctl sets (snake_case, as the manager reads them). */
-export interface CreateSpec {
-  name: string;
-  model_id: string;
-  runtime?: string;
-  command?: string;
-  port?: number;
-  gpu_ids?: number[];
-  aliases?: string[];
-  pooling?: string;
-  dtype?: string;
-  revision?: string;
-  max_batch_tokens?: number;
-  max_concurrent_requests?: number;
-  restart_policy?: string;
-  env?: Record<string, string>;
-  extra_args?: string[];
-}
+/** The create body: POST /instances's spec, its enumerated values already checked by args.ts. */
+export type CreateSpec = InstanceSpecInput;
 
 const V = 'create';
 
@@ -33,13 +18,17 @@ export function createSpec(name: string, flags: FlagValues, extra: readonly stri
   const modelId = s('model-id');
   if (modelId === undefined || modelId === '') throw new UsageError("'ctl create' needs --model-id (a hub id or a local model directory)", V);
   const spec: CreateSpec = { name, model_id: modelId };
+  const runtime = s('runtime');
+  if (runtime !== undefined) spec.runtime = runtime as InstanceSpecInput['runtime'];
+  const pooling = s('pooling');
+  if (pooling !== undefined) spec.pooling = pooling as InstanceSpecInput['pooling'];
+  const dtype = s('dtype');
+  if (dtype !== undefined) spec.dtype = dtype as InstanceSpecInput['dtype'];
+  const policy = s('restart-policy');
+  if (policy !== undefined) spec.restart_policy = policy as InstanceSpecInput['restart_policy'];
   for (const [flag, field] of [
-    ['runtime', 'runtime'],
     ['command', 'command'],
-    ['pooling', 'pooling'],
-    ['dtype', 'dtype'],
     ['revision', 'revision'],
-    ['restart-policy', 'restart_policy'],
   ] as const) {
     const v = s(flag);
     if (v !== undefined) spec[field] = v;

@@ -1,54 +1,11 @@
 /**
- * The table views of `teiplex ctl`: each takes the manager's answers (only the fields it shows,
- * typed structurally so the client's wire types fit) and returns text. `-o json` never comes
- * here: it prints the answer as it came. Pure, with the time passed in.
+ * The table views of `teiplex ctl`: each takes the manager's answers (the client's wire types;
+ * for the answers the client leaves untyped, the fields shown here) and returns text. `-o json`
+ * never comes here: it prints the answer as it came. Pure, with the time passed in.
  */
+import type { CatalogModelInfo, InstanceInfo } from '../client/types.js';
 import { cell, formatAge, formatDuration, formatList, formatMemory, NONE } from './format.js';
 import { renderFields, renderTable } from './table.js';
-
-export interface InstanceView {
-  name: string;
-  model_id: string;
-  runtime: string;
-  port: number;
-  prometheus_port?: number | null;
-  status: string;
-  desired_state: string;
-  pid: number | null;
-  gpu_ids: number[];
-  created_at: string;
-  uptime_secs: number;
-  restarts: number;
-  last_exit: { code: number | null; signal: string | null; time: string } | null;
-  health_check_failures: number;
-  last_health_check: string | null;
-  last_error: string | null;
-  model: string | null;
-  outlier?: { ejected: boolean; ejected_until: string | null; ejections: number; reason: string | null };
-}
-
-export interface ReplicaView {
-  instance: string;
-  status: string;
-  device: string;
-  footprint_mb: number | null;
-}
-
-export interface ModelView {
-  name: string;
-  model_id: string;
-  aliases: string[];
-  runtime: string;
-  state: string;
-  failure: { reason: string; at: string } | null;
-  max_replicas: number;
-  min_replicas: number;
-  idle_timeout_secs: number | null;
-  memory_mb: number | null;
-  footprint_mb: number | null;
-  replicas: ReplicaView[];
-  last_used: string | null;
-}
 
 export interface DeviceView {
   device: string;
@@ -70,7 +27,7 @@ const SERVING = new Set(['running', 'unhealthy']);
 const HAS_UPTIME = new Set(['starting', 'running', 'unhealthy', 'stopping']);
 
 /** Each catalog replica's measured footprint, by instance name (what `ls` shows as MEMORY). */
-export function replicaFootprints(models: readonly ModelView[]): Map<string, number | null> {
+export function replicaFootprints(models: readonly CatalogModelInfo[]): Map<string, number | null> {
   return new Map(models.flatMap((m) => m.replicas.map((r) => [r.instance, r.footprint_mb] as const)));
 }
 
@@ -81,7 +38,7 @@ export const INSTANCE_COLUMNS = ['NAME', 'MODEL', 'RUNTIME', 'STATUS', 'RESTARTS
  * manager reports for catalog replicas (GET /models); plain instances show `-` (the instance
  * answer carries no footprint).
  */
-export function instancesTable(instances: readonly InstanceView[], footprints: ReadonlyMap<string, number | null>): string {
+export function instancesTable(instances: readonly InstanceInfo[], footprints: ReadonlyMap<string, number | null>): string {
   if (instances.length === 0) return 'No instances.';
   return renderTable(
     INSTANCE_COLUMNS,
@@ -100,7 +57,7 @@ export function instancesTable(instances: readonly InstanceView[], footprints: R
 }
 
 /** `ctl get NAME`: every field, one a line. */
-export function instanceDetail(i: InstanceView, footprint: number | null | undefined, nowMs: number): string {
+export function instanceDetail(i: InstanceInfo, footprint: number | null | undefined, nowMs: number): string {
   const exit = i.last_exit;
   const outlier = i.outlier;
   return renderFields([
@@ -120,7 +77,7 @@ export function instanceDetail(i: InstanceView, footprint: number | null | undef
     ['Last exit', exit === null ? NONE : `${exit.signal !== null ? `signal ${exit.signal}` : `code ${exit.code}`} at ${exit.time} (${formatAge(exit.time, nowMs)} ago)`],
     ['Health', `${i.health_check_failures} failing checks, last ${i.last_health_check === null ? 'never' : `${formatAge(i.last_health_check, nowMs)} ago`}`],
     ['Last error', cell(i.last_error)],
-    ['Outlier', outlier === undefined ? NONE : outlier.ejected ? `ejected until ${outlier.ejected_until} (${outlier.reason}); ${outlier.ejections} ejections` : `not ejected; ${outlier.ejections} ejections`],
+    ['Outlier', outlier.ejected ? `ejected until ${outlier.ejected_until} (${outlier.reason}); ${outlier.ejections} ejections` : `not ejected; ${outlier.ejections} ejections`],
     ['Created', `${i.created_at} (${formatAge(i.created_at, nowMs)} ago)`],
   ]);
 }
@@ -131,7 +88,7 @@ export const MODEL_COLUMNS = ['NAME', 'MODEL', 'RUNTIME', 'STATE', 'REPLICAS', '
  * `ctl models`: REPLICAS is serving/max; MEMORY the measured footprint, else `~` and the spec's
  * estimate (memory_mb); LAST-USED how long ago.
  */
-export function modelsTable(models: readonly ModelView[], nowMs: number): string {
+export function modelsTable(models: readonly CatalogModelInfo[], nowMs: number): string {
   if (models.length === 0) return 'No catalog models.';
   return renderTable(
     MODEL_COLUMNS,
@@ -150,7 +107,7 @@ export function modelsTable(models: readonly ModelView[], nowMs: number): string
 }
 
 /** `ctl load|unload`: one line per model. */
-export function modelLine(verb: 'load' | 'unload', m: ModelView): string {
+export function modelLine(verb: 'load' | 'unload', m: CatalogModelInfo): string {
   const serving = m.replicas.filter((r) => SERVING.has(r.status)).length;
   return `${m.name}: ${verb === 'load' ? 'loaded' : 'unloaded'} (state ${m.state}, ${serving}/${m.max_replicas} replicas serving)`;
 }

@@ -9,7 +9,8 @@ import { formatAge, formatDuration, formatList, formatMemory } from '../../src/c
 import { ctlUsage, verbUsage } from '../../src/ctl/help.js';
 import { renderFields, renderTable } from '../../src/ctl/table.js';
 import { GLOBAL_FLAGS, VERBS } from '../../src/ctl/verbs.js';
-import { gpusTable, instanceDetail, instancesTable, memoryTable, modelsTable, reloadReport, replicaFootprints, type InstanceView, type ModelView } from '../../src/ctl/views.js';
+import { gpusTable, instanceDetail, instancesTable, memoryTable, modelsTable, reloadReport, replicaFootprints } from '../../src/ctl/views.js';
+import type { CatalogModelInfo, InstanceInfo, ReplicaInfo } from '../../src/client/types.js';
 
 /** Split an aligned table into cells at the column starts of its header. */
 function columns(table: string): string[][] {
@@ -20,7 +21,7 @@ function columns(table: string): string[][] {
 
 const NOW = Date.parse('2026-12-03T12:00:00Z');
 
-const instance = (over: Partial<InstanceView>): InstanceView => ({
+const instance = (over: Partial<InstanceInfo>): InstanceInfo => ({
   name: 'emb',
   model_id: '/models/emb',
   runtime: 'router',
@@ -29,6 +30,7 @@ const instance = (over: Partial<InstanceView>): InstanceView => ({
   status: 'running',
   desired_state: 'running',
   pid: 4242,
+  gpu_id: null,
   gpu_ids: [],
   created_at: '2026-12-03T11:00:00Z',
   uptime_secs: 312.4,
@@ -42,20 +44,27 @@ const instance = (over: Partial<InstanceView>): InstanceView => ({
   ...over,
 });
 
-const model = (over: Partial<ModelView>): ModelView => ({
+const replica = (over: Partial<ReplicaInfo>): ReplicaInfo => ({ instance: 'rr-1', status: 'running', device: 'cpu', pid: 99, inflight_requests: 0, footprint_mb: null, last_used: null, ...over });
+
+const model = (over: Partial<CatalogModelInfo>): CatalogModelInfo => ({
   name: 'rr',
   model_id: '/models/rr',
   aliases: [],
   runtime: 'router',
+  source: 'config',
   state: 'available',
   failure: null,
+  on_demand: true,
   max_replicas: 1,
   min_replicas: 0,
   idle_timeout_secs: 300,
   memory_mb: null,
   footprint_mb: null,
+  footprint_kind: null,
   replicas: [],
+  waiting_requests: 0,
   last_used: null,
+  created_at: '2026-12-03T10:00:00Z',
   ...over,
 });
 
@@ -110,7 +119,7 @@ describe('ctl tables', () => {
       instance({ name: 'rr-1', model_id: '/models/rr', model: 'rr', gpu_ids: [0, 1], restarts: 3, port: 20002 }),
       instance({ name: 'off', status: 'stopped', desired_state: 'stopped', pid: null, uptime_secs: 0, port: 20003 }),
     ];
-    const models = [model({ state: 'loaded', replicas: [{ instance: 'rr-1', status: 'running', device: 'gpu0,gpu1', footprint_mb: 2048 }] })];
+    const models = [model({ state: 'loaded', replicas: [replica({ device: 'gpu0,gpu1', footprint_mb: 2048 })] })];
     const rows = columns(instancesTable(list, replicaFootprints(models)));
     assert.deepEqual(rows, [
       ['NAME', 'MODEL', 'RUNTIME', 'STATUS', 'RESTARTS', 'UPTIME', 'PORT', 'GPU', 'MEMORY'],
@@ -143,7 +152,7 @@ describe('ctl tables', () => {
     const rows = columns(
       modelsTable(
         [
-          model({ state: 'loaded', max_replicas: 2, footprint_mb: 300, last_used: '2026-12-03T11:59:00Z', aliases: ['a', 'b'], replicas: [{ instance: 'rr-1', status: 'running', device: 'cpu', footprint_mb: 300 }, { instance: 'rr-2', status: 'starting', device: 'cpu', footprint_mb: null }] }),
+          model({ state: 'loaded', max_replicas: 2, footprint_mb: 300, last_used: '2026-12-03T11:59:00Z', aliases: ['a', 'b'], replicas: [replica({ footprint_mb: 300 }), replica({ instance: 'rr-2', status: 'starting' })] }),
           model({ name: 'big', memory_mb: 4096, idle_timeout_secs: null }),
         ],
         NOW,
