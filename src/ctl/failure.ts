@@ -7,7 +7,7 @@
 import { TeiplexClientError } from '../client/errors.js';
 
 const HINTS: Record<string, (url: string) => string> = {
-  CONNECTION_FAILED: (url) => `no manager answers at ${url}: start one (\`teiplex serve\`) or point --url / TEIPLEX_URL at it`,
+  CONNECTION_FAILED: (url) => `is a manager (\`teiplex serve\`) running at ${url}? --url or TEIPLEX_URL name another`,
   TIMEOUT: (url) => `the manager at ${url} did not answer within --timeout`,
   UNAUTHENTICATED: () => 'pass an admin API key with --api-key or TEIPLEX_API_KEY',
   PERMISSION_DENIED: () => 'the admin API needs a key with admin = true',
@@ -17,7 +17,9 @@ const HINTS: Record<string, (url: string) => string> = {
 export function describeFailure(err: unknown, url: string): string {
   if (err instanceof TeiplexClientError) {
     const hint = HINTS[err.code]?.(url);
-    const message = err.message.startsWith(`${err.code}: `) ? err.message.slice(err.code.length + 2) : err.message;
+    // The client's message leads with what was called and the status (`GET /instances/x: 404 CODE: `): the server's own words follow the code.
+    const at = err.message.indexOf(`${err.code}: `);
+    const message = at >= 0 ? err.message.slice(at + err.code.length + 2) : err.message;
     return `${err.code}: ${message}${hint ? ` (${hint})` : ''}`;
   }
   return err instanceof Error ? err.message : String(err);
