@@ -94,12 +94,13 @@ export function ctlHelpVerbs(help: string): string[] {
   return [...block.matchAll(/^ {2}([a-z][a-z-]*)\b/gm)].map((m) => m[1]);
 }
 
-/** The flags of a help's block that starts with a line beginning `heading` (up to the blank line). */
+/** The flags a help's block defines (each line's leading `-x, --flag` or `--flag`), from the line beginning `heading` up to the blank line. */
 export function helpBlockFlags(help: string, heading: string): Set<string> {
   const at = help.search(new RegExp(`^${heading}`, 'm'));
   if (at < 0) return new Set();
   const end = help.indexOf('\n\n', at);
-  return flagsIn(help.slice(at, end < 0 ? help.length : end));
+  const lines = help.slice(at, end < 0 ? help.length : end).split('\n');
+  return new Set(lines.map((l) => /^\s+(?:-\w, )?(--[a-z][a-z0-9-]*)/.exec(l)?.[1]).filter((f): f is string => f !== undefined));
 }
 
 /** The `## ` or `### ` section of a page whose heading matches, up to the next heading of that level or above. */
