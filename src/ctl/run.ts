@@ -2,7 +2,8 @@
  * `teiplex ctl`: parse (usage errors exit 2 with the help hint), print help, or build the
  * AdminClient from the global flags (certificate files read here; one that cannot be read is a
  * usage error) and run the verb. A failed call exits 1 with the server's code and message on
- * stderr, never a stack trace. Ctrl-C (SIGINT) ends a `logs -f` or a `--wait` cleanly.
+ * stderr, never a stack trace. Ctrl-C (SIGINT) ends a `logs -f` cleanly (exit 0) and a `--wait`
+ * with exit 1; any other verb it ends at once, as usual.
  */
 import { readFileSync } from 'node:fs';
 import { AdminClient } from '../client/admin.js';
@@ -18,8 +19,10 @@ export interface CtlProcess {
   env: NodeJS.ProcessEnv;
   stdout(text: string): void;
   stderr(text: string): void;
-  /** Aborted on Ctrl-C. */
+  /** Aborted on Ctrl-C, once `catchInterrupt` was called (before that Ctrl-C ends the process as usual). */
   interrupt: AbortSignal;
+  /** The command ends cleanly on Ctrl-C (`logs -f`, `--wait`): catch it from now on. */
+  catchInterrupt(): void;
 }
 
 export async function runCtl(argv: readonly string[], p: CtlProcess): Promise<number> {
@@ -54,6 +57,7 @@ export async function runCtl(argv: readonly string[], p: CtlProcess): Promise<nu
     p.stdout(bashCompletion());
     return 0;
   }
+  if ((cmd.verb.name === 'logs' && cmd.flags.follow === true) || cmd.flags.wait === true) p.catchInterrupt();
   const client = new AdminClient(options);
   try {
     return await execute(cmd, client, io);

@@ -166,6 +166,12 @@ describe('teiplex ctl against a real manager', () => {
 
     const err = await fails(['create', 'emb-d', '--model-id', emb], 1);
     assert.match(err, /^teiplex ctl: create emb-d: INSTANCE_EXISTS: .*emb-d/m);
+
+    // --wait on a child that cannot start: exit 1 once it has failed, with its last error
+    const broken = await fails(['create', 'emb-x', '--model-id', path.join(dir, 'no-such-model'), '--restart-policy', 'never', '--wait'], 1);
+    assert.match(broken, /^teiplex ctl: create emb-x: instance 'emb-x' failed before it ran: .+/m);
+    assert.equal((await m.api('GET', '/instances/emb-x')).body.status, 'failed');
+    assert.equal(await ok(['rm', 'emb-x']), 'emb-x: deleted (status stopped)\n');
   });
 
   test('start, stop, restart: several names each; --wait; -o json an array for several', async () => {
