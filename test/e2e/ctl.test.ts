@@ -67,6 +67,28 @@ function table(text: string): Record<string, string>[] {
   });
 }
 
+interface Follower {
+  proc: ReturnType<typeof spawn>;
+  out: string;
+  err: string;
+  exited: Promise<number | null>;
+  /** Resolves once it printed its first line (so it has asked the manager once). */
+  first: Promise<unknown>;
+}
+
+/** `teiplex ctl logs NAME -f --tail 1`, running in the background. */
+function follow(name: string): Follower {
+  const proc = spawn(process.execPath, [projectPath('bin', 'teiplex.js'), 'ctl', 'logs', name, '-f', '--tail', '1'], {
+    env: { ...process.env, TEIPLEX_URL: url, TEIPLEX_API_KEY: '' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const f = { proc, out: '', err: '', exited: new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code))) } as Follower;
+  proc.stdout!.setEncoding('utf8').on('data', (d: string) => (f.out += d));
+  proc.stderr!.setEncoding('utf8').on('data', (d: string) => (f.err += d));
+  f.first = until(`logs -f ${name}: its first line`, () => f.out.includes('\n'), { timeoutMs: 60_000, everyMs: 50, context: () => f.err });
+  return f;
+}
+
 const row = (rows: Record<string, string>[], name: string): Record<string, string> => {
   const r = rows.find((x) => x.NAME === name);
   assert.ok(r, `no row ${name} in ${JSON.stringify(rows)}`);
@@ -195,7 +217,9 @@ describe('teiplex ctl against a real manager', () => {
     assert.match(await fails(['stop', 'emb-c', 'emb-c'], 1), /^teiplex ctl: stop emb-c: NOT_RUNNING: /m);
   });
 
-  test('rm of several names with one missing: each tried, the failure printed, exit 1', async () => {
+  test('rm of several names with one missing: each tried, the failure printed, exit 1; a follower of a deleted instance ends', async () => {
+    const follower = follow('emb-d');
+    await follower.first;
     const r = await ctl(['rm', 'emb-c', 'nope', 'emb-d']);
     assert.equal(r.code, 1, r.stderr);
     assert.equal(r.stdout, 'emb-c: deleted (status stopped)\nemb-d: deleted (status stopped)\n');
@@ -205,6 +229,8 @@ describe('teiplex ctl against a real manager', () => {
       assert.equal(gone.status, 404);
       assert.equal(gone.body.code, 'INSTANCE_NOT_FOUND');
     }
+    assert.equal(await until('the follower of emb-d to exit', () => follower.proc.exitCode ?? false, { timeoutMs: 30_000 }), 1, follower.err);
+    assert.equal(follower.err, "teiplex ctl: logs emb-d: INSTANCE_NOT_FOUND: instance 'emb-d' not found\n");
   });
 
   test('logs --tail shows a line the child printed; -o json the manager\'s range; logs -f picks up new lines', async () => {
@@ -223,29 +249,21 @@ describe('teiplex ctl against a real manager', () => {
 
     // -f (--tail 1: its first line shows it has asked once), then a restart: the new child's
     // ready line arrives without a new call
-    const follower = spawn(process.execPath, [projectPath('bin', 'teiplex.js'), 'ctl', 'logs', 'emb-a', '-f', '--tail', '1'], {
-      env: { ...process.env, TEIPLEX_URL: url, TEIPLEX_API_KEY: '' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let followed = '';
-    let followErr = '';
-    follower.stdout.setEncoding('utf8').on('data', (d: string) => (followed += d));
-    follower.stderr.setEncoding('utf8').on('data', (d: string) => (followErr += d));
-    const exited = new Promise<number | null>((resolve) => follower.once('exit', (code) => resolve(code)));
+    const follower = follow('emb-a');
     try {
-      await until('the follower\'s first line', () => followed.includes('\n'), { timeoutMs: 60_000, everyMs: 50, context: () => followErr });
-      assert.equal(followed.split('\n').filter((l) => l !== '').length, 1, '--tail 1');
+      await follower.first;
+      assert.equal(follower.out.split('\n').filter((l) => l !== '').length, 1, '--tail 1');
       await ok(['restart', 'emb-a', '--wait']);
       await until(
         "the new child's ready line in the follower's output",
-        () => followed.split('\n').some((l) => !l.startsWith('[teiplex]') && /"msg":"ready"/.test(l) && l !== childReady[0]),
-        { timeoutMs: 60_000, everyMs: 100, context: () => `followed:\n${followed}\nstderr:\n${followErr}` },
+        () => follower.out.split('\n').some((l) => !l.startsWith('[teiplex]') && /"msg":"ready"/.test(l) && l !== childReady[0]),
+        { timeoutMs: 60_000, everyMs: 100, context: () => `followed:\n${follower.out}\nstderr:\n${follower.err}` },
       );
-      assert.match(followed, /^\[teiplex\] .*/m, "the manager's lines about the restart too");
+      assert.match(follower.out, /^\[teiplex\] .*/m, "the manager's lines about the restart too");
     } finally {
-      follower.kill('SIGINT');
+      follower.proc.kill('SIGINT');
     }
-    assert.equal(await exited, 0, `Ctrl-C ends logs -f cleanly: ${followErr}`);
+    assert.equal(await follower.exited, 0, `Ctrl-C ends logs -f cleanly: ${follower.err}`);
   });
 
   test('models, load, unload: the catalog; ls lists the loaded replica with its measured memory', async () => {
