@@ -22,6 +22,8 @@ export interface ErrorDetails {
 export const CONNECTION_FAILED = 'CONNECTION_FAILED';
 export const TIMEOUT = 'TIMEOUT';
 export const BAD_RESPONSE = 'BAD_RESPONSE';
+/** The caller's AbortSignal ended the call (also the server's code for a client gone). */
+export const CANCELLED = 'CANCELLED';
 
 export class TeiplexClientError extends Error {
   /** The server's machine code (e.g. INSTANCE_NOT_FOUND, MODEL_LOADING), or CONNECTION_FAILED, TIMEOUT, BAD_RESPONSE. */
@@ -67,6 +69,8 @@ export class UnavailableError extends TeiplexClientError {}
 export class TimeoutError extends TeiplexClientError {}
 /** The connection could not be made or broke (CONNECTION_FAILED); retried when idempotent. */
 export class ConnectionError extends TeiplexClientError {}
+/** The call was cancelled through its AbortSignal (CANCELLED), before an answer or while waiting to retry. */
+export class CancelledError extends TeiplexClientError {}
 /** Any other server failure (424 BACKEND, 5xx, INTERNAL, an answer the client cannot read: BAD_RESPONSE). */
 export class ServerError extends TeiplexClientError {}
 
@@ -94,6 +98,8 @@ export function classOfStatus(status: number): ErrorClass {
       return UnavailableError;
     case 504:
       return TimeoutError;
+    case 499:
+      return CancelledError;
     default:
       return status >= 400 && status < 500 ? InvalidRequestError : ServerError;
   }
@@ -143,6 +149,8 @@ export function classOfGrpc(code: number): ErrorClass {
       return UnavailableError;
     case GrpcCode.DEADLINE_EXCEEDED:
       return TimeoutError;
+    case GrpcCode.CANCELLED:
+      return CancelledError;
     default:
       return ServerError;
   }

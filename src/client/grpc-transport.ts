@@ -7,7 +7,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { loadProtos, MUX_PROTO_FILE } from '../tei/proto.js';
-import { errorFromGrpc, TeiplexClientError, type GrpcFailure } from './errors.js';
+import { errorFromGrpc, ServerError, TeiplexClientError, type GrpcFailure } from './errors.js';
 import type { CallOptions } from './http-transport.js';
 import type { ResolvedOptions } from './options.js';
 import { withRetry } from './retry.js';
@@ -99,7 +99,7 @@ export class GrpcTransport {
         let ok = false;
         const settle = () => {
           if (ended && ok) {
-            if (answers.length !== requests.length) reject(new TeiplexClientError('BAD_RESPONSE', `gRPC ${method}: ${answers.length} answers to ${requests.length} requests`));
+            if (answers.length !== requests.length) reject(new ServerError('BAD_RESPONSE', `gRPC ${method}: ${answers.length} answers to ${requests.length} requests`));
             else resolve(answers);
           }
         };

@@ -5,7 +5,7 @@
  * (errors.ts): the server's code from its body, CONNECTION_FAILED, TIMEOUT, BAD_RESPONSE.
  */
 import { Agent, request } from 'undici';
-import { BAD_RESPONSE, CONNECTION_FAILED, ConnectionError, errorFromHttp, ServerError, TeiplexClientError, TIMEOUT, TimeoutError } from './errors.js';
+import { BAD_RESPONSE, CANCELLED, CancelledError, CONNECTION_FAILED, ConnectionError, errorFromHttp, ServerError, TeiplexClientError, TIMEOUT, TimeoutError } from './errors.js';
 import type { ResolvedOptions } from './options.js';
 import { withRetry } from './retry.js';
 
@@ -105,7 +105,7 @@ export class HttpTransport {
     } catch (e) {
       if (e instanceof TeiplexClientError) throw e;
       if (timedOut) throw new TimeoutError(TIMEOUT, `${operation}: no answer within ${timeoutMs} ms`, { cause: e });
-      if (opts.signal?.aborted) throw e;
+      if (opts.signal?.aborted) throw new CancelledError(CANCELLED, `${operation}: cancelled`, { cause: e });
       const reason = e instanceof Error ? ((e as { code?: string }).code ?? e.message) : String(e);
       const detail = e instanceof Error && e.cause instanceof Error ? `: ${e.cause.message}` : e instanceof Error && e.message !== reason ? `: ${e.message}` : '';
       throw new ConnectionError(CONNECTION_FAILED, `${operation}: cannot reach ${this.#o.url.origin}: ${reason}${detail}`, { cause: e });

@@ -5,6 +5,8 @@
 export { AdminClient } from './admin.js';
 export {
   BAD_RESPONSE,
+  CANCELLED,
+  CancelledError,
   CONNECTION_FAILED,
   ConflictError,
   ConnectionError,

@@ -4,7 +4,7 @@
  * `retry-after` trailer), bounded attempts. A non-idempotent call is tried exactly once.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { CONNECTION_FAILED, GrpcCode, TeiplexClientError } from './errors.js';
+import { CANCELLED, CancelledError, CONNECTION_FAILED, GrpcCode, TeiplexClientError } from './errors.js';
 import type { ResolvedRetry, RetryEvent } from './options.js';
 
 /** Codes that a retry cannot help even when their status is 429/503/UNAVAILABLE/RESOURCE_EXHAUSTED. */
@@ -39,6 +39,7 @@ export interface RetryRun {
 export async function withRetry<T>(run: RetryRun, attempt: (n: number) => Promise<T>): Promise<T> {
   const tries = run.idempotent ? run.policy.attempts : 1;
   for (let n = 1; ; n++) {
+    if (run.signal?.aborted) throw new CancelledError(CANCELLED, `${run.operation}: cancelled`, { cause: run.signal.reason });
     try {
       return await attempt(n);
     } catch (e) {
@@ -48,7 +49,13 @@ export async function withRetry<T>(run: RetryRun, attempt: (n: number) => Promis
       // The server's Retry-After when it named one (a cold start names the time left), else back-off.
       const delayMs = after ?? backoffMs(n, run.policy);
       run.onRetry?.({ attempt: n, error: e, delayMs, operation: run.operation });
-      if (delayMs > 0) await sleep(delayMs, undefined, run.signal === undefined ? undefined : { signal: run.signal });
+      if (delayMs > 0) {
+        try {
+          await sleep(delayMs, undefined, run.signal === undefined ? undefined : { signal: run.signal });
+        } catch (abort) {
+          throw new CancelledError(CANCELLED, `${run.operation}: cancelled while waiting ${delayMs} ms to retry after: ${e.message}`, { cause: abort });
+        }
+      }
     }
   }
 }

@@ -8,11 +8,10 @@
  * which front end and how errors and retries behave.
  */
 import { Field, FixedSizeList, Float32, Schema, Table, type RecordBatch, DataType } from 'apache-arrow';
-import { decodeDense } from '../arrow/embedding-batch.js';
-import { encodeTexts } from '../arrow/embedding-batch.js';
+import { decodeDense, decodeMultivector, decodeSparse, encodeTexts } from '../arrow/embedding-batch.js';
 import { readStream, writeStream } from '../arrow/ipc-stream.js';
 import { AdminClient } from './admin.js';
-import { TeiplexClientError } from './errors.js';
+import { InvalidRequestError, ServerError, TeiplexClientError } from './errors.js';
 import { GrpcTransport, type GrpcCallOptions } from './grpc-transport.js';
 import { HttpTransport, type CallOptions } from './http-transport.js';
 import type {
@@ -55,6 +54,9 @@ interface PbTarget {
   instance_name?: string;
 }
 
+/** How long a gRPC name resolved to an instance (by its name or an alias) is kept. */
+export const ALIAS_TTL_MS = 30_000;
+
 const direction = (d: 'left' | 'right' | undefined): string => (d === 'left' ? 'TRUNCATION_DIRECTION_LEFT' : 'TRUNCATION_DIRECTION_RIGHT');
 
 function chunks<T>(list: readonly T[], size: number): T[][] {
@@ -92,7 +94,7 @@ function positiveInt(what: string, v: number | undefined, dflt: number): number 
 /** The body fields an HTTP answer must have, or BAD_RESPONSE. */
 function expectArray<T>(what: string, v: unknown, length?: number): T[] {
   if (!Array.isArray(v) || (length !== undefined && v.length !== length)) {
-    throw new TeiplexClientError('BAD_RESPONSE', `${what}: expected ${length ?? 'a list of'} answers, got ${Array.isArray(v) ? v.length : typeof v}`);
+    throw new ServerError('BAD_RESPONSE', `${what}: expected ${length ?? 'a list of'} answers, got ${Array.isArray(v) ? v.length : typeof v}`);
   }
   return v as T[];
 }
@@ -105,6 +107,7 @@ export class TeiplexClient {
   readonly #grpc: GrpcTransport;
   readonly #transport: Transport;
   readonly #httpBatch: number;
+  readonly #aliases = new Map<string, { target: PbTarget; until: number }>();
 
   constructor(options: TeiplexClientOptions = {}) {
     this.#o = resolveOptions(options);
@@ -140,22 +143,48 @@ export class TeiplexClient {
   }
 
   /**
-   * A gRPC call on `model`'s target: a string is a model_id (or a catalog model's name or alias);
-   * when the multiplexer knows no such model, the call is made once more on the instance of that
-   * name, so instance names work as they do over HTTP.
+   * A gRPC call on `model`'s target. A string is sent as a model_id (the multiplexer also resolves
+   * a catalog model's name or alias); when the multiplexer knows no such model, the name is
+   * resolved as the HTTP data plane does: the instance of that name, else an instance alias from
+   * /v1/models (one instance: that one; one model id: balanced over its instances). What a name
+   * resolved to this way is kept for ALIAS_TTL_MS (one round trip per call, not two or three).
    */
   async #onTarget<T>(model: ModelRef, call: (target: PbTarget) => Promise<T>): Promise<T> {
     const name = TeiplexClient.#name(model);
     if (typeof model !== 'string') return call({ instance_name: name });
+    const known = this.#aliases.get(name);
+    if (known !== undefined && known.until > Date.now()) {
+      try {
+        return await call(known.target);
+      } catch (e) {
+        // Gone since (deleted, renamed): resolve the name afresh.
+        if (!(e instanceof TeiplexClientError) || (e.code !== 'INSTANCE_NOT_FOUND' && e.code !== 'MODEL_NOT_FOUND')) throw e;
+      }
+    }
+    this.#aliases.delete(name);
     try {
       return await call({ model_id: name });
     } catch (e) {
       if (!(e instanceof TeiplexClientError) || e.code !== 'MODEL_NOT_FOUND') throw e;
+      let target: PbTarget | undefined = { instance_name: name };
       try {
-        return await call({ instance_name: name });
+        const answer = await call(target);
+        this.#aliases.set(name, { target, until: Date.now() + ALIAS_TTL_MS });
+        return answer;
       } catch (e2) {
-        throw e2 instanceof TeiplexClientError && e2.code === 'INSTANCE_NOT_FOUND' ? e : e2;
+        if (!(e2 instanceof TeiplexClientError) || e2.code !== 'INSTANCE_NOT_FOUND') throw e2;
       }
+      const entry = (await this.models().catch(() => [])).find((x) => x.id === name);
+      target = entry === undefined ? undefined : entry.instances.length === 1 ? { instance_name: entry.instances[0]! } : entry.model_ids.length === 1 ? { model_id: entry.model_ids[0]! } : undefined;
+      if (target === undefined) {
+        if (entry === undefined) throw e;
+        throw new InvalidRequestError(
+          'MODEL_AMBIGUOUS',
+          `gRPC: '${name}' is an alias of several models (${entry.model_ids.join(', ')}); over gRPC name one of them or one instance (${entry.instances.join(', ')}), or use transport 'http', which picks by capability`,
+        );
+      }
+      this.#aliases.set(name, { target, until: Date.now() + ALIAS_TTL_MS });
+      return call(target);
     }
   }
 
@@ -423,10 +452,51 @@ export class TeiplexClient {
   embedArrow(model: ModelRef, input: readonly string[] | Table, opts?: EmbedArrowOptions & { output?: 'rows' }): Promise<Float32Array[]>;
   embedArrow(model: ModelRef, input: readonly string[] | Table, opts: EmbedArrowOptions & { output: 'table' }): Promise<Table>;
   async embedArrow(model: ModelRef, input: readonly string[] | Table, opts: EmbedArrowOptions = {}): Promise<Float32Array[] | Table> {
-    const batchSize = positiveInt('batchSize', opts.batchSize, 1024);
-    const concurrency = positiveInt('concurrency', opts.concurrency, 4);
+    const answers = await this.#arrow('EmbedArrow', model, input, opts, opts.normalize !== undefined ? { normalize: opts.normalize } : {});
+    if (TeiplexClient.#output(opts) === 'table') return TeiplexClient.#table(answers, 'embeddings');
+    const rows: Float32Array[] = [];
+    for (const a of answers) {
+      const { dim, rows: n, values } = decodeDense(a);
+      for (let i = 0; i < n; i++) rows.push(values.slice(i * dim, (i + 1) * dim));
+    }
+    return rows;
+  }
+
+  /**
+   * Sparse embeddings of many texts through EmbedSparseArrow, as embedArrow: SparseVector rows, or
+   * a Table with one `sparse_embeddings` column (List<Struct<index: UInt32, value: Float32>>).
+   */
+  embedSparseArrow(model: ModelRef, input: readonly string[] | Table, opts?: EmbedArrowOptions & { output?: 'rows' }): Promise<SparseVector[]>;
+  embedSparseArrow(model: ModelRef, input: readonly string[] | Table, opts: EmbedArrowOptions & { output: 'table' }): Promise<Table>;
+  async embedSparseArrow(model: ModelRef, input: readonly string[] | Table, opts: EmbedArrowOptions = {}): Promise<SparseVector[] | Table> {
+    const answers = await this.#arrow('EmbedSparseArrow', model, input, opts, {});
+    if (TeiplexClient.#output(opts) === 'table') return TeiplexClient.#table(answers, 'sparse_embeddings');
+    return answers.flatMap((a) => decodeSparse(a));
+  }
+
+  /**
+   * Multivector embeddings (a vector per token) of many texts through EmbedAllArrow, as embedArrow:
+   * MultiVector rows, or a Table with one `embeddings` column (List<FixedSizeList<Float32>[dim]>).
+   */
+  embedAllArrow(model: ModelRef, input: readonly string[] | Table, opts?: EmbedArrowOptions & { output?: 'rows' }): Promise<MultiVector[]>;
+  embedAllArrow(model: ModelRef, input: readonly string[] | Table, opts: EmbedArrowOptions & { output: 'table' }): Promise<Table>;
+  async embedAllArrow(model: ModelRef, input: readonly string[] | Table, opts: EmbedArrowOptions = {}): Promise<MultiVector[] | Table> {
+    const answers = await this.#arrow('EmbedAllArrow', model, input, opts, {});
+    if (TeiplexClient.#output(opts) === 'table') return TeiplexClient.#table(answers, 'embeddings');
+    return answers.flatMap((a) => decodeMultivector(a));
+  }
+
+  static #output(opts: EmbedArrowOptions): 'rows' | 'table' {
     const output = opts.output ?? 'rows';
     if (output !== 'rows' && output !== 'table') throw new TypeError(`output: must be "rows" or "table", got ${JSON.stringify(output)}`);
+    return output;
+  }
+
+  /** The input as LZ4 IPC streams of `batchSize` rows, sent `concurrency` at once; the answers' bytes in input order. */
+  async #arrow(method: 'EmbedArrow' | 'EmbedSparseArrow' | 'EmbedAllArrow', model: ModelRef, input: readonly string[] | Table, opts: EmbedArrowOptions, extra: Record<string, unknown>): Promise<Uint8Array[]> {
+    const batchSize = positiveInt('batchSize', opts.batchSize, 1024);
+    const concurrency = positiveInt('concurrency', opts.concurrency, 4);
+    TeiplexClient.#output(opts);
     const compress = opts.compress !== false;
     let requests: Uint8Array[];
     if (input instanceof Table) {
@@ -445,31 +515,25 @@ export class TeiplexClient {
     }
     const g: GrpcCallOptions = { ...opts, noWait: opts.noWait === true };
     const answers = await this.#onTarget(model, (target) =>
-      inOrder(requests, concurrency, (arrow_ipc) =>
-        this.#grpc.unary<{ arrow_ipc: Buffer }>(
-          'EmbedArrow',
-          { target, arrow_ipc: Buffer.from(arrow_ipc.buffer, arrow_ipc.byteOffset, arrow_ipc.byteLength), truncate: opts.truncate ?? false, ...(opts.normalize !== undefined ? { normalize: opts.normalize } : {}) },
-          g,
-        ),
+      inOrder(requests, concurrency, (ipc) =>
+        this.#grpc.unary<{ arrow_ipc: Buffer }>(method, { target, arrow_ipc: Buffer.from(ipc.buffer, ipc.byteOffset, ipc.byteLength), truncate: opts.truncate ?? false, ...extra }, g),
       ),
     );
-    if (output === 'rows') {
-      const rows: Float32Array[] = [];
-      for (const a of answers) {
-        const { dim, rows: n, values } = decodeDense(a.arrow_ipc);
-        for (let i = 0; i < n; i++) rows.push(values.slice(i * dim, (i + 1) * dim));
-      }
-      return rows;
-    }
+    return answers.map((a) => a.arrow_ipc);
+  }
+
+  /** The answers' record batches as one Table (an empty input: a Table of the answer's schema, or of `column` alone). */
+  static #table(answers: readonly Uint8Array[], column: string): Table {
     const batches: RecordBatch[] = [];
     let schema: Schema | undefined;
     for (const a of answers) {
-      const r = readStream(a.arrow_ipc);
+      const r = readStream(a);
       if (r.schema === null) continue;
       schema ??= r.schema;
       batches.push(...r.batches);
     }
-    return batches.length > 0 ? new Table(batches) : new Table(schema ?? new Schema([new Field('embeddings', new FixedSizeList(0, new Field('item', new Float32(), false)), false)]));
+    if (batches.length > 0) return new Table(batches);
+    return new Table(schema ?? new Schema([new Field(column, new FixedSizeList(0, new Field('item', new Float32(), false)), false)]));
   }
 
   static #textColumn(t: Table, wanted: string | undefined): string {

@@ -13,12 +13,12 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { tableFromArrays, type Table } from 'apache-arrow';
-import { InvalidRequestError, NotFoundError, TimeoutError } from '../../src/client/errors.js';
+import { CancelledError, ConnectionError, InvalidRequestError, NotFoundError, TimeoutError } from '../../src/client/errors.js';
 import type { Transport } from '../../src/client/inference-types.js';
 import type { RetryEvent } from '../../src/client/options.js';
 import { TeiplexClient } from '../../src/client/teiplex-client.js';
 import { expectClientError } from '../helpers/client-errors.js';
-import { loopbackConfig, startManager, type ManagerProcess } from '../helpers/manager-process.js';
+import { freePort, loopbackConfig, startManager, type ManagerProcess } from '../helpers/manager-process.js';
 import { testModel } from '../helpers/models.js';
 
 const TRANSPORTS: Transport[] = ['grpc', 'http'];
@@ -53,8 +53,8 @@ describe('TeiplexClient against a real manager', () => {
     await writeFile(
       file,
       `${loopbackConfig(dir)}health_check_interval_secs = 5\nstartup_timeout_secs = 120\n` +
-        inst('emb', models.embedding, 'aliases = ["minilm"]') +
-        inst('sparse', models.splade, 'pooling = "splade"') +
+        inst('emb', models.embedding, 'aliases = ["minilm", "family"]') +
+        inst('sparse', models.splade, 'pooling = "splade"\naliases = ["family"]') +
         inst('rerank', models.reranker) +
         inst('cls', models.classifier) +
         cat('cold-grpc', coldA) +
@@ -95,6 +95,8 @@ describe('TeiplexClient against a real manager', () => {
     assertClose(byId, byTransport.grpc![0]!, 'http by model_id');
     assertClose(await client.embed(models.embedding, 'hello world'), byId, 'grpc by model_id');
     assertClose(await client.embed('minilm', 'hello world', { transport: 'http' }), byId, 'http by alias');
+    assertClose(await client.embed('minilm', 'hello world'), byId, 'grpc by alias (resolved through /v1/models)');
+    assertClose(await client.embed('emb', 'hello world'), byId, 'grpc by instance name');
     assertClose(await client.embed({ instance: 'emb' }, 'hello world'), byId, 'grpc by { instance }');
   });
 
@@ -190,6 +192,30 @@ describe('TeiplexClient against a real manager', () => {
     await assert.rejects(client.embedArrow('emb', tableFromArrays({ n: Int32Array.of(1, 2) })), /the table has no string column/);
   });
 
+  test('embedSparseArrow and embedAllArrow: the same rows as embedSparse and embedAll, in order', async () => {
+    const texts = Array.from({ length: 40 }, (_, i) => `row ${i} ${'more '.repeat(i % 5)}`);
+    const sparse = await client.embedSparseArrow('sparse', texts, { batchSize: 16 });
+    const sparseRef = await client.embedSparse('sparse', [texts[0]!, texts[17]!, texts[39]!]);
+    assert.equal(sparse.length, 40);
+    for (const [k, i] of [0, 17, 39].entries()) {
+      assert.deepEqual(Array.from(sparse[i]!.indices), Array.from(sparseRef[k]!.indices), `sparse row ${i}`);
+      assertClose(sparse[i]!.values, sparseRef[k]!.values, `sparse row ${i}`);
+    }
+    const sparseTable = await client.embedSparseArrow('sparse', texts, { batchSize: 16, output: 'table' });
+    assert.deepEqual([sparseTable.numRows, sparseTable.schema.fields.map((f) => f.name)], [40, ['sparse_embeddings']]);
+
+    const multi = await client.embedAllArrow('emb', texts, { batchSize: 16, concurrency: 2 });
+    const multiRef = await client.embedAll('emb', [texts[3]!, texts[38]!]);
+    assert.equal(multi.length, 40);
+    for (const [k, i] of [3, 38].entries()) {
+      assert.deepEqual([multi[i]!.tokens, multi[i]!.dim], [multiRef[k]!.tokens, multiRef[k]!.dim], `multivector row ${i}`);
+      assertClose(multi[i]!.values, multiRef[k]!.values, `multivector row ${i}`, 1e-4);
+    }
+    const multiTable = await client.embedAllArrow('emb', tableFromArrays({ text: texts }), { output: 'table' });
+    assert.equal(multiTable.numRows, 40);
+    await expectClientError(client.embedSparseArrow('emb', ['x']), InvalidRequestError, { code: 'WRONG_MODEL_TYPE' });
+  });
+
   test('models, instances, info', async () => {
     const list = await client.models();
     const ids = list.map((x) => x.id);
@@ -197,6 +223,7 @@ describe('TeiplexClient against a real manager', () => {
     assert.deepEqual(list.find((x) => x.id === 'minilm')!.instances, ['emb']);
     const inst = await client.instances();
     assert.deepEqual(inst.map((i) => i.name), ['cls', 'emb', 'rerank', 'sparse']);
+    assert.deepEqual(list.find((x) => x.id === 'family')!.instances.sort(), ['emb', 'sparse']);
     assert.equal(inst.find((i) => i.name === 'emb')!.serving, true);
     const info = await client.info('rerank');
     assert.equal(info.model_type, 'MODEL_TYPE_RERANKER');
@@ -213,8 +240,31 @@ describe('TeiplexClient against a real manager', () => {
     await expectClientError(client.embedSparse('emb', 'x', { transport: 'http' }), InvalidRequestError, { code: 'OUTPUT_TYPE_UNSUPPORTED', status: 422 });
     await expectClientError(client.embed('emb', '', { transport: 'http' }), InvalidRequestError, { code: 'VALIDATION', status: 422 });
     await expectClientError(client.embed('emb', ''), InvalidRequestError, { code: 'VALIDATION', grpcCode: 3 });
+    // An alias over a dense and a SPLADE model: HTTP picks by what the call needs; gRPC cannot.
+    assert.equal((await client.embed('family', 'x', { transport: 'http' })).length, (await client.embed('emb', 'x')).length);
+    assert.ok((await client.embedSparse('family', 'x', { transport: 'http' })).indices.length > 0);
+    await expectClientError(client.embed('family', 'x'), InvalidRequestError, { code: 'MODEL_AMBIGUOUS', message: /emb, sparse|sparse, emb/ });
     await assert.rejects(client.embed('', 'x'), /model: must be a non-empty string/);
     await assert.rejects(client.embed('emb', [1 as unknown as string]), /input\[0\]: must be a string/);
+  });
+
+  test('no multiplexer there: CONNECTION_FAILED after the bounded retries', async () => {
+    const port = await freePort();
+    const events: RetryEvent[] = [];
+    const dead = new TeiplexClient({ url: `http://127.0.0.1:${port}`, retry: { attempts: 2, baseDelayMs: 1 }, onRetry: (e) => events.push(e) });
+    try {
+      await expectClientError(dead.embed('emb', 'x'), ConnectionError, { code: 'CONNECTION_FAILED', grpcCode: 14 });
+      assert.deepEqual(events.map((e) => [e.attempt, e.operation]), [[1, 'gRPC Embed']]);
+      events.length = 0;
+      await expectClientError(dead.embed('emb', 'x', { transport: 'http' }), ConnectionError, { code: 'CONNECTION_FAILED' });
+      assert.deepEqual(events.map((e) => [e.attempt, e.operation]), [[1, 'POST /v1/encode/emb']]);
+      // An AbortSignal ends a call before it starts, on either transport.
+      const gone = new AbortController();
+      gone.abort();
+      for (const transport of TRANSPORTS) await expectClientError(client.embed('emb', 'x', { transport, signal: gone.signal }), CancelledError, { code: 'CANCELLED' });
+    } finally {
+      await dead.close();
+    }
   });
 
   test('a deadline passed while the manager waits for a cold start is a TIMEOUT', async () => {
