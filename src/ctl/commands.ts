@@ -6,7 +6,7 @@
  * `logs -f` polls GET /instances/{name}/logs?start= from the last line seen.
  */
 import type { AdminClient } from '../client/admin.js';
-import type { CatalogModelInfo, InstanceInfo } from '../client/types.js';
+import type { CatalogModelInfo, InstanceInfo, LogRange } from '../client/types.js';
 import type { FlagValues, GlobalOptions } from './args.js';
 import { intValue } from './args.js';
 import { createSpec } from './create-spec.js';
@@ -21,9 +21,6 @@ import {
   modelsTable,
   reloadReport,
   replicaFootprints,
-  type DeviceView,
-  type GpuView,
-  type ReloadView,
 } from './views.js';
 
 export interface Io {
@@ -32,6 +29,8 @@ export interface Io {
   now(): number;
   /** Resolves after `ms`, or early (false) when the command is being interrupted. */
   pause(ms: number): Promise<boolean>;
+  /** Aborted when the command is being interrupted (Ctrl-C in `logs -f` and `--wait`): cancels a call in flight. */
+  interrupt: AbortSignal;
 }
 
 export interface Command {
@@ -78,8 +77,11 @@ export async function execute(cmd: Command, client: AdminClient, io: Io): Promis
         throw new Error(`instance '${name}' ${i.status} before it ran${i.last_error ? `: ${i.last_error}` : ''}`);
       }
       if (io.now() >= deadline) throw new Error(`instance '${name}' not running within --timeout (${global.timeoutMs / 1000} s): status ${i.status}${i.last_error ? `, last error: ${i.last_error}` : ''}`);
-      if (!(await io.pause(POLL_MS))) throw new Error(`interrupted while waiting for instance '${name}' (status ${i.status})`);
-      i = (await client.instance(name));
+      const interrupted = new Error(`interrupted while waiting for instance '${name}' (status ${i.status})`);
+      if (!(await io.pause(POLL_MS))) throw interrupted;
+      i = await client.instance(name, { signal: io.interrupt }).catch((err: unknown) => {
+        throw io.interrupt.aborted ? interrupted : err;
+      });
     }
   };
   const lifecycle = (action: 'startInstance' | 'stopInstance' | 'restartInstance' | 'deleteInstance', past: string) =>
@@ -163,17 +165,17 @@ export async function execute(cmd: Command, client: AdminClient, io: Io): Promis
         (_, m) => modelLine('unload', m),
       );
     case 'memory': {
-      const answer = (await client.memory()) as { devices: DeviceView[] };
+      const answer = await client.memory();
       io.out(out === 'json' ? json(answer) : `${memoryTable(answer.devices)}\n`);
       return 0;
     }
     case 'reload': {
-      const answer = (await client.reload()) as ReloadView;
+      const answer = await client.reload();
       io.out(out === 'json' ? json(answer) : `${reloadReport(answer)}\n`);
       return 0;
     }
     case 'gpus': {
-      const answer = (await client.gpus()) as { gpus: GpuView[]; error?: string };
+      const answer = await client.gpus();
       io.out(out === 'json' ? json(answer) : `${gpusTable(answer)}\n`);
       return 0;
     }
@@ -205,13 +207,21 @@ async function logs(cmd: Command, client: AdminClient, io: Io): Promise<number> 
   let next = first.end;
   for (;;) {
     if (!(await io.pause(POLL_MS))) return 0;
-    let r = await client.logs(name, { start: next });
-    if (r.total_lines < next) {
-      io.err(`teiplex ctl: logs ${name}: the log started over (the instance was re-created); following it from its first line kept\n`);
-      r = await client.logs(name);
-    } else if (r.start > next) {
-      io.err(`teiplex ctl: logs ${name}: ${r.start - next} lines missed (gone from the manager's tail between two polls)\n`);
+    let r: LogRange;
+    let missed: number;
+    try {
+      r = await client.logs(name, { start: next }, { signal: io.interrupt });
+      missed = r.start - next;
+      if (r.total_lines < next) {
+        io.err(`teiplex ctl: logs ${name}: the log started over (the instance was re-created); following it from its first line kept\n`);
+        r = await client.logs(name, undefined, { signal: io.interrupt });
+        missed = 0;
+      }
+    } catch (err) {
+      if (io.interrupt.aborted) return 0;
+      throw err;
     }
+    if (missed > 0) io.err(`teiplex ctl: logs ${name}: ${missed} lines missed (gone from the manager's tail between two polls)\n`);
     if (r.lines.length > 0) print(r);
     next = r.end;
   }

@@ -45,6 +45,7 @@ export async function runCtl(argv: readonly string[], p: CtlProcess): Promise<nu
     out: p.stdout,
     err: p.stderr,
     now: () => Date.now(),
+    interrupt: p.interrupt,
     pause: (ms) =>
       new Promise((resolve) => {
         if (p.interrupt.aborted) return resolve(false);

@@ -1,27 +1,11 @@
 /**
- * The table views of `teiplex ctl`: each takes the manager's answers (the client's wire types;
- * for the answers the client leaves untyped, the fields shown here) and returns text. `-o json`
+ * The table views of `teiplex ctl`: each takes the manager's answers (the client's wire types)
+ * and returns text. `-o json`
  * never comes here: it prints the answer as it came. Pure, with the time passed in.
  */
-import type { CatalogModelInfo, InstanceInfo } from '../client/types.js';
+import type { CatalogModelInfo, GpuList, InstanceInfo, MemoryReport, ReconcileSummary, ReloadReport } from '../client/types.js';
 import { cell, formatAge, formatDuration, formatList, formatMemory, NONE } from './format.js';
 import { renderFields, renderTable } from './table.js';
-
-export interface DeviceView {
-  device: string;
-  budget_mb: number | null;
-  budget_source: string;
-  used_mb: number;
-  standby: unknown[];
-}
-
-export interface GpuView {
-  index: number;
-  name: string;
-  memory_total_mib: number;
-  memory_used_mib: number;
-  utilization_percent: number;
-}
 
 const SERVING = new Set(['running', 'unhealthy']);
 const HAS_UPTIME = new Set(['starting', 'running', 'unhealthy', 'stopping']);
@@ -114,7 +98,7 @@ export function modelLine(verb: 'load' | 'unload', m: CatalogModelInfo): string 
 
 export const MEMORY_COLUMNS = ['DEVICE', 'USED', 'BUDGET', 'USE', 'BUDGET-SOURCE', 'STANDBY'] as const;
 
-export function memoryTable(devices: readonly DeviceView[]): string {
+export function memoryTable(devices: MemoryReport['devices']): string {
   if (devices.length === 0) return 'No devices.';
   return renderTable(
     MEMORY_COLUMNS,
@@ -131,34 +115,19 @@ export function memoryTable(devices: readonly DeviceView[]): string {
 
 export const GPU_COLUMNS = ['INDEX', 'NAME', 'MEMORY-USED', 'MEMORY-TOTAL', 'UTIL'] as const;
 
-export function gpusTable(answer: { gpus: readonly GpuView[]; error?: string }): string {
+export function gpusTable(answer: GpuList): string {
   const note = answer.error ? `nvidia-smi: ${answer.error}` : undefined;
   if (answer.gpus.length === 0) return ['No GPUs.', ...(note ? [note] : [])].join('\n');
   const table = renderTable(
     GPU_COLUMNS,
-    answer.gpus.map((g) => [String(g.index), g.name, formatMemory(g.memory_used_mib), formatMemory(g.memory_total_mib), `${g.utilization_percent}%`]),
+    answer.gpus.map((g) => [String(g.index), g.name, formatMemory(g.memory_used_mib), formatMemory(g.memory_total_mib), g.utilization_percent === null ? NONE : `${g.utilization_percent}%`]),
   );
   return note ? `${table}\n${note}` : table;
 }
 
-interface ReconcileView {
-  added: string[];
-  removed: string[];
-  changed: string[];
-  unchanged: string[];
-  skipped: Array<{ name: string; reason: string }>;
-}
-
-export interface ReloadView {
-  instances: ReconcileView;
-  models: ReconcileView;
-  swaps?: Array<{ instance: string; outcome: string; reason: string | null }>;
-  restart_required?: string[];
-}
-
 /** `ctl reload`: what changed, one line per kind. */
-export function reloadReport(r: ReloadView): string {
-  const part = (what: string, x: ReconcileView): string => {
+export function reloadReport(r: ReloadReport): string {
+  const part = (what: string, x: ReconcileSummary): string => {
     const bits = [
       ['added', x.added],
       ['removed', x.removed],
@@ -171,7 +140,7 @@ export function reloadReport(r: ReloadView): string {
     return `${what}: ${bits.length > 0 ? bits.join('; ') : 'no change'}${x.unchanged.length > 0 ? ` (${x.unchanged.length} unchanged)` : ''}`;
   };
   const lines = [part('instances', r.instances), part('models', r.models)];
-  for (const s of r.swaps ?? []) lines.push(`swap ${s.instance}: ${s.outcome}${s.reason ? ` (${s.reason})` : ''}`);
-  if ((r.restart_required ?? []).length > 0) lines.push(`needs a manager restart: ${r.restart_required!.join(', ')}`);
+  for (const s of r.swaps) lines.push(`swap ${s.instance}: ${s.outcome}${s.reason ? ` (${s.reason})` : ''}`);
+  if (r.restart_required.length > 0) lines.push(`needs a manager restart: ${r.restart_required.join(', ')}`);
   return lines.join('\n');
 }

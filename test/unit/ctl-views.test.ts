@@ -166,15 +166,16 @@ describe('ctl tables', () => {
   });
 
   test('memory, gpus, reload', () => {
-    assert.deepEqual(columns(memoryTable([{ device: 'cpu', budget_mb: 2000, budget_source: 'cpu_memory_budget_mb', used_mb: 500, standby: [{}] }, { device: 'gpu0', budget_mb: null, budget_source: 'none', used_mb: 0, standby: [] }])), [
+    assert.deepEqual(columns(memoryTable([{ device: 'cpu', budget_mb: 2000, budget_source: 'cpu_memory_budget_mb', used_mb: 500, standby: [{ name: 'standby-1', footprint_mb: 150 }] }, { device: 'gpu0', budget_mb: null, budget_source: 'none', used_mb: 0, standby: [] }])), [
       ['DEVICE', 'USED', 'BUDGET', 'USE', 'BUDGET-SOURCE', 'STANDBY'],
       ['cpu', '500MiB', '2GiB', '25%', 'cpu_memory_budget_mb', '1'],
       ['gpu0', '0MiB', '-', '-', 'none', '0'],
     ]);
     assert.equal(gpusTable({ gpus: [], error: 'nvidia-smi not found' }), 'No GPUs.\nnvidia-smi: nvidia-smi not found');
-    assert.deepEqual(columns(gpusTable({ gpus: [{ index: 0, name: 'H200', memory_total_mib: 143_771, memory_used_mib: 1024, utilization_percent: 7 }] })), [
+    assert.deepEqual(columns(gpusTable({ gpus: [{ index: 0, uuid: 'GPU-0', name: 'H200', memory_total_mib: 143_771, memory_used_mib: 1024, utilization_percent: 7 }, { index: 1, uuid: 'GPU-1', name: 'H200', memory_total_mib: null, memory_used_mib: null, utilization_percent: null }] })), [
       ['INDEX', 'NAME', 'MEMORY-USED', 'MEMORY-TOTAL', 'UTIL'],
       ['0', 'H200', '1GiB', '140.4GiB', '7%'],
+      ['1', 'H200', '-', '-', '-'],
     ]);
     const none = { added: [], removed: [], changed: [], unchanged: [], skipped: [] };
     assert.equal(
