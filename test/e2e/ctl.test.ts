@@ -455,3 +455,58 @@ key_sha256 = "${sha256Hex('not-an-admin-key-0123456789')}"
     assert.match(plain, /\(the manager closed the connection: does it serve https:\/\//);
   });
 });
+
+describe('teiplex ctl logs -f behind a fast child', () => {
+  let chatty: ManagerProcess;
+  let curl: string;
+
+  before(async () => {
+    // A child that prints 250 lines a second (runtime = command, from the config: trusted), and a
+    // manager keeping 20 of them: between two polls of `logs -f` most lines leave the tail.
+    const own = path.join(dir, 'chatty');
+    await mkdir(own);
+    const script = path.join(own, 'chatty.sh');
+    await writeFile(script, '#!/bin/sh\ni=0\nwhile [ $i -lt 1000000 ]; do seq $i $((i + 49)) | sed "s/^/chatty line /"; i=$((i + 50)); sleep 0.2; done\n');
+    await chmod(script, 0o755);
+    const file = path.join(own, 'teiplex.toml');
+    await writeFile(file, `${loopbackConfig(own)}log_tail_lines = 20\nstartup_timeout_secs = 600\n\n[[instances]]\nname = "chatty"\nmodel_id = "none"\nruntime = "command"\ncommand = ${JSON.stringify(script)}\n`);
+    chatty = await startManager(file);
+    curl = `http://127.0.0.1:${chatty.apiPort}`;
+    await until('chatty lines in the log', async () => (await chatty.api('GET', '/instances/chatty/logs')).body.total_lines > 40, { timeoutMs: 60_000, everyMs: 100 });
+  });
+
+  after(async () => {
+    if (chatty) await chatty.stop();
+  });
+
+  test('lines that left the manager\'s tail between two polls are counted as missed; the rest printed in order', async () => {
+    const proc = spawn(process.execPath, [projectPath('bin', 'teiplex.js'), 'ctl', 'logs', 'chatty', '-f', '--tail', '5', '-o', 'json'], {
+      env: { ...process.env, TEIPLEX_URL: curl, TEIPLEX_API_KEY: '' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    proc.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    proc.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+    const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+    try {
+      await until('three reports of missed lines', () => (err.match(/lines missed/g) ?? []).length >= 3, { timeoutMs: 60_000, everyMs: 100, context: () => `stderr:\n${err}` });
+    } finally {
+      proc.kill('SIGINT');
+    }
+    assert.equal(await exited, 0, err);
+    // -o json -f: one answer a line; each answer's lines are its range; the gaps between answers are what stderr reported missed
+    const polls = out
+      .split('\n')
+      .filter((l) => l !== '')
+      .map((l) => JSON.parse(l) as { lines: string[]; start: number; end: number; total_lines: number });
+    assert.equal(polls[0].lines.length, 5, '--tail 5');
+    for (const p of polls) assert.equal(p.lines.length, p.end - p.start);
+    const gaps = polls.slice(1).map((p, i) => p.start - polls[i].end).filter((g) => g > 0);
+    const reported = [...err.matchAll(/^teiplex ctl: logs chatty: (\d+) lines missed \(gone from the manager's tail between two polls\)$/gm)].map((x) => Number(x[1]));
+    assert.deepEqual(reported.slice(0, gaps.length), gaps);
+    assert.ok(gaps.length >= 2, `gaps ${JSON.stringify(gaps)}; stderr ${err}`);
+    const numbers = polls.flatMap((p) => p.lines).flatMap((l) => (/^chatty line (\d+)$/.exec(l) ? [Number(/^chatty line (\d+)$/.exec(l)![1])] : []));
+    for (let i = 1; i < numbers.length; i++) assert.ok(numbers[i] > numbers[i - 1], `in order: ${numbers[i - 1]} then ${numbers[i]}`);
+  });
+});
