@@ -48,7 +48,7 @@ export const GLOBAL_FLAGS: readonly FlagDef[] = [
   { name: 'cacert', type: 'string', value: 'FILE', help: "PEM CA certificate(s) to verify the manager's certificate (https://)", completeValues: 'files' },
   { name: 'cert', type: 'string', value: 'FILE', help: 'PEM client certificate (mTLS)', completeValues: 'files' },
   { name: 'key', type: 'string', value: 'FILE', help: "PEM client certificate's private key (mTLS)", completeValues: 'files' },
-  { name: 'timeout', type: 'string', value: 'SECS', help: `deadline of each call to the manager (default ${DEFAULT_TIMEOUT_SECS})` },
+  { name: 'timeout', type: 'string', value: 'SECS', help: `deadline of each call to the manager, and of --wait (default ${DEFAULT_TIMEOUT_SECS})` },
   { name: 'output', short: 'o', type: 'string', value: 'FORMAT', help: "table (default) | json (the manager's answer) | name (one name a line: ls, models)", completeValues: OUTPUT_FORMATS },
   { name: 'help', short: 'h', type: 'boolean', help: 'this help; `teiplex ctl VERB --help` for a verb' },
 ];
