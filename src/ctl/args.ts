@@ -7,7 +7,18 @@
  * environment is a parameter.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { DEFAULT_TIMEOUT_SECS, DEFAULT_URL, findVerb, GLOBAL_FLAGS, OUTPUT_FORMATS, SHELLS, VERBS, type FlagDef, type OutputFormat, type VerbDef } from './verbs.js';
+import {
+  DEFAULT_TIMEOUT_SECS,
+  DEFAULT_URL,
+  findVerb,
+  GLOBAL_FLAGS,
+  OUTPUT_FORMATS,
+  SHELLS,
+  VERBS,
+  type FlagDef,
+  type OutputFormat,
+  type VerbDef,
+} from './verbs.js';
 
 export class UsageError extends Error {
   constructor(
@@ -66,16 +77,24 @@ export function parseCtlArgs(argv: readonly string[], env: NodeJS.ProcessEnv): C
   for (const t of parsed.tokens ?? []) {
     if (t.kind !== 'option' || allowed.has(t.name)) continue;
     const where = verb === undefined ? 'before a verb' : `by 'ctl ${verb.name}'`;
-    throw new UsageError(`flag ${t.rawName} is not taken ${where}${verb && verb.flags.length > 0 ? ` (its flags: ${verb.flags.map(dashed).join(', ')})` : ''}`, verb?.name);
+    throw new UsageError(
+      `flag ${t.rawName} is not taken ${where}${verb && verb.flags.length > 0 ? ` (its flags: ${verb.flags.map(dashed).join(', ')})` : ''}`,
+      verb?.name,
+    );
   }
   if (values.help === true) return { kind: 'help', verb };
   if (verb === undefined) throw new UsageError('a verb is needed, e.g. `teiplex ctl ls`');
 
   if (names.length < verb.minNames) throw new UsageError(`'ctl ${verb.name}' needs ${verb.args.split(' ')[0]}`, verb.name);
-  if (names.length > verb.maxNames) throw new UsageError(`'ctl ${verb.name}' takes ${verb.maxNames === 0 ? 'no names' : `one ${verb.args.split(' ')[0]}`}, got ${names.length}: ${names.join(' ')}`, verb.name);
+  if (names.length > verb.maxNames)
+    throw new UsageError(
+      `'ctl ${verb.name}' takes ${verb.maxNames === 0 ? 'no names' : `one ${verb.args.split(' ')[0]}`}, got ${names.length}: ${names.join(' ')}`,
+      verb.name,
+    );
   if (extra.length > 0 && !verb.extraArgs) throw new UsageError(`'ctl ${verb.name}' takes no arguments after --`, verb.name);
   for (const f of verb.flags) checkChoice(f, values[f.name], verb.name);
-  if (verb.names === 'shells' && !(SHELLS as readonly string[]).includes(names[0])) throw new UsageError(`'ctl ${verb.name}' knows ${SHELLS.join(', ')}, got '${names[0]}'`, verb.name);
+  if (verb.names === 'shells' && !(SHELLS as readonly string[]).includes(names[0]))
+    throw new UsageError(`'ctl ${verb.name}' knows ${SHELLS.join(', ')}, got '${names[0]}'`, verb.name);
 
   return { kind: 'run', verb, names, flags: values, extra, global: globalOptions(values, env, verb) };
 }
@@ -89,17 +108,32 @@ function globalOptions(values: FlagValues, env: NodeJS.ProcessEnv, verb: VerbDef
   } catch {
     throw new UsageError(`--url must be an http:// or https:// URL, got '${url}'`, verb.name);
   }
-  if (parsedUrl.protocol !== 'http:' && parsedUrl.protocol !== 'https:') throw new UsageError(`--url must be an http:// or https:// URL, got '${url}'`, verb.name);
+  if (parsedUrl.protocol !== 'http:' && parsedUrl.protocol !== 'https:')
+    throw new UsageError(`--url must be an http:// or https:// URL, got '${url}'`, verb.name);
   const output = (str('output') ?? 'table') as OutputFormat;
   if (!OUTPUT_FORMATS.includes(output)) throw new UsageError(`-o/--output must be one of ${OUTPUT_FORMATS.join(', ')}, got '${output}'`, verb.name);
-  if (output === 'name' && !verb.nameOutput) throw new UsageError(`-o name is for ${VERBS.filter((v) => v.nameOutput).map((v) => `'ctl ${v.name}'`).join(' and ')}; 'ctl ${verb.name}' writes table or json`, verb.name);
+  if (output === 'name' && !verb.nameOutput)
+    throw new UsageError(
+      `-o name is for ${VERBS.filter((v) => v.nameOutput)
+        .map((v) => `'ctl ${v.name}'`)
+        .join(' and ')}; 'ctl ${verb.name}' writes table or json`,
+      verb.name,
+    );
   const timeout = str('timeout');
   const secs = timeout === undefined ? DEFAULT_TIMEOUT_SECS : Number(timeout);
   if (!Number.isFinite(secs) || secs <= 0) throw new UsageError(`--timeout must be a number of seconds > 0, got '${timeout}'`, verb.name);
   const cert = str('cert');
   const key = str('key');
   if ((cert === undefined) !== (key === undefined)) throw new UsageError('--cert and --key go together (a client certificate and its key)', verb.name);
-  return { url: parsedUrl.href.replace(/\/+$/, ''), apiKey: str('api-key') ?? nonEmpty(env.TEIPLEX_API_KEY), cacert: str('cacert'), cert, key, timeoutMs: Math.round(secs * 1000), output };
+  return {
+    url: parsedUrl.href.replace(/\/+$/, ''),
+    apiKey: str('api-key') ?? nonEmpty(env.TEIPLEX_API_KEY),
+    cacert: str('cacert'),
+    cert,
+    key,
+    timeoutMs: Math.round(secs * 1000),
+    output,
+  };
 }
 
 const nonEmpty = (s: string | undefined): string | undefined => (s === undefined || s === '' ? undefined : s);
@@ -113,7 +147,8 @@ function checkChoice(f: FlagDef, v: FlagValues[string], verb: string): void {
 /** An integer flag value (`--tail`, `--port`), naming the flag when it is not one in [min, max]. */
 export function intValue(flag: string, v: string, min: number, max = Number.MAX_SAFE_INTEGER, verb?: string): number {
   const n = /^\d+$/.test(v.trim()) ? Number(v) : Number.NaN;
-  if (!Number.isSafeInteger(n) || n < min || n > max) throw new UsageError(`--${flag} must be an integer ${max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `from ${min} to ${max}`}, got '${v}'`, verb);
+  if (!Number.isSafeInteger(n) || n < min || n > max)
+    throw new UsageError(`--${flag} must be an integer ${max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `from ${min} to ${max}`}, got '${v}'`, verb);
   return n;
 }
 

@@ -12,16 +12,7 @@ import { intValue } from './args.js';
 import { createSpec } from './create-spec.js';
 import { describeFailure } from './failure.js';
 import type { VerbDef } from './verbs.js';
-import {
-  gpusTable,
-  instanceDetail,
-  instancesTable,
-  memoryTable,
-  modelLine,
-  modelsTable,
-  reloadReport,
-  replicaFootprints,
-} from './views.js';
+import { gpusTable, instanceDetail, instancesTable, memoryTable, modelLine, modelsTable, reloadReport, replicaFootprints } from './views.js';
 
 export interface Io {
   out(text: string): void;
@@ -76,7 +67,10 @@ export async function execute(cmd: Command, client: AdminClient, io: Io): Promis
       if (i.status === 'failed' || (i.status === 'stopped' && i.desired_state !== 'running')) {
         throw new Error(`instance '${name}' ${i.status} before it ran${i.last_error ? `: ${i.last_error}` : ''}`);
       }
-      if (io.now() >= deadline) throw new Error(`instance '${name}' not running within --timeout (${global.timeoutMs / 1000} s): status ${i.status}${i.last_error ? `, last error: ${i.last_error}` : ''}`);
+      if (io.now() >= deadline)
+        throw new Error(
+          `instance '${name}' not running within --timeout (${global.timeoutMs / 1000} s): status ${i.status}${i.last_error ? `, last error: ${i.last_error}` : ''}`,
+        );
       const interrupted = new Error(`interrupted while waiting for instance '${name}' (status ${i.status})`);
       if (!(await io.pause(POLL_MS))) throw interrupted;
       i = await client.instance(name, { signal: io.interrupt }).catch((err: unknown) => {
@@ -87,7 +81,7 @@ export async function execute(cmd: Command, client: AdminClient, io: Io): Promis
   const lifecycle = (action: 'startInstance' | 'stopInstance' | 'restartInstance' | 'deleteInstance', past: string) =>
     each(
       async (name) => {
-        const i = (await client[action](name));
+        const i = await client[action](name);
         return action === 'startInstance' || action === 'restartInstance' ? waitRunning(name, i) : i;
       },
       (name, i) => `${name}: ${past} (status ${i.status})`,
@@ -96,26 +90,25 @@ export async function execute(cmd: Command, client: AdminClient, io: Io): Promis
   switch (verb.name) {
     case 'ls': {
       const [instances, models] = await Promise.all([client.instances(), client.models()]);
-      const list = instances;
       if (out === 'json') io.out(json(instances));
-      else if (out === 'name') io.out(list.map((i) => `${i.name}\n`).join(''));
-      else io.out(`${instancesTable(list, replicaFootprints(models))}\n`);
+      else if (out === 'name') io.out(instances.map((i) => `${i.name}\n`).join(''));
+      else io.out(`${instancesTable(instances, replicaFootprints(models))}\n`);
       return 0;
     }
     case 'get': {
-      const i = (await client.instance(names[0]));
+      const i = await client.instance(names[0]);
       if (out === 'json') {
         io.out(json(i));
         return 0;
       }
-      const footprint = i.model === null ? undefined : replicaFootprints([(await client.model(i.model))]).get(i.name);
+      const footprint = i.model === null ? undefined : replicaFootprints([await client.model(i.model)]).get(i.name);
       io.out(`${instanceDetail(i, footprint, io.now())}\n`);
       return 0;
     }
     case 'create': {
       const start = flags['no-start'] !== true;
       const spec = createSpec(names[0], flags, cmd.extra);
-      const created = (await client.createInstance(spec, { start }));
+      const created = await client.createInstance(spec, { start });
       const i = start ? await waitRunning(created.name, created) : created;
       io.out(out === 'json' ? json(i) : `${instancesTable([i], new Map())}\n`);
       return 0;
@@ -133,17 +126,16 @@ export async function execute(cmd: Command, client: AdminClient, io: Io): Promis
     case 'models': {
       if (names.length === 0) {
         const models = await client.models();
-        const list = models;
         if (out === 'json') io.out(json(models));
-        else if (out === 'name') io.out(list.map((m) => `${m.name}\n`).join(''));
-        else io.out(`${modelsTable(list, io.now())}\n`);
+        else if (out === 'name') io.out(models.map((m) => `${m.name}\n`).join(''));
+        else io.out(`${modelsTable(models, io.now())}\n`);
         return 0;
       }
       const found: CatalogModelInfo[] = [];
       let failed = 0;
       for (const name of names) {
         try {
-          found.push((await client.model(name)));
+          found.push(await client.model(name));
         } catch (err) {
           failed++;
           fail(`models ${name}: `, err);
@@ -156,12 +148,12 @@ export async function execute(cmd: Command, client: AdminClient, io: Io): Promis
     }
     case 'load':
       return each(
-        async (name) => (await client.loadModel(name)),
+        (name) => client.loadModel(name),
         (_, m) => modelLine('load', m),
       );
     case 'unload':
       return each(
-        async (name) => (await client.unloadModel(name)),
+        (name) => client.unloadModel(name),
         (_, m) => modelLine('unload', m),
       );
     case 'memory': {

@@ -18,13 +18,18 @@ export function bashCompletion(): string {
     .filter((f) => f.completeValues !== undefined)
     .map((f) => {
       const pat = [`--${f.name}`, ...(f.short ? [`-${f.short}`] : [])].join('|');
-      const body = f.completeValues === 'files' ? 'COMPREPLY=($(compgen -f -- "$cur"))' : `COMPREPLY=($(compgen -W "${words(f.completeValues as readonly string[])}" -- "$cur"))`;
+      const body =
+        f.completeValues === 'files'
+          ? 'COMPREPLY=($(compgen -f -- "$cur"))'
+          : `COMPREPLY=($(compgen -W "${words(f.completeValues as readonly string[])}" -- "$cur"))`;
       return `      ${pat}) ${body}; return 0 ;;`;
     });
   const otherValued = valued.filter((f) => f.completeValues === undefined).map((f) => [`--${f.name}`, ...(f.short ? [`-${f.short}`] : [])].join('|'));
   const verbFlagCases = VERBS.map((v) => `      ${v.name}) vflags="${words(flagWords(v.flags))}" ;;`);
   const nameCases = VERBS.filter((v) => v.names !== undefined).map((v) =>
-    v.names === 'shells' ? `      ${v.name}) COMPREPLY=($(compgen -W "${words(SHELLS)}" -- "$cur")) ;;` : `      ${v.name}) COMPREPLY=($(compgen -W "$(_teiplex_ctl_names ${v.names === 'instances' ? 'ls' : 'models'})" -- "$cur")) ;;`,
+    v.names === 'shells'
+      ? `      ${v.name}) COMPREPLY=($(compgen -W "${words(SHELLS)}" -- "$cur")) ;;`
+      : `      ${v.name}) COMPREPLY=($(compgen -W "$(_teiplex_ctl_names ${v.names === 'instances' ? 'ls' : 'models'})" -- "$cur")) ;;`,
   );
   const connFlags = GLOBAL_FLAGS.filter((f) => ['url', 'api-key', 'cacert', 'cert', 'key'].includes(f.name)).map((f) => `--${f.name}`);
   return `# bash completion for \`teiplex ctl\`; load it with: source <(teiplex ctl completion bash)

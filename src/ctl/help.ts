@@ -16,7 +16,7 @@ export function ctlUsage(): string {
   return [
     'Usage: teiplex ctl [flags] VERB [NAME...] [flags]',
     '',
-    "Manages a running manager (`teiplex serve`) over its REST admin API. Several NAMEs: each is",
+    'Manages a running manager (`teiplex serve`) over its REST admin API. Several NAMEs: each is',
     'tried, every failure printed; the exit code is 1 if any failed.',
     '',
     'Verbs:',

@@ -49,11 +49,18 @@ export const GLOBAL_FLAGS: readonly FlagDef[] = [
   { name: 'cert', type: 'string', value: 'FILE', help: 'PEM client certificate (mTLS)', completeValues: 'files' },
   { name: 'key', type: 'string', value: 'FILE', help: "PEM client certificate's private key (mTLS)", completeValues: 'files' },
   { name: 'timeout', type: 'string', value: 'SECS', help: `deadline of each call to the manager, and of --wait (default ${DEFAULT_TIMEOUT_SECS})` },
-  { name: 'output', short: 'o', type: 'string', value: 'FORMAT', help: "table (default) | json (the manager's answer) | name (one name a line: ls, models)", completeValues: OUTPUT_FORMATS },
+  {
+    name: 'output',
+    short: 'o',
+    type: 'string',
+    value: 'FORMAT',
+    help: "table (default) | json (the manager's answer) | name (one name a line: ls, models)",
+    completeValues: OUTPUT_FORMATS,
+  },
   { name: 'help', short: 'h', type: 'boolean', help: 'this help; `teiplex ctl VERB --help` for a verb' },
 ];
 
-const WAIT: FlagDef = { name: 'wait', type: 'boolean', help: "wait until the instance runs (exit 1 if it fails or --timeout runs out first)" };
+const WAIT: FlagDef = { name: 'wait', type: 'boolean', help: 'wait until the instance runs (exit 1 if it fails or --timeout runs out first)' };
 
 export const VERBS: readonly VerbDef[] = [
   {
@@ -86,15 +93,37 @@ export const VERBS: readonly VerbDef[] = [
       { name: 'max-batch-tokens', type: 'string', value: 'N', help: 'passed to the child' },
       { name: 'max-concurrent-requests', type: 'string', value: 'N', help: 'passed to the child' },
       { name: 'restart-policy', type: 'string', value: 'P', help: 'always (default) | on-failure | never', completeValues: ['always', 'on-failure', 'never'] },
-      { name: 'env', type: 'string', multiple: true, value: 'NAME=VALUE', help: "an environment variable for the child (repeatable; the manager's [security] api_env must allow it)" },
+      {
+        name: 'env',
+        type: 'string',
+        multiple: true,
+        value: 'NAME=VALUE',
+        help: "an environment variable for the child (repeatable; the manager's [security] api_env must allow it)",
+      },
       { name: 'no-start', type: 'boolean', help: 'create it stopped' },
       WAIT,
     ],
   },
   { name: 'start', args: 'NAME...', minNames: 1, maxNames: Infinity, names: 'instances', summary: 'start instances', flags: [WAIT] },
-  { name: 'stop', args: 'NAME...', minNames: 1, maxNames: Infinity, names: 'instances', summary: 'stop instances (their children stopped, desired state stopped)', flags: [] },
+  {
+    name: 'stop',
+    args: 'NAME...',
+    minNames: 1,
+    maxNames: Infinity,
+    names: 'instances',
+    summary: 'stop instances (their children stopped, desired state stopped)',
+    flags: [],
+  },
   { name: 'restart', args: 'NAME...', minNames: 1, maxNames: Infinity, names: 'instances', summary: 'restart instances', flags: [WAIT] },
-  { name: 'rm', args: 'NAME...', minNames: 1, maxNames: Infinity, names: 'instances', summary: 'delete instances (stopped first; their logs removed)', flags: [] },
+  {
+    name: 'rm',
+    args: 'NAME...',
+    minNames: 1,
+    maxNames: Infinity,
+    names: 'instances',
+    summary: 'delete instances (stopped first; their logs removed)',
+    flags: [],
+  },
   {
     name: 'logs',
     args: 'NAME',
@@ -117,12 +146,28 @@ export const VERBS: readonly VerbDef[] = [
     flags: [],
     nameOutput: true,
   },
-  { name: 'load', args: 'MODEL...', minNames: 1, maxNames: Infinity, names: 'models', summary: 'start a catalog model now (returns once a replica serves)', flags: [] },
+  {
+    name: 'load',
+    args: 'MODEL...',
+    minNames: 1,
+    maxNames: Infinity,
+    names: 'models',
+    summary: 'start a catalog model now (returns once a replica serves)',
+    flags: [],
+  },
   { name: 'unload', args: 'MODEL...', minNames: 1, maxNames: Infinity, names: 'models', summary: "stop a catalog model's replicas", flags: [] },
   { name: 'memory', args: '', minNames: 0, maxNames: 0, summary: 'memory per device: used, budget, standby children', flags: [] },
   { name: 'reload', args: '', minNames: 0, maxNames: 0, summary: "reload the manager's config file (what changed)", flags: [] },
   { name: 'gpus', args: '', minNames: 0, maxNames: 0, summary: 'the GPUs the manager sees (nvidia-smi)', flags: [] },
-  { name: 'completion', args: 'bash', minNames: 1, maxNames: 1, names: 'shells', summary: 'print a bash completion script (names completed from the live manager)', flags: [] },
+  {
+    name: 'completion',
+    args: 'bash',
+    minNames: 1,
+    maxNames: 1,
+    names: 'shells',
+    summary: 'print a bash completion script (names completed from the live manager)',
+    flags: [],
+  },
 ];
 
 export const SHELLS = ['bash'] as const;

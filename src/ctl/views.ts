@@ -58,10 +58,18 @@ export function instanceDetail(i: InstanceInfo, footprint: number | null | undef
     ['Memory', formatMemory(footprint)],
     ['Uptime', HAS_UPTIME.has(i.status) ? formatDuration(i.uptime_secs) : NONE],
     ['Restarts', String(i.restarts)],
-    ['Last exit', exit === null ? NONE : `${exit.signal !== null ? `signal ${exit.signal}` : `code ${exit.code}`} at ${exit.time} (${formatAge(exit.time, nowMs)} ago)`],
+    [
+      'Last exit',
+      exit === null ? NONE : `${exit.signal !== null ? `signal ${exit.signal}` : `code ${exit.code}`} at ${exit.time} (${formatAge(exit.time, nowMs)} ago)`,
+    ],
     ['Health', `${i.health_check_failures} failing checks, last ${i.last_health_check === null ? 'never' : `${formatAge(i.last_health_check, nowMs)} ago`}`],
     ['Last error', cell(i.last_error)],
-    ['Outlier', outlier.ejected ? `ejected until ${outlier.ejected_until} (${outlier.reason}); ${outlier.ejections} ejections` : `not ejected; ${outlier.ejections} ejections`],
+    [
+      'Outlier',
+      outlier.ejected
+        ? `ejected until ${outlier.ejected_until} (${outlier.reason}); ${outlier.ejections} ejections`
+        : `not ejected; ${outlier.ejections} ejections`,
+    ],
     ['Created', `${i.created_at} (${formatAge(i.created_at, nowMs)} ago)`],
   ]);
 }
@@ -120,7 +128,13 @@ export function gpusTable(answer: GpuList): string {
   if (answer.gpus.length === 0) return ['No GPUs.', ...(note ? [note] : [])].join('\n');
   const table = renderTable(
     GPU_COLUMNS,
-    answer.gpus.map((g) => [String(g.index), g.name, formatMemory(g.memory_used_mib), formatMemory(g.memory_total_mib), g.utilization_percent === null ? NONE : `${g.utilization_percent}%`]),
+    answer.gpus.map((g) => [
+      String(g.index),
+      g.name,
+      formatMemory(g.memory_used_mib),
+      formatMemory(g.memory_total_mib),
+      g.utilization_percent === null ? NONE : `${g.utilization_percent}%`,
+    ]),
   );
   return note ? `${table}\n${note}` : table;
 }

@@ -134,7 +134,10 @@ describe('teiplex ctl against a real manager', () => {
     const api = (await m.api('GET', '/instances')).body as any[];
     const rows = table(await ok(['ls']));
     assert.deepEqual(Object.keys(rows[0]), ['NAME', 'MODEL', 'RUNTIME', 'STATUS', 'RESTARTS', 'UPTIME', 'PORT', 'GPU', 'MEMORY']);
-    assert.deepEqual(rows.map((r) => r.NAME), ['emb-a', 'emb-b']);
+    assert.deepEqual(
+      rows.map((r) => r.NAME),
+      ['emb-a', 'emb-b'],
+    );
     for (const i of api) {
       const r = row(rows, i.name);
       assert.deepEqual([r.MODEL, r.RUNTIME, r.STATUS, r.RESTARTS, r.PORT, r.GPU, r.MEMORY], [emb, 'router', 'running', '0', String(i.port), '-', '-']);
@@ -153,7 +156,12 @@ describe('teiplex ctl against a real manager', () => {
   test('get: the instance field by field; -o json is GET /instances/{name}', async () => {
     const api = (await m.api('GET', '/instances/emb-a')).body;
     const text = await ok(['get', 'emb-a']);
-    const fields = Object.fromEntries(text.trimEnd().split('\n').map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 1).trim()]));
+    const fields = Object.fromEntries(
+      text
+        .trimEnd()
+        .split('\n')
+        .map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 1).trim()]),
+    );
     assert.equal(fields.Name, 'emb-a');
     assert.equal(fields.Model, emb);
     assert.equal(fields.Status, 'running');
@@ -176,7 +184,11 @@ describe('teiplex ctl against a real manager', () => {
     assert.equal((await m.api('GET', '/instances/emb-c')).body.status, 'running');
     // the extra args are in the child's argv (the spawn line of its log), the alias resolves on the data plane
     assert.match(await ok(['logs', 'emb-c']), /--max-client-batch-size 8/);
-    const res = await fetch(`${url}/embed`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'see', inputs: ['hello'] }) });
+    const res = await fetch(`${url}/embed`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'see', inputs: ['hello'] }),
+    });
     assert.equal(res.status, 200, await res.clone().text());
     assert.equal(((await res.json()) as number[][]).length, 1);
 
@@ -233,11 +245,14 @@ describe('teiplex ctl against a real manager', () => {
     assert.equal(follower.err, "teiplex ctl: logs emb-d: INSTANCE_NOT_FOUND: instance 'emb-d' not found\n");
   });
 
-  test('logs --tail shows a line the child printed; -o json the manager\'s range; logs -f picks up new lines', async () => {
+  test("logs --tail shows a line the child printed; -o json the manager's range; logs -f picks up new lines", async () => {
     const all = (await ok(['logs', 'emb-a'])).trimEnd().split('\n');
     const childReady = all.filter((l) => !l.startsWith('[teiplex]') && /"msg":"ready"/.test(l));
     assert.equal(childReady.length, 1, `the child's ready line in:\n${all.join('\n')}`);
-    assert.ok(all.some((l) => l.startsWith('[teiplex]')), "the manager's own lines are there too");
+    assert.ok(
+      all.some((l) => l.startsWith('[teiplex]')),
+      "the manager's own lines are there too",
+    );
     const last = await ok(['logs', 'emb-a', '--tail', '1']);
     assert.equal(last, `${all[all.length - 1]}\n`);
     const tail3 = (await ok(['logs', 'emb-a', '--tail', '3'])).trimEnd().split('\n');
@@ -306,10 +321,13 @@ describe('teiplex ctl against a real manager', () => {
     assert.match(await fails(['load', 'nope'], 1), /^teiplex ctl: load nope: MODEL_NOT_FOUND: /m);
   });
 
-  test('memory, gpus: tables and the manager\'s answers', async () => {
+  test("memory, gpus: tables and the manager's answers", async () => {
     const mem = table(await ok(['memory']));
     assert.deepEqual(Object.keys(mem[0]), ['DEVICE', 'USED', 'BUDGET', 'USE', 'BUDGET-SOURCE', 'STANDBY']);
-    const cpu = row(mem.map((d) => ({ ...d, NAME: d.DEVICE })), 'cpu');
+    const cpu = row(
+      mem.map((d) => ({ ...d, NAME: d.DEVICE })),
+      'cpu',
+    );
     assert.match(cpu.BUDGET, /^\d+(\.\d)?(MiB|GiB)$/);
     const memJson = JSON.parse(await ok(['memory', '-o', 'json']));
     assert.ok(memJson.devices.some((d: any) => d.device === 'cpu' && typeof d.budget_mb === 'number'));
@@ -318,7 +336,11 @@ describe('teiplex ctl against a real manager', () => {
     assert.deepEqual(JSON.parse(await ok(['gpus', '-o', 'json'])), api);
     const text = await ok(['gpus']);
     if (api.gpus.length === 0) assert.match(text, /^No GPUs\./);
-    else assert.deepEqual(table(text).map((g) => g.INDEX), api.gpus.map((g: any) => String(g.index)));
+    else
+      assert.deepEqual(
+        table(text).map((g) => g.INDEX),
+        api.gpus.map((g: any) => String(g.index)),
+      );
   });
 
   test('reload: what changed in the config file', async () => {
@@ -332,7 +354,12 @@ describe('teiplex ctl against a real manager', () => {
   });
 
   test('an unknown instance: exit 1 with INSTANCE_NOT_FOUND and its message, whatever the output format', async () => {
-    for (const args of [['get', 'nope'], ['get', 'nope', '-o', 'json'], ['logs', 'nope'], ['start', 'nope']]) {
+    for (const args of [
+      ['get', 'nope'],
+      ['get', 'nope', '-o', 'json'],
+      ['logs', 'nope'],
+      ['start', 'nope'],
+    ]) {
       const r = await ctl(args);
       assert.equal(r.code, 1, r.stderr);
       assert.equal(r.stdout, '');
@@ -372,15 +399,22 @@ describe('teiplex ctl against a real manager', () => {
     const bin = path.join(dir, 'bin');
     await rm(bin, { recursive: true, force: true });
     await mkdir(bin);
-    await writeFile(path.join(bin, 'teiplex'), `#!/bin/sh\nexec ${JSON.stringify(process.execPath)} ${JSON.stringify(projectPath('bin', 'teiplex.js'))} "$@"\n`);
+    await writeFile(
+      path.join(bin, 'teiplex'),
+      `#!/bin/sh\nexec ${JSON.stringify(process.execPath)} ${JSON.stringify(projectPath('bin', 'teiplex.js'))} "$@"\n`,
+    );
     await chmod(path.join(bin, 'teiplex'), 0o755);
     const complete = (line: string[]): string[] => {
       const words = line.map((w) => `'${w.replace(/'/g, `'\\''`)}'`).join(' ');
-      const r = spawnSync('bash', ['-c', `source ${JSON.stringify(script)}; COMP_WORDS=(${words}); COMP_CWORD=${line.length - 1}; _teiplex; printf '%s\\n' "\${COMPREPLY[@]}"`], {
-        encoding: 'utf8',
-        env: { ...process.env, PATH: `${bin}:${process.env.PATH}`, TEIPLEX_URL: '', TEIPLEX_API_KEY: '' },
-        timeout: 60_000,
-      });
+      const r = spawnSync(
+        'bash',
+        ['-c', `source ${JSON.stringify(script)}; COMP_WORDS=(${words}); COMP_CWORD=${line.length - 1}; _teiplex; printf '%s\\n' "\${COMPREPLY[@]}"`],
+        {
+          encoding: 'utf8',
+          env: { ...process.env, PATH: `${bin}:${process.env.PATH}`, TEIPLEX_URL: '', TEIPLEX_API_KEY: '' },
+          timeout: 60_000,
+        },
+      );
       assert.equal(r.status, 0, r.stderr);
       return r.stdout.split('\n').filter((w) => w !== '');
     };
@@ -440,17 +474,28 @@ key_sha256 = "${sha256Hex('not-an-admin-key-0123456789')}"
     assert.equal(await ok([...tls, 'ls', '--api-key', KEY, '-o', 'json']), '[]\n');
   });
 
-  test('no key, a wrong key, a key without admin: exit 1 with the server\'s code and message', async () => {
-    assert.match(await fails([...tls, 'ls'], 1), /^teiplex ctl: ls: UNAUTHENTICATED: .*missing API key.*\(pass an admin API key with --api-key or TEIPLEX_API_KEY\)$/m);
+  test("no key, a wrong key, a key without admin: exit 1 with the server's code and message", async () => {
+    assert.match(
+      await fails([...tls, 'ls'], 1),
+      /^teiplex ctl: ls: UNAUTHENTICATED: .*missing API key.*\(pass an admin API key with --api-key or TEIPLEX_API_KEY\)$/m,
+    );
     assert.match(await fails([...tls, 'ls', '--api-key', 'wrong-key-0123456789'], 1), /^teiplex ctl: ls: UNAUTHENTICATED: /m);
     assert.match(await fails([...tls, 'memory'], 1, { TEIPLEX_API_KEY: 'not-an-admin-key-0123456789' }), /^teiplex ctl: memory: PERMISSION_DENIED: /m);
   });
 
-  test('no client certificate, or the manager\'s CA not given: exit 1, one line naming the flag to add', async () => {
+  test("no client certificate, or the manager's CA not given: exit 1, one line naming the flag to add", async () => {
     const noCert = await fails(['ls', '--url', surl, '--cacert', pki.ca.cert], 1, { TEIPLEX_API_KEY: KEY });
-    assert.match(noCert, /^teiplex ctl: ls: CONNECTION_FAILED: .*\(the manager closed the TLS connection: does it require a client certificate \(--cert and --key\)\?\)\n$/);
-    const noCa = await fails(['ls', '--url', surl, '--cert', path.join(dir, 'client-a.crt'), '--key', path.join(dir, 'client-a.key')], 1, { TEIPLEX_API_KEY: KEY });
-    assert.match(noCa, /^teiplex ctl: ls: CONNECTION_FAILED: .*certificate.*\(the manager's certificate was not accepted: give the CA that signed it with --cacert\)\n$/);
+    assert.match(
+      noCert,
+      /^teiplex ctl: ls: CONNECTION_FAILED: .*\(the manager closed the TLS connection: does it require a client certificate \(--cert and --key\)\?\)\n$/,
+    );
+    const noCa = await fails(['ls', '--url', surl, '--cert', path.join(dir, 'client-a.crt'), '--key', path.join(dir, 'client-a.key')], 1, {
+      TEIPLEX_API_KEY: KEY,
+    });
+    assert.match(
+      noCa,
+      /^teiplex ctl: ls: CONNECTION_FAILED: .*certificate.*\(the manager's certificate was not accepted: give the CA that signed it with --cacert\)\n$/,
+    );
     const plain = await fails(['ls', '--url', surl.replace('https:', 'http:')], 1, { TEIPLEX_API_KEY: KEY });
     assert.match(plain, /\(the manager closed the connection: does it serve https:\/\//);
   });
@@ -469,17 +514,23 @@ describe('teiplex ctl logs -f behind a fast child', () => {
     await writeFile(script, '#!/bin/sh\ni=0\nwhile [ $i -lt 1000000 ]; do seq $i $((i + 49)) | sed "s/^/chatty line /"; i=$((i + 50)); sleep 0.2; done\n');
     await chmod(script, 0o755);
     const file = path.join(own, 'teiplex.toml');
-    await writeFile(file, `${loopbackConfig(own)}log_tail_lines = 20\nstartup_timeout_secs = 600\n\n[[instances]]\nname = "chatty"\nmodel_id = "none"\nruntime = "command"\ncommand = ${JSON.stringify(script)}\n`);
+    await writeFile(
+      file,
+      `${loopbackConfig(own)}log_tail_lines = 20\nstartup_timeout_secs = 600\n\n[[instances]]\nname = "chatty"\nmodel_id = "none"\nruntime = "command"\ncommand = ${JSON.stringify(script)}\n`,
+    );
     chatty = await startManager(file);
     curl = `http://127.0.0.1:${chatty.apiPort}`;
-    await until('chatty lines in the log', async () => (await chatty.api('GET', '/instances/chatty/logs')).body.total_lines > 40, { timeoutMs: 60_000, everyMs: 100 });
+    await until('chatty lines in the log', async () => (await chatty.api('GET', '/instances/chatty/logs')).body.total_lines > 40, {
+      timeoutMs: 60_000,
+      everyMs: 100,
+    });
   });
 
   after(async () => {
     if (chatty) await chatty.stop();
   });
 
-  test('lines that left the manager\'s tail between two polls are counted as missed; the rest printed in order', async () => {
+  test("lines that left the manager's tail between two polls are counted as missed; the rest printed in order", async () => {
     const proc = spawn(process.execPath, [projectPath('bin', 'teiplex.js'), 'ctl', 'logs', 'chatty', '-f', '--tail', '5', '-o', 'json'], {
       env: { ...process.env, TEIPLEX_URL: curl, TEIPLEX_API_KEY: '' },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -490,7 +541,11 @@ describe('teiplex ctl logs -f behind a fast child', () => {
     proc.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
     const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
     try {
-      await until('three reports of missed lines', () => (err.match(/lines missed/g) ?? []).length >= 3, { timeoutMs: 60_000, everyMs: 100, context: () => `stderr:\n${err}` });
+      await until('three reports of missed lines', () => (err.match(/lines missed/g) ?? []).length >= 3, {
+        timeoutMs: 60_000,
+        everyMs: 100,
+        context: () => `stderr:\n${err}`,
+      });
     } finally {
       proc.kill('SIGINT');
     }
@@ -502,8 +557,13 @@ describe('teiplex ctl logs -f behind a fast child', () => {
       .map((l) => JSON.parse(l) as { lines: string[]; start: number; end: number; total_lines: number });
     assert.equal(polls[0].lines.length, 5, '--tail 5');
     for (const p of polls) assert.equal(p.lines.length, p.end - p.start);
-    const gaps = polls.slice(1).map((p, i) => p.start - polls[i].end).filter((g) => g > 0);
-    const reported = [...err.matchAll(/^teiplex ctl: logs chatty: (\d+) lines missed \(gone from the manager's tail between two polls\)$/gm)].map((x) => Number(x[1]));
+    const gaps = polls
+      .slice(1)
+      .map((p, i) => p.start - polls[i].end)
+      .filter((g) => g > 0);
+    const reported = [...err.matchAll(/^teiplex ctl: logs chatty: (\d+) lines missed \(gone from the manager's tail between two polls\)$/gm)].map((x) =>
+      Number(x[1]),
+    );
     assert.deepEqual(reported.slice(0, gaps.length), gaps);
     assert.ok(gaps.length >= 2, `gaps ${JSON.stringify(gaps)}; stderr ${err}`);
     const numbers = polls.flatMap((p) => p.lines).flatMap((l) => (/^chatty line (\d+)$/.exec(l) ? [Number(/^chatty line (\d+)$/.exec(l)![1])] : []));

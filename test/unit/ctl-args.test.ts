@@ -15,7 +15,11 @@ const run = (argv: string[], env: NodeJS.ProcessEnv = {}): Extract<CtlCommand, {
   return c as Extract<CtlCommand, { kind: 'run' }>;
 };
 const usage = (argv: string[], message: RegExp, env: NodeJS.ProcessEnv = {}): void => {
-  assert.throws(() => parseCtlArgs(argv, env), (err: unknown) => err instanceof UsageError && message.test(err.message), `${argv.join(' ')} -> ${message}`);
+  assert.throws(
+    () => parseCtlArgs(argv, env),
+    (err: unknown) => err instanceof UsageError && message.test(err.message),
+    `${argv.join(' ')} -> ${message}`,
+  );
 };
 
 describe('ctl arguments', () => {
@@ -93,10 +97,44 @@ describe('ctl arguments', () => {
 
   test('create: every flag into the spec; -- passes the rest to the child untouched', () => {
     const c = run([
-      'create', 'emb', '--model-id', 'BAAI/bge-small-en-v1.5', '--runtime', 'tei', '--gpu', '0,1', '--gpu', '1', '--port', '8081',
-      '--alias', 'small', '--alias', 'bge', '--pooling', 'cls', '--dtype', 'float16', '--revision', 'main',
-      '--max-batch-tokens', '16384', '--max-concurrent-requests', '64', '--restart-policy', 'on-failure',
-      '--env', 'RUST_LOG=info', '--env', 'X=a=b', '--no-start', '--', '--max-client-batch-size', '32', '--', 'x',
+      'create',
+      'emb',
+      '--model-id',
+      'BAAI/bge-small-en-v1.5',
+      '--runtime',
+      'tei',
+      '--gpu',
+      '0,1',
+      '--gpu',
+      '1',
+      '--port',
+      '8081',
+      '--alias',
+      'small',
+      '--alias',
+      'bge',
+      '--pooling',
+      'cls',
+      '--dtype',
+      'float16',
+      '--revision',
+      'main',
+      '--max-batch-tokens',
+      '16384',
+      '--max-concurrent-requests',
+      '64',
+      '--restart-policy',
+      'on-failure',
+      '--env',
+      'RUST_LOG=info',
+      '--env',
+      'X=a=b',
+      '--no-start',
+      '--',
+      '--max-client-batch-size',
+      '32',
+      '--',
+      'x',
     ]);
     assert.equal(c.flags['no-start'], true);
     assert.deepEqual(createSpec(c.names[0], c.flags, c.extra), {

@@ -19,20 +19,39 @@ test("a server error: its code and the server's message", () => {
 
 test('a connection failure: the client message and where the manager was looked for', () => {
   const e = new TeiplexClientError('CONNECTION_FAILED', `GET /instances: cannot reach ${URL}: ECONNREFUSED`);
-  assert.equal(describeFailure(e, URL), `CONNECTION_FAILED: GET /instances: cannot reach ${URL}: ECONNREFUSED (is a manager (\`teiplex serve\`) running at ${URL}? --url or TEIPLEX_URL name another)`);
-  assert.match(describeFailure(new TeiplexClientError('TIMEOUT', 'GET /models: no answer in 2000 ms'), URL), /^TIMEOUT: GET \/models: no answer in 2000 ms \(the manager at http:\/\/127\.0\.0\.1:9000 did not answer within --timeout\)$/);
+  assert.equal(
+    describeFailure(e, URL),
+    `CONNECTION_FAILED: GET /instances: cannot reach ${URL}: ECONNREFUSED (is a manager (\`teiplex serve\`) running at ${URL}? --url or TEIPLEX_URL name another)`,
+  );
+  assert.match(
+    describeFailure(new TeiplexClientError('TIMEOUT', 'GET /models: no answer in 2000 ms'), URL),
+    /^TIMEOUT: GET \/models: no answer in 2000 ms \(the manager at http:\/\/127\.0\.0\.1:9000 did not answer within --timeout\)$/,
+  );
 });
 
 test('TLS failures: a hint at the flag that is missing', () => {
   const fail = (message: string, url: string) => describeFailure(new TeiplexClientError('CONNECTION_FAILED', message), url);
-  assert.match(fail('GET /instances: cannot reach https://m:9000: SELF_SIGNED_CERT_IN_CHAIN: self-signed certificate in certificate chain', 'https://m:9000'), /\(the manager's certificate was not accepted: give the CA that signed it with --cacert\)$/);
-  assert.match(fail('GET /instances: cannot reach https://m:9000: UND_ERR_SOCKET: other side closed', 'https://m:9000'), /\(the manager closed the TLS connection: does it require a client certificate \(--cert and --key\)\?\)$/);
-  assert.match(fail('GET /instances: cannot reach http://m:9000: UND_ERR_SOCKET: other side closed', 'http://m:9000'), /\(the manager closed the connection: does it serve https:\/\/ \(https:\/\/m:9000\)\?\)$/);
+  assert.match(
+    fail('GET /instances: cannot reach https://m:9000: SELF_SIGNED_CERT_IN_CHAIN: self-signed certificate in certificate chain', 'https://m:9000'),
+    /\(the manager's certificate was not accepted: give the CA that signed it with --cacert\)$/,
+  );
+  assert.match(
+    fail('GET /instances: cannot reach https://m:9000: UND_ERR_SOCKET: other side closed', 'https://m:9000'),
+    /\(the manager closed the TLS connection: does it require a client certificate \(--cert and --key\)\?\)$/,
+  );
+  assert.match(
+    fail('GET /instances: cannot reach http://m:9000: UND_ERR_SOCKET: other side closed', 'http://m:9000'),
+    /\(the manager closed the connection: does it serve https:\/\/ \(https:\/\/m:9000\)\?\)$/,
+  );
   assert.match(fail('GET /instances: cannot reach http://m:9000: ECONNREFUSED', 'http://m:9000'), /\(is a manager/);
 });
 
 test('PERMISSION_DENIED: the server says why; no hint added', () => {
-  const e = new TeiplexClientError('PERMISSION_DENIED', "GET /instances: 403 PERMISSION_DENIED: API key 'u' may not use the admin API (it lacks admin = true)", { status: 403 });
+  const e = new TeiplexClientError(
+    'PERMISSION_DENIED',
+    "GET /instances: 403 PERMISSION_DENIED: API key 'u' may not use the admin API (it lacks admin = true)",
+    { status: 403 },
+  );
   assert.equal(describeFailure(e, URL), "PERMISSION_DENIED: API key 'u' may not use the admin API (it lacks admin = true)");
 });
 

@@ -44,7 +44,16 @@ const instance = (over: Partial<InstanceInfo>): InstanceInfo => ({
   ...over,
 });
 
-const replica = (over: Partial<ReplicaInfo>): ReplicaInfo => ({ instance: 'rr-1', status: 'running', device: 'cpu', pid: 99, inflight_requests: 0, footprint_mb: null, last_used: null, ...over });
+const replica = (over: Partial<ReplicaInfo>): ReplicaInfo => ({
+  instance: 'rr-1',
+  status: 'running',
+  device: 'cpu',
+  pid: 99,
+  inflight_requests: 0,
+  footprint_mb: null,
+  last_used: null,
+  ...over,
+});
 
 const model = (over: Partial<CatalogModelInfo>): CatalogModelInfo => ({
   name: 'rr',
@@ -104,13 +113,29 @@ describe('ctl formats', () => {
 
 describe('ctl tables', () => {
   test('columns start where their header does, three spaces apart, no trailing blanks', () => {
-    const t = renderTable(['A', 'LONGER', 'C'], [['xx', 'y', 'z'], ['x', 'yyyyyyyy', '']]);
+    const t = renderTable(
+      ['A', 'LONGER', 'C'],
+      [
+        ['xx', 'y', 'z'],
+        ['x', 'yyyyyyyy', ''],
+      ],
+    );
     assert.equal(t, ['A    LONGER     C', 'xx   y          z', 'x    yyyyyyyy'].join('\n'));
-    assert.deepEqual(columns(t), [['A', 'LONGER', 'C'], ['xx', 'y', 'z'], ['x', 'yyyyyyyy', '']]);
+    assert.deepEqual(columns(t), [
+      ['A', 'LONGER', 'C'],
+      ['xx', 'y', 'z'],
+      ['x', 'yyyyyyyy', ''],
+    ]);
   });
 
   test('fields: values aligned after the longest key', () => {
-    assert.equal(renderFields([['Name', 'a'], ['Desired state', 'running']]), 'Name:           a\nDesired state:  running');
+    assert.equal(
+      renderFields([
+        ['Name', 'a'],
+        ['Desired state', 'running'],
+      ]),
+      'Name:           a\nDesired state:  running',
+    );
   });
 
   test('ls: every column, the footprint of catalog replicas, no uptime for a stopped instance', () => {
@@ -132,7 +157,12 @@ describe('ctl tables', () => {
 
   test('get: the fields of one instance', () => {
     const text = instanceDetail(
-      instance({ restarts: 2, last_exit: { code: null, signal: 'SIGKILL', time: '2026-12-03T11:55:00Z' }, last_error: 'exited with signal SIGKILL', model: 'rr' }),
+      instance({
+        restarts: 2,
+        last_exit: { code: null, signal: 'SIGKILL', time: '2026-12-03T11:55:00Z' },
+        last_error: 'exited with signal SIGKILL',
+        model: 'rr',
+      }),
       700,
       NOW,
     );
@@ -152,7 +182,14 @@ describe('ctl tables', () => {
     const rows = columns(
       modelsTable(
         [
-          model({ state: 'loaded', max_replicas: 2, footprint_mb: 300, last_used: '2026-12-03T11:59:00Z', aliases: ['a', 'b'], replicas: [replica({ footprint_mb: 300 }), replica({ instance: 'rr-2', status: 'starting' })] }),
+          model({
+            state: 'loaded',
+            max_replicas: 2,
+            footprint_mb: 300,
+            last_used: '2026-12-03T11:59:00Z',
+            aliases: ['a', 'b'],
+            replicas: [replica({ footprint_mb: 300 }), replica({ instance: 'rr-2', status: 'starting' })],
+          }),
           model({ name: 'big', memory_mb: 4096, idle_timeout_secs: null }),
         ],
         NOW,
@@ -166,17 +203,35 @@ describe('ctl tables', () => {
   });
 
   test('memory, gpus, reload', () => {
-    assert.deepEqual(columns(memoryTable([{ device: 'cpu', budget_mb: 2000, budget_source: 'cpu_memory_budget_mb', used_mb: 500, standby: [{ name: 'standby-1', footprint_mb: 150 }] }, { device: 'gpu0', budget_mb: null, budget_source: 'none', used_mb: 0, standby: [] }])), [
-      ['DEVICE', 'USED', 'BUDGET', 'USE', 'BUDGET-SOURCE', 'STANDBY'],
-      ['cpu', '500MiB', '2GiB', '25%', 'cpu_memory_budget_mb', '1'],
-      ['gpu0', '0MiB', '-', '-', 'none', '0'],
-    ]);
+    assert.deepEqual(
+      columns(
+        memoryTable([
+          { device: 'cpu', budget_mb: 2000, budget_source: 'cpu_memory_budget_mb', used_mb: 500, standby: [{ name: 'standby-1', footprint_mb: 150 }] },
+          { device: 'gpu0', budget_mb: null, budget_source: 'none', used_mb: 0, standby: [] },
+        ]),
+      ),
+      [
+        ['DEVICE', 'USED', 'BUDGET', 'USE', 'BUDGET-SOURCE', 'STANDBY'],
+        ['cpu', '500MiB', '2GiB', '25%', 'cpu_memory_budget_mb', '1'],
+        ['gpu0', '0MiB', '-', '-', 'none', '0'],
+      ],
+    );
     assert.equal(gpusTable({ gpus: [], error: 'nvidia-smi not found' }), 'No GPUs.\nnvidia-smi: nvidia-smi not found');
-    assert.deepEqual(columns(gpusTable({ gpus: [{ index: 0, uuid: 'GPU-0', name: 'H200', memory_total_mib: 143_771, memory_used_mib: 1024, utilization_percent: 7 }, { index: 1, uuid: 'GPU-1', name: 'H200', memory_total_mib: null, memory_used_mib: null, utilization_percent: null }] })), [
-      ['INDEX', 'NAME', 'MEMORY-USED', 'MEMORY-TOTAL', 'UTIL'],
-      ['0', 'H200', '1GiB', '140.4GiB', '7%'],
-      ['1', 'H200', '-', '-', '-'],
-    ]);
+    assert.deepEqual(
+      columns(
+        gpusTable({
+          gpus: [
+            { index: 0, uuid: 'GPU-0', name: 'H200', memory_total_mib: 143_771, memory_used_mib: 1024, utilization_percent: 7 },
+            { index: 1, uuid: 'GPU-1', name: 'H200', memory_total_mib: null, memory_used_mib: null, utilization_percent: null },
+          ],
+        }),
+      ),
+      [
+        ['INDEX', 'NAME', 'MEMORY-USED', 'MEMORY-TOTAL', 'UTIL'],
+        ['0', 'H200', '1GiB', '140.4GiB', '7%'],
+        ['1', 'H200', '-', '-', '-'],
+      ],
+    );
     const none = { added: [], removed: [], changed: [], unchanged: [], skipped: [] };
     assert.equal(
       reloadReport({
@@ -185,7 +240,12 @@ describe('ctl tables', () => {
         swaps: [{ instance: 'b', outcome: 'accepted', reason: null }],
         restart_required: ['grpc_port'],
       }),
-      ['instances: added a; changed b, c; skipped e (port taken) (1 unchanged)', 'models: no change', 'swap b: accepted', 'needs a manager restart: grpc_port'].join('\n'),
+      [
+        'instances: added a; changed b, c; skipped e (port taken) (1 unchanged)',
+        'models: no change',
+        'swap b: accepted',
+        'needs a manager restart: grpc_port',
+      ].join('\n'),
     );
   });
 });
