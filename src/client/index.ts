@@ -24,6 +24,7 @@ export {
 export type { CallOptions } from './http-transport.js';
 export type {
   DataPlaneModel,
+  DecodeOptions,
   EmbedAllOptions,
   EmbedArrowOptions,
   EmbedOptions,

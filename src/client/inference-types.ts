@@ -88,6 +88,11 @@ export interface TokenizeOptions extends InferenceOptions {
   promptName?: string;
 }
 
+export interface DecodeOptions extends InferenceOptions {
+  /** Leave out [CLS]/[SEP] and the like (default true). */
+  skipSpecialTokens?: boolean;
+}
+
 export interface Token {
   id: number;
   text: string;

@@ -16,6 +16,7 @@ import { GrpcTransport, type GrpcCallOptions } from './grpc-transport.js';
 import { HttpTransport, type CallOptions } from './http-transport.js';
 import type {
   DataPlaneModel,
+  DecodeOptions,
   EmbedAllOptions,
   EmbedArrowOptions,
   EmbedOptions,
@@ -65,14 +66,20 @@ function chunks<T>(list: readonly T[], size: number): T[][] {
   return out;
 }
 
-/** Runs `fn` over `items` with at most `limit` at once; answers in input order. */
+/** Runs `fn` over `items` with at most `limit` at once; answers in input order. The first failure fails the whole and starts nothing more. */
 async function inOrder<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
   const out: R[] = new Array(items.length);
   let next = 0;
+  let failed = false;
   const worker = async () => {
-    while (next < items.length) {
+    while (!failed && next < items.length) {
       const i = next++;
-      out[i] = await fn(items[i]!, i);
+      try {
+        out[i] = await fn(items[i]!, i);
+      } catch (e) {
+        failed = true;
+        throw e;
+      }
     }
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
@@ -440,6 +447,39 @@ export class TeiplexClient {
       rows = answers.map((r) => r.tokens.map(token));
     }
     return typeof input === 'string' ? rows[0]! : rows;
+  }
+
+  /** Text from token ids (one list, or a list of lists): tokenize's inverse. */
+  decode(model: ModelRef, ids: readonly number[], opts?: DecodeOptions): Promise<string>;
+  decode(model: ModelRef, ids: readonly (readonly number[])[], opts?: DecodeOptions): Promise<string[]>;
+  async decode(model: ModelRef, ids: readonly number[] | readonly (readonly number[])[], opts?: DecodeOptions): Promise<string | string[]> {
+    if (!Array.isArray(ids)) throw new TypeError('ids: must be a list of token ids or a list of those');
+    const single = ids.length === 0 || !Array.isArray(ids[0]);
+    const lists = (single ? [ids] : ids) as readonly (readonly number[])[];
+    lists.forEach((l, i) => {
+      if (!Array.isArray(l) || !l.every((x) => Number.isInteger(x) && x >= 0)) throw new TypeError(`ids${single ? '' : `[${i}]`}: must be non-negative integers`);
+    });
+    const skip = opts?.skipSpecialTokens ?? true;
+    let texts: string[];
+    if (lists.length === 0) texts = [];
+    else if (this.#via(opts) === 'http') {
+      texts = [];
+      for (const part of chunks(lists, this.#httpBatch)) {
+        const a = await this.#http.call<string[]>(
+          { method: 'POST', path: '/decode', body: { model: TeiplexClient.#name(model), ids: part, skip_special_tokens: skip }, idempotent: true },
+          this.#httpOpts(opts),
+        );
+        texts.push(...expectArray<string>('POST /decode', a.body, part.length));
+      }
+    } else {
+      const answers = await this.#onTarget(model, (target) =>
+        lists.length === 1
+          ? this.#grpc.unary<{ text: string }>('Decode', { target, request: { ids: lists[0], skip_special_tokens: skip } }, TeiplexClient.#grpcOpts(opts)).then((r) => [r])
+          : this.#grpc.stream<{ text: string }>('DecodeStream', lists.map((l) => ({ target, request: { ids: l, skip_special_tokens: skip } })), TeiplexClient.#grpcOpts(opts)),
+      );
+      texts = answers.map((r) => r.text);
+    }
+    return single ? texts[0]! : texts;
   }
 
   /**

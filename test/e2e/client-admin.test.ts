@@ -2,7 +2,8 @@
  * AdminClient (src/client/admin.ts) against a real manager with real router children: every call
  * of the REST admin API, the server's codes as typed errors, a GET retried on connection failure
  * and a non-idempotent POST answered 503 with Retry-After tried exactly once (the manager counts
- * the refused load), and the package's own `teiplex/client` export.
+ * the refused load) while the same 503 on an idempotent call is retried, and the package's own
+ * `teiplex/client` export.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -12,6 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import { AdminClient } from '../../src/client/admin.js';
 import { ConflictError, ConnectionError, InvalidRequestError, NotFoundError, UnavailableError } from '../../src/client/errors.js';
 import type { RetryEvent } from '../../src/client/options.js';
+import { TeiplexClient } from '../../src/client/teiplex-client.js';
 import { expectClientError } from '../helpers/client-errors.js';
 import { freePort, loopbackConfig, startManager, type ManagerProcess } from '../helpers/manager-process.js';
 import { testModel } from '../helpers/models.js';
@@ -148,6 +150,20 @@ memory_mb = 100000
     assert.deepEqual(retries, [], 'no retry of POST /models/huge/load');
     const afterCount = counter(await admin.metrics(), 'teiplex_model_loads_total', { model: 'huge', result: 'refused' });
     assert.equal(afterCount - before, 1, 'exactly one load request reached the manager');
+  });
+
+  test('the same 503 on an idempotent call (an embedding of that model) is retried after its Retry-After', async () => {
+    const events: RetryEvent[] = [];
+    const c = new TeiplexClient({ url: `http://127.0.0.1:${m.apiPort}`, transport: 'http', retry: { attempts: 2 }, onRetry: (e) => events.push(e) });
+    try {
+      const before = counter(await admin.metrics(), 'teiplex_model_loads_total', { model: 'huge', result: 'refused' });
+      const e = await expectClientError(c.embed('huge', 'x'), UnavailableError, { code: 'MEMORY_BUDGET_EXCEEDED', status: 503 });
+      assert.deepEqual(events.map((ev) => [ev.attempt, ev.operation, ev.delayMs]), [[1, 'POST /v1/encode/huge', e.retryAfterMs]]);
+      const afterCount = counter(await admin.metrics(), 'teiplex_model_loads_total', { model: 'huge', result: 'refused' });
+      assert.equal(afterCount - before, 2, 'two requests reached the manager');
+    } finally {
+      await c.close();
+    }
   });
 
   test('a GET is retried on connection failure (bounded), a POST never', async () => {

@@ -142,7 +142,7 @@ describe('TeiplexClient against a real manager', () => {
     assert.equal(top[0]!.text, undefined);
   });
 
-  test('predict (texts and pairs, mixed in a batch) and tokenize, both transports the same', async () => {
+  test('predict (texts and pairs, mixed in a batch), tokenize and decode, both transports the same', async () => {
     for (const transport of TRANSPORTS) {
       const p = await client.predict('cls', 'a sentence to classify', { transport });
       assert.equal(p.length, 3, `${transport}: one score per label`);
@@ -172,6 +172,11 @@ describe('TeiplexClient against a real manager', () => {
     assert.equal(plain.length, 2);
     assert.ok(plain[0]!.every((t) => !t.special));
     assert.deepEqual(plain, await client.tokenize('emb', ['hello world', 'again'], { addSpecialTokens: false, transport: 'http' }));
+    for (const transport of TRANSPORTS) {
+      assert.equal(await client.decode('emb', tg.map((t) => t.id), { transport }), 'hello world', transport);
+      assert.deepEqual(await client.decode('emb', plain.map((ts) => ts.map((t) => t.id)), { transport }), ['hello world', 'again'], transport);
+      assert.match(await client.decode('emb', tg.map((t) => t.id), { transport, skipSpecialTokens: false }), /^\[CLS\] hello world \[SEP\]$/, transport);
+    }
   });
 
   test('embedArrow: strings and a Table in, rows or a Table out, split into batches, in order', async () => {
