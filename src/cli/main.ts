@@ -19,6 +19,10 @@ const SUBCOMMANDS: Record<string, Subcommand> = {
     summary: "load generator for the gRPC multiplexer, a child's tei.v1 port and the HTTP front ends (JSON report)",
     load: () => import('./bench.js'),
   },
+  ctl: {
+    summary: "admin CLI over the manager's REST API: instances, logs, catalog models, memory, reload",
+    load: () => import('./ctl.js'),
+  },
   'make-test-model': {
     summary: 'write a BERT-shaped ONNX model with seeded random weights in the HuggingFace layout',
     load: () => import('./make-test-model.js'),

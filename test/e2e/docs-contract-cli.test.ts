@@ -2,7 +2,8 @@
  * The CLI's documentation against `teiplex <command> --help` of the real binary (bin/teiplex.js,
  * so `npm run build` first), both directions: every flag a command's help lists is in its doc
  * page (docs/router.md's flag table with each flag's environment variable, docs/bench.md's flag
- * table, docs/make-test-model.md, docs/manager.md for `serve`), every flag a page names is a flag
+ * table, docs/make-test-model.md, docs/manager.md for `serve`, docs/ctl.md's verb table and flag
+ * tables for `teiplex ctl --help` and each `teiplex ctl VERB --help`), every flag a page names is a flag
  * of some teiplex command (or a named other program's), and README's command table is
  * `teiplex --help`'s list. Each checker also runs once on a doctored copy and reports the drift.
  */
@@ -11,7 +12,7 @@ import { before, describe, test } from 'node:test';
 import { drift, flagsIn, readDoc, section, tableRows } from '../helpers/docs-contract.js';
 import { runCli } from '../helpers/router-process.js';
 
-const COMMANDS = { serve: 'docs/manager.md', router: 'docs/router.md', bench: 'docs/bench.md', 'make-test-model': 'docs/make-test-model.md' } as const;
+const COMMANDS = { serve: 'docs/manager.md', router: 'docs/router.md', bench: 'docs/bench.md', 'make-test-model': 'docs/make-test-model.md', ctl: 'docs/ctl.md' } as const;
 type Command = keyof typeof COMMANDS;
 
 /** Flags the pages name that belong to other programs, and why. */
@@ -87,8 +88,55 @@ export function commandDrift(mainHelp: string, readme: string): string[] {
   return drift(help, doc, 'README.md');
 }
 
+/** The verbs `teiplex ctl --help` lists (the lines of its "Verbs:" block). */
+export function ctlHelpVerbs(help: string): string[] {
+  const block = help.slice(help.indexOf('Verbs:'), help.indexOf('\n\n', help.indexOf('Verbs:')));
+  return [...block.matchAll(/^ {2}([a-z][a-z-]*)\b/gm)].map((m) => m[1]);
+}
+
+/** The flags a help's block defines (each line's leading `-x, --flag` or `--flag`), from the line beginning `heading` up to the blank line. */
+export function helpBlockFlags(help: string, heading: string): Set<string> {
+  const at = help.search(new RegExp(`^${heading}`, 'm'));
+  if (at < 0) return new Set();
+  const end = help.indexOf('\n\n', at);
+  const lines = help.slice(at, end < 0 ? help.length : end).split('\n');
+  return new Set(lines.map((l) => /^\s+(?:-\w, )?(--[a-z][a-z0-9-]*)/.exec(l)?.[1]).filter((f): f is string => f !== undefined));
+}
+
+/** The `## ` or `### ` section of a page whose heading matches, up to the next heading of that level or above. */
+function docSection(markdown: string, heading: RegExp): string {
+  const lines = markdown.split('\n');
+  const start = lines.findIndex((l) => /^#{2,3} /.test(l) && heading.test(l));
+  if (start < 0) return '';
+  const level = /^#+/.exec(lines[start])![0].length;
+  const end = lines.findIndex((l, i) => i > start && new RegExp(`^#{2,${level}} `).test(l));
+  return lines.slice(start + 1, end < 0 ? lines.length : end).join('\n');
+}
+
+const firstCellFlags = (markdown: string): string[] => tableRows(markdown).flatMap((r) => [...flagsIn(r[0] ?? '')]);
+
+/**
+ * docs/ctl.md against ctl's helps: the verb table (its first words) is `ctl --help`'s verbs; the
+ * "## Flags" table is its global flags; each verb's flags are the flag tables of the `### ` sections
+ * naming `ctl VERB` in their heading.
+ */
+export function ctlDrift(mainHelp: string, verbHelps: Record<string, string>, markdown: string): string[] {
+  const verbs = ctlHelpVerbs(mainHelp);
+  const docVerbs = tableRows(docSection(markdown, /^## Verbs$/))
+    .map((r) => /^`([a-z][a-z-]*)/.exec(r[0] ?? '')?.[1])
+    .filter((v): v is string => v !== undefined);
+  const out = drift(verbs, docVerbs, 'docs/ctl.md verb table');
+  out.push(...drift([...helpBlockFlags(mainHelp, 'Flags \\(any verb')].filter((f) => f !== '--help'), firstCellFlags(docSection(markdown, /^## Flags$/)).filter((f) => f !== '--help'), 'docs/ctl.md flag table'));
+  for (const v of verbs) {
+    const doc = firstCellFlags(docSection(markdown, new RegExp(`\`ctl ${v}\``)));
+    out.push(...drift(helpBlockFlags(verbHelps[v] ?? '', 'Flags:'), doc, `docs/ctl.md, ctl ${v}`));
+  }
+  return out.sort();
+}
+
 describe('CLI flags: docs and --help', () => {
   const help = {} as Record<Command | 'main', string>;
+  const ctlVerbHelp: Record<string, string> = {};
   const known = new Set<string>();
 
   before(async () => {
@@ -97,7 +145,12 @@ describe('CLI flags: docs and --help', () => {
       assert.equal(r.code, 0, r.stderr);
       help[c] = r.stdout;
     }
-    for (const c of Object.keys(COMMANDS) as Command[]) for (const f of flagsIn(help[c])) known.add(f);
+    for (const v of ctlHelpVerbs(help.ctl)) {
+      const r = await runCli(['ctl', v, '--help']);
+      assert.equal(r.code, 0, r.stderr);
+      ctlVerbHelp[v] = r.stdout;
+    }
+    for (const text of [...(Object.keys(COMMANDS) as Command[]).map((c) => help[c]), ...Object.values(ctlVerbHelp)]) for (const f of flagsIn(text)) known.add(f);
   });
 
   test('router: the flag table is --help, flag for flag, with the same environment variables', () => {
@@ -115,6 +168,12 @@ describe('CLI flags: docs and --help', () => {
       const missing = [...flagsIn(help[c])].filter((f) => f !== '--help' && !doc.has(f));
       assert.deepEqual(missing, [], `${c}: flags of --help missing from ${COMMANDS[c]}`);
     }
+  });
+
+  test('ctl: the verb table is ctl --help\'s verbs, the flag tables each verb\'s --help', () => {
+    assert.ok(ctlHelpVerbs(help.ctl).length >= 15, 'the help lists the verbs');
+    assert.ok(helpBlockFlags(ctlVerbHelp.create, 'Flags:').size >= 10, "create's help lists its flags");
+    assert.deepEqual(ctlDrift(help.ctl, ctlVerbHelp, readDoc('docs/ctl.md')), []);
   });
 
   test('every flag a page names is a flag of some teiplex command', () => {
@@ -136,5 +195,9 @@ describe('CLI flags: docs and --help', () => {
     assert.deepEqual(benchFlagDrift(help.bench, readDoc('docs/bench.md').replace('| `--warmup N` |', '| `--warm-up N` |')), ['--warm-up: in docs/bench.md flag table, not in the code', '--warmup: in the code, not in docs/bench.md flag table']);
     assert.deepEqual(unknownFlags('run it with `--max-batch-token 5`', known, 'x.md'), ['--max-batch-token: in x.md, no command has it']);
     assert.deepEqual(commandDrift(help.main, readDoc('README.md').replace(/^\| `teiplex bench` .*\n/m, '')), ['bench: in the code, not in README.md']);
+    const ctl = readDoc('docs/ctl.md');
+    assert.deepEqual(ctlDrift(help.ctl, ctlVerbHelp, ctl.replace(/^\| `--tail N` .*\n/m, '')), ['--tail: in the code, not in docs/ctl.md, ctl logs']);
+    assert.deepEqual(ctlDrift(help.ctl, ctlVerbHelp, ctl.replace('| `--timeout SECS` |', '| `--deadline SECS` |')), ['--deadline: in docs/ctl.md flag table, not in the code', '--timeout: in the code, not in docs/ctl.md flag table']);
+    assert.deepEqual(ctlDrift(help.ctl, ctlVerbHelp, ctl.replace(/^\| `gpus` .*\n/m, '')), ['gpus: in the code, not in docs/ctl.md verb table']);
   });
 });

@@ -1,0 +1,177 @@
+/**
+ * The verbs of `teiplex ctl` and their flags, in one table: the parser (args.ts), the help texts
+ * (help.ts) and the shell completion (completion.ts) all read it, so a verb or flag exists in all
+ * three or in none. What each verb does lives in commands.ts.
+ */
+
+export interface FlagDef {
+  /** Long name without the dashes. */
+  name: string;
+  short?: string;
+  type: 'string' | 'boolean';
+  /** May be given more than once (values collected in order). */
+  multiple?: boolean;
+  /** The value's placeholder in the help (`--tail N`). */
+  value?: string;
+  help: string;
+  /** What the shell completes as this flag's value. */
+  completeValues?: readonly string[] | 'files';
+}
+
+/** What a verb's names are, for completion from the live manager. */
+export type NameKind = 'instances' | 'models' | 'shells';
+
+export interface VerbDef {
+  name: string;
+  /** The positional arguments as the help shows them (`NAME...`, `[MODEL...]`). */
+  args: string;
+  minNames: number;
+  maxNames: number;
+  names?: NameKind;
+  summary: string;
+  flags: readonly FlagDef[];
+  /** Arguments after `--` are taken (create: the child's extra args). */
+  extraArgs?: boolean;
+  /** Output formats besides `table` and `json` (`name`: one name a line). */
+  nameOutput?: boolean;
+}
+
+export const OUTPUT_FORMATS = ['table', 'json', 'name'] as const;
+export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
+
+export const DEFAULT_URL = 'http://127.0.0.1:9000';
+export const DEFAULT_TIMEOUT_SECS = 120;
+
+export const GLOBAL_FLAGS: readonly FlagDef[] = [
+  { name: 'url', type: 'string', value: 'URL', help: `the manager's REST API [env TEIPLEX_URL] (default ${DEFAULT_URL})` },
+  { name: 'api-key', type: 'string', value: 'KEY', help: 'an admin API key, sent as `authorization: Bearer KEY` [env TEIPLEX_API_KEY]' },
+  { name: 'cacert', type: 'string', value: 'FILE', help: "PEM CA certificate(s) to verify the manager's certificate (https://)", completeValues: 'files' },
+  { name: 'cert', type: 'string', value: 'FILE', help: 'PEM client certificate (mTLS)', completeValues: 'files' },
+  { name: 'key', type: 'string', value: 'FILE', help: "PEM client certificate's private key (mTLS)", completeValues: 'files' },
+  { name: 'timeout', type: 'string', value: 'SECS', help: `deadline of each call to the manager, and of --wait (default ${DEFAULT_TIMEOUT_SECS})` },
+  {
+    name: 'output',
+    short: 'o',
+    type: 'string',
+    value: 'FORMAT',
+    help: "table (default) | json (the manager's answer) | name (one name a line: ls, models)",
+    completeValues: OUTPUT_FORMATS,
+  },
+  { name: 'help', short: 'h', type: 'boolean', help: 'this help; `teiplex ctl VERB --help` for a verb' },
+];
+
+const WAIT: FlagDef = { name: 'wait', type: 'boolean', help: 'wait until the instance runs (exit 1 if it fails or --timeout runs out first)' };
+
+export const VERBS: readonly VerbDef[] = [
+  {
+    name: 'ls',
+    args: '',
+    minNames: 0,
+    maxNames: 0,
+    summary: 'list instances, catalog replicas included (name, model, runtime, status, restarts, uptime, port, GPU, memory)',
+    flags: [],
+    nameOutput: true,
+  },
+  { name: 'get', args: 'NAME', minNames: 1, maxNames: 1, names: 'instances', summary: 'one instance in detail', flags: [] },
+  {
+    name: 'create',
+    args: 'NAME --model-id ID [-- ARGS...]',
+    minNames: 1,
+    maxNames: 1,
+    summary: 'create an instance and start it; ARGS after -- go to the child',
+    extraArgs: true,
+    flags: [
+      { name: 'model-id', type: 'string', value: 'ID', help: 'hub id or local model directory (required)' },
+      { name: 'runtime', type: 'string', value: 'KIND', help: 'router (default) | tei | command', completeValues: ['router', 'tei', 'command'] },
+      { name: 'command', type: 'string', value: 'PATH', help: 'runtime command: the executable (one the manager allows)', completeValues: 'files' },
+      { name: 'gpu', type: 'string', multiple: true, value: 'N', help: 'GPU index (repeatable, or N,M)' },
+      { name: 'port', type: 'string', value: 'N', help: "the child's gRPC port (default: the manager picks one)" },
+      { name: 'alias', type: 'string', multiple: true, value: 'NAME', help: 'another name the data plane resolves to it (repeatable)' },
+      { name: 'pooling', type: 'string', value: 'P', help: 'cls | mean | splade | last-token', completeValues: ['cls', 'mean', 'splade', 'last-token'] },
+      { name: 'dtype', type: 'string', value: 'T', help: 'float32 | float16', completeValues: ['float32', 'float16'] },
+      { name: 'revision', type: 'string', value: 'REV', help: 'hub revision' },
+      { name: 'max-batch-tokens', type: 'string', value: 'N', help: 'passed to the child' },
+      { name: 'max-concurrent-requests', type: 'string', value: 'N', help: 'passed to the child' },
+      { name: 'restart-policy', type: 'string', value: 'P', help: 'always (default) | on-failure | never', completeValues: ['always', 'on-failure', 'never'] },
+      {
+        name: 'env',
+        type: 'string',
+        multiple: true,
+        value: 'NAME=VALUE',
+        help: "an environment variable for the child (repeatable; the manager's [security] api_env must allow it)",
+      },
+      { name: 'no-start', type: 'boolean', help: 'create it stopped' },
+      WAIT,
+    ],
+  },
+  { name: 'start', args: 'NAME...', minNames: 1, maxNames: Infinity, names: 'instances', summary: 'start instances', flags: [WAIT] },
+  {
+    name: 'stop',
+    args: 'NAME...',
+    minNames: 1,
+    maxNames: Infinity,
+    names: 'instances',
+    summary: 'stop instances (their children stopped, desired state stopped)',
+    flags: [],
+  },
+  { name: 'restart', args: 'NAME...', minNames: 1, maxNames: Infinity, names: 'instances', summary: 'restart instances', flags: [WAIT] },
+  {
+    name: 'rm',
+    args: 'NAME...',
+    minNames: 1,
+    maxNames: Infinity,
+    names: 'instances',
+    summary: 'delete instances (stopped first; their logs removed)',
+    flags: [],
+  },
+  {
+    name: 'logs',
+    args: 'NAME',
+    minNames: 1,
+    maxNames: 1,
+    names: 'instances',
+    summary: "an instance's log (the manager's in-memory tail)",
+    flags: [
+      { name: 'follow', short: 'f', type: 'boolean', help: 'keep printing new lines as they come (polls the manager; Ctrl-C ends)' },
+      { name: 'tail', type: 'string', value: 'N', help: 'only the last N lines (default all the manager keeps)' },
+    ],
+  },
+  {
+    name: 'models',
+    args: '[MODEL...]',
+    minNames: 0,
+    maxNames: Infinity,
+    names: 'models',
+    summary: 'list the catalog of on-demand models (or the named ones): state, replicas, memory',
+    flags: [],
+    nameOutput: true,
+  },
+  {
+    name: 'load',
+    args: 'MODEL...',
+    minNames: 1,
+    maxNames: Infinity,
+    names: 'models',
+    summary: 'start a catalog model now (returns once a replica serves)',
+    flags: [],
+  },
+  { name: 'unload', args: 'MODEL...', minNames: 1, maxNames: Infinity, names: 'models', summary: "stop a catalog model's replicas", flags: [] },
+  { name: 'memory', args: '', minNames: 0, maxNames: 0, summary: 'memory per device: used, budget, standby children', flags: [] },
+  { name: 'reload', args: '', minNames: 0, maxNames: 0, summary: "reload the manager's config file (what changed)", flags: [] },
+  { name: 'gpus', args: '', minNames: 0, maxNames: 0, summary: 'the GPUs the manager sees (nvidia-smi)', flags: [] },
+  {
+    name: 'completion',
+    args: 'bash',
+    minNames: 1,
+    maxNames: 1,
+    names: 'shells',
+    summary: 'print a bash completion script (names completed from the live manager)',
+    flags: [],
+  },
+];
+
+export const SHELLS = ['bash'] as const;
+
+export function findVerb(name: string): VerbDef | undefined {
+  return VERBS.find((v) => v.name === name);
+}
