@@ -259,7 +259,8 @@ function skipField(b: Buffer, c: Cursor, end: number, wireType: number): void {
 /** A Metadata message ending at `stop` (reads are bounded by the buffer, as protobufjs' are). */
 function readMetadata(b: Buffer, c: Cursor, stop: number): Metadata {
   const m = { computeChars: 0, computeTokens: 0, totalTimeNs: 0n, tokenizationTimeNs: 0n, queueTimeNs: 0n, inferenceTimeNs: 0n };
-  const end = b.length;
+  // the submessage's own length bounds every read in it: a field may not run on into the bytes after it
+  const end = stop;
   while (c.pos < stop) {
     const tag = readVarint32(b, c, end);
     const field = tag >>> 3;

@@ -126,6 +126,14 @@ describe('tei.v1.Embed by hand', () => {
     for (const c of cases) sameAnswer(Buffer.from(c));
   });
 
+  test('a metadata field that runs past the end of its submessage is refused, as protobufjs refuses it', () => {
+    // found by the random-bytes property: metadata of length 1 holding a tag whose value lies after it
+    for (const hex of ['12010000', '120300000000', '120310ffff01']) {
+      assert.equal(byHand(Buffer.from(hex, 'hex')), 'throws', hex);
+      sameAnswer(Buffer.from(hex, 'hex'));
+    }
+  });
+
   test('random bytes: both decode to the same, or both refuse', () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 64 }), (bytes) => sameAnswer(Buffer.from(bytes))),
