@@ -163,7 +163,7 @@ export const ARROW_METHODS: Readonly<Record<string, ArrowMethod>> = {
   EmbedAllArrow: { kind: MULTIVECTOR as ArrowKind<unknown>, flags: (r) => ({ truncate: r.truncate === true }) },
 };
 
-function toTarget(t: PbTarget | null | undefined): Target {
+export function toTarget(t: PbTarget | null | undefined): Target {
   switch (t?.routing) {
     case 'instance_name':
       return { kind: 'instance_name', value: t.instance_name ?? '' };
@@ -213,8 +213,8 @@ function checkFloor(limit: number, rows: number, perRow: number): void {
   }
 }
 
-/** EmbedArrow's `embedding_type` (empty: float32); another RPC with one set, or an unknown type, is refused. */
-function embeddingTypeOf(req: ArrowRequest): OutputType {
+/** A request's `embedding_type` (empty: float32); an unknown type is refused. */
+export function embeddingTypeOf(req: { embedding_type?: string }): OutputType {
   const t = req.embedding_type ?? '';
   if (t === '') return 'float32';
   if (!isOutputType(t)) throw new TeiplexError('VALIDATION', `\`embedding_type\` must be one of ${OUTPUT_TYPES.map((x) => `"${x}"`).join(', ')}, got ${JSON.stringify(t)}`, { param: 'embedding_type' });

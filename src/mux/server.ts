@@ -109,6 +109,7 @@ export async function startMuxServer(o: MuxServerOptions): Promise<MuxServer> {
     catalog: o.catalog,
     failover: routing.failover,
     outliers: routing.outliers,
+    cache: routing.cache,
   });
   server.addService(definition, implementation);
   health.addToServer(server);

@@ -22,6 +22,8 @@ import { unavailable, type InstanceDirectory, type TargetReach, type TargetResol
 import type { Target } from '../routing/target.js';
 import type { Failover } from '../routing/failover.js';
 import { parseWrapper } from './wrapper.js';
+import { embedTypedHandler } from './typed-embed.js';
+import { EmbeddingCache } from '../routing/embedding-cache.js';
 import { grpcOutcome, type OutlierDetector } from '../routing/outlier.js';
 
 export interface MuxServiceDeps {
@@ -40,6 +42,8 @@ export interface MuxServiceDeps {
   failover?: Failover;
   /** Where each call's outcome goes (outlier detection). */
   outliers?: OutlierDetector;
+  /** The embedding cache (EmbedTyped); default: none (dedup only). */
+  cache?: EmbeddingCache;
 }
 
 export function forwarder(d: MuxServiceDeps): Forwarder {
@@ -171,6 +175,7 @@ export function muxService(d: MuxServiceDeps): { definition: grpc.ServiceDefinit
     }
   };
   implementation.ListInstances = own('ListInstances', (request) => summaries(d.instances.list(), d.inflight, (i) => mayUse(grantOf(request), i)));
+  implementation.EmbedTyped = embedTypedHandler(f, d.cache ?? new EmbeddingCache(0)) as grpc.UntypedHandleCall;
   for (const [name, m] of Object.entries(arrowMethods(f, { metrics: d.metrics, limits: d.arrow ?? arrowLimits({}) }, base))) {
     definition[name] = m.definition;
     implementation[name] = m.handler as grpc.UntypedHandleCall;

@@ -29,7 +29,7 @@ import { randomUUID } from 'node:crypto';
 import { floatCount, JSON_BYTES_PER_FLOAT, listPieces, matrixPieces, sendJson } from './json-answer.js';
 import type { OutputType } from './embedding-types.js';
 import { rowJson, typedRows } from './embedding-output.js';
-import { ASYMMETRIC_WARNING_HEADER, asymmetricWarning, type InputType, type ModelPrompts, promptFor } from './input-types.js';
+import { applyInputType, ASYMMETRIC_WARNING_HEADER, type InputType, type ModelPrompts } from './input-types.js';
 import {
   CohereEmbedRequest,
   DecodeRequest,
@@ -425,11 +425,7 @@ export function teiRouteTable(o: TeiRoutesOptions) {
   return { embed, embedSparse, embedAll, predict, predictTokens, rerank, similarity, tokenize, decode, openai, cohere };
 }
 
-/**
- * A request's `input_type` as the model's prompt (src/tei/input-types.ts): by name when the child
- * knows the model's prompts, else prepended to each text (token-id inputs cannot take a prefix).
- * Without a type or a prompt name, an asymmetric model's answer carries a warning header.
- */
+/** A request's `input_type` as the model's prompt (applyInputType); the warning for an asymmetric model as a header. */
 export function withInputType<I extends TextInput>(
   inputs: I[],
   e: EncodeOptions,
@@ -437,22 +433,9 @@ export function withInputType<I extends TextInput>(
   t: Pick<EngineTarget, 'prompts' | 'modelName'>,
   reply: FastifyReply,
 ): { inputs: I[]; e: EncodeOptions } {
-  if (inputType === undefined) {
-    if (e.promptName === undefined) {
-      const warning = asymmetricWarning(t.prompts, t.modelName);
-      if (warning !== undefined) reply.header(ASYMMETRIC_WARNING_HEADER, warning);
-    }
-    return { inputs, e };
-  }
-  if (e.promptName !== undefined) throw new TeiplexError('VALIDATION', 'give `input_type` or `prompt_name`, not both', { param: 'input_type' });
-  const choice = promptFor(t.prompts, inputType);
-  if (choice.promptName !== undefined) return { inputs, e: { ...e, promptName: choice.promptName } };
-  const prefix = choice.prefix;
-  if (prefix === undefined || prefix === '') return { inputs, e };
-  if (inputs.some((x) => typeof x !== 'string')) {
-    throw new TeiplexError('VALIDATION', '`input_type` cannot prefix token-id inputs with the prompt of this model (its prompts are the instance spec\'s): send text, or the token ids of the prompted text', { param: 'input_type' });
-  }
-  return { inputs: inputs.map((x) => `${prefix}${x}` as I), e };
+  const out = applyInputType(inputs, e, inputType, t.prompts, t.modelName);
+  if (out.warning !== undefined) reply.header(ASYMMETRIC_WARNING_HEADER, out.warning);
+  return out;
 }
 
 /** Tokens the inputs took, summed (OpenAI's prompt_tokens, Cohere's input_tokens). */

@@ -10,6 +10,8 @@
  * is answered with a warning (ASYMMETRIC_WARNING_HEADER), never silently.
  */
 
+import { TeiplexError } from '../common/errors.js';
+
 export const INPUT_TYPES = ['query', 'document', 'search_query', 'search_document', 'classification', 'clustering'] as const;
 export type InputType = (typeof INPUT_TYPES)[number];
 
@@ -58,4 +60,35 @@ export function asymmetricWarning(p: ModelPrompts | undefined, model: string): s
   if (q === d) return undefined;
   // a header value: the prompts JSON-quoted, control characters escaped
   return `no input_type: model ${JSON.stringify(model)} has different prompts for queries (${JSON.stringify(q)}) and documents (${JSON.stringify(d)}); set input_type`.replace(/[^\x20-\x7e]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/**
+ * A request's `input_type` as the model's prompt: by name when the child knows the model's
+ * prompts, else prepended to each text (token-id inputs cannot take a prefix: VALIDATION). Without
+ * a type or a prompt name, the warning for an asymmetric model (undefined for a symmetric one).
+ */
+export function applyInputType<I extends string | number[], E extends { promptName?: string }>(
+  inputs: I[],
+  e: E,
+  inputType: InputType | undefined,
+  prompts: ModelPrompts | undefined,
+  modelName: string,
+): { inputs: I[]; e: E; warning?: string } {
+  if (inputType === undefined) {
+    const warning = e.promptName === undefined ? asymmetricWarning(prompts, modelName) : undefined;
+    return warning === undefined ? { inputs, e } : { inputs, e, warning };
+  }
+  if (e.promptName !== undefined) throw new TeiplexError('VALIDATION', 'give `input_type` or `prompt_name`, not both', { param: 'input_type' });
+  const choice = promptFor(prompts, inputType);
+  if (choice.promptName !== undefined) return { inputs, e: { ...e, promptName: choice.promptName } };
+  const prefix = choice.prefix;
+  if (prefix === undefined || prefix === '') return { inputs, e };
+  if (inputs.some((x) => typeof x !== 'string')) {
+    throw new TeiplexError('VALIDATION', "`input_type` cannot prefix token-id inputs with the prompt of this model (its prompts are the instance spec's): send text, or the token ids of the prompted text", { param: 'input_type' });
+  }
+  return { inputs: inputs.map((x) => `${prefix}${x}` as I), e };
+}
+
+export function isInputType(s: unknown): s is InputType {
+  return typeof s === 'string' && (INPUT_TYPES as readonly string[]).includes(s);
 }

@@ -15,6 +15,7 @@ import { startManager, type ManagerProcess } from '../helpers/manager-process.js
 import { testModel } from '../helpers/models.js';
 import { assertTeiError, childHttpPort, client, instanceToml, writeConfig } from '../helpers/data-plane.js';
 import { until } from '../helpers/wait.js';
+import { mux, unary } from '../helpers/mux-client.js';
 
 let dir: string;
 let modelDir: string;
@@ -101,6 +102,23 @@ describe('dedup and hits', () => {
     assert.equal(openai.headers.get('x-teiplex-cache'), 'hits=1 misses=0', 'OpenAI shares the dense entry (same options)');
     const encode = await api.post('/v1/encode/emb', { items: [{ text: text[0] }, { text: text[0] }] });
     assert.equal(encode.headers.get('x-teiplex-cache'), 'hits=2 misses=0');
+  });
+
+  test('the multiplexer\'s EmbedTyped shares the entries of /embed and says so in its metadata', async () => {
+    const texts = ['shared between front ends', 'shared between front ends'];
+    const http = await embed('emb', [texts[0]]);
+    assert.equal(http.cache, 'hits=0 misses=1');
+    const client = mux(Number(m.ready.grpc_port));
+    try {
+      const before = await childItems('emb');
+      const { res, headers } = await unary(client, 'EmbedTyped', { target: { instance_name: 'emb' }, inputs: texts });
+      assert.deepEqual(headers.get('teiplex-cache'), ['hits=2 misses=0']);
+      assert.equal(await childItems('emb'), before, 'nothing reached the child');
+      assert.equal(res.embeddings[0].toString('base64'), http.rows[0], 'the same float32 bytes');
+      assert.equal(res.embeddings[1].toString('base64'), http.rows[0]);
+    } finally {
+      client.close();
+    }
   });
 
   test('opt-out: the model keeps nothing, repeats in a request are still computed once', async () => {

@@ -14,6 +14,8 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startManager, type ManagerProcess } from '../helpers/manager-process.js';
 import { testModel } from '../helpers/models.js';
+import { status } from '@grpc/grpc-js';
+import { grpcError, mux, unary } from '../helpers/mux-client.js';
 import { assertErrorCode, assertTeiError, childHttpPort, client, instanceToml, writeConfig } from '../helpers/data-plane.js';
 
 let dir: string;
@@ -93,6 +95,25 @@ describe('input_type picks the model prompt on every route', () => {
     const encode = await api.post('/v1/encode/nomic', { items: TEXTS.map((text) => ({ text })), input_type: 'query' });
     assert.deepEqual(encode.body.items.map((x: { dense: { values: number[] } }) => x.dense.values), q);
   });
+});
+
+test('the multiplexer\'s EmbedTyped: input_type as on HTTP, the warning as metadata', async () => {
+  const client = mux(Number(m.ready.grpc_port));
+  try {
+    for (const [model, type] of [['e5', 'query'], ['nomic', 'search_document']] as const) {
+      const http = await api.post('/embed', { model, inputs: TEXTS, input_type: type, encoding: 'base64' });
+      const { res, headers } = await unary(client, 'EmbedTyped', { target: { instance_name: model }, inputs: TEXTS, input_type: type });
+      assert.deepEqual(res.embeddings.map((b: Buffer) => b.toString('base64')), http.body, `${model} ${type}`);
+      assert.deepEqual(headers.get('x-teiplex-warning'), []);
+      assert.deepEqual(headers.get('teiplex-warning'), []);
+    }
+    const { headers } = await unary(client, 'EmbedTyped', { target: { instance_name: 'e5' }, inputs: TEXTS });
+    assert.match(String(headers.get('teiplex-warning')[0]), /different prompts for queries/);
+    await assert.rejects(unary(client, 'EmbedTyped', { target: { instance_name: 'e5' }, inputs: TEXTS, input_type: 'query', prompt_name: 'query' }), grpcError(status.INVALID_ARGUMENT, 'VALIDATION', /give `input_type` or `prompt_name`, not both/));
+    await assert.rejects(unary(client, 'EmbedTyped', { target: { instance_name: 'e5' }, inputs: TEXTS, input_type: 'questions' }), grpcError(status.INVALID_ARGUMENT, 'VALIDATION', /`input_type` must be one of/));
+  } finally {
+    client.close();
+  }
 });
 
 describe('a request without a type to an asymmetric model is never silent', () => {

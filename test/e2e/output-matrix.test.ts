@@ -119,6 +119,17 @@ const FRONT_ENDS: FrontEnd[] = [
     },
   },
   {
+    // each row's little-endian bytes: the base64 cells of the JSON routes, here always bytes
+    name: 'multiplexer EmbedTyped',
+    ask: async (texts, type, _base64, dims) => {
+      const { res, headers } = await unary(grpcMux, 'EmbedTyped', { target: { instance_name: 'emb' }, inputs: texts, embedding_type: type === 'float32' ? '' : type, ...(dims !== undefined ? { dimensions: dims } : {}) });
+      assert.equal(res.embedding_type, type);
+      assert.equal(res.dimensions, dims ?? 32);
+      assert.match(String(headers.get('teiplex-cache')[0]), /^hits=\d+ misses=\d+$/);
+      return res.embeddings.map((b: Buffer) => b.toString('base64'));
+    },
+  },
+  {
     name: 'manager /v1/encode',
     ask: async (texts, type, base64, dims) => {
       const body = await ok(api.post('/v1/encode/emb', { items: texts.map((text) => ({ text })), embedding_type: type, encoding: base64 ? 'base64' : 'json', ...dimsField(dims) }), 'encode');
