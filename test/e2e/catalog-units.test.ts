@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -186,10 +186,13 @@ test('footprint: the group includes what the child spawned, and sums their memor
   const child = await spawned('sh', ['-c', 'sleep 30 & wait']);
   const pid = child.pid!;
   try {
-    // sh, and the sleep it started in the background.
-    const members = await until(`two processes in group ${pid}`, async () => {
+    // sh, and the sleep it started in the background: once that child has exec'd sleep (a forked
+    // sh not yet replaced by sleep changes its memory between the reads below)
+    const members = await until(`two processes in group ${pid}, the second one sleep`, async () => {
       const g = await groupMembers(pid);
-      return g.length >= 2 && g;
+      if (g.length < 2) return false;
+      const comms = await Promise.all(g.filter((p) => p !== pid).map((p) => readFile(`/proc/${p}/comm`, 'utf8').catch(() => '')));
+      return comms.every((c) => c.trim() === 'sleep') && g;
     });
     assert.equal(members.length, 2, `group ${pid}: ${members.join(',')}`);
     assert.ok(members.includes(pid));
