@@ -8,8 +8,10 @@
  * another's entries). Rounds alternate cached/uncached per repeat level.
  *
  * Reported per level and instance: requests/s, texts/s (corpus rows answered per second), the
- * child's own computed inputs (teiplex_batch_items_total from its /metrics), and the ratio
- * cached / uncached. The client is Node (undici, bodies built before the clock starts): each call
+ * child's own computed inputs (teiplex_batch_items_total from its /metrics), the manager's CPU per
+ * request (utime + stime of its process from /proc/<pid>/stat, before and after the run: what the
+ * cache and dedup cost the manager itself, which texts/s cannot resolve when the model dominates),
+ * and the ratio cached / uncached. The client is Node (undici, bodies built before the clock starts): each call
  * carries a different body, which hey and h2load cannot send; the client's CPU is not what is
  * measured here, the model's work is.
  *
@@ -27,7 +29,9 @@ import { request } from 'undici';
 import { projectPath } from '../src/common/paths.js';
 import type { ShapeName } from '../src/testmodel/shapes.js';
 import { childHttpPort, instanceToml, writeConfig } from '../test/helpers/data-plane.js';
+import { readFileSync } from 'node:fs';
 import { startManager, type ManagerProcess } from '../test/helpers/manager-process.js';
+import { cpuUsPerCall, parseProcStat } from './lib/load-tools.js';
 import { testModel } from '../test/helpers/models.js';
 
 const { values: args } = parseArgs({
@@ -78,13 +82,20 @@ interface Run {
   texts: number;
   computed: number;
   hits: number;
+  /** The manager's CPU microseconds per request. */
+  managerCpuUs: number;
 }
+
+/** /proc's clock ticks per second (USER_HZ, 100 on Linux). */
+const TICKS = 100;
+const managerTicks = (m: ManagerProcess) => parseProcStat(readFileSync(`/proc/${m.proc.pid}/stat`, 'latin1'));
 
 async function run(m: ManagerProcess, instance: string, rows: string[]): Promise<Omit<Run, 'level' | 'instance'>> {
   const bodies: string[] = [];
   for (let i = 0; i < rows.length; i += BATCH) bodies.push(JSON.stringify({ model: instance, inputs: rows.slice(i, i + BATCH) }));
   const url = `http://127.0.0.1:${m.apiPort}/embed`;
   const before = await childItems(m, instance);
+  const cpuBefore = managerTicks(m);
   let next = 0;
   let hits = 0;
   const t0 = performance.now();
@@ -100,7 +111,8 @@ async function run(m: ManagerProcess, instance: string, rows: string[]): Promise
     }),
   );
   const seconds = (performance.now() - t0) / 1000;
-  return { seconds, requests: bodies.length, texts: rows.length, computed: (await childItems(m, instance)) - before, hits };
+  const managerCpuUs = cpuUsPerCall(cpuBefore, managerTicks(m), bodies.length, TICKS);
+  return { seconds, requests: bodies.length, texts: rows.length, computed: (await childItems(m, instance)) - before, hits, managerCpuUs };
 }
 
 async function main(): Promise<void> {
@@ -129,8 +141,8 @@ async function main(): Promise<void> {
     rmSync(dir, { recursive: true, force: true });
   }
   const lines = [
-    `| repeated rows | instance | req/s | texts/s | rows computed by the child | cached / uncached texts/s |`,
-    `| --- | --- | --- | --- | --- | --- |`,
+    `| repeated rows | instance | req/s | texts/s | rows computed by the child | manager CPU per request (µs) | cached / uncached texts/s | cached / uncached manager CPU |`,
+    `| --- | --- | --- | --- | --- | --- | --- | --- |`,
   ];
   const summary: Array<Record<string, number | string>> = [];
   for (const level of LEVELS) {
@@ -142,10 +154,18 @@ async function main(): Promise<void> {
       const rs = runs.filter((r) => r.level === level && r.instance === instance);
       return rs.reduce((n, r) => n + r.computed, 0) / rs.reduce((n, r) => n + r.texts, 0);
     };
+    const cpu = (instance: string) => {
+      const rs = runs.filter((r) => r.level === level && r.instance === instance);
+      return rs.reduce((n, r) => n + r.managerCpuUs * r.requests, 0) / rs.reduce((n, r) => n + r.requests, 0);
+    };
     const ratio = rate('cached', 'texts') / rate('uncached', 'texts');
+    const cpuRatio = cpu('cached') / cpu('uncached');
     for (const instance of INSTANCES) {
-      lines.push(`| ${Math.round(level * 100)} % | ${instance} | ${rate(instance, 'requests').toFixed(1)} | ${rate(instance, 'texts').toFixed(1)} | ${(computed(instance) * 100).toFixed(1)} % | ${instance === 'cached' ? `${ratio.toFixed(2)}x` : ''} |`);
-      summary.push({ repeated: level, instance, requests_per_s: rate(instance, 'requests'), texts_per_s: rate(instance, 'texts'), computed_share: computed(instance), ...(instance === 'cached' ? { ratio } : {}) });
+      const mine = instance === 'cached';
+      lines.push(
+        `| ${Math.round(level * 100)} % | ${instance} | ${rate(instance, 'requests').toFixed(1)} | ${rate(instance, 'texts').toFixed(1)} | ${(computed(instance) * 100).toFixed(1)} % | ${cpu(instance).toFixed(0)} | ${mine ? `${ratio.toFixed(2)}x` : ''} | ${mine ? `${cpuRatio.toFixed(2)}x` : ''} |`,
+      );
+      summary.push({ repeated: level, instance, requests_per_s: rate(instance, 'requests'), texts_per_s: rate(instance, 'texts'), computed_share: computed(instance), manager_cpu_us_per_request: cpu(instance), ...(mine ? { ratio, cpu_ratio: cpuRatio } : {}) });
     }
   }
   const table = lines.join('\n');
