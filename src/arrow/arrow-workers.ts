@@ -24,12 +24,13 @@ import { TeiplexError } from '../common/errors.js';
 import { spawnModuleWorker } from '../common/module-worker.js';
 import { encodeDense, encodeDenseTyped, encodeMultivectorPacked, encodeSparsePacked, type DenseValues, type PackedMultivector, type PackedSparse } from './embedding-batch.js';
 import { ArrowInputError, scanStream, type ReadLimits } from './ipc-stream.js';
-import { packTexts, type PackedTexts } from './packed-texts.js';
+import { packTexts, prefixTexts, type PackedTexts } from './packed-texts.js';
 import { readTextColumn } from './text-batch.js';
 
 type Job =
   | { op: 'scan'; ipc: Uint8Array; limits: ReadLimits }
   | { op: 'texts'; ipc: Uint8Array; limits: ReadLimits }
+  | { op: 'prefix'; packed: PackedTexts; prefix: string }
   | { op: 'dense'; values: Float32Array; dim: number }
   | { op: 'denseTyped'; values: DenseValues; rowLength: number; metadata: Record<string, string> }
   | { op: 'sparse'; packed: PackedSparse }
@@ -96,6 +97,12 @@ export class ArrowWorkers {
   texts(ipc: Uint8Array, limits: ReadLimits): Promise<PackedTexts> {
     const mine = own(ipc);
     return this.run({ op: 'texts', ipc: mine, limits }, buffersOf(mine)) as Promise<PackedTexts>;
+  }
+
+  /** Every text with `prefix` before it (a prompt), packed anew; `packed` is given away. */
+  prefix(packed: PackedTexts, prefix: string): Promise<PackedTexts> {
+    const p = { bytes: own(packed.bytes), offsets: own(packed.offsets) };
+    return this.run({ op: 'prefix', packed: p, prefix }, buffersOf(p.bytes, p.offsets)) as Promise<PackedTexts>;
   }
 
   /** Dense answer: `values` holds rows*dim floats (given away). */
@@ -199,6 +206,10 @@ function handle(job: Job): { value: unknown; transfer: ArrayBuffer[] } {
     case 'texts': {
       const packed = packTexts(readTextColumn(job.ipc, job.limits));
       const value: PackedTexts = { bytes: own(packed.bytes), offsets: packed.offsets };
+      return { value, transfer: buffersOf(value.bytes, value.offsets) };
+    }
+    case 'prefix': {
+      const value = prefixTexts(job.packed, job.prefix);
       return { value, transfer: buffersOf(value.bytes, value.offsets) };
     }
     case 'dense':

@@ -42,6 +42,11 @@ export class TextRows {
     this.length = offsets.length - 1;
   }
 
+  /** The packed form (its buffers; given away when transferred). */
+  get packed(): PackedTexts {
+    return { bytes: new Uint8Array(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength), offsets: this.offsets };
+  }
+
   /** Total UTF-8 bytes of all rows. */
   get byteLength(): number {
     return this.buf.byteLength;
@@ -63,4 +68,20 @@ export class TextRows {
     for (let i = start; i < end; i++) out[i - start] = this.text(i);
     return out;
   }
+}
+
+/** Every row of `p` with `prefix` before it (UTF-8), packed anew. */
+export function prefixTexts(p: PackedTexts, prefix: string): PackedTexts {
+  const pre = Buffer.from(prefix, 'utf8');
+  const n = p.offsets.length - 1;
+  const bytes = Buffer.allocUnsafeSlow(p.bytes.byteLength + n * pre.byteLength);
+  const offsets = new Float64Array(n + 1);
+  const src = Buffer.from(p.bytes.buffer, p.bytes.byteOffset, p.bytes.byteLength);
+  let at = 0;
+  for (let i = 0; i < n; i++) {
+    at += pre.copy(bytes, at);
+    at += src.copy(bytes, at, p.offsets[i]!, p.offsets[i + 1]!);
+    offsets[i + 1] = at;
+  }
+  return { bytes: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), offsets };
 }

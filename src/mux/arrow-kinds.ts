@@ -19,7 +19,7 @@ import { DENSE as DENSE_ROWS, MULTIVECTOR as MULTIVECTOR_ROWS, SPARSE as SPARSE_
 export type ArrowKindName = RowKindName;
 
 /** Request options passed on to the child. `normalize` unset: the child's default (true). */
-export type EmbedFlags = Pick<RowOptions, 'truncate' | 'normalize' | 'dimensions'>;
+export type EmbedFlags = Pick<RowOptions, 'truncate' | 'normalize' | 'dimensions' | 'promptName'>;
 
 export interface ArrowKind<Row> {
   readonly name: ArrowKindName;

@@ -44,6 +44,8 @@ import { ArrowWorkers } from '../arrow/arrow-workers.js';
 import type { DenseValues } from '../arrow/embedding-batch.js';
 import { isOutputType, OUTPUT_TYPES, type OutputType, type TypedRow, typedLength } from '../tei/embedding-types.js';
 import { typedRows } from '../tei/embedding-output.js';
+import { asymmetricWarning, type InputType, parseInputType, promptFor } from '../tei/input-types.js';
+import { modelPrompts } from '../child/model-prompts.js';
 import { TextRows } from '../arrow/packed-texts.js';
 import { grantOf } from '../auth/grpc-auth.js';
 import type { Config } from '../config/config.js';
@@ -67,6 +69,8 @@ import type { Target } from '../routing/target.js';
  * stream fan-out) or `none` (noop, empty input).
  */
 export const PATH_HEADER = 'teiplex-arrow-path';
+/** Response metadata for an asymmetric model called without an input_type. */
+export const WARNING_METADATA = 'teiplex-warning';
 
 export interface ArrowLimits {
   /** Most rows in one request (arrow_max_rows). */
@@ -146,6 +150,8 @@ interface ArrowRequest {
   dimensions?: number;
   /** EmbedArrow: the output type (empty: float32). */
   embedding_type?: string;
+  /** EmbedArrow: what the texts are, for the model's prompt (empty: none). */
+  input_type?: string;
   malformed?: string;
 }
 
@@ -301,11 +307,13 @@ function arrowHandler(
     let target: Target;
     let mode: FailoverMode;
     let outputType: OutputType = 'float32';
+    let inputType: InputType | undefined;
     try {
       if (req.malformed !== undefined) throw new TeiplexError('BAD_REQUEST', req.malformed);
       target = toTarget(req.target);
       mode = parseFailoverMode(call.metadata.get(FAILOVER_HEADER)[0]);
       outputType = embeddingTypeOf(req);
+      inputType = parseInputType(req.input_type);
       if (req.noop === true && !d.limits.allowNoop) {
         throw new TeiplexError('NOOP_DISABLED', `'noop' is disabled on this server (arrow_allow_noop = false): it answers zeros without calling the model, for transport benchmarks only`);
       }
@@ -357,7 +365,8 @@ function arrowHandler(
       },
     );
 
-    function serve(leg: Leg, texts: TextRows): void {
+    function serve(leg: Leg, read: TextRows): void {
+      let texts = read;
       const ours = Date.now() + f.timeoutMs;
       const client = deadlineMs(call.getDeadline());
       const timedOut = (): TeiplexError | undefined => {
@@ -385,6 +394,7 @@ function arrowHandler(
       const answerMetadata = (): grpc.Metadata => {
         const md = relayMetadata(undefined, moved ? moved.instance.name : leg.instance.name);
         if (moved) md.set(RETRIED_FROM_HEADER, leg.instance.name);
+        if (warning !== undefined) md.set(WARNING_METADATA, warning);
         return md;
       };
       call.on('cancelled', () => {
@@ -398,9 +408,21 @@ function arrowHandler(
       const floor = (child: ChildClient): void => checkFloor(d.limits.maxMessageBytes, n, kind.minRowBytes(child));
       let path: FanoutPath | 'none' = 'none';
       const typed = outputType !== 'float32';
+      /** An asymmetric model called without a type (EmbedArrow): said in the metadata. */
+      let warning: string | undefined;
       const run = async (): Promise<Uint8Array> => {
         const child = leg.client;
         const flags = method.flags(req);
+        if (kind === DENSE) {
+          // prompts by input_type: by name when the child knows them, else prepended by a worker
+          const prompts = modelPrompts(leg.instance.spec);
+          if (inputType === undefined) warning = asymmetricWarning(prompts, leg.instance.spec.model_id);
+          else {
+            const choice = promptFor(prompts, inputType);
+            if (choice.promptName !== undefined) flags.promptName = choice.promptName;
+            else if (choice.prefix !== undefined && choice.prefix !== '' && texts.length > 0) texts = new TextRows(await shared.workers.prefix(texts.packed, choice.prefix));
+          }
+        }
         /** A typed answer's dimension: the asked one, else the model's. */
         const typedDim = async (): Promise<number> => flags.dimensions ?? (await kind.dimension(child, arrowCall));
         if (n === 0) return typed ? typedDense([], outputType, await typedDim(), shared.workers) : kind.encode([], await kind.dimension(child, arrowCall), shared.workers);
@@ -418,7 +440,13 @@ function arrowHandler(
         release();
         if (!typed) return kind.encode(out.rows, 0, shared.workers);
         const rows = out.rows as Float32Array[];
-        const opts = { truncate: flags.truncate, truncationDirection: 'right' as const, normalize: flags.normalize ?? true, ...(flags.dimensions !== undefined ? { dimensions: flags.dimensions } : {}) };
+        const opts = {
+          truncate: flags.truncate,
+          truncationDirection: 'right' as const,
+          normalize: flags.normalize ?? true,
+          ...(flags.dimensions !== undefined ? { dimensions: flags.dimensions } : {}),
+          ...(flags.promptName !== undefined ? { promptName: flags.promptName } : {}),
+        };
         const quantized = await typedRows(child, rows, outputType, opts, { deadlineMs: arrowCall.deadlineMs });
         return typedDense(quantized, outputType, rows[0]?.length ?? (await typedDim()), shared.workers);
       };

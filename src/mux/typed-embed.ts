@@ -17,15 +17,14 @@ import type { EmbeddingCache } from '../routing/embedding-cache.js';
 import { typedRows } from '../tei/embedding-output.js';
 import { rowBytes } from '../tei/embedding-types.js';
 import { toServiceError } from '../tei/grpc-status.js';
-import { applyInputType, INPUT_TYPES, isInputType, type InputType } from '../tei/input-types.js';
+import { applyInputType, type InputType, parseInputType } from '../tei/input-types.js';
 import type { EncodeOptions } from '../tei/types.js';
-import { embeddingTypeOf, toTarget } from './arrow-service.js';
+import { embeddingTypeOf, toTarget, WARNING_METADATA } from './arrow-service.js';
 import { callWaiter, deadlineMs, noWaitOf, relayMetadata, type Forwarder, type Leg } from './forward.js';
 import type { PbTarget } from './protos.js';
 
 const METHOD = 'EmbedTyped';
 export const CACHE_TRAILER = 'teiplex-cache';
-export const WARNING_TRAILER = 'teiplex-warning';
 
 interface EmbedTypedRequest {
   target?: PbTarget | null;
@@ -43,13 +42,6 @@ interface EmbedTypedResponse {
   dimensions: number;
   embeddings: Buffer[];
   prompt_tokens: number;
-}
-
-function inputTypeOf(req: EmbedTypedRequest): InputType | undefined {
-  const t = req.input_type ?? '';
-  if (t === '') return undefined;
-  if (!isInputType(t)) throw new TeiplexError('VALIDATION', `\`input_type\` must be one of ${INPUT_TYPES.map((x) => `"${x}"`).join(', ')}, got ${JSON.stringify(t)}`, { param: 'input_type' });
-  return t;
 }
 
 export function embedTypedHandler(f: Forwarder, cache: EmbeddingCache): grpc.handleUnaryCall<EmbedTypedRequest, EmbedTypedResponse> {
@@ -70,7 +62,7 @@ export function embedTypedHandler(f: Forwarder, cache: EmbeddingCache): grpc.han
     try {
       const inputs = req.inputs ?? [];
       if (inputs.length === 0) throw new TeiplexError('EMPTY', '`inputs` cannot be empty');
-      parsed = { target: toTarget(req.target), type: embeddingTypeOf(req), inputType: inputTypeOf(req), inputs };
+      parsed = { target: toTarget(req.target), type: embeddingTypeOf(req), inputType: parseInputType(req.input_type), inputs };
     } catch (err) {
       fail(err);
       return;
@@ -99,7 +91,7 @@ export function embedTypedHandler(f: Forwarder, cache: EmbeddingCache): grpc.han
         done = true;
         const md = relayMetadata(undefined, l.instance.name);
         md.set(CACHE_TRAILER, cacheHeader(engine.stats));
-        if (prompted.warning !== undefined) md.set(WARNING_TRAILER, prompted.warning);
+        if (prompted.warning !== undefined) md.set(WARNING_METADATA, prompted.warning);
         f.close(METHOD, l, grpc.status.OK, started);
         call.sendMetadata(md);
         let tokens = 0;

@@ -92,3 +92,10 @@ export function applyInputType<I extends string | number[], E extends { promptNa
 export function isInputType(s: unknown): s is InputType {
   return typeof s === 'string' && (INPUT_TYPES as readonly string[]).includes(s);
 }
+
+/** A request's `input_type` field (empty or absent: none); an unknown one is VALIDATION naming the types. */
+export function parseInputType(t: string | undefined): InputType | undefined {
+  if (t === undefined || t === '') return undefined;
+  if (!isInputType(t)) throw new TeiplexError('VALIDATION', `\`input_type\` must be one of ${INPUT_TYPES.map((x) => `"${x}"`).join(', ')}, got ${JSON.stringify(t)}`, { param: 'input_type' });
+  return t;
+}

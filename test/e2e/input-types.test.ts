@@ -16,6 +16,7 @@ import { startManager, type ManagerProcess } from '../helpers/manager-process.js
 import { testModel } from '../helpers/models.js';
 import { status } from '@grpc/grpc-js';
 import { grpcError, mux, unary } from '../helpers/mux-client.js';
+import { decodeDense, encodeTexts } from '../../src/arrow/embedding-batch.js';
 import { assertErrorCode, assertTeiError, childHttpPort, client, instanceToml, writeConfig } from '../helpers/data-plane.js';
 
 let dir: string;
@@ -97,7 +98,7 @@ describe('input_type picks the model prompt on every route', () => {
   });
 });
 
-test('the multiplexer\'s EmbedTyped: input_type as on HTTP, the warning as metadata', async () => {
+test('the multiplexer\'s EmbedTyped and EmbedArrow: input_type as on HTTP, the warning as metadata', async () => {
   const client = mux(Number(m.ready.grpc_port));
   try {
     for (const [model, type] of [['e5', 'query'], ['nomic', 'search_document']] as const) {
@@ -109,6 +110,18 @@ test('the multiplexer\'s EmbedTyped: input_type as on HTTP, the warning as metad
     }
     const { headers } = await unary(client, 'EmbedTyped', { target: { instance_name: 'e5' }, inputs: TEXTS });
     assert.match(String(headers.get('teiplex-warning')[0]), /different prompts for queries/);
+    // EmbedArrow: by name (e5's own prompts) and prepended by an Arrow worker (nomic's spec prompts)
+    for (const [model, type] of [['e5', 'document'], ['nomic', 'query']] as const) {
+      const http = await api.post('/embed', { model, inputs: TEXTS, input_type: type, encoding: 'base64' });
+      const arrow = await unary(client, 'EmbedArrow', { target: { instance_name: model }, arrow_ipc: Buffer.from(encodeTexts(TEXTS)), input_type: type });
+      const out = decodeDense(arrow.res.arrow_ipc);
+      const rows = Array.from({ length: out.rows }, (_, i) => Buffer.from(out.values.slice(i * out.dim, (i + 1) * out.dim).buffer).toString('base64'));
+      assert.deepEqual(rows, http.body, `EmbedArrow ${model} ${type}`);
+      assert.deepEqual(arrow.headers.get('teiplex-warning'), []);
+    }
+    const untypedArrow = await unary(client, 'EmbedArrow', { target: { instance_name: 'e5' }, arrow_ipc: Buffer.from(encodeTexts(TEXTS)) });
+    assert.match(String(untypedArrow.headers.get('teiplex-warning')[0]), /different prompts for queries/);
+    await assert.rejects(unary(client, 'EmbedArrow', { target: { instance_name: 'e5' }, arrow_ipc: Buffer.from(encodeTexts(TEXTS)), input_type: 'questions' }), grpcError(status.INVALID_ARGUMENT, 'VALIDATION', /`input_type` must be one of/));
     await assert.rejects(unary(client, 'EmbedTyped', { target: { instance_name: 'e5' }, inputs: TEXTS, input_type: 'query', prompt_name: 'query' }), grpcError(status.INVALID_ARGUMENT, 'VALIDATION', /give `input_type` or `prompt_name`, not both/));
     await assert.rejects(unary(client, 'EmbedTyped', { target: { instance_name: 'e5' }, inputs: TEXTS, input_type: 'questions' }), grpcError(status.INVALID_ARGUMENT, 'VALIDATION', /`input_type` must be one of/));
   } finally {
