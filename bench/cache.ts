@@ -28,7 +28,7 @@ import { parseArgs } from 'node:util';
 import { request } from 'undici';
 import { projectPath } from '../src/common/paths.js';
 import type { ShapeName } from '../src/testmodel/shapes.js';
-import { childHttpPort, instanceToml, writeConfig } from '../test/helpers/data-plane.js';
+import { childBatchItems, instanceToml, writeConfig } from '../test/helpers/data-plane.js';
 import { readFileSync } from 'node:fs';
 import { startManager, type ManagerProcess } from '../test/helpers/manager-process.js';
 import { cpuUsPerCall, parseProcStat } from './lib/load-tools.js';
@@ -68,12 +68,6 @@ function corpus(n: number, repeat: number, tag: string, seed: number): string[] 
   return rows;
 }
 
-async function childItems(m: ManagerProcess, instance: string): Promise<number> {
-  const r = await fetch(`http://127.0.0.1:${await childHttpPort(m, instance)}/metrics`);
-  const hit = /^teiplex_batch_items_total (\d+)/m.exec(await r.text());
-  return hit ? Number(hit[1]) : 0;
-}
-
 interface Run {
   level: number;
   instance: string;
@@ -94,7 +88,7 @@ async function run(m: ManagerProcess, instance: string, rows: string[]): Promise
   const bodies: string[] = [];
   for (let i = 0; i < rows.length; i += BATCH) bodies.push(JSON.stringify({ model: instance, inputs: rows.slice(i, i + BATCH) }));
   const url = `http://127.0.0.1:${m.apiPort}/embed`;
-  const before = await childItems(m, instance);
+  const before = await childBatchItems(m, instance);
   const cpuBefore = managerTicks(m);
   let next = 0;
   let hits = 0;
@@ -112,7 +106,7 @@ async function run(m: ManagerProcess, instance: string, rows: string[]): Promise
   );
   const seconds = (performance.now() - t0) / 1000;
   const managerCpuUs = cpuUsPerCall(cpuBefore, managerTicks(m), bodies.length, TICKS);
-  return { seconds, requests: bodies.length, texts: rows.length, computed: (await childItems(m, instance)) - before, hits, managerCpuUs };
+  return { seconds, requests: bodies.length, texts: rows.length, computed: (await childBatchItems(m, instance)) - before, hits, managerCpuUs };
 }
 
 async function main(): Promise<void> {

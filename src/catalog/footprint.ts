@@ -37,6 +37,20 @@ export async function gpuMemoryByPid(nvidiaSmi: string, timeoutMs = 5000): Promi
   }
 }
 
+/**
+ * The fields of a /proc/<pid>/stat line from field 3 (state) on: field n is at index n - 3. The
+ * command (field 2) may hold spaces and parentheses, so the fields are those after its last ')'.
+ */
+export function statFields(stat: string): string[] {
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
+/** Resident memory in bytes from a /proc/<pid>/status text (VmRSS, kB); 0 for a process without one (a zombie). */
+export function statusRssBytes(status: string): number {
+  const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(status);
+  return m ? Number(m[1]) * 1024 : 0;
+}
+
 /** Every process group on the host: pgid -> its pids (one scan of /proc; empty off Linux). */
 async function processGroups(): Promise<Map<number, number[]>> {
   const out = new Map<number, number[]>();
@@ -51,8 +65,7 @@ async function processGroups(): Promise<Map<number, number[]>> {
       if (!/^\d+$/.test(n)) return;
       try {
         const stat = await readFile(`/proc/${n}/stat`, 'utf8');
-        // Fields after the command (which may hold spaces and parentheses): state ppid pgrp ...
-        const pgid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]);
+        const pgid = Number(statFields(stat)[5 - 3]); // field 5: pgrp
         const list = out.get(pgid);
         if (list === undefined) out.set(pgid, [Number(n)]);
         else list.push(Number(n));
@@ -128,16 +141,15 @@ export async function groupMembers(pgid: number): Promise<number[]> {
 
 /** Resident memory of the pids (MiB), from /proc/<pid>/status VmRSS. */
 export async function residentMb(pids: readonly number[]): Promise<number> {
-  let kb = 0;
+  let bytes = 0;
   for (const pid of pids) {
     try {
-      const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(await readFile(`/proc/${pid}/status`, 'utf8'));
-      if (m) kb += Number(m[1]);
+      bytes += statusRssBytes(await readFile(`/proc/${pid}/status`, 'utf8'));
     } catch {
       /* exited meanwhile */
     }
   }
-  return (kb * 1024) / MIB;
+  return bytes / MIB;
 }
 
 export interface Footprint {

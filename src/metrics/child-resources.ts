@@ -11,7 +11,7 @@
  * - `teiplex_child_resident_memory_bytes{instance}`: resident memory (VmRSS) of the tree now.
  */
 import { readFile } from 'node:fs/promises';
-import { processTrees } from '../catalog/footprint.js';
+import { processTrees, statFields, statusRssBytes } from '../catalog/footprint.js';
 
 /**
  * /proc's clock ticks per second (USER_HZ): 100 on every Linux architecture Node runs on
@@ -21,21 +21,14 @@ export const USER_HZ = 100;
 
 /** CPU ticks in a /proc/<pid>/stat line: utime + stime, plus cutime + cstime (reaped children) when `reaped`. */
 export function statCpuTicks(stat: string, reaped: boolean): number {
-  // The command (field 2) may hold spaces and parentheses: fields after its last ')' are
-  // state(3) ppid(4) ... utime(14) stime(15) cutime(16) cstime(17).
-  const after = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // utime(14) stime(15) cutime(16) cstime(17)
+  const after = statFields(stat);
   const field = (n: number): number => {
     const v = Number(after[n - 3]);
     if (!Number.isFinite(v) || v < 0) throw new Error(`/proc stat: field ${n} is not a tick count: ${JSON.stringify(after[n - 3])}`);
     return v;
   };
   return field(14) + field(15) + (reaped ? field(16) + field(17) : 0);
-}
-
-/** Resident memory in bytes from a /proc/<pid>/status text (VmRSS, kB); 0 for a process without one (a zombie). */
-export function statusRssBytes(status: string): number {
-  const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(status);
-  return m ? Number(m[1]) * 1024 : 0;
 }
 
 export interface TreeUsage {

@@ -42,7 +42,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { ArrowWorkers } from '../arrow/arrow-workers.js';
 import type { DenseValues } from '../arrow/embedding-batch.js';
-import { isOutputType, OUTPUT_TYPES, type OutputType, type TypedRow, typedLength } from '../tei/embedding-types.js';
+import { type OutputType, parseEmbeddingType, type TypedRow, typedLength } from '../tei/embedding-types.js';
 import { typedRows } from '../tei/embedding-output.js';
 import { asymmetricWarning, type InputType, parseInputType, promptFor } from '../tei/input-types.js';
 import { modelPrompts } from '../child/model-prompts.js';
@@ -61,7 +61,7 @@ import { DENSE, MULTIVECTOR, SPARSE, type ArrowKind, type EmbedFlags } from './a
 import { callWaiter, deadlineMs, noWaitOf, relayMetadata, RETRIED_FROM_HEADER, type Forwarder, type Leg } from './forward.js';
 import { FAILOVER_HEADER, parseFailoverMode, retryableRows, type FailoverMode } from '../routing/failover.js';
 import type { MuxMetrics } from './metrics.js';
-import type { PbTarget } from './protos.js';
+import { type PbTarget, toTarget } from './protos.js';
 import type { Target } from '../routing/target.js';
 
 /**
@@ -169,19 +169,6 @@ export const ARROW_METHODS: Readonly<Record<string, ArrowMethod>> = {
   EmbedAllArrow: { kind: MULTIVECTOR as ArrowKind<unknown>, flags: (r) => ({ truncate: r.truncate === true }) },
 };
 
-export function toTarget(t: PbTarget | null | undefined): Target {
-  switch (t?.routing) {
-    case 'instance_name':
-      return { kind: 'instance_name', value: t.instance_name ?? '' };
-    case 'model_id':
-      return { kind: 'model_id', value: t.model_id ?? '' };
-    case 'instance_index':
-      return { kind: 'instance_index', value: t.instance_index ?? 0 };
-    default:
-      throw new TeiplexError('BAD_REQUEST', `'target' is required: set one of instance_name, model_id or instance_index`);
-  }
-}
-
 /** The client's own deadline passed (grpc-js's words for it). */
 const clientDeadline = (): TeiplexError => new TeiplexError('REQUEST_TIMEOUT', 'Deadline exceeded');
 const clientCancelled = (): TeiplexError => new TeiplexError('CANCELLED', 'the client cancelled the call');
@@ -217,14 +204,6 @@ function checkFloor(limit: number, rows: number, perRow: number): void {
       `the answer to ${rows} rows takes at least ${rows * perRow} bytes (${perRow} per row), more than ${limit} bytes (grpc_max_message_size_mb); refused before calling the model; send fewer rows per call`,
     );
   }
-}
-
-/** A request's `embedding_type` (empty: float32); an unknown type is refused. */
-export function embeddingTypeOf(req: { embedding_type?: string }): OutputType {
-  const t = req.embedding_type ?? '';
-  if (t === '') return 'float32';
-  if (!isOutputType(t)) throw new TeiplexError('VALIDATION', `\`embedding_type\` must be one of ${OUTPUT_TYPES.map((x) => `"${x}"`).join(', ')}, got ${JSON.stringify(t)}`, { param: 'embedding_type' });
-  return t;
 }
 
 /**
@@ -312,7 +291,7 @@ function arrowHandler(
       if (req.malformed !== undefined) throw new TeiplexError('BAD_REQUEST', req.malformed);
       target = toTarget(req.target);
       mode = parseFailoverMode(call.metadata.get(FAILOVER_HEADER)[0]);
-      outputType = embeddingTypeOf(req);
+      outputType = parseEmbeddingType(req.embedding_type);
       inputType = parseInputType(req.input_type);
       if (req.noop === true && !d.limits.allowNoop) {
         throw new TeiplexError('NOOP_DISABLED', `'noop' is disabled on this server (arrow_allow_noop = false): it answers zeros without calling the model, for transport benchmarks only`);

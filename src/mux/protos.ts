@@ -5,6 +5,8 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { MUX_PROTO_FILE, muxPackageDefinition } from '../tei/proto.js';
+import { TeiplexError } from '../common/errors.js';
+import type { Target } from '../routing/target.js';
 
 export const MUX_SERVICE = 'tei_multiplexer.v1.TeiMultiplexer';
 export const HEALTH_SERVICE = 'grpc.health.v1.Health';
@@ -31,6 +33,20 @@ export interface PbTarget {
   model_id?: string;
   instance_index?: number;
   routing?: 'instance_name' | 'model_id' | 'instance_index';
+}
+
+/** A request's Target as the routing's: exactly one way set, else BAD_REQUEST. */
+export function toTarget(t: PbTarget | null | undefined): Target {
+  switch (t?.routing) {
+    case 'instance_name':
+      return { kind: 'instance_name', value: t.instance_name ?? '' };
+    case 'model_id':
+      return { kind: 'model_id', value: t.model_id ?? '' };
+    case 'instance_index':
+      return { kind: 'instance_index', value: t.instance_index ?? 0 };
+    default:
+      throw new TeiplexError('BAD_REQUEST', `'target' is required: set one of instance_name, model_id or instance_index`);
+  }
 }
 
 export interface PbInstanceSummary {

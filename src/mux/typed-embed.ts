@@ -15,13 +15,14 @@ import { TeiplexError } from '../common/errors.js';
 import { CachedEngine, cacheHeader } from '../routing/cached-engine.js';
 import type { EmbeddingCache } from '../routing/embedding-cache.js';
 import { typedRows } from '../tei/embedding-output.js';
-import { rowBytes } from '../tei/embedding-types.js';
+import { type OutputType, parseEmbeddingType, rowBytes } from '../tei/embedding-types.js';
 import { toServiceError } from '../tei/grpc-status.js';
 import { applyInputType, type InputType, parseInputType } from '../tei/input-types.js';
+import { tokenCount } from '../tei/metadata.js';
 import type { EncodeOptions } from '../tei/types.js';
-import { embeddingTypeOf, toTarget, WARNING_METADATA } from './arrow-service.js';
+import { WARNING_METADATA } from './arrow-service.js';
 import { callWaiter, deadlineMs, noWaitOf, relayMetadata, type Forwarder, type Leg } from './forward.js';
-import type { PbTarget } from './protos.js';
+import { type PbTarget, toTarget } from './protos.js';
 
 const METHOD = 'EmbedTyped';
 export const CACHE_TRAILER = 'teiplex-cache';
@@ -58,11 +59,11 @@ export function embedTypedHandler(f: Forwarder, cache: EmbeddingCache): grpc.han
       f.close(METHOD, leg, e.code ?? grpc.status.INTERNAL, started);
       callback(e);
     };
-    let parsed: { target: ReturnType<typeof toTarget>; type: ReturnType<typeof embeddingTypeOf>; inputType: InputType | undefined; inputs: string[] };
+    let parsed: { target: ReturnType<typeof toTarget>; type: OutputType; inputType: InputType | undefined; inputs: string[] };
     try {
       const inputs = req.inputs ?? [];
       if (inputs.length === 0) throw new TeiplexError('EMPTY', '`inputs` cannot be empty');
-      parsed = { target: toTarget(req.target), type: embeddingTypeOf(req), inputType: parseInputType(req.input_type), inputs };
+      parsed = { target: toTarget(req.target), type: parseEmbeddingType(req.embedding_type), inputType: parseInputType(req.input_type), inputs };
     } catch (err) {
       fail(err);
       return;
@@ -94,11 +95,9 @@ export function embedTypedHandler(f: Forwarder, cache: EmbeddingCache): grpc.han
         if (prompted.warning !== undefined) md.set(WARNING_METADATA, prompted.warning);
         f.close(METHOD, l, grpc.status.OK, started);
         call.sendMetadata(md);
-        let tokens = 0;
-        for (const m of out.metadata) tokens += m.computeTokens;
         callback(
           null,
-          { embedding_type: parsed.type, dimensions: out.results[0]?.length ?? 0, embeddings: rows.map((r) => rowBytes(r)), prompt_tokens: tokens },
+          { embedding_type: parsed.type, dimensions: out.results[0]?.length ?? 0, embeddings: rows.map((r) => rowBytes(r)), prompt_tokens: tokenCount(out.metadata) },
           md.clone(),
         );
       })

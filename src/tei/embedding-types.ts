@@ -18,6 +18,8 @@
  * Pure functions of a vector: the same input gives the same bytes wherever they are rendered.
  */
 
+import { TeiplexError } from '../common/errors.js';
+
 export const OUTPUT_TYPES = ['float32', 'float16', 'int8', 'uint8', 'binary', 'ubinary'] as const;
 export type OutputType = (typeof OUTPUT_TYPES)[number];
 
@@ -32,6 +34,13 @@ export interface Int8Ranges {
 
 export function isOutputType(s: unknown): s is OutputType {
   return typeof s === 'string' && (OUTPUT_TYPES as readonly string[]).includes(s);
+}
+
+/** A request's `embedding_type` field (empty or absent: float32); an unknown type is VALIDATION naming the types. */
+export function parseEmbeddingType(t: string | undefined): OutputType {
+  if (t === undefined || t === '') return 'float32';
+  if (!isOutputType(t)) throw new TeiplexError('VALIDATION', `\`embedding_type\` must be one of ${OUTPUT_TYPES.map((x) => `"${x}"`).join(', ')}, got ${JSON.stringify(t)}`, { param: 'embedding_type' });
+  return t;
 }
 
 /** Whether the type needs per-dimension ranges. */

@@ -44,7 +44,7 @@ import {
   SimilarityRequest,
   TokenizeRequest,
 } from './http-schemas.js';
-import { aggregateMetadata, timingHeaders } from './metadata.js';
+import { aggregateMetadata, timingHeaders, tokenCount } from './metadata.js';
 import type { CallOptions, Capability, Engine, EncodeOptions, Metadata, PairInput, TextInput, TokenPredictions, TruncationDirection } from './types.js';
 
 declare module 'fastify' {
@@ -375,7 +375,7 @@ export function teiRouteTable(o: TeiRoutesOptions) {
         const type = body.embedding_type ?? 'float32';
         const rows = await typedRows(t.engine, out.results, type, opts, t.call);
         setHeaders(reply, start, out.metadata, t);
-        const tokens = promptTokens(out.metadata);
+        const tokens = tokenCount(out.metadata);
         const base64 = body.encoding_format === 'base64';
         const name = JSON.stringify(t.modelName);
         // Written as text, the vectors without a number[] per row; streamed when large.
@@ -409,7 +409,7 @@ export function teiRouteTable(o: TeiRoutesOptions) {
         }),
       );
       setHeaders(reply, start, out.metadata, t);
-      const tokens = promptTokens(out.metadata);
+      const tokens = tokenCount(out.metadata);
       function* answer(): Generator<string> {
         yield `{"id":"${randomUUID()}","embeddings":{`;
         for (const [k, x] of byType.entries()) {
@@ -438,12 +438,6 @@ export function withInputType<I extends TextInput>(
   return out;
 }
 
-/** Tokens the inputs took, summed (OpenAI's prompt_tokens, Cohere's input_tokens). */
-function promptTokens(metadata: readonly Metadata[]): number {
-  let tokens = 0;
-  for (const m of metadata) tokens += m.computeTokens;
-  return tokens;
-}
 
 /** Serve `r` at `url` with the plugin's options (body limit, tags, route config). */
 export function postRoute(app: FastifyInstance, url: string, r: TeiRoute, o: Pick<TeiRoutesOptions, 'bodyLimit' | 'tags'>): void {

@@ -13,7 +13,8 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startManager, type ManagerProcess } from '../helpers/manager-process.js';
 import { testModel } from '../helpers/models.js';
-import { assertTeiError, childHttpPort, client, instanceToml, writeConfig } from '../helpers/data-plane.js';
+import { assertTeiError, childBatchItems, client, instanceToml, writeConfig } from '../helpers/data-plane.js';
+import { metricValue } from '../helpers/fake-child.js';
 import { until } from '../helpers/wait.js';
 import { mux, unary } from '../helpers/mux-client.js';
 
@@ -46,11 +47,7 @@ after(async () => {
 });
 
 /** Inputs the instance's child has run through its model, from the child's own metrics. */
-async function childItems(instance: string): Promise<number> {
-  const r = await fetch(`http://127.0.0.1:${await childHttpPort(m, instance)}/metrics`);
-  const hit = /^teiplex_batch_items_total (\d+)/m.exec(await r.text());
-  return hit ? Number(hit[1]) : 0;
-}
+const childItems = (instance: string): Promise<number> => childBatchItems(m, instance);
 
 async function embed(model: string, inputs: string[], extra: Record<string, unknown> = {}) {
   const r = await api.post('/embed', { model, inputs, encoding: 'base64', ...extra });
@@ -59,10 +56,9 @@ async function embed(model: string, inputs: string[], extra: Record<string, unkn
 }
 
 async function managerMetric(name: string): Promise<number> {
-  const text = (await m.api('GET', '/metrics')).body as string;
-  const hit = new RegExp(`^${name} (\\S+)`, 'm').exec(text);
-  assert.ok(hit, `${name} is exported`);
-  return Number(hit[1]);
+  const value = metricValue((await m.api('GET', '/metrics')).body as string, name);
+  assert.ok(value !== undefined, `${name} is exported`);
+  return value;
 }
 
 describe('dedup and hits', () => {

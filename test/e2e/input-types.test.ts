@@ -14,6 +14,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startManager, type ManagerProcess } from '../helpers/manager-process.js';
 import { testModel } from '../helpers/models.js';
+import { metricValue } from '../helpers/fake-child.js';
 import { status } from '@grpc/grpc-js';
 import { grpcError, mux, unary } from '../helpers/mux-client.js';
 import { decodeDense, encodeTexts } from '../../src/arrow/embedding-batch.js';
@@ -131,11 +132,7 @@ test('the multiplexer\'s EmbedTyped and EmbedArrow: input_type as on HTTP, the w
 
 describe('a request without a type to an asymmetric model is never silent', () => {
   test('the warning header names the prompts, and teiplex_input_type_missing_total counts it per instance', async () => {
-    const count = async (instance: string) => {
-      const text = (await m.api('GET', '/metrics')).body as string;
-      const hit = new RegExp(`^teiplex_input_type_missing_total\\{instance="${instance}"\\} (\\d+)`, 'm').exec(text);
-      return hit ? Number(hit[1]) : 0;
-    };
+    const count = async (instance: string) => metricValue((await m.api('GET', '/metrics')).body as string, 'teiplex_input_type_missing_total', { instance }) ?? 0;
     const before = await count('e5');
     const untyped = await embed('e5', TEXTS);
     assert.match(untyped.warning ?? '', /^no input_type: model "e5" has different prompts for queries \("query: "\) and documents \("passage: "\); set input_type$/);

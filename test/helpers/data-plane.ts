@@ -8,6 +8,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { ManagerProcess } from './manager-process.js';
 import { loopbackConfig } from './manager-process.js';
+import { metricValue } from './fake-child.js';
 
 export interface Answer<T = any> {
   status: number;
@@ -92,6 +93,12 @@ export async function childHttpPort(m: ManagerProcess, name: string): Promise<nu
     if (hit && l.includes('"msg":"ready"')) return Number(hit[1]);
   }
   throw new Error(`instance ${name}: no http_port in its ready line`);
+}
+
+/** Inputs an instance's router child has run through its model: its own teiplex_batch_items_total, from its /metrics (`--http-port 0`). */
+export async function childBatchItems(m: ManagerProcess, name: string): Promise<number> {
+  const r = await fetch(`http://127.0.0.1:${await childHttpPort(m, name)}/metrics`);
+  return metricValue(await r.text(), 'teiplex_batch_items_total') ?? 0;
 }
 
 /** Element-wise closeness of nested number arrays (or objects holding them). */

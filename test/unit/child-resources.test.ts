@@ -5,7 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { CpuTotals, USER_HZ, statCpuTicks, statusRssBytes, treeUsage } from '../../src/metrics/child-resources.js';
+import { statusRssBytes } from '../../src/catalog/footprint.js';
+import { CpuTotals, USER_HZ, statCpuTicks, treeUsage } from '../../src/metrics/child-resources.js';
 
 // pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime cutime cstime ...
 const stat = (comm: string, utime: number, stime: number, cutime: number, cstime: number) =>

@@ -24,7 +24,8 @@ import type { SparseVector, TokenEmbeddings, TokenPredictions } from '../../tei/
 import { JSON_BYTES_PER_FLOAT } from '../../tei/json-answer.js';
 import { AnswerBudget } from './answer-budget.js';
 import { flatPieces, floatList, listPieces, sendJson } from '../../tei/json-answer.js';
-import { checkCount, onInstance, setHeaders, tokenCount, type DataPlaneDeps } from './request-context.js';
+import { checkCount, onInstance, setHeaders, type DataPlaneDeps } from './request-context.js';
+import { tokenCount } from '../../tei/metadata.js';
 
 export const OutputType = Type.Union([Type.Literal('dense'), Type.Literal('sparse'), Type.Literal('multivector'), Type.Literal('tokens')], { description: '"dense", "sparse", "multivector" or "tokens"' });
 type OutputType = Static<typeof OutputType>;

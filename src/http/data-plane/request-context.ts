@@ -200,10 +200,3 @@ export function setHeaders(reply: FastifyReply, startNs: bigint, metadata: reado
 export function servedBy(c: ChildRequest): Record<string, string> {
   return c.retriedFrom === undefined ? { [INSTANCE_HEADER]: c.instance.name } : { [INSTANCE_HEADER]: c.instance.name, [RETRIED_FROM_HTTP_HEADER]: c.retriedFrom };
 }
-
-/** Tokens the child counted, summed. */
-export function tokenCount(metadata: readonly Metadata[]): number {
-  let n = 0;
-  for (const m of metadata) n += m.computeTokens;
-  return n;
-}

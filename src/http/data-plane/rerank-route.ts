@@ -8,7 +8,8 @@ import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import { nullable } from '../../tei/http-schemas.js';
 import { instanceFor } from './capabilities.js';
-import { checkCount, onInstance, requestedModel, setHeaders, tokenCount, type DataPlaneDeps } from './request-context.js';
+import { checkCount, onInstance, requestedModel, setHeaders, type DataPlaneDeps } from './request-context.js';
+import { tokenCount } from '../../tei/metadata.js';
 
 const Document = Type.Union([Type.String(), Type.Object({ text: Type.String() }, { additionalProperties: false })], { description: 'a string or an object {text: string}' });
 

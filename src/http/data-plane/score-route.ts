@@ -8,7 +8,8 @@ import type { FastifyInstance } from 'fastify';
 import { nullable } from '../../tei/http-schemas.js';
 import { planOutputs } from './capabilities.js';
 import { ModelParam, TextItem } from './encode-route.js';
-import { checkCount, onInstance, setHeaders, tokenCount, type DataPlaneDeps } from './request-context.js';
+import { checkCount, onInstance, setHeaders, type DataPlaneDeps } from './request-context.js';
+import { tokenCount } from '../../tei/metadata.js';
 
 export const ScoreBody = Type.Object(
   {
