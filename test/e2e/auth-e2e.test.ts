@@ -27,7 +27,7 @@ import { assertErrorCode } from '../helpers/data-plane.js';
 import { startManager, type ManagerProcess } from '../helpers/manager-process.js';
 import { testModel } from '../helpers/models.js';
 import { grpcError, type AnyClient } from '../helpers/mux-client.js';
-import { makeTestPki, type Pem, type TestPki } from '../helpers/test-certs.js';
+import { makeTestPki, type Pem, type TestPki, mtlsToml } from '../helpers/test-certs.js';
 import { until } from '../helpers/wait.js';
 
 const { status } = grpc;
@@ -170,12 +170,9 @@ model_id = ${JSON.stringify(modelA)}
 name = "emb-b"
 model_id = ${JSON.stringify(modelB)}
 
-[auth.mtls]
-server_cert = ${JSON.stringify(pki.server.cert)}
-server_key = ${JSON.stringify(pki.server.key)}
-client_ca = ${JSON.stringify(pki.ca.cert)}
-allowed_subjects = ["CN=client-a,O=acme"]
+${mtlsToml(pki, `allowed_subjects = ["CN=client-a,O=acme"]
 allowed_sans = ["spiffe://acme/client-s"]
+`)}
 
 [[auth.api_keys]]
 name = "ops"

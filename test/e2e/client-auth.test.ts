@@ -21,7 +21,7 @@ import { TeiplexClient } from '../../src/client/teiplex-client.js';
 import { expectClientError } from '../helpers/client-errors.js';
 import { loopbackConfig, startManager, type ManagerProcess } from '../helpers/manager-process.js';
 import { testModel } from '../helpers/models.js';
-import { makeTestPki, type TestPki } from '../helpers/test-certs.js';
+import { makeTestPki, type TestPki, mtlsToml } from '../helpers/test-certs.js';
 import { until } from '../helpers/wait.js';
 
 const KEYS = { ops: 'client-ops-secret', data: 'client-data-secret', team: 'client-team-secret' } as const;
@@ -61,11 +61,8 @@ describe('the client with mTLS and API keys', () => {
 name = "emb"
 model_id = ${JSON.stringify(model)}
 
-[auth.mtls]
-server_cert = ${JSON.stringify(pki.server.cert)}
-server_key = ${JSON.stringify(pki.server.key)}
-client_ca = ${JSON.stringify(pki.ca.cert)}
-allowed_subjects = ["CN=client-a,O=acme"]
+${mtlsToml(pki, `allowed_subjects = ["CN=client-a,O=acme"]
+`)}
 
 [[auth.api_keys]]
 name = "ops"

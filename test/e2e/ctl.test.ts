@@ -19,7 +19,7 @@ import { projectPath } from '../../src/common/paths.js';
 import { freePort, loopbackConfig, startManager, type ManagerProcess } from '../helpers/manager-process.js';
 import { testModel } from '../helpers/models.js';
 import { runCli } from '../helpers/router-process.js';
-import { makeTestPki, type TestPki } from '../helpers/test-certs.js';
+import { makeTestPki, type TestPki, mtlsToml } from '../helpers/test-certs.js';
 import { until } from '../helpers/wait.js';
 
 const dir = await mkdtemp(path.join(tmpdir(), 'teiplex-ctl-'));
@@ -445,10 +445,7 @@ describe('teiplex ctl with mTLS and an admin API key', () => {
 [auth]
 admin_requires_key = true
 
-[auth.mtls]
-server_cert = ${JSON.stringify(pki.server.cert)}
-server_key = ${JSON.stringify(pki.server.key)}
-client_ca = ${JSON.stringify(pki.ca.cert)}
+${mtlsToml(pki)}
 
 [[auth.api_keys]]
 name = "ops"

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { openEventStream, type ClientTls } from '../helpers/event-stream-client.js';
 import { managerApp, type ManagerApp } from '../helpers/manager-app.js';
-import { makeTestPki, type TestPki } from '../helpers/test-certs.js';
+import { makeTestPki, mtlsToml, type TestPki } from '../helpers/test-certs.js';
 import { until } from '../helpers/wait.js';
 
 const ADMIN_KEY = 'mtls-events-admin-key';
@@ -26,11 +26,8 @@ before(async () => {
   dir = await mkdtemp(path.join(tmpdir(), 'teiplex-events-mtls-'));
   pki = makeTestPki(dir);
   m = await managerApp(
-    `[auth.mtls]
-server_cert = ${JSON.stringify(pki.server.cert)}
-server_key = ${JSON.stringify(pki.server.key)}
-client_ca = ${JSON.stringify(pki.ca.cert)}
-allowed_subjects = ["CN=client-a,O=acme"]
+    `${mtlsToml(pki, `allowed_subjects = ["CN=client-a,O=acme"]
+`)}
 
 [[auth.api_keys]]
 name = "ops"

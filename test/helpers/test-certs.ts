@@ -72,6 +72,15 @@ export interface TestPki {
   caPem: Buffer;
 }
 
+/** The manager's `[auth.mtls]` table on `pki`: its server certificate and key, its CA for clients, then `more` lines (allow-lists). */
+export function mtlsToml(pki: TestPki, more = ''): string {
+  return `[auth.mtls]
+server_cert = ${JSON.stringify(pki.server.cert)}
+server_key = ${JSON.stringify(pki.server.key)}
+client_ca = ${JSON.stringify(pki.ca.cert)}
+${more}`;
+}
+
 export function makeTestPki(dir: string): TestPki {
   const ca = makeCa(dir, 'ca');
   const other = makeCa(dir, 'other-ca');
