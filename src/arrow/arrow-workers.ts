@@ -7,7 +7,9 @@
  * Jobs, each answered by one worker, first come first served:
  * - `scan`:   the framing walk of ipc-stream.ts (limits included): the rows and the decoded-bytes
  *             bound a caller reserves before asking for the texts;
- * - `texts`:  readTextColumn (text-batch.ts), the rows packed as UTF-8 (packed-texts.ts);
+ * - `texts`:  readTextColumn (text-batch.ts), the distinct rows packed as UTF-8, where each row
+ *             finds its text, and each distinct text's SHA-256 when asked (packed-texts.ts);
+ * - `select`: some rows of packed texts, each with a prompt before it;
  * - `dense`, `sparse`, `multivector`: an answer written as Arrow IPC with LZ4_FRAME bodies.
  * Buffers travel transferred, not copied (a request's bytes are copied once, into a buffer of
  * their own, because grpc-js's may share memory with others).
@@ -24,13 +26,13 @@ import { TeiplexError } from '../common/errors.js';
 import { spawnModuleWorker } from '../common/module-worker.js';
 import { encodeDense, encodeDenseTyped, encodeMultivectorPacked, encodeSparsePacked, type DenseValues, type PackedMultivector, type PackedSparse } from './embedding-batch.js';
 import { ArrowInputError, scanStream, type ReadLimits } from './ipc-stream.js';
-import { packTexts, prefixTexts, type PackedTexts } from './packed-texts.js';
+import { distinctTexts, selectTexts, type DistinctTexts, type PackedTexts } from './packed-texts.js';
 import { readTextColumn } from './text-batch.js';
 
 type Job =
   | { op: 'scan'; ipc: Uint8Array; limits: ReadLimits }
-  | { op: 'texts'; ipc: Uint8Array; limits: ReadLimits }
-  | { op: 'prefix'; packed: PackedTexts; prefix: string }
+  | { op: 'texts'; ipc: Uint8Array; limits: ReadLimits; digests: boolean }
+  | { op: 'select'; packed: PackedTexts; rows: Int32Array | null; prefix: string }
   | { op: 'dense'; values: Float32Array; dim: number }
   | { op: 'denseTyped'; values: DenseValues; rowLength: number; metadata: Record<string, string> }
   | { op: 'sparse'; packed: PackedSparse }
@@ -93,16 +95,17 @@ export class ArrowWorkers {
     return this.run({ op: 'scan', ipc: copy, limits }, buffersOf(copy)) as Promise<ScanResult>;
   }
 
-  /** The text column, packed; `ipc` is given away (a ScanResult's). */
-  texts(ipc: Uint8Array, limits: ReadLimits): Promise<PackedTexts> {
+  /** The text column, its repeats taken out (`digests`: with each distinct text's SHA-256); `ipc` is given away (a ScanResult's). */
+  texts(ipc: Uint8Array, limits: ReadLimits, digests = false): Promise<DistinctTexts> {
     const mine = own(ipc);
-    return this.run({ op: 'texts', ipc: mine, limits }, buffersOf(mine)) as Promise<PackedTexts>;
+    return this.run({ op: 'texts', ipc: mine, limits, digests }, buffersOf(mine)) as Promise<DistinctTexts>;
   }
 
-  /** Every text with `prefix` before it (a prompt), packed anew; `packed` is given away. */
-  prefix(packed: PackedTexts, prefix: string): Promise<PackedTexts> {
+  /** The texts `rows` names (null: all), each with `prefix` before it (a prompt), packed anew; `packed` is given away. */
+  select(packed: PackedTexts, rows: Int32Array | null, prefix: string): Promise<PackedTexts> {
     const p = { bytes: own(packed.bytes), offsets: own(packed.offsets) };
-    return this.run({ op: 'prefix', packed: p, prefix }, buffersOf(p.bytes, p.offsets)) as Promise<PackedTexts>;
+    const r = rows === null ? null : own(rows);
+    return this.run({ op: 'select', packed: p, rows: r, prefix }, buffersOf(p.bytes, p.offsets, ...(r === null ? [] : [r]))) as Promise<PackedTexts>;
   }
 
   /** Dense answer: `values` holds rows*dim floats (given away). */
@@ -204,12 +207,12 @@ function handle(job: Job): { value: unknown; transfer: ArrayBuffer[] } {
       return { value, transfer: buffersOf(job.ipc) };
     }
     case 'texts': {
-      const packed = packTexts(readTextColumn(job.ipc, job.limits));
-      const value: PackedTexts = { bytes: own(packed.bytes), offsets: packed.offsets };
-      return { value, transfer: buffersOf(value.bytes, value.offsets) };
+      const d = distinctTexts(readTextColumn(job.ipc, job.limits), job.digests);
+      const value: DistinctTexts = { ...d, packed: { bytes: own(d.packed.bytes), offsets: d.packed.offsets } };
+      return { value, transfer: buffersOf(value.packed.bytes, value.packed.offsets, value.rowOf, value.firstRow, value.digests) };
     }
-    case 'prefix': {
-      const value = prefixTexts(job.packed, job.prefix);
+    case 'select': {
+      const value = selectTexts(job.packed, job.rows, job.prefix);
       return { value, transfer: buffersOf(value.bytes, value.offsets) };
     }
     case 'dense':

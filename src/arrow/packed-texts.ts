@@ -3,7 +3,11 @@
  * buffers that are transferred, not copied. `TextRows` reads them back one row (or one range of
  * rows) at a time, so the thread that receives a large request makes JavaScript strings only for
  * the rows it is about to send, in bounded chunks, never for the whole request at once.
+ * A request's texts come out of a worker distinct (DistinctTexts: repeats taken out, with each
+ * distinct text's SHA-256 for the embedding cache), and rows are picked and prompted there too
+ * (selectTexts).
  */
+import { createHash } from 'node:crypto';
 
 export interface PackedTexts {
   /** Every text's UTF-8 bytes, in row order. */
@@ -70,18 +74,77 @@ export class TextRows {
   }
 }
 
-/** Every row of `p` with `prefix` before it (UTF-8), packed anew. */
-export function prefixTexts(p: PackedTexts, prefix: string): PackedTexts {
+/**
+ * The rows of `p` named by `rows` (all of them when null), in that order, each with `prefix`
+ * before it (UTF-8; '' for none), packed anew.
+ */
+export function selectTexts(p: PackedTexts, rows: ArrayLike<number> | null, prefix: string): PackedTexts {
   const pre = Buffer.from(prefix, 'utf8');
-  const n = p.offsets.length - 1;
-  const bytes = Buffer.allocUnsafeSlow(p.bytes.byteLength + n * pre.byteLength);
+  const n = rows === null ? p.offsets.length - 1 : rows.length;
+  const rowAt = (k: number): number => (rows === null ? k : rows[k]!);
+  let total = n * pre.byteLength;
+  for (let k = 0; k < n; k++) total += p.offsets[rowAt(k) + 1]! - p.offsets[rowAt(k)]!;
+  const bytes = Buffer.allocUnsafeSlow(total);
   const offsets = new Float64Array(n + 1);
   const src = Buffer.from(p.bytes.buffer, p.bytes.byteOffset, p.bytes.byteLength);
   let at = 0;
-  for (let i = 0; i < n; i++) {
+  for (let k = 0; k < n; k++) {
+    const i = rowAt(k);
     at += pre.copy(bytes, at);
     at += src.copy(bytes, at, p.offsets[i]!, p.offsets[i + 1]!);
-    offsets[i + 1] = at;
+    offsets[k + 1] = at;
   }
   return { bytes: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), offsets };
+}
+
+/** Bytes of a text's digest (SHA-256). */
+export const DIGEST_BYTES = 32;
+
+/**
+ * A request's texts with repeats taken out: each distinct text once, in order of first
+ * appearance, and where each request row finds its text. Its digests are the keys of the
+ * manager's embedding cache for these texts.
+ */
+export interface DistinctTexts {
+  /** The distinct texts. */
+  packed: PackedTexts;
+  /** For each request row, the index of its text among the distinct ones. */
+  rowOf: Int32Array;
+  /** For each distinct text, the request row where it first appears. */
+  firstRow: Int32Array;
+  /** DIGEST_BYTES per distinct text, the SHA-256 of its UTF-8 bytes; empty when not asked for. */
+  digests: Uint8Array;
+}
+
+/** `texts` without repeats (see DistinctTexts); `digests`: also each distinct text's SHA-256. */
+export function distinctTexts(texts: readonly string[], digests: boolean): DistinctTexts {
+  const seen = new Map<string, number>();
+  const rowOf = new Int32Array(texts.length);
+  const first: number[] = [];
+  const distinct: string[] = [];
+  for (let i = 0; i < texts.length; i++) {
+    const t = texts[i]!;
+    let k = seen.get(t);
+    if (k === undefined) {
+      k = distinct.length;
+      seen.set(t, k);
+      distinct.push(t);
+      first.push(i);
+    }
+    rowOf[i] = k;
+  }
+  const packed = packTexts(distinct);
+  const out = new Uint8Array(digests ? distinct.length * DIGEST_BYTES : 0);
+  if (digests) {
+    const src = Buffer.from(packed.bytes.buffer, packed.bytes.byteOffset, packed.bytes.byteLength);
+    for (let k = 0; k < distinct.length; k++) {
+      out.set(createHash('sha256').update(src.subarray(packed.offsets[k]!, packed.offsets[k + 1]!)).digest(), k * DIGEST_BYTES);
+    }
+  }
+  return { packed, rowOf, firstRow: Int32Array.from(first), digests: out };
+}
+
+/** Distinct text k's digest as a string (a cache key's input part). */
+export function digestKey(digests: Uint8Array, k: number): string {
+  return Buffer.from(digests.buffer, digests.byteOffset + k * DIGEST_BYTES, DIGEST_BYTES).toString('latin1');
 }

@@ -46,7 +46,10 @@ import { type OutputType, parseEmbeddingType, type TypedRow, typedLength } from 
 import { typedRows } from '../tei/embedding-output.js';
 import { asymmetricWarning, type InputType, parseInputType, promptFor } from '../tei/input-types.js';
 import { modelPrompts } from '../child/model-prompts.js';
-import { TextRows } from '../arrow/packed-texts.js';
+import { digestKey, TextRows } from '../arrow/packed-texts.js';
+import { type CacheStats, cacheHeader, countRequest, kindKey, throughCache } from '../routing/cached-engine.js';
+import type { CachedValue, EmbeddingCache } from '../routing/embedding-cache.js';
+import { modelIdentity } from '../routing/model-identity.js';
 import { grantOf } from '../auth/grpc-auth.js';
 import type { Config } from '../config/config.js';
 import { DEFAULTS } from '../config/config.js';
@@ -66,11 +69,13 @@ import type { Target } from '../routing/target.js';
 
 /**
  * Response header saying how the rows were made: `batch` (teiplex.v1.Batch), `stream` (tei.v1
- * stream fan-out) or `none` (noop, empty input).
+ * stream fan-out), `cache` (every row from the embedding cache) or `none` (noop, empty input).
  */
 export const PATH_HEADER = 'teiplex-arrow-path';
 /** Response metadata for an asymmetric model called without an input_type. */
 export const WARNING_METADATA = 'teiplex-warning';
+/** Response metadata (headers and trailers): `hits=N misses=M`, the rows answered without the child and those it computed. */
+export const CACHE_TRAILER = 'teiplex-cache';
 
 export interface ArrowLimits {
   /** Most rows in one request (arrow_max_rows). */
@@ -111,14 +116,27 @@ interface ArrowShared {
   budget: Budget;
 }
 
-const EMPTY_ROWS = new TextRows({ bytes: new Uint8Array(0), offsets: new Float64Array(1) });
+/** A request's texts as the workers read them: each distinct text once (packed-texts.ts DistinctTexts). */
+interface RequestTexts {
+  /** The request's rows. */
+  rows: number;
+  /** The distinct texts. */
+  distinct: TextRows;
+  rowOf: Int32Array;
+  firstRow: Int32Array;
+  /** Each distinct text's SHA-256 (empty when not asked for). */
+  digests: Uint8Array;
+}
+
+const NO_TEXTS: RequestTexts = { rows: 0, distinct: new TextRows({ bytes: new Uint8Array(0), offsets: new Float64Array(1) }), rowOf: new Int32Array(0), firstRow: new Int32Array(0), digests: new Uint8Array(0) };
 
 /**
- * The texts of a request, read by the workers; `hold` is told the decode budget share taken
- * (before the texts are decoded), which the caller gives back when the call ends.
+ * The texts of a request, read by the workers (`digests`: with the distinct texts' SHA-256 for
+ * the cache); `hold` is told the decode budget share taken (before the texts are decoded), which
+ * the caller gives back when the call ends.
  */
-async function readTexts(ipc: Uint8Array, l: ArrowLimits, shared: ArrowShared, call: CallScope, hold: (bytes: number) => void): Promise<TextRows> {
-  if (ipc.byteLength === 0) return EMPTY_ROWS;
+async function readTexts(ipc: Uint8Array, l: ArrowLimits, shared: ArrowShared, call: CallScope, hold: (bytes: number) => void, digests: boolean): Promise<RequestTexts> {
+  if (ipc.byteLength === 0) return NO_TEXTS;
   const limits = { maxRows: l.maxRows, maxRowsName: 'arrow_max_rows', maxDecompressedBytes: l.maxDecompressedBytes, maxDecompressedName: 'arrow_max_decompressed_mb' };
   const scan = await shared.workers.scan(ipc, limits);
   call.check();
@@ -130,12 +148,15 @@ async function readTexts(ipc: Uint8Array, l: ArrowLimits, shared: ArrowShared, c
   }
   await shared.budget.acquire(scan.decodedBytes, call);
   hold(scan.decodedBytes);
-  return new TextRows(await shared.workers.texts(scan.ipc, limits));
+  const d = await shared.workers.texts(scan.ipc, limits, digests);
+  return { rows: d.rowOf.length, distinct: new TextRows(d.packed), rowOf: d.rowOf, firstRow: d.firstRow, digests: d.digests };
 }
 
 export interface ArrowServiceDeps {
   metrics: MuxMetrics;
   limits: ArrowLimits;
+  /** The manager's embedding cache (routing/embedding-cache.ts); disabled: dedup only. */
+  cache: EmbeddingCache;
   fanout?: FanoutSettings;
 }
 
@@ -315,14 +336,14 @@ function arrowHandler(
     );
     const onCancel = (): void => reading.abort(clientCancelled());
     call.on('cancelled', onCancel);
-    readTexts(req.arrow_ipc ?? Buffer.alloc(0), d.limits, shared, reading, (bytes) => (held = bytes)).then(
+    readTexts(req.arrow_ipc ?? Buffer.alloc(0), d.limits, shared, reading, (bytes) => (held = bytes), req.noop !== true && d.cache.enabled).then(
       (texts) => {
         reading.finish();
         call.removeListener('cancelled', onCancel);
         if (call.cancelled) return dropped();
         let opened: Leg | Promise<Leg>;
         try {
-          opened = f.open(target, noWaitOf(call.metadata), grantOf(req), () => callWaiter(call, (req.arrow_ipc?.length ?? 0) + texts.byteLength));
+          opened = f.open(target, noWaitOf(call.metadata), grantOf(req), () => callWaiter(call, (req.arrow_ipc?.length ?? 0) + texts.distinct.byteLength));
         } catch (err) {
           refuse(err);
           return;
@@ -344,8 +365,7 @@ function arrowHandler(
       },
     );
 
-    function serve(leg: Leg, read: TextRows): void {
-      let texts = read;
+    function serve(leg: Leg, read: RequestTexts): void {
       const ours = Date.now() + f.timeoutMs;
       const client = deadlineMs(call.getDeadline());
       const timedOut = (): TeiplexError | undefined => {
@@ -374,6 +394,7 @@ function arrowHandler(
         const md = relayMetadata(undefined, moved ? moved.instance.name : leg.instance.name);
         if (moved) md.set(RETRIED_FROM_HEADER, leg.instance.name);
         if (warning !== undefined) md.set(WARNING_METADATA, warning);
+        if (stats !== undefined) md.set(CACHE_TRAILER, cacheHeader(stats));
         return md;
       };
       call.on('cancelled', () => {
@@ -382,25 +403,27 @@ function arrowHandler(
         finish(grpc.status.CANCELLED);
       });
 
-      const n = texts.length;
+      const n = read.rows;
       /** Refuse before any child work when even the smallest rows cannot fit. */
       const floor = (child: ChildClient): void => checkFloor(d.limits.maxMessageBytes, n, kind.minRowBytes(child));
-      let path: FanoutPath | 'none' = 'none';
+      let path: FanoutPath | 'cache' | 'none' = 'none';
       const typed = outputType !== 'float32';
-      /** An asymmetric model called without a type (EmbedArrow): said in the metadata. */
+      /** An asymmetric model called without a type: said in the metadata. */
       let warning: string | undefined;
+      /** The rows answered without the child (cache, repeats) and computed by it. */
+      let stats: CacheStats | undefined;
       const run = async (): Promise<Uint8Array> => {
         const child = leg.client;
         const flags = method.flags(req);
-        if (kind === DENSE) {
-          // prompts by input_type: by name when the child knows them, else prepended by a worker
-          const prompts = modelPrompts(leg.instance.spec);
-          if (inputType === undefined) warning = asymmetricWarning(prompts, leg.instance.spec.model_id);
-          else {
-            const choice = promptFor(prompts, inputType);
-            if (choice.promptName !== undefined) flags.promptName = choice.promptName;
-            else if (choice.prefix !== undefined && choice.prefix !== '' && texts.length > 0) texts = new TextRows(await shared.workers.prefix(texts.packed, choice.prefix));
-          }
+        const spec = leg.instance.spec;
+        // prompts by input_type: by name when the child knows them, else prepended by a worker
+        let prefix = '';
+        const prompts = modelPrompts(spec);
+        if (inputType === undefined) warning = asymmetricWarning(prompts, spec.model_id);
+        else {
+          const choice = promptFor(prompts, inputType);
+          if (choice.promptName !== undefined) flags.promptName = choice.promptName;
+          else prefix = choice.prefix ?? '';
         }
         /** A typed answer's dimension: the asked one, else the model's. */
         const typedDim = async (): Promise<number> => flags.dimensions ?? (await kind.dimension(child, arrowCall));
@@ -413,21 +436,28 @@ function arrowHandler(
           return kind.zeros(n, dim, shared.workers);
         }
         const meter = answerMeter(d.limits.maxMessageBytes, n);
-        const out = await child.rows(arrowCall, kind.rows, texts, flags, d.fanout ?? DEFAULT_FANOUT, (row: unknown) => meter.add(kind.rows.rowBytes(row)), fallback);
-        path = out.path;
-        kind.learn(child, out.rows);
+        // each distinct text once, through the cache (keyed by its SHA-256), the rest from the child
+        const useCache = d.cache.enabled && spec.embedding_cache !== false && read.digests.length > 0;
+        const options = { truncate: flags.truncate, truncationDirection: 'right' as const, normalize: flags.normalize ?? true, ...(flags.dimensions !== undefined ? { dimensions: flags.dimensions } : {}), ...(flags.promptName !== undefined ? { promptName: flags.promptName } : {}) };
+        const keyPrefix = useCache ? `${await modelIdentity(child, spec)}\u0000${kindKey(kind.name, options)}\u0000x${prefix}\u0000h` : undefined;
+        const distinct = read.distinct;
+        const found = await throughCache(d.cache, keyPrefix, distinct.length, (k) => digestKey(read.digests, k), (k) => read.firstRow[k]!, async (missing) => {
+          const some = missing.length < distinct.length;
+          const texts = some || prefix !== '' ? new TextRows(await shared.workers.select(distinct.packed, some ? Int32Array.from(missing) : null, prefix)) : distinct;
+          const out = await child.rows(arrowCall, kind.rows, texts, flags, d.fanout ?? DEFAULT_FANOUT, (row: unknown) => meter.add(kind.rows.rowBytes(row)), fallback);
+          path = out.path;
+          return { values: out.rows as CachedValue[] };
+        });
+        stats = { hits: 0, misses: 0 };
+        countRequest(d.cache, stats, n, found.computed);
+        if (found.computed === 0) path = 'cache';
+        const rows: unknown[] = Array.from(read.rowOf, (k) => found.entries[k]!.value);
+        if (flags.dimensions === undefined) kind.learn(child, rows);
         release();
-        if (!typed) return kind.encode(out.rows, 0, shared.workers);
-        const rows = out.rows as Float32Array[];
-        const opts = {
-          truncate: flags.truncate,
-          truncationDirection: 'right' as const,
-          normalize: flags.normalize ?? true,
-          ...(flags.dimensions !== undefined ? { dimensions: flags.dimensions } : {}),
-          ...(flags.promptName !== undefined ? { promptName: flags.promptName } : {}),
-        };
-        const quantized = await typedRows(child, rows, outputType, opts, { deadlineMs: arrowCall.deadlineMs });
-        return typedDense(quantized, outputType, rows[0]?.length ?? (await typedDim()), shared.workers);
+        if (!typed) return kind.encode(rows, 0, shared.workers);
+        const dense = rows as Float32Array[];
+        const quantized = await typedRows(child, dense, outputType, options, { deadlineMs: arrowCall.deadlineMs });
+        return typedDense(quantized, outputType, dense[0]?.length ?? (await typedDim()), shared.workers);
       };
 
       run().then(

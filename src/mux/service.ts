@@ -42,7 +42,7 @@ export interface MuxServiceDeps {
   failover?: Failover;
   /** Where each call's outcome goes (outlier detection). */
   outliers?: OutlierDetector;
-  /** The embedding cache (EmbedTyped); default: none (dedup only). */
+  /** The embedding cache (EmbedTyped, the Arrow RPCs); default: none (dedup only). */
   cache?: EmbeddingCache;
 }
 
@@ -175,8 +175,9 @@ export function muxService(d: MuxServiceDeps): { definition: grpc.ServiceDefinit
     }
   };
   implementation.ListInstances = own('ListInstances', (request) => summaries(d.instances.list(), d.inflight, (i) => mayUse(grantOf(request), i)));
-  implementation.EmbedTyped = embedTypedHandler(f, d.cache ?? new EmbeddingCache(0)) as grpc.UntypedHandleCall;
-  for (const [name, m] of Object.entries(arrowMethods(f, { metrics: d.metrics, limits: d.arrow ?? arrowLimits({}) }, base))) {
+  const cache = d.cache ?? new EmbeddingCache(0);
+  implementation.EmbedTyped = embedTypedHandler(f, cache) as grpc.UntypedHandleCall;
+  for (const [name, m] of Object.entries(arrowMethods(f, { metrics: d.metrics, limits: d.arrow ?? arrowLimits({}), cache }, base))) {
     definition[name] = m.definition;
     implementation[name] = m.handler as grpc.UntypedHandleCall;
   }

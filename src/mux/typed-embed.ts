@@ -20,12 +20,11 @@ import { toServiceError } from '../tei/grpc-status.js';
 import { applyInputType, type InputType, parseInputType } from '../tei/input-types.js';
 import { tokenCount } from '../tei/metadata.js';
 import type { EncodeOptions } from '../tei/types.js';
-import { WARNING_METADATA } from './arrow-service.js';
+import { CACHE_TRAILER, WARNING_METADATA } from './arrow-service.js';
 import { callWaiter, deadlineMs, noWaitOf, relayMetadata, type Forwarder, type Leg } from './forward.js';
 import { type PbTarget, toTarget } from './protos.js';
 
 const METHOD = 'EmbedTyped';
-export const CACHE_TRAILER = 'teiplex-cache';
 
 interface EmbedTypedRequest {
   target?: PbTarget | null;

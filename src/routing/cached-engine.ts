@@ -23,6 +23,7 @@ import type {
   EmbedOptions,
   EncodeOptions,
   Engine,
+  Metadata,
   PairInput,
   PredictOptions,
   PredictTokensOptions,
@@ -32,7 +33,7 @@ import type {
   TokenEmbeddings,
 } from '../tei/types.js';
 import { CALIBRATION_ENGINE } from '../tei/calibration.js';
-import { type CachedValue, EmbeddingCache } from './embedding-cache.js';
+import { type CacheEntry, type CachedValue, EmbeddingCache } from './embedding-cache.js';
 import { modelIdentity } from './model-identity.js';
 
 export const CACHE_HEADER = 'x-teiplex-cache';
@@ -64,16 +65,15 @@ export class CachedEngine implements Engine {
   }
 
   embed(inputs: TextInput[], opts: EmbedOptions, call?: CallOptions): Promise<Batched<Float32Array>> {
-    const key = `d${opts.normalize ? 1 : 0}${opts.dimensions ?? ''}:${encodeKey(opts)}`;
-    return this.many(key, inputs, (xs) => this.child.embed(xs, opts, call));
+    return this.many(kindKey('dense', opts), inputs, (xs) => this.child.embed(xs, opts, call));
   }
 
   embedSparse(inputs: TextInput[], opts: EncodeOptions, call?: CallOptions): Promise<Batched<SparseVector>> {
-    return this.many(`s:${encodeKey(opts)}`, inputs, (xs) => this.child.embedSparse(xs, opts, call));
+    return this.many(kindKey('sparse', opts), inputs, (xs) => this.child.embedSparse(xs, opts, call));
   }
 
   embedAll(inputs: TextInput[], opts: EncodeOptions, call?: CallOptions): Promise<Batched<TokenEmbeddings>> {
-    return this.many(`m:${encodeKey(opts)}`, inputs, (xs) => this.child.embedAll(xs, opts, call));
+    return this.many(kindKey('multivector', opts), inputs, (xs) => this.child.embedAll(xs, opts, call));
   }
 
   predict(inputs: Array<string | PairInput>, opts: PredictOptions, call?: CallOptions) {
@@ -97,7 +97,7 @@ export class CachedEngine implements Engine {
   }
 
   private async many<T extends CachedValue>(kindKey: string, inputs: TextInput[], compute: (xs: TextInput[]) => Promise<Batched<T>>): Promise<Batched<T>> {
-    // 1. distinct inputs, each with the request positions it answers
+    // distinct inputs, each with the request positions it answers
     const positions = new Map<string, number[]>();
     const distinct: Array<{ input: TextInput; key: string; at: number[] }> = [];
     inputs.forEach((x, i) => {
@@ -110,51 +110,90 @@ export class CachedEngine implements Engine {
         distinct.push({ input: x, key: k, at: list });
       }
     });
+    const prefix = this.useCache && this.cache.enabled ? `${await modelIdentity(this.child, this.spec)}\u0000${kindKey}\u0000` : undefined;
+    const out = await throughCache(this.cache, prefix, distinct.length, (k) => distinct[k]!.key, (k) => distinct[k]!.at[0]!, async (missing) => {
+      const answer = await compute(missing.map((k) => distinct[k]!.input));
+      return { values: answer.results, metadata: answer.metadata };
+    });
+    countRequest(this.cache, this.stats, inputs.length, out.computed);
     const results = new Array<T>(inputs.length);
     const metadata = new Array<Batched<T>['metadata'][number]>(inputs.length);
-    // 2. the cache
-    const cached = this.useCache && this.cache.enabled;
-    const prefix = cached ? `${await modelIdentity(this.child, this.spec)}\u0000${kindKey}\u0000` : '';
-    const missing: typeof distinct = [];
-    for (const d of distinct) {
-      const e = cached ? this.cache.get(prefix + d.key) : undefined;
-      if (e === undefined) {
-        missing.push(d);
-        continue;
-      }
-      this.cache.counts.hits += d.at.length;
-      this.stats.hits += d.at.length;
-      for (const i of d.at) {
+    distinct.forEach((d, k) => {
+      const e = out.entries[k]!;
+      d.at.forEach((i, j) => {
         results[i] = e.value as T;
-        metadata[i] = EmbeddingCache.metadataOf(e);
-      }
-    }
-    // 3. the child, for what is left
-    if (missing.length > 0) {
-      let out: Batched<T>;
-      try {
-        out = await compute(missing.map((d) => d.input));
-      } catch (err) {
-        throw rebased(err, missing.map((d) => d.at[0]));
-      }
-      missing.forEach((d, k) => {
-        const value = out.results[k];
-        const m = out.metadata[k];
-        const entry = { value, computeTokens: m?.computeTokens ?? 0, computeChars: m?.computeChars ?? 0 };
-        if (cached) this.cache.set(prefix + d.key, entry);
-        this.cache.counts.misses++;
-        this.stats.misses++;
-        d.at.forEach((i, j) => {
-          results[i] = value;
-          metadata[i] = j === 0 && m !== undefined ? m : EmbeddingCache.metadataOf(entry);
-        });
-        // repeats within the request: answered without the child
-        this.stats.hits += d.at.length - 1;
-        this.cache.counts.hits += d.at.length - 1;
+        // the child's own metadata for the row it computed; a repeat or a hit: the input's size, no time
+        metadata[i] = j === 0 && out.metadata[k] !== undefined ? out.metadata[k]! : EmbeddingCache.metadataOf(e);
       });
-    }
+    });
     return { results, metadata };
   }
+}
+
+/** The cache key of a call's kind and every option that changes its answers (dense, sparse, multivector). */
+export function kindKey(kind: 'dense' | 'sparse' | 'multivector', o: EmbedOptions | EncodeOptions): string {
+  if (kind === 'dense') {
+    const e = o as EmbedOptions;
+    return `d${e.normalize ? 1 : 0}${e.dimensions ?? ''}:${encodeKey(o)}`;
+  }
+  return `${kind === 'sparse' ? 's' : 'm'}:${encodeKey(o)}`;
+}
+
+/** What throughCache found and computed, per distinct input. */
+export interface Distinct {
+  entries: CacheEntry[];
+  /** The child's metadata of the inputs it computed (undefined for hits, or none given). */
+  metadata: Array<Metadata | undefined>;
+  /** How many distinct inputs the child computed. */
+  computed: number;
+}
+
+/**
+ * Answers for `count` distinct inputs of one request: each looked up in the cache under
+ * `prefix + key(k)` (prefix undefined: the cache is not used), the rest computed in one call, in
+ * their order, and kept. A row error of `compute` (its err.index: the k-th input it was given) is
+ * named by the request's row, `firstRow(k)`.
+ */
+export async function throughCache<T extends CachedValue>(
+  cache: EmbeddingCache,
+  prefix: string | undefined,
+  count: number,
+  key: (k: number) => string,
+  firstRow: (k: number) => number,
+  compute: (missing: number[]) => Promise<{ values: T[]; metadata?: Array<Metadata | undefined> }>,
+): Promise<Distinct> {
+  const entries = new Array<CacheEntry>(count);
+  const metadata = new Array<Metadata | undefined>(count);
+  const missing: number[] = [];
+  for (let k = 0; k < count; k++) {
+    const e = prefix === undefined ? undefined : cache.get(prefix + key(k));
+    if (e === undefined) missing.push(k);
+    else entries[k] = e;
+  }
+  if (missing.length > 0) {
+    let out: Awaited<ReturnType<typeof compute>>;
+    try {
+      out = await compute(missing);
+    } catch (err) {
+      throw rebased(err, missing.map(firstRow));
+    }
+    missing.forEach((k, j) => {
+      const m = out.metadata?.[j];
+      const entry: CacheEntry = { value: out.values[j]!, computeTokens: m?.computeTokens ?? 0, computeChars: m?.computeChars ?? 0 };
+      if (prefix !== undefined) cache.set(prefix + key(k), entry);
+      entries[k] = entry;
+      metadata[k] = m;
+    });
+  }
+  return { entries, metadata, computed: missing.length };
+}
+
+/** A request of `rows` inputs of which the child computed `computed`: the rest were hits (from the cache, or repeats). */
+export function countRequest(cache: EmbeddingCache, stats: CacheStats, rows: number, computed: number): void {
+  stats.misses += computed;
+  stats.hits += rows - computed;
+  cache.counts.misses += computed;
+  cache.counts.hits += rows - computed;
 }
 
 /** A child's row error named by the request's row: `rows[k]` is where the k-th input sent came from. */
@@ -162,6 +201,6 @@ function rebased(err: unknown, rows: number[]): unknown {
   if (!(err instanceof TeiplexError) || err.index === undefined) return err;
   const row = rows[err.index];
   if (row === undefined || row === err.index) return err;
-  const message = err.message.replace(new RegExp(`\\binput ${err.index}\\b`), `input ${row}`);
+  const message = err.message.replace(new RegExp(`\\b(input|row) ${err.index}\\b`), `$1 ${row}`);
   return new TeiplexError(err.code, message, { index: row, ...(err.retryAfterSecs !== undefined ? { retryAfterSecs: err.retryAfterSecs } : {}), ...(err.param !== undefined ? { param: err.param } : {}) });
 }

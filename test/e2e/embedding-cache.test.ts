@@ -16,7 +16,9 @@ import { testModel } from '../helpers/models.js';
 import { assertTeiError, childBatchItems, client, instanceToml, writeConfig } from '../helpers/data-plane.js';
 import { metricValue } from '../helpers/fake-child.js';
 import { until } from '../helpers/wait.js';
-import { mux, unary } from '../helpers/mux-client.js';
+import * as grpc from '@grpc/grpc-js';
+import { decodeDense, decodeMultivector, encodeTexts } from '../../src/arrow/embedding-batch.js';
+import { grpcError, mux, unary } from '../helpers/mux-client.js';
 
 let dir: string;
 let modelDir: string;
@@ -129,6 +131,88 @@ describe('dedup and hits', () => {
     assertTeiError(r, 422, 'validation');
     // the child saw ['fine', ''] and named its input 1; the request's row is 3
     assert.match(r.body.error, /^input 3: `inputs` cannot be empty/, r.body.error);
+  });
+});
+
+describe('the Arrow RPCs', () => {
+  /** An Arrow RPC's answer, its response headers and trailers. */
+  function arrow(method: string, instance: string, texts: string[], extra: Record<string, unknown> = {}): Promise<{ ipc: Uint8Array; headers: grpc.Metadata; trailers: grpc.Metadata }> {
+    const client = mux(Number(m.ready.grpc_port));
+    return new Promise((resolve, reject) => {
+      let headers = new grpc.Metadata();
+      let ipc: Uint8Array | undefined;
+      const call = client[method]({ target: { instance_name: instance }, arrow_ipc: Buffer.from(encodeTexts(texts)), ...extra }, (err: grpc.ServiceError | null, res: { arrow_ipc: Buffer }) => {
+        if (err) {
+          client.close();
+          reject(err);
+        } else ipc = res.arrow_ipc;
+      });
+      call.on('metadata', (md: grpc.Metadata) => (headers = md));
+      call.on('status', (st: grpc.StatusObject) => {
+        client.close();
+        if (ipc !== undefined) resolve({ ipc, headers, trailers: st.metadata });
+      });
+    });
+  }
+  const cacheOf = (md: grpc.Metadata): string => String(md.get('teiplex-cache')[0]);
+  const denseRows = (ipc: Uint8Array): string[] => {
+    const { dim, rows, values } = decodeDense(ipc);
+    return Array.from({ length: rows }, (_, i) => Buffer.from(values.buffer, values.byteOffset + i * dim * 4, dim * 4).toString('base64'));
+  };
+
+  test('EmbedArrow: repeats reach the child once, a repeated request not at all, answers bit-identical; headers and trailers say so', async () => {
+    const texts = ['arrow one', 'arrow two', 'arrow one', 'arrow one'];
+    const before = await childItems('emb');
+    const first = await arrow('EmbedArrow', 'emb', texts);
+    assert.equal(await childItems('emb'), before + 2, 'two distinct texts computed');
+    assert.equal(cacheOf(first.headers), 'hits=2 misses=2');
+    assert.equal(cacheOf(first.trailers), 'hits=2 misses=2');
+    const rows = denseRows(first.ipc);
+    assert.equal(rows.length, 4);
+    assert.equal(rows[0], rows[2]);
+    assert.equal(rows[0], rows[3]);
+    // the reference: each text once, through /embed of the instance that keeps nothing
+    assert.deepEqual([rows[0], rows[1]], (await embed('nocache', ['arrow one', 'arrow two'])).rows);
+    const again = await arrow('EmbedArrow', 'emb', texts);
+    assert.equal(await childItems('emb'), before + 2, 'nothing reached the child');
+    assert.equal(cacheOf(again.trailers), 'hits=4 misses=0');
+    assert.deepEqual(again.headers.get('teiplex-arrow-path'), ['cache'], 'no child call made');
+    assert.deepEqual(denseRows(again.ipc), rows, 'a hit is bit-identical to the miss');
+    // some rows new: only they go to the child, the answer keeps the request's order
+    const mixed = await arrow('EmbedArrow', 'emb', ['arrow three', 'arrow two', 'arrow three']);
+    assert.equal(await childItems('emb'), before + 3);
+    assert.equal(cacheOf(mixed.trailers), 'hits=2 misses=1');
+    const mixedRows = denseRows(mixed.ipc);
+    assert.equal(mixedRows[1], rows[1]);
+    assert.equal(mixedRows[0], mixedRows[2]);
+    assert.deepEqual([mixedRows[0]], (await embed('nocache', ['arrow three'])).rows);
+  });
+
+  test('options and prompts are in the key; EmbedAllArrow is a kind of its own', async () => {
+    const texts = ['arrow options'];
+    assert.equal(cacheOf((await arrow('EmbedArrow', 'emb', texts)).trailers), 'hits=0 misses=1');
+    for (const extra of [{ normalize: false }, { dimensions: 16 }, { truncate: true }, { embedding_type: 'int8' }]) {
+      const r = await arrow('EmbedArrow', 'emb', texts, extra);
+      // int8 is computed from the same float32 rows: a hit
+      assert.equal(cacheOf(r.trailers), 'embedding_type' in extra ? 'hits=1 misses=0' : 'hits=0 misses=1', JSON.stringify(extra));
+    }
+    const all = await arrow('EmbedAllArrow', 'emb', ['arrow all', 'arrow all']);
+    assert.equal(cacheOf(all.trailers), 'hits=1 misses=1', 'multivector: dedup within the request');
+    const tokens = decodeMultivector(all.ipc);
+    assert.ok(tokens[0]!.tokens > 0);
+    assert.deepEqual(tokens[1], tokens[0]);
+    assert.equal(cacheOf((await arrow('EmbedAllArrow', 'emb', ['arrow all'])).trailers), 'hits=1 misses=0');
+  });
+
+  test('opt-out: nothing kept, repeats still computed once', async () => {
+    const before = await childItems('nocache');
+    assert.equal(cacheOf((await arrow('EmbedArrow', 'nocache', ['a1', 'a1', 'a2'])).trailers), 'hits=1 misses=2');
+    assert.equal(cacheOf((await arrow('EmbedArrow', 'nocache', ['a1', 'a1', 'a2'])).trailers), 'hits=1 misses=2');
+    assert.equal(await childItems('nocache'), before + 4);
+  });
+
+  test("a child's row error names the request's row", async () => {
+    await assert.rejects(arrow('EmbedArrow', 'emb', ['fine arrow', 'fine arrow', 'fine arrow', '']), grpcError(grpc.status.INVALID_ARGUMENT, /^row 3: /));
   });
 });
 

@@ -16,8 +16,8 @@ import { startManager, type ManagerProcess } from '../helpers/manager-process.js
 import { testModel } from '../helpers/models.js';
 import { metricValue } from '../helpers/fake-child.js';
 import { status } from '@grpc/grpc-js';
-import { grpcError, mux, unary } from '../helpers/mux-client.js';
-import { decodeDense, encodeTexts } from '../../src/arrow/embedding-batch.js';
+import { assertClose, grpcError, mux, unary } from '../helpers/mux-client.js';
+import { decodeDense, decodeMultivector, encodeTexts } from '../../src/arrow/embedding-batch.js';
 import { assertErrorCode, assertTeiError, childHttpPort, client, instanceToml, writeConfig } from '../helpers/data-plane.js';
 
 let dir: string;
@@ -120,6 +120,16 @@ test('the multiplexer\'s EmbedTyped and EmbedArrow: input_type as on HTTP, the w
       assert.deepEqual(rows, http.body, `EmbedArrow ${model} ${type}`);
       assert.deepEqual(arrow.headers.get('teiplex-warning'), []);
     }
+    // EmbedAllArrow (and EmbedSparseArrow, the same code): the per-token vectors of the prompted texts, as /embed_all's
+    for (const [model, type] of [['e5', 'query'], ['nomic', 'document']] as const) {
+      const http = await api.post('/embed_all', { model, inputs: TEXTS, input_type: type });
+      assert.equal(http.status, 200, JSON.stringify(http.body));
+      const arrow = await unary(client, 'EmbedAllArrow', { target: { instance_name: model }, arrow_ipc: Buffer.from(encodeTexts(TEXTS)), input_type: type });
+      const tokens = decodeMultivector(arrow.res.arrow_ipc).map((r) => Array.from({ length: r.tokens }, (_, t) => Array.from(r.values.subarray(t * r.dim, (t + 1) * r.dim))));
+      assertClose(tokens, http.body, `EmbedAllArrow ${model} ${type}`);
+    }
+    const untypedAll = await unary(client, 'EmbedAllArrow', { target: { instance_name: 'e5' }, arrow_ipc: Buffer.from(encodeTexts(TEXTS)) });
+    assert.match(String(untypedAll.headers.get('teiplex-warning')[0]), /different prompts for queries/);
     const untypedArrow = await unary(client, 'EmbedArrow', { target: { instance_name: 'e5' }, arrow_ipc: Buffer.from(encodeTexts(TEXTS)) });
     assert.match(String(untypedArrow.headers.get('teiplex-warning')[0]), /different prompts for queries/);
     await assert.rejects(unary(client, 'EmbedArrow', { target: { instance_name: 'e5' }, arrow_ipc: Buffer.from(encodeTexts(TEXTS)), input_type: 'questions' }), grpcError(status.INVALID_ARGUMENT, 'VALIDATION', /`input_type` must be one of/));

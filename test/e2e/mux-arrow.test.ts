@@ -52,6 +52,8 @@ before(async () => {
     `${loopbackConfig(dir)}startup_timeout_secs = 120
 arrow_max_rows = ${MAX_ROWS}
 arrow_allow_noop = true
+# the paths to the children are tested here: no embedding cache (embedding-cache.test.ts tests it)
+embedding_cache_mb = 0
 ${instance('emb', embedding)}${instance('emb-stream', embedding, noBatch)}${instance('splade', splade, 'pooling = "splade"\n')}${instance('splade-stream', splade, `pooling = "splade"\n${noBatch}`)}`,
   );
   m = await startManager(file);

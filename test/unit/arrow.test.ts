@@ -5,6 +5,7 @@
  * worker threads that run them off the event loop (arrow-workers.ts).
  */
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import test, { describe } from 'node:test';
 import fc from 'fast-check';
 import { ByteBuffer } from 'flatbuffers';
@@ -34,7 +35,7 @@ import { ensureLz4FrameCodec, lz4FrameCompress, lz4FrameDecompress, lz4FrameMaxO
 import { ArrowInputError, scanStream, writeStream } from '../../src/arrow/ipc-stream.js';
 import { readTextColumn } from '../../src/arrow/text-batch.js';
 import { ArrowWorkers } from '../../src/arrow/arrow-workers.js';
-import { TextRows } from '../../src/arrow/packed-texts.js';
+import { digestKey, TextRows } from '../../src/arrow/packed-texts.js';
 import { TeiplexError } from '../../src/common/errors.js';
 import { seededUniform } from '../../src/testmodel/rng.js';
 import {
@@ -701,9 +702,23 @@ describe('ArrowWorkers: the same reads and writes, in worker threads', () => {
       assert.equal(scan.rows, 500);
       assert.equal(scan.decodedBytes, scanStream(ipc).decodedBytes);
       assert.ok(scan.decodedBytes >= texts.reduce((n, t) => n + Buffer.byteLength(t), 0));
-      const rows = new TextRows(await workers.texts(scan.ipc, {}));
+      const distinct = await workers.texts(scan.ipc, {});
+      const rows = new TextRows(distinct.packed);
       assert.deepEqual(rows.slice(0, rows.length), texts);
       assert.equal(rows.bytesOf(4), Buffer.byteLength(texts[4]!));
+      assert.deepEqual([...distinct.rowOf], texts.map((_, i) => i), 'no repeats: each row its own text');
+      assert.equal(distinct.digests.byteLength, 0, 'digests only when asked for');
+
+      // repeats come out once; digests are the SHA-256 of each distinct text's UTF-8 bytes
+      const repeated = ['b', 'ä日', 'b', 'c', 'ä日', 'b'];
+      const d = await workers.texts(encodeTexts(repeated), {}, true);
+      assert.deepEqual(new TextRows(d.packed).slice(0, 3), ['b', 'ä日', 'c']);
+      assert.deepEqual([...d.rowOf], [0, 1, 0, 2, 1, 0]);
+      assert.deepEqual([...d.firstRow], [0, 1, 3]);
+      ['b', 'ä日', 'c'].forEach((t, k) => assert.equal(Buffer.from(digestKey(d.digests, k), 'latin1').toString('hex'), createHash('sha256').update(Buffer.from(t, 'utf8')).digest('hex'), t));
+      // some rows, each with a prompt before it
+      const picked = new TextRows(await workers.select(d.packed, Int32Array.of(2, 1), 'query: '));
+      assert.deepEqual(picked.slice(0, picked.length), ['query: c', 'query: ä日']);
 
       const dense = randomFloats(6 * 8, 3);
       assert.ok(sameFloats(decodeDense(await workers.dense(dense.slice(), 8)).values, dense));
@@ -725,7 +740,7 @@ describe('ArrowWorkers: the same reads and writes, in worker threads', () => {
     try {
       const big = encodeTexts(Array.from({ length: 40_000 }, (_, i) => `${i} ${'日本語のテキスト '.repeat(40)}`));
       await assert.rejects(workers.texts(big, {}), (e: unknown) => e instanceof TeiplexError && e.code === 'BACKEND' && /Arrow worker thread failed/.test(e.message));
-      assert.deepEqual(new TextRows(await workers.texts(encodeTexts(['still', 'here']), {})).slice(0, 2), ['still', 'here']);
+      assert.deepEqual(new TextRows((await workers.texts(encodeTexts(['still', 'here']), {})).packed).slice(0, 2), ['still', 'here']);
     } finally {
       await workers.close();
     }
