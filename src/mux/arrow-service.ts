@@ -438,7 +438,7 @@ function arrowHandler(
         const meter = answerMeter(d.limits.maxMessageBytes, n);
         // each distinct text once, through the cache (keyed by its SHA-256), the rest from the child
         const useCache = d.cache.enabled && spec.embedding_cache !== false && read.digests.length > 0;
-        const options = { truncate: flags.truncate, truncationDirection: 'right' as const, normalize: flags.normalize ?? true, ...(flags.dimensions !== undefined ? { dimensions: flags.dimensions } : {}), ...(flags.promptName !== undefined ? { promptName: flags.promptName } : {}) };
+        const options = { truncate: flags.truncate, truncationDirection: 'right' as const, normalize: flags.normalize ?? true, ...(flags.dimensions !== undefined ? { dimensions: flags.dimensions } : {}), ...(flags.promptName !== undefined ? { promptName: flags.promptName } : {}), ...(prefix !== '' ? { textPrefix: prefix } : {}) };
         const keyPrefix = useCache ? `${await modelIdentity(child, spec)}\u0000${kindKey(kind.name, options)}\u0000x${prefix}\u0000h` : undefined;
         const distinct = read.distinct;
         const found = await throughCache(d.cache, keyPrefix, distinct.length, (k) => digestKey(read.digests, k), (k) => read.firstRow[k]!, async (missing) => {

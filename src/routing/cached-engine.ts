@@ -149,10 +149,17 @@ export interface Distinct {
 }
 
 /**
+ * The most inputs a computation may have for other requests to wait for its answers: a request
+ * waits at most for one such call (about one batch of the child), never for a large job.
+ */
+export const COALESCE_MAX_INPUTS = 256;
+
+/**
  * Answers for `count` distinct inputs of one request: each looked up in the cache under
- * `prefix + key(k)` (prefix undefined: the cache is not used), the rest computed in one call, in
- * their order, and kept. A row error of `compute` (its err.index: the k-th input it was given) is
- * named by the request's row, `firstRow(k)`.
+ * `prefix + key(k)` (prefix undefined: the cache is not used), or waited for when another request
+ * is computing it now in a call of at most COALESCE_MAX_INPUTS inputs; the rest computed in one call, in their order, and kept (an input whose
+ * other request failed is computed in a second call). A row error of `compute` (its err.index:
+ * the k-th input it was given) is named by the request's row, `firstRow(k)`.
  */
 export async function throughCache<T extends CachedValue>(
   cache: EmbeddingCache,
@@ -165,27 +172,54 @@ export async function throughCache<T extends CachedValue>(
   const entries = new Array<CacheEntry>(count);
   const metadata = new Array<Metadata | undefined>(count);
   const missing: number[] = [];
+  const waiting: Array<{ k: number; answer: Promise<CacheEntry | undefined> }> = [];
   for (let k = 0; k < count; k++) {
-    const e = prefix === undefined ? undefined : cache.get(prefix + key(k));
-    if (e === undefined) missing.push(k);
-    else entries[k] = e;
+    if (prefix === undefined) {
+      missing.push(k);
+      continue;
+    }
+    const full = prefix + key(k);
+    const e = cache.get(full);
+    if (e !== undefined) {
+      entries[k] = e;
+      continue;
+    }
+    const answer = cache.inFlight(full);
+    if (answer !== undefined) waiting.push({ k, answer });
+    else missing.push(k);
   }
-  if (missing.length > 0) {
+  let computed = 0;
+  const run = async (ks: number[]): Promise<void> => {
+    if (ks.length === 0) return;
+    const settle = prefix === undefined || ks.length > COALESCE_MAX_INPUTS ? [] : ks.map((k) => cache.begin(prefix + key(k)));
     let out: Awaited<ReturnType<typeof compute>>;
     try {
-      out = await compute(missing);
+      out = await compute(ks);
     } catch (err) {
-      throw rebased(err, missing.map(firstRow));
+      for (const s of settle) s(undefined);
+      throw rebased(err, ks.map(firstRow));
     }
-    missing.forEach((k, j) => {
+    computed += ks.length;
+    ks.forEach((k, j) => {
       const m = out.metadata?.[j];
       const entry: CacheEntry = { value: out.values[j]!, computeTokens: m?.computeTokens ?? 0, computeChars: m?.computeChars ?? 0 };
       if (prefix !== undefined) cache.set(prefix + key(k), entry);
+      settle[j]?.(entry);
       entries[k] = entry;
       metadata[k] = m;
     });
-  }
-  return { entries, metadata, computed: missing.length };
+  };
+  const waited = async (): Promise<void> => {
+    const failed: number[] = [];
+    for (const w of waiting) {
+      const e = await w.answer;
+      if (e === undefined) failed.push(w.k);
+      else entries[w.k] = e;
+    }
+    await run(failed);
+  };
+  await Promise.all([run(missing), waited()]);
+  return { entries, metadata, computed };
 }
 
 /** A request of `rows` inputs of which the child computed `computed`: the rest were hits (from the cache, or repeats). */

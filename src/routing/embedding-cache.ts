@@ -6,6 +6,10 @@
  * hit returns that same object: nothing in the manager writes into an answer's arrays, so a hit is
  * bit-identical to the miss that filled it.
  *
+ * A text that one request is computing is not computed again by another that asks for it
+ * meanwhile: that one waits for the answer (begin / inFlight), so concurrent requests with the
+ * same texts reach the child once.
+ *
  * What it holds is only ever given to a request for the same model identity: any API key allowed
  * to use that model would get the same answer from the child, so no key can see what it could
  * not compute itself.
@@ -38,6 +42,8 @@ export interface CacheCounts {
 
 export class EmbeddingCache {
   private readonly entries = new Map<string, { entry: CacheEntry; bytes: number }>();
+  /** Keys a request is computing now: their answer (undefined when that request failed). */
+  private readonly computing = new Map<string, Promise<CacheEntry | undefined>>();
   private held = 0;
   readonly counts: CacheCounts = { hits: 0, misses: 0, evictions: 0 };
 
@@ -84,6 +90,26 @@ export class EmbeddingCache {
       this.held -= e.bytes;
       this.counts.evictions++;
     }
+  }
+
+  /** The answer another request is computing for `key` now (undefined: none is). */
+  inFlight(key: string): Promise<CacheEntry | undefined> | undefined {
+    return this.computing.get(key);
+  }
+
+  /**
+   * `key` is being computed: requests that miss it meanwhile wait for this answer (inFlight)
+   * instead of computing it again. The returned function settles it: the entry, or undefined
+   * when the computation failed (the waiters then compute it themselves).
+   */
+  begin(key: string): (entry: CacheEntry | undefined) => void {
+    let settle!: (entry: CacheEntry | undefined) => void;
+    const answer = new Promise<CacheEntry | undefined>((resolve) => (settle = resolve));
+    this.computing.set(key, answer);
+    return (entry) => {
+      if (this.computing.get(key) === answer) this.computing.delete(key);
+      settle(entry);
+    };
   }
 
   /** Metadata for an answer served from the cache: the input's size, no time spent. */

@@ -1,7 +1,7 @@
 /**
  * int8/uint8 ranges, calibrated per model: the first request for one of those types embeds a fixed
- * set of CALIBRATION_TEXTS with the request's own options (normalize, dimensions, prompt,
- * truncation) and keeps each dimension's min and max (sentence-transformers'
+ * set of CALIBRATION_TEXTS with the request's own options (normalize, dimensions, prompt by name
+ * or the prompt put before the texts, truncation) and keeps each dimension's min and max (sentence-transformers'
  * `calibration_embeddings`). The ranges are kept per engine object, so a new child (a restart, a
  * swap to another revision) calibrates again; a failed calibration is not kept.
  *
@@ -58,7 +58,7 @@ export const CALIBRATION_ENGINE = Symbol('teiplex.calibrationEngine');
 type Wrapping = Engine & { [CALIBRATION_ENGINE]?: Engine };
 
 /** What of the options changes a calibration vector (the cache key; the texts are too short to be truncated). */
-const keyOf = (o: EmbedOptions): string => JSON.stringify([o.normalize, o.dimensions ?? null, o.promptName ?? null]);
+const keyOf = (o: EmbedOptions): string => JSON.stringify([o.normalize, o.dimensions ?? null, o.promptName ?? null, o.textPrefix ?? '']);
 
 /** The ranges of `engine`'s vectors under `opts`, calibrated once per engine and options. */
 export function calibratedRanges(wrapper: Engine, opts: EmbedOptions, call?: CallOptions): Promise<Int8Ranges> {
@@ -81,8 +81,9 @@ export function calibratedRanges(wrapper: Engine, opts: EmbedOptions, call?: Cal
 
 async function calibrate(engine: Engine, opts: EmbedOptions, call?: CallOptions): Promise<Int8Ranges> {
   const rows: Float32Array[] = [];
+  const prefix = opts.textPrefix ?? '';
   for (let i = 0; i < CALIBRATION_TEXTS.length; i += CALIBRATION_BATCH) {
-    const out = await engine.embed(CALIBRATION_TEXTS.slice(i, i + CALIBRATION_BATCH), opts, call);
+    const out = await engine.embed(CALIBRATION_TEXTS.slice(i, i + CALIBRATION_BATCH).map((t) => prefix + t), opts, call);
     rows.push(...out.results);
   }
   return rangesOf(rows);

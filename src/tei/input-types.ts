@@ -67,7 +67,7 @@ export function asymmetricWarning(p: ModelPrompts | undefined, model: string): s
  * prompts, else prepended to each text (token-id inputs cannot take a prefix: VALIDATION). Without
  * a type or a prompt name, the warning for an asymmetric model (undefined for a symmetric one).
  */
-export function applyInputType<I extends string | number[], E extends { promptName?: string }>(
+export function applyInputType<I extends string | number[], E extends { promptName?: string; textPrefix?: string }>(
   inputs: I[],
   e: E,
   inputType: InputType | undefined,
@@ -86,7 +86,7 @@ export function applyInputType<I extends string | number[], E extends { promptNa
   if (inputs.some((x) => typeof x !== 'string')) {
     throw new TeiplexError('VALIDATION', "`input_type` cannot prefix token-id inputs with the prompt of this model (its prompts are the instance spec's): send text, or the token ids of the prompted text", { param: 'input_type' });
   }
-  return { inputs: inputs.map((x) => `${prefix}${x}` as I), e };
+  return { inputs: inputs.map((x) => `${prefix}${x}` as I), e: { ...e, textPrefix: prefix } };
 }
 
 export function isInputType(s: unknown): s is InputType {

@@ -61,6 +61,12 @@ export interface EncodeOptions {
   truncate: boolean;
   truncationDirection: TruncationDirection;
   promptName?: string;
+  /**
+   * A prompt the front end has already put before every text (an instance spec's prompt for an
+   * `input_type`). Never sent to a model; int8/uint8 calibration puts it before its own texts, so
+   * the ranges are those of prompted texts.
+   */
+  textPrefix?: string;
 }
 
 export interface EmbedOptions extends EncodeOptions {

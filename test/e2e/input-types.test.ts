@@ -17,7 +17,9 @@ import { testModel } from '../helpers/models.js';
 import { metricValue } from '../helpers/fake-child.js';
 import { status } from '@grpc/grpc-js';
 import { assertClose, grpcError, mux, unary } from '../helpers/mux-client.js';
-import { decodeDense, decodeMultivector, encodeTexts } from '../../src/arrow/embedding-batch.js';
+import { decodeDense, decodeDenseTyped, decodeMultivector, encodeTexts } from '../../src/arrow/embedding-batch.js';
+import { CALIBRATION_TEXTS } from '../../src/tei/calibration.js';
+import { refQuantize, refRanges } from '../helpers/quantize-reference.js';
 import { assertErrorCode, assertTeiError, childHttpPort, client, instanceToml, writeConfig } from '../helpers/data-plane.js';
 
 let dir: string;
@@ -97,6 +99,31 @@ describe('input_type picks the model prompt on every route', () => {
     const encode = await api.post('/v1/encode/nomic', { items: TEXTS.map((text) => ({ text })), input_type: 'query' });
     assert.deepEqual(encode.body.items.map((x: { dense: { values: number[] } }) => x.dense.values), q);
   });
+});
+
+test("int8 for a spec's prompt: the ranges are calibrated on the prompted calibration texts (/embed and EmbedArrow)", async () => {
+  // the reference: the same model without prompts ('plain'), the prompt written into every text
+  const floats = async (texts: readonly string[]): Promise<number[][]> => {
+    const rows: number[][] = [];
+    for (let i = 0; i < texts.length; i += 32) rows.push(...(await embed('plain', texts.slice(i, i + 32), { truncate: true })).rows);
+    return rows;
+  };
+  const prompted = refRanges(await floats(CALIBRATION_TEXTS.map((t) => `search_query: ${t}`)));
+  const unprompted = refRanges(await floats(CALIBRATION_TEXTS));
+  const vectors = await floats(TEXTS.map((t) => `search_query: ${t}`));
+  const want = vectors.map((v) => refQuantize(v, 'int8', prompted));
+  assert.notDeepEqual(want, vectors.map((v) => refQuantize(v, 'int8', unprompted)), 'the prompt changes the ranges (the check can fail)');
+  const http = await embed('nomic', TEXTS, { input_type: 'query', embedding_type: 'int8' });
+  assert.deepEqual(http.rows, want, '/embed');
+  const client = mux(Number(m.ready.grpc_port));
+  try {
+    const arrow = await unary(client, 'EmbedArrow', { target: { instance_name: 'nomic' }, arrow_ipc: Buffer.from(encodeTexts(TEXTS)), input_type: 'query', embedding_type: 'int8' });
+    const out = decodeDenseTyped(arrow.res.arrow_ipc);
+    const rows = Array.from({ length: out.rows }, (_, i) => Array.from(out.values.subarray(i * out.dim, (i + 1) * out.dim)));
+    assert.deepEqual(rows, want, 'EmbedArrow');
+  } finally {
+    client.close();
+  }
 });
 
 test('the multiplexer\'s EmbedTyped and EmbedArrow: input_type as on HTTP, the warning as metadata', async () => {
