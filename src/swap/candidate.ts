@@ -4,7 +4,10 @@
  * and the probe, the same texts through each version's client, answered as a ProbeAnswer
  * (compare.ts). The kind comes from the child's tei.v1 Info: embedding models are probed with
  * Embed (EmbedSparse when the spec's pooling is splade), classifiers and rerankers with Predict
- * (raw scores, one vector of label scores per text).
+ * (raw scores, one vector of label scores per text); a token classifier (Info says classifier,
+ * Predict answers WRONG_MODEL_TYPE) with PredictTokens: per text a sparse vector with one entry per
+ * token, at index `position * LABEL_SLOTS + slot(label)`, its score as the value, so a token whose
+ * label changed counts as orthogonal and one whose score changed by its score.
  */
 import { ChildChannel, type ChildChannelSettings } from '../child/child-channel.js';
 import { ChildClient } from '../child/child-client.js';
@@ -12,6 +15,7 @@ import { childMessageLimit } from '../child/child-message-limit.js';
 import type { InstanceSpec } from '../config/instance-spec.js';
 import type { Instance } from '../supervisor/instance.js';
 import type { ProbeAnswer, ProbeVector } from './compare.js';
+import { TeiplexError } from '../common/errors.js';
 
 /** A client of its own to a candidate's child; `close` ends its channel. */
 export function candidateClient(candidate: Instance, settings: ChildChannelSettings, timeoutMs: number): ChildClient {
@@ -41,9 +45,34 @@ export async function probe(client: ChildClient, spec: InstanceSpec, texts: read
     const r = await client.embed([...texts], { truncate: true, truncationDirection: 'right', normalize: true }, call);
     return { kind: 'embedding/dense', pooling, dims: r.results[0]?.length, vectors: r.results };
   }
-  const r = await client.predict([...texts], { truncate: true, truncationDirection: 'right', rawScores: true }, call);
+  let r: Awaited<ReturnType<ChildClient['predict']>>;
+  try {
+    r = await client.predict([...texts], { truncate: true, truncationDirection: 'right', rawScores: true }, call);
+  } catch (err) {
+    if (err instanceof TeiplexError && err.code === 'WRONG_MODEL_TYPE') return tokenProbe(client, spec, texts, call);
+    throw err;
+  }
   // Labels in a fixed order, so the two versions' score vectors line up.
   const vectors: ProbeVector[] = r.results.map((preds) => [...preds].sort((a, b) => (a.label < b.label ? -1 : a.label > b.label ? 1 : 0)).map((p) => p.score));
   const labels = (r.results[0] ?? []).map((p) => p.label).sort();
   return { kind: `${base} (${labels.join(', ')})`, pooling, dims: labels.length, vectors };
+}
+
+/** Label slots per token position in a token classifier's probe vector (labels hashed into them). */
+const LABEL_SLOTS = 4096;
+
+/** FNV-1a of a label, into LABEL_SLOTS. */
+function labelSlot(label: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < label.length; i++) h = Math.imul(h ^ label.charCodeAt(i), 0x01000193);
+  return (h >>> 0) % LABEL_SLOTS;
+}
+
+async function tokenProbe(client: ChildClient, spec: InstanceSpec, texts: readonly string[], call: { deadlineMs: number }): Promise<ProbeAnswer> {
+  const r = await client.predictTokens([...texts], { truncate: true, truncationDirection: 'right', rawScores: false, aggregation: 'none' }, call);
+  const vectors: ProbeVector[] = r.results.map((p) => {
+    const tokens = 'tokens' in p ? p.tokens : [];
+    return { indices: Float64Array.from(tokens, (t, i) => i * LABEL_SLOTS + labelSlot(t.label)), values: Float64Array.from(tokens, (t) => t.score) };
+  });
+  return { kind: 'token-classifier', pooling: poolingOf(spec), dims: undefined, vectors };
 }

@@ -333,3 +333,33 @@ describe('rolling swap of a catalog model', () => {
     assertErrorCode(await m.api('POST', `/instances/${replica}/swap`, { spec: { model_id: modelB } }), 409, 'INSTANCE_MANAGED');
   });
 });
+
+describe('rolling swap of a token classifier (NER)', () => {
+  let dir: string;
+  let m: ManagerProcess;
+
+  after(async () => {
+    await m?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test('probed with PredictTokens: the same weights swap in (cosine 1), other weights are refused below min_cosine', { timeout: 300_000 }, async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'teiplex-swap-ner-'));
+    const nerA = await testModel({ kind: 'token-classifier' });
+    const nerB = await testModel({ kind: 'token-classifier', seed: 7 });
+    const copy = path.join(dir, 'ner-copy');
+    await cp(nerA, copy, { recursive: true });
+    m = await startManager(await writeConfig(dir, 'graceful_shutdown_timeout_secs = 4\nstandby_children = 0\n', instanceToml('ner', nerA)), {}, 120_000);
+    await m.waitFor('ner', (i) => i.status === 'running', 120_000);
+    const refused = await m.api('POST', '/instances/ner/swap', { spec: { model_id: nerB }, probe: { min_cosine: 0.99 } });
+    assertErrorCode(refused, 422, 'SWAP_REFUSED');
+    assert.match(refused.body.error, /cosine below min_cosine 0\.99/);
+    const r = await m.api('POST', '/instances/ner/swap', { spec: { model_id: copy }, probe: { min_cosine: 0.999 } });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.equal(r.body.outcome, 'accepted');
+    assert.equal(r.body.checks[0].new, 'token-classifier');
+    assert.ok(r.body.cosine.min > 0.99999, JSON.stringify(r.body.cosine));
+    const after = await client(m.apiPort).post('/predict_tokens', { model: 'ner', inputs: 'Ada Lovelace lived in London' });
+    assert.equal(after.status, 200, JSON.stringify(after.body));
+  });
+});
