@@ -124,6 +124,8 @@ export class Budget {
       });
       line.push(waiter);
       this.observer?.queued(lane, 1);
+      // Others wait, but perhaps only for the bulk lane's bound: this one may go now.
+      this.pump();
     });
   }
 
