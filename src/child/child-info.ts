@@ -96,6 +96,22 @@ export class ChildInfo {
   }
 
   /**
+   * The input window if the child's Info is known; else undefined, and the Info is asked for in
+   * the background (once at a time) so later calls find it. For callers that must not wait for
+   * Info on their fast path (the multiplexer's forwarded unary calls).
+   */
+  windowNow(timeoutMs: number): Budget | undefined {
+    if (this.budget === undefined && this.fetching === undefined) {
+      const scope = new CallScope(Date.now() + timeoutMs);
+      this.inputBudget(scope).then(
+        () => scope.finish(),
+        () => scope.finish(),
+      );
+    }
+    return this.budget;
+  }
+
+  /**
    * The child's input window (max_concurrent_requests), shared by every call to it, in two lanes:
    * the bulk lane holds at most two bulk sub-batches (2 x bulk_chunk_rows inputs).
    */

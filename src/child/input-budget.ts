@@ -92,15 +92,21 @@ export class Budget {
     return n <= this.limit;
   }
 
+  /** Take `n` units in `lane` now if nobody waits and they fit (true), else take nothing (false). */
+  tryAcquire(n: number, lane: Lane = 'interactive'): boolean {
+    if (this.interactive.length === 0 && this.bulk.length === 0 && this.used + n <= this.limit && (lane === 'interactive' || this.bulkRoom(n))) {
+      this.take(n, lane);
+      this.observer?.waited(lane, 0);
+      return true;
+    }
+    return false;
+  }
+
   /** Take `n` units in `lane`; waits for room (in the order above), or rejects if the call aborts. */
   acquire(n: number, call: CallScope, lane: Lane = 'interactive'): Promise<void> {
     call.check();
     if (!this.fits(n)) return Promise.reject(new RangeError(`a share of ${n} is larger than the whole budget of ${this.limit}`));
-    if (this.interactive.length === 0 && this.bulk.length === 0 && this.used + n <= this.limit && (lane === 'interactive' || this.bulkRoom(n))) {
-      this.take(n, lane);
-      this.observer?.waited(lane, 0);
-      return Promise.resolve();
-    }
+    if (this.tryAcquire(n, lane)) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
       const line = lane === 'bulk' ? this.bulk : this.interactive;
       const waiter: Waiter = {
