@@ -33,6 +33,9 @@ export function laneMetrics(registry: Registry): (instance: string) => LaneWaits
   return (instance) => {
     const waits = { interactive: wait.labels(instance, 'interactive'), bulk: wait.labels(instance, 'bulk') };
     const depth = { interactive: queued.labels(instance, 'interactive'), bulk: queued.labels(instance, 'bulk') };
+    // The series show from the start (0 waiting), without resetting what an earlier spawn's calls still count.
+    depth.interactive.inc(0);
+    depth.bulk.inc(0);
     return {
       waited: (lane, seconds) => waits[lane].observe(seconds),
       queued: (lane, delta) => depth[lane].inc(delta),
