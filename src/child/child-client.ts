@@ -51,6 +51,7 @@ import { childFailure, childStatusOf } from './child-status.js';
 import { decodeAnswer, fromPbMetadata, pbDirection, TEI, TOKENS, type ChildMethod } from './codec.js';
 import { pbAggregation, tokenPredictionsOf } from './token-predictions.js';
 import type { Budget } from './input-budget.js';
+import type { Lane } from './lane.js';
 import { DENSE, MULTIVECTOR, SPARSE, type RowKind, type RowOptions } from './row-kinds.js';
 
 /** Most chunks of one operation in flight to a child at once. */
@@ -159,15 +160,13 @@ export class ChildClient implements Engine {
    * `fn` (child calls carrying `n` inputs) once the child's input window has room for them in the
    * scope's lane (input-budget.ts); the share is given back when it settles.
    */
-  async gated<T>(s: CallScope, n: number, fn: () => Promise<T>): Promise<T> {
-    const budget = await this.known.inputBudget(s);
+  gated<T>(s: CallScope, n: number, fn: () => Promise<T>): Promise<T> {
+    const budget = this.known.window;
+    if (budget === undefined) return this.known.inputBudget(s).then(() => this.gated(s, n, fn));
     const share = Math.max(1, Math.min(n, budget.limit));
-    await budget.acquire(share, s, s.lane);
-    try {
-      return await fn();
-    } finally {
-      budget.release(share, s.lane);
-    }
+    // The fast path: room now, no promise of ours besides fn's.
+    if (budget.tryAcquire(share, s.lane)) return holding(budget, share, s.lane, fn);
+    return budget.acquire(share, s, s.lane).then(() => holding(budget, share, s.lane, fn));
   }
 
   private async unary<Req, Res>(s: CallScope, m: ChildMethod<Req, Res>, req: Req, n = 1): Promise<Res> {
@@ -388,6 +387,20 @@ export class ChildClient implements Engine {
       return rows;
     });
   }
+}
+
+/** `fn`'s promise; the share of `budget` it holds is given back when it settles. */
+function holding<T>(budget: Budget, share: number, lane: Lane, fn: () => Promise<T>): Promise<T> {
+  let p: Promise<T>;
+  try {
+    p = fn();
+  } catch (err) {
+    budget.release(share, lane);
+    return Promise.reject(err);
+  }
+  const release = (): void => budget.release(share, lane);
+  p.then(release, release);
+  return p;
 }
 
 function batched<R>(r: Results<R>): Batched<R> {

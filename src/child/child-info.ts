@@ -95,6 +95,11 @@ export class ChildInfo {
     return i.max_concurrent_requests > 0 ? i.max_concurrent_requests : DEFAULT_MAX_CONCURRENT;
   }
 
+  /** The input window, once sized (after the child's Info). */
+  get window(): Budget | undefined {
+    return this.budget;
+  }
+
   /**
    * The input window if the child's Info is known; else undefined, and the Info is asked for in
    * the background (once at a time) so later calls find it. For callers that must not wait for
