@@ -10,7 +10,9 @@
  *    bulk lane by default);
  * 3. both at once.
  *
- * Reported: interactive p50/p99 alone and loaded (and loaded / alone), bulk rows/s alone and
+ * Reported: interactive p50/p99 alone and loaded (and loaded / alone; of the calls answered, and
+ * how many were refused: without lanes the child answers 429 when bulk work holds all its
+ * max_concurrent_requests permits), bulk rows/s alone and
  * loaded (and loaded / alone), against the goal: interactive p99 <= 3x its unloaded p99 while bulk
  * keeps >= 0.85x its solo throughput. `--label` names the run; results of other labels already
  * in bench/results/lanes.json are kept, so a run of the code before the lanes (the same script at
@@ -70,10 +72,11 @@ function text(tag: string, i: number): string {
   return `${tag} ${i}: ${Array.from({ length: 8 + Math.floor(rand() * 24) }, () => WORDS[Math.floor(rand() * WORDS.length)]).join(' ')}`;
 }
 
-/** Single-text /embed at RATE per second for `seconds`, open loop: the latencies (ms). */
-async function interactive(m: ManagerProcess, seconds: number, tag: string): Promise<number[]> {
+/** Single-text /embed at RATE per second for `seconds`, open loop: the answered calls' latencies (ms) and the refusals by status. */
+async function interactive(m: ManagerProcess, seconds: number, tag: string): Promise<{ latencies: number[]; refused: Record<string, number> }> {
   const url = `http://127.0.0.1:${m.apiPort}/embed`;
   const latencies: number[] = [];
+  const refused: Record<string, number> = {};
   const calls: Array<Promise<void>> = [];
   const n = Math.round(seconds * RATE);
   const t0 = performance.now();
@@ -87,13 +90,16 @@ async function interactive(m: ManagerProcess, seconds: number, tag: string): Pro
         const started = performance.now();
         const res = await request(url, { method: 'POST', headers: { 'content-type': 'application/json', 'x-teiplex-priority': 'interactive' }, body });
         const answer = await res.body.text();
-        if (res.statusCode !== 200) throw new Error(`/embed: HTTP ${res.statusCode}: ${answer.slice(0, 200)}`);
-        latencies.push(performance.now() - started);
+        if (res.statusCode === 200) latencies.push(performance.now() - started);
+        else {
+          refused[res.statusCode] = (refused[res.statusCode] ?? 0) + 1;
+          if (refused[res.statusCode] === 1) console.error(`/embed: HTTP ${res.statusCode}: ${answer.slice(0, 200)}`);
+        }
       })(),
     );
   }
   await Promise.all(calls);
-  return latencies;
+  return { latencies, refused };
 }
 
 /** EmbedArrow calls of BULK_ROWS rows, BULK_INFLIGHT in flight, until `stop()` says so: rows answered and seconds. */
@@ -126,6 +132,9 @@ interface Result {
   interactive_alone_p99_ms: number;
   interactive_loaded_p50_ms: number;
   interactive_loaded_p99_ms: number;
+  /** Interactive calls sent while loaded, and those refused (by HTTP status). */
+  interactive_loaded_calls: number;
+  interactive_loaded_refused: Record<string, number>;
   p99_ratio: number;
   bulk_alone_rows_per_s: number;
   bulk_loaded_rows_per_s: number;
@@ -157,7 +166,9 @@ async function main(): Promise<void> {
     })());
 
     console.error(`interactive alone, ${SECONDS} s at ${RATE}/s`);
-    const alone = await interactive(m, SECONDS, 'alone');
+    const aloneRun = await interactive(m, SECONDS, 'alone');
+    const alone = aloneRun.latencies;
+    if (Object.keys(aloneRun.refused).length > 0) throw new Error(`interactive calls refused with nothing else running: ${JSON.stringify(aloneRun.refused)}`);
     console.error(`bulk alone, ${SECONDS} s`);
     const soloEnd = performance.now() + SECONDS * 1000;
     const solo = await bulk(grpcClient, bodies, () => performance.now() >= soloEnd);
@@ -166,7 +177,8 @@ async function main(): Promise<void> {
     const loadedBulk = bulk(grpcClient, bodies, () => stopBulk);
     // Let the bulk job fill the child first.
     await new Promise((r) => setTimeout(r, 1000));
-    const loaded = await interactive(m, SECONDS, 'loaded');
+    const loadedRun = await interactive(m, SECONDS, 'loaded');
+    const loaded = loadedRun.latencies;
     stopBulk = true;
     const both = await loadedBulk;
 
@@ -188,11 +200,13 @@ async function main(): Promise<void> {
       interactive_alone_p99_ms: q(alone, 0.99),
       interactive_loaded_p50_ms: q(loaded, 0.5),
       interactive_loaded_p99_ms: q(loaded, 0.99),
+      interactive_loaded_calls: Math.round(SECONDS * RATE),
+      interactive_loaded_refused: loadedRun.refused,
       p99_ratio: Math.round(p99Ratio * 100) / 100,
       bulk_alone_rows_per_s: Math.round(soloRate),
       bulk_loaded_rows_per_s: Math.round(loadedRate),
       bulk_ratio: Math.round(bulkRatio * 100) / 100,
-      goal_met: p99Ratio <= 3 && bulkRatio >= 0.85,
+      goal_met: p99Ratio <= 3 && bulkRatio >= 0.85 && Object.keys(loadedRun.refused).length === 0,
     };
   } finally {
     grpcClient.close();
@@ -200,17 +214,21 @@ async function main(): Promise<void> {
     rmSync(dir, { recursive: true, force: true });
   }
 
+  const refusals = (r: Result): string => {
+    const n = Object.values(r.interactive_loaded_refused ?? {}).reduce((a, b) => a + b, 0);
+    return n === 0 ? `0 of ${r.interactive_loaded_calls}` : `${n} of ${r.interactive_loaded_calls} (${Object.entries(r.interactive_loaded_refused).map(([st, k]) => `${k} x HTTP ${st}`).join(', ')})`;
+  };
   const out = projectPath('bench', 'results');
   mkdirSync(out, { recursive: true });
   const jsonFile = path.join(out, 'lanes.json');
   const previous: Result[] = existsSync(jsonFile) ? (JSON.parse(readFileSync(jsonFile, 'utf8')) as { runs: Result[] }).runs : [];
   const runs = [...previous.filter((r) => r.label !== result.label), result];
   const lines = [
-    `| run | bulk_chunk_rows | aging ms | interactive p50 alone / loaded (ms) | interactive p99 alone / loaded (ms) | p99 loaded / alone | bulk rows/s alone / loaded | bulk loaded / alone | goal (p99 <= 3x, bulk >= 0.85x) |`,
-    `| --- | --- | --- | --- | --- | --- | --- | --- | --- |`,
+    `| run | bulk_chunk_rows | aging ms | interactive p50 alone / loaded (ms) | interactive p99 alone / loaded (ms) | p99 loaded / alone | interactive refused when loaded | bulk rows/s alone / loaded | bulk loaded / alone | goal (p99 <= 3x, bulk >= 0.85x, none refused) |`,
+    `| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |`,
     ...runs.map(
       (r) =>
-        `| ${r.label} | ${r.bulk_chunk_rows} | ${r.aging_ms} | ${r.interactive_alone_p50_ms} / ${r.interactive_loaded_p50_ms} | ${r.interactive_alone_p99_ms} / ${r.interactive_loaded_p99_ms} | ${r.p99_ratio.toFixed(2)}x | ${r.bulk_alone_rows_per_s} / ${r.bulk_loaded_rows_per_s} | ${r.bulk_ratio.toFixed(2)}x | ${r.goal_met ? 'met' : 'not met'} |`,
+        `| ${r.label} | ${r.bulk_chunk_rows} | ${r.aging_ms} | ${r.interactive_alone_p50_ms} / ${r.interactive_loaded_p50_ms} | ${r.interactive_alone_p99_ms} / ${r.interactive_loaded_p99_ms} | ${r.p99_ratio.toFixed(2)}x | ${refusals(r)} | ${r.bulk_alone_rows_per_s} / ${r.bulk_loaded_rows_per_s} | ${r.bulk_ratio.toFixed(2)}x | ${r.goal_met ? 'met' : 'not met'} |`,
     ),
   ];
   const table = lines.join('\n');
