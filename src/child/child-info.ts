@@ -38,7 +38,7 @@ export interface ChildLanes {
 }
 
 /** bulk_chunk_rows by default: measured with bench/lanes.ts (bench/results/lanes.md). */
-export const DEFAULT_BULK_CHUNK_ROWS = 32;
+export const DEFAULT_BULK_CHUNK_ROWS = 16;
 
 export const DEFAULT_LANES: ChildLanes = { agingMs: DEFAULT_AGING_MS, bulkChunkRows: DEFAULT_BULK_CHUNK_ROWS };
 
