@@ -146,7 +146,8 @@ async function rowsOn<Row>(
   // One budget for both paths: a stream holds its window's worth of the child's inputs, so calls
   // are served in turn instead of all crawling at once behind the child's admission.
   const budget = await child.inputBudget(call);
-  const window = Math.max(1, Math.min(settings.streamWindow, texts.length, budget.limit));
+  // A bulk stream keeps at most the bulk lane's share unanswered (interactive calls go beside it).
+  const window = Math.max(1, Math.min(settings.streamWindow, texts.length, call.lane === 'bulk' ? budget.bulkLimit : budget.limit));
   await budget.acquire(window, call, call.lane);
   const done = { rows: new Array<Row>(texts.length), answered: 0 };
   let failure: unknown;
