@@ -23,6 +23,8 @@ export interface ApiKeyGrant {
   readonly admin: boolean;
   /** Has `instances` or `models`. */
   readonly restricted: boolean;
+  /** The key's default priority lane (`priority`; unset: interactive). */
+  readonly priority?: 'interactive' | 'bulk';
 }
 
 /** The part of an instance a restriction looks at (the supervisor's Instance fits). */
@@ -49,6 +51,7 @@ export class ApiKeys {
       models: k.models === undefined ? undefined : new Set(k.models),
       admin: k.admin === true,
       restricted: k.instances !== undefined || k.models !== undefined,
+      ...(k.priority !== undefined ? { priority: k.priority } : {}),
     }));
   }
 

@@ -13,6 +13,7 @@
  *   request message (`grantOf(message)`), and the handlers make the one authorization decision
  *   on what the call's target resolves to (access.ts): forwarded RPCs and the Arrow RPCs when
  *   they resolve their target, ListInstances and health when they list or look up an instance.
+ *   A key with a `priority` has its grant recorded too (its default lane, src/child/lane.ts).
  */
 import type { PeerCertificate } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
@@ -30,12 +31,12 @@ export function grpcCredentials(auth: Auth): grpc.ServerCredentials {
   return grpc.ServerCredentials.createSsl(m.ca, [{ private_key: m.key, cert_chain: m.cert }], true);
 }
 
-/** Restricted keys' grants by request message (the object the handler receives as the request). */
+/** Restricted (or prioritised) keys' grants by request message (the object the handler receives as the request). */
 const grants = new WeakMap<object, ApiKeyGrant>();
 
 /**
- * The API key grant a request message was received with when that key is restricted; undefined
- * when keys are off or the key is unrestricted (it may use everything).
+ * The API key grant a request message was received with when that key is restricted or has a
+ * `priority`; undefined when keys are off or the key is unrestricted without one.
  */
 export function grantOf(message: unknown): ApiKeyGrant | undefined {
   return typeof message === 'object' && message !== null ? grants.get(message) : undefined;
@@ -98,7 +99,7 @@ export function grpcAuthInterceptor(auth: Auth, onReject?: (path: string, code: 
       builder
         .withOnReceiveMessage((message, next) => {
           if (refused) return;
-          if (grant?.restricted && typeof message === 'object' && message !== null) grants.set(message, grant);
+          if ((grant?.restricted === true || grant?.priority !== undefined) && typeof message === 'object' && message !== null) grants.set(message, grant!);
           next(message);
         })
         .withOnReceiveHalfClose((next) => {

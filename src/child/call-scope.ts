@@ -12,6 +12,7 @@ import * as grpc from '@grpc/grpc-js';
 import { TeiplexError } from '../common/errors.js';
 import type { ChildCall, ChildCallListener, ChildChannel } from './child-channel.js';
 import { childFailure } from './child-status.js';
+import type { Lane } from './lane.js';
 
 export class CallScope {
   private readonly calls = new Set<ChildCall>();
@@ -24,11 +25,13 @@ export class CallScope {
    * @param deadlineMs epoch ms by which everything must be done (Infinity: none)
    * @param onDeadline the error the scope ends with when the deadline passes
    * @param signal aborted when the caller has gone away
+   * @param lane the request's priority class: its child calls wait in that lane of the child's input window
    */
   constructor(
     readonly deadlineMs: number,
     onDeadline: () => Error = () => new TeiplexError('REQUEST_TIMEOUT', 'the child did not answer in time'),
     signal?: AbortSignal,
+    readonly lane: Lane = 'interactive',
   ) {
     if (Number.isFinite(deadlineMs)) this.timer = setTimeout(() => this.abort(onDeadline()), Math.max(0, deadlineMs - Date.now()));
     if (signal !== undefined) {

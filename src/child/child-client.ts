@@ -46,11 +46,12 @@ import { embedRows, DEFAULT_FANOUT, type Fallback, type FanoutPath, type FanoutS
 import { fanOut } from './batching/fan-out.js';
 import { CallScope } from './call-scope.js';
 import type { ChildChannel } from './child-channel.js';
-import { ChildInfo, type BatchSupport } from './child-info.js';
+import { ChildInfo, type BatchSupport, type ChildLanes } from './child-info.js';
 import { childFailure, childStatusOf } from './child-status.js';
 import { decodeAnswer, fromPbMetadata, pbDirection, TEI, TOKENS, type ChildMethod } from './codec.js';
 import { pbAggregation, tokenPredictionsOf } from './token-predictions.js';
 import type { Budget } from './input-budget.js';
+import type { Lane } from './lane.js';
 import { DENSE, MULTIVECTOR, SPARSE, type RowKind, type RowOptions } from './row-kinds.js';
 
 /** Most chunks of one operation in flight to a child at once. */
@@ -65,6 +66,8 @@ export interface ChildClientOptions {
   timeoutMs: number;
   /** What is known beforehand of Batch support (a real TEI child: 'no'). */
   batch?: BatchSupport;
+  /** The lanes of its input window (default: DEFAULT_LANES). */
+  lanes?: ChildLanes;
 }
 
 interface Results<R> {
@@ -83,12 +86,12 @@ export class ChildClient implements Engine {
   ) {
     this.who = o.who;
     this.timeoutMs = o.timeoutMs;
-    this.known = new ChildInfo(channel, o.who, o.batch);
+    this.known = new ChildInfo(channel, o.who, o.batch, o.lanes);
   }
 
   /** A scope for one operation (call-scope.ts), with the caller's deadline and signal. */
   scope(call?: CallOptions, onDeadline?: () => Error): CallScope {
-    return new CallScope(call?.deadlineMs ?? Date.now() + this.timeoutMs, onDeadline ?? (() => new TeiplexError('REQUEST_TIMEOUT', `${this.who} did not answer in time`)), call?.signal);
+    return new CallScope(call?.deadlineMs ?? Date.now() + this.timeoutMs, onDeadline ?? (() => new TeiplexError('REQUEST_TIMEOUT', `${this.who} did not answer in time`)), call?.signal, call?.lane);
   }
 
   /** Run `fn` in a scope of its own: on failure every child call of it still in flight is cancelled. */
@@ -153,8 +156,21 @@ export class ChildClient implements Engine {
 
   // ---- calls ------------------------------------------------------------------------------------
 
-  private async unary<Req, Res>(s: CallScope, m: ChildMethod<Req, Res>, req: Req): Promise<Res> {
-    return decodeAnswer(m, await s.unary(this.channel, m.path, m.encode(req), this.who), this.who);
+  /**
+   * `fn` (child calls carrying `n` inputs) once the child's input window has room for them in the
+   * scope's lane (input-budget.ts); the share is given back when it settles.
+   */
+  gated<T>(s: CallScope, n: number, fn: () => Promise<T>): Promise<T> {
+    const budget = this.known.window;
+    if (budget === undefined) return this.known.inputBudget(s).then(() => this.gated(s, n, fn));
+    const share = Math.max(1, Math.min(n, budget.limit));
+    // The fast path: room now, no promise of ours besides fn's.
+    if (budget.tryAcquire(share, s.lane)) return holding(budget, share, s.lane, fn);
+    return budget.acquire(share, s, s.lane).then(() => holding(budget, share, s.lane, fn));
+  }
+
+  private async unary<Req, Res>(s: CallScope, m: ChildMethod<Req, Res>, req: Req, n = 1): Promise<Res> {
+    return decodeAnswer(m, await this.gated(s, n, () => s.unary(this.channel, m.path, m.encode(req), this.who)), this.who);
   }
 
   /** One bidirectional stream: one answer per message, in order. */
@@ -178,9 +194,8 @@ export class ChildClient implements Engine {
   }
 
   /** Requests of one input each: a unary call for one, one stream (the `*Stream` twin) for more. */
-  private async many(s: CallScope, unaryPath: string, streamPath: string, msgs: readonly Buffer[]): Promise<Buffer[]> {
-    if (msgs.length === 1) return [await s.unary(this.channel, unaryPath, msgs[0]!, this.who)];
-    return this.stream(s, streamPath, msgs);
+  private many(s: CallScope, unaryPath: string, streamPath: string, msgs: readonly Buffer[]): Promise<Buffer[]> {
+    return this.gated(s, msgs.length, async () => (msgs.length === 1 ? [await s.unary(this.channel, unaryPath, msgs[0]!, this.who)] : this.stream(s, streamPath, msgs)));
   }
 
   private async manyOf<Req, Res>(s: CallScope, single: ChildMethod<Req, Res>, stream: ChildMethod<Req, Res>, reqs: readonly Req[]): Promise<Res[]> {
@@ -204,7 +219,8 @@ export class ChildClient implements Engine {
     const maxConcurrent = Math.max(1, info.max_concurrent_requests);
     // One input: a plain unary tei.v1 call costs the child less than a Batch call.
     const batch = viaBatch !== null && this.known.batch !== 'no' && items.length > 1;
-    const size = batch ? Math.min(maxClient, maxConcurrent) : maxClient;
+    // A bulk request goes in sub-batches of bulk_chunk_rows: an interactive call waits for one at most.
+    const size = Math.min(batch ? Math.min(maxClient, maxConcurrent) : maxClient, s.lane === 'bulk' ? this.known.lanes.bulkChunkRows : Number.MAX_SAFE_INTEGER);
     const limit = Math.max(1, Math.min(MAX_CHUNKS_IN_FLIGHT, Math.floor(maxConcurrent / size)));
     const metadata: Metadata[] = [];
     const rows = await fanOut(items, size, limit, async (c) => {
@@ -251,7 +267,7 @@ export class ChildClient implements Engine {
       s,
       texts,
       async (inputs) => {
-        const { rows, metadata } = kind.batchRows(await s.unary(this.channel, kind.batchPath, kind.batchRequest(inputs, o), this.who), inputs.length);
+        const { rows, metadata } = kind.batchRows(await this.gated(s, inputs.length, () => s.unary(this.channel, kind.batchPath, kind.batchRequest(inputs, o), this.who)), inputs.length);
         count(rows);
         return { rows, metadata: [metadata] };
       },
@@ -288,7 +304,7 @@ export class ChildClient implements Engine {
     return this.run(call, async (s) =>
       batched(
         await this.split(s, inputs, null, async (c) => {
-          const res = await this.unary(s, TOKENS.PredictTokens, { ...base, inputs: c }).catch((err: unknown) => {
+          const res = await this.unary(s, TOKENS.PredictTokens, { ...base, inputs: c }, c.length).catch((err: unknown) => {
             if (childStatusOf(err)?.code === grpc.status.UNIMPLEMENTED) {
               throw new TeiplexError('WRONG_MODEL_TYPE', `${this.who} does not serve token classification (no teiplex.v1.TokenClassification: not a teiplex router)`);
             }
@@ -333,7 +349,7 @@ export class ChildClient implements Engine {
       const limit = Math.max(1, Math.min(MAX_CHUNKS_IN_FLIGHT, Math.floor(Math.max(1, info.max_concurrent_requests) / size)));
       const metadata: Metadata[] = [];
       const ranks = await fanOut(texts, size, limit, async (c, offset) => {
-        const res = await this.unary(s, TEI.Rerank, { ...base, texts: c });
+        const res = await this.unary(s, TEI.Rerank, { ...base, texts: c }, c.length);
         metadata.push(fromPbMetadata(res.metadata));
         return res.ranks.map((r): Rank => ({ index: r.index + offset, score: r.score, ...(r.text !== undefined && r.text !== null ? { text: r.text } : {}) }));
       });
@@ -371,6 +387,20 @@ export class ChildClient implements Engine {
       return rows;
     });
   }
+}
+
+/** `fn`'s promise; the share of `budget` it holds is given back when it settles. */
+function holding<T>(budget: Budget, share: number, lane: Lane, fn: () => Promise<T>): Promise<T> {
+  let p: Promise<T>;
+  try {
+    p = fn();
+  } catch (err) {
+    budget.release(share, lane);
+    return Promise.reject(err);
+  }
+  const release = (): void => budget.release(share, lane);
+  p.then(release, release);
+  return p;
 }
 
 function batched<R>(r: Results<R>): Batched<R> {

@@ -10,8 +10,9 @@
  * - whether it serves `teiplex.v1.Batch` (a `teiplex router` does, a real TEI does not): unknown
  *   until a Batch call is answered; UNIMPLEMENTED means no, any other answer from the Batch service
  *   means yes;
- * - its input budget: max_concurrent_requests as a Budget (input-budget.ts) shared by every
- *   row-wise request to it, so the manager never has more inputs in flight to it than it admits;
+ * - its input window: max_concurrent_requests as a Budget (input-budget.ts) in two lanes, shared
+ *   by every call to it, so the manager never has more inputs in flight to it than it admits and
+ *   interactive calls go before bulk ones;
  * - its embedding dimensions (dense, and per token), from any answer or from a probe of one short
  *   text (ChildClient), for requests that do not otherwise call it (Arrow's noop and empty input).
  */
@@ -19,13 +20,27 @@ import type { PbInfoResponse } from '../tei/proto.js';
 import { CallScope } from './call-scope.js';
 import type { ChildChannel } from './child-channel.js';
 import { decodeAnswer, TEI } from './codec.js';
-import { Budget } from './input-budget.js';
+import { Budget, DEFAULT_AGING_MS, type LaneObserver } from './input-budget.js';
 import { TeiplexError } from '../common/errors.js';
 
 /** TEI's default max_concurrent_requests, for a child whose Info does not say. */
 export const DEFAULT_MAX_CONCURRENT = 512;
 
 export type BatchSupport = 'unknown' | 'yes' | 'no';
+
+/** How a child's input window serves its lanes (input-budget.ts, docs/tenancy.md). */
+export interface ChildLanes {
+  /** priority_aging_ms: a bulk waiter older than this goes as if interactive. */
+  agingMs: number;
+  /** bulk_chunk_rows: most inputs in one bulk sub-batch; the bulk lane holds at most two. */
+  bulkChunkRows: number;
+  observer?: LaneObserver;
+}
+
+/** bulk_chunk_rows by default: measured with bench/lanes.ts (bench/results/lanes.md). */
+export const DEFAULT_BULK_CHUNK_ROWS = 16;
+
+export const DEFAULT_LANES: ChildLanes = { agingMs: DEFAULT_AGING_MS, bulkChunkRows: DEFAULT_BULK_CHUNK_ROWS };
 
 export class ChildInfo {
   batch: BatchSupport;
@@ -38,6 +53,7 @@ export class ChildInfo {
     private readonly channel: ChildChannel,
     private readonly who: string,
     batch: BatchSupport = 'unknown',
+    readonly lanes: ChildLanes = DEFAULT_LANES,
   ) {
     this.batch = batch;
   }
@@ -79,10 +95,35 @@ export class ChildInfo {
     return i.max_concurrent_requests > 0 ? i.max_concurrent_requests : DEFAULT_MAX_CONCURRENT;
   }
 
-  /** The child's input budget (max_concurrent_requests), shared by every row-wise request to it. */
+  /** The input window, once sized (after the child's Info). */
+  get window(): Budget | undefined {
+    return this.budget;
+  }
+
+  /**
+   * The input window if the child's Info is known; else undefined, and the Info is asked for in
+   * the background (once at a time) so later calls find it. For callers that must not wait for
+   * Info on their fast path (the multiplexer's forwarded unary calls).
+   */
+  windowNow(timeoutMs: number): Budget | undefined {
+    if (this.budget === undefined && this.fetching === undefined) {
+      const scope = new CallScope(Date.now() + timeoutMs);
+      this.inputBudget(scope).then(
+        () => scope.finish(),
+        () => scope.finish(),
+      );
+    }
+    return this.budget;
+  }
+
+  /**
+   * The child's input window (max_concurrent_requests), shared by every call to it, in two lanes:
+   * the bulk lane holds at most two bulk sub-batches (2 x bulk_chunk_rows inputs).
+   */
   async inputBudget(scope: CallScope): Promise<Budget> {
+    if (this.budget !== undefined) return this.budget;
     const limit = await this.maxConcurrent(scope);
-    this.budget ??= new Budget(limit);
+    this.budget ??= new Budget(limit, { agingMs: this.lanes.agingMs, bulkLimit: 2 * this.lanes.bulkChunkRows, ...(this.lanes.observer !== undefined ? { observer: this.lanes.observer } : {}) });
     return this.budget;
   }
 }

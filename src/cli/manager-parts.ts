@@ -8,6 +8,7 @@
  * data plane mounted. Nothing
  * listens and nothing is booted here: the caller does that.
  */
+import { laneMetrics } from '../metrics/lane-metrics.js';
 import type { Auth } from '../auth/auth.js';
 import { Catalog } from '../catalog/catalog.js';
 import { catalogSettings, ConfigReloader } from '../catalog/reload.js';
@@ -53,6 +54,7 @@ export async function wireManager(o: { config: Config; configPath: string | unde
     probeTimeoutMs: config.health_check_timeout_secs * 1000,
     retireMs: config.graceful_shutdown_timeout_secs * 1000,
     cacheBytes: Math.floor(config.embedding_cache_mb * 1024 * 1024),
+    lanes: { agingMs: config.priority_aging_ms, bulkChunkRows: config.bulk_chunk_rows, observer: laneMetrics(metrics.registry) },
   });
   supervisor.drainer = routing.channels;
   supervisor.outliers = routing.outliers;

@@ -89,6 +89,8 @@ export const ApiKeyConfigSchema = Type.Object(
     models: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
     /** May use the REST admin API (when auth.admin_requires_key). */
     admin: Type.Optional(Type.Boolean()),
+    /** The key's default priority lane (docs/tenancy.md): interactive unless set; x-teiplex-priority overrides. */
+    priority: Type.Optional(Type.Union([Type.Literal('interactive'), Type.Literal('bulk')])),
   },
   { additionalProperties: false },
 );
@@ -174,6 +176,10 @@ export const ConfigSchema = Type.Object(
     arrow_decode_budget_mb: Type.Number({ exclusiveMinimum: 0, maximum: 65536 }),
     /** gRPC multiplexer, Arrow RPCs: worker threads that read requests and write answers, off the event loop. */
     arrow_decode_threads: Type.Integer({ minimum: 1, maximum: 64 }),
+    /** Priority lanes: a bulk call waiting this long (ms) for a child's input window is served as if interactive, in arrival order. */
+    priority_aging_ms: Type.Integer({ minimum: 0, maximum: 3_600_000 }),
+    /** Priority lanes: most inputs in one bulk sub-batch to a child; the bulk lane holds at most two per child. */
+    bulk_chunk_rows: Type.Integer({ minimum: 1, maximum: 256 }),
     /** gRPC multiplexer, Arrow RPCs: serve `noop: true` (zeros without calling the model, for transport benchmarks); else FAILED_PRECONDITION. */
     arrow_allow_noop: Type.Boolean(),
     /** HTTP data plane: its own listener on this port (0: ephemeral); unset: served on api_port. */
@@ -272,6 +278,8 @@ export const DEFAULTS = {
   arrow_decode_budget_mb: 256,
   arrow_decode_threads: 2,
   arrow_allow_noop: false,
+  priority_aging_ms: 2000,
+  bulk_chunk_rows: 16,
   max_request_inputs: 256,
   http_body_limit_mb: 2,
   http_response_limit_mb: 64,

@@ -39,6 +39,7 @@
  * `teiplex-error-index`); `teiplex-instance` names the instance in the response headers and
  * trailers, as on forwarded calls.
  */
+import { laneOf, PRIORITY_HEADER, type Lane } from '../child/lane.js';
 import * as grpc from '@grpc/grpc-js';
 import { ArrowWorkers } from '../arrow/arrow-workers.js';
 import type { DenseValues } from '../arrow/embedding-batch.js';
@@ -308,8 +309,11 @@ function arrowHandler(
     let mode: FailoverMode;
     let outputType: OutputType = 'float32';
     let inputType: InputType | undefined;
+    let lane: Lane;
     try {
       if (req.malformed !== undefined) throw new TeiplexError('BAD_REQUEST', req.malformed);
+      // Arrow calls are bulk unless their metadata (or their API key's priority) says otherwise.
+      lane = laneOf(call.metadata.get(PRIORITY_HEADER), grantOf(req)?.priority ?? 'bulk');
       target = toTarget(req.target);
       mode = parseFailoverMode(call.metadata.get(FAILOVER_HEADER)[0]);
       outputType = parseEmbeddingType(req.embedding_type);
@@ -373,7 +377,7 @@ function arrowHandler(
         if (client <= ours) return clientDeadline();
         return new TeiplexError('REQUEST_TIMEOUT', `instance '${leg.instance.name}' did not answer within grpc_request_timeout_secs (${f.timeoutMs / 1000} s)`);
       };
-      const arrowCall = new CallScope(Math.min(ours, client), () => timedOut() ?? clientDeadline());
+      const arrowCall = new CallScope(Math.min(ours, client), () => timedOut() ?? clientDeadline(), undefined, lane);
       let done = false;
       /** The replica failed sub-batches went to (failover), once asked: null when none may be used. */
       let moved: Leg | null | undefined;

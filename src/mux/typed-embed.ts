@@ -8,6 +8,7 @@
  * Response metadata: `teiplex-instance`, `teiplex-cache: hits=N misses=M`, and for an asymmetric
  * model called without a type `teiplex-warning`.
  */
+import { laneOf, PRIORITY_HEADER, type Lane } from '../child/lane.js';
 import * as grpc from '@grpc/grpc-js';
 import { grantOf } from '../auth/grpc-auth.js';
 import { modelPrompts } from '../child/model-prompts.js';
@@ -58,11 +59,12 @@ export function embedTypedHandler(f: Forwarder, cache: EmbeddingCache): grpc.han
       f.close(METHOD, leg, e.code ?? grpc.status.INTERNAL, started);
       callback(e);
     };
-    let parsed: { target: ReturnType<typeof toTarget>; type: OutputType; inputType: InputType | undefined; inputs: string[] };
+    let parsed: { target: ReturnType<typeof toTarget>; type: OutputType; inputType: InputType | undefined; inputs: string[]; lane: Lane };
     try {
       const inputs = req.inputs ?? [];
       if (inputs.length === 0) throw new TeiplexError('EMPTY', '`inputs` cannot be empty');
-      parsed = { target: toTarget(req.target), type: parseEmbeddingType(req.embedding_type), inputType: parseInputType(req.input_type), inputs };
+      const lane = laneOf(call.metadata.get(PRIORITY_HEADER), grantOf(req)?.priority ?? 'interactive');
+      parsed = { target: toTarget(req.target), type: parseEmbeddingType(req.embedding_type), inputType: parseInputType(req.input_type), inputs, lane };
     } catch (err) {
       fail(err);
       return;
@@ -75,7 +77,7 @@ export function embedTypedHandler(f: Forwarder, cache: EmbeddingCache): grpc.han
         f.close(METHOD, leg, grpc.status.CANCELLED, started);
       }
     });
-    const callOpts = { deadlineMs: Math.min(Date.now() + f.timeoutMs, deadlineMs(call.getDeadline())), signal: ac.signal };
+    const callOpts = { deadlineMs: Math.min(Date.now() + f.timeoutMs, deadlineMs(call.getDeadline())), signal: ac.signal, lane: parsed.lane };
     Promise.resolve()
       .then(() => f.open(parsed.target, noWaitOf(call.metadata), grantOf(req), () => callWaiter(call, parsed.inputs.reduce((n, t) => n + t.length, 0))))
       .then(async (l) => {

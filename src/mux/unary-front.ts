@@ -12,8 +12,10 @@
  * does to forward a call (bench/front-ends.ts measures both). Here a call is: the request's one
  * message read from its DATA, the wrapper parsed (wrapper.ts), the per-call auth decision
  * (auth/grpc-auth.ts `checkGrpcCall`, the interceptor's own), the target opened (the
- * Forwarder, as for every forwarded RPC), one call on the instance's ChildChannel, and the
- * child's answer written back with its headers and trailers, never decoded.
+ * Forwarder, as for every forwarded RPC), one input of the child's window taken in the call's
+ * priority lane (`x-teiplex-priority`, else the API key's `priority`, else interactive;
+ * src/child/input-budget.ts: at once when it has room, else in line), one call on the instance's
+ * ChildChannel, and the child's answer written back with its headers and trailers, never decoded.
  *
  * What grpc-js would answer, this answers alike: a content-type other than application/grpc*
  * gets HTTP 415; `grpc-timeout` sets the call's deadline (a malformed one: INTERNAL); a message
@@ -31,6 +33,9 @@
  * `x-teiplex-failover` (`same-model`, `off`) is read here. The answer then names the replica that
  * answered in `teiplex-instance` and the first one in `teiplex-retried-from`.
  */
+import { CallScope } from '../child/call-scope.js';
+import type { Budget } from '../child/input-budget.js';
+import { laneOf, PRIORITY_HEADER, type Lane } from '../child/lane.js';
 import http2 from 'node:http2';
 import { TLSSocket } from 'node:tls';
 import zlib from 'node:zlib';
@@ -142,6 +147,9 @@ class UnaryCall implements ChildCallListener {
   private abort: AbortController | undefined;
   /** The client's deadline until the child call starts (which has its own). */
   private timer: NodeJS.Timeout | undefined;
+  /** The call's priority lane, and the child's input window it holds a share of while calling. */
+  private lane: Lane = 'interactive';
+  private held: Budget | undefined;
 
   constructor(
     private readonly o: UnaryFrontOptions,
@@ -169,7 +177,7 @@ class UnaryCall implements ChildCallListener {
       try {
         const authorization = headers.authorization;
         const grant = checkGrpcCall(o.auth, authorization === undefined ? [] : [authorization], () => peerCertificate(stream));
-        if (grant?.restricted) this.grant = grant;
+        if (grant?.restricted === true || grant?.priority !== undefined) this.grant = grant;
       } catch (err) {
         const s = toGrpcStatus(err);
         o.onReject(headers[HTTP2_HEADER_PATH] as string, s.code);
@@ -239,6 +247,7 @@ class UnaryCall implements ChildCallListener {
     try {
       checkMessage(this.m, w, '');
       this.mode = parseFailoverMode(this.headers[FAILOVER_HEADER]);
+      this.lane = laneOf(this.headers[PRIORITY_HEADER], this.grant?.priority ?? 'interactive');
       this.target = requireTarget(w, '');
       opened = f.open(this.target, asksNoWait(this.headers[NO_WAIT_HEADER]), this.grant, () => this.waiter(w));
     } catch (err) {
@@ -268,12 +277,55 @@ class UnaryCall implements ChildCallListener {
     this.end(s);
   }
 
+  /**
+   * The target is open: take one input of the child's window in the call's lane (at once when it
+   * has room, else wait in line until the deadline or the client goes away), then call the child.
+   */
   private run(leg: Leg, w: Wrapper): void {
-    if (this.timer !== undefined) clearTimeout(this.timer);
     if (this.phase === 'over') {
+      if (this.timer !== undefined) clearTimeout(this.timer);
       this.o.forwarder.close(this.m.name, leg, grpc.status.CANCELLED, this.started);
       return;
     }
+    const f = this.o.forwarder;
+    const window = leg.client.known.windowNow(f.timeoutMs);
+    if (window === undefined || window.tryAcquire(1, this.lane)) {
+      this.held = window;
+      this.call(leg, w);
+      return;
+    }
+    this.phase = 'opening';
+    this.abort ??= new AbortController();
+    const ours = Date.now() + f.timeoutMs;
+    const scope = new CallScope(Math.min(this.deadline, ours), () => (this.deadline <= ours ? new TeiplexError('REQUEST_TIMEOUT', 'Deadline exceeded') : timeoutError(leg, f.timeoutMs)), this.abort.signal, this.lane);
+    window.acquire(1, scope, this.lane).then(
+      () => {
+        scope.finish();
+        if (this.phase === 'over') {
+          window.release(1, this.lane);
+          f.close(this.m.name, leg, grpc.status.CANCELLED, this.started);
+          return;
+        }
+        this.held = window;
+        this.call(leg, w);
+      },
+      (err: unknown) => {
+        scope.finish();
+        const st = toGrpcStatus(err);
+        f.close(this.m.name, leg, this.phase === 'over' ? grpc.status.CANCELLED : st.code, this.started);
+        this.end(st);
+      },
+    );
+  }
+
+  /** Give back the window's share (once). */
+  private releaseWindow(): void {
+    this.held?.release(1, this.lane);
+    this.held = undefined;
+  }
+
+  private call(leg: Leg, w: Wrapper): void {
+    if (this.timer !== undefined) clearTimeout(this.timer);
     this.phase = 'calling';
     this.leg = leg;
     this.ours = Date.now() + this.o.forwarder.timeoutMs;
@@ -314,6 +366,8 @@ class UnaryCall implements ChildCallListener {
   }
 
   onStatus(s: ChildStatus): void {
+    // A retry on another replica (failover) goes without a window's share.
+    this.releaseWindow();
     if (s.code !== grpc.status.OK && this.retry(s)) return;
     const leg = this.leg!;
     const f = this.o.forwarder;

@@ -19,10 +19,17 @@
 import type { Instance } from '../supervisor/instance.js';
 import { ChildChannel, type ChildChannelSettings } from '../child/child-channel.js';
 import { ChildClient } from '../child/child-client.js';
+import { DEFAULT_LANES, type ChildLanes } from '../child/child-info.js';
+import type { LaneObserver } from '../child/input-budget.js';
 import { childMessageLimit } from '../child/child-message-limit.js';
 import { DEFAULTS } from '../config/config.js';
 
 export type ChannelSettings = ChildChannelSettings;
+
+/** Every child's lanes (priority_aging_ms, bulk_chunk_rows), and who is told of their waits, per instance. */
+export interface PoolLanes extends Omit<ChildLanes, 'observer'> {
+  observer?: (instance: string) => LaneObserver;
+}
 
 interface Entry {
   /** The Instance object (a deleted and re-created instance of the same name is another one). */
@@ -47,6 +54,7 @@ export class ChannelPool {
     private readonly settings: ChannelSettings,
     private readonly timeoutMs = DEFAULTS.grpc_request_timeout_secs * 1000,
     private readonly retireMs = DEFAULTS.graceful_shutdown_timeout_secs * 1000,
+    private readonly lanes: PoolLanes = { agingMs: DEFAULT_LANES.agingMs, bulkChunkRows: DEFAULT_LANES.bulkChunkRows },
   ) {}
 
   private entry(instance: Instance): Entry {
@@ -61,7 +69,13 @@ export class ChannelPool {
     const childLimit = childMessageLimit(instance.spec);
     const channel = new ChildChannel(port, childLimit === undefined ? this.settings : { ...this.settings, childLimit });
     // A real TEI child never serves teiplex.v1.Batch: do not ask it.
-    const client = new ChildClient(channel, { who: `instance '${instance.name}'`, timeoutMs: this.timeoutMs, batch: instance.spec.runtime === 'tei' ? 'no' : 'unknown' });
+    const { observer, ...lanes } = this.lanes;
+    const client = new ChildClient(channel, {
+      who: `instance '${instance.name}'`,
+      timeoutMs: this.timeoutMs,
+      batch: instance.spec.runtime === 'tei' ? 'no' : 'unknown',
+      lanes: observer === undefined ? lanes : { ...lanes, observer: observer(instance.name) },
+    });
     const created: Entry = { instance, channel, client, generation };
     this.entries.set(instance.name, created);
     return created;

@@ -10,7 +10,7 @@ import type { Config, OutlierDetectionConfig } from '../config/config.js';
 import { DEFAULTS } from '../config/config.js';
 import type { ChildClient } from '../child/child-client.js';
 import { decodeAnswer, HEALTH, TEI } from '../child/codec.js';
-import { ChannelPool, type ChannelSettings } from './channels.js';
+import { ChannelPool, type ChannelSettings, type PoolLanes } from './channels.js';
 import { Failover } from './failover.js';
 import { Inflight } from './inflight.js';
 import { OutlierDetector } from './outlier.js';
@@ -37,6 +37,8 @@ export function channelSettings(c: Pick<Config, 'grpc_max_message_size_mb' | 'gr
 }
 
 export interface RoutingOptions {
+  /** Every child's priority lanes (priority_aging_ms, bulk_chunk_rows, the lane metrics). */
+  lanes?: PoolLanes;
   /** [failover] (default: the config's defaults). */
   failover?: Config['failover'];
   /** [outlier_detection] (default: the config's defaults). */
@@ -67,7 +69,7 @@ export async function probeChild(client: ChildClient, timeoutMs: number): Promis
 
 export function createRouting(instances: InstanceDirectory, settings: ChannelSettings, o: RoutingOptions = {}): MuxRouting {
   const inflight = new Inflight();
-  const channels = new ChannelPool(settings, undefined, o.retireMs);
+  const channels = new ChannelPool(settings, undefined, o.retireMs, o.lanes);
   const probeMs = o.probeTimeoutMs ?? DEFAULTS.health_check_timeout_secs * 1000;
   const outliers = new OutlierDetector({ settings: o.outlier ?? DEFAULTS.outlier_detection, instances, probe: (i) => probeChild(channels.client(i), probeMs) });
   const resolver = new TargetResolver(instances, inflight, (i) => outliers.isEjected(i));

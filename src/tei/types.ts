@@ -168,6 +168,8 @@ export interface CallOptions {
    * throws to stop the call when the answer would pass a size limit.
    */
   onFloats?: (n: number) => void;
+  /** The request's priority class (src/child/lane.ts): its child calls wait in that lane. Default interactive. */
+  lane?: 'interactive' | 'bulk';
 }
 
 /**

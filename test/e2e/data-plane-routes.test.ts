@@ -44,13 +44,13 @@ before(async () => {
     dir,
     `max_request_inputs = ${MAX_REQUEST_INPUTS}\nhttp_body_limit_mb = 1`,
     instanceToml('emb', models.embedding, `aliases = ["minilm"]\nmax_concurrent_requests = 64\n${http}`) +
-      instanceToml('emb-tei', models.embedding, `runtime = "command"\ncommand = ${JSON.stringify(script)}\nmax_concurrent_requests = 2`) +
+      instanceToml('emb-tei', models.embedding, `runtime = "command"\ncommand = ${JSON.stringify(script)}\nmax_concurrent_requests = 2\n${http}`) +
       instanceToml('splade', models.splade, `pooling = "splade"\naliases = ["minilm"]\n${http}`) +
       instanceToml('rerank', models.reranker, `aliases = ["my-reranker"]\n${http}`),
   );
   m = await startManager(file);
   for (const name of ['emb', 'emb-tei', 'splade', 'rerank']) await m.waitFor(name, (i) => i.status === 'running', 120_000);
-  for (const name of ['emb', 'splade', 'rerank']) direct[name] = client(await childHttpPort(m, name));
+  for (const name of ['emb', 'emb-tei', 'splade', 'rerank']) direct[name] = client(await childHttpPort(m, name));
   assert.equal(m.ready.data_port, m.apiPort, 'without data_port the data plane shares the admin listener');
   api = client(m.apiPort);
 });
@@ -320,10 +320,14 @@ describe('errors: status, shape, the field or limit named', () => {
   });
 
   test('429 with Retry-After when the child is overloaded', async () => {
-    // emb-tei admits 2 inputs at once; single-input calls beyond that are refused by the child.
+    // emb-tei admits 2 inputs at once. The manager never sends it more (its input window,
+    // docs/tenancy.md): its calls wait their turn. The child refuses them when other clients (here
+    // calls to its own HTTP port) hold its permits.
     let overloaded: Awaited<ReturnType<typeof api.post>> | undefined;
     for (let round = 0; round < 10 && overloaded === undefined; round++) {
+      const others = Promise.all(Array.from({ length: 24 }, (_, i) => direct['emb-tei']!.post('/embed', { inputs: `other ${round} ${i} ${'word '.repeat(60)}` })));
       const rs = await Promise.all(Array.from({ length: 24 }, (_, i) => api.post('/embed', { inputs: `load ${round} ${i} ${'word '.repeat(60)}`, model: 'emb-tei' })));
+      await others;
       for (const r of rs) assert.ok(r.status === 200 || r.status === 429, `${r.status} ${JSON.stringify(r.body)}`);
       overloaded = rs.find((r) => r.status === 429);
     }

@@ -103,7 +103,7 @@ describe('config keys and defaults: docs and src/config', () => {
   });
 
   test("the docs' key/default tables name config keys with their defaults", () => {
-    const pages = ['docs/data-plane.md', 'docs/multiplexer.md', 'docs/security.md', 'docs/on-demand.md', 'docs/manager.md', 'docs/status-page.md'];
+    const pages = ['docs/data-plane.md', 'docs/multiplexer.md', 'docs/security.md', 'docs/on-demand.md', 'docs/manager.md', 'docs/status-page.md', 'docs/tenancy.md'];
     assert.deepEqual(
       pages.flatMap((p) => defaultTableDrift(readDoc(p), p)),
       [],

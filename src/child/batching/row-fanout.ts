@@ -4,10 +4,10 @@
  *
  * - Batch (fast path, `teiplex router` children): the texts go in chunks to teiplex.v1.Batch,
  *   many inputs per call (at most half the child's max_concurrent_requests, at most
- *   MAX_CHUNK_ROWS, at most `chunkBytes` of text). Up to `batchWindow` chunks of one request are
+ *   MAX_CHUNK_ROWS, at most bulk_chunk_rows in the bulk lane, at most `chunkBytes` of text). Up to `batchWindow` chunks of one request are
  *   in flight at once, and every request to a child draws on one input budget of
- *   max_concurrent_requests (ChildClient.inputBudget), so the manager never sends the child more
- *   inputs than it admits. A chunk the child still refuses as overloaded (MODEL_OVERLOADED: other
+ *   max_concurrent_requests (ChildClient.inputBudget) in the call's lane (interactive first, bulk
+ *   aged: input-budget.ts), so the manager never sends the child more inputs than it admits. A chunk the child still refuses as overloaded (MODEL_OVERLOADED: other
  *   clients hold its permits) waits and is sent again, as TEI's stream messages wait for admission.
  * - Stream (real TEI children, without teiplex.v1.Batch): one bidirectional tei.v1 stream, one
  *   text per message, at most `streamWindow` messages unanswered; the child answers in order.
@@ -146,8 +146,9 @@ async function rowsOn<Row>(
   // One budget for both paths: a stream holds its window's worth of the child's inputs, so calls
   // are served in turn instead of all crawling at once behind the child's admission.
   const budget = await child.inputBudget(call);
-  const window = Math.max(1, Math.min(settings.streamWindow, texts.length, budget.limit));
-  await budget.acquire(window, call);
+  // A bulk stream keeps at most the bulk lane's share unanswered (interactive calls go beside it).
+  const window = Math.max(1, Math.min(settings.streamWindow, texts.length, call.lane === 'bulk' ? budget.bulkLimit : budget.limit));
+  await budget.acquire(window, call, call.lane);
   const done = { rows: new Array<Row>(texts.length), answered: 0 };
   let failure: unknown;
   try {
@@ -155,7 +156,7 @@ async function rowsOn<Row>(
   } catch (err) {
     failure = err;
   } finally {
-    budget.release(window);
+    budget.release(window, call.lane);
   }
   // The rows not yet answered go on to another replica, if the fallback names one.
   const other = fallback?.(failure);
@@ -217,7 +218,9 @@ async function viaBatch<Row>(
   fallback: Fallback | undefined,
 ): Promise<Row[] | undefined> {
   const budget = await child.inputBudget(call);
-  const maxRows = Math.max(1, Math.min(MAX_CHUNK_ROWS, Math.floor(budget.limit / 2)));
+  // A bulk call's sub-batches are bulk_chunk_rows at most: an interactive call waits for one at most.
+  const laneRows = call.lane === 'bulk' ? child.known.lanes.bulkChunkRows : MAX_CHUNK_ROWS;
+  const maxRows = Math.max(1, Math.min(MAX_CHUNK_ROWS, laneRows, Math.floor(budget.limit / 2)));
   const chunks = planChunks(texts, maxRows, s.chunkBytes);
   const results = new Array<Row[]>(chunks.length);
 
@@ -232,7 +235,7 @@ async function viaBatch<Row>(
     for (;;) {
       const b = onBudget;
       const share = Math.min(n, b.limit);
-      await b.acquire(share, call);
+      await b.acquire(share, call, call.lane);
       let answer: Buffer;
       try {
         answer = await call.unary(on.channel, kind.batchPath, request, on.who);
@@ -248,7 +251,7 @@ async function viaBatch<Row>(
         delay = Math.min(delay * 2, 50);
         continue;
       } finally {
-        b.release(share);
+        b.release(share, call.lane);
       }
       const { rows } = kind.batchRows(answer, n);
       for (const row of rows) onRow(row);

@@ -13,6 +13,7 @@
  * names the replica that answered (`x-teiplex-instance`) and the first one
  * (`x-teiplex-retried-from`).
  */
+import { laneOf, PRIORITY_HEADER } from '../../child/lane.js';
 import { setMaxListeners } from 'node:events';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { ColdStartWaiter } from '../../catalog/catalog.js';
@@ -96,7 +97,7 @@ export interface ChildRequest {
   /** After a failover: the instance the request went to first. */
   readonly retriedFrom?: string;
   readonly client: ChildClient;
-  /** Every call's options: the request's deadline (grpc_request_timeout_secs), its disconnect signal. */
+  /** Every call's options: the request's deadline (grpc_request_timeout_secs), its disconnect signal, its priority lane. */
   readonly call: CallOptions;
   /** What `truncate` means when a request leaves it out (the child's --auto-truncate). */
   readonly autoTruncate: boolean;
@@ -118,12 +119,14 @@ export async function onInstance<T>(d: DataPlaneDeps, request: FastifyRequest, i
   const mode = parseFailoverMode(request.headers[FAILOVER_HEADER]);
   const signal = disconnectSignal(request);
   const deadlineMs = Date.now() + d.timeoutMs;
+  // The request's lane: its x-teiplex-priority header, else its API key's priority, else interactive.
+  const lane = laneOf(request.headers[PRIORITY_HEADER], d.grant(request)?.priority ?? 'interactive');
   const attempt = async (on: Instance, retriedFrom?: string): Promise<T> => {
     const c: ChildRequest = {
       instance: on,
       ...(retriedFrom !== undefined ? { retriedFrom } : {}),
       client: d.routing.channels.client(on),
-      call: { deadlineMs, ...(signal !== undefined ? { signal } : {}) },
+      call: { deadlineMs, lane, ...(signal !== undefined ? { signal } : {}) },
       autoTruncate: autoTruncateOf(on.spec),
     };
     d.routing.inflight.begin(on.name);
