@@ -10,7 +10,8 @@
  * - a key without limits gets no `x-ratelimit-*` headers;
  * - a config reload changes a key's limit live (and `auth` is not reported as needing a restart);
  * - gRPC: a forwarded Embed over quota is RESOURCE_EXHAUSTED with the `teiplex-error-code`
- *   trailer, `retry-after` and the `x-ratelimit-*` metadata.
+ *   trailer, `retry-after` and the `x-ratelimit-*` metadata; EmbedTyped (decoded by the manager)
+ *   is charged its prompt_tokens.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -25,7 +26,7 @@ import { testModel } from '../helpers/models.js';
 import { errorCode, mux, unary, type AnyClient } from '../helpers/mux-client.js';
 import { until } from '../helpers/wait.js';
 
-const KEYS = { free: 'quota-free-1', req: 'quota-req-2', tok: 'quota-tok-3', cost: 'quota-cost-4', perModel: 'quota-model-5', live: 'quota-live-6', grpc: 'quota-grpc-7' } as const;
+const KEYS = { free: 'quota-free-1', req: 'quota-req-2', tok: 'quota-tok-3', cost: 'quota-cost-4', perModel: 'quota-model-5', live: 'quota-live-6', grpc: 'quota-grpc-7', typed: 'quota-typed-8' } as const;
 
 function keysToml(liveRequests: number): string {
   const k = (name: keyof typeof KEYS, extra = '') => `[[auth.api_keys]]\nname = "${name}"\nkey_sha256 = "${sha256Hex(KEYS[name])}"\n${extra}\n`;
@@ -37,6 +38,7 @@ function keysToml(liveRequests: number): string {
     k('perModel', 'tokens_per_minute = 100000\n[[auth.api_keys.limits]]\nmodel = "MODEL_B"\ntokens_per_minute = 7'),
     k('live', `requests_per_minute = ${liveRequests}`),
     k('grpc', 'requests_per_minute = 1'),
+    k('typed', 'tokens_per_minute = 5'),
   ].join('\n');
 }
 
@@ -185,5 +187,22 @@ describe('quotas per API key', () => {
     assert.equal(errorCode(err), 'RATE_LIMIT_EXCEEDED');
     assert.ok(Number(err.metadata.get('retry-after')[0]) >= 1, 'retry-after');
     assert.deepEqual(err.metadata.get('x-ratelimit-remaining-requests'), ['0']);
+  });
+
+  test('gRPC: EmbedTyped is charged its prompt_tokens, then refused with the metadata', async () => {
+    const md = new grpc.Metadata();
+    md.set('authorization', `Bearer ${KEYS.typed}`);
+    const ok = await unary(c, 'EmbedTyped', { target: { model_id: modelA }, inputs: [fresh(5)] }, { deadline: Date.now() + 60_000 }, md);
+    assert.ok(ok.res.prompt_tokens > 5, JSON.stringify(ok.res.prompt_tokens));
+    assert.deepEqual(ok.headers.get('x-ratelimit-limit-tokens'), ['5']);
+    let err: grpc.ServiceError | undefined;
+    await unary(c, 'EmbedTyped', { target: { model_id: modelA }, inputs: [fresh(1)] }, { deadline: Date.now() + 60_000 }, md).catch((e: grpc.ServiceError) => {
+      err = e;
+    });
+    assert.ok(err, 'admitted although its prompt_tokens overdrew the key');
+    assert.equal(err.code, grpc.status.RESOURCE_EXHAUSTED, err.details);
+    assert.equal(errorCode(err), 'RATE_LIMIT_EXCEEDED');
+    assert.match(err.details, /tokens_per_minute \(5\)/);
+    assert.deepEqual(err.metadata.get('x-ratelimit-remaining-tokens'), ['0']);
   });
 });
