@@ -140,6 +140,17 @@ export class Quotas {
     this.keys = next;
   }
 
+  /** The buckets of key `key` (for `models`) now, admitting nothing: the headers of an answer given before admission (a malformed request). */
+  peek(key: string, models: readonly string[] = []): QuotaState | undefined {
+    const entry = this.keys.get(key);
+    if (entry === undefined) return undefined;
+    const scope = entry.scopes.get(models.find((m) => entry.models.has(m)) ?? '') ?? {};
+    const now = this.clock.now();
+    scope.tokens?.refill(now);
+    scope.requests?.refill(now);
+    return { ...(scope.tokens ? { tokens: scope.tokens.state() } : {}), ...(scope.requests ? { requests: scope.requests.state() } : {}) };
+  }
+
   /**
    * Admit a call of key `key` to a model known by any of `models` (the name the call gave, the
    * model_id it resolves to, ...): undefined when the key has no limit; throws RATE_LIMIT_EXCEEDED

@@ -151,6 +151,9 @@ describe('quotas per API key', () => {
     assert.equal(header(b.headers, 'x-ratelimit-remaining-tokens'), '0');
     assertErrorCode(await embed(KEYS.perModel, fresh(1), 'emb2'), 429, 'RATE_LIMIT_EXCEEDED', 'emb2 spent');
     assert.equal((await embed(KEYS.perModel, fresh(1), 'emb')).status, 200, 'the other model is not limited by it');
+    const malformed = await http.post('/v1/embeddings', { model: 'emb' }, { authorization: `Bearer ${KEYS.perModel}` });
+    assertErrorCode(malformed, 422, 'VALIDATION', 'no input');
+    assert.equal(header(malformed.headers, 'x-ratelimit-limit-tokens'), '100000', 'an answer before admission shows the key buckets');
     const free = await embed(KEYS.free, fresh(1));
     assert.equal(free.status, 200);
     for (const name of free.headers.keys()) assert.ok(!name.startsWith('x-ratelimit-'), `unlimited key got ${name}`);

@@ -95,6 +95,9 @@ describe('quota limiter', () => {
     big?.charge(5);
     const err = refusal(() => q.admit('k', ['big']));
     assert.match(err.message, /for model 'big'/);
+    assert.equal(q.peek('k', ['big'])?.tokens?.remaining, 0, 'peek reads the model bucket');
+    assert.equal(q.peek('k')?.requests?.remaining, 10, 'peek admits nothing');
+    assert.equal(q.peek('free'), undefined);
     const other = q.admit('k', ['small']);
     assert.equal(other?.model, '');
     assert.equal(other?.state().tokens?.remaining, 100, "the key's own bucket is untouched");

@@ -8,7 +8,7 @@
  *   metadata's compute tokens, as usage reports them; texts answered from the embedding cache
  *   were not embedded and cost nothing), then every answer of a limited key, refusals included,
  *   carries `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` (OpenAI's names and duration
- *   format).
+ *   format); an answer given before admission (a malformed body) shows the key's own buckets.
  * Metrics: teiplex_quota_refusals_total{key,kind}, teiplex_quota_tokens_total{key}.
  */
 import type { IncomingMessage } from 'node:http';
@@ -66,6 +66,11 @@ export function installQuotaHooks(app: FastifyInstance, quotas: Quotas, director
     if (ticket !== undefined) {
       if (reply.statusCode < 400) ticket.charge(Number(reply.getHeader('x-compute-tokens') ?? 0));
       for (const [k, v] of quotaHeaders(ticket.state())) reply.header(k, v);
+    } else if (!reply.hasHeader('x-ratelimit-reset-requests') && !reply.hasHeader('x-ratelimit-reset-tokens')) {
+      // Answered before admission (a malformed request, a refused key): the key's buckets as they are.
+      const g = grant(request);
+      const state = g === undefined ? undefined : quotas.peek(g.name);
+      if (state !== undefined) for (const [k, v] of quotaHeaders(state)) reply.header(k, v);
     }
     done(null, payload);
   });
