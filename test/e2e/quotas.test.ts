@@ -54,7 +54,7 @@ describe('quotas per API key', () => {
   let http: ReturnType<typeof client>;
   let c: AnyClient;
   let n = 0;
-  /** A text not embedded before (the embedding cache answers repeats without tokens). */
+  /** A text not sent before (each call embeds its own text, not an embedding-cache hit). */
   const fresh = (words: number) => `${++n} ${'lorem ipsum dolor '.repeat(words).trim()}`;
   const embed = (key: string, input: string, model = 'emb') => http.post('/v1/embeddings', { model, input }, { authorization: `Bearer ${key}` });
 

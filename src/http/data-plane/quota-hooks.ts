@@ -5,8 +5,7 @@
  *   to: the model_ids of its instances, its catalog model), else the key's own; over quota it
  *   ends with RATE_LIMIT_EXCEEDED (429, `Retry-After`).
  * - onSend: a success is charged the tokens the model embedded (`x-compute-tokens`, the
- *   metadata's compute tokens, as usage reports them; texts answered from the embedding cache
- *   were not embedded and cost nothing), then every answer of a limited key, refusals included,
+ *   metadata's compute tokens, as usage reports them, embedding-cache hits included), then every answer of a limited key, refusals included,
  *   carries `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` (OpenAI's names and duration
  *   format); an answer given before admission (a malformed body) shows the key's own buckets.
  * Metrics: teiplex_quota_refusals_total{key,kind}, teiplex_quota_tokens_total{key}.
