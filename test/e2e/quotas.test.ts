@@ -9,7 +9,7 @@
  * - a per-model limit applies to calls to that model only;
  * - a key without limits gets no `x-ratelimit-*` headers;
  * - a config reload changes a key's limit live (and `auth` is not reported as needing a restart);
- * - gRPC: a forwarded Embed over quota is RESOURCE_EXHAUSTED with the `teiplex-error-code`
+ * - gRPC: a forwarded Embed is charged the child's x-compute-tokens; over quota it is RESOURCE_EXHAUSTED with the `teiplex-error-code`
  *   trailer, `retry-after` and the `x-ratelimit-*` metadata; EmbedTyped (decoded by the manager)
  *   is charged its prompt_tokens.
  */
@@ -37,7 +37,7 @@ function keysToml(liveRequests: number): string {
     k('cost', 'tokens_per_minute = 600'),
     k('perModel', 'tokens_per_minute = 100000\n[[auth.api_keys.limits]]\nmodel = "MODEL_B"\ntokens_per_minute = 7'),
     k('live', `requests_per_minute = ${liveRequests}`),
-    k('grpc', 'requests_per_minute = 1'),
+    k('grpc', 'requests_per_minute = 1\ntokens_per_minute = 1000'),
     k('typed', 'tokens_per_minute = 5'),
   ].join('\n');
 }
@@ -181,6 +181,9 @@ describe('quotas per API key', () => {
     const ok = await unary(c, 'Embed', { target: { instance_name: 'emb' }, request: { inputs: fresh(1) } }, { deadline: Date.now() + 60_000 }, md());
     assert.deepEqual(ok.headers.get('x-ratelimit-limit-requests'), ['1']);
     assert.deepEqual(ok.headers.get('x-ratelimit-remaining-requests'), ['0']);
+    const tokens = Number(ok.headers.get('x-compute-tokens')[0]);
+    assert.ok(tokens > 0, 'the child reports its tokens');
+    assert.deepEqual(ok.headers.get('x-ratelimit-remaining-tokens'), [String(1000 - tokens)], "charged the child's x-compute-tokens, relayed undecoded");
     let err: grpc.ServiceError | undefined;
     await unary(c, 'Embed', { target: { instance_name: 'emb' }, request: { inputs: fresh(1) } }, { deadline: Date.now() + 60_000 }, md()).catch((e: grpc.ServiceError) => {
       err = e;
