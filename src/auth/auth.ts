@@ -15,6 +15,7 @@ import type { AuthConfig, MtlsConfig } from '../config/config.js';
 import { ConfigError } from '../config/validate.js';
 import { AllowList } from './allow-list.js';
 import { ApiKeys } from './api-keys.js';
+import { Quotas } from './quotas.js';
 
 /** PEM bytes of `[auth.mtls]`. */
 export interface TlsMaterial {
@@ -32,6 +33,8 @@ export interface Auth {
   /** Undefined: plaintext listeners. */
   readonly mtls?: Mtls;
   readonly keys: ApiKeys;
+  /** The keys' quotas (in memory, this process; a config reload reconfigures them). */
+  readonly quotas: Quotas;
   readonly openHealth: boolean;
   readonly openMetrics: boolean;
   readonly openReflection: boolean;
@@ -96,6 +99,7 @@ export async function loadAuth(auth: AuthConfig, where = 'config'): Promise<Auth
   return {
     mtls,
     keys,
+    quotas: new Quotas(auth.api_keys),
     openHealth: auth.open_health,
     openMetrics: auth.open_metrics,
     openReflection: auth.open_reflection,
@@ -108,6 +112,7 @@ export async function loadAuth(auth: AuthConfig, where = 'config'): Promise<Auth
 /** No TLS, no keys (tests, and callers that build the servers without a config). */
 export const NO_AUTH: Auth = {
   keys: new ApiKeys([]),
+  quotas: new Quotas([]),
   openHealth: true,
   openMetrics: true,
   openReflection: true,

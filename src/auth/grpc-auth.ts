@@ -14,12 +14,19 @@
  *   on what the call's target resolves to (access.ts): forwarded RPCs and the Arrow RPCs when
  *   they resolve their target, ListInstances and health when they list or look up an instance.
  *   A key with a `priority` has its grant recorded too (its default lane, src/child/lane.ts).
+ * - Quotas (quotas.ts): a limited key's call (other than ListInstances) is admitted on its first
+ *   message, against the name its `target` gives; over quota it ends RESOURCE_EXHAUSTED
+ *   (RATE_LIMIT_EXCEEDED, `retry-after`). Tokens are charged from the answer's `x-compute-tokens`
+ *   metadata (forwarded calls relay the child's) or its `prompt_tokens` (EmbedTyped); every
+ *   answer carries the `x-ratelimit-*` metadata (in the headers, or with the status when no
+ *   headers went out).
  */
 import type { PeerCertificate } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { TeiplexError } from '../common/errors.js';
 import { toGrpcStatus } from '../tei/grpc-status.js';
 import type { ApiKeyGrant } from './api-keys.js';
+import { quotaHeaders, quotaStateOf, type QuotaState, type QuotaTicket } from './quotas.js';
 import type { Auth } from './auth.js';
 
 export const HEALTH_SERVICE = 'grpc.health.v1.Health';
@@ -29,6 +36,17 @@ export function grpcCredentials(auth: Auth): grpc.ServerCredentials {
   const m = auth.mtls?.material;
   if (m === undefined) return grpc.ServerCredentials.createInsecure();
   return grpc.ServerCredentials.createSsl(m.ca, [{ private_key: m.key, cert_chain: m.cert }], true);
+}
+
+/** The names a request message's `target` gives (for per-model quotas). */
+function targetNames(message: unknown): string[] {
+  const t = typeof message === 'object' && message !== null ? (message as { target?: Record<string, unknown> | null }).target : undefined;
+  if (t === undefined || t === null) return [];
+  return ['instance_name', 'model_id'].map((k) => t[k]).filter((v): v is string => typeof v === 'string' && v !== '');
+}
+
+function addQuotaMetadata(md: grpc.Metadata, state: QuotaState | undefined): void {
+  if (state !== undefined) for (const [k, v] of quotaHeaders(state)) md.set(k, v);
 }
 
 /** Restricted (or prioritised) keys' grants by request message (the object the handler receives as the request). */
@@ -80,9 +98,14 @@ export function grpcAuthInterceptor(auth: Auth, onReject?: (path: string, code: 
     if (grpcMethodIsOpen(auth, method.path)) return new grpc.ServerInterceptingCall(call);
     let grant: ApiKeyGrant | undefined;
     let refused = false;
+    let ticket: QuotaTicket | undefined;
+    let headersSent = false;
+    const quotas = auth.quotas;
+    const metered = serviceOf(method.path) !== HEALTH_SERVICE && !method.path.endsWith('/ListInstances');
     const refuse = (err: unknown): void => {
       refused = true;
       const s = toGrpcStatus(err);
+      addQuotaMetadata(s.metadata, quotaStateOf(err));
       onReject?.(method.path, s.code);
       call.sendStatus(s);
     };
@@ -100,6 +123,14 @@ export function grpcAuthInterceptor(auth: Auth, onReject?: (path: string, code: 
         .withOnReceiveMessage((message, next) => {
           if (refused) return;
           if ((grant?.restricted === true || grant?.priority !== undefined) && typeof message === 'object' && message !== null) grants.set(message, grant!);
+          if (metered && ticket === undefined && grant !== undefined && quotas.limited(grant.name)) {
+            try {
+              ticket = quotas.admit(grant.name, targetNames(message));
+            } catch (err) {
+              refuse(err);
+              return;
+            }
+          }
           next(message);
         })
         .withOnReceiveHalfClose((next) => {
@@ -107,7 +138,31 @@ export function grpcAuthInterceptor(auth: Auth, onReject?: (path: string, code: 
         });
     }
     const listener = builder.build();
-    const responder = new grpc.ResponderBuilder().withStart((next) => next(listener)).build();
+    const responder = new grpc.ResponderBuilder()
+      .withStart((next) => next(listener))
+      .withSendMetadata((md, next) => {
+        headersSent = true;
+        if (ticket !== undefined) {
+          ticket.charge(Number(md.get('x-compute-tokens')[0] ?? 0));
+          addQuotaMetadata(md, ticket.state());
+        }
+        next(md);
+      })
+      .withSendMessage((message, next) => {
+        const tokens = (message as { prompt_tokens?: unknown } | null)?.prompt_tokens;
+        if (ticket !== undefined && typeof tokens === 'number') ticket.charge(tokens);
+        next(message);
+      })
+      .withSendStatus((status, next) => {
+        if (ticket !== undefined && !headersSent) {
+          const md = status.metadata ?? new grpc.Metadata();
+          addQuotaMetadata(md, ticket.state());
+          next({ ...status, metadata: md });
+          return;
+        }
+        next(status);
+      })
+      .build();
     return new grpc.ServerInterceptingCall(call, responder);
   };
 }

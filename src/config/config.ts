@@ -91,6 +91,18 @@ export const ApiKeyConfigSchema = Type.Object(
     admin: Type.Optional(Type.Boolean()),
     /** The key's default priority lane (docs/tenancy.md): interactive unless set; x-teiplex-priority overrides. */
     priority: Type.Optional(Type.Union([Type.Literal('interactive'), Type.Literal('bulk')])),
+    /** Quotas (docs/tenancy.md); absent: unlimited. */
+    tokens_per_minute: Type.Optional(Type.Integer({ minimum: 1 })),
+    requests_per_minute: Type.Optional(Type.Integer({ minimum: 1 })),
+    /** `[[auth.api_keys.limits]]`: per-model quotas (a field left out: the key's value). */
+    limits: Type.Optional(
+      Type.Array(
+        Type.Object(
+          { model: Type.String({ minLength: 1 }), tokens_per_minute: Type.Optional(Type.Integer({ minimum: 1 })), requests_per_minute: Type.Optional(Type.Integer({ minimum: 1 })) },
+          { additionalProperties: false },
+        ),
+      ),
+    ),
   },
   { additionalProperties: false },
 );
@@ -427,6 +439,19 @@ function checkApiKeys(auth: AuthConfig, where: string): void {
     hashes.set(hash, i);
     if (k.admin === true && (k.instances !== undefined || k.models !== undefined)) {
       throw new ConfigError(`${at}: admin = true with instances/models restrictions: the admin API manages every instance; use a separate key for the admin API`);
+    }
+    checkKeyLimits(k, `${at} ('${k.name}')`);
+  });
+}
+
+/** A key's `[[auth.api_keys.limits]]`: each names a model once and sets a limit. */
+function checkKeyLimits(k: ApiKeyConfig, at: string): void {
+  const seen = new Map<string, number>();
+  (k.limits ?? []).forEach((l, j) => {
+    if (seen.has(l.model)) throw new ConfigError(`${at}.limits[${j}].model: '${l.model}' appears twice (also limits[${seen.get(l.model)}])`);
+    seen.set(l.model, j);
+    if (l.tokens_per_minute === undefined && l.requests_per_minute === undefined) {
+      throw new ConfigError(`${at}.limits[${j}] (model '${l.model}'): set tokens_per_minute and/or requests_per_minute`);
     }
   });
 }

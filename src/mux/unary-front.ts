@@ -43,6 +43,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { ApiKeyGrant } from '../auth/api-keys.js';
 import type { Auth } from '../auth/auth.js';
 import { checkGrpcCall } from '../auth/grpc-auth.js';
+import { quotaHeaders, quotaStateOf, type QuotaState, type QuotaTicket } from '../auth/quotas.js';
 import { asksNoWait, NO_WAIT_HEADER, type ColdStartWaiter } from '../catalog/catalog.js';
 import { copyCallHeaders, frame, statusObject, tooLargeStatus, type ChildCall, type ChildCallListener, type ChildStatus } from '../child/child-channel.js';
 import { TeiplexError } from '../common/errors.js';
@@ -134,6 +135,11 @@ class UnaryCall implements ChildCallListener {
   /** When grpc_request_timeout_secs runs out for the child call. */
   private ours = Infinity;
   private grant: ApiKeyGrant | undefined;
+  /** The call's API key (any key), for its quota (src/auth/quotas.ts). */
+  private keyName: string | undefined;
+  /** The quota's admission, or the state a refusal saw: the `x-ratelimit-*` headers. */
+  private ticket: QuotaTicket | undefined;
+  private quotaRefused: QuotaState | undefined;
   private leg: Leg | undefined;
   private child: ChildCall | undefined;
   private childHeaders: http2.IncomingHttpHeaders | undefined;
@@ -178,6 +184,7 @@ class UnaryCall implements ChildCallListener {
         const authorization = headers.authorization;
         const grant = checkGrpcCall(o.auth, authorization === undefined ? [] : [authorization], () => peerCertificate(stream));
         if (grant?.restricted === true || grant?.priority !== undefined) this.grant = grant;
+        this.keyName = grant?.name;
       } catch (err) {
         const s = toGrpcStatus(err);
         o.onReject(headers[HTTP2_HEADER_PATH] as string, s.code);
@@ -249,6 +256,8 @@ class UnaryCall implements ChildCallListener {
       this.mode = parseFailoverMode(this.headers[FAILOVER_HEADER]);
       this.lane = laneOf(this.headers[PRIORITY_HEADER], this.grant?.priority ?? 'interactive');
       this.target = requireTarget(w, '');
+      // Quota: counted against the name the target gives (src/auth/quotas.ts); tokens from the child's x-compute-tokens.
+      if (this.keyName !== undefined) this.ticket = this.o.auth.quotas.admit(this.keyName, [String(this.target.value)]);
       opened = f.open(this.target, asksNoWait(this.headers[NO_WAIT_HEADER]), this.grant, () => this.waiter(w));
     } catch (err) {
       this.refuse(err);
@@ -272,6 +281,7 @@ class UnaryCall implements ChildCallListener {
 
   /** A refusal of the multiplexer's own (bad message, target, cold start). */
   private refuse(err: unknown): void {
+    this.quotaRefused = quotaStateOf(err);
     const s = toGrpcStatus(err);
     this.o.forwarder.close(this.m.name, undefined, s.code, this.started);
     this.end(s);
@@ -399,11 +409,14 @@ class UnaryCall implements ChildCallListener {
     if (retriedFrom !== undefined) trailers[RETRIED_FROM_HEADER] = retriedFrom;
     trailers['grpc-status'] = String(s.code);
     trailers['grpc-message'] = encodeURI(s.details);
+    if (s.code === grpc.status.OK) this.ticket?.charge(Number(this.childHeaders?.['x-compute-tokens'] ?? 0));
+    const quota = this.ticket?.state() ?? this.quotaRefused;
     if (answer === undefined && this.childHeaders === undefined) {
       // Trailers-only. A request still arriving is told to stop (RST_STREAM NO_ERROR after the
       // answer, RFC 9113 8.1): its stream is not held open for a client that never ends it.
       trailers[HTTP2_HEADER_STATUS] = HTTP_STATUS_OK;
       trailers[HTTP2_HEADER_CONTENT_TYPE] = CONTENT_TYPE;
+      if (quota !== undefined) for (const [k, v] of quotaHeaders(quota)) trailers[k] = v;
       stream.respond(trailers, { endStream: true });
       if (stream.readableEnded) return;
       stream.resume();
@@ -414,6 +427,7 @@ class UnaryCall implements ChildCallListener {
     if (this.childHeaders !== undefined) copyCallHeaders(this.childHeaders, headers);
     if (instance !== undefined) headers[INSTANCE_HEADER] = instance;
     if (retriedFrom !== undefined) headers[RETRIED_FROM_HEADER] = retriedFrom;
+    if (quota !== undefined) for (const [k, v] of quotaHeaders(quota)) headers[k] = v;
     stream.respond(headers, { waitForTrailers: true });
     stream.once('wantTrailers', () => stream.sendTrailers(trailers));
     stream.end(answer === undefined ? undefined : frame(answer));

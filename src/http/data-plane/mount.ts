@@ -46,6 +46,7 @@ export async function mountDataPlane(m: MountOptions): Promise<MountedDataPlane>
     maxRequestInputs: m.config.max_request_inputs,
     bodyLimitBytes: Math.floor(m.config.http_body_limit_mb * 1024 * 1024),
     grant: requestGrant,
+    quotas: m.auth?.quotas,
     responseLimitBytes: Math.floor(m.config.http_response_limit_mb * 1024 * 1024),
     lifecycle,
     catalog: m.catalog,

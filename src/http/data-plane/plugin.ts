@@ -28,6 +28,8 @@ import { dataPlaneError } from './errors.js';
 import { DataPlaneMetrics } from './metrics.js';
 import { ASYMMETRIC_WARNING_HEADER } from '../../tei/input-types.js';
 import { ModelDirectory, type GrantOf } from './model-directory.js';
+import { installQuotaHooks, quotaMetrics } from './quota-hooks.js';
+import type { Quotas } from '../../auth/quotas.js';
 import { modelsRoutes } from './models-routes.js';
 import { rerankRoute } from './rerank-route.js';
 import { INSTANCE_HEADER, watchDisconnect, type DataPlaneDeps } from './request-context.js';
@@ -45,6 +47,8 @@ export interface DataPlaneOptions {
   bodyLimitBytes: number;
   /** API keys: a request's grant, for the authorization decision on what it reaches (default: none, everything allowed). */
   grant?: GrantOf;
+  /** The keys' quotas (quota-hooks.ts); undefined: none. */
+  quotas?: Quotas;
   /** http_response_limit_mb, bytes (default: the config default). */
   responseLimitBytes?: number;
   /** Shutdown coordination (default: a lifecycle of its own). */
@@ -132,6 +136,11 @@ export const dataPlane: FastifyPluginAsync<DataPlaneOptions> = async (app: Fasti
       if (reply.statusCode < 400 && reply.hasHeader(ASYMMETRIC_WARNING_HEADER)) metrics.inputTypeMissing(typeof instance === 'string' ? instance : '');
       done();
     });
+  }
+
+  if (o.quotas !== undefined) {
+    installQuotaHooks(app, o.quotas, deps.directory, grant);
+    if (o.registry !== undefined) quotaMetrics(o.registry, o.quotas);
   }
 
   await app.register(teiRoutes, teiTarget(deps));
