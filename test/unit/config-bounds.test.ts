@@ -82,6 +82,14 @@ const EDGES: Record<string, Array<[unknown, unknown]>> = {
     [0, -1],
     [1_048_576, 1_048_577],
   ],
+  priority_aging_ms: [
+    [0, -1],
+    [3_600_000, 3_600_001],
+  ],
+  bulk_chunk_rows: [
+    [1, 0],
+    [256, 257],
+  ],
   http_request_timeout_secs: [[0.001, 0]],
   http_keep_alive_timeout_secs: [[0.001, 0]],
   http_send_timeout_secs: [[0.001, 0]],
@@ -142,6 +150,8 @@ const INTEGERS = [
   'scale_up_inflight',
   'events_max_streams',
   'events_buffer_kb',
+  'priority_aging_ms',
+  'bulk_chunk_rows',
 ];
 
 const RESTART_EDGES: Record<string, Array<[unknown, unknown]>> = {
