@@ -11,6 +11,7 @@ export type CatalogSettings = Pick<
   | 'cold_start_queue_size'
   | 'cold_start_queue_mb'
   | 'min_resident_secs'
+  | 'memory_wait_preempt_secs'
   | 'gpu_memory_budget_mb'
   | 'gpu_memory_reserve_mb'
   | 'cpu_memory_budget_mb'

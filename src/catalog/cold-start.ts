@@ -198,7 +198,10 @@ export class ColdStarts {
         try {
           return await this.o.placement.run(() => {
             if (m.startEpoch !== epoch) throw this.cancelledError(m);
-            return this.o.placement.placeAndCreate(m, this.memory.mayEvict(m.name));
+            const s = this.o.settings();
+            const waited = this.memory.waitedMs(m.name);
+            const preempt = s.memory_wait_preempt_secs > 0 && waited !== undefined && waited >= s.memory_wait_preempt_secs * 1000;
+            return this.o.placement.placeAndCreate(m, this.memory.mayEvict(m.name), preempt);
           });
         } catch (err) {
           if (!(err instanceof NoRoom) || !err.wait || m.waiters === 0 || this.o.closed() || m.startEpoch !== epoch) throw err;

@@ -13,6 +13,9 @@
  *   one still starting, one loaded less than min_resident_secs ago.
  * - Wait or refuse: a start that fits once the "until that changes" holders go waits (bounded);
  *   one that would not fit even then is refused at once.
+ * - Preemption: a model that has waited memory_wait_preempt_secs at the head of the queue may
+ *   take a replica in use (past its residency, nobody waiting for it): it stops taking new calls,
+ *   those in flight finish, then it goes; so busy models take turns instead of one starving.
  * - Next placed: the model waiting longest (first come, first served; no model starves: each
  *   model is placed within the time the models ahead of it need, and models ahead are finite).
  */
@@ -28,6 +31,8 @@ export interface Holder {
   standby?: boolean;
   /** Requests in flight on it, plus requests waiting for its model. */
   inflight?: number;
+  /** Of `inflight`, those waiting for its model (a replica they wait for is never preempted). */
+  waiting?: number;
   /** Still starting (not serving yet). */
   starting?: boolean;
   /** When it became ready (ms); with minResidentSecs, how long it stays regardless. */
@@ -55,11 +60,25 @@ export function heldForNow(h: Holder, nowMs: number): string | undefined {
   return undefined;
 }
 
-/** The holders that may be evicted now, best victim first. */
-export function victimOrder<H extends Holder>(holders: readonly H[], nowMs: number): H[] {
-  return holders
-    .filter((h) => h.keep === undefined && heldForNow(h, nowMs) === undefined)
-    .sort((a, b) => Number(b.standby === true) - Number(a.standby === true) || reloadCost(a) - reloadCost(b) || a.lastUsedMs - b.lastUsedMs);
+/**
+ * May `h` be preempted (evicted although calls are in flight on it: it stops taking new ones, those
+ * in flight finish first)? Only a serving replica past its minimum residency whose only hold is
+ * calls in flight — never one that requests are waiting for.
+ */
+export function preemptible(h: Holder, nowMs: number): boolean {
+  if (h.keep !== undefined || (h.waiting ?? 0) > 0 || (h.inflight ?? 0) === 0) return false;
+  return heldForNow({ ...h, inflight: 0 }, nowMs) === undefined;
+}
+
+/**
+ * The holders that may be evicted now, best victim first: idle ones (standby children, then the
+ * lowest reload cost, then the least recently used); with `preempt`, then the preemptible ones
+ * in use, in the same order.
+ */
+export function victimOrder<H extends Holder>(holders: readonly H[], nowMs: number, preempt = false): H[] {
+  const byCost = (a: H, b: H): number => Number(b.standby === true) - Number(a.standby === true) || reloadCost(a) - reloadCost(b) || a.lastUsedMs - b.lastUsedMs;
+  const idle = holders.filter((h) => h.keep === undefined && heldForNow(h, nowMs) === undefined).sort(byCost);
+  return preempt ? [...idle, ...holders.filter((h) => preemptible(h, nowMs)).sort(byCost)] : idle;
 }
 
 /** Would `needMb` fit `budgetMb` once everything held only for now (in use, starting, too recent) is free? Then a start should wait, else be refused. */

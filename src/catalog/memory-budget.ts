@@ -64,9 +64,10 @@ const fmt = (mb: number): string => `${Math.round(mb)} MiB`;
  * Which residents to evict so that `needMb` more fits the budget: eviction-policy.ts's order
  * (standby children, then the lowest reload cost, then the least recently used), never one kept
  * for good or held for now. A refusal says whether waiting could help (`wait`: it would fit once
- * what is held for now is free). `nowMs` (default: the present) decides minimum residency.
+ * what is held for now is free). `nowMs` (default: the present) decides minimum residency;
+ * `preempt`: replicas in use may be taken too, after every idle one (eviction-policy.ts).
  */
-export function planPlacement(what: string, needMb: number, budget: Budget, residents: readonly Resident[], nowMs: number = Date.now()): Plan {
+export function planPlacement(what: string, needMb: number, budget: Budget, residents: readonly Resident[], nowMs: number = Date.now(), preempt = false): Plan {
   const used = heldMb(residents);
   if (used + needMb <= budget.mb) return { ok: true, evict: [] };
   if (needMb > budget.mb) {
@@ -75,7 +76,7 @@ export function planPlacement(what: string, needMb: number, budget: Budget, resi
   }
   const evict: Resident[] = [];
   let free = budget.mb - used;
-  for (const r of victimOrder(residents, nowMs)) {
+  for (const r of victimOrder(residents, nowMs, preempt)) {
     if (free >= needMb) break;
     evict.push(r);
     free += r.mb;

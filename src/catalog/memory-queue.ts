@@ -33,6 +33,12 @@ export class MemoryQueue {
     return head === undefined || head.model === model;
   }
 
+  /** How long `model` has waited (ms); undefined: it does not wait. */
+  waitedMs(model: string): number | undefined {
+    const w = this.waiting.get(model);
+    return w === undefined ? undefined : this.clock.now() - w.sinceMs;
+  }
+
   leave(model: string): void {
     this.waiting.delete(model);
   }

@@ -57,7 +57,7 @@ export class Placement {
    * serves or fails. `mayEvict` false (another model waits for memory longer): only a placement
    * that evicts no replica is taken. No room: NoRoom, saying whether waiting could help. Call inside `run`.
    */
-  async placeAndCreate(m: CatalogModel, mayEvict = true): Promise<{ instance: Instance; ready: Promise<void> }> {
+  async placeAndCreate(m: CatalogModel, mayEvict = true, preempt = false): Promise<{ instance: Instance; ready: Promise<void> }> {
     const settings = this.o.settings();
     const need = m.expectedMb(settings.default_memory_mb);
     const what = `starting model '${m.name}'`;
@@ -70,7 +70,7 @@ export class Placement {
       // A standby child the replica would take over: its memory becomes the replica's (part of `need`).
       const standby = settings.standby_children > 0 && gpu === undefined ? this.o.supervisor.standbyFor(replicaSpec(m.spec, 1, gpu), []) : undefined;
       const residents = this.residents(device).filter((r) => r.instance !== standby?.name);
-      return { gpu, device, standby, plan: planPlacement(what, need, budget, residents), free: budget.mb - heldMb(residents) };
+      return { gpu, device, standby, plan: planPlacement(what, need, budget, residents, Date.now(), preempt && mayEvict), free: budget.mb - heldMb(residents) };
     });
     // Another device than the replicas already have, then the fewest evictions, then the most room.
     options.sort((a, b) => Number(placed.has(a.device)) - Number(placed.has(b.device)) || evictions(a.plan) - evictions(b.plan) || b.free - a.free);
@@ -82,7 +82,10 @@ export class Placement {
       this.o.log(wait ? 'no room for a replica yet' : 'no room for a replica', { model: m.name, detail: options.map((x) => (x.plan.ok ? '' : x.plan.detail)).join('; ') });
       throw new NoRoom(reasons.join('; '), wait);
     }
-    for (const r of chosen.plan.evict) await this.evict(r, `to make room for '${m.name}' on ${chosen.device}`);
+    for (const r of chosen.plan.evict) {
+      const busy = (r.inflight ?? 0) > 0;
+      await this.evict(r, busy ? `preempted for '${m.name}' on ${chosen.device} (it waited memory_wait_preempt_secs; calls in flight finish first)` : `to make room for '${m.name}' on ${chosen.device}`, busy ? 'preempt' : 'budget');
+    }
     let index = 1;
     while (this.o.supervisor.find(`${m.name}-${index}`) !== undefined) index++;
     const standby = chosen.standby !== undefined ? this.o.supervisor.standby.take(chosen.standby) : undefined;
@@ -147,6 +150,7 @@ export class Placement {
         keep: this.keepReason(i, m),
         // Requests waiting for its model count as in use: a replica just ready is not taken from them.
         inflight: this.o.inflight.get(i.name) + (m?.waiters ?? 0),
+        waiting: m?.waiters ?? 0,
         starting: !canServe(i.status),
         loadedAtMs: this.o.replicas.readyAt.get(i.name),
         minResidentSecs: m?.spec.min_resident_secs ?? settings.min_resident_secs,
@@ -190,7 +194,7 @@ export class Placement {
   }
 
   /** Stop a replica (or a standby child) for the budget (only these are ever planned for eviction). */
-  private async evict(r: Resident, why: string): Promise<void> {
+  private async evict(r: Resident, why: string, reason: EvictReason = 'budget'): Promise<void> {
     const instance = r.instance;
     if (r.standby === true) {
       const c = this.o.supervisor.standby.list().find((x) => x.name === instance);
@@ -201,7 +205,7 @@ export class Placement {
     const victim = owner !== undefined ? this.o.model(owner) : undefined;
     if (victim === undefined) return;
     this.o.log('evicting a replica', { instance, model: victim.name, why });
-    this.o.evicted(victim.name, 'budget');
+    this.o.evicted(victim.name, reason);
     await this.o.replicas.stop(victim, instance);
   }
 }

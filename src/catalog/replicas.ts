@@ -24,7 +24,7 @@ export interface Usage {
   begun?(instance: string): number;
 }
 
-export type EvictReason = 'idle' | 'budget' | 'unload';
+export type EvictReason = 'idle' | 'budget' | 'preempt' | 'unload';
 
 
 export interface ReplicasOptions {

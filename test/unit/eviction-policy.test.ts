@@ -133,3 +133,21 @@ test('recent request rate: decays with a 60 s time constant; a reused replica na
   assert.equal(r.requests('m'), 65);
   assert.equal(r.rate('never', 0), 0);
 });
+
+test('preemption (memory_wait_preempt_secs passed): a busy replica past its residency may go, after every idle one; never one requests wait for, one just loaded, or a pinned one', () => {
+  const idle = h('idle', { lastUsedMs: 1 });
+  const busyCheap = h('busy-cheap', { inflight: 1, loadSecs: 1, ratePerSec: 0.5 });
+  const busyDear = h('busy-dear', { inflight: 1, loadSecs: 4, ratePerSec: 2 });
+  const awaited = h('awaited', { inflight: 3, waiting: 3 });
+  const fresh = h('fresh', { inflight: 1, loadedAtMs: NOW - 1000, minResidentSecs: 5 });
+  const pinned = h('pinned', { inflight: 1, keep: 'pinned' });
+  const all = [busyDear, awaited, fresh, pinned, busyCheap, idle];
+  assert.deepEqual(victimOrder(all, NOW).map((x) => x.instance), ['idle'], 'without preemption: idle ones only');
+  assert.deepEqual(victimOrder(all, NOW, true).map((x) => x.instance), ['idle', 'busy-cheap', 'busy-dear']);
+  const plan = planPlacement('starting model c', 1000, { ...budget, mb: 6000 }, all, NOW, true);
+  assert.deepEqual(plan.ok && plan.evict.map((x) => x.instance), ['idle']);
+  const two = planPlacement('starting model c', 2000, { ...budget, mb: 6000 }, all, NOW, true);
+  assert.deepEqual(two.ok && two.evict.map((x) => x.instance), ['idle', 'busy-cheap']);
+  const none = planPlacement('starting model c', 2000, { ...budget, mb: 6000 }, all, NOW, false);
+  assert.ok(!none.ok && none.wait, 'without preemption the start waits');
+});
