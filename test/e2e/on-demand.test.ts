@@ -485,6 +485,26 @@ esac
     await waitModel(m, 'm-a', (y) => y.state === 'loaded');
     assert.deepEqual(await states(), ['m-a:loaded', 'm-b:available', 'm-c:available']);
   });
+  test('a pinned model is never evicted: the other two take turns beside it (canned nvidia-smi, no GPU)', async () => {
+    const spec = (extra: string) => `gpu_ids = [0]\nmemory_mb = 1000\nextra_args = ["--device", "cpu"]\n${extra}`;
+    await writeManagerConfig(
+      file,
+      `nvidia_smi_path = ${JSON.stringify(smi)}\ngpu_memory_budget_mb = 2500\nidle_timeout_secs = 600\nmin_resident_secs = 0\n`,
+      modelToml('m-a', ids.a, spec('pinned = true')) + modelToml('m-b', ids.b, spec('')) + modelToml('m-c', ids.c, spec('')),
+    );
+    const r = await m.api('POST', '/config/reload');
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.deepEqual(r.body.models.changed, ['m-a']);
+    const evictions = async () => metric(m, 'teiplex_model_evictions_total', { model: 'm-a', reason: 'budget' });
+    await ok('m-a'); // loaded now, and from here on the least recently used
+    const before = await evictions();
+    for (const name of ['m-b', 'm-c', 'm-b', 'm-c']) {
+      await ok(name);
+      assert.equal((await states())[0], 'm-a:loaded', `after ${name}`);
+    }
+    assert.equal((await evictions()) - before, 0, 'the pinned model was never evicted');
+    assert.ok((await metric(m, 'teiplex_model_evictions_total', { model: 'm-b', reason: 'budget' })) >= 1, 'the others took turns');
+  });
 });
 
 describe('config reload and restart', () => {
