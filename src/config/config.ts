@@ -290,7 +290,7 @@ export const DEFAULTS = {
   cold_start_timeout_secs: 300,
   cold_start_queue_size: 1024,
   cold_start_queue_mb: 64,
-  min_resident_secs: 5,
+  min_resident_secs: 1,
   memory_wait_preempt_secs: 10,
   gpu_memory_reserve_mb: 1024,
   cpu_memory_reserve_mb: 2048,
