@@ -367,9 +367,11 @@ esac
     return r;
   };
 
-  test('a third model evicts the least recently used of two', async () => {
+  test('a third model evicts the cheaper to reload of two: the one with fewer recent requests', async () => {
     await ok('m-a');
-    await ok('m-b');
+    // m-b: six requests to m-a's one, so its reload cost (load time x recent rate) is higher
+    // unless its load was six times as quick (eviction-policy.ts).
+    for (let i = 0; i < 6; i++) await ok('m-b');
     assert.deepEqual(await states(), ['m-a:loaded', 'm-b:loaded', 'm-c:available']);
     const mem = (await m.api('GET', '/memory')).body.devices.find((d: any) => d.device === 'gpu0');
     assert.deepEqual([mem.budget_mb, mem.used_mb, mem.budget_source], [2500, 2000, 'gpu_memory_budget_mb']);
