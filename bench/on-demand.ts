@@ -12,23 +12,26 @@
  *      child per start, the model loaded from its own file: how cold starts went before those)
  *      is timed in alternating rounds; the thrash runs on the first (defaults) only.
  *   2. Thrash: replica footprints (GET /models, RSS in MiB, after a first start and stop of each
- *      model, then warm-up batches and a fresh sample; the largest of the three) set cpu_memory_budget_mb through a config rewrite and
+ *      model, then warm-up batches and a fresh sample; the smallest of the three) set cpu_memory_budget_mb through a config rewrite and
  *      POST /config/reload: (a) 3.5 x footprint (all three fit), (b) 2.5 x footprint (two fit).
  *      Each workload starts from nothing loaded (every model unloaded), so both budgets start
  *      alike, then one priming request per model,
  *      then runs for --duration seconds, every request a batch of --batch texts:
  *        (i)  one sequential client cycling A, B, C, A, B, C, ...;
  *        (ii) three concurrent clients, each in a loop on its own model.
- *      Reported: requests/s and texts/s of answered requests, p50/p99 latency of answered
- *      requests, failures by HTTP status and error code, and replica loads / evictions from
- *      /metrics deltas. A client pauses --fail-pause-ms after a failed request (no hot loop on
+ *      Reported: requests/s and texts/s of answered requests, p50/p99/max latency of answered
+ *      requests, each model's fair share (its answered / (all answered / 3)), loads per request,
+ *      failures by HTTP status and error code, and replica loads / evictions (budget, preempt)
+ *      from /metrics deltas. With two fitting, (ii) is the "waiting for memory, fairly" case
+ *      (docs/tenancy.md): the third client's requests wait for memory, and busy models take turns
+ *      by preemption after memory_wait_preempt_secs. A client pauses --fail-pause-ms after a failed request (no hot loop on
  *      503s; Retry-After is not honoured, so failures count attempts at that pace). A model
  *      found `failed` when unloading is reported, loaded again to clear it, and unloaded.
  *
  * Client, manager and children share this machine's cores: a cold start's CPU (process start,
  * model load) comes out of the serving replicas' budget.
  *
- *   npm run build && node --import tsx bench/on-demand.ts [--cold-runs 5 --warm-per-run 5 --duration 20 --batch 8 --fail-pause-ms 200 --no-compare]
+ *   npm run build && node --import tsx bench/on-demand.ts [--cold-runs 5 --warm-per-run 5 --duration 20 --batch 8 --fail-pause-ms 200 --no-compare --skip-cold --budgets a,b]
  *
  * Prints a table; writes bench/results/on-demand.json and bench/results/on-demand.md.
  */
@@ -53,6 +56,10 @@ const { values: flags } = parseArgs({
     'fail-pause-ms': { type: 'string', default: '200' },
     /** Without it, cold starts are also timed on a second manager with standby_children = 0 and onnx_cache_dir = "" (alternating rounds). */
     'no-compare': { type: 'boolean', default: false },
+    /** Skip the cold start section (footprints and thrash only: a shorter run). */
+    'skip-cold': { type: 'boolean', default: false },
+    /** Which budgets to run the thrash workloads under: a (all three fit), b (two fit), or both. */
+    budgets: { type: 'string', default: 'a,b' },
     out: { type: 'string', default: projectPath('bench', 'results') },
   },
   strict: true,
@@ -98,7 +105,8 @@ interface Setup {
 async function prepareConfig(variant: 'defaults' | 'off' = 'defaults'): Promise<Setup> {
   const dir = mkdtempSync(path.join(tmpdir(), 'teiplex-bench-on-demand-'));
   const keys = variant === 'off' ? 'standby_children = 0\nonnx_cache_dir = ""\n' : '';
-  const head = `${loopbackConfig(dir)}idle_timeout_secs = ${IDLE_TIMEOUT_SECS}\ncold_start_timeout_secs = ${COLD_START_TIMEOUT_SECS}\n${keys}`;
+  // embedding_cache_mb = 0: the workloads repeat one batch, which the embedding cache would answer without a replica.
+  const head = `${loopbackConfig(dir)}idle_timeout_secs = ${IDLE_TIMEOUT_SECS}\ncold_start_timeout_secs = ${COLD_START_TIMEOUT_SECS}\nembedding_cache_mb = 0\n${keys}`;
   let models = '';
   for (const [seed, name] of MODELS.entries()) {
     const modelDir = await testModel({ kind: 'embedding', shape: 'minilm-l6', seed: seed === 0 ? undefined : seed });
@@ -195,6 +203,7 @@ interface Counters {
   loads_refused: number;
   loads_failed: number;
   evictions_budget: number;
+  evictions_preempt: number;
   evictions_idle: number;
   evictions_unload: number;
   cold_start_sum_s: number;
@@ -209,6 +218,7 @@ async function counters(m: ManagerProcess, model?: string): Promise<Counters> {
     loads_refused: metricSum(text, 'teiplex_model_loads_total', { ...only, result: 'refused' }),
     loads_failed: metricSum(text, 'teiplex_model_loads_total', { ...only, result: 'failed' }),
     evictions_budget: metricSum(text, 'teiplex_model_evictions_total', { ...only, reason: 'budget' }),
+    evictions_preempt: metricSum(text, 'teiplex_model_evictions_total', { ...only, reason: 'preempt' }),
     evictions_idle: metricSum(text, 'teiplex_model_evictions_total', { ...only, reason: 'idle' }),
     evictions_unload: metricSum(text, 'teiplex_model_evictions_total', { ...only, reason: 'unload' }),
     cold_start_sum_s: metricSum(text, 'teiplex_cold_start_seconds_sum', only),
@@ -437,7 +447,9 @@ async function measureFootprints(m: ManagerProcess, baseUrl: string, batch: stri
   const after = Object.fromEntries(MODELS.map((n) => [n, infos.find((x) => x.name === n)?.footprint_mb ?? null]));
   const measured = Object.values(after);
   if (measured.some((mb) => mb === null || !(mb > 0))) throw new Error(`a footprint is missing: ${JSON.stringify(infos)}`);
-  return { a_after_cold_starts_mb: first, after_warmup_mb: after, basis_mb: Math.max(...(measured as number[])) };
+  // The smallest: (b) 2.5 x it then holds two replicas of any of the models but never three
+  // (the first model's first start, which writes its cache entry, holds more than the others).
+  return { a_after_cold_starts_mb: first, after_warmup_mb: after, basis_mb: Math.min(...(measured as number[])) };
 }
 
 // ---- 3. thrash ----
@@ -456,6 +468,13 @@ interface WorkloadResult {
   p50_ms: number;
   p99_ms: number;
   answered_per_model: Record<string, number>;
+  /** Per model: answered / (answered by all / 3), the share of an equal split; and the smallest. */
+  fair_share: Record<string, number>;
+  min_fair_share: number;
+  /** Replica loads per request sent (answered or not): 1 = every request a cold start. */
+  loads_per_request: number;
+  /** The longest an answered request took (waiting for memory included). */
+  max_ms: number;
   failures: Record<string, number>;
   failure_examples: Record<string, string>;
   metrics: Counters;
@@ -511,6 +530,8 @@ async function runWorkload(
   }
   const perModel: Record<string, number> = {};
   for (const l of logs) perModel[l.model] = (perModel[l.model] ?? 0) + l.outcomes.filter((o) => !failed(o)).length;
+  const fair = ok.length / MODELS.length;
+  const fairShare = Object.fromEntries(MODELS.map((n) => [n, fair > 0 ? (perModel[n] ?? 0) / fair : 0]));
   return {
     workload,
     duration_s: elapsed,
@@ -520,6 +541,10 @@ async function runWorkload(
     p50_ms: quantile(ok, 0.5),
     p99_ms: quantile(ok, 0.99),
     answered_per_model: perModel,
+    fair_share: fairShare,
+    min_fair_share: Math.min(...Object.values(fairShare)),
+    loads_per_request: all.length > 0 ? metrics.loads_ok / all.length : 0,
+    max_ms: ok.length > 0 ? Math.max(...ok) : 0,
     failures,
     failure_examples: examples,
     metrics,
@@ -590,7 +615,7 @@ function breakdownTable(cs: ColdStartResult[]): string {
 }
 
 function thrashTable(results: BudgetResult[]): string {
-  const rows = [['budget', 'workload', 'req/s', 'texts/s', 'ratio b/a', 'p50 ms', 'p99 ms', 'answered per model', 'failures', 'loads ok/refused', 'evictions budget']];
+  const rows = [['budget', 'workload', 'req/s', 'texts/s', 'ratio b/a', 'p50 ms', 'p99 ms', 'max ms', 'answered per model', 'fair share per model (min)', 'failures', 'loads ok/refused', 'loads per request', 'evictions budget/preempt']];
   for (const r of results) {
     for (const [i, w] of r.workloads.entries()) {
       const base = results[0].workloads[i];
@@ -602,12 +627,15 @@ function thrashTable(results: BudgetResult[]): string {
         r === results[0] ? '' : `${(w.requests_per_s / base.requests_per_s).toFixed(2)}x`,
         fmtMs(w.p50_ms),
         fmtMs(w.p99_ms),
+        fmtMs(w.max_ms),
         MODELS.map((n) => w.answered_per_model[n] ?? 0).join('/'),
+        `${MODELS.map((n) => (w.fair_share[n] ?? 0).toFixed(2)).join('/')} (${w.min_fair_share.toFixed(2)})`,
         Object.entries(w.failures)
           .map(([k, v]) => `${k} x${v}`)
           .join(', ') || '0',
         `${w.metrics.loads_ok}/${w.metrics.loads_refused}`,
-        String(w.metrics.evictions_budget),
+        w.loads_per_request.toFixed(2),
+        `${w.metrics.evictions_budget}/${w.metrics.evictions_preempt}`,
       ]);
     }
   }
@@ -625,13 +653,14 @@ async function main(): Promise<void> {
   try {
     const targets: Target[] = [{ m, setup, baseUrl }];
     if (off !== undefined) targets.unshift({ m: off, setup: offSetup!, baseUrl: `http://127.0.0.1:${off.apiPort}` });
-    const colds = await coldStarts(targets, MODELS[0], Number(flags['cold-runs']), Number(flags['warm-per-run']));
+    const colds = flags['skip-cold'] ? [] : await coldStarts(targets, MODELS[0], Number(flags['cold-runs']), Number(flags['warm-per-run']));
     await off?.stop();
-    const cold = colds[colds.length - 1];
+    const cold = colds[colds.length - 1] as ColdStartResult | undefined;
     const footprints = await measureFootprints(m, baseUrl, batch);
     console.error(`footprints (MiB): ${JSON.stringify(footprints)}`);
     const budgets: BudgetResult[] = [];
-    for (const b of BUDGETS) budgets.push(await underBudget(m, setup, baseUrl, b, footprints.basis_mb, batch));
+    const wanted = new Set(flags.budgets.split(',').map((x) => x.trim()));
+    for (const b of BUDGETS) if (wanted.has(b.key)) budgets.push(await underBudget(m, setup, baseUrl, b, footprints.basis_mb, batch));
 
     const machine = { cpus: availableParallelism(), cpu_model: cpus()[0]?.model, node: process.version };
     const md = [
@@ -639,7 +668,7 @@ async function main(): Promise<void> {
       '',
       `${machine.cpus} cores (${machine.cpu_model}), Node ${machine.node}; three generated minilm-l6 embedding models (seeds 0, 1, 2), CPU children; client, manager and children share the cores.`,
       '',
-      `## Cold start of ${cold.model}, short input ("${SHORT_INPUT}")`,
+      ...(cold === undefined ? ['Cold starts not measured (--skip-cold).', ''] : [`## Cold start of ${cold.model}, short input ("${SHORT_INPUT}")`,
       '',
       coldStartTable(colds),
       ...colds.flatMap((c) => (c.failures.length > 0 ? ['', `${c.variant}: ${c.failures.length} failed: ${JSON.stringify(c.failures)}`] : [])),
@@ -647,12 +676,14 @@ async function main(): Promise<void> {
       'Where the time of a cold start goes (p50 of each phase, ms; from the replica log): decide = request -> spawn or hand-over; process = -> the router starts (Node start-up and imports, or a standby hand-over); listen = -> its model files are read (gRPC bind); load = -> ready line (tokenizer, ONNX session, warm-up); seen = -> the manager sees it serving; answer = -> the answer (forwarding, first request). CPU: user + system time of the replica\'s process (a standby\'s counted from the request on) and of the manager over the same span (/proc, 10 ms ticks): less noisy than wall time on a shared machine.',
       '',
       breakdownTable(colds),
-      '',
+      '']),
       `## Thrash: round-robin over three models, batches of ${batch.length} texts, ${flags.duration} s per workload`,
       '',
-      `Footprint (RSS, MiB): ${MODELS[0]} after its cold starts ${footprints.a_after_cold_starts_mb ?? '-'}; after warm-up batches ${MODELS.map((n) => `${n} ${footprints.after_warmup_mb[n] ?? '-'}`).join(', ')}. Budgets from the largest, ${footprints.basis_mb} MiB (the three together: ${Object.values(footprints.after_warmup_mb).reduce((a: number, x) => a + (x ?? 0), 0).toFixed(0)} MiB). A client pauses ${flags['fail-pause-ms']} ms after a failure.`,
+      `Footprint (RSS, MiB): ${MODELS[0]} after its cold starts ${footprints.a_after_cold_starts_mb ?? '-'}; after warm-up batches ${MODELS.map((n) => `${n} ${footprints.after_warmup_mb[n] ?? '-'}`).join(', ')}. Budgets from the smallest, ${footprints.basis_mb} MiB (the three together: ${Object.values(footprints.after_warmup_mb).reduce((a: number, x) => a + (x ?? 0), 0).toFixed(0)} MiB). A client pauses ${flags['fail-pause-ms']} ms after a failure.`,
       '',
       thrashTable(budgets),
+      '',
+      'Fair share: a model\'s answered requests / (all answered / 3); 1.00 each is an equal split. Loads per request: teiplex_model_loads_total{result="ok"} over the requests sent (1: every request a cold start). Evictions: budget = an idle replica evicted for another model, preempt = a busy one taken by a model that waited memory_wait_preempt_secs (docs/tenancy.md).',
       '',
       ...budgets.map(
         (b) =>

@@ -10,6 +10,8 @@ export type CatalogSettings = Pick<
   | 'cold_start_timeout_secs'
   | 'cold_start_queue_size'
   | 'cold_start_queue_mb'
+  | 'min_resident_secs'
+  | 'memory_wait_preempt_secs'
   | 'gpu_memory_budget_mb'
   | 'gpu_memory_reserve_mb'
   | 'cpu_memory_budget_mb'

@@ -33,6 +33,7 @@ import { FootprintSampler, type DeviceMemory } from './footprint-sampler.js';
 import { ModelTransitionError, type ModelEvent, type ModelState } from './model-state.js';
 import { Placement } from './placement.js';
 import { Replicas, type EvictReason, type Usage } from './replicas.js';
+import { RequestRates } from './request-rate.js';
 import { Sweep } from './sweep.js';
 
 export type { CatalogSettings } from './catalog-settings.js';
@@ -87,18 +88,36 @@ export class Catalog {
   private readonly coldStarts: ColdStarts;
   private readonly sweep: Sweep;
   private readonly sampler: FootprintSampler;
+  /** Recent request rate and requests in all per model (request-rate.ts). */
+  private readonly rates = new RequestRates();
+  private readonly clock: Clock;
 
   constructor(private readonly o: CatalogOptions) {
     this.settings = o.settings;
     this.log = o.log ?? (() => undefined);
     this.desired = o.desired ?? o.supervisor.desired;
     const clock = o.clock ?? systemClock;
+    this.clock = clock;
     const model = (name: string): CatalogModel | undefined => this.models.get(name);
     const settings = (): CatalogSettings => this.settings;
     const evicted = (name: string, reason: EvictReason): void => void this.events.emit('evict', { model: name, reason });
     const changed = (m: CatalogModel): void => this.sync(m);
-    this.replicaSet = new Replicas({ supervisor: o.supervisor, inflight: o.inflight, model, evicted, changed, log: this.log });
-    this.placement = new Placement({ supervisor: o.supervisor, inflight: o.inflight, replicas: this.replicaSet, model, models: () => this.models.values(), settings, evicted, log: this.log });
+    const observe = (m: CatalogModel): void => this.observe(m);
+    this.replicaSet = new Replicas({ supervisor: o.supervisor, inflight: o.inflight, model, evicted, changed, beforeStop: observe, log: this.log });
+    this.placement = new Placement({
+      supervisor: o.supervisor,
+      inflight: o.inflight,
+      replicas: this.replicaSet,
+      model,
+      models: () => this.models.values(),
+      settings,
+      evicted,
+      rate: (m) => {
+        this.observe(m);
+        return this.rates.rate(m.name, this.clock.now());
+      },
+      log: this.log,
+    });
     this.sampler = new FootprintSampler({
       supervisor: o.supervisor,
       replicas: this.replicaSet,
@@ -146,6 +165,30 @@ export class Catalog {
   listen(l: CatalogEvents): void {
     if (l.load !== undefined) this.events.on('load', (e) => l.load!(e.model, e.result, e.seconds));
     if (l.evict !== undefined) this.events.on('evict', (e) => l.evict!(e.model, e.reason));
+  }
+
+  // ---- demand (request-rate.ts) and waiting for memory (memory-queue.ts) ----
+
+  /** Fold the requests `m`'s replicas have begun into its rate and count. */
+  private observe(m: CatalogModel): void {
+    const begun = this.o.inflight.begun;
+    if (begun === undefined) return;
+    this.rates.observe(
+      m.name,
+      [...m.replicas].map((instance) => ({ instance, begun: begun.call(this.o.inflight, instance) })),
+      this.clock.now(),
+    );
+  }
+
+  /** Per model: requests begun in all, recent rate (req/s), and loads per request (the thrash ratio; null before any request). */
+  demand(m: CatalogModel): { requests: number; ratePerSec: number } {
+    this.observe(m);
+    return { requests: this.rates.requests(m.name), ratePerSec: this.rates.rate(m.name, this.clock.now()) };
+  }
+
+  /** Models whose start waits for memory, longest first, with the requests waiting for each. */
+  memoryWaiters(): Array<{ model: string; requests: number; since_ms: number; reason: string }> {
+    return this.coldStarts.memory.list().map((w) => ({ model: w.model, requests: this.models.get(w.model)?.waiters ?? 0, since_ms: w.sinceMs, reason: w.reason }));
   }
 
   // ---- the registry ----

@@ -15,7 +15,9 @@ import type { Instance } from '../supervisor/instance.js';
 import type { Supervisor } from '../supervisor/supervisor.js';
 import type { CatalogModel } from './catalog-model.js';
 import type { CatalogSettings } from './catalog-settings.js';
-import type { Placement } from './placement.js';
+import { queueRefusal } from './eviction-policy.js';
+import { MemoryQueue } from './memory-queue.js';
+import { NoRoom, type Placement } from './placement.js';
 import type { Replicas, Usage } from './replicas.js';
 
 /** Header (HTTP) or metadata key (gRPC): a request for a model that is not loaded fails at once with Retry-After instead of waiting for its cold start. */
@@ -60,9 +62,12 @@ export class ColdStarts {
   /** Bytes of request bodies waiting for cold starts (cold_start_queue_mb). */
   private waitingBytes = 0;
   private readonly clock: Clock;
+  /** Starts waiting for memory (memory-queue.ts). */
+  readonly memory: MemoryQueue;
 
   constructor(private readonly o: ColdStartOptions) {
     this.clock = o.clock ?? systemClock;
+    this.memory = new MemoryQueue(this.clock);
   }
 
   /**
@@ -77,11 +82,14 @@ export class ColdStarts {
       throw new TeiplexError('MODEL_LOADING', `model '${m.name}' is not loaded: it is being started (you asked not to wait)`, { retryAfterSecs: this.retryAfter(m) });
     }
     const s = this.o.settings();
-    if (m.waiters >= s.cold_start_queue_size) {
-      throw new TeiplexError('COLD_START_QUEUE_FULL', `model '${m.name}' is starting and ${m.waiters} requests already wait for it (cold_start_queue_size)`, { retryAfterSecs: this.retryAfter(m) });
-    }
     const bytes = Math.max(0, w.bytes ?? 0);
-    if (bytes > 0 && this.waitingBytes + bytes > s.cold_start_queue_mb * MIB) {
+    const bound = queueRefusal({ waitingForModel: m.waiters, queueSize: s.cold_start_queue_size, waitingBytes: this.waitingBytes, bytes, queueMb: s.cold_start_queue_mb });
+    if (bound === 'cold_start_queue_size') {
+      throw new TeiplexError('COLD_START_QUEUE_FULL', `model '${m.name}' is ${this.memory.reason(m.name) !== undefined ? 'waiting for memory' : 'starting'} and ${m.waiters} requests already wait for it (cold_start_queue_size)`, {
+        retryAfterSecs: this.retryAfter(m),
+      });
+    }
+    if (bound === 'cold_start_queue_mb') {
       // The model is still wanted: its start goes on (or begins) for the requests to come.
       this.startLoad(m).catch(() => undefined);
       throw new TeiplexError(
@@ -97,15 +105,16 @@ export class ColdStarts {
     let onAbort: (() => void) | undefined;
     try {
       const timeout = new Promise<never>((_, reject) => {
-        timer = this.clock.setTimeout(
-          () =>
-            reject(
-              new TeiplexError('MODEL_LOADING', `model '${m.name}' did not finish starting within cold_start_timeout_secs (${s.cold_start_timeout_secs} s); it goes on starting`, {
-                retryAfterSecs: this.retryAfter(m),
-              }),
-            ),
-          s.cold_start_timeout_secs * 1000,
-        );
+        timer = this.clock.setTimeout(() => {
+          const forMemory = this.memory.reason(m.name);
+          reject(
+            forMemory !== undefined
+              ? new TeiplexError('MEMORY_BUDGET_EXCEEDED', `model '${m.name}' waited cold_start_timeout_secs (${s.cold_start_timeout_secs} s) for memory and got none: ${forMemory}`, { retryAfterSecs: 5 })
+              : new TeiplexError('MODEL_LOADING', `model '${m.name}' did not finish starting within cold_start_timeout_secs (${s.cold_start_timeout_secs} s); it goes on starting`, {
+                  retryAfterSecs: this.retryAfter(m),
+                }),
+          );
+        }, s.cold_start_timeout_secs * 1000);
       });
       const aborted = new Promise<never>((_, reject) => {
         onAbort = () => reject(gone(m));
@@ -148,10 +157,7 @@ export class ColdStarts {
       let instance: Instance;
       let ready: Promise<void>;
       try {
-        ({ instance, ready } = await this.o.placement.run(() => {
-          if (m.startEpoch !== epoch) throw this.cancelledError(m);
-          return this.o.placement.placeAndCreate(m);
-        }));
+        ({ instance, ready } = await this.place(m, epoch));
       } catch (err) {
         if (m.startEpoch === epoch) this.o.loaded(m.name, 'refused', (performance.now() - t0) / 1000);
         throw err;
@@ -179,6 +185,34 @@ export class ColdStarts {
     this.o.log('catalog model failed to load', { model: m.name, reason });
     this.o.loaded(m.name, 'failed', (performance.now() - t0) / 1000);
     throw this.failedError(m);
+  }
+
+  /**
+   * Place a replica of `m`; with no room yet but room to come (NoRoom.wait) and requests waiting
+   * for it, wait in the memory queue (memory-queue.ts) and try again until placed, cancelled, or
+   * no request waits any more (each request's own wait is bounded by cold_start_timeout_secs).
+   */
+  private async place(m: CatalogModel, epoch: number): Promise<{ instance: Instance; ready: Promise<void> }> {
+    try {
+      for (;;) {
+        try {
+          return await this.o.placement.run(() => {
+            if (m.startEpoch !== epoch) throw this.cancelledError(m);
+            const s = this.o.settings();
+            const waited = this.memory.waitedMs(m.name);
+            const preempt = s.memory_wait_preempt_secs > 0 && waited !== undefined && waited >= s.memory_wait_preempt_secs * 1000;
+            return this.o.placement.placeAndCreate(m, this.memory.mayEvict(m.name), preempt);
+          });
+        } catch (err) {
+          if (!(err instanceof NoRoom) || !err.wait || m.waiters === 0 || this.o.closed() || m.startEpoch !== epoch) throw err;
+          if (this.memory.reason(m.name) === undefined) this.o.log('waiting for memory', { model: m.name, waiters: m.waiters, reason: err.message });
+          this.o.changed(m);
+          await this.memory.wait(m.name, err.message);
+        }
+      }
+    } finally {
+      this.memory.leave(m.name);
+    }
   }
 
   private cancelledError(m: CatalogModel): TeiplexError {

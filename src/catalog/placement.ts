@@ -2,8 +2,8 @@
  * Where a new replica goes, and what leaves to make room: each candidate device's budget
  * (memory-budget.ts) against what is resident there (measured footprints, else estimates); the
  * choice prefers a device the model has no replica on yet, then the fewest evictions, then the
- * most room; the least recently used idle replicas there are evicted first — in use or pinned
- * ones never are. A device found over its budget (lowered by a reload, replicas grown since their
+ * most room; victims there follow eviction-policy.ts (lowest reload cost, then least recently
+ * used; never one in use, just loaded, pinned or kept by min_replicas). A device found over its budget (lowered by a reload, replicas grown since their
  * first sample) has replicas evicted until it fits. Decisions run one at a time (`run`).
  */
 import os from 'node:os';
@@ -33,6 +33,8 @@ export interface PlacementOptions {
   models(): Iterable<CatalogModel>;
   settings(): CatalogSettings;
   evicted(model: string, reason: EvictReason): void;
+  /** The model's recent request rate (req/s; request-rate.ts), observed now. */
+  rate(m: CatalogModel): number;
   log(msg: string, fields?: Record<string, unknown>): void;
 }
 
@@ -50,8 +52,12 @@ export class Placement {
     return this.queue.run(decision);
   }
 
-  /** Pick a device with room (evicting if need be), create the replica; `ready` settles when it serves or fails. Call inside `run`. */
-  async placeAndCreate(m: CatalogModel): Promise<{ instance: Instance; ready: Promise<void> }> {
+  /**
+   * Pick a device with room (evicting if need be), create the replica; `ready` settles when it
+   * serves or fails. `mayEvict` false (another model waits for memory longer): only a placement
+   * that evicts no replica is taken. No room: NoRoom, saying whether waiting could help. Call inside `run`.
+   */
+  async placeAndCreate(m: CatalogModel, mayEvict = true, preempt = false): Promise<{ instance: Instance; ready: Promise<void> }> {
     const settings = this.o.settings();
     const need = m.expectedMb(settings.default_memory_mb);
     const what = `starting model '${m.name}'`;
@@ -64,17 +70,22 @@ export class Placement {
       // A standby child the replica would take over: its memory becomes the replica's (part of `need`).
       const standby = settings.standby_children > 0 && gpu === undefined ? this.o.supervisor.standbyFor(replicaSpec(m.spec, 1, gpu), []) : undefined;
       const residents = this.residents(device).filter((r) => r.instance !== standby?.name);
-      return { gpu, device, standby, plan: planPlacement(what, need, budget, residents), free: budget.mb - heldMb(residents) };
+      return { gpu, device, standby, plan: planPlacement(what, need, budget, residents, Date.now(), preempt && mayEvict), free: budget.mb - heldMb(residents) };
     });
     // Another device than the replicas already have, then the fewest evictions, then the most room.
     options.sort((a, b) => Number(placed.has(a.device)) - Number(placed.has(b.device)) || evictions(a.plan) - evictions(b.plan) || b.free - a.free);
-    const chosen = options.find((x) => x.plan.ok);
+    const chosen = options.find((x) => x.plan.ok && (mayEvict || x.plan.evict.every((r) => r.standby === true)));
     if (chosen === undefined || !chosen.plan.ok) {
+      if (options.some((x) => x.plan.ok)) throw new NoRoom(`${what}: another model has waited for memory longer and is placed first`, true);
       const reasons = options.map((x) => (x.plan.ok ? '' : x.plan.reason));
-      this.o.log('no room for a replica', { model: m.name, detail: options.map((x) => (x.plan.ok ? '' : x.plan.detail)).join('; ') });
-      throw new TeiplexError('MEMORY_BUDGET_EXCEEDED', reasons.join('; '), { retryAfterSecs: 5 });
+      const wait = options.some((x) => !x.plan.ok && x.plan.wait);
+      this.o.log(wait ? 'no room for a replica yet' : 'no room for a replica', { model: m.name, detail: options.map((x) => (x.plan.ok ? '' : x.plan.detail)).join('; ') });
+      throw new NoRoom(reasons.join('; '), wait);
     }
-    for (const r of chosen.plan.evict) await this.evict(r, `to make room for '${m.name}' on ${chosen.device}`);
+    for (const r of chosen.plan.evict) {
+      const busy = (r.inflight ?? 0) > 0;
+      await this.evict(r, busy ? `preempted for '${m.name}' on ${chosen.device} (it waited memory_wait_preempt_secs; calls in flight finish first)` : `to make room for '${m.name}' on ${chosen.device}`, busy ? 'preempt' : 'budget');
+    }
     let index = 1;
     while (this.o.supervisor.find(`${m.name}-${index}`) !== undefined) index++;
     const standby = chosen.standby !== undefined ? this.o.supervisor.standby.take(chosen.standby) : undefined;
@@ -132,7 +143,20 @@ export class Placement {
       const owner = this.o.supervisor.ownerOf(i.name);
       const m = owner !== undefined ? this.o.model(owner) : undefined;
       const mb = this.o.replicas.footprints.get(i.name) ?? m?.expectedMb(settings.default_memory_mb) ?? 0;
-      out.push({ instance: i.name, mb, lastUsedMs: this.o.inflight.lastUsed(i.name) ?? 0, keep: this.keepReason(i, m) });
+      out.push({
+        instance: i.name,
+        mb,
+        lastUsedMs: this.o.inflight.lastUsed(i.name) ?? 0,
+        keep: this.keepReason(i, m),
+        // Requests waiting for its model count as in use: a replica just ready is not taken from them.
+        inflight: this.o.inflight.get(i.name) + (m?.waiters ?? 0),
+        waiting: m?.waiters ?? 0,
+        starting: !canServe(i.status),
+        loadedAtMs: this.o.replicas.readyAt.get(i.name),
+        minResidentSecs: m?.spec.min_resident_secs ?? settings.min_resident_secs,
+        loadSecs: m?.lastLoadSecs ?? 1,
+        ratePerSec: m !== undefined ? this.o.rate(m) : 0,
+      });
     }
     // Standby children hold memory too; with no model, they are the first to go (lastUsedMs -1).
     for (const c of this.o.supervisor.standby.list(device)) {
@@ -141,12 +165,10 @@ export class Placement {
     return out;
   }
 
-  /** Why a replica may not be evicted now; undefined: it may. */
-  private keepReason(i: Instance, m: CatalogModel | undefined): string | undefined {
+  /** Why a replica may never be evicted (for another model's room); undefined: it may, unless held for now (eviction-policy.ts). */
+  private keepReason(_i: Instance, m: CatalogModel | undefined): string | undefined {
     if (m === undefined) return 'an instance outside the catalog';
-    const n = this.o.inflight.get(i.name);
-    if (n > 0) return `in use: ${n} request${n === 1 ? '' : 's'} in flight`;
-    if (!canServe(i.status)) return i.status;
+    if (m.spec.pinned === true) return 'pinned';
     if (m.pinned > 0 && this.o.replicas.of(m).filter((r) => hasProcess(r.status)).length <= m.pinned) {
       return m.spec.on_demand === false ? 'on_demand = false' : `min_replicas ${m.pinned}`;
     }
@@ -172,7 +194,7 @@ export class Placement {
   }
 
   /** Stop a replica (or a standby child) for the budget (only these are ever planned for eviction). */
-  private async evict(r: Resident, why: string): Promise<void> {
+  private async evict(r: Resident, why: string, reason: EvictReason = 'budget'): Promise<void> {
     const instance = r.instance;
     if (r.standby === true) {
       const c = this.o.supervisor.standby.list().find((x) => x.name === instance);
@@ -183,8 +205,18 @@ export class Placement {
     const victim = owner !== undefined ? this.o.model(owner) : undefined;
     if (victim === undefined) return;
     this.o.log('evicting a replica', { instance, model: victim.name, why });
-    this.o.evicted(victim.name, 'budget');
+    this.o.evicted(victim.name, reason);
     await this.o.replicas.stop(victim, instance);
+  }
+}
+
+/** No room for a replica now; `wait`: it would fit once what is held for now (in use, starting, just loaded) is free. */
+export class NoRoom extends TeiplexError {
+  constructor(
+    message: string,
+    readonly wait: boolean,
+  ) {
+    super('MEMORY_BUDGET_EXCEEDED', message, { retryAfterSecs: 5 });
   }
 }
 

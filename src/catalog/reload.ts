@@ -23,6 +23,8 @@ const LIVE_KEYS = [
   'cold_start_timeout_secs',
   'cold_start_queue_size',
   'cold_start_queue_mb',
+  'min_resident_secs',
+  'memory_wait_preempt_secs',
   'gpu_memory_budget_mb',
   'gpu_memory_reserve_mb',
   'cpu_memory_budget_mb',

@@ -20,9 +20,12 @@ export interface Usage {
   lastUsed(instance: string): number | undefined;
   touch(instance: string): void;
   forget(instance: string): void;
+  /** Requests begun on the instance, in all (request rates); absent: not counted. */
+  begun?(instance: string): number;
 }
 
-export type EvictReason = 'idle' | 'budget' | 'unload';
+export type EvictReason = 'idle' | 'budget' | 'preempt' | 'unload';
+
 
 export interface ReplicasOptions {
   supervisor: Supervisor;
@@ -32,6 +35,8 @@ export interface ReplicasOptions {
   evicted(model: string, reason: EvictReason): void;
   /** A model's state may have changed. */
   changed(m: CatalogModel): void;
+  /** A replica of `m` is about to be forgotten (its request count folded into the model's rate first). */
+  beforeStop?(m: CatalogModel): void;
   log(msg: string, fields?: Record<string, unknown>): void;
 }
 
@@ -42,6 +47,8 @@ export class Replicas {
   private readonly readiness = new Map<string, { resolve(): void; reject(reason: string): void }>();
   /** Measured footprint per instance (MiB): the peak of its samples. */
   readonly footprints = new Map<string, number>();
+  /** When each replica first served (ms since the epoch): min_resident_secs counts from it. */
+  readonly readyAt = new Map<string, number>();
   private closed = false;
 
   constructor(private readonly o: ReplicasOptions) {}
@@ -81,6 +88,8 @@ export class Replicas {
       if (!(err instanceof TeiplexError && err.code === 'INSTANCE_NOT_FOUND')) throw err;
     } finally {
       this.stopping.delete(name);
+      this.o.beforeStop?.(m);
+      this.readyAt.delete(name);
       m.lastUsedMs = Math.max(m.lastUsedMs ?? 0, this.o.inflight.lastUsed(name) ?? 0) || undefined;
       m.replicas.delete(name);
       this.footprints.delete(name);
@@ -120,6 +129,7 @@ export class Replicas {
     if (waiting !== undefined) {
       if (t.to === 'running') {
         this.readiness.delete(t.name);
+        this.readyAt.set(t.name, Date.now());
         waiting.resolve();
       } else if (t.to === 'backoff' || t.to === 'failed' || t.to === 'stopped') {
         this.readiness.delete(t.name);

@@ -89,8 +89,8 @@ export class Sweep {
         });
         continue;
       }
-      // Idle replicas beyond those pinned, least recently used first.
-      if (m.spec.on_demand !== false && m.loading === undefined) {
+      // Idle replicas beyond those kept (min_replicas; none of a `pinned` model), least recently used first.
+      if (m.spec.on_demand !== false && m.spec.pinned !== true && m.loading === undefined) {
         const idleMs = (m.spec.idle_timeout_secs ?? s.idle_timeout_secs) * 1000;
         let keep = live.length;
         for (const i of [...serving].sort((a, b) => (this.t.lastUsed(a.name) ?? 0) - (this.t.lastUsed(b.name) ?? 0))) {

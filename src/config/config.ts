@@ -223,6 +223,10 @@ export const ConfigSchema = Type.Object(
     cold_start_queue_size: Type.Integer({ minimum: 1 }),
     /** On-demand models: most bytes of request bodies waiting for cold starts, all models together (MiB); more -> 503 / RESOURCE_EXHAUSTED. */
     cold_start_queue_mb: Type.Number({ exclusiveMinimum: 0 }),
+    /** On-demand models: a replica loaded less than this long ago is not evicted for another model's start (it may still be idle-stopped); per model: min_resident_secs. */
+    min_resident_secs: Type.Number({ minimum: 0 }),
+    /** On-demand models: the model waiting longest for memory, after this long, takes a replica in use (it stops taking calls; those in flight finish); 0: never. */
+    memory_wait_preempt_secs: Type.Number({ minimum: 0 }),
     /** Memory budget per GPU (MiB); unset: the GPU's total (nvidia-smi) minus gpu_memory_reserve_mb. */
     gpu_memory_budget_mb: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
     gpu_memory_reserve_mb: Type.Number({ minimum: 0 }),
@@ -306,6 +310,8 @@ export const DEFAULTS = {
   cold_start_timeout_secs: 300,
   cold_start_queue_size: 1024,
   cold_start_queue_mb: 64,
+  min_resident_secs: 1,
+  memory_wait_preempt_secs: 10,
   gpu_memory_reserve_mb: 1024,
   cpu_memory_reserve_mb: 2048,
   default_memory_mb: 1024,

@@ -24,6 +24,8 @@ export const ModelSpecSchema = Type.Composite(
       min_replicas: Type.Optional(Type.Integer({ minimum: 0, maximum: 64, description: 'replicas kept loaded (never idle-stopped or evicted); 0: may scale to zero' })),
       max_replicas: Type.Optional(Type.Integer({ minimum: 1, maximum: 64, description: 'replicas started under sustained queueing, at most (default 1)' })),
       memory_mb: Type.Optional(Type.Number({ exclusiveMinimum: 0, description: 'memory estimate per replica (MiB); replaced by the measured footprint after the first start' })),
+      pinned: Type.Optional(Type.Boolean({ description: 'true: once loaded, its replicas are never evicted for another model nor idle-stopped (they count against the budget); an unload still stops them' })),
+      min_resident_secs: Type.Optional(Type.Number({ minimum: 0, description: 'a replica loaded less than this long ago is not evicted for another model (default: min_resident_secs of the config)' })),
     }),
   ],
   { additionalProperties: false },
@@ -54,7 +56,7 @@ export function maxReplicas(spec: ModelSpec): number {
 
 /** The instance spec of replica `index` (1-based) of a model, on `gpuId` (undefined: CPU). */
 export function replicaSpec(spec: ModelSpec, index: number, gpuId: number | undefined): InstanceSpec {
-  const { name: _n, gpu_ids: _g, on_demand: _o, idle_timeout_secs: _i, min_replicas: _min, max_replicas: _max, memory_mb: _m, ...settings } = spec;
+  const { name: _n, gpu_ids: _g, on_demand: _o, idle_timeout_secs: _i, min_replicas: _min, max_replicas: _max, memory_mb: _m, pinned: _p, min_resident_secs: _r, ...settings } = spec;
   const name = modelName(spec);
   const aliases = [...new Set([...(spec.aliases ?? []), name])];
   return { ...settings, name: `${name}-${index}`, aliases, ...(gpuId !== undefined ? { gpu_id: gpuId } : {}) };

@@ -31,6 +31,8 @@ export class ManagerMetrics {
   private readonly stateWrites: Counter<'result'>;
   readonly stateWriteSeconds: Histogram;
   private readonly modelLoads: Counter<'model' | 'result'>;
+  /** Successful catalog loads per model (the thrash ratio's numerator). */
+  private readonly okLoads = new Map<string, number>();
   private readonly modelEvictions: Counter<'model' | 'reason'>;
   private readonly coldStartSeconds: Histogram<'model'>;
   private readonly processErrors: Counter<'kind'>;
@@ -107,6 +109,47 @@ export class ManagerMetrics {
       collect() {
         this.reset();
         for (const d of catalog()?.memory() ?? []) this.set({ device: d.device }, d.used_mb * 1024 * 1024);
+      },
+    });
+    const okLoads = this.okLoads;
+    const exportedRequests = new Map<string, number>();
+    new Counter({
+      name: 'teiplex_model_requests_total',
+      help: 'Requests begun on the replicas of a catalog model (counted by the front ends; the thrash ratio\'s denominator)',
+      labelNames: ['model'],
+      registers,
+      collect() {
+        const c = catalog();
+        for (const m of c?.list() ?? []) {
+          const n = c!.demand(m).requests;
+          const d = n - (exportedRequests.get(m.name) ?? 0);
+          if (d > 0) this.inc({ model: m.name }, d);
+          exportedRequests.set(m.name, n);
+        }
+      },
+    });
+    new Gauge({
+      name: 'teiplex_model_thrash_ratio',
+      help: 'Replica loads per request of a catalog model (teiplex_model_loads_total ok / teiplex_model_requests_total); 1: every request a cold start',
+      labelNames: ['model'],
+      registers,
+      collect() {
+        this.reset();
+        const c = catalog();
+        for (const m of c?.list() ?? []) {
+          const n = c!.demand(m).requests;
+          if (n > 0) this.set({ model: m.name }, (okLoads.get(m.name) ?? 0) / n);
+        }
+      },
+    });
+    new Gauge({
+      name: 'teiplex_catalog_memory_waiters',
+      help: 'Requests waiting for memory for a catalog model (its start waits for room in a budget)',
+      labelNames: ['model'],
+      registers,
+      collect() {
+        this.reset();
+        for (const w of catalog()?.memoryWaiters() ?? []) this.set({ model: w.model }, w.requests);
       },
     });
     new Gauge({
@@ -224,6 +267,7 @@ export class ManagerMetrics {
     return {
       load: (model, result, seconds) => {
         this.modelLoads.inc({ model, result });
+        if (result === 'ok') this.okLoads.set(model, (this.okLoads.get(model) ?? 0) + 1);
         if (result === 'ok') this.coldStartSeconds.observe({ model }, seconds);
       },
       evict: (model, reason) => this.modelEvictions.inc({ model, reason }),

@@ -6,6 +6,8 @@
 export class Inflight {
   private readonly counts = new Map<string, number>();
   private readonly lastActive = new Map<string, number>();
+  /** Requests begun per instance, in all (the catalog's request rates). */
+  private readonly begunCounts = new Map<string, number>();
   private all = 0;
 
   get(name: string): number {
@@ -20,6 +22,7 @@ export class Inflight {
   begin(name: string): void {
     this.all++;
     this.counts.set(name, (this.counts.get(name) ?? 0) + 1);
+    this.begunCounts.set(name, (this.begunCounts.get(name) ?? 0) + 1);
     this.lastActive.set(name, Date.now());
   }
 
@@ -41,8 +44,14 @@ export class Inflight {
     return this.lastActive.get(name);
   }
 
+  /** Requests begun on the instance, in all (0 after `forget`). */
+  begun(name: string): number {
+    return this.begunCounts.get(name) ?? 0;
+  }
+
   /** Forget when a deleted instance was used (its name may come back for a new one). */
   forget(name: string): void {
     this.lastActive.delete(name);
+    this.begunCounts.delete(name);
   }
 }

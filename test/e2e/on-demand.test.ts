@@ -4,7 +4,9 @@
  * child; an idle replica is stopped after its timeout; a client that asks not to wait gets 503 at
  * once; a model with broken files ends `failed` and later requests get that error at once; a
  * budget that fits two of three models evicts the least recently used idle one and never one in
- * use (GPU budget with canned nvidia-smi output: no GPU here); a reload adds and removes models
+ * use, and a request for a third model while both are busy waits for memory (one load for all its
+ * waiters) then succeeds, bounded by cold_start_timeout_secs (GPU budget with canned nvidia-smi
+ * output: no GPU here); a reload adds and removes models
  * without touching the others, and the catalog survives a manager restart.
  */
 import assert from 'node:assert/strict';
@@ -325,7 +327,8 @@ describe('memory budget: least recently used idle model evicted, never one in us
   const config = (budgetMb: number, extra = '') =>
     writeManagerConfig(
       file,
-      `nvidia_smi_path = ${JSON.stringify(smi)}\ngpu_memory_budget_mb = ${budgetMb}\nidle_timeout_secs = 600\n${extra}`,
+      // min_resident_secs = 0: these tests evict a model right after its load.
+      `nvidia_smi_path = ${JSON.stringify(smi)}\ngpu_memory_budget_mb = ${budgetMb}\nidle_timeout_secs = 600\nmin_resident_secs = 0\n${extra}`,
       // The GPU is fake: the routers run on the CPU.
       ['a', 'b', 'c'].map((k) => modelToml(`m-${k}`, ids[k], 'gpu_ids = [0]\nmemory_mb = 1000\nextra_args = ["--device", "cpu"]')).join(''),
     );
@@ -364,9 +367,11 @@ esac
     return r;
   };
 
-  test('a third model evicts the least recently used of two', async () => {
+  test('a third model evicts the cheaper to reload of two: the one with fewer recent requests', async () => {
     await ok('m-a');
-    await ok('m-b');
+    // m-b: six requests to m-a's one, so its reload cost (load time x recent rate) is higher
+    // unless its load was six times as quick (eviction-policy.ts).
+    for (let i = 0; i < 6; i++) await ok('m-b');
     assert.deepEqual(await states(), ['m-a:loaded', 'm-b:loaded', 'm-c:available']);
     const mem = (await m.api('GET', '/memory')).body.devices.find((d: any) => d.device === 'gpu0');
     assert.deepEqual([mem.budget_mb, mem.used_mb, mem.budget_source], [2500, 2000, 'gpu_memory_budget_mb']);
@@ -390,40 +395,83 @@ esac
     }
   });
 
-  test('nothing evictable: 503 / RESOURCE_EXHAUSTED naming the budget; room again once a call ends', async () => {
+  test('memory wait then success (canned nvidia-smi, no GPU): a third model waits while both others are busy, then one load serves all its waiters once a call ends', async () => {
     const busyA = await openStream(grpcClient, ids.a);
     const busyB = await openStream(grpcClient, ids.b);
+    const loads = async (result: string) => metric(m, 'teiplex_model_loads_total', { model: 'm-c', result });
+    const [okBefore, refusedBefore] = [await loads('ok'), await loads('refused')];
+    const evictedBefore = await metric(m, 'teiplex_model_evictions_total', { model: 'm-a', reason: 'budget' });
+    let answers: Promise<Answer[]> | undefined;
+    let aClosed = false;
     try {
-      const r = await http.post('/v1/embeddings', embedBody('m-c'));
-      assert.equal(r.status, 503, JSON.stringify(r.body));
-      assert.equal(r.body.error.code, 'memory_budget_exceeded');
-      assert.match(r.body.error.message, /gpu0.*2500 MiB \(gpu_memory_budget_mb\).*in use/);
-      assert.ok(r.headers.get('retry-after'));
-      const e = await new Promise<grpc.ServiceError>((resolve) => grpcClient.Embed({ target: { model_id: ids.c }, request: { inputs: 'x' } }, (err: grpc.ServiceError) => resolve(err)));
-      assert.equal(e.code, status.RESOURCE_EXHAUSTED);
-      assert.equal(errorCode(e), 'MEMORY_BUDGET_EXCEEDED');
-      assert.match(e.details, /gpu_memory_budget_mb/);
-      assert.equal(await metric(m, 'teiplex_model_loads_total', { model: 'm-c', result: 'refused' }), 2);
+      // Four HTTP requests and one gRPC call for m-c: no refusal, they wait for memory together.
+      answers = Promise.all(Array.from({ length: 4 }, (_, i) => http.post('/v1/embeddings', embedBody('m-c', `waiter ${i}`))));
+      const viaGrpc = new Promise<{ err: grpc.ServiceError | null }>((resolve) => grpcClient.Embed({ target: { model_id: ids.c }, request: { inputs: 'x' } }, (err: grpc.ServiceError | null) => resolve({ err })));
+      await until('five requests waiting for memory for m-c', async () => (await metric(m, 'teiplex_catalog_memory_waiters', { model: 'm-c' })) === 5);
+      assert.equal((await model(m, 'm-c')).waiting_requests, 5);
+      assert.deepEqual(await states(), ['m-a:loaded', 'm-b:loaded', 'm-c:loading']);
+      await busyA.close(); // m-a is idle now: the waiting start evicts it
+      aClosed = true;
+      const g = await viaGrpc;
+      assert.equal(g.err, null, String(g.err));
+      for (const a of await answers) assert.equal(a.status, 200, JSON.stringify(a.body));
+      answers = undefined;
     } finally {
-      await busyA.close();
+      if (!aClosed) await busyA.close();
+      await answers?.catch(() => undefined);
     }
     try {
-      await ok('m-c'); // m-a is idle now: evicted
       assert.deepEqual(await states(), ['m-a:available', 'm-b:loaded', 'm-c:loaded']);
+      assert.equal((await loads('ok')) - okBefore, 1, 'one load served all five waiters');
+      assert.equal((await loads('refused')) - refusedBefore, 0, 'nothing was refused');
+      assert.equal((await metric(m, 'teiplex_model_evictions_total', { model: 'm-a', reason: 'budget' })) - evictedBefore, 1);
+      assert.equal(await metric(m, 'teiplex_catalog_memory_waiters', { model: 'm-c' }), 0);
+      assert.ok((await metric(m, 'teiplex_model_requests_total', { model: 'm-c' })) >= 5);
+      assert.ok((await metric(m, 'teiplex_model_thrash_ratio', { model: 'm-c' })) > 0);
     } finally {
-      await busyB.close(); // m-b last used now: m-c is the least recently used
+      await busyB.close();
     }
   });
 
-  test('a budget lowered by a reload evicts the least recently used idle replica', async () => {
+  test('waiting for memory is bounded by cold_start_timeout_secs: then 503 / RESOURCE_EXHAUSTED memory_budget_exceeded naming the limit and the budget', async () => {
+    await config(2500, 'cold_start_timeout_secs = 1');
+    assert.equal((await m.api('POST', '/config/reload')).status, 200);
+    // m-b and m-c are loaded now; both busy: m-a cannot get room within 1 s.
+    const busyB = await openStream(grpcClient, ids.b);
+    const busyC = await openStream(grpcClient, ids.c);
+    try {
+      const r = await http.post('/v1/embeddings', embedBody('m-a'));
+      assert.equal(r.status, 503, JSON.stringify(r.body));
+      assert.equal(r.body.error.code, 'memory_budget_exceeded');
+      assert.match(r.body.error.message, /waited cold_start_timeout_secs \(1 s\) for memory.*gpu0.*2500 MiB \(gpu_memory_budget_mb\).*in use/);
+      assert.ok(r.headers.get('retry-after'));
+      const e = await new Promise<grpc.ServiceError>((resolve) => grpcClient.Embed({ target: { model_id: ids.a }, request: { inputs: 'x' } }, (err: grpc.ServiceError) => resolve(err)));
+      assert.equal(e.code, status.RESOURCE_EXHAUSTED);
+      assert.equal(errorCode(e), 'MEMORY_BUDGET_EXCEEDED');
+      assert.match(e.details, /cold_start_timeout_secs/);
+      // No request waits any more: the start gives up (nothing evicted for nobody).
+      await until('m-a no longer waiting for memory', async () => (await model(m, 'm-a')).state === 'available');
+      assert.deepEqual(await states(), ['m-a:available', 'm-b:loaded', 'm-c:loaded']);
+    } finally {
+      await busyB.close();
+      await busyC.close();
+    }
+  });
+
+  test('a budget lowered by a reload evicts one idle replica (the lower reload cost: eviction-policy.ts)', async () => {
+    const budgetEvictions = async () =>
+      (await metric(m, 'teiplex_model_evictions_total', { model: 'm-b', reason: 'budget' })) + (await metric(m, 'teiplex_model_evictions_total', { model: 'm-c', reason: 'budget' }));
+    const before = await budgetEvictions();
     await config(1500);
     const r = await m.api('POST', '/config/reload');
     assert.equal(r.status, 200, JSON.stringify(r.body));
     assert.deepEqual(r.body.models.unchanged, ['m-a', 'm-b', 'm-c']);
     const mem = (await m.api('GET', '/memory')).body.devices.find((d: any) => d.device === 'gpu0'); // samples, and enforces
     assert.equal(mem.budget_mb, 1500);
-    assert.deepEqual(await states(), ['m-a:available', 'm-b:loaded', 'm-c:available']);
-    assert.equal(await metric(m, 'teiplex_model_evictions_total', { model: 'm-c', reason: 'budget' }), 2);
+    const now = await states();
+    assert.equal(now[0], 'm-a:available');
+    assert.equal(now.filter((x) => x.endsWith(':loaded')).length, 1, now.join(' '));
+    assert.equal((await budgetEvictions()) - before, 1);
   });
 
   test('cold start limits (changed by a reload): a full wait queue and a start past the timeout get 503 with Retry-After', async () => {
@@ -438,6 +486,26 @@ esac
     // The start went on: m-a serves (m-b, idle, made room).
     await waitModel(m, 'm-a', (y) => y.state === 'loaded');
     assert.deepEqual(await states(), ['m-a:loaded', 'm-b:available', 'm-c:available']);
+  });
+  test('a pinned model is never evicted: the other two take turns beside it (canned nvidia-smi, no GPU)', async () => {
+    const spec = (extra: string) => `gpu_ids = [0]\nmemory_mb = 1000\nextra_args = ["--device", "cpu"]\n${extra}`;
+    await writeManagerConfig(
+      file,
+      `nvidia_smi_path = ${JSON.stringify(smi)}\ngpu_memory_budget_mb = 2500\nidle_timeout_secs = 600\nmin_resident_secs = 0\n`,
+      modelToml('m-a', ids.a, spec('pinned = true')) + modelToml('m-b', ids.b, spec('')) + modelToml('m-c', ids.c, spec('')),
+    );
+    const r = await m.api('POST', '/config/reload');
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.deepEqual(r.body.models.changed, ['m-a']);
+    const evictions = async () => metric(m, 'teiplex_model_evictions_total', { model: 'm-a', reason: 'budget' });
+    await ok('m-a'); // loaded now, and from here on the least recently used
+    const before = await evictions();
+    for (const name of ['m-b', 'm-c', 'm-b', 'm-c']) {
+      await ok(name);
+      assert.equal((await states())[0], 'm-a:loaded', `after ${name}`);
+    }
+    assert.equal((await evictions()) - before, 0, 'the pinned model was never evicted');
+    assert.ok((await metric(m, 'teiplex_model_evictions_total', { model: 'm-b', reason: 'budget' })) >= 1, 'the others took turns');
   });
 });
 

@@ -128,3 +128,21 @@ test('sweep: every replica queueing for scale_up_after_secs starts one more, up 
   assert.deepEqual(w.starts, ['org-q'], 'max_replicas reached');
   sweep.stop();
 });
+
+test('sweep: a pinned model (pinned = true) is never idle-stopped; an unpinned one beside it is', async () => {
+  const clock = new ManualClock();
+  const w = world(clock, [{ model_id: 'org/p', pinned: true, idle_timeout_secs: 5 }, { model_id: 'org/u', idle_timeout_secs: 5 }]);
+  w.add('org-p', 'org-p-1');
+  w.add('org-u', 'org-u-1');
+  const sweep = new Sweep(w.target, clock);
+  sweep.start();
+  clock.advance(60_000);
+  await settle();
+  clock.advance(SWEEP_MS);
+  await settle();
+  assert.deepEqual(names(w.replicas.get('org-p')), ['org-p-1'], 'pinned: kept, idle for a minute');
+  assert.deepEqual(names(w.replicas.get('org-u')), []);
+  assert.deepEqual(w.log.filter((l) => l.startsWith('evict')), ['evict org-u idle']);
+  assert.deepEqual(w.starts, [], 'pinned does not start anything by itself (unlike min_replicas)');
+  sweep.stop();
+});

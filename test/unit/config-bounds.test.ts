@@ -106,6 +106,8 @@ const EDGES: Record<string, Array<[unknown, unknown]>> = {
   cold_start_timeout_secs: [[0.001, 0]],
   cold_start_queue_size: [[1, 0]],
   cold_start_queue_mb: [[0.001, 0]],
+  min_resident_secs: [[0, -1]],
+  memory_wait_preempt_secs: [[0, -1]],
   gpu_memory_budget_mb: [[0.001, 0]],
   gpu_memory_reserve_mb: [[0, -1]],
   cpu_memory_budget_mb: [[0.001, 0]],

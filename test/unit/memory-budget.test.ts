@@ -39,6 +39,7 @@ test('planPlacement: the refusal names counts and MiB for the caller, the holder
   const whole = planPlacement('m', 1001, budget, []);
   assert.deepEqual(whole, {
     ok: false,
+    wait: false,
     reason: 'm needs ~1001 MiB on cpu, more than its whole budget of 1000 MiB (cpu_memory_budget_mb)',
     detail: 'm needs ~1001 MiB on cpu, more than its whole budget of 1000 MiB (cpu_memory_budget_mb)',
   });

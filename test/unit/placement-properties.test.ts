@@ -207,6 +207,7 @@ test('Placement.placeAndCreate (faked supervisor, replicas and GPUs): a fitting 
             lastUsed: (n: string) => instances.find((i) => i.name === n)?.lastUsed,
           },
           replicas: {
+            readyAt: new Map(),
             footprints: new Map(instances.map((i) => [i.name, i.mb])),
             of: (m: { name: string }) => instances.filter((i) => i.owner === m.name),
             stop: async (_m: unknown, name: string) => void stopped.push(name),
@@ -219,6 +220,7 @@ test('Placement.placeAndCreate (faked supervisor, replicas and GPUs): a fitting 
           models: () => models.values(),
           settings: () => settings,
           evicted: () => undefined,
+          rate: () => 0,
           log: () => undefined,
         } as never);
         // The oracle: each device's plan on its own (planPlacement, checked above).

@@ -6,6 +6,7 @@
  * children kept within the budget (`standby_children`), an over-budget device brought back under
  * it, and a replica's name and its standby take-over at a cold start.
  */
+import { heldForNow } from '../../src/catalog/eviction-policy.js';
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Placement, STANDBY_ESTIMATE_MB } from '../../src/catalog/placement.js';
@@ -99,6 +100,7 @@ function placementOf(w: World): Placement {
       lastUsed: (n: string) => w.instances.find((i) => i.name === n)?.lastUsed,
     },
     replicas: {
+      readyAt: new Map<string, number>(),
       get footprints() {
         return new Map(w.instances.filter((i) => i.mb !== undefined).map((i) => [i.name, i.mb!]));
       },
@@ -117,6 +119,7 @@ function placementOf(w: World): Placement {
     models: () => w.models.values(),
     settings: () => w.settings,
     evicted: (m: string, reason: string) => void w.events.push(`evicted ${m} (${reason})`),
+    rate: () => 0,
     log: (msg: string, fields?: Record<string, unknown>) => void w.logs.push({ msg, fields }),
   } as never);
 }
@@ -143,16 +146,19 @@ test('residents: each instance with a process on the device, its footprint (meas
   const rs = placementOf(w).residents('cpu');
   const by = new Map(rs.map((r) => [r.instance, r]));
   assert.deepEqual([...by.keys()], ['a-1', 'a-2', 'a-3', 'a-4', 'p-1', 'f-1', 'static'], 'a stopped one and one on gpu0 hold nothing on the CPU');
-  assert.deepEqual(by.get('a-1'), { instance: 'a-1', mb: 700, lastUsedMs: 50, keep: undefined });
+  const { instance, mb, lastUsedMs, keep, inflight, starting } = by.get('a-1')!;
+  assert.deepEqual({ instance, mb, lastUsedMs, keep, inflight, starting }, { instance: 'a-1', mb: 700, lastUsedMs: 50, keep: undefined, inflight: 0, starting: false });
   assert.equal(by.get('a-2')?.mb, 640, 'the measured footprint wins over the estimate');
-  assert.equal(by.get('a-2')?.keep, 'in use: 1 request in flight');
-  assert.equal(by.get('a-3')?.keep, 'in use: 3 requests in flight');
-  assert.equal(by.get('a-4')?.keep, 'starting', 'a replica that cannot serve yet is not evicted');
+  // In use and starting are held for now (eviction-policy.ts heldForNow), not for good.
+  assert.deepEqual([by.get('a-2')?.keep, by.get('a-2')?.inflight], [undefined, 1]);
+  assert.equal(heldForNow(by.get('a-2')!, 0), 'in use: 1 request in flight or waiting');
+  assert.equal(heldForNow(by.get('a-3')!, 0), 'in use: 3 requests in flight or waiting');
+  assert.equal(heldForNow(by.get('a-4')!, 0), 'starting', 'a replica that cannot serve yet is not evicted');
   assert.equal(by.get('a-4')?.lastUsedMs, 0, 'never used: 0');
   assert.equal(by.get('p-1')?.keep, 'min_replicas 1');
   assert.equal(by.get('f-1')?.keep, 'on_demand = false');
   assert.equal(by.get('f-1')?.mb, 1000, 'no estimate: default_memory_mb');
-  assert.deepEqual(by.get('static'), { instance: 'static', mb: 0, lastUsedMs: 0, keep: 'an instance outside the catalog' });
+  assert.deepEqual([by.get('static')?.mb, by.get('static')?.keep], [0, 'an instance outside the catalog']);
   assert.deepEqual(
     placementOf(w)
       .residents('gpu0')
