@@ -9,16 +9,16 @@
  *   INVALID_ARGUMENT with the BAD_REQUEST code, naming the allowed values, and nothing is counted.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { encodeTexts } from '../../src/arrow/embedding-batch.js';
 import { sha256Hex } from '../../src/auth/api-keys.js';
-import { assertErrorCode, assertTeiError, client } from '../helpers/data-plane.js';
+import { assertErrorCode, assertTeiError, client, instanceToml, writeConfig } from '../helpers/data-plane.js';
 import { metricValue } from '../helpers/fake-child.js';
-import { loopbackConfig, startManager, type ManagerProcess } from '../helpers/manager-process.js';
+import { startManager, type ManagerProcess } from '../helpers/manager-process.js';
 import { testModel } from '../helpers/models.js';
 import { errorCode, mux, unary, type AnyClient } from '../helpers/mux-client.js';
 
@@ -59,16 +59,10 @@ describe('priority lanes', () => {
   before(async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'teiplex-lanes-'));
     const model = await testModel({ kind: 'embedding', seed: 401 });
-    const file = path.join(dir, 'manager.toml');
-    await writeFile(
-      file,
-      `${loopbackConfig(dir)}startup_timeout_secs = 120
-
-[[instances]]
-name = "emb"
-model_id = ${JSON.stringify(model)}
-embedding_cache = false
-
+    const file = await writeConfig(
+      dir,
+      '',
+      `${instanceToml('emb', model, 'embedding_cache = false')}
 [auth]
 admin_requires_key = false
 
