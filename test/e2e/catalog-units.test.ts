@@ -197,11 +197,16 @@ test('footprint: the group includes what the child spawned, and sums their memor
     assert.equal(members.length, 2, `group ${pid}: ${members.join(',')}`);
     assert.ok(members.includes(pid));
     const [other] = members.filter((p) => p !== pid);
-    const whole = await residentMb(members);
-    const shOnly = await residentMb([pid]);
-    const sleepOnly = await residentMb([other]);
-    assert.ok(shOnly > 0 && sleepOnly > 0);
-    assert.ok(Math.abs(whole - (shOnly + sleepOnly)) < 1, `${whole} vs ${shOnly} + ${sleepOnly}`);
+    // sleep's resident memory grows for a moment after its exec (the loader maps its libraries): read
+    // the three figures again until they are taken at a steady moment
+    let last = '';
+    await until('the group\'s resident memory is the sum of its members\'', async () => {
+      const whole = await residentMb(members);
+      const shOnly = await residentMb([pid]);
+      const sleepOnly = await residentMb([other]);
+      last = `${whole} vs ${shOnly} + ${sleepOnly}`;
+      return shOnly > 0 && sleepOnly > 0 && Math.abs(whole - (shOnly + sleepOnly)) < 1;
+    }).catch((err: Error) => assert.fail(`${err.message}: ${last}`));
     assert.deepEqual(await measureFootprint(pid, new Map([[pid, 100], [other, 50]])), { mb: 150, kind: 'gpu' });
   } finally {
     await killGroup(child);
