@@ -295,7 +295,7 @@ export const DEFAULTS = {
   arrow_decode_threads: 2,
   arrow_allow_noop: false,
   priority_aging_ms: 2000,
-  bulk_chunk_rows: 16,
+  bulk_chunk_rows: 8,
   max_request_inputs: 256,
   http_body_limit_mb: 2,
   http_response_limit_mb: 64,
