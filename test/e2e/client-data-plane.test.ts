@@ -20,6 +20,7 @@ import { TeiplexClient } from '../../src/client/teiplex-client.js';
 import { expectClientError } from '../helpers/client-errors.js';
 import { freePort, loopbackConfig, startManager, type ManagerProcess } from '../helpers/manager-process.js';
 import { testModel } from '../helpers/models.js';
+import { until } from '../helpers/wait.js';
 
 const TRANSPORTS: Transport[] = ['grpc', 'http'];
 
@@ -52,7 +53,7 @@ describe('TeiplexClient against a real manager', () => {
     const file = path.join(dir, 'manager.toml');
     await writeFile(
       file,
-      `${loopbackConfig(dir)}health_check_interval_secs = 5\nstartup_timeout_secs = 120\n` +
+      `${loopbackConfig(dir)}health_check_interval_secs = 5\nstartup_timeout_secs = 120\nstandby_children = 0\n` +
         inst('emb', models.embedding, 'aliases = ["minilm", "family"]') +
         inst('sparse', models.splade, 'pooling = "splade"\naliases = ["family"]') +
         inst('rerank', models.reranker) +
@@ -274,6 +275,12 @@ describe('TeiplexClient against a real manager', () => {
 
   test('a deadline passed while the manager waits for a cold start is a TIMEOUT', async () => {
     for (const transport of TRANSPORTS) {
+      // cold again (the first transport's call started it, and the start went on without it): a fresh
+      // spawn (standby_children = 0) takes longer than the deadline, however fast the machine
+      await until('slow unloaded', async () => {
+        const r = await m.api('POST', '/models/slow/unload');
+        return r.status === 200 && (await m.api('GET', '/models/slow')).body.replicas.length === 0;
+      });
       const e = await expectClientError(client.embed('slow', 'x', { transport, timeoutMs: 150 }), TimeoutError, { code: 'TIMEOUT', message: /150|Deadline/ });
       assert.equal(e.status, undefined, 'no answer came');
     }
