@@ -180,7 +180,7 @@ export class Catalog {
     );
   }
 
-  /** Per model: requests begun in all, recent rate (req/s), and loads per request (the thrash ratio; null before any request). */
+  /** Per model: requests begun in all, and the recent request rate (req/s). */
   demand(m: CatalogModel): { requests: number; ratePerSec: number } {
     this.observe(m);
     return { requests: this.rates.requests(m.name), ratePerSec: this.rates.rate(m.name, this.clock.now()) };

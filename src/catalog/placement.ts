@@ -147,7 +147,7 @@ export class Placement {
         instance: i.name,
         mb,
         lastUsedMs: this.o.inflight.lastUsed(i.name) ?? 0,
-        keep: this.keepReason(i, m),
+        keep: this.keepReason(m),
         // Requests waiting for its model count as in use: a replica just ready is not taken from them.
         inflight: this.o.inflight.get(i.name) + (m?.waiters ?? 0),
         waiting: m?.waiters ?? 0,
@@ -166,7 +166,7 @@ export class Placement {
   }
 
   /** Why a replica may never be evicted (for another model's room); undefined: it may, unless held for now (eviction-policy.ts). */
-  private keepReason(_i: Instance, m: CatalogModel | undefined): string | undefined {
+  private keepReason(m: CatalogModel | undefined): string | undefined {
     if (m === undefined) return 'an instance outside the catalog';
     if (m.spec.pinned === true) return 'pinned';
     if (m.pinned > 0 && this.o.replicas.of(m).filter((r) => hasProcess(r.status)).length <= m.pinned) {

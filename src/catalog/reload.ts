@@ -65,6 +65,8 @@ export class ConfigReloader {
     private readonly catalog: Catalog,
     private readonly env: NodeJS.ProcessEnv = process.env,
     private readonly swap?: ReloadSwap,
+    /** Applies what of `[auth]` can change live (the keys' quotas); true when that was all that changed. */
+    private readonly liveAuth?: (next: Config['auth']) => boolean,
   ) {}
 
   private running: Promise<ReloadReport> | undefined;
@@ -97,6 +99,7 @@ export class ConfigReloader {
     const models = await this.catalog.reconcile(next.models, catalogSettings(next));
     // What a later reload compares against: the applied parts new, the rest as running.
     this.current = { ...this.current, ...catalogSettings(next), instances: next.instances, models: next.models };
+    if (this.liveAuth?.(next.auth) === true) return { instances, swaps, models, restart_required: restart_required.filter((k) => k !== 'auth') };
     return { instances, swaps, models, restart_required };
   }
 

@@ -26,7 +26,6 @@ export interface Usage {
 
 export type EvictReason = 'idle' | 'budget' | 'preempt' | 'unload';
 
-
 export interface ReplicasOptions {
   supervisor: Supervisor;
   inflight: Usage;

@@ -20,7 +20,8 @@ import type { PbInfoResponse } from '../tei/proto.js';
 import { CallScope } from './call-scope.js';
 import type { ChildChannel } from './child-channel.js';
 import { decodeAnswer, TEI } from './codec.js';
-import { Budget, DEFAULT_AGING_MS, type LaneObserver } from './input-budget.js';
+import { Budget, type LaneObserver } from './input-budget.js';
+import { DEFAULTS } from '../config/config.js';
 import { TeiplexError } from '../common/errors.js';
 
 /** TEI's default max_concurrent_requests, for a child whose Info does not say. */
@@ -37,10 +38,8 @@ export interface ChildLanes {
   observer?: LaneObserver;
 }
 
-/** bulk_chunk_rows by default: measured with bench/lanes.ts (bench/results/lanes.md). */
-export const DEFAULT_BULK_CHUNK_ROWS = 16;
-
-export const DEFAULT_LANES: ChildLanes = { agingMs: DEFAULT_AGING_MS, bulkChunkRows: DEFAULT_BULK_CHUNK_ROWS };
+/** The config's defaults (priority_aging_ms, bulk_chunk_rows: measured with bench/lanes.ts, docs/tenancy.md). */
+export const DEFAULT_LANES: ChildLanes = { agingMs: DEFAULTS.priority_aging_ms, bulkChunkRows: DEFAULTS.bulk_chunk_rows };
 
 export class ChildInfo {
   batch: BatchSupport;

@@ -25,6 +25,7 @@
  */
 import type { CallScope } from './call-scope.js';
 import type { Lane } from './lane.js';
+import { DEFAULTS } from '../config/config.js';
 
 /** Told how long each share waited (0: granted at once) and how many wait per lane. */
 export interface LaneObserver {
@@ -42,8 +43,6 @@ export interface LaneSettings {
   observer?: LaneObserver;
 }
 
-/** A bulk waiter becomes as urgent as an interactive one after this long, by default (priority_aging_ms). */
-export const DEFAULT_AGING_MS = 2000;
 
 interface Waiter {
   n: number;
@@ -64,7 +63,7 @@ export class Budget {
 
   constructor(
     readonly limit: number,
-    lanes: LaneSettings = { agingMs: DEFAULT_AGING_MS },
+    lanes: LaneSettings = { agingMs: DEFAULTS.priority_aging_ms },
   ) {
     this.agingMs = lanes.agingMs;
     this.bulkLimit = Math.max(1, Math.min(limit, lanes.bulkLimit ?? limit));

@@ -11,7 +11,7 @@
 import { laneMetrics } from '../metrics/lane-metrics.js';
 import type { Auth } from '../auth/auth.js';
 import { Catalog } from '../catalog/catalog.js';
-import { catalogSettings, ConfigReloader, type ReloadReport } from '../catalog/reload.js';
+import { catalogSettings, ConfigReloader } from '../catalog/reload.js';
 import type { Config } from '../config/config.js';
 import { connectionLimits } from '../http/connection-limits.js';
 import { mountDataPlane, type MountedDataPlane } from '../http/data-plane/mount.js';
@@ -23,7 +23,7 @@ import { ManagerMetrics } from '../metrics/manager-metrics.js';
 import { channelSettings, createRouting, type MuxRouting } from '../routing/routing.js';
 import { Supervisor } from '../supervisor/supervisor.js';
 import { ModelSwapper } from '../swap/model-swap.js';
-import { withQuotaReload } from './quota-reload.js';
+import { quotaReload } from './quota-reload.js';
 import { Swapper } from '../swap/swap.js';
 
 export interface ManagerParts {
@@ -32,8 +32,6 @@ export interface ManagerParts {
   metrics: ManagerMetrics;
   routing: MuxRouting;
   reloader: ConfigReloader;
-  /** The reloader's reload, with the API keys' quotas applied live (quota-reload.ts). */
-  reload: () => Promise<ReloadReport>;
   app: Awaited<ReturnType<typeof buildManagerApp>>;
   swapper: Swapper;
   dataPlane: MountedDataPlane;
@@ -64,7 +62,7 @@ export async function wireManager(o: { config: Config; configPath: string | unde
   routing.outliers.listen({ ejected: (instance, reason) => metrics.outlierEjected(instance, reason) });
   catalog = new Catalog({ supervisor, inflight: routing.inflight, settings: catalogSettings(config), ...(o.log ? { log: o.log } : {}) });
   catalog.listen(metrics.catalogEvents());
-  const app = await buildManagerApp(supervisor, metrics, auth, { catalog, reload: () => reload(), security: config.security }, connectionLimits(config));
+  const app = await buildManagerApp(supervisor, metrics, auth, { catalog, reload: () => reloader.reload(), security: config.security }, connectionLimits(config));
   const swapper = new Swapper({
     supervisor,
     channels: routing.channels,
@@ -73,12 +71,11 @@ export async function wireManager(o: { config: Config; configPath: string | unde
     startupTimeoutMs: config.startup_timeout_secs * 1000,
     log: o.log ?? (() => undefined),
   });
-  const reloader = new ConfigReloader(o.configPath, config, supervisor, catalog, process.env, swapper.forReload);
-  const reload = withQuotaReload(() => reloader.reload(), o.configPath, config.auth, auth.quotas);
+  const reloader = new ConfigReloader(o.configPath, config, supervisor, catalog, process.env, swapper.forReload, quotaReload(config.auth, auth.quotas));
   const modelSwapper = new ModelSwapper({ catalog, swapper, log: o.log ?? (() => undefined) });
   await app.register(swapRoutes, { swapInstance: (name, req) => swapper.swapInstance(name, req), swapModel: (name, req) => modelSwapper.swapModel(name, req) });
   const events = new EventStreams(eventStreamLimits(config));
   await app.register(statusPage, { supervisor, catalog, streams: events });
   const dataPlane = await mountDataPlane({ app, config, instances: supervisor, routing, auth, catalog, registry: metrics.registry });
-  return { supervisor, catalog, metrics, routing, reloader, reload, app, swapper, dataPlane, events };
+  return { supervisor, catalog, metrics, routing, reloader, app, swapper, dataPlane, events };
 }

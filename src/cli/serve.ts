@@ -84,7 +84,7 @@ export async function run(argv: string[]): Promise<number> {
   }
 
   let mux: MuxServer | undefined;
-  const { supervisor, catalog, metrics, routing, reload, app, dataPlane, events } = await wireManager({ config, configPath, auth, log: (msg, fields) => log.info(fields ?? {}, msg) });
+  const { supervisor, catalog, metrics, routing, reloader, app, dataPlane, events } = await wireManager({ config, configPath, auth, log: (msg, fields) => log.info(fields ?? {}, msg) });
   supervisor.events.on('transition', ({ name: instance, from, to, reason }) => {
     log.info({ instance, from, to, reason }, 'instance status');
     mux?.instanceChanged(instance, to);
@@ -153,7 +153,7 @@ export async function run(argv: string[]): Promise<number> {
     process.on('SIGHUP', () => {
       if (stopping) return;
       log.info('SIGHUP: reloading the config');
-      reload().then(
+      reloader.reload().then(
         (r) => log.info({ ...r }, 'config reloaded'),
         (err: Error) => log.error({ err: err.message }, 'config not reloaded'),
       );

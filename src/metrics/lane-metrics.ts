@@ -4,19 +4,13 @@
  * histogram's count is the calls made in that lane), and how many wait now.
  */
 import { Gauge, Histogram, type Registry } from 'prom-client';
-
-type Lane = 'interactive' | 'bulk';
+import type { LaneObserver } from '../child/input-budget.js';
 
 /** Lane waits in seconds: 0.5 ms to 30 s. */
 const WAIT_BUCKETS = [0, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
-export interface LaneWaits {
-  waited(lane: Lane, seconds: number): void;
-  queued(lane: Lane, delta: number): void;
-}
-
 /** Registers the metrics on `registry`; the observer of one instance's child. */
-export function laneMetrics(registry: Registry): (instance: string) => LaneWaits {
+export function laneMetrics(registry: Registry): (instance: string) => LaneObserver {
   const wait = new Histogram({
     name: 'teiplex_lane_wait_seconds',
     help: 'Time a child call waited for room in its instance input window, by priority lane (0: it went at once)',

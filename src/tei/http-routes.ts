@@ -438,7 +438,6 @@ export function withInputType<I extends TextInput>(
   return out;
 }
 
-
 /** Serve `r` at `url` with the plugin's options (body limit, tags, route config). */
 export function postRoute(app: FastifyInstance, url: string, r: TeiRoute, o: Pick<TeiRoutesOptions, 'bodyLimit' | 'tags'>): void {
   const tag = o.tags === undefined ? undefined : r.errorShape === 'openai' ? o.tags.openai : o.tags.tei;

@@ -4,7 +4,6 @@
  */
 import type { Metadata } from './types.js';
 
-/** Several inputs' Metadata as one, as TEI does for rerank: sums of sizes, means of stage times. */
 /** Tokens the inputs took, summed (OpenAI's prompt_tokens, Cohere's input_tokens, EmbedTyped's). */
 export function tokenCount(metadata: readonly Metadata[]): number {
   let n = 0;
@@ -12,6 +11,7 @@ export function tokenCount(metadata: readonly Metadata[]): number {
   return n;
 }
 
+/** Several inputs' Metadata as one, as TEI does for rerank: sums of sizes, means of stage times. */
 export function aggregateMetadata(all: readonly Metadata[], totalTimeNs?: bigint): Metadata {
   let chars = 0;
   let tokens = 0;
