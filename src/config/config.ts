@@ -194,6 +194,26 @@ export const ConfigSchema = Type.Object(
     bulk_chunk_rows: Type.Integer({ minimum: 1, maximum: 256 }),
     /** gRPC multiplexer, Arrow RPCs: serve `noop: true` (zeros without calling the model, for transport benchmarks); else FAILED_PRECONDITION. */
     arrow_allow_noop: Type.Boolean(),
+    /** Batch jobs (docs/batch.md): uploaded files, jobs and their results live here (relative: to the state file's folder). */
+    batch_dir: Type.String({ minLength: 1 }),
+    /** Batch jobs: largest uploaded file (MiB); beyond: 413. */
+    batch_max_file_mb: Type.Number({ exclusiveMinimum: 0, maximum: 1048576 }),
+    /** Batch jobs: most bytes of files (uploads and results) one API key keeps (MiB); beyond: 413 on upload. */
+    batch_storage_mb_per_key: Type.Number({ exclusiveMinimum: 0, maximum: 16777216 }),
+    /** Batch jobs: most files one API key keeps; beyond: 429 on upload. */
+    batch_files_per_key: Type.Integer({ minimum: 1, maximum: 1_000_000 }),
+    /** Batch jobs: files (and finished jobs) are deleted this long after they were written; 0: kept until deleted. */
+    batch_retention_hours: Type.Number({ minimum: 0, maximum: 87600 }),
+    /** Batch jobs: most rows (JSONL lines, table rows) in one input file. */
+    batch_max_rows: Type.Integer({ minimum: 1, maximum: 100_000_000 }),
+    /** Batch jobs: most jobs running at once (all keys); more wait in submission order. */
+    batch_max_running_jobs: Type.Integer({ minimum: 1, maximum: 64 }),
+    /** Batch jobs: most unfinished jobs one API key may have; beyond: 429. */
+    batch_jobs_per_key: Type.Integer({ minimum: 1, maximum: 10_000 }),
+    /** Batch jobs: rows in one checkpointed chunk (one call on the bulk lane; a restart redoes at most the chunks in flight). */
+    batch_chunk_rows: Type.Integer({ minimum: 1, maximum: 4096 }),
+    /** Batch jobs: chunks of one job in flight at once (its share of a child: this many calls on the bulk lane). */
+    batch_chunks_in_flight: Type.Integer({ minimum: 1, maximum: 64 }),
     /** HTTP data plane: its own listener on this port (0: ephemeral); unset: served on api_port. */
     data_port: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
     /** HTTP data plane: most inputs in one request (split into child calls of max_client_batch_size); beyond: 413. */
@@ -296,6 +316,16 @@ export const DEFAULTS = {
   arrow_allow_noop: false,
   priority_aging_ms: 2000,
   bulk_chunk_rows: 8,
+  batch_dir: 'teiplex-batch',
+  batch_max_file_mb: 512,
+  batch_storage_mb_per_key: 4096,
+  batch_files_per_key: 500,
+  batch_retention_hours: 168,
+  batch_max_rows: 1_000_000,
+  batch_max_running_jobs: 2,
+  batch_jobs_per_key: 16,
+  batch_chunk_rows: 256,
+  batch_chunks_in_flight: 2,
   max_request_inputs: 256,
   http_body_limit_mb: 2,
   http_response_limit_mb: 64,

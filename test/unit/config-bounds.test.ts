@@ -90,6 +90,42 @@ const EDGES: Record<string, Array<[unknown, unknown]>> = {
     [1, 0],
     [256, 257],
   ],
+  batch_max_file_mb: [
+    [0.001, 0],
+    [1048576, 1048577],
+  ],
+  batch_storage_mb_per_key: [
+    [0.001, 0],
+    [16777216, 16777217],
+  ],
+  batch_files_per_key: [
+    [1, 0],
+    [1_000_000, 1_000_001],
+  ],
+  batch_retention_hours: [
+    [0, -1],
+    [87600, 87601],
+  ],
+  batch_max_rows: [
+    [1, 0],
+    [100_000_000, 100_000_001],
+  ],
+  batch_max_running_jobs: [
+    [1, 0],
+    [64, 65],
+  ],
+  batch_jobs_per_key: [
+    [1, 0],
+    [10_000, 10_001],
+  ],
+  batch_chunk_rows: [
+    [1, 0],
+    [4096, 4097],
+  ],
+  batch_chunks_in_flight: [
+    [1, 0],
+    [64, 65],
+  ],
   http_request_timeout_secs: [[0.001, 0]],
   http_keep_alive_timeout_secs: [[0.001, 0]],
   http_send_timeout_secs: [[0.001, 0]],
@@ -121,6 +157,7 @@ const EDGES: Record<string, Array<[unknown, unknown]>> = {
   scale_up_after_secs: [[0.001, 0]],
   state_file: [['s.toml', '']],
   log_dir: [['logs', '']],
+  batch_dir: [['batch', '']],
   tei_binary_path: [['/bin/tei', '']],
   nvidia_smi_path: [['/bin/nvidia-smi', '']],
   listen_host: [['127.0.0.1', 1]],
@@ -154,6 +191,12 @@ const INTEGERS = [
   'events_buffer_kb',
   'priority_aging_ms',
   'bulk_chunk_rows',
+  'batch_files_per_key',
+  'batch_max_rows',
+  'batch_max_running_jobs',
+  'batch_jobs_per_key',
+  'batch_chunk_rows',
+  'batch_chunks_in_flight',
 ];
 
 const RESTART_EDGES: Record<string, Array<[unknown, unknown]>> = {
