@@ -9,8 +9,9 @@
  *
  * Memory: parquet-wasm works in its own WebAssembly memory (wasm32: at most 4 GiB), which grows
  * to the largest piece it has held and never shrinks while the process runs. Reading holds the
- * whole file plus the decoded columns (and their IPC copy) there at once; writing holds about one
- * row group being encoded plus the record batches queued for it.
+ * whole file plus one slice of decoded rows (about SLICE_BYTES, twice: the Arrow table and its IPC
+ * copy) there at once; writing holds about one row group being encoded plus the record batches
+ * queued for it.
  */
 import { createWriteStream } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
@@ -51,17 +52,47 @@ export function parquetSchema(bytes: Uint8Array): Schema {
   return schema;
 }
 
+/** Rows of the first slice read; later slices are sized from the bytes per row seen so far. */
+const FIRST_SLICE_ROWS = 64;
+const MAX_SLICE_ROWS = 65_536;
+/** Target decoded size of one slice. */
+export const SLICE_BYTES = 32 * 1024 * 1024;
+
 /**
- * The named columns of a Parquet file's first `limit` rows as one Arrow IPC stream (uncompressed
- * bodies). Throws TeiplexError VALIDATION naming the problem for anything parquet-wasm cannot read.
+ * The named columns of a Parquet file's first `limit` rows, as Arrow IPC streams (uncompressed
+ * bodies) of a slice of rows each, in row order. Slices start small and are sized from the bytes
+ * per row seen so far to about SLICE_BYTES, or to what is left of `maxBytes`, so a caller that
+ * counts the bytes stops a file that decodes to far more than it weighs (a dictionary or
+ * run-length bomb) after a slice of about its limit, not after decoding all of it. Each slice
+ * costs a copy of the file into parquet-wasm's memory.
+ * Throws TeiplexError VALIDATION naming the problem for anything parquet-wasm cannot read.
  */
-export function parquetToStream(bytes: Uint8Array, opts: { columns: string[]; limit: number }): Uint8Array {
+export function* parquetSlices(bytes: Uint8Array, opts: { columns: string[]; limit: number; maxBytes: number }): Generator<Uint8Array> {
   checkMagic(bytes);
-  try {
-    const table = wasm.readParquet(bytes, { columns: opts.columns, limit: opts.limit });
-    return table.intoIPCStream();
-  } catch (err) {
-    throw unreadable(err);
+  let offset = 0;
+  let sliceRows = FIRST_SLICE_ROWS;
+  let decoded = 0;
+  // Every slice but the last reads at least one row: at most limit + 1 slices.
+  for (let slice = 0; slice <= opts.limit && offset < opts.limit; slice++) {
+    const limit = Math.min(sliceRows, opts.limit - offset);
+    let rows = 0;
+    let ipc: Uint8Array;
+    try {
+      const table = wasm.readParquet(bytes, { columns: opts.columns, offset, limit });
+      for (const batch of table.recordBatches()) {
+        rows += batch.numRows;
+        batch.free();
+      }
+      ipc = table.intoIPCStream();
+    } catch (err) {
+      throw unreadable(err);
+    }
+    if (rows > 0) yield ipc;
+    if (rows < limit) return; // the end of the file
+    offset += rows;
+    decoded += ipc.byteLength;
+    const target = Math.min(SLICE_BYTES, opts.maxBytes - decoded);
+    sliceRows = Math.max(1, Math.min(MAX_SLICE_ROWS, Math.floor(target / Math.max(1, decoded / offset))));
   }
 }
 

@@ -19,7 +19,7 @@ import { isUtf8 } from 'node:buffer';
 import { TeiplexError } from '../common/errors.js';
 import { readStream } from '../arrow/ipc-stream.js';
 import { fileToStream } from './ipc-file.js';
-import { parquetSchema, parquetToStream } from './parquet.js';
+import { parquetSchema, parquetSlices } from './parquet.js';
 import type { TableFormat } from './table-format.js';
 
 export interface TableRows {
@@ -196,69 +196,81 @@ export function readTable(bytes: Uint8Array, o: ReadTableOptions): TableRows {
   const name = FORMAT_NAME[o.format];
   const rowsName = o.maxRowsName ?? 'the limit on rows per batch job';
   const bytesName = o.maxBytesName ?? 'the limit on the decoded size of a batch input file';
-  let ipc: Uint8Array;
+  let streams: Iterable<Uint8Array>;
   let columns: { text: string; id: string | null } | undefined;
   switch (o.format) {
     case 'arrow-stream':
-      ipc = bytes;
+      streams = [bytes];
       break;
     case 'arrow-file':
-      ipc = fileToStream(bytes);
+      streams = [fileToStream(bytes)];
       break;
     case 'parquet': {
       columns = chooseColumns(parquetSchema(bytes), o, o.format);
       const wanted = columns.id && columns.id !== columns.text ? [columns.text, columns.id] : [columns.text];
-      ipc = parquetToStream(bytes, { columns: wanted, limit: o.maxRows + 1 });
+      streams = parquetSlices(bytes, { columns: wanted, limit: o.maxRows + 1, maxBytes: o.maxBytes });
       break;
     }
     default:
       throw invalid(`unknown table format ${JSON.stringify(o.format)}`);
   }
 
-  let decoded: ReturnType<typeof readStream>;
-  try {
-    decoded = readStream(ipc, { maxRows: o.maxRows, maxDecompressedBytes: o.maxBytes, maxRowsName: rowsName, maxDecompressedName: bytesName });
-  } catch (err) {
-    if (!(err instanceof TeiplexError)) throw err;
-    // Name the format the client sent (a file or Parquet input reaches readStream as a stream).
-    const message = o.format === 'arrow-stream' ? err.message : `${name}: ${err.message.replace(/^Arrow IPC stream /, 'its Arrow data ')}`;
-    throw new TeiplexError(err.code, message, { index: err.index });
-  }
-  const { schema, batches } = decoded;
-  if (!schema) throw invalid(`${name} is empty: it has no schema`);
-  columns ??= chooseColumns(schema, o, o.format);
-  const textIndex = schema.fields.findIndex((f) => f.name === columns.text);
-  const idIndex = columns.id === null ? -1 : schema.fields.findIndex((f) => f.name === columns.id);
-
   const texts: Array<string | null> = [];
   const ids: string[] = [];
   let row = 0;
-  for (const batch of batches) {
-    const textVector = batch.getChildAt(textIndex);
-    const idVector = idIndex >= 0 ? batch.getChildAt(idIndex) : null;
-    if (!textVector || (idIndex >= 0 && !idVector)) throw invalid(`${name}: the record batch at row ${row} lacks a column its schema names`);
+  let decodedBytes = 0;
+  let empty = true;
+  for (const ipc of streams) {
+    let decoded: ReturnType<typeof readStream>;
     try {
-      let at = row;
-      for (const data of textVector.data) {
-        for (const t of decodeTexts(data, columns.text, at)) texts.push(t);
-        at += data.length;
-      }
-      if (idVector) {
-        at = row;
-        for (const data of idVector.data) {
-          for (const id of decodeIds(data, columns.id!, at)) ids.push(id);
+      decoded = readStream(ipc, { maxRows: o.maxRows - row, maxDecompressedBytes: o.maxBytes - decodedBytes, maxRowsName: rowsName, maxDecompressedName: bytesName });
+    } catch (err) {
+      if (!(err instanceof TeiplexError)) throw err;
+      // Name the format the client sent (a file or Parquet input reaches readStream as a stream),
+      // and the limits as the whole input's.
+      let message = err.message
+        .replace(/more than \d+ rows/, `more than ${o.maxRows} rows`)
+        .replace(/more than \d+ bytes/, `more than ${o.maxBytes} bytes`)
+        .replace(/; send smaller batches$/, '');
+      if (o.format !== 'arrow-stream') message = `${name}: ${message.replace(/^Arrow IPC stream /, 'its Arrow data ')}`;
+      throw new TeiplexError(err.code, message, { index: err.index === undefined ? undefined : err.index + row });
+    }
+    const { schema, batches, layout } = decoded;
+    decodedBytes += layout.decodedBytes;
+    if (!schema) continue;
+    empty = false;
+    const cols = (columns ??= chooseColumns(schema, o, o.format));
+    const textIndex = schema.fields.findIndex((f) => f.name === cols.text);
+    const idIndex = cols.id === null ? -1 : schema.fields.findIndex((f) => f.name === cols.id);
+    for (const batch of batches) {
+      const textVector = batch.getChildAt(textIndex);
+      const idVector = idIndex >= 0 ? batch.getChildAt(idIndex) : null;
+      if (!textVector || (idIndex >= 0 && !idVector)) throw invalid(`${name}: the record batch at row ${row} lacks a column its schema names`);
+      try {
+        let at = row;
+        for (const data of textVector.data) {
+          for (const t of decodeTexts(data, cols.text, at)) texts.push(t);
           at += data.length;
         }
+        if (idVector) {
+          at = row;
+          for (const data of idVector.data) {
+            for (const id of decodeIds(data, cols.id!, at)) ids.push(id);
+            at += data.length;
+          }
+        }
+      } catch (err) {
+        if (err instanceof TeiplexError) throw err;
+        // apache-arrow's getters throw plain errors on inconsistent buffers
+        throw invalid(`${name}: rows ${row} onward could not be decoded (${err instanceof Error ? err.message : String(err)})`);
       }
-    } catch (err) {
-      if (err instanceof TeiplexError) throw err;
-      // apache-arrow's getters throw plain errors on inconsistent buffers
-      throw invalid(`${name}: rows ${row} onward could not be decoded (${err instanceof Error ? err.message : String(err)})`);
+      row += batch.numRows;
     }
-    row += batch.numRows;
   }
-  if (texts.length !== row || (idIndex >= 0 && ids.length !== row)) throw invalid(`${name}: declares ${row} rows but ${texts.length} were decoded`);
+  if (empty && o.format !== 'parquet') throw invalid(`${name} is empty: it has no schema`);
+  columns ??= { text: TEXT_COLUMN, id: null }; // (unreachable: a Parquet file's columns are chosen first)
+  if (texts.length !== row || (columns.id !== null && ids.length !== row)) throw invalid(`${name}: declares ${row} rows but ${texts.length} were decoded`);
   if (row > o.maxRows) throw invalid(`${name} has more than ${o.maxRows} rows (${rowsName})`);
-  if (idIndex < 0) for (let i = 0; i < row; i++) ids.push(String(i));
+  if (columns.id === null) for (let i = 0; i < row; i++) ids.push(String(i));
   return { format: o.format, length: row, texts, ids, textColumn: columns.text, idColumn: columns.id };
 }

@@ -241,6 +241,31 @@ describe('readTable: polars-written inputs', () => {
   });
 });
 
+describe('readTable: Parquet is decoded in slices', () => {
+  test('a polars file of 300,000 rows (two row groups, many slices) reads whole, in order', () => {
+    const n = 300_000;
+    const texts = Array.from({ length: n }, (_, i) => `text ${i}`);
+    const bytes = polarsWrite(pl.DataFrame({ text: texts, id: Array.from({ length: n }, (_, i) => `k${i}`) }), 'parquet', 'zstd');
+    const rows = readTable(bytes, { format: 'parquet', ...LIMITS });
+    assert.equal(rows.length, n);
+    assert.deepEqual(rows.texts, texts);
+    for (const i of [0, 255, 256, 262_143, 262_144, n - 1]) assert.equal(rows.ids[i], `k${i}`);
+    assert.match(validationError(() => readTable(bytes, { format: 'parquet', ...LIMITS, maxRows: n - 1 })).message, /^Parquet file: .*more than 299999 rows/);
+  });
+
+  test('a file that decodes to far more than it weighs is stopped after a slice, not decoded whole', () => {
+    const big = 'x'.repeat(64 * 1024);
+    const rows = 2_000; // 125 MiB of text
+    const bytes = polarsWrite(pl.DataFrame({ text: Array.from({ length: rows }, () => big) }), 'parquet', 'zstd');
+    assert.ok(bytes.byteLength < 4 * 2 ** 20, `the file is small (${bytes.byteLength} bytes)`);
+    const before = parquetWasm.wasmMemory().buffer.byteLength;
+    const err = validationError(() => readTable(bytes, { format: 'parquet', ...LIMITS, maxBytes: 8 * 2 ** 20 }));
+    assert.match(err.message, /^Parquet file: .*more than 8388608 bytes/);
+    const grown = parquetWasm.wasmMemory().buffer.byteLength - before;
+    assert.ok(grown < 32 * 2 ** 20, `parquet-wasm's memory grew by ${grown} bytes: about the limit, not the 125 MiB column`);
+  });
+});
+
 describe('readTable: bad inputs get a clear VALIDATION error', () => {
   test('no such column names the columns there are', () => {
     for (const format of FORMATS) {
