@@ -15,6 +15,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import pl from 'nodejs-polars';
 import OpenAI, { toFile } from 'openai';
 import { sha256Hex } from '../../src/auth/api-keys.js';
 import { assertErrorCode, childHttpPort, client, close, instanceToml, writeConfig } from '../helpers/data-plane.js';
@@ -58,12 +59,13 @@ describe('batch jobs: the OpenAI flow, row errors, cancel, ownership, limits', (
     dir = await mkdtemp(path.join(tmpdir(), 'teiplex-batch-'));
     const model = await testModel({ kind: 'embedding', seed: 1601 });
     const model2 = await testModel({ kind: 'embedding', seed: 1603 });
-    const file = await writeConfig(dir, `batch_chunk_rows = 8\nbatch_max_file_mb = 1\nbatch_files_per_key = 12\n\n[auth]\nadmin_requires_key = false\n\n${keysToml}`, instanceToml('emb', model) + instanceToml('emb2', model2));
+    const splade = await testModel({ kind: 'splade', seed: 1604 });
+    const file = await writeConfig(dir, `batch_chunk_rows = 8\nbatch_max_file_mb = 1\nbatch_files_per_key = 40\n\n[auth]\nadmin_requires_key = false\n\n${keysToml}`, instanceToml('emb', model) + instanceToml('emb2', model2) + instanceToml('splade', splade, 'pooling = "splade"'));
     m = await startManager(file);
     base = `http://127.0.0.1:${m.apiPort}`;
     alice = new OpenAI({ baseURL: `${base}/v1`, apiKey: KEYS.alice, maxRetries: 0 });
     bob = new OpenAI({ baseURL: `${base}/v1`, apiKey: KEYS.bob, maxRetries: 0 });
-    for (const name of ['emb', 'emb2']) await m.waitFor(name, (i) => i.status === 'running', 120_000);
+    for (const name of ['emb', 'emb2', 'splade']) await m.waitFor(name, (i) => i.status === 'running', 120_000);
   });
 
   after(async () => {
@@ -196,6 +198,43 @@ describe('batch jobs: the OpenAI flow, row errors, cancel, ownership, limits', (
     assert.equal(again.body.status, 'cancelled');
   });
 
+  for (const [format, write, read, opts] of [
+    ['Arrow IPC stream', (df: pl.DataFrame) => df.writeIPCStream({ compression: 'lz4' as never }), (b: Buffer) => pl.readIPCStream(b), {}],
+    ['Parquet', (df: pl.DataFrame) => df.writeParquet({ compression: 'zstd' }), (b: Buffer) => pl.readParquet(b), { embedding_type: 'int8', dimensions: 16 }],
+    ['Arrow IPC file (sparse)', (df: pl.DataFrame) => df.writeIPC(), (b: Buffer) => pl.readIPC(b), { model: 'splade', output: 'sparse' }],
+  ] as const) {
+    test(`${format} in and out: the same format back, row-aligned, with the id column; polars reads it`, async () => {
+      const texts = Array.from({ length: 50 }, (_, i) => (i === 7 ? null : `table row ${i} ${'text '.repeat(i % 5)}`));
+      const df = pl.DataFrame([pl.Series('doc_id', texts.map((_, i) => 1000 + i), pl.Int64), pl.Series('body', texts, pl.Utf8)]);
+      const up = await upload(base, KEYS.alice, Buffer.from(write(df)), `corpus.${format.startsWith('Parquet') ? 'parquet' : 'arrow'}`);
+      assert.equal(up.status, 200, JSON.stringify(up.body));
+      const created = await as(KEYS.alice).post('/v1/batches', { input_file_id: up.body.id, endpoint: '/v1/embeddings', completion_window: '24h', model: 'emb', text_column: 'body', id_column: 'doc_id', ...opts });
+      assert.equal(created.status, 200, JSON.stringify(created.body));
+      const b = await finished(alice, created.body.id);
+      assert.equal(b.status, 'completed', JSON.stringify(b));
+      assert.deepEqual(b.request_counts, { total: 50, completed: 49, failed: 1 });
+      const res = await fetch(`${base}/v1/files/${b.output_file_id}/content`, { headers: { authorization: `Bearer ${KEYS.alice}` } });
+      const out = read(Buffer.from(await res.arrayBuffer()));
+      assert.deepEqual(out.getColumn('id').toArray(), texts.map((_, i) => String(1000 + i)), 'row-aligned ids');
+      const column = 'output' in opts ? 'sparse_embeddings' : 'embeddings';
+      const vectors = out.getColumn(column).toArray() as unknown[];
+      assert.equal(vectors[7], null, 'the null text is a null embedding');
+      const errs = lines(await (await alice.files.content(b.error_file_id as string)).text());
+      assert.deepEqual(errs.map((l) => l.custom_id), ['1007']);
+      const http = as(KEYS.alice);
+      if ('output' in opts) {
+        const direct = await http.post('/embed_sparse', { model: 'splade', inputs: texts[3] });
+        const got = vectors[3] as Array<{ index: number; value: number }>;
+        assert.deepEqual(got.map((e) => e.index), direct.body[0].map((e: { index: number }) => e.index));
+        close(got.map((e) => e.value), direct.body[0].map((e: { value: number }) => e.value));
+      } else {
+        const direct = await http.post('/v1/embeddings', { model: 'emb', input: texts[3], ...('dimensions' in opts ? { dimensions: 16, embedding_type: 'int8' } : {}) });
+        const got = Array.from(vectors[3] as ArrayLike<number>);
+        close(got, direct.body.data[0].embedding);
+      }
+    });
+  }
+
   test('another API key sees none of them: 404 on files, contents, batches and cancel; its lists are empty', async () => {
     const f = await alice.files.create({ file: await toFile(jsonl([line('x', { model: 'emb', input: 'mine' })]), 'mine.jsonl'), purpose: 'batch' });
     const b = await alice.batches.create({ input_file_id: f.id, endpoint: '/v1/embeddings', completion_window: '24h' });
@@ -222,9 +261,9 @@ describe('batch jobs: the OpenAI flow, row errors, cancel, ownership, limits', (
     assertErrorCode(await http.post('/v1/batches', { input_file_id: f.body.id, endpoint: '/v1/chat/completions', completion_window: '24h' }), 400, 'BAD_REQUEST', 'endpoint');
     assertErrorCode(await http.post('/v1/batches', { input_file_id: f.body.id, endpoint: '/v1/embeddings', completion_window: 'forever' }), 400, 'BAD_REQUEST', 'window');
     assertErrorCode(await http.post('/v1/batches', { input_file_id: 'file-000000000000000000000000', endpoint: '/v1/embeddings', completion_window: '24h' }), 404, 'NOT_FOUND', 'no such file');
-    for (let i = 1; i < 12; i++) assert.equal((await upload(base, KEYS.bob, jsonl([line(`a${i}`, { model: 'emb', input: 'x' })]))).status, 200);
+    for (let i = 1; i < 40; i++) assert.equal((await upload(base, KEYS.bob, jsonl([line(`a${i}`, { model: 'emb', input: 'x' })]))).status, 200);
     const over = await upload(base, KEYS.bob, jsonl([line('z', { model: 'emb', input: 'x' })]));
-    assertErrorCode(over, 429, 'BATCH_LIMIT_EXCEEDED', 'the 13th file');
+    assertErrorCode(over, 429, 'BATCH_LIMIT_EXCEEDED', 'the 41st file');
     const del = await fetch(`${base}/v1/files/${f.body.id}`, { method: 'DELETE', headers: { authorization: `Bearer ${KEYS.bob}` } });
     assert.deepEqual(await del.json(), { id: f.body.id, object: 'file', deleted: true });
     assert.equal((await upload(base, KEYS.bob, jsonl([line('z', { model: 'emb', input: 'x' })]))).status, 200, 'room again after a delete');
