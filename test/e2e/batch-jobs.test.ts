@@ -107,6 +107,7 @@ describe('batch jobs: the OpenAI flow, row errors, cancel, ownership, limits', (
       assert.ok(body.usage.prompt_tokens > 0, 'usage per line');
       const direct = await http.post('/v1/embeddings', { model: 'emb', input: texts[i], ...(i % 5 === 2 ? { dimensions: 8 } : {}) });
       assert.equal(direct.status, 200);
+      assert.equal(body.usage.prompt_tokens, direct.body.usage.prompt_tokens, `${l.custom_id}: its own tokens, as the endpoint counts them`);
       const got = i % 3 === 1 ? Array.from(new Float32Array(new Uint8Array(Buffer.from(body.data[0].embedding, 'base64')).buffer)) : body.data[0].embedding;
       assert.equal(got.length, i % 5 === 2 ? 8 : direct.body.data[0].embedding.length);
       close(got, direct.body.data[0].embedding, 1e-4, l.custom_id);
