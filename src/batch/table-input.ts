@@ -36,7 +36,7 @@ export interface ReadTableOptions {
   textColumn?: string;
   idColumn?: string;
   maxRows: number;
-  /** Most bytes the columns read may decode to. */
+  /** Most bytes the input may decode to (Arrow: every column's bodies; Parquet: the text and id columns). */
   maxBytes: number;
   /** How errors name the two limits (e.g. a config key); default: a description. */
   maxRowsName?: string;
