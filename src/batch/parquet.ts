@@ -48,7 +48,12 @@ export function parquetSchema(bytes: Uint8Array): Schema {
   } catch (err) {
     throw unreadable(err);
   }
-  const { schema } = readStream(ipc);
+  let schema: Schema | null;
+  try {
+    schema = readStream(ipc).schema;
+  } catch (err) {
+    throw new TeiplexError('VALIDATION', `Parquet file's schema could not be read as Arrow: ${err instanceof Error ? err.message : String(err)}`);
+  }
   if (!schema) throw new TeiplexError('VALIDATION', 'Parquet file could not be read: it has no schema');
   return schema;
 }

@@ -208,6 +208,18 @@ describe('readTable: polars-written inputs', () => {
     }
   });
 
+  test('a categorical (dictionary-encoded) text column reads from Arrow', () => {
+    const texts = ['red', 'green', 'red', null, 'blue', 'green'];
+    const df = pl.DataFrame([pl.Series('text', texts, pl.Utf8).cast(pl.Categorical), pl.Series('id', ['a', 'b', 'c', 'd', 'e', 'f'], pl.Utf8)]);
+    for (const format of ['arrow-stream', 'arrow-file'] as const) {
+      const bytes = polarsWrite(df, format);
+      if (format === 'arrow-stream') assert.match(String(readStream(bytes).schema!.fields[0]!.type), /Dictionary/, 'polars wrote a dictionary');
+      const rows = readTable(bytes, { format, ...LIMITS });
+      assert.deepEqual(rows.texts, texts, format);
+      assert.deepEqual(rows.ids, ['a', 'b', 'c', 'd', 'e', 'f'], format);
+    }
+  });
+
   test("an Arrow IPC file from apache-arrow's JavaScript writer (the schema only in its footer) reads", () => {
     const table = tableFromArrays({ id: Int32Array.of(7, 8, 9), text: ['x', 'yy', 'zzz'] });
     const file = tableToIPC(table, 'file');
@@ -314,6 +326,19 @@ describe('readTable: bad inputs get a clear VALIDATION error', () => {
     assert.match(validationError(() => readTable(arrowFramed, { format: 'arrow-file', ...LIMITS })).message, /^Arrow IPC file is corrupt/);
     const ffff = Buffer.concat([Buffer.from([0xff, 0xff, 0xff, 0xff]), garbage]);
     assert.match(validationError(() => readTable(ffff, { format: 'arrow-stream', ...LIMITS })).message, /Arrow IPC stream/);
+  });
+
+  test('Arrow input with ZSTD body compression is refused, naming the codecs read', () => {
+    for (const format of ['arrow-stream', 'arrow-file'] as const) {
+      const bytes = polarsWrite(textFrame(), format, 'zstd');
+      assert.match(validationError(() => readTable(bytes, { format, ...LIMITS })).message, /ZSTD body compression; send LZ4_FRAME-compressed or uncompressed/, format);
+    }
+  });
+
+  test('an empty Arrow stream (no bytes, or only an end-of-stream marker) is refused', () => {
+    for (const bytes of [new Uint8Array(0), Uint8Array.of(0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0)]) {
+      assert.match(validationError(() => readTable(bytes, { format: 'arrow-stream', ...LIMITS })).message, /Arrow IPC stream is empty: it has no schema/);
+    }
   });
 
   test('a truncated file of each format', () => {
