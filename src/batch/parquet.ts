@@ -21,6 +21,7 @@ import type { Schema } from 'apache-arrow';
 import * as wasm from 'parquet-wasm';
 import { TeiplexError } from '../common/errors.js';
 import { readStream } from '../arrow/ipc-stream.js';
+import { withoutKeyValueMetadata } from './parquet-footer.js';
 import { PARQUET_MAGIC, endsWith, startsWith } from './table-format.js';
 
 /** Target size of one written row group (encoded, before compression). */
@@ -56,6 +57,32 @@ export function parquetSchema(bytes: Uint8Array): Schema {
   }
   if (!schema) throw new TeiplexError('VALIDATION', 'Parquet file could not be read: it has no schema');
   return schema;
+}
+
+/**
+ * The bytes to read `bytes` from: the file itself, or, when only the Arrow schema embedded in its
+ * footer keeps parquet-wasm from reading it (polars' categorical columns), a copy without that
+ * metadata (parquet-footer.ts). Probes by reading one row. Throws TeiplexError VALIDATION with
+ * parquet-wasm's reason when neither reads.
+ */
+export function parquetSource(bytes: Uint8Array): Uint8Array {
+  checkMagic(bytes);
+  const probe = (b: Uint8Array): void => wasm.readParquet(b, { limit: 1 }).free();
+  try {
+    probe(bytes);
+    return bytes;
+  } catch (err) {
+    const stripped = withoutKeyValueMetadata(bytes);
+    if (stripped) {
+      try {
+        probe(stripped);
+        return stripped;
+      } catch {
+        // report the file's own error
+      }
+    }
+    throw unreadable(err);
+  }
 }
 
 /** Rows of the first slice read; later slices are sized from the bytes per row seen so far. */

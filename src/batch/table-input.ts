@@ -5,7 +5,8 @@
  * Every format ends up as an Arrow IPC stream read by src/arrow/ipc-stream.ts's checked reader
  * (framing, row and decoded-size limits before decoding, LZ4_FRAME bodies): an IPC file through
  * its footer (ipc-file.ts), Parquet through parquet-wasm (parquet.ts), of which only the text and
- * id columns and at most `maxRows + 1` rows are decoded.
+ * id columns and at most `maxRows + 1` rows are decoded, in slices (a file whose embedded Arrow
+ * schema parquet-wasm cannot read is read from its Parquet types: parquet-footer.ts).
  *
  * Columns: the text column is `textColumn` when given, else `text`, else the only string column
  * (Utf8, LargeUtf8, Utf8View, or a dictionary of those); the id column is `idColumn` when given,
@@ -19,7 +20,7 @@ import { isUtf8 } from 'node:buffer';
 import { TeiplexError } from '../common/errors.js';
 import { readStream } from '../arrow/ipc-stream.js';
 import { fileToStream } from './ipc-file.js';
-import { parquetSchema, parquetSlices } from './parquet.js';
+import { parquetSchema, parquetSlices, parquetSource } from './parquet.js';
 import type { TableFormat } from './table-format.js';
 
 export interface TableRows {
@@ -206,9 +207,10 @@ export function readTable(bytes: Uint8Array, o: ReadTableOptions): TableRows {
       streams = [fileToStream(bytes)];
       break;
     case 'parquet': {
-      columns = chooseColumns(parquetSchema(bytes), o, o.format);
+      const source = parquetSource(bytes);
+      columns = chooseColumns(parquetSchema(source), o, o.format);
       const wanted = columns.id && columns.id !== columns.text ? [columns.text, columns.id] : [columns.text];
-      streams = parquetSlices(bytes, { columns: wanted, limit: o.maxRows + 1, maxBytes: o.maxBytes });
+      streams = parquetSlices(source, { columns: wanted, limit: o.maxRows + 1, maxBytes: o.maxBytes });
       break;
     }
     default:

@@ -19,6 +19,7 @@ import type { SparseVector, TokenEmbeddings } from '../../src/tei/types.js';
 import { CONTENT_TYPE, EXTENSION, sniffFormat, type InputFormat, type TableFormat } from '../../src/batch/table-format.js';
 import { readTable, type TableRows } from '../../src/batch/table-input.js';
 import { fileToStream } from '../../src/batch/ipc-file.js';
+import { withoutKeyValueMetadata } from '../../src/batch/parquet-footer.js';
 import { chunkPart, writeTableOutput, type OutputRows } from '../../src/batch/table-output.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'teiplex-batch-tables-'));
@@ -208,10 +209,14 @@ describe('readTable: polars-written inputs', () => {
     }
   });
 
-  test('a categorical (dictionary-encoded) text column reads from Arrow', () => {
+  test('a categorical (dictionary-encoded) text column reads in every format', () => {
+    // polars' Parquet names the column Dictionary<UInt32, Utf8View> in its embedded Arrow schema,
+    // which parquet-wasm cannot read: the file is read from its Parquet types instead.
     const texts = ['red', 'green', 'red', null, 'blue', 'green'];
     const df = pl.DataFrame([pl.Series('text', texts, pl.Utf8).cast(pl.Categorical), pl.Series('id', ['a', 'b', 'c', 'd', 'e', 'f'], pl.Utf8)]);
-    for (const format of ['arrow-stream', 'arrow-file'] as const) {
+    const parquet = polarsWrite(df, 'parquet');
+    assert.throws(() => parquetWasm.readParquet(parquet), /Dictionary\(UInt32, Utf8View\)/, 'parquet-wasm alone refuses it');
+    for (const format of FORMATS) {
       const bytes = polarsWrite(df, format);
       if (format === 'arrow-stream') assert.match(String(readStream(bytes).schema!.fields[0]!.type), /Dictionary/, 'polars wrote a dictionary');
       const rows = readTable(bytes, { format, ...LIMITS });
@@ -274,6 +279,40 @@ describe('readTable: Parquet is decoded in slices', () => {
     assert.match(err.message, /^Parquet file: .*more than 8388608 bytes/);
     const grown = parquetWasm.wasmMemory().buffer.byteLength - before;
     assert.ok(grown < 32 * 2 ** 20, `parquet-wasm's memory grew by ${grown} bytes: about the limit, not the 125 MiB column`);
+  });
+});
+
+describe('withoutKeyValueMetadata (the Parquet footer without its embedded Arrow schema)', () => {
+  test('the stripped file holds the same rows, read by polars; a second strip finds nothing to strip', () => {
+    const df = textFrame();
+    for (const compression of ['uncompressed', 'zstd']) {
+      const bytes = polarsWrite(df, 'parquet', compression);
+      const stripped = withoutKeyValueMetadata(bytes);
+      assert.ok(stripped, 'polars wrote key-value metadata (its Arrow schema)');
+      assert.ok(stripped.byteLength < bytes.byteLength);
+      assert.deepEqual(pl.readParquet(Buffer.from(stripped)).toRecords(), df.toRecords(), compression);
+      assert.equal(readStream(parquetWasm.readSchema(stripped).intoIPCStream()).schema!.metadata.size, 0, 'no metadata left');
+      assert.equal(withoutKeyValueMetadata(stripped), null);
+    }
+  });
+
+  test('a damaged footer gives null or a file, never a throw or a hang', () => {
+    const bytes = Buffer.from(polarsWrite(textFrame(), 'parquet'));
+    const footerLength = bytes.readUInt32LE(bytes.byteLength - 8);
+    const footerStart = bytes.byteLength - 8 - footerLength;
+    let nulls = 0;
+    for (let at = footerStart; at < bytes.byteLength - 8; at++) {
+      for (const value of [0x00, 0xff, bytes[at]! ^ 0x10]) {
+        const copy = Buffer.from(bytes);
+        copy[at] = value;
+        const out = withoutKeyValueMetadata(copy);
+        if (out === null) nulls++;
+        else assert.ok(out instanceof Uint8Array);
+      }
+    }
+    assert.ok(nulls > 0, 'some damage is refused');
+    assert.equal(withoutKeyValueMetadata(bytes.subarray(0, bytes.byteLength - 1)), null, 'no trailing PAR1');
+    assert.equal(withoutKeyValueMetadata(Buffer.from('PAR1PAR1')), null);
   });
 });
 
