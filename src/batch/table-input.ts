@@ -11,11 +11,12 @@
  * Columns: the text column is `textColumn` when given, else `text`, else the only string column
  * (Utf8, LargeUtf8, Utf8View, or a dictionary of those); the id column is `idColumn` when given,
  * else `id` when there is one, else there is none and the ids are the row numbers. An id of any
- * scalar type becomes its string (numbers and bigints in decimal, booleans as true/false, dates
- * and timestamps in ISO 8601, binary as hex); a null id is an error, a null text is kept (the
- * runner reports it as that row's error).
+ * scalar type becomes its string (numbers and bigints in decimal, decimals with their scale,
+ * booleans as true/false, dates as YYYY-MM-DD, timestamps in ISO 8601 UTC to the millisecond,
+ * binary as hex); a null id is an error, a null text is kept (the runner reports it as that
+ * row's error).
  */
-import { DataType, Vector, type Data, type Field, type Schema } from 'apache-arrow';
+import { DataType, DateUnit, Vector, type Data, type Field, type Schema } from 'apache-arrow';
 import { isUtf8 } from 'node:buffer';
 import { TeiplexError } from '../common/errors.js';
 import { readStream } from '../arrow/ipc-stream.js';
@@ -156,13 +157,29 @@ function decodeTexts(data: Data, column: string, first: number): Array<string | 
   return out;
 }
 
-/** An id value as its string (see the file comment); null stays null. */
-function idString(v: unknown): string | null {
-  if (v === null || v === undefined) return null;
-  if (typeof v === 'string') return v;
-  if (v instanceof Date) return v.toISOString();
-  if (v instanceof Uint8Array) return Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('hex');
-  return String(v);
+/** A decimal's unscaled integer digits with the point put back `scale` places from the right. */
+function decimalString(unscaled: string, scale: number): string {
+  if (scale <= 0) return unscaled + '0'.repeat(-scale);
+  const negative = unscaled.startsWith('-');
+  const digits = (negative ? unscaled.slice(1) : unscaled).padStart(scale + 1, '0');
+  return `${negative ? '-' : ''}${digits.slice(0, -scale)}.${digits.slice(-scale)}`;
+}
+
+/** How an id value of `type` becomes its string (see the file comment); null stays null. */
+function idFormatter(type: DataType): (v: unknown) => string | null {
+  if (DataType.isDictionary(type)) return idFormatter(type.dictionary);
+  if (DataType.isDate(type)) {
+    const day = type.unit === DateUnit.DAY;
+    return (v) => (v === null || v === undefined ? null : day ? new Date(Number(v)).toISOString().slice(0, 10) : new Date(Number(v)).toISOString());
+  }
+  if (DataType.isTimestamp(type)) return (v) => (v === null || v === undefined ? null : new Date(Number(v)).toISOString());
+  if (DataType.isDecimal(type)) return (v) => (v === null || v === undefined ? null : decimalString(String(v), type.scale));
+  return (v) => {
+    if (v === null || v === undefined) return null;
+    if (typeof v === 'string') return v;
+    if (v instanceof Uint8Array) return Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('hex');
+    return String(v);
+  };
 }
 
 function decodeIds(data: Data, column: string, first: number): string[] {
@@ -175,9 +192,10 @@ function decodeIds(data: Data, column: string, first: number): string[] {
     values = new Array(data.length);
     for (let i = 0; i < data.length; i++) values[i] = data.nullCount > 0 && !data.getValid(i) ? null : vector.get(i);
   }
+  const format = idFormatter(type);
   const out: string[] = new Array(values.length);
   for (let i = 0; i < values.length; i++) {
-    const s = idString(values[i]);
+    const s = format(values[i]);
     if (s === null) throw new TeiplexError('VALIDATION', `row ${first + i}: the id column "${column}" is null; every row needs an id`, { index: first + i, param: 'id_column' });
     out[i] = s;
   }

@@ -194,15 +194,23 @@ describe('readTable: polars-written inputs', () => {
     }
   });
 
-  test('ids of other scalar types become strings: bigints, booleans, strings', () => {
-    const df = pl.DataFrame([
-      pl.Series('text', ['a', 'b'], pl.Utf8),
-      pl.Series('big', ['9007199254740993', '-1']).cast(pl.Int64),
-      pl.Series('flag', [true, false], pl.Bool),
-      pl.Series('key', ['k-1', 'k-2'], pl.Utf8),
-    ]);
+  test('ids of other scalar types become strings: bigints, booleans, strings, dates, timestamps, decimals', () => {
+    const df = pl
+      .DataFrame([
+        pl.Series('text', ['a', 'b'], pl.Utf8),
+        pl.Series('big', ['9007199254740993', '-1']).cast(pl.Int64),
+        pl.Series('flag', [true, false], pl.Bool),
+        pl.Series('key', ['k-1', 'k-2'], pl.Utf8),
+        pl.Series('at', [new Date('2024-01-02T03:04:05.678Z'), new Date('1999-12-31T00:00:00Z')]),
+        pl.Series('price', ['1.50', '-0.05']),
+      ])
+      .withColumns(pl.col('at').cast(pl.Date).alias('day'), pl.col('at').cast(pl.Datetime('us')).alias('us'), pl.col('price').cast(pl.Decimal(10, 2)));
     for (const format of FORMATS) {
       const bytes = polarsWrite(df, format);
+      assert.deepEqual(readTable(bytes, { format, idColumn: 'at', ...LIMITS }).ids, ['2024-01-02T03:04:05.678Z', '1999-12-31T00:00:00.000Z'], format);
+      assert.deepEqual(readTable(bytes, { format, idColumn: 'us', ...LIMITS }).ids, ['2024-01-02T03:04:05.678Z', '1999-12-31T00:00:00.000Z'], format);
+      assert.deepEqual(readTable(bytes, { format, idColumn: 'day', ...LIMITS }).ids, ['2024-01-02', '1999-12-31'], format);
+      assert.deepEqual(readTable(bytes, { format, idColumn: 'price', ...LIMITS }).ids, ['1.50', '-0.05'], format);
       assert.deepEqual(readTable(bytes, { format, idColumn: 'big', ...LIMITS }).ids, ['9007199254740993', '-1'], format);
       assert.deepEqual(readTable(bytes, { format, idColumn: 'flag', ...LIMITS }).ids, ['true', 'false'], format);
       assert.deepEqual(readTable(bytes, { format, idColumn: 'key', ...LIMITS }).ids, ['k-1', 'k-2'], format);
