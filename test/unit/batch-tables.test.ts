@@ -18,7 +18,7 @@ import { float16Value, typedLength, type OutputType, type TypedRow } from '../..
 import type { SparseVector, TokenEmbeddings } from '../../src/tei/types.js';
 import { CONTENT_TYPE, EXTENSION, sniffFormat, type InputFormat, type TableFormat } from '../../src/batch/table-format.js';
 import { readTable, type TableRows } from '../../src/batch/table-input.js';
-import { fileToStream } from '../../src/batch/ipc-file.js';
+import { fileFooter, fileHead, fileToStream } from '../../src/batch/ipc-file.js';
 import { withoutKeyValueMetadata } from '../../src/batch/parquet-footer.js';
 import { chunkPart, writeTableOutput, type OutputRows } from '../../src/batch/table-output.js';
 
@@ -246,6 +246,9 @@ describe('readTable: polars-written inputs', () => {
     writer.finish();
     const empty = readTable(writer.toUint8Array(true), { format: 'arrow-file', ...LIMITS });
     assert.equal(empty.length, 0);
+    // nor any message, not even the end-of-stream marker: the footer right after the head
+    const bare = Buffer.concat([fileHead(), fileFooter(table.schema, [])]);
+    assert.equal(readTable(bare, { format: 'arrow-file', ...LIMITS }).length, 0);
   });
 
   test('our own Parquet output reads back as input (its id column as the texts)', async () => {
