@@ -17,7 +17,8 @@
  *    the batch's `in_progress_at` to `completed_at` (the server's, whole seconds); job / Arrow;
  * 4. interactive during a job: a --loaded-format job of the first --loaded-rows rows, and the same
  *    interactive client from the poll that sees it `in_progress` until it ends: p50 / p99 against
- *    phase 1's, and the job's rows/s under that load.
+ *    phase 1's, and the job's rows/s under that load;
+ * 5. for comparison, the same client while Arrow calls carry the first --loaded-rows rows.
  *
  * Phases 2 and 3 run --rounds times, alternating. Every result is checked: each Arrow answer has
  * its rows; a job's counts are all completed, its output has one answer per row (JSONL: every
@@ -179,8 +180,9 @@ interface ArrowRun {
   dim: number;
 }
 
-/** EmbedArrow calls of ARROW_ROWS rows, CONCURRENCY in flight, over all rows once; `samples` gets the sampled rows' vectors. */
-async function arrowCalls(client: AnyClient, bodies: readonly Buffer[], pids: () => Promise<[number, number]>, samples: Map<number, Float32Array>): Promise<ArrowRun> {
+/** EmbedArrow calls of ARROW_ROWS rows, CONCURRENCY in flight, over the first `rows` rows once; `samples` gets the sampled rows' vectors. */
+async function arrowCalls(client: AnyClient, bodies: readonly Buffer[], rows: number, pids: () => Promise<[number, number]>, samples: Map<number, Float32Array>): Promise<ArrowRun> {
+  const calls = Math.ceil(rows / ARROW_ROWS);
   const [mp, cp] = await pids();
   let next = 0;
   let dim = 0;
@@ -188,7 +190,7 @@ async function arrowCalls(client: AnyClient, bodies: readonly Buffer[], pids: ()
   const t0 = performance.now();
   await Promise.all(
     Array.from({ length: CONCURRENCY }, async () => {
-      for (let k = next++; k < bodies.length; k = next++) {
+      for (let k = next++; k < calls; k = next++) {
         const { res } = await unary<{ arrow_ipc: Buffer }>(client, 'EmbedArrow', { target: { instance_name: INSTANCE }, arrow_ipc: bodies[k], truncate: true });
         const d = decodeDense(res.arrow_ipc);
         const want = Math.min(ARROW_ROWS, ROWS - k * ARROW_ROWS);
@@ -202,7 +204,8 @@ async function arrowCalls(client: AnyClient, bodies: readonly Buffer[], pids: ()
     }),
   );
   const seconds = (performance.now() - t0) / 1000;
-  return { rows: ROWS, seconds, cpu: cpuPerRow(before, cpuNow(mp, cp), ROWS), dim };
+  const sent = Math.min(calls * ARROW_ROWS, ROWS);
+  return { rows: sent, seconds, cpu: cpuPerRow(before, cpuNow(mp, cp), sent), dim };
 }
 
 const SAMPLE_STEP = Math.max(1, Math.floor(ROWS / SAMPLES));
@@ -304,6 +307,16 @@ async function checkOutput(api: BatchApi, b: BatchObject, format: Format, rows: 
   return problems.length === 0 ? `ok: ${rows} rows, ${got.size} sampled vectors within ${diff.toExponential(1)}` : problems.join('; ');
 }
 
+/** A job that ended other than completed. */
+class JobEnded extends Error {
+  constructor(
+    readonly batch: BatchObject,
+    format: Format,
+  ) {
+    super(`batch ${batch.id} (${format} input) ended ${batch.status}: ${batch.errors?.data.map((e) => `${e.code}: ${e.message}`).join('; ') ?? 'no errors listed'} ${JSON.stringify(batch.request_counts)}`);
+  }
+}
+
 /** One job over an uploaded file: created, polled until it ends, its output checked; with `load`, the interactive client runs while it is in progress. */
 async function job(api: BatchApi, m: ManagerProcess, up: Uploaded, pids: () => Promise<[number, number]>, dim: number, arrowSamples: Map<number, Float32Array>, load = false): Promise<JobRun> {
   const [mp, cp] = await pids();
@@ -323,7 +336,7 @@ async function job(api: BatchApi, m: ManagerProcess, up: Uploaded, pids: () => P
   }
   const cpu = cpuPerRow(before, cpuNow(mp, cp), up.rows);
   const b = end.batch;
-  if (b.status !== 'completed') throw new Error(`batch ${b.id} (${up.format}) ended ${b.status}: ${JSON.stringify(b.errors)} ${JSON.stringify(b.request_counts)}`);
+  if (b.status !== 'completed') throw new JobEnded(b, up.format);
   const interactiveRun = inter === undefined ? undefined : await inter;
   const check = await checkOutput(api, b, up.format, up.rows, dim, arrowSamples);
   return {
@@ -381,6 +394,8 @@ interface Result {
   /** Each job format's rows/s / the Arrow calls' (>= 0.9 is the goal). */
   ratios: Record<string, number>;
   interactive_p99_ratio: number;
+  /** The same client's p99 while Arrow calls of loaded_rows rows run / alone (for comparison). */
+  interactive_p99_ratio_beside_arrow: number;
   goal_met: boolean;
 }
 
@@ -420,7 +435,7 @@ function markdown(r: Result): string {
     '',
     lines.join('\n'),
     '',
-    `job / Arrow calls: ${ratios} (goal >= 0.9x: ${r.goal_met ? 'met' : 'not met'}); interactive p99 during a job / alone: ${r.interactive_p99_ratio.toFixed(2)}x`,
+    `job / Arrow calls: ${ratios} (goal >= 0.9x: ${r.goal_met ? 'met' : 'not met'}); interactive p99 during a job / alone: ${r.interactive_p99_ratio.toFixed(2)}x (during Arrow calls / alone: ${r.interactive_p99_ratio_beside_arrow?.toFixed(2) ?? '-'}x)`,
     '',
   ].join('\n');
 }
@@ -487,7 +502,7 @@ async function main(): Promise<void> {
     let dim = 0;
     for (let round = 0; round < ROUNDS; round++) {
       console.error(`round ${round + 1}: Arrow calls, ${ROWS} rows`);
-      const a = await arrowCalls(grpcClient, bodies, pids, arrowSamples);
+      const a = await arrowCalls(grpcClient, bodies, ROWS, pids, arrowSamples);
       dim = a.dim;
       arrowRuns.push(a);
       console.error(`  ${(a.rows / a.seconds).toFixed(1)} rows/s`);
@@ -498,10 +513,12 @@ async function main(): Promise<void> {
         try {
           j = await job(api, m, uploads.get(f)!, pids, dim, arrowSamples);
         } catch (e) {
-          // A server without table input refuses the create call (400); JSONL is the baseline and must work.
-          if (!(e instanceof BatchApiError) || f === 'jsonl' || round > 0) throw e;
-          unsupported.set(f, e.message);
-          console.error(`  refused: ${e.message}`);
+          // A server without table input refuses the create call (400) or fails the job before any
+          // row; JSONL is the baseline and must work.
+          const refused = e instanceof BatchApiError || (e instanceof JobEnded && e.batch.status === 'failed' && e.batch.request_counts.completed === 0);
+          if (!refused || f === 'jsonl' || round > 0) throw e;
+          unsupported.set(f, (e as Error).message);
+          console.error(`  refused: ${(e as Error).message}`);
           continue;
         }
         jobRuns.push(j);
@@ -510,6 +527,16 @@ async function main(): Promise<void> {
     }
     console.error(`interactive during a ${LOADED_FORMAT} job of ${LOADED_ROWS} rows`);
     const loaded = await job(api, m, loadedUpload, pids, dim, arrowSamples, true);
+    console.error(`interactive during Arrow calls of ${LOADED_ROWS} rows`);
+    let arrowDone = false;
+    const besideArrow = interactive(m, 'beside-arrow', () => arrowDone);
+    let loadedArrow: ArrowRun;
+    try {
+      loadedArrow = await arrowCalls(grpcClient, bodies, LOADED_ROWS, pids, new Map());
+    } finally {
+      arrowDone = true;
+    }
+    const arrowInteractive = await besideArrow;
 
     const arrow = pooled(arrowRuns);
     const table: Row[] = [
@@ -537,6 +564,15 @@ async function main(): Promise<void> {
       ...interactiveCells(loaded.interactive!),
       check: loaded.check,
     });
+    const la = pooled([loadedArrow]);
+    table.push({
+      phase: `Arrow calls, with the interactive client`,
+      ...la,
+      vs_arrow: null,
+      server_rows_per_s: null,
+      ...interactiveCells(arrowInteractive),
+      check: 'every answer has its rows',
+    });
     const checksOk = [...jobRuns, loaded].every((j) => j.check.startsWith('ok'));
     result = {
       label: args.label!,
@@ -558,6 +594,7 @@ async function main(): Promise<void> {
       job_runs: [...jobRuns, loaded].map(({ interactive: _i, ...j }) => j),
       ratios,
       interactive_p99_ratio: r2(quantile(loaded.interactive!.latencies, 0.99) / quantile(idle.latencies, 0.99)),
+      interactive_p99_ratio_beside_arrow: r2(quantile(arrowInteractive.latencies, 0.99) / quantile(idle.latencies, 0.99)),
       goal_met: checksOk && Object.values(ratios).every((x) => x >= 0.9),
     };
   } finally {
