@@ -12,7 +12,7 @@
  *    rows/s from the first call to the last answer;
  * 3. batch jobs, one per --formats entry: the same rows uploaded as a batch input file (`jsonl`: one
  *    OpenAI `/v1/embeddings` line per text; `arrow`: an Arrow IPC stream with a `text` column, the
- *    model named in the create call), `POST /v1/batches`, polled every --poll-ms until it ends.
+ *    model named in the create call; `parquet`: the same table as Parquet), `POST /v1/batches`, polled every --poll-ms until it ends.
  *    rows/s from the create call to the poll that saw `completed` (the client's clock), and from
  *    the batch's `in_progress_at` to `completed_at` (the server's, whole seconds); job / Arrow;
  * 4. interactive during a job: a --loaded-format job of the first --loaded-rows rows, and the same
@@ -40,6 +40,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
+import { readParquet, Table, writeParquet } from 'parquet-wasm';
 import { request } from 'undici';
 import { decodeDense, encodeTexts } from '../src/arrow/embedding-batch.js';
 import { DEFAULT_SEED, makeText } from '../src/bench/texts.js';
@@ -90,13 +91,13 @@ const SEED = numberFlag(TOOL, args, 'seed', 0);
 const CHUNK_ROWS = args['chunk-rows'] === undefined ? undefined : numberFlag(TOOL, args, 'chunk-rows', 1);
 const CHUNKS_IN_FLIGHT = args['chunks-in-flight'] === undefined ? undefined : numberFlag(TOOL, args, 'chunks-in-flight', 1);
 
-type Format = 'jsonl' | 'arrow';
+type Format = 'jsonl' | 'arrow' | 'parquet';
 const FORMATS = args.formats!.split(',').map((f) => f.trim()).filter((f) => f !== '');
 const LOADED_FORMAT = args['loaded-format']!;
 const ENCODING = args['encoding-format']!;
 for (const f of [...FORMATS, LOADED_FORMAT]) {
-  if (f !== 'jsonl' && f !== 'arrow') {
-    process.stderr.write(`${TOOL}: --formats and --loaded-format take jsonl and arrow, got '${f}'\n`);
+  if (f !== 'jsonl' && f !== 'arrow' && f !== 'parquet') {
+    process.stderr.write(`${TOOL}: --formats and --loaded-format take jsonl, arrow and parquet, got '${f}'\n`);
     process.exit(2);
   }
 }
@@ -227,6 +228,15 @@ interface JobRun {
   interactive?: Interactive;
 }
 
+const EXTENSION: Record<Format, string> = { jsonl: 'jsonl', arrow: 'arrows', parquet: 'parquet' };
+const CONTENT_TYPE: Record<Format, string> = { jsonl: 'application/jsonl', arrow: 'application/vnd.apache.arrow.stream', parquet: 'application/vnd.apache.parquet' };
+
+/** The rows as a table with a `text` column: an Arrow IPC stream (uncompressed, batches of 4096 rows), or Parquet written from it. */
+function tableInput(format: 'arrow' | 'parquet', texts: readonly string[]): Buffer {
+  const ipc = encodeTexts(texts, { compress: false, batchSize: 4096 });
+  return Buffer.from(format === 'arrow' ? ipc : writeParquet(Table.fromIPCStream(ipc)));
+}
+
 interface Uploaded {
   format: Format;
   fileId: string;
@@ -236,9 +246,9 @@ interface Uploaded {
 }
 
 async function upload(api: BatchApi, format: Format, texts: readonly string[]): Promise<Uploaded> {
-  const bytes = format === 'jsonl' ? jsonlInput(texts) : Buffer.from(encodeTexts(texts, { compress: false, batchSize: 4096 }));
+  const bytes = format === 'jsonl' ? jsonlInput(texts) : tableInput(format, texts);
   const t0 = performance.now();
-  const file = await api.upload(bytes, format === 'jsonl' ? 'bench.jsonl' : 'bench.arrows', format === 'jsonl' ? 'application/jsonl' : 'application/vnd.apache.arrow.stream');
+  const file = await api.upload(bytes, `bench.${EXTENSION[format]}`, CONTENT_TYPE[format]);
   return { format, fileId: file.id, rows: texts.length, uploadSeconds: (performance.now() - t0) / 1000, bytes: bytes.length };
 }
 
@@ -292,12 +302,13 @@ async function checkOutput(api: BatchApi, b: BatchObject, format: Format, rows: 
     if (bad > 0) problems.push(`${bad} bad output lines (first: ${firstBad})`);
   } else {
     try {
-      const d = decodeDense(await api.content(b.output_file_id));
+      const bytes = await api.content(b.output_file_id);
+      const d = decodeDense(format === 'parquet' ? readParquet(bytes).intoIPCStream() : bytes);
       if (d.rows !== rows) problems.push(`${d.rows} output rows for ${rows}`);
       if (d.dim !== dim) problems.push(`${d.dim} dimensions, the Arrow calls answered ${dim}`);
       for (let row = 0; row < Math.min(rows, d.rows); row += SAMPLE_STEP) got.set(row, d.values.slice(row * d.dim, (row + 1) * d.dim));
     } catch (e) {
-      problems.push(`output not readable as an Arrow IPC stream with an embeddings column: ${(e as Error).message}`);
+      problems.push(`output not readable as ${format === 'parquet' ? 'Parquet' : 'an Arrow IPC stream'} with an embeddings column: ${(e as Error).message}`);
     }
   }
   const diff = maxDiff(got, arrowSamples);
@@ -323,7 +334,7 @@ async function job(api: BatchApi, m: ManagerProcess, up: Uploaded, pids: () => P
   const timeoutMs = (120 + up.rows / 10) * 1000;
   const before = cpuNow(mp, cp);
   const t0 = performance.now();
-  const created = await api.create(up.fileId, up.format === 'arrow' ? { model: INSTANCE } : {});
+  const created = await api.create(up.fileId, up.format === 'jsonl' ? {} : { model: INSTANCE });
   const started = await api.poll(created.id, (b) => b.status !== 'validating', POLL_MS, timeoutMs);
   let inter: Promise<Interactive> | undefined;
   let done = false;
@@ -415,7 +426,7 @@ function pooled<T extends { rows: number; seconds: number; cpu: { manager: numbe
   return { rows, seconds: r1(seconds), rows_per_s: r1(rows / seconds), manager_cpu_us_per_row: cpu('manager'), child_cpu_us_per_row: cpu('child'), client_cpu_us_per_row: cpu('client') };
 }
 
-const cell = (x: number | null, suffix = ''): string => (x === null || !Number.isFinite(x) ? '-' : `${x}${suffix}`);
+const cell = (x: number | null, suffix = ''): string => (x === null || !Number.isFinite(x) ? '-' : suffix === 'x' ? `${x.toFixed(2)}x` : `${x}${suffix}`);
 
 function markdown(r: Result): string {
   const refused = (x: Record<string, number> | null) => (x === null ? '' : Object.keys(x).length === 0 ? ', 0 refused' : `, refused ${Object.entries(x).map(([s, k]) => `${k} x HTTP ${s}`).join(', ')}`);
