@@ -79,6 +79,7 @@ export function batchRoutes(app: FastifyInstance, batches: Batches, grant: Grant
           } else if (part.fieldname === 'purpose') purpose = String(part.value);
         }
         if (received === undefined) throw new TeiplexError('BAD_REQUEST', 'the form has no `file` part', { param: 'file' });
+        if (received.bytes === 0) throw new TeiplexError('BAD_REQUEST', 'the file is empty', { param: 'file' });
         if (purpose !== 'batch') throw new TeiplexError('BAD_REQUEST', `purpose must be "batch"${purpose === undefined ? ' (the form has no `purpose` field)' : `, not '${purpose.slice(0, 32)}'`}`, { param: 'purpose' });
         const adopted = await files.adopt(who, received.temp, received.filename, 'batch');
         received = undefined;
