@@ -14,6 +14,7 @@ import { isInputType } from '../tei/input-types.js';
 import { newId, unixSecs } from './batch-ids.js';
 import { BATCH_ENDPOINT, batchObject, FINAL_STATUSES, windowSecs, type BatchStatus, type JobOptions, type JobRecord, type RequestCounts } from './batch-job.js';
 import type { BatchMetrics } from './batch-metrics.js';
+import type { BatchWorkers } from './batch-workers.js';
 import { concatFiles } from './concat-files.js';
 import type { FileStore } from './file-store.js';
 import { indexJsonl, JsonlJob } from './jsonl-job.js';
@@ -60,6 +61,7 @@ export class Batches {
     readonly files: FileStore,
     private readonly jobs: JobStore,
     private readonly settings: BatchSettings,
+    private readonly workers: BatchWorkers,
     private readonly metrics?: BatchMetrics,
     private readonly log: (msg: string, fields?: Record<string, unknown>) => void = () => undefined,
     private readonly now: () => number = Date.now,
@@ -85,6 +87,7 @@ export class Batches {
       r.reason = 'stop';
       r.ac.abort();
     }
+    void this.workers.close();
   }
 
   // ---- the API ----
@@ -261,12 +264,12 @@ export class Batches {
     if (format === 'jsonl') {
       const index = await indexJsonl(file, this.settings.chunkRows, this.settings.maxRows);
       model = r.options.model ?? index.firstModel;
-      kind = new JsonlJob(file, index, r.owner, target, this.settings, r.options.model);
+      kind = new JsonlJob(file, index, r.owner, target, this.settings, r.options.model, this.workers);
       r.total = index.rows;
     } else {
       if (r.options.model === undefined) throw new TeiplexError('BAD_REQUEST', 'an Arrow or Parquet input needs the batch\'s `model` (its rows carry no body)', { param: 'model' });
       model = r.options.model;
-      const t = await openTableJob(file, format, r, target, this.settings);
+      const t = await openTableJob(file, format, r, target, this.settings, this.workers);
       kind = t;
       r.total = t.rows;
     }
