@@ -2,7 +2,7 @@
  * What a running manager and router show against what the docs promise, both directions:
  * - the Prometheus metrics of a live manager with an instance that served a gRPC and an HTTP
  *   call (names, types, labels) against the metric tables of docs/manager.md, multiplexer.md,
- *   on-demand.md, data-plane.md and tenancy.md, and a live router's /metrics against docs/router.md;
+ *   on-demand.md, data-plane.md, tenancy.md and batch.md, and a live router's /metrics against docs/router.md;
  * - the ready lines of `teiplex serve` and `teiplex router` against the lines the docs show;
  * - the data plane's bodies: unknown fields refused with 422 naming them, TEI's /similarity.
  * Each checker also runs once on a doctored copy of a doc and reports the drift.
@@ -20,7 +20,7 @@ import { mux, unary } from '../helpers/mux-client.js';
 import { startRouterProcess, type RouterProcess } from '../helpers/router-process.js';
 import { cosine } from '../helpers/vectors.js';
 
-const MANAGER_METRIC_DOCS = ['docs/manager.md', 'docs/multiplexer.md', 'docs/on-demand.md', 'docs/data-plane.md', 'docs/tenancy.md'];
+const MANAGER_METRIC_DOCS = ['docs/manager.md', 'docs/multiplexer.md', 'docs/on-demand.md', 'docs/data-plane.md', 'docs/tenancy.md', 'docs/batch.md'];
 
 /** The documented manager metrics: the union of the pages' tables (a name documented twice fails). */
 export function managerDocMetrics(pages: Record<string, string>): Map<string, DocMetric> {
