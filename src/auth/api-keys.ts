@@ -55,6 +55,11 @@ export class ApiKeys {
     }));
   }
 
+  /** The grant of the key named `name`; undefined: no such key. */
+  grantNamed(name: string): ApiKeyGrant | undefined {
+    return this.grants.find((g) => g.name === name);
+  }
+
   /** Keys are configured: data-plane calls need one. */
   get enabled(): boolean {
     return this.hashes.length > 0;

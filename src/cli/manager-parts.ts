@@ -24,6 +24,7 @@ import { channelSettings, createRouting, type MuxRouting } from '../routing/rout
 import { Supervisor } from '../supervisor/supervisor.js';
 import { ModelSwapper } from '../swap/model-swap.js';
 import { quotaReload } from './quota-reload.js';
+import { openBatches } from '../batch/batch-settings.js';
 import { Swapper } from '../swap/swap.js';
 
 export interface ManagerParts {
@@ -76,6 +77,7 @@ export async function wireManager(o: { config: Config; configPath: string | unde
   await app.register(swapRoutes, { swapInstance: (name, req) => swapper.swapInstance(name, req), swapModel: (name, req) => modelSwapper.swapModel(name, req) });
   const events = new EventStreams(eventStreamLimits(config));
   await app.register(statusPage, { supervisor, catalog, streams: events });
-  const dataPlane = await mountDataPlane({ app, config, instances: supervisor, routing, auth, catalog, registry: metrics.registry });
+  const batches = await openBatches(config, metrics.registry, o.log);
+  const dataPlane = await mountDataPlane({ app, config, instances: supervisor, routing, auth, catalog, registry: metrics.registry, batches });
   return { supervisor, catalog, metrics, routing, reloader, app, swapper, dataPlane, events };
 }

@@ -92,6 +92,8 @@ export const ERROR_CODES = {
   MODEL_BUSY: { http: 409, grpc: GrpcStatus.FAILED_PRECONDITION, teiType: 'validation', openaiType: 'invalid_request_error' },
   /** The API key is over its quota (tokens_per_minute / requests_per_minute, docs/tenancy.md): retry after Retry-After. */
   RATE_LIMIT_EXCEEDED: { http: 429, grpc: GrpcStatus.RESOURCE_EXHAUSTED, teiType: 'overloaded', openaiType: 'rate_limit_error', retryAfterSecs: 1 },
+  /** Batch jobs: the API key keeps batch_files_per_key files, or has batch_jobs_per_key unfinished jobs (docs/batch.md). */
+  BATCH_LIMIT_EXCEEDED: { http: 429, grpc: GrpcStatus.RESOURCE_EXHAUSTED, teiType: 'overloaded', openaiType: 'rate_limit_error' },
   // ---- rolling swaps (docs/manager.md, Swap) ----
   /** A swap's new version does not compute what the old one does (output kind, pooling, dimension or cosine; the report says which, with figures): stopped, the old one serves on. */
   SWAP_REFUSED: { http: 422, grpc: GrpcStatus.FAILED_PRECONDITION, teiType: 'validation', openaiType: 'invalid_request_error' },

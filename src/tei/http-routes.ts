@@ -29,6 +29,7 @@ import { randomUUID } from 'node:crypto';
 import { floatCount, JSON_BYTES_PER_FLOAT, listPieces, matrixPieces, sendJson } from './json-answer.js';
 import type { OutputType } from './embedding-types.js';
 import { rowJson, typedRows } from './embedding-output.js';
+import { openaiEmbeddingPieces } from './openai-answer.js';
 import { applyInputType, ASYMMETRIC_WARNING_HEADER, type InputType, type ModelPrompts } from './input-types.js';
 import {
   CohereEmbedRequest,
@@ -376,17 +377,9 @@ export function teiRouteTable(o: TeiRoutesOptions) {
         const rows = await typedRows(t.engine, out.results, type, opts, t.call);
         setHeaders(reply, start, out.metadata, t);
         const tokens = tokenCount(out.metadata);
-        const base64 = body.encoding_format === 'base64';
-        const name = JSON.stringify(t.modelName);
         // Written as text, the vectors without a number[] per row; streamed when large.
-        function* answer(): Generator<string> {
-          yield '{"object":"list","data":[';
-          for (let index = 0; index < rows.length; index++) {
-            yield `${index > 0 ? ',' : ''}{"object":"embedding","embedding":${rowJson(rows[index], type, base64)},"index":${index}}`;
-          }
-          yield `],"model":${name},"usage":{"prompt_tokens":${tokens},"total_tokens":${tokens}}}`;
-        }
-        return sendJson(reply, answer(), floatCount(out.results) * JSON_BYTES_PER_FLOAT);
+        const answer = openaiEmbeddingPieces(rows, type, body.encoding_format === 'base64', t.modelName, tokens);
+        return sendJson(reply, answer, floatCount(out.results) * JSON_BYTES_PER_FLOAT);
       });
     },
     { errorShape: 'openai', tokenIds: 'input' },

@@ -13,7 +13,7 @@
 import type { FastifyRequest } from 'fastify';
 import { decide, mayStart, mayUse, quoted, restrictedGrant } from '../../auth/access.js';
 import type { ApiKeyGrant } from '../../auth/api-keys.js';
-import { asksNoWait, NO_WAIT_HEADER, type Catalog } from '../../catalog/catalog.js';
+import { asksNoWait, NO_WAIT_HEADER, type Catalog, type ColdStartWaiter } from '../../catalog/catalog.js';
 import type { CatalogModel } from '../../catalog/catalog-model.js';
 import { TeiplexError } from '../../common/errors.js';
 import type { Instance } from '../../supervisor/instance.js';
@@ -63,13 +63,22 @@ export class ModelDirectory {
    * again. The decision comes first: a name the key may not use starts nothing.
    */
   async matchReady(request: FastifyRequest, model: string | null | undefined, param = 'model'): Promise<ModelMatch> {
+    return this.matchStarted(this.grantOf(request), model, param, !asksNoWait(request.headers[NO_WAIT_HEADER]), () => coldStartWaiter(request));
+  }
+
+  /** `matchReady` for a caller that is not a request (a batch job): its grant, whether it waits, and what it holds while it does. */
+  async matchStarted(grant: ApiKeyGrant | undefined, model: string | null | undefined, param: string, wait: boolean, waiter: () => ColdStartWaiter): Promise<ModelMatch> {
     // Booting: the instances of the state file are not all known yet; wait for them.
-    await this.instances.whenRestored?.(this.restoreWaitMs);
-    const grant = this.grantOf(request);
+    await this.whenRestored();
     const m = this.match(model, param, grant);
     if (m.catalog === undefined || this.catalog === undefined || m.candidates.some((i) => canServe(i.status))) return m;
-    await this.catalog.ensureServing(m.catalog, !asksNoWait(request.headers[NO_WAIT_HEADER]), coldStartWaiter(request));
+    await this.catalog.ensureServing(m.catalog, wait, waiter());
     return this.match(model, param, grant);
+  }
+
+  /** Resolves once the manager has restored its instances at boot (or after the longest wait). */
+  async whenRestored(): Promise<void> {
+    await this.instances.whenRestored?.(this.restoreWaitMs);
   }
 
   /** What a name means for `grant` (not yet checked for status); throws 400/403/404. */

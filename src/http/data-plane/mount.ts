@@ -14,6 +14,8 @@ import type { MuxRouting } from '../../routing/routing.js';
 import type { InstanceDirectory } from '../../routing/target.js';
 import { connectionLimits, type ConnectionLimitKeys } from '../connection-limits.js';
 import { buildDataApp } from './data-app.js';
+import type { Batches } from '../../batch/batches.js';
+import { TeiplexError } from '../../common/errors.js';
 import { dataPlane, DataPlaneLifecycle, type DataPlaneOptions } from './plugin.js';
 
 export interface MountOptions {
@@ -26,6 +28,8 @@ export interface MountOptions {
   catalog?: Catalog;
   /** The manager's metrics registry (request counts and durations). */
   registry?: Registry;
+  /** Batch jobs: served and run on the data plane; stopped when it drains. */
+  batches?: Batches;
 }
 
 export interface MountedDataPlane {
@@ -51,6 +55,13 @@ export async function mountDataPlane(m: MountOptions): Promise<MountedDataPlane>
     lifecycle,
     catalog: m.catalog,
     registry: m.registry,
+    batches: m.batches,
+    ownerGrant: (owner) => {
+      if (m.auth === undefined || !m.auth.keys.enabled) return undefined;
+      const g = m.auth.keys.grantNamed(owner);
+      if (g === undefined) throw new TeiplexError('PERMISSION_DENIED', `the API key '${owner}' that created this batch is no longer configured`);
+      return g;
+    },
   };
   let own: FastifyInstance | undefined;
   if (m.config.data_port === undefined) {
@@ -65,7 +76,10 @@ export async function mountDataPlane(m: MountOptions): Promise<MountedDataPlane>
       const a = own.server.address();
       return typeof a === 'object' && a !== null ? a.port : (m.config.data_port ?? apiPort);
     },
-    drain: (graceMs) => lifecycle.drain(graceMs),
+    drain: (graceMs) => {
+      m.batches?.stop();
+      return lifecycle.drain(graceMs);
+    },
     async close() {
       if (own === undefined) return;
       const closing = own.close();

@@ -36,6 +36,9 @@ import { INSTANCE_HEADER, watchDisconnect, type DataPlaneDeps } from './request-
 import { scoreRoute } from './score-route.js';
 import { teiTarget } from './tei-target.js';
 import { teiRoutes } from '../../tei/http-routes.js';
+import type { Batches } from '../../batch/batches.js';
+import { batchRoutes } from './batch-routes.js';
+import { jobTarget, type OwnerGrant } from './job-target.js';
 
 export interface DataPlaneOptions {
   instances: InstanceDirectory;
@@ -57,6 +60,10 @@ export interface DataPlaneOptions {
   catalog?: Catalog;
   /** Where request metrics go (the manager's registry); none: not counted. */
   registry?: Registry;
+  /** Batch jobs (src/batch/): the Files and Batches API served, and the jobs run on this data plane's routing. */
+  batches?: Batches;
+  /** A batch owner's grant (API keys; undefined: none); throws when the owner's key is gone. */
+  ownerGrant?: OwnerGrant;
 }
 
 /** Requests in flight, and the switch that refuses new ones during shutdown. */
@@ -148,4 +155,8 @@ export const dataPlane: FastifyPluginAsync<DataPlaneOptions> = async (app: Fasti
   rerankRoute(app, deps);
   encodeRoute(app, deps);
   scoreRoute(app, deps);
+  if (o.batches !== undefined) {
+    batchRoutes(app, o.batches, grant);
+    await o.batches.attach(jobTarget(deps, o.ownerGrant ?? (() => undefined)));
+  }
 };
