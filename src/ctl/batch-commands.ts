@@ -109,7 +109,7 @@ async function submit(cmd: Command, client: BatchClient, io: Io): Promise<number
     batch = await client.createBatch({ input_file_id: uploaded.id, ...fields });
   } catch (err) {
     // The file is of no use without its batch: give its room back (the key's storage and file count).
-    await client.deleteFile(uploaded.id).catch((e: unknown) => io.err(`teiplex ctl: batch submit: the uploaded ${uploaded.id} could not be deleted: ${describeFailure(e, cmd.global.url)}\n`));
+    await client.deleteFile(uploaded.id).catch((e: unknown) => io.err(`teiplex ctl: batch submit: the uploaded ${uploaded.id} could not be deleted: ${describeFailure(e, cmd.global.url, 'data')}\n`));
     throw err;
   }
   const asJson = cmd.global.output === 'json';

@@ -70,7 +70,7 @@ export async function runCtl(argv: readonly string[], p: CtlProcess): Promise<nu
       p.stderr(`teiplex ctl: ${err.message}\nRun \`teiplex ctl ${cmd.verb.name} --help\` for usage.\n`);
       return 2;
     }
-    p.stderr(`teiplex ctl: ${cmd.verb.name}${cmd.names.length === 1 ? ` ${cmd.names[0]}` : ''}: ${describeFailure(err, cmd.global.url)}\n`);
+    p.stderr(`teiplex ctl: ${cmd.verb.name}${cmd.names.length === 1 ? ` ${cmd.names[0]}` : ''}: ${describeFailure(err, cmd.global.url, client instanceof BatchClient ? 'data' : 'admin')}\n`);
     return 1;
   } finally {
     await client.close().catch(() => undefined);
