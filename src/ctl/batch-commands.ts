@@ -175,7 +175,11 @@ async function download(cmd: Command, client: BatchClient, io: Io): Promise<numb
       return outDir === undefined ? name : intoDir ? path.join(outDir, name) : outDir;
     });
   }
-  if (b.error_file_id !== null) errors = await client.fileContent(b.error_file_id, await destination(errDir, `${b.id}-errors.jsonl`));
+  if (b.error_file_id !== null) {
+    // Without --errors: beside the output file (the current directory when there is none).
+    const name = `${b.id}-errors.jsonl`;
+    errors = await client.fileContent(b.error_file_id, errDir === undefined ? path.join(output === null ? '.' : path.dirname(output.path), name) : await destination(errDir, name));
+  }
   else if (errDir !== undefined) io.err(`teiplex ctl: batch download ${b.id}: no error file (no row failed); --errors ${errDir} not written\n`);
   if (b.status !== 'completed' && output !== null) {
     io.err(`teiplex ctl: batch download ${b.id}: the batch is ${b.status}: the output holds the ${b.request_counts.completed} rows done before it stopped\n`);

@@ -240,7 +240,7 @@ export const VERBS: readonly VerbDef[] = [
         help: 'where the output goes (default ID-output.EXT in the current directory; a directory: that name in it)',
         completeValues: 'files',
       },
-      { name: 'errors', type: 'string', value: 'PATH', help: 'where the error file goes, if the batch has one (default ID-errors.jsonl)', completeValues: 'files' },
+      { name: 'errors', type: 'string', value: 'PATH', help: 'where the error file goes, if the batch has one (default ID-errors.jsonl beside the output; a directory: that name in it)', completeValues: 'files' },
     ],
   },
   {

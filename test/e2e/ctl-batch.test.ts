@@ -154,7 +154,7 @@ describe('teiplex ctl batch', () => {
   test('download into a directory: the output and error files as the API serves them, each row once, the vectors /v1/embeddings gives', async () => {
     const into = path.join(dir, 'downloads');
     await mkdir(into);
-    const r = await ok(['batch', 'download', done, '--output', into, '--errors', into]);
+    const r = await ok(['batch', 'download', done, '--output', into]);
     const outPath = path.join(into, `${done}-output.jsonl`);
     const errPath = path.join(into, `${done}-errors.jsonl`);
     const b = await batch(done);
