@@ -148,19 +148,16 @@ function requestOf(text: string, row: number, line: number, index: JsonlIndex, l
 }
 
 /**
- * Each line's tokens. A child answering with per-input metadata (tei.v1) gives them exactly; a
- * teiplex router's Batch answers with one metadata per call, so the calls' exact total is shared
- * out by the lines' characters (token-id inputs: their length), the total kept.
+ * Each line's tokens: its inputs' metadata (a teiplex router's Batch answer and tei.v1 give one
+ * per input). A child whose answer has fewer (a router from before `input_tokens`: one per call)
+ * gives only the calls' exact total, shared out here by the lines' characters, the total kept.
  */
 function lineTokens(lines: readonly Line[], metadata: readonly Metadata[]): number[] {
-  let at = 0;
-  const exact = lines.map((l) => {
-    const n = (l.inputs as TextInput[]).length;
-    const t = tokenCount(metadata.slice(at, at + n));
-    at += n;
-    return t;
-  });
-  if (exact.every((t) => t > 0)) return exact;
+  const sizes = lines.map((l) => (l.inputs as TextInput[]).length);
+  if (metadata.length === sizes.reduce((a, b) => a + b, 0)) {
+    let at = 0;
+    return sizes.map((n) => tokenCount(metadata.slice(at, (at += n))));
+  }
   const total = tokenCount(metadata);
   const weights = lines.map((l) => (l.inputs as TextInput[]).reduce((s, x) => s + Math.max(1, x.length), 0));
   const sum = weights.reduce((a, b) => a + b, 0);

@@ -269,7 +269,7 @@ export class ChildClient implements Engine {
       async (inputs) => {
         const { rows, metadata } = kind.batchRows(await this.gated(s, inputs.length, () => s.unary(this.channel, kind.batchPath, kind.batchRequest(inputs, o), this.who)), inputs.length);
         count(rows);
-        return { rows, metadata: [metadata] };
+        return { rows, metadata };
       },
       async (inputs) => {
         const answers = (await this.many(s, kind.unaryPath, kind.streamPath, inputs.map((t) => kind.request(t, o)))).map((b) => kind.row(b));

@@ -14,6 +14,7 @@
 import { endianness } from 'node:os';
 import { TeiplexError } from '../common/errors.js';
 import type { Metadata, SparseVector, TokenEmbeddings, TruncationDirection } from '../tei/types.js';
+import type { PbMetadata } from '../tei/proto.js';
 import { BATCH, decodeEmbedResponse, encodeEmbedRequest, fromPbMetadata, pbDirection, TEI, type ChildMethod } from './codec.js';
 
 export type RowKindName = 'dense' | 'sparse' | 'multivector';
@@ -36,8 +37,8 @@ export interface RowKind<Row> {
   /** tei.v1 bidirectional stream: one input per message. */
   readonly streamPath: string;
   batchRequest(inputs: string[], o: RowOptions): Buffer;
-  /** The `n` rows of a Batch answer to `n` inputs, and the call's metadata. */
-  batchRows(answer: Buffer, n: number): { rows: Row[]; metadata: Metadata };
+  /** The `n` rows of a Batch answer to `n` inputs, and their metadata (per input: batchMetadata). */
+  batchRows(answer: Buffer, n: number): { rows: Row[]; metadata: Metadata[] };
   /** A tei.v1 request of one input (unary or stream message). */
   request(input: string, o: RowOptions): Buffer;
   /** The row of a tei.v1 answer (unary or stream message), and its metadata. */
@@ -92,6 +93,17 @@ const encodeOnly = (o: RowOptions) => ({
   ...(o.truncationDirection !== undefined ? { truncation_direction: pbDirection(o.truncationDirection) } : {}),
   ...(o.promptName !== undefined ? { prompt_name: o.promptName } : {}),
 });
+/**
+ * A Batch answer's metadata per input: each input's own token count (`input_tokens`), the call's
+ * characters on the first, the call's stage times on each (so sums and means stay the call's); a
+ * router that predates `input_tokens`: the call's metadata once.
+ */
+function batchMetadata(m: PbMetadata | null | undefined, tokens: number[] | undefined, n: number): Metadata[] {
+  const call = fromPbMetadata(m);
+  if (tokens === undefined || tokens.length !== n || n === 0) return [call];
+  return tokens.map((t, i) => ({ ...call, computeTokens: t, computeChars: i === 0 ? call.computeChars : 0 }));
+}
+
 const embedFields = (o: RowOptions) => ({
   ...encodeOnly(o),
   ...(o.normalize !== undefined ? { normalize: o.normalize } : {}),
@@ -109,7 +121,7 @@ export const DENSE: RowKind<Float32Array> = {
     const dim = res.dim;
     if (!(dim > 0) && n > 0) throw malformed(`dim is ${dim}`);
     const values = float32s(res.embeddings, n * dim, 'embeddings');
-    return { rows: Array.from({ length: n }, (_, i) => values.subarray(i * dim, (i + 1) * dim)), metadata: fromPbMetadata(res.metadata) };
+    return { rows: Array.from({ length: n }, (_, i) => values.subarray(i * dim, (i + 1) * dim)), metadata: batchMetadata(res.metadata, res.input_tokens, n) };
   },
   // The hottest pair of messages, by hand (codec.ts): the same bytes, without protobufjs' object conversion.
   request: (inputs, o) => encodeEmbedRequest(inputs, embedFields(o)),
@@ -137,7 +149,7 @@ export const SPARSE: RowKind<SparseVector> = {
     const indices = uint32s(res.indices, total, 'indices');
     const values = float32s(res.values, total, 'values');
     const o = res.offsets;
-    return { rows: Array.from({ length: n }, (_, i) => ({ indices: indices.subarray(o[i], o[i + 1]), values: values.subarray(o[i], o[i + 1]) })), metadata: fromPbMetadata(res.metadata) };
+    return { rows: Array.from({ length: n }, (_, i) => ({ indices: indices.subarray(o[i], o[i + 1]), values: values.subarray(o[i], o[i + 1]) })), metadata: batchMetadata(res.metadata, res.input_tokens, n) };
   },
   request: (inputs, o) => TEI.EmbedSparse.encode({ inputs, ...encodeOnly(o) }),
   row(answer) {
@@ -170,7 +182,7 @@ export const MULTIVECTOR: RowKind<TokenEmbeddings> = {
     const o = res.offsets;
     return {
       rows: Array.from({ length: n }, (_, i) => ({ tokens: o[i + 1]! - o[i]!, dim, values: values.subarray(o[i]! * dim, o[i + 1]! * dim) })),
-      metadata: fromPbMetadata(res.metadata),
+      metadata: batchMetadata(res.metadata, res.input_tokens, n),
     };
   },
   request: (inputs, o) => TEI.EmbedAll.encode({ inputs, ...encodeOnly(o) }),

@@ -11,6 +11,7 @@ import { aggregateMetadata } from '../tei/metadata.js';
 import { embedOptions, encodeOptions, pbMetadata, unary, type Answer, type ServiceContext } from './grpc-service.js';
 import type { PbEmbedAllBatchResponse, PbEmbedBatchRequest, PbEmbedBatchResponse, PbEmbedSparseBatchResponse, PbEncodeBatchRequest } from '../tei/proto.js';
 import type { RouterEngine } from './engine.js';
+import type { Metadata } from '../tei/types.js';
 
 export interface BatchContext extends ServiceContext {
   /** Most inputs in one batch message. */
@@ -38,6 +39,9 @@ function checkInputs(ctx: BatchContext, engine: RouterEngine, inputs: string[]):
   }
 }
 
+/** Each input's token count (a caller reports per-input usage from them: a batch job's lines). */
+const inputTokens = (metadata: readonly Metadata[]): number[] => metadata.map((m) => m.computeTokens);
+
 export function batchServiceImplementation(ctx: BatchContext): grpc.UntypedServiceImplementation {
   return {
     EmbedBatch: unary(async (req: PbEmbedBatchRequest): Promise<Answer<PbEmbedBatchResponse>> => {
@@ -51,7 +55,7 @@ export function batchServiceImplementation(ctx: BatchContext): grpc.UntypedServi
         packed.set(v, i * dim);
       });
       const metadata = aggregateMetadata(out.metadata);
-      return { response: { dim, embeddings: leBytes(packed), metadata: pbMetadata(metadata) }, metadata };
+      return { response: { dim, embeddings: leBytes(packed), metadata: pbMetadata(metadata), input_tokens: inputTokens(out.metadata) }, metadata };
     }),
 
     EmbedSparseBatch: unary(async (req: PbEncodeBatchRequest): Promise<Answer<PbEmbedSparseBatchResponse>> => {
@@ -69,7 +73,7 @@ export function batchServiceImplementation(ctx: BatchContext): grpc.UntypedServi
         values.set(s.values, offsets[i]);
       });
       const metadata = aggregateMetadata(out.metadata);
-      return { response: { offsets, indices: leBytes(indices), values: leBytes(values), metadata: pbMetadata(metadata) }, metadata };
+      return { response: { offsets, indices: leBytes(indices), values: leBytes(values), metadata: pbMetadata(metadata), input_tokens: inputTokens(out.metadata) }, metadata };
     }),
 
     EmbedAllBatch: unary(async (req: PbEncodeBatchRequest): Promise<Answer<PbEmbedAllBatchResponse>> => {
@@ -86,7 +90,7 @@ export function batchServiceImplementation(ctx: BatchContext): grpc.UntypedServi
         packed.set(t.values.subarray(0, t.tokens * dim), offsets[i] * dim);
       });
       const metadata = aggregateMetadata(out.metadata);
-      return { response: { dim, offsets, embeddings: leBytes(packed), metadata: pbMetadata(metadata) }, metadata };
+      return { response: { dim, offsets, embeddings: leBytes(packed), metadata: pbMetadata(metadata), input_tokens: inputTokens(out.metadata) }, metadata };
     }),
   };
 }

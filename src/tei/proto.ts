@@ -222,18 +222,22 @@ export interface PbEmbedBatchResponse {
   dim: number;
   embeddings: Buffer;
   metadata: PbMetadata;
+  /** Each input's token count (a router that predates the field: empty). */
+  input_tokens?: number[];
 }
 export interface PbEmbedSparseBatchResponse {
   offsets: number[];
   indices: Buffer;
   values: Buffer;
   metadata: PbMetadata;
+  input_tokens?: number[];
 }
 export interface PbEmbedAllBatchResponse {
   dim: number;
   offsets: number[];
   embeddings: Buffer;
   metadata: PbMetadata;
+  input_tokens?: number[];
 }
 
 /** teiplex.v1.TokenClassification (tokens.proto). */

@@ -60,7 +60,8 @@ describe('batch jobs: the OpenAI flow, row errors, cancel, ownership, limits', (
     const model = await testModel({ kind: 'embedding', seed: 1601 });
     const model2 = await testModel({ kind: 'embedding', seed: 1603 });
     const splade = await testModel({ kind: 'splade', seed: 1604 });
-    const file = await writeConfig(dir, `batch_chunk_rows = 8\nbatch_max_file_mb = 1\nbatch_files_per_key = 40\n\n[auth]\nadmin_requires_key = false\n\n${keysToml}`, instanceToml('emb', model) + instanceToml('emb2', model2) + instanceToml('splade', splade, 'pooling = "splade"'));
+    const model3 = await testModel({ kind: 'embedding', seed: 1605 });
+    const file = await writeConfig(dir, `batch_chunk_rows = 8\nstandby_children = 0\nbatch_max_file_mb = 1\nbatch_files_per_key = 40\n\n[auth]\nadmin_requires_key = false\n\n${keysToml}`, instanceToml('emb', model) + instanceToml('emb2', model2) + instanceToml('splade', splade, 'pooling = "splade"') + `[[models]]\nname = "lazy"\nmodel_id = ${JSON.stringify(model3)}\n`);
     m = await startManager(file);
     base = `http://127.0.0.1:${m.apiPort}`;
     alice = new OpenAI({ baseURL: `${base}/v1`, apiKey: KEYS.alice, maxRetries: 0 });
@@ -107,12 +108,28 @@ describe('batch jobs: the OpenAI flow, row errors, cancel, ownership, limits', (
       assert.ok(body.usage.prompt_tokens > 0, 'usage per line');
       const direct = await http.post('/v1/embeddings', { model: 'emb', input: texts[i], ...(i % 5 === 2 ? { dimensions: 8 } : {}) });
       assert.equal(direct.status, 200);
+      assert.equal(body.usage.prompt_tokens, direct.body.usage.prompt_tokens, `${l.custom_id}: its own tokens, as the endpoint counts them`);
       const got = i % 3 === 1 ? Array.from(new Float32Array(new Uint8Array(Buffer.from(body.data[0].embedding, 'base64')).buffer)) : body.data[0].embedding;
       assert.equal(got.length, i % 5 === 2 ? 8 : direct.body.data[0].embedding.length);
       close(got, direct.body.data[0].embedding, 1e-4, l.custom_id);
     }
     const listed = await alice.batches.list();
     assert.ok(listed.data.some((b) => b.id === created.id));
+  });
+
+  test('an on-demand model not loaded is started by the job; the metrics count jobs and rows', async () => {
+    assert.notEqual((await m.api('GET', '/models/lazy')).body.state, 'loaded');
+    const f = await alice.files.create({ file: await toFile(jsonl(Array.from({ length: 20 }, (_, i) => line(`l-${i}`, { model: 'lazy', input: `cold ${i}` }))), 'lazy.jsonl'), purpose: 'batch' });
+    const b = await finished(alice, (await alice.batches.create({ input_file_id: f.id, endpoint: '/v1/embeddings', completion_window: '24h' })).id);
+    assert.equal(b.status, 'completed', JSON.stringify(b));
+    assert.deepEqual(b.request_counts, { total: 20, completed: 20, failed: 0 });
+    assert.equal((await m.api('GET', '/models/lazy')).body.state, 'loaded');
+    const metrics = await (await fetch(`${base}/metrics`)).text();
+    const value = (series: string) => Number(new RegExp(`^${series.replace(/[{}"]/g, '\\$&')} (\\S+)$`, 'm').exec(metrics)?.[1] ?? Number.NaN);
+    assert.ok(value('teiplex_batch_jobs{status="completed"}') >= 2, metrics);
+    assert.ok(value('teiplex_batch_rows_total{outcome="completed"}') >= 50);
+    assert.equal(value('teiplex_batch_pending_rows'), 0);
+    assert.ok(value('teiplex_batch_rows_per_second') >= 0);
   });
 
   test('per-row failures go to the error file with their custom_id and status; the job completes', async () => {

@@ -37,7 +37,7 @@ export function dataPlaneRoutes(markdown: string): string[] {
   const out: string[] = [];
   for (const row of tableRows(table).slice(1)) {
     let method = '';
-    for (const m of (row[0] ?? '').matchAll(/`(?:(GET|POST) )?(\/[^`]*)`/g)) {
+    for (const m of (row[0] ?? '').matchAll(/`(?:(GET|POST|DELETE) )?(\/[^`]*)`/g)) {
       method = m[1] ?? method;
       out.push(key(method, m[2]));
     }
