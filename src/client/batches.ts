@@ -7,7 +7,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, openAsBlob } from 'node:fs';
-import { open, rename, rm } from 'node:fs/promises';
+import { open, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { FormData } from 'undici';
 import { pipeline } from 'node:stream/promises';
@@ -166,6 +166,8 @@ export class BatchClient {
     let name: string;
     if (typeof source === 'string') {
       if (source === '') throw new TypeError('source: must be a path or bytes');
+      // stat names the path and the reason (ENOENT, EACCES) where openAsBlob would not.
+      if (!(await stat(source)).isFile()) throw new TypeError(`source: ${source} is not a file`);
       blob = await openAsBlob(source);
       name = filename ?? path.basename(source);
     } else if (source instanceof Uint8Array) {
