@@ -155,8 +155,10 @@ export class Quotas {
    * Admit a call of key `key` to a model known by any of `models` (the name the call gave, the
    * model_id it resolves to, ...): undefined when the key has no limit; throws RATE_LIMIT_EXCEEDED
    * (with retryAfterSecs, and the state for the headers in `quotaStateOf(err)`) when over.
+   * `countRequest` false: the call is not a request of the key's (a batch job's chunk: its tokens
+   * count, its calls do not), so only the tokens bucket decides.
    */
-  admit(key: string, models: readonly string[] = []): QuotaTicket | undefined {
+  admit(key: string, models: readonly string[] = [], countRequest = true): QuotaTicket | undefined {
     const entry = this.keys.get(key);
     if (entry === undefined) return undefined;
     const model = models.find((m) => entry.models.has(m)) ?? '';
@@ -171,7 +173,7 @@ export class Quotas {
       return { ...(scope.tokens ? { tokens: scope.tokens.state() } : {}), ...(scope.requests ? { requests: scope.requests.state() } : {}) };
     };
     const waits: Array<[QuotaKind, number]> = [];
-    if (scope.requests !== undefined && scope.requests.level < 1) waits.push(['requests', scope.requests.until(1)]);
+    if (countRequest && scope.requests !== undefined && scope.requests.level < 1) waits.push(['requests', scope.requests.until(1)]);
     // Above 0: a refill of the smallest step past 0 (1 ms of refill).
     if (scope.tokens !== undefined && scope.tokens.level <= 0) waits.push(['tokens', scope.tokens.until(0) + 1]);
     if (waits.length > 0) {
@@ -186,7 +188,7 @@ export class Quotas {
       refusedStates.set(err, state());
       throw err;
     }
-    if (scope.requests !== undefined) scope.requests.level -= 1;
+    if (countRequest && scope.requests !== undefined) scope.requests.level -= 1;
     let charged = false;
     return {
       key,

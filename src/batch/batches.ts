@@ -19,7 +19,7 @@ import type { FileStore } from './file-store.js';
 import { indexJsonl, JsonlJob } from './jsonl-job.js';
 import type { JobKind, JobLimits } from './job-kind.js';
 import { runChunks } from './job-run.js';
-import { type ChunkCounts, JobStore } from './job-store.js';
+import type { ChunkCounts, JobStore } from './job-store.js';
 import type { JobTarget } from './job-target.js';
 import { notRunLine } from './output-lines.js';
 import { EXTENSION } from './table-format.js';

@@ -162,7 +162,7 @@ export function fileToStream(bytes: Uint8Array): Uint8Array {
   const what = 'Arrow IPC file';
   const pieces: Uint8Array[] = [];
   // The schema: the first message when it is one, else the footer's.
-  const first = messageAt(bytes, HEAD_BYTES, footerStart, what);
+  const first = footerStart > HEAD_BYTES ? messageAt(bytes, HEAD_BYTES, footerStart, what) : null;
   if (first && first.type === MessageHeader.Schema) {
     pieces.push(bytes.subarray(first.start, first.end));
   } else {

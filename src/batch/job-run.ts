@@ -9,6 +9,7 @@
 import type { ChunkCounts, JobStore } from './job-store.js';
 import type { JobKind } from './job-kind.js';
 import { passing } from './row-calls.js';
+import { TeiplexError } from '../common/errors.js';
 
 export interface RunObserver {
   /** A chunk was checkpointed. */
@@ -40,9 +41,11 @@ export async function runChunks(id: string, kind: JobKind, done: Map<number, Chu
         } catch (err) {
           if (signal.aborted) return;
           if (!passing(err)) throw err;
-          observer.chunkRetry(err, wait);
-          await sleep(wait, signal);
-          wait = Math.min(MAX_RETRY_MS, wait * 2);
+          // Over the key's tokens_per_minute: wait as long as the quota says; else back off.
+          const ms = err instanceof TeiplexError && err.code === 'RATE_LIMIT_EXCEEDED' && err.retryAfterSecs !== undefined ? err.retryAfterSecs * 1000 : wait;
+          observer.chunkRetry(err, ms);
+          await sleep(ms, signal);
+          if (ms === wait) wait = Math.min(MAX_RETRY_MS, wait * 2);
         }
       }
     }

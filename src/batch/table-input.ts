@@ -5,21 +5,23 @@
  * Every format ends up as an Arrow IPC stream read by src/arrow/ipc-stream.ts's checked reader
  * (framing, row and decoded-size limits before decoding, LZ4_FRAME bodies): an IPC file through
  * its footer (ipc-file.ts), Parquet through parquet-wasm (parquet.ts), of which only the text and
- * id columns and at most `maxRows + 1` rows are decoded.
+ * id columns and at most `maxRows + 1` rows are decoded, in slices (a file whose embedded Arrow
+ * schema parquet-wasm cannot read is read from its Parquet types: parquet-footer.ts).
  *
  * Columns: the text column is `textColumn` when given, else `text`, else the only string column
  * (Utf8, LargeUtf8, Utf8View, or a dictionary of those); the id column is `idColumn` when given,
  * else `id` when there is one, else there is none and the ids are the row numbers. An id of any
- * scalar type becomes its string (numbers and bigints in decimal, booleans as true/false, dates
- * and timestamps in ISO 8601, binary as hex); a null id is an error, a null text is kept (the
- * runner reports it as that row's error).
+ * scalar type becomes its string (numbers and bigints in decimal, decimals with their scale,
+ * booleans as true/false, dates as YYYY-MM-DD, timestamps in ISO 8601 UTC to the millisecond,
+ * binary as hex); a null id is an error, a null text is kept (the runner reports it as that
+ * row's error).
  */
-import { DataType, Vector, type Data, type Field, type Schema } from 'apache-arrow';
+import { DataType, DateUnit, Vector, type Data, type Field, type Schema } from 'apache-arrow';
 import { isUtf8 } from 'node:buffer';
 import { TeiplexError } from '../common/errors.js';
 import { readStream } from '../arrow/ipc-stream.js';
 import { fileToStream } from './ipc-file.js';
-import { parquetSchema, parquetSlices } from './parquet.js';
+import { parquetSchema, parquetSlices, parquetSource } from './parquet.js';
 import type { TableFormat } from './table-format.js';
 
 export interface TableRows {
@@ -36,7 +38,7 @@ export interface ReadTableOptions {
   textColumn?: string;
   idColumn?: string;
   maxRows: number;
-  /** Most bytes the columns read may decode to. */
+  /** Most bytes the input may decode to (Arrow: every column's bodies; Parquet: the text and id columns). */
   maxBytes: number;
   /** How errors name the two limits (e.g. a config key); default: a description. */
   maxRowsName?: string;
@@ -155,13 +157,29 @@ function decodeTexts(data: Data, column: string, first: number): Array<string | 
   return out;
 }
 
-/** An id value as its string (see the file comment); null stays null. */
-function idString(v: unknown): string | null {
-  if (v === null || v === undefined) return null;
-  if (typeof v === 'string') return v;
-  if (v instanceof Date) return v.toISOString();
-  if (v instanceof Uint8Array) return Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('hex');
-  return String(v);
+/** A decimal's unscaled integer digits with the point put back `scale` places from the right. */
+function decimalString(unscaled: string, scale: number): string {
+  if (scale <= 0) return unscaled + '0'.repeat(-scale);
+  const negative = unscaled.startsWith('-');
+  const digits = (negative ? unscaled.slice(1) : unscaled).padStart(scale + 1, '0');
+  return `${negative ? '-' : ''}${digits.slice(0, -scale)}.${digits.slice(-scale)}`;
+}
+
+/** How an id value of `type` becomes its string (see the file comment); null stays null. */
+function idFormatter(type: DataType): (v: unknown) => string | null {
+  if (DataType.isDictionary(type)) return idFormatter(type.dictionary);
+  if (DataType.isDate(type)) {
+    const day = type.unit === DateUnit.DAY;
+    return (v) => (v === null || v === undefined ? null : day ? new Date(Number(v)).toISOString().slice(0, 10) : new Date(Number(v)).toISOString());
+  }
+  if (DataType.isTimestamp(type)) return (v) => (v === null || v === undefined ? null : new Date(Number(v)).toISOString());
+  if (DataType.isDecimal(type)) return (v) => (v === null || v === undefined ? null : decimalString(String(v), type.scale));
+  return (v) => {
+    if (v === null || v === undefined) return null;
+    if (typeof v === 'string') return v;
+    if (v instanceof Uint8Array) return Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('hex');
+    return String(v);
+  };
 }
 
 function decodeIds(data: Data, column: string, first: number): string[] {
@@ -174,9 +192,10 @@ function decodeIds(data: Data, column: string, first: number): string[] {
     values = new Array(data.length);
     for (let i = 0; i < data.length; i++) values[i] = data.nullCount > 0 && !data.getValid(i) ? null : vector.get(i);
   }
+  const format = idFormatter(type);
   const out: string[] = new Array(values.length);
   for (let i = 0; i < values.length; i++) {
-    const s = idString(values[i]);
+    const s = format(values[i]);
     if (s === null) throw new TeiplexError('VALIDATION', `row ${first + i}: the id column "${column}" is null; every row needs an id`, { index: first + i, param: 'id_column' });
     out[i] = s;
   }
@@ -206,9 +225,10 @@ export function readTable(bytes: Uint8Array, o: ReadTableOptions): TableRows {
       streams = [fileToStream(bytes)];
       break;
     case 'parquet': {
-      columns = chooseColumns(parquetSchema(bytes), o, o.format);
+      const source = parquetSource(bytes);
+      columns = chooseColumns(parquetSchema(source), o, o.format);
       const wanted = columns.id && columns.id !== columns.text ? [columns.text, columns.id] : [columns.text];
-      streams = parquetSlices(bytes, { columns: wanted, limit: o.maxRows + 1, maxBytes: o.maxBytes });
+      streams = parquetSlices(source, { columns: wanted, limit: o.maxRows + 1, maxBytes: o.maxBytes });
       break;
     }
     default:

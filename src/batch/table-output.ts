@@ -285,10 +285,11 @@ async function writeArrow(parts: readonly string[], dest: string, file: boolean)
  *
  * Arrow IPC stream and file: the parts' record batches are copied as they are, one part in memory
  * at a time. Parquet: the parts are read one at a time into parquet-wasm's writer, which holds
- * about one row group (parquet.ts: ROW_GROUP_BYTES, 64 MiB, encoded) plus the parts queued for it;
+ * about one row group (parquet.ts: ROW_GROUP_BYTES, 32 MiB of rows as Arrow, about three times that while it is encoded) plus the parts queued for it;
  * its WebAssembly memory keeps its high-water mark for the life of the process.
  * Throws when there is no part (a job of no rows passes one chunkPart of zero rows), or a part is
- * not a whole stream, or its schema differs from part 0's.
+ * not a whole stream, or its schema differs from part 0's; `dest` then holds a partial file that
+ * the caller deletes.
  */
 export async function writeTableOutput(parts: readonly string[], format: TableFormat, dest: string): Promise<number> {
   if (parts.length === 0) throw new Error('writeTableOutput: no parts (a job of no rows passes one chunkPart of zero rows)');

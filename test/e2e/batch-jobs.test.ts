@@ -23,9 +23,9 @@ import { startManager, type ManagerProcess } from '../helpers/manager-process.js
 import { testModel } from '../helpers/models.js';
 import { until } from '../helpers/wait.js';
 
-const KEYS = { alice: 'batch-alice-key-1', bob: 'batch-bob-key-2' } as const;
+const KEYS = { alice: 'batch-alice-key-1', bob: 'batch-bob-key-2', carol: 'batch-carol-key-3' } as const;
 const keysToml = Object.entries(KEYS)
-  .map(([name, key]) => `[[auth.api_keys]]\nname = "${name}"\nkey_sha256 = "${sha256Hex(key)}"\n`)
+  .map(([name, key]) => `[[auth.api_keys]]\nname = "${name}"\nkey_sha256 = "${sha256Hex(key)}"\n${name === 'carol' ? 'tokens_per_minute = 1000\nrequests_per_minute = 1\n' : ''}`)
   .join('\n');
 
 const line = (custom_id: string, body: Record<string, unknown>, extra: Record<string, unknown> = {}) => JSON.stringify({ custom_id, method: 'POST', url: '/v1/embeddings', body, ...extra });
@@ -130,6 +130,23 @@ describe('batch jobs: the OpenAI flow, row errors, cancel, ownership, limits', (
     assert.ok(value('teiplex_batch_rows_total{outcome="completed"}') >= 50);
     assert.equal(value('teiplex_batch_pending_rows'), 0);
     assert.ok(value('teiplex_batch_rows_per_second') >= 0);
+  });
+
+  test("quotas: a job is charged to its key's tokens_per_minute and waits past it; the batch routes are not requests", async () => {
+    const carol = new OpenAI({ baseURL: `${base}/v1`, apiKey: KEYS.carol, maxRetries: 0 });
+    // requests_per_minute = 1: none of these calls may count, or the second would be refused.
+    const f = await carol.files.create({ file: await toFile(jsonl(Array.from({ length: 120 }, (_, i) => line(`q-${i}`, { model: 'emb', input: `quota row ${i} with a few more words` }))), 'q.jsonl'), purpose: 'batch' });
+    const created = await carol.batches.create({ input_file_id: f.id, endpoint: '/v1/embeddings', completion_window: '24h' });
+    const b = await until('the job completed past the quota', async () => {
+      const r = await carol.batches.retrieve(created.id);
+      return r.status === 'completed' && r;
+    }, { timeoutMs: 180_000, everyMs: 250 });
+    const out = lines(await (await carol.files.content(b.output_file_id as string)).text());
+    const tokens = out.reduce((n, l) => n + (l.response?.body.usage.prompt_tokens as number), 0);
+    assert.ok(tokens > 1000, `the job took ${tokens} tokens, more than the minute's 1000: it waited for the bucket`);
+    const after = await as(KEYS.carol).post('/v1/embeddings', { model: 'emb', input: 'one more' });
+    assertErrorCode(after, 429, 'RATE_LIMIT_EXCEEDED', 'the job spent the key\'s tokens');
+    assert.match(after.body.error.message, /tokens_per_minute \(1000\)/);
   });
 
   test('per-row failures go to the error file with their custom_id and status; the job completes', async () => {

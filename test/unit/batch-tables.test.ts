@@ -18,7 +18,8 @@ import { float16Value, typedLength, type OutputType, type TypedRow } from '../..
 import type { SparseVector, TokenEmbeddings } from '../../src/tei/types.js';
 import { CONTENT_TYPE, EXTENSION, sniffFormat, type InputFormat, type TableFormat } from '../../src/batch/table-format.js';
 import { readTable, type TableRows } from '../../src/batch/table-input.js';
-import { fileToStream } from '../../src/batch/ipc-file.js';
+import { fileFooter, fileHead, fileToStream } from '../../src/batch/ipc-file.js';
+import { withoutKeyValueMetadata } from '../../src/batch/parquet-footer.js';
 import { chunkPart, writeTableOutput, type OutputRows } from '../../src/batch/table-output.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'teiplex-batch-tables-'));
@@ -193,18 +194,42 @@ describe('readTable: polars-written inputs', () => {
     }
   });
 
-  test('ids of other scalar types become strings: bigints, booleans, strings', () => {
-    const df = pl.DataFrame([
-      pl.Series('text', ['a', 'b'], pl.Utf8),
-      pl.Series('big', ['9007199254740993', '-1']).cast(pl.Int64),
-      pl.Series('flag', [true, false], pl.Bool),
-      pl.Series('key', ['k-1', 'k-2'], pl.Utf8),
-    ]);
+  test('ids of other scalar types become strings: bigints, booleans, strings, dates, timestamps, decimals', () => {
+    const df = pl
+      .DataFrame([
+        pl.Series('text', ['a', 'b'], pl.Utf8),
+        pl.Series('big', ['9007199254740993', '-1']).cast(pl.Int64),
+        pl.Series('flag', [true, false], pl.Bool),
+        pl.Series('key', ['k-1', 'k-2'], pl.Utf8),
+        pl.Series('at', [new Date('2024-01-02T03:04:05.678Z'), new Date('1999-12-31T00:00:00Z')]),
+        pl.Series('price', ['1.50', '-0.05']),
+      ])
+      .withColumns(pl.col('at').cast(pl.Date).alias('day'), pl.col('at').cast(pl.Datetime('us')).alias('us'), pl.col('price').cast(pl.Decimal(10, 2)));
     for (const format of FORMATS) {
       const bytes = polarsWrite(df, format);
+      assert.deepEqual(readTable(bytes, { format, idColumn: 'at', ...LIMITS }).ids, ['2024-01-02T03:04:05.678Z', '1999-12-31T00:00:00.000Z'], format);
+      assert.deepEqual(readTable(bytes, { format, idColumn: 'us', ...LIMITS }).ids, ['2024-01-02T03:04:05.678Z', '1999-12-31T00:00:00.000Z'], format);
+      assert.deepEqual(readTable(bytes, { format, idColumn: 'day', ...LIMITS }).ids, ['2024-01-02', '1999-12-31'], format);
+      assert.deepEqual(readTable(bytes, { format, idColumn: 'price', ...LIMITS }).ids, ['1.50', '-0.05'], format);
       assert.deepEqual(readTable(bytes, { format, idColumn: 'big', ...LIMITS }).ids, ['9007199254740993', '-1'], format);
       assert.deepEqual(readTable(bytes, { format, idColumn: 'flag', ...LIMITS }).ids, ['true', 'false'], format);
       assert.deepEqual(readTable(bytes, { format, idColumn: 'key', ...LIMITS }).ids, ['k-1', 'k-2'], format);
+    }
+  });
+
+  test('a categorical (dictionary-encoded) text column reads in every format', () => {
+    // polars' Parquet names the column Dictionary<UInt32, Utf8View> in its embedded Arrow schema,
+    // which parquet-wasm cannot read: the file is read from its Parquet types instead.
+    const texts = ['red', 'green', 'red', null, 'blue', 'green'];
+    const df = pl.DataFrame([pl.Series('text', texts, pl.Utf8).cast(pl.Categorical), pl.Series('id', ['a', 'b', 'c', 'd', 'e', 'f'], pl.Utf8)]);
+    const parquet = polarsWrite(df, 'parquet');
+    assert.throws(() => parquetWasm.readParquet(parquet), /Dictionary\(UInt32, Utf8View\)/, 'parquet-wasm alone refuses it');
+    for (const format of FORMATS) {
+      const bytes = polarsWrite(df, format);
+      if (format === 'arrow-stream') assert.match(String(readStream(bytes).schema!.fields[0]!.type), /Dictionary/, 'polars wrote a dictionary');
+      const rows = readTable(bytes, { format, ...LIMITS });
+      assert.deepEqual(rows.texts, texts, format);
+      assert.deepEqual(rows.ids, ['a', 'b', 'c', 'd', 'e', 'f'], format);
     }
   });
 
@@ -221,10 +246,12 @@ describe('readTable: polars-written inputs', () => {
     writer.finish();
     const empty = readTable(writer.toUint8Array(true), { format: 'arrow-file', ...LIMITS });
     assert.equal(empty.length, 0);
+    // nor any message, not even the end-of-stream marker: the footer right after the head
+    const bare = Buffer.concat([fileHead(), fileFooter(table.schema, [])]);
+    assert.equal(readTable(bare, { format: 'arrow-file', ...LIMITS }).length, 0);
   });
 
-  test('a Parquet file of several row groups reads whole, in order', async () => {
-    // Our own Parquet writer (row groups of ROW_GROUP_BYTES) on 3 parts; rows counted by polars too.
+  test('our own Parquet output reads back as input (its id column as the texts)', async () => {
     const parts = [0, 1, 2].map((p) => {
       const ids = Array.from({ length: 50 }, (_, i) => `p${p}-${i}`);
       const path = join(dir, `rg-${p}.arrows`);
@@ -242,7 +269,7 @@ describe('readTable: polars-written inputs', () => {
 });
 
 describe('readTable: Parquet is decoded in slices', () => {
-  test('a polars file of 300,000 rows (two row groups, many slices) reads whole, in order', () => {
+  test('a polars file of 300,000 rows (many slices) reads whole, in order', () => {
     const n = 300_000;
     const texts = Array.from({ length: n }, (_, i) => `text ${i}`);
     const bytes = polarsWrite(pl.DataFrame({ text: texts, id: Array.from({ length: n }, (_, i) => `k${i}`) }), 'parquet', 'zstd');
@@ -263,6 +290,40 @@ describe('readTable: Parquet is decoded in slices', () => {
     assert.match(err.message, /^Parquet file: .*more than 8388608 bytes/);
     const grown = parquetWasm.wasmMemory().buffer.byteLength - before;
     assert.ok(grown < 32 * 2 ** 20, `parquet-wasm's memory grew by ${grown} bytes: about the limit, not the 125 MiB column`);
+  });
+});
+
+describe('withoutKeyValueMetadata (the Parquet footer without its embedded Arrow schema)', () => {
+  test('the stripped file holds the same rows, read by polars; a second strip finds nothing to strip', () => {
+    const df = textFrame();
+    for (const compression of ['uncompressed', 'zstd']) {
+      const bytes = polarsWrite(df, 'parquet', compression);
+      const stripped = withoutKeyValueMetadata(bytes);
+      assert.ok(stripped, 'polars wrote key-value metadata (its Arrow schema)');
+      assert.ok(stripped.byteLength < bytes.byteLength);
+      assert.deepEqual(pl.readParquet(Buffer.from(stripped)).toRecords(), df.toRecords(), compression);
+      assert.equal(readStream(parquetWasm.readSchema(stripped).intoIPCStream()).schema!.metadata.size, 0, 'no metadata left');
+      assert.equal(withoutKeyValueMetadata(stripped), null);
+    }
+  });
+
+  test('a damaged footer gives null or a file, never a throw or a hang', () => {
+    const bytes = Buffer.from(polarsWrite(textFrame(), 'parquet'));
+    const footerLength = bytes.readUInt32LE(bytes.byteLength - 8);
+    const footerStart = bytes.byteLength - 8 - footerLength;
+    let nulls = 0;
+    for (let at = footerStart; at < bytes.byteLength - 8; at++) {
+      for (const value of [0x00, 0xff, bytes[at]! ^ 0x10]) {
+        const copy = Buffer.from(bytes);
+        copy[at] = value;
+        const out = withoutKeyValueMetadata(copy);
+        if (out === null) nulls++;
+        else assert.ok(out instanceof Uint8Array);
+      }
+    }
+    assert.ok(nulls > 0, 'some damage is refused');
+    assert.equal(withoutKeyValueMetadata(bytes.subarray(0, bytes.byteLength - 1)), null, 'no trailing PAR1');
+    assert.equal(withoutKeyValueMetadata(Buffer.from('PAR1PAR1')), null);
   });
 });
 
@@ -315,6 +376,19 @@ describe('readTable: bad inputs get a clear VALIDATION error', () => {
     assert.match(validationError(() => readTable(arrowFramed, { format: 'arrow-file', ...LIMITS })).message, /^Arrow IPC file is corrupt/);
     const ffff = Buffer.concat([Buffer.from([0xff, 0xff, 0xff, 0xff]), garbage]);
     assert.match(validationError(() => readTable(ffff, { format: 'arrow-stream', ...LIMITS })).message, /Arrow IPC stream/);
+  });
+
+  test('Arrow input with ZSTD body compression is refused, naming the codecs read', () => {
+    for (const format of ['arrow-stream', 'arrow-file'] as const) {
+      const bytes = polarsWrite(textFrame(), format, 'zstd');
+      assert.match(validationError(() => readTable(bytes, { format, ...LIMITS })).message, /ZSTD body compression; send LZ4_FRAME-compressed or uncompressed/, format);
+    }
+  });
+
+  test('an empty Arrow stream (no bytes, or only an end-of-stream marker) is refused', () => {
+    for (const bytes of [new Uint8Array(0), Uint8Array.of(0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0)]) {
+      assert.match(validationError(() => readTable(bytes, { format: 'arrow-stream', ...LIMITS })).message, /Arrow IPC stream is empty: it has no schema/);
+    }
   });
 
   test('a truncated file of each format', () => {
@@ -547,6 +621,17 @@ describe('chunkPart + writeTableOutput, read back by polars', () => {
   });
 });
 
+/** Row i of the large output: values that do not compress (as real embeddings), cheap to recompute. */
+function largeRow(i: number, dims: number): Float32Array {
+  const out = new Float32Array(dims);
+  let x = (i * 2654435761) >>> 0;
+  for (let d = 0; d < dims; d++) {
+    x = (x * 1664525 + 1013904223) >>> 0;
+    out[d] = x / 2 ** 32 - 0.5;
+  }
+  return out;
+}
+
 describe('a large output', () => {
   test('100,000 rows x 384 float32 written as Parquet, Arrow stream and Arrow file', async () => {
     const rows = 100_000;
@@ -560,7 +645,7 @@ describe('a large output', () => {
         kind: 'dense',
         type: 'float32',
         dims,
-        rows: ids.map((_, k) => ((first + k) % 1000 === 999 ? null : Float32Array.from({ length: dims }, (_, d) => Math.fround((first + k) / 1000 + d / 384)))),
+        rows: ids.map((_, k) => ((first + k) % 1000 === 999 ? null : largeRow(first + k, dims))),
       };
       const path = join(dir, `large-${p}.arrows`);
       writeFileSync(path, chunkPart(ids, out));
@@ -582,6 +667,9 @@ describe('a large output', () => {
           ` parquet-wasm memory ${mib(wasmBefore)} -> ${mib(parquetWasm.wasmMemory().buffer.byteLength)} MiB`,
       );
     }
+    // The Parquet writer holds about a row group, not the table (147 MiB of values that do not compress).
+    const wasmAfter = parquetWasm.wasmMemory().buffer.byteLength;
+    assert.ok(wasmAfter < 192 * 2 ** 20, `parquet-wasm grew to ${wasmAfter} bytes`);
     for (const format of FORMATS) {
       const df = polarsRead(readFileSync(join(dir, `large${EXTENSION[format]}`)), format);
       assert.equal(df.height, rows, format);
@@ -589,10 +677,18 @@ describe('a large output', () => {
         const record = df.slice(i, 1).toRecords()[0] as unknown as { id: string; embeddings: number[] | null };
         assert.equal(record.id, `r${i}`, format);
         if (i % 1000 === 999) assert.equal(record.embeddings, null, `${format} row ${i}`);
-        else assert.deepEqual(record.embeddings, Array.from({ length: dims }, (_, d) => Math.fround(i / 1000 + d / 384)), `${format} row ${i}`);
+        else assert.deepEqual(record.embeddings, Array.from(largeRow(i, dims)), `${format} row ${i}`);
       }
     }
-    // The Parquet writer holds about a row group, not the table: its memory stays well under the 146 MiB of values.
-    assert.ok(parquetWasm.wasmMemory().buffer.byteLength < 512 * 2 ** 20, `parquet-wasm grew to ${parquetWasm.wasmMemory().buffer.byteLength} bytes`);
+    // The Parquet file has several row groups (ROW_GROUP_BYTES each), and reads back as input across them.
+    const parquet = readFileSync(join(dir, 'large.parquet'));
+    const meta = (await parquetWasm.ParquetFile.fromFile(new Blob([parquet]))).metadata();
+    assert.ok(meta.numRowGroups() >= 2, `${meta.numRowGroups()} row groups`);
+    const input = readTable(parquet, { format: 'parquet', textColumn: 'id', ...LIMITS });
+    assert.equal(input.length, rows);
+    assert.deepEqual(
+      input.texts,
+      Array.from({ length: rows }, (_, i) => `r${i}`),
+    );
   });
 });

@@ -3,7 +3,8 @@
  * list, get, content, delete) and `/v1/batches` (create, get, list, cancel), over the batch
  * service (src/batch/). Everything belongs to the API key that created it (no keys: one owner);
  * another key's file or batch is 404, as if it did not exist. An upload streams to disk, cut at
- * batch_max_file_mb (or what is left of the key's batch_storage_mb_per_key) with 413.
+ * batch_max_file_mb (or what is left of the key's batch_storage_mb_per_key) with 413. These
+ * routes are not counted by the key's quotas; its jobs' tokens are, as they run (job-target.ts).
  */
 import { createReadStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
@@ -17,6 +18,13 @@ import { TeiplexError } from '../../common/errors.js';
 import { OUTPUT_TYPES } from '../../tei/embedding-types.js';
 import { INPUT_TYPES } from '../../tei/input-types.js';
 import type { GrantOf } from './model-directory.js';
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** false: the key's quotas do not count the route's requests (quota-hooks.ts). */
+    quota?: false;
+  }
+}
 
 const TAG = 'data plane (OpenAI batches)';
 const Id = Type.String({ minLength: 1, maxLength: 128 });
@@ -60,7 +68,7 @@ export function batchRoutes(app: FastifyInstance, batches: Batches, grant: Grant
 
   app.register(async (scope) => {
     await scope.register(multipart, { throwFileSizeLimit: false });
-    scope.post('/v1/files', { schema: { tags: [TAG] }, config: { errorShape: 'openai' } }, async (request) => {
+    scope.post('/v1/files', { schema: { tags: [TAG] }, config: { errorShape: 'openai', quota: false } }, async (request) => {
       if (!request.isMultipart()) throw new TeiplexError('BAD_REQUEST', 'send multipart/form-data with the fields `purpose` ("batch") and `file`', { param: 'file' });
       const who = owner(request);
       files.checkRoom(who);
@@ -90,7 +98,7 @@ export function batchRoutes(app: FastifyInstance, batches: Batches, grant: Grant
     });
   });
 
-  app.get<{ Querystring: ListQuery }>('/v1/files', { schema: { querystring: ListQuery, tags: [TAG] }, config: { errorShape: 'openai' } }, async (request) => {
+  app.get<{ Querystring: ListQuery }>('/v1/files', { schema: { querystring: ListQuery, tags: [TAG] }, config: { errorShape: 'openai', quota: false } }, async (request) => {
     const q = request.query;
     let all = files.list(owner(request), q.purpose);
     if (q.order !== 'asc') all = all.reverse();
@@ -98,26 +106,26 @@ export function batchRoutes(app: FastifyInstance, batches: Batches, grant: Grant
     const limit = q.limit ?? 10_000;
     return list(all.slice(from, from + limit), from + limit < all.length);
   });
-  app.get<{ Params: Static<typeof IdParams> }>('/v1/files/:id', { schema: { params: IdParams, tags: [TAG] }, config: { errorShape: 'openai' } }, async (request) => files.get(owner(request), request.params.id));
-  app.get<{ Params: Static<typeof IdParams> }>('/v1/files/:id/content', { schema: { params: IdParams, tags: [TAG] }, config: { errorShape: 'openai' } }, async (request, reply) => {
+  app.get<{ Params: Static<typeof IdParams> }>('/v1/files/:id', { schema: { params: IdParams, tags: [TAG] }, config: { errorShape: 'openai', quota: false } }, async (request) => files.get(owner(request), request.params.id));
+  app.get<{ Params: Static<typeof IdParams> }>('/v1/files/:id/content', { schema: { params: IdParams, tags: [TAG] }, config: { errorShape: 'openai', quota: false } }, async (request, reply) => {
     const f = files.get(owner(request), request.params.id);
     const path = files.dataPath(f.id);
     reply.type(CONTENT_TYPE[await formatOf(path)]).header('content-length', f.bytes).header('content-disposition', `attachment; filename="${f.filename.replace(/["\\]/g, '_')}"`);
     return reply.send(createReadStream(path));
   });
-  app.delete<{ Params: Static<typeof IdParams> }>('/v1/files/:id', { schema: { params: IdParams, tags: [TAG] }, config: { errorShape: 'openai' } }, async (request) => {
+  app.delete<{ Params: Static<typeof IdParams> }>('/v1/files/:id', { schema: { params: IdParams, tags: [TAG] }, config: { errorShape: 'openai', quota: false } }, async (request) => {
     await files.delete(owner(request), request.params.id);
     return { id: request.params.id, object: 'file', deleted: true };
   });
 
-  app.post<{ Body: Static<typeof CreateBatchBody> }>('/v1/batches', { schema: { body: CreateBatchBody, tags: [TAG] }, config: { errorShape: 'openai' } }, async (request) => {
+  app.post<{ Body: Static<typeof CreateBatchBody> }>('/v1/batches', { schema: { body: CreateBatchBody, tags: [TAG] }, config: { errorShape: 'openai', quota: false } }, async (request) => {
     const { output_expires_after: _ignored, ...body } = request.body;
     return batches.create(owner(request), body);
   });
-  app.get<{ Querystring: ListQuery }>('/v1/batches', { schema: { querystring: ListQuery, tags: [TAG] }, config: { errorShape: 'openai' } }, async (request) => {
+  app.get<{ Querystring: ListQuery }>('/v1/batches', { schema: { querystring: ListQuery, tags: [TAG] }, config: { errorShape: 'openai', quota: false } }, async (request) => {
     const page = batches.list(owner(request), request.query.limit ?? 20, request.query.after);
     return list(page.data as Array<{ id: string }>, page.has_more);
   });
-  app.get<{ Params: Static<typeof IdParams> }>('/v1/batches/:id', { schema: { params: IdParams, tags: [TAG] }, config: { errorShape: 'openai' } }, async (request) => batches.get(owner(request), request.params.id));
-  app.post<{ Params: Static<typeof IdParams> }>('/v1/batches/:id/cancel', { schema: { params: IdParams, tags: [TAG] }, config: { errorShape: 'openai' } }, async (request) => batches.cancel(owner(request), request.params.id));
+  app.get<{ Params: Static<typeof IdParams> }>('/v1/batches/:id', { schema: { params: IdParams, tags: [TAG] }, config: { errorShape: 'openai', quota: false } }, async (request) => batches.get(owner(request), request.params.id));
+  app.post<{ Params: Static<typeof IdParams> }>('/v1/batches/:id/cancel', { schema: { params: IdParams, tags: [TAG] }, config: { errorShape: 'openai', quota: false } }, async (request) => batches.cancel(owner(request), request.params.id));
 }

@@ -157,6 +157,6 @@ export const dataPlane: FastifyPluginAsync<DataPlaneOptions> = async (app: Fasti
   scoreRoute(app, deps);
   if (o.batches !== undefined) {
     batchRoutes(app, o.batches, grant);
-    await o.batches.attach(jobTarget(deps, o.ownerGrant ?? (() => undefined)));
+    await o.batches.attach(jobTarget(deps, o.ownerGrant ?? (() => undefined), o.quotas));
   }
 };

@@ -46,7 +46,8 @@ export function installQuotaHooks(app: FastifyInstance, quotas: Quotas, director
   const tickets = new WeakMap<IncomingMessage, QuotaTicket>();
   app.addHook('preHandler', (request, reply, done) => {
     const g = grant(request);
-    if (g === undefined || !quotas.limited(g.name)) {
+    // The Files and Batches routes are not inference: a job's rows are charged as they run.
+    if (g === undefined || !quotas.limited(g.name) || request.routeOptions.config?.quota === false) {
       done();
       return;
     }
