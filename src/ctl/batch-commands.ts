@@ -6,7 +6,7 @@
  *   (purpose batch), the batch created over it (endpoint /v1/embeddings, window 24h); if the
  *   create is refused, the uploaded file is deleted again. Prints the batch id; with --wait polls
  *   it (progress on stderr whenever it changes) until a final status: exit 0 only for
- *   `completed`.
+ *   `completed`, else 1 with the status and the batch's errors.
  * - `status [ID]`: one batch in detail, or every batch of the key as a table.
  * - `cancel ID`: the batch as `cancelling`.
  * - `download ID`: a finished batch's output file, and its error file if it has one, streamed to
@@ -120,7 +120,11 @@ async function submit(cmd: Command, client: BatchClient, io: Io): Promise<number
   if (!asJson) io.out(`${batch.id}\n`);
   const final = await follow(batch, client, io);
   if (asJson) io.out(json(final));
-  return final.status === 'completed' ? 0 : 1;
+  if (final.status !== 'completed') {
+    const why = batchErrors(final);
+    throw new Error(`${final.id} ${final.status}${why.length > 0 ? `: ${why.join('; ')}` : ''}`);
+  }
+  return 0;
 }
 
 /** Polls the batch until a final status; a line on stderr each time its status or counts change. */
@@ -141,7 +145,6 @@ async function follow(first: BatchObject, client: BatchClient, io: Io): Promise<
   }
   const files = [b.output_file_id ? `output ${b.output_file_id}` : '', b.error_file_id ? `errors ${b.error_file_id}` : ''].filter((x) => x !== '');
   if (files.length > 0) io.err(`${b.id}: ${files.join(', ')}: \`teiplex ctl batch download ${b.id}\`\n`);
-  for (const e of batchErrors(b)) io.err(`${b.id}: ${e}\n`);
   return b;
 }
 

@@ -208,6 +208,18 @@ describe('teiplex ctl batch', () => {
     close(Array.from(vectors[5]), direct.body.data[0].embedding);
   });
 
+  test('submit --wait of a batch that fails: exit 1 with its status and error, the id on stdout', async () => {
+    const file = path.join(dir, 'no-model.arrows');
+    await writeFile(file, Buffer.from(pl.DataFrame([pl.Series('text', ['a', 'b'], pl.Utf8)]).writeIPCStream()));
+    const r = await ctl(['batch', 'submit', file, '--wait']);
+    assert.equal(r.code, 1, r.stderr);
+    const id = r.stdout.trim();
+    assert.match(id, BATCH_ID);
+    assert.match(r.stderr, new RegExp(`^${id}: failed, 0/0 rows done, 0 failed$`, 'm'));
+    assert.match(r.stderr, new RegExp(`^teiplex ctl: batch submit .*no-model\\.arrows: ${id} failed: bad_request: an Arrow or Parquet input needs the batch's \`model\` .*\\(param model\\)$`, 'm'));
+    assert.equal((await batch(id)).status, 'failed');
+  });
+
   test('a create the manager refuses: exit 1 with its code, the uploaded file deleted again; bad flags: exit 2, nothing uploaded', async () => {
     const count = async () => (await alice().get('/v1/files?purpose=batch')).body.data.length as number;
     const before = await count();
