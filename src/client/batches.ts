@@ -262,12 +262,12 @@ export class BatchClient {
     return this.#get('/v1/batches', query, opts);
   }
 
-  /** Every batch the key owns, page after page (`pageSize` a page; at most `maxPages` pages). */
+  /** Every batch the key owns, page after page (`pageSize` a page, else the server's page; at most `maxPages` pages). */
   async allBatches(o: { pageSize?: number; maxPages?: number } & CallOptions = {}): Promise<BatchObject[]> {
     const out: BatchObject[] = [];
     let after: string | undefined;
     for (let page = 0; page < (o.maxPages ?? 1000); page++) {
-      const r = await this.listBatches({ limit: o.pageSize ?? 100, ...(after !== undefined ? { after } : {}) }, o);
+      const r = await this.listBatches({ ...(o.pageSize !== undefined ? { limit: o.pageSize } : {}), ...(after !== undefined ? { after } : {}) }, o);
       out.push(...r.data);
       // A page that ends nowhere new would repeat itself: stop there.
       if (!r.has_more || r.last_id === null || r.last_id === after || r.data.length === 0) break;

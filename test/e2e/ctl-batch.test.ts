@@ -12,7 +12,8 @@
  *   behind it ended by Ctrl-C (exit 1, the batch runs on); `cancel` both: the partial output
  *   downloaded, each row once in the output or the error file; a cancelled batch without output
  *   refused;
- * - another key sees none of it (NOT_FOUND); the completion of batch verbs and ids from the manager.
+ * - another key sees none of it (NOT_FOUND); the admin listener (the data plane on data_port) is
+ *   named in the hint; the completion of batch verbs and ids from the manager.
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
@@ -24,7 +25,7 @@ import pl from 'nodejs-polars';
 import { sha256Hex } from '../../src/auth/api-keys.js';
 import { projectPath } from '../../src/common/paths.js';
 import { client, close, instanceToml, writeConfig } from '../helpers/data-plane.js';
-import { startManager, type ManagerProcess } from '../helpers/manager-process.js';
+import { freePort, startManager, type ManagerProcess } from '../helpers/manager-process.js';
 import { testModel } from '../helpers/models.js';
 import { runCli } from '../helpers/router-process.js';
 import { until } from '../helpers/wait.js';
@@ -54,7 +55,7 @@ async function fails(args: string[], code: 1 | 2, env: NodeJS.ProcessEnv = {}): 
   return r.stderr;
 }
 
-const alice = () => client(m.apiPort, { authorization: `Bearer ${KEYS.alice}` });
+const alice = () => client(Number(m.ready.data_port), { authorization: `Bearer ${KEYS.alice}` });
 const line = (custom_id: string, body: Record<string, unknown>) => JSON.stringify({ custom_id, method: 'POST', url: '/v1/embeddings', body });
 type OutLine = { custom_id: string; response: { status_code: number; body: any } | null; error: { code: string } | null };
 const lines = (text: string): OutLine[] =>
@@ -100,9 +101,11 @@ before(async () => {
     .map(([name, key]) => `[[auth.api_keys]]\nname = "${name}"\nkey_sha256 = "${sha256Hex(key)}"\n`)
     .join('\n');
   // One job at a time, so that a batch can be kept queued behind a running one.
-  const cfg = await writeConfig(dir, `batch_chunk_rows = 8\nbatch_max_running_jobs = 1\n\n[auth]\nadmin_requires_key = false\n\n${keys}`, instanceToml('emb', emb) + instanceToml('slow', slow));
+  // The data plane on its own port: the batch verbs' --url names it, not the admin API's.
+  const cfg = await writeConfig(dir, `data_port = ${await freePort()}\nbatch_chunk_rows = 8\nbatch_max_running_jobs = 1\n\n[auth]\nadmin_requires_key = false\n\n${keys}`, instanceToml('emb', emb) + instanceToml('slow', slow));
   m = await startManager(cfg);
-  url = `http://127.0.0.1:${m.apiPort}`;
+  url = `http://127.0.0.1:${m.ready.data_port}`;
+  assert.notEqual(m.ready.data_port, m.apiPort);
   for (const name of ['emb', 'slow']) await m.waitFor(name, (i) => i.status === 'running', 120_000);
 });
 
@@ -297,6 +300,9 @@ describe('teiplex ctl batch', () => {
     assert.match(await fails(['batch', 'download', done], 1, bob), /NOT_FOUND/);
     assert.equal((await ok(['batch', 'status'], bob)).stdout, 'No batches.\n');
     assert.match(await fails(['batch', 'status'], 1, { TEIPLEX_API_KEY: '' }), /UNAUTHENTICATED: .*\(pass an API key with --api-key or TEIPLEX_API_KEY\)/);
+    // The admin API's listener has no batch routes when the data plane has its own port.
+    const admin = `http://127.0.0.1:${m.apiPort}`;
+    assert.match(await fails(['batch', 'status', '--url', admin], 1), new RegExp(`NOT_FOUND: no route GET /v1/batches .*\\(the batch routes are on the data plane: with data_port set, --url names that port, not ${admin}\\)`));
   });
 
   test('completion: the batch verbs, their flags, --output by verb, and batch ids from the live manager', async () => {
