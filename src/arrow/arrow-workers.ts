@@ -21,9 +21,8 @@
  * This module is both sides: imported on the main thread it exports `ArrowWorkers`; started as a
  * worker (workerData.teiplexArrowWorker) it serves jobs.
  */
-import { isMainThread, parentPort, workerData, type Worker } from 'node:worker_threads';
 import { TeiplexError } from '../common/errors.js';
-import { spawnModuleWorker } from '../common/module-worker.js';
+import { buffersOf, isPoolWorker, own, serveJobs, WorkerPool } from '../common/worker-pool.js';
 import { encodeDense, encodeDenseTyped, encodeMultivectorPacked, encodeSparsePacked, type DenseValues, type PackedMultivector, type PackedSparse } from './embedding-batch.js';
 import { ArrowInputError, scanStream, type ReadLimits } from './ipc-stream.js';
 import { distinctTexts, selectTexts, type DistinctTexts, type PackedTexts } from './packed-texts.js';
@@ -38,37 +37,14 @@ type Job =
   | { op: 'sparse'; packed: PackedSparse }
   | { op: 'multivector'; packed: PackedMultivector };
 
+const WORKER_FLAG = 'teiplexArrowWorker';
+
 export interface ScanResult {
   rows: number;
   /** Upper bound of the bytes decoding the stream allocates (StreamLayout.decodedBytes). */
   decodedBytes: number;
   /** The request's bytes, handed back for the `texts` job. */
   ipc: Uint8Array;
-}
-
-type Answer = { id: number; ok: true; value: unknown } | { id: number; ok: false; message: string; input: boolean; row?: number };
-
-/** A view that owns its whole ArrayBuffer (transferable without taking anything else along). */
-function own<T extends Uint8Array | Int8Array | Uint16Array | Float32Array | Float64Array | Int32Array | Uint32Array>(a: T): T {
-  const whole = a.buffer instanceof ArrayBuffer && a.byteOffset === 0 && a.byteLength === a.buffer.byteLength;
-  return whole ? a : (a.slice() as T);
-}
-
-function buffersOf(...arrays: ArrayBufferView[]): ArrayBuffer[] {
-  return arrays.map((a) => a.buffer as ArrayBuffer);
-}
-
-interface Pending {
-  id: number;
-  job: Job;
-  transfer: ArrayBuffer[];
-  resolve(value: unknown): void;
-  reject(err: Error): void;
-}
-
-interface Slot {
-  worker: Worker;
-  busy: Pending | undefined;
 }
 
 export interface ArrowWorkersOptions {
@@ -79,14 +55,17 @@ export interface ArrowWorkersOptions {
 }
 
 export class ArrowWorkers {
-  private readonly slots: Array<Slot | undefined>;
-  private readonly queue: Pending[] = [];
-  private nextId = 1;
-  private closed = false;
+  private readonly pool: WorkerPool<Job>;
 
-  constructor(private readonly opts: ArrowWorkersOptions) {
-    if (!(Number.isInteger(opts.threads) && opts.threads >= 1)) throw new RangeError(`ArrowWorkers: threads must be a positive integer, got ${opts.threads}`);
-    this.slots = new Array<Slot | undefined>(opts.threads).fill(undefined);
+  constructor(opts: ArrowWorkersOptions) {
+    this.pool = new WorkerPool<Job>({
+      moduleUrl: import.meta.url,
+      flag: WORKER_FLAG,
+      threads: opts.threads,
+      ...(opts.maxHeapMb !== undefined ? { maxHeapMb: opts.maxHeapMb } : {}),
+      name: 'Arrow',
+      failure: (message, detail) => (detail?.input === true ? new ArrowInputError(message, detail.row as number | undefined) : new TeiplexError('BACKEND', message)),
+    });
   }
 
   /** The framing walk: rows and the decoded-bytes bound; throws ArrowInputError over a limit. */
@@ -131,68 +110,12 @@ export class ArrowWorkers {
   }
 
   /** Stop every worker; jobs not yet done fail. */
-  async close(): Promise<void> {
-    this.closed = true;
-    for (const p of this.queue.splice(0)) p.reject(new TeiplexError('UNHEALTHY', 'the Arrow workers are shutting down'));
-    await Promise.all(
-      this.slots.map(async (s, i) => {
-        this.slots[i] = undefined;
-        if (s === undefined) return;
-        s.busy?.reject(new TeiplexError('UNHEALTHY', 'the Arrow workers are shutting down'));
-        s.busy = undefined;
-        await s.worker.terminate();
-      }),
-    );
+  close(): Promise<void> {
+    return this.pool.close();
   }
 
   private run(job: Job, transfer: ArrayBuffer[]): Promise<unknown> {
-    return new Promise<unknown>((resolve, reject) => {
-      if (this.closed) return reject(new TeiplexError('UNHEALTHY', 'the Arrow workers are shutting down'));
-      this.queue.push({ id: this.nextId++, job, transfer, resolve, reject });
-      this.pump();
-    });
-  }
-
-  private pump(): void {
-    for (let i = 0; i < this.slots.length && this.queue.length > 0; i++) {
-      let slot = this.slots[i];
-      if (slot?.busy !== undefined) continue;
-      slot ??= this.spawn(i);
-      const p = this.queue.shift()!;
-      slot.busy = p;
-      slot.worker.ref(); // a job in progress keeps the process alive; an idle worker does not
-      slot.worker.postMessage({ id: p.id, job: p.job }, p.transfer);
-    }
-  }
-
-  private spawn(i: number): Slot {
-    const limits = this.opts.maxHeapMb !== undefined ? { resourceLimits: { maxOldGenerationSizeMb: this.opts.maxHeapMb } } : {};
-    const worker = spawnModuleWorker(import.meta.url, { workerData: { teiplexArrowWorker: true }, ...limits });
-    const slot: Slot = { worker, busy: undefined };
-    this.slots[i] = slot;
-    worker.on('message', (a: Answer) => {
-      const p = slot.busy;
-      if (p === undefined || p.id !== a.id) return;
-      slot.busy = undefined;
-      worker.unref();
-      if (a.ok) p.resolve(a.value);
-      else if (a.input) p.reject(new ArrowInputError(a.message, a.row));
-      else p.reject(new TeiplexError('BACKEND', a.message));
-      this.pump();
-    });
-    const died = (why: string): void => {
-      if (this.slots[i] === slot) this.slots[i] = undefined;
-      const p = slot.busy;
-      slot.busy = undefined;
-      p?.reject(new TeiplexError('BACKEND', `the Arrow worker thread failed while handling this call (${why})`));
-      if (!this.closed) this.pump();
-    };
-    worker.on('error', (err: Error & { code?: string }) =>
-      died(err.code === 'ERR_WORKER_OUT_OF_MEMORY' ? `it reached its heap limit of ${this.opts.maxHeapMb ?? '?'} MiB` : err.message),
-    );
-    worker.on('exit', (code) => died(`it exited with code ${code}`));
-    worker.unref(); // (after the listeners, which would ref it again)
-    return slot;
+    return this.pool.run(job, transfer);
   }
 }
 
@@ -231,18 +154,9 @@ function answer(ipc: Uint8Array): { value: unknown; transfer: ArrayBuffer[] } {
   return { value: mine, transfer: buffersOf(mine) };
 }
 
-if (!isMainThread && (workerData as { teiplexArrowWorker?: boolean } | null)?.teiplexArrowWorker === true) {
-  const port = parentPort!;
-  port.on('message', ({ id, job }: { id: number; job: Job }) => {
-    let out: { value: unknown; transfer: ArrayBuffer[] };
-    try {
-      out = handle(job);
-    } catch (err) {
-      const input = err instanceof ArrowInputError;
-      const a: Answer = { id, ok: false, message: err instanceof Error ? err.message : String(err), input, ...(input && err.row !== undefined ? { row: err.row } : {}) };
-      port.postMessage(a);
-      return;
-    }
-    port.postMessage({ id, ok: true, value: out.value } satisfies Answer, out.transfer);
+if (isPoolWorker(WORKER_FLAG)) {
+  serveJobs<Job>(handle, (err) => {
+    const input = err instanceof ArrowInputError;
+    return { message: err instanceof Error ? err.message : String(err), ...(input ? { detail: { input: true, row: err.row } } : {}) };
   });
 }

@@ -4,6 +4,7 @@ import type { Registry } from 'prom-client';
 import type { Config } from '../config/config.js';
 import { BatchMetrics } from './batch-metrics.js';
 import { Batches, type BatchSettings } from './batches.js';
+import { BatchWorkers } from './batch-workers.js';
 import { FileStore } from './file-store.js';
 import { JobStore } from './job-store.js';
 
@@ -40,5 +41,5 @@ export async function openBatches(c: Pick<Config, BatchKeys>, registry?: Registr
     retentionSecs: s.retentionSecs,
   });
   const jobs = await JobStore.open(root);
-  return new Batches(files, jobs, s, registry === undefined ? undefined : new BatchMetrics(registry), log);
+  return new Batches(files, jobs, s, new BatchWorkers(), registry === undefined ? undefined : new BatchMetrics(registry), log);
 }

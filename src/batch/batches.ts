@@ -14,6 +14,7 @@ import { isInputType } from '../tei/input-types.js';
 import { newId, unixSecs } from './batch-ids.js';
 import { BATCH_ENDPOINT, batchObject, FINAL_STATUSES, windowSecs, type BatchStatus, type JobOptions, type JobRecord, type RequestCounts } from './batch-job.js';
 import type { BatchMetrics } from './batch-metrics.js';
+import type { BatchWorkers } from './batch-workers.js';
 import { concatFiles } from './concat-files.js';
 import type { FileStore } from './file-store.js';
 import { indexJsonl, JsonlJob } from './jsonl-job.js';
@@ -25,7 +26,7 @@ import { notRunLine } from './output-lines.js';
 import { EXTENSION } from './table-format.js';
 import { formatOf } from './file-format.js';
 import { openTableJob } from './table-job.js';
-import { writeFile } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 
 export interface BatchSettings extends JobLimits {
   maxRunningJobs: number;
@@ -43,6 +44,9 @@ export interface CreateBatch extends JobOptions {
   metadata?: Record<string, string> | null;
 }
 
+/** How long a job stopped by an error not of its own (a write that failed) waits before it runs again. */
+const PAUSE_MS = 30_000;
+
 interface Running {
   ac: AbortController;
   /** Why it was aborted: the manager stopping, or the job cancelled or expired. */
@@ -53,6 +57,8 @@ export class Batches {
   private target: JobTarget | undefined;
   private readonly running = new Map<string, Running>();
   private readonly done = new Map<string, Map<number, ChunkCounts>>();
+  /** Jobs stopped by an error not of their own, until when they wait. */
+  private readonly pausedUntil = new Map<string, number>();
   private stopped = false;
   private sweepTimer: NodeJS.Timeout | undefined;
 
@@ -60,6 +66,7 @@ export class Batches {
     readonly files: FileStore,
     private readonly jobs: JobStore,
     private readonly settings: BatchSettings,
+    private readonly workers: BatchWorkers,
     private readonly metrics?: BatchMetrics,
     private readonly log: (msg: string, fields?: Record<string, unknown>) => void = () => undefined,
     private readonly now: () => number = Date.now,
@@ -85,6 +92,7 @@ export class Batches {
       r.reason = 'stop';
       r.ac.abort();
     }
+    void this.workers.close();
   }
 
   // ---- the API ----
@@ -163,6 +171,11 @@ export class Batches {
     return this.object(r);
   }
 
+  /** The unfinished batch whose input `fileId` is, if any (such a file is not deleted). */
+  inputOf(fileId: string): string | undefined {
+    return this.jobs.list().find((r) => r.input_file_id === fileId && !FINAL_STATUSES.has(r.status))?.id;
+  }
+
   /** A job's counts: rows done and failed from its checkpoints. */
   counts(r: JobRecord): RequestCounts {
     let completed = 0;
@@ -189,13 +202,19 @@ export class Batches {
   /** Start queued jobs while there is room. */
   private pump(): void {
     if (this.stopped || this.target === undefined) return;
+    const now = this.now();
     for (const r of this.jobs.list()) {
       if (this.running.size >= this.settings.maxRunningJobs) return;
-      if (FINAL_STATUSES.has(r.status) || this.running.has(r.id)) continue;
+      if (FINAL_STATUSES.has(r.status) || this.running.has(r.id) || (this.pausedUntil.get(r.id) ?? 0) > now) continue;
       const run: Running = { ac: new AbortController() };
       this.running.set(r.id, run);
       void this.runJob(r, run)
-        .catch((err) => this.log('batch job failed unexpectedly', { batch: r.id, error: String(err) }))
+        .catch((err) => {
+          // Not the job's fault (the disk full, say): it waits and runs again, not in a tight loop.
+          this.log('batch job stopped by an error; it runs again later', { batch: r.id, error: String(err), retry_secs: PAUSE_MS / 1000 });
+          this.pausedUntil.set(r.id, this.now() + PAUSE_MS);
+          setTimeout(() => this.pump(), PAUSE_MS).unref();
+        })
         .finally(() => {
           this.running.delete(r.id);
           this.pump();
@@ -205,7 +224,11 @@ export class Batches {
 
   private async runJob(r: JobRecord, run: Running): Promise<void> {
     const target = this.target as JobTarget;
-    if (r.status === 'cancelling') return this.finish(r, 'cancelled', undefined);
+    if (r.status === 'cancelling') {
+      // Cancelled while it waited (its turn, or a restart): what it had done still goes out.
+      const k = await this.prepare(r, target).catch(() => undefined);
+      return this.finish(r, 'cancelled', k);
+    }
     let kind: JobKind;
     try {
       kind = await this.prepare(r, target);
@@ -261,12 +284,12 @@ export class Batches {
     if (format === 'jsonl') {
       const index = await indexJsonl(file, this.settings.chunkRows, this.settings.maxRows);
       model = r.options.model ?? index.firstModel;
-      kind = new JsonlJob(file, index, r.owner, target, this.settings, r.options.model);
+      kind = new JsonlJob(file, index, r.owner, target, this.settings, r.options.model, this.workers);
       r.total = index.rows;
     } else {
       if (r.options.model === undefined) throw new TeiplexError('BAD_REQUEST', 'an Arrow or Parquet input needs the batch\'s `model` (its rows carry no body)', { param: 'model' });
       model = r.options.model;
-      const t = await openTableJob(file, format, r, target, this.settings);
+      const t = await openTableJob(file, format, r, target, this.settings, this.workers);
       kind = t;
       r.total = t.rows;
     }
@@ -291,7 +314,11 @@ export class Batches {
       const n = kind.chunks;
       const outs = Array.from({ length: n }, (_, k) => (done.has(k) ? this.jobs.chunkOut(r.id, k) : undefined));
       const tmpOut = this.jobs.temp(r.id, 'output');
-      if (await kind.writeOutput(outs, tmpOut)) {
+      const wrote = await kind.writeOutput(outs, tmpOut).catch(async (err) => {
+        await rm(tmpOut, { force: true });
+        throw err;
+      });
+      if (wrote) {
         await this.files.adopt(r.owner, tmpOut, `${r.id}_output${EXTENSION[kind.outputFormat]}`, 'batch_output', r.output_id);
         r.output_file_id = r.output_id;
       }

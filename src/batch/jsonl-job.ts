@@ -19,12 +19,13 @@ import { OpenAIEmbeddingsRequest, typeboxValidator } from '../tei/http-schemas.j
 import { inputList } from '../tei/http-routes.js';
 import { applyInputType } from '../tei/input-types.js';
 import { tokenCount } from '../tei/metadata.js';
-import { openaiEmbeddingPieces } from '../tei/openai-answer.js';
 import type { EncodeOptions, Metadata, TextInput } from '../tei/types.js';
 import { BATCH_ENDPOINT } from './batch-job.js';
 import type { ChunkResult, JobKind, JobLimits } from './job-kind.js';
 import type { JobTarget } from './job-target.js';
-import { failureLine, successLine } from './output-lines.js';
+import { failureLine } from './output-lines.js';
+import type { BatchWorkers, RenderLine } from './batch-workers.js';
+import type { TypedRow } from '../tei/embedding-types.js';
 import { callRows } from './row-calls.js';
 import { concatFiles } from './concat-files.js';
 
@@ -180,6 +181,7 @@ export class JsonlJob implements JobKind {
     private readonly target: JobTarget,
     private readonly limits: JobLimits,
     private readonly defaultModel: string | undefined,
+    private readonly workers: BatchWorkers,
   ) {}
 
   get chunks(): number {
@@ -200,19 +202,31 @@ export class JsonlJob implements JobKind {
     const answers = new Map<number, string>();
     for (const g of groups.values()) {
       const outcomes = await this.embedLines(g, signal);
+      const ok: Line[] = [];
+      const rows: TypedRow[] = [];
+      const render: RenderLine[] = [];
       g.forEach((l, k) => {
         const o = outcomes[k];
-        if (o.ok) answers.set(l.row, o.value);
-        else l.error = o.error;
+        if (!o.ok) {
+          l.error = o.error;
+          return;
+        }
+        ok.push(l);
+        rows.push(...o.value.rows);
+        render.push({ customId: l.customId, rows: o.value.rows.length, base64: l.body?.encoding_format === 'base64', tokens: o.value.tokens });
       });
+      if (ok.length === 0) continue;
+      // The JSON text of the vectors is written on a worker thread: the event loop stays free.
+      const text = await this.workers.render(render, rows, g[0].body?.embedding_type ?? 'float32', ok[0].body?.model ?? this.defaultModel ?? '');
+      ok.forEach((l, k) => answers.set(l.row, text[k]));
     }
     let out = '';
     let err = '';
     let completed = 0;
     for (const l of lines) {
-      const body = answers.get(l.row);
-      if (body !== undefined) {
-        out += successLine(l.customId, body);
+      const line = answers.get(l.row);
+      if (line !== undefined) {
+        out += line;
         completed++;
       } else err += failureLine(l.customId, l.error);
     }
@@ -250,7 +264,7 @@ export class JsonlJob implements JobKind {
     return out;
   }
 
-  /** Each line's /v1/embeddings answer (JSON text), the lines of one group in as few calls as their failures allow. */
+  /** Each line's vectors (in the output type) and tokens, the lines of one group in as few calls as their failures allow. */
   private embedLines(group: Line[], signal: AbortSignal) {
     const first = group[0].body as Body;
     const model = first.model ?? this.defaultModel ?? '';
@@ -269,9 +283,7 @@ export class JsonlJob implements JobKind {
           let at = 0;
           return ls.map((l, k) => {
             const n = (l.inputs as TextInput[]).length;
-            const body = [...openaiEmbeddingPieces(rows.slice(at, at + n), type, l.body?.encoding_format === 'base64', m.modelName, tokens[k])].join('');
-            at += n;
-            return body;
+            return { rows: rows.slice(at, (at += n)), tokens: tokens[k] };
           });
         }),
       (ls, index) => {

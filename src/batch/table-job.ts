@@ -18,23 +18,29 @@ import type { JobModel, JobTarget } from './job-target.js';
 import { failureLine } from './output-lines.js';
 import { callRows } from './row-calls.js';
 import type { TableFormat } from './table-format.js';
-import { readTable, type TableRows } from './table-input.js';
-import { chunkPart, type OutputRows, writeTableOutput } from './table-output.js';
+import type { TableRows } from './table-input.js';
+import { chunkPart, type OutputRows } from './table-output.js';
+import type { BatchWorkers } from './batch-workers.js';
 
 type Row = TypedRow | SparseVector | TokenEmbeddings;
 
+/** An input file may decode to at most this many times batch_max_file_mb (its text and id columns; compression). */
+const DECODED_PER_FILE_BYTE = 4;
+
 const NEED: Record<TableOutput, Capability> = { dense: 'dense', sparse: 'sparse', multivector: 'multivector' };
 
-export async function openTableJob(file: string, format: TableFormat, r: JobRecord, target: JobTarget, limits: JobLimits): Promise<TableJob> {
+export async function openTableJob(file: string, format: TableFormat, r: JobRecord, target: JobTarget, limits: JobLimits, workers: BatchWorkers): Promise<TableJob> {
   const bytes = await readFile(file);
-  const table = readTable(bytes, {
+  const table = await workers.readTable(bytes, {
     format,
     ...(r.options.text_column !== undefined ? { textColumn: r.options.text_column } : {}),
     ...(r.options.id_column !== undefined ? { idColumn: r.options.id_column } : {}),
     maxRows: limits.maxRows,
-    maxBytes: limits.maxFileBytes * 4,
+    maxBytes: limits.maxFileBytes * DECODED_PER_FILE_BYTE,
+    maxRowsName: 'batch_max_rows',
+    maxBytesName: `${DECODED_PER_FILE_BYTE} times batch_max_file_mb`,
   });
-  return new TableJob(table, format, r, target, limits);
+  return new TableJob(table, format, r, target, limits, workers);
 }
 
 export class TableJob implements JobKind {
@@ -47,6 +53,7 @@ export class TableJob implements JobKind {
     private readonly r: JobRecord,
     private readonly target: JobTarget,
     private readonly limits: JobLimits,
+    private readonly workers: BatchWorkers,
   ) {
     this.outputFormat = format;
   }
@@ -100,7 +107,7 @@ export class TableJob implements JobKind {
   async writeOutput(parts: ReadonlyArray<string | undefined>, dest: string): Promise<boolean> {
     const present = parts.filter((p): p is string => p !== undefined);
     if (present.length === 0) return false;
-    await writeTableOutput(present, this.outputFormat, dest);
+    await this.workers.writeOutput(present, this.outputFormat, dest);
     return true;
   }
 

@@ -213,6 +213,8 @@ describe('batch jobs: the OpenAI flow, row errors, cancel, ownership, limits', (
     assert.equal((await m.api('POST', '/instances/emb2/stop')).status, 200);
     const waiting = await alice.batches.retrieve(created.id);
     assert.equal(waiting.status, 'in_progress', 'a model that stopped serving does not fail the job');
+    const del = await fetch(`${base}/v1/files/${f.body.id}`, { method: 'DELETE', headers: { authorization: `Bearer ${KEYS.alice}` } });
+    assertErrorCode({ status: del.status, body: await del.json() }, 400, 'BAD_REQUEST', 'the input of an unfinished batch is not deleted');
     const cancelling = await alice.batches.cancel(created.id);
     assert.ok(['cancelling', 'cancelled'].includes(cancelling.status), cancelling.status);
     const b = await finished(alice, created.id);

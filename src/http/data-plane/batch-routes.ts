@@ -114,7 +114,11 @@ export function batchRoutes(app: FastifyInstance, batches: Batches, grant: Grant
     return reply.send(createReadStream(path));
   });
   app.delete<{ Params: Static<typeof IdParams> }>('/v1/files/:id', { schema: { params: IdParams, tags: [TAG] }, config: { errorShape: 'openai', quota: false } }, async (request) => {
-    await files.delete(owner(request), request.params.id);
+    const who = owner(request);
+    files.get(who, request.params.id);
+    const user = batches.inputOf(request.params.id);
+    if (user !== undefined) throw new TeiplexError('BAD_REQUEST', `file '${request.params.id}' is the input of batch '${user}', which has not finished; cancel it first`, { param: 'file_id' });
+    await files.delete(who, request.params.id);
     return { id: request.params.id, object: 'file', deleted: true };
   });
 
