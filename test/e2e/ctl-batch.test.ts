@@ -10,8 +10,8 @@
  * - a create the manager refuses: exit 1 with its code, and the uploaded file deleted again;
  * - a batch still running (its model stopped): `download` refused; `submit --wait` of a batch queued
  *   behind it ended by Ctrl-C (exit 1, the batch runs on); `cancel` both: the partial output
- *   downloaded, each row once in the output or the error file; a cancelled batch without output
- *   refused;
+ *   downloaded, each row once in the output or the error file; the queued one's error file alone;
+ * - `submit --wait` of a batch that fails: exit 1 with its error; its download refused;
  * - another key sees none of it (NOT_FOUND); the admin listener (the data plane on data_port) is
  *   named in the hint; the completion of batch verbs and ids from the manager.
  */
@@ -221,6 +221,7 @@ describe('teiplex ctl batch', () => {
     assert.match(r.stderr, new RegExp(`^${id}: failed, 0/0 rows done, 0 failed$`, 'm'));
     assert.match(r.stderr, new RegExp(`^teiplex ctl: batch submit .*no-model\\.arrows: ${id} failed: bad_request: an Arrow or Parquet input needs the batch's \`model\` .*\\(param model\\)$`, 'm'));
     assert.equal((await batch(id)).status, 'failed');
+    assert.match(await fails(['batch', 'download', id], 1), new RegExp(`${id} is failed with no output file: bad_request: an Arrow or Parquet input needs`));
   });
 
   test('a create the manager refuses: exit 1 with its code, the uploaded file deleted again; bad flags: exit 2, nothing uploaded', async () => {
@@ -275,7 +276,16 @@ describe('teiplex ctl batch', () => {
     const c = await ok(['batch', 'cancel', id, '-o', 'json']);
     assert.ok(['cancelling', 'cancelled'].includes(JSON.parse(c.stdout).status), c.stdout);
     await until('both cancelled', async () => (await batch(id)).status === 'cancelled' && (await batch(queued)).status === 'cancelled', { timeoutMs: 120_000, everyMs: 100 });
-    assert.match(await fails(['batch', 'download', queued], 1), new RegExp(`${queued} is cancelled with no output file`));
+    // The queued one never ran: no output, its row in the error file as not run.
+    const q = await batch(queued);
+    assert.equal(q.output_file_id, null);
+    const qErrors = path.join(dir, 'queued-errors.jsonl');
+    const qr = await ok(['batch', 'download', queued, '--errors', qErrors]);
+    assert.equal(qr.stdout, `errors: ${qErrors} (${(await readFile(qErrors)).length} bytes, ${q.request_counts.failed} failed rows)\n`);
+    assert.deepEqual(
+      lines(await readFile(qErrors, 'utf8')).map((l) => [l.custom_id, l.error?.code]),
+      [['s', 'batch_cancelled']],
+    );
 
     const into = path.join(dir, 'partial');
     await mkdir(into);
