@@ -1,8 +1,22 @@
 /**
- * teiplex's TypeScript client (`import { TeiplexClient, AdminClient } from 'teiplex/client'`):
+ * teiplex's TypeScript client (`import { TeiplexClient, AdminClient, BatchClient } from 'teiplex/client'`):
  * docs/client.md.
  */
 export { AdminClient } from './admin.js';
+export {
+  BatchClient,
+  FINAL_BATCH_STATUSES,
+  fileExtension,
+  isFinalBatchStatus,
+  type BatchEmbeddingType,
+  type BatchError,
+  type BatchObject,
+  type BatchStatus,
+  type CreateBatchRequest,
+  type DownloadedFile,
+  type FileObject,
+  type ListPage,
+} from './batches.js';
 export {
   BAD_RESPONSE,
   CANCELLED,

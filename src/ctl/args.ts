@@ -2,7 +2,8 @@
  * `teiplex ctl`'s command line -> one parsed command, or a UsageError (exit 2) that names what is
  * wrong: an unknown verb, a flag the verb does not take, a missing or extra NAME, a value of the
  * wrong form. Global flags may stand anywhere (`ctl --url U ls`, `ctl ls --url U`); arguments
- * after `--` are the child's (create only). The manager's address and key come from the flags,
+ * after `--` are the child's (create only). A verb of a group is two words (`ctl batch submit F`);
+ * a verb with its own `--output` (batch submit, batch download) takes the format as `-o` only. The manager's address and key come from the flags,
  * else the environment (TEIPLEX_URL, TEIPLEX_API_KEY), else the local manager. Pure: the
  * environment is a parameter.
  */
@@ -13,7 +14,9 @@ import {
   findVerb,
   GLOBAL_FLAGS,
   OUTPUT_FORMATS,
+  groupVerbs,
   SHELLS,
+  VERB_GROUPS,
   VERBS,
   type FlagDef,
   type OutputFormat,
@@ -44,7 +47,7 @@ export interface GlobalOptions {
 export type FlagValues = Record<string, string | boolean | string[] | undefined>;
 
 export type CtlCommand =
-  | { kind: 'help'; verb?: VerbDef }
+  | { kind: 'help'; verb?: VerbDef; group?: string }
   | { kind: 'run'; verb: VerbDef; names: string[]; flags: FlagValues; extra: string[]; global: GlobalOptions };
 
 const dashed = (f: FlagDef): string => (f.short ? `-${f.short}/--${f.name}` : `--${f.name}`);
@@ -53,7 +56,9 @@ const dashed = (f: FlagDef): string => (f.short ? `-${f.short}/--${f.name}` : `-
 function unionSpec(): NonNullable<ParseArgsConfig['options']> {
   const spec: NonNullable<ParseArgsConfig['options']> = {};
   for (const f of [...GLOBAL_FLAGS, ...VERBS.flatMap((v) => v.flags)]) {
-    spec[f.name] = { type: f.type, ...(f.short ? { short: f.short } : {}), ...(f.multiple ? { multiple: true } : {}) };
+    // A verb's own --output keeps the global flag's -o (told apart after the parse, by the token).
+    const short = f.short ?? spec[f.name]?.short;
+    spec[f.name] = { type: f.type, ...(short ? { short } : {}), ...(f.multiple ? { multiple: true } : {}) };
   }
   return spec;
 }
@@ -69,10 +74,23 @@ export function parseCtlArgs(argv: readonly string[], env: NodeJS.ProcessEnv): C
   } catch (err) {
     throw new UsageError(rephrase(err instanceof Error ? err.message : String(err)), verbIn(before));
   }
-  const [verbName, ...names] = parsed.positionals;
-  const values = parsed.values as FlagValues;
+  const positionals = [...parsed.positionals];
+  const values = { ...(parsed.values as FlagValues) };
+  let verbName = positionals.shift();
+  const group = verbName !== undefined && Object.hasOwn(VERB_GROUPS, verbName) ? verbName : undefined;
+  if (group !== undefined) {
+    const sub = positionals.shift();
+    const subs = groupVerbs(group).map((v) => v.name.slice(group.length + 1));
+    if (sub === undefined) {
+      if (values.help === true) return { kind: 'help', verb: undefined, group };
+      throw new UsageError(`'ctl ${group}' needs a verb: ${subs.join(', ')}`, group);
+    }
+    verbName = `${group} ${sub}`;
+    if (findVerb(verbName) === undefined) throw new UsageError(`unknown verb '${verbName}' (${group} verbs: ${subs.join(', ')})`, group);
+  }
+  const names = positionals;
   const verb = verbName === undefined ? undefined : findVerb(verbName);
-  if (verbName !== undefined && verb === undefined) throw new UsageError(`unknown verb '${verbName}' (verbs: ${VERBS.map((v) => v.name).join(', ')})`);
+  if (verbName !== undefined && verb === undefined) throw new UsageError(`unknown verb '${verbName}' (verbs: ${[...new Set(VERBS.map((v) => v.name.split(' ')[0]))].join(', ')})`);
   const allowed = new Map([...GLOBAL_FLAGS, ...(verb?.flags ?? [])].map((f) => [f.name, f]));
   for (const t of parsed.tokens ?? []) {
     if (t.kind !== 'option' || allowed.has(t.name)) continue;
@@ -84,11 +102,22 @@ export function parseCtlArgs(argv: readonly string[], env: NodeJS.ProcessEnv): C
   }
   if (values.help === true) return { kind: 'help', verb };
   if (verb === undefined) throw new UsageError('a verb is needed, e.g. `teiplex ctl ls`');
+  // The format: -o or --output, except where the verb owns --output (then -o alone).
+  let format = values.output;
+  if (verb.ownsOutput) {
+    format = undefined;
+    values.output = undefined;
+    for (const t of parsed.tokens ?? []) {
+      if (t.kind !== 'option' || t.name !== 'output') continue;
+      if (t.rawName === '--output') values.output = t.value;
+      else format = t.value;
+    }
+  }
 
   if (names.length < verb.minNames) throw new UsageError(`'ctl ${verb.name}' needs ${verb.args.split(' ')[0]}`, verb.name);
   if (names.length > verb.maxNames)
     throw new UsageError(
-      `'ctl ${verb.name}' takes ${verb.maxNames === 0 ? 'no names' : `one ${verb.args.split(' ')[0]}`}, got ${names.length}: ${names.join(' ')}`,
+      `'ctl ${verb.name}' takes ${verb.maxNames === 0 ? 'no names' : `one ${verb.args.split(' ')[0].replace(/[[\]]/g, '')}`}, got ${names.length}: ${names.join(' ')}`,
       verb.name,
     );
   if (extra.length > 0 && !verb.extraArgs) throw new UsageError(`'ctl ${verb.name}' takes no arguments after --`, verb.name);
@@ -96,10 +125,10 @@ export function parseCtlArgs(argv: readonly string[], env: NodeJS.ProcessEnv): C
   if (verb.names === 'shells' && !(SHELLS as readonly string[]).includes(names[0]))
     throw new UsageError(`'ctl ${verb.name}' knows ${SHELLS.join(', ')}, got '${names[0]}'`, verb.name);
 
-  return { kind: 'run', verb, names, flags: values, extra, global: globalOptions(values, env, verb) };
+  return { kind: 'run', verb, names, flags: values, extra, global: globalOptions(values, typeof format === 'string' ? format : undefined, env, verb) };
 }
 
-function globalOptions(values: FlagValues, env: NodeJS.ProcessEnv, verb: VerbDef): GlobalOptions {
+function globalOptions(values: FlagValues, format: string | undefined, env: NodeJS.ProcessEnv, verb: VerbDef): GlobalOptions {
   const str = (name: string): string | undefined => (typeof values[name] === 'string' ? (values[name] as string) : undefined);
   const url = str('url') ?? nonEmpty(env.TEIPLEX_URL) ?? DEFAULT_URL;
   let parsedUrl: URL;
@@ -110,8 +139,14 @@ function globalOptions(values: FlagValues, env: NodeJS.ProcessEnv, verb: VerbDef
   }
   if (parsedUrl.protocol !== 'http:' && parsedUrl.protocol !== 'https:')
     throw new UsageError(`--url must be an http:// or https:// URL, got '${url}'`, verb.name);
-  const output = (str('output') ?? 'table') as OutputFormat;
-  if (!OUTPUT_FORMATS.includes(output)) throw new UsageError(`-o/--output must be one of ${OUTPUT_FORMATS.join(', ')}, got '${output}'`, verb.name);
+  const output = (format ?? 'table') as OutputFormat;
+  if (!OUTPUT_FORMATS.includes(output))
+    throw new UsageError(
+      verb.ownsOutput
+        ? `-o must be one of ${OUTPUT_FORMATS.join(', ')} (the output format; this verb's --output is its ${verb.flags.find((f) => f.name === 'output')?.value}), got '${output}'`
+        : `-o/--output must be one of ${OUTPUT_FORMATS.join(', ')}, got '${output}'`,
+      verb.name,
+    );
   if (output === 'name' && !verb.nameOutput)
     throw new UsageError(
       `-o name is for ${VERBS.filter((v) => v.nameOutput)
@@ -152,9 +187,13 @@ export function intValue(flag: string, v: string, min: number, max = Number.MAX_
   return n;
 }
 
-/** The verb named before a parse error, if any, for the help hint. */
+/** The verb (or group) named before a parse error, if any, for the help hint. */
 function verbIn(args: readonly string[]): string | undefined {
-  return args.find((a) => findVerb(a) !== undefined);
+  for (let i = 0; i < args.length; i++) {
+    if (findVerb(args[i]) !== undefined) return args[i];
+    if (Object.hasOwn(VERB_GROUPS, args[i])) return findVerb(`${args[i]} ${args[i + 1]}`) !== undefined ? `${args[i]} ${args[i + 1]}` : args[i];
+  }
+  return undefined;
 }
 
 /** node's parser messages, made about ctl: "Unknown option '--x'" and friends. */

@@ -3,17 +3,20 @@
  * AdminClient from the global flags (certificate files read here; one that cannot be read is a
  * usage error) and run the verb. A failed call exits 1 with the server's code and message on
  * stderr, never a stack trace. Ctrl-C (SIGINT) ends a `logs -f` cleanly (exit 0) and a `--wait`
- * with exit 1; any other verb it ends at once, as usual.
+ * with exit 1; any other verb it ends at once, as usual. The `batch` verbs call the manager's HTTP
+ * data plane through the client's BatchClient, the others its admin API through AdminClient.
  */
 import { readFileSync } from 'node:fs';
 import { AdminClient } from '../client/admin.js';
+import { BatchClient } from '../client/batches.js';
 import type { ClientOptions } from '../client/options.js';
 import { parseCtlArgs, UsageError, type GlobalOptions } from './args.js';
+import { executeBatch } from './batch-commands.js';
 import { execute, type Io } from './commands.js';
 import { bashCompletion } from './completion.js';
 import { describeFailure } from './failure.js';
-import { ctlUsage, verbUsage } from './help.js';
-import { findVerb } from './verbs.js';
+import { ctlUsage, groupUsage, verbUsage } from './help.js';
+import { findVerb, VERB_GROUPS } from './verbs.js';
 
 export interface CtlProcess {
   env: NodeJS.ProcessEnv;
@@ -31,13 +34,13 @@ export async function runCtl(argv: readonly string[], p: CtlProcess): Promise<nu
   try {
     cmd = parseCtlArgs(argv, p.env);
     if (cmd.kind === 'help') {
-      p.stdout(cmd.verb === undefined ? ctlUsage() : verbUsage(cmd.verb));
+      p.stdout(cmd.verb !== undefined ? verbUsage(cmd.verb) : cmd.group !== undefined ? groupUsage(cmd.group) : ctlUsage());
       return 0;
     }
     options = clientOptions(cmd.global);
   } catch (err) {
     if (!(err instanceof UsageError)) throw err;
-    const hint = err.verb !== undefined && findVerb(err.verb) ? `teiplex ctl ${err.verb} --help` : 'teiplex ctl --help';
+    const hint = err.verb !== undefined && (findVerb(err.verb) || Object.hasOwn(VERB_GROUPS, err.verb)) ? `teiplex ctl ${err.verb} --help` : 'teiplex ctl --help';
     p.stderr(`teiplex ctl: ${err.message}\nRun \`${hint}\` for usage.\n`);
     return 2;
   }
@@ -59,15 +62,15 @@ export async function runCtl(argv: readonly string[], p: CtlProcess): Promise<nu
     return 0;
   }
   if ((cmd.verb.name === 'logs' && cmd.flags.follow === true) || cmd.flags.wait === true) p.catchInterrupt();
-  const client = new AdminClient(options);
+  const client = cmd.verb.name.startsWith('batch ') ? new BatchClient(options) : new AdminClient(options);
   try {
-    return await execute(cmd, client, io);
+    return await (client instanceof BatchClient ? executeBatch(cmd, client, io) : execute(cmd, client, io));
   } catch (err) {
     if (err instanceof UsageError) {
       p.stderr(`teiplex ctl: ${err.message}\nRun \`teiplex ctl ${cmd.verb.name} --help\` for usage.\n`);
       return 2;
     }
-    p.stderr(`teiplex ctl: ${cmd.verb.name}${cmd.names.length === 1 ? ` ${cmd.names[0]}` : ''}: ${describeFailure(err, cmd.global.url)}\n`);
+    p.stderr(`teiplex ctl: ${cmd.verb.name}${cmd.names.length === 1 ? ` ${cmd.names[0]}` : ''}: ${describeFailure(err, cmd.global.url, client instanceof BatchClient ? 'data' : 'admin')}\n`);
     return 1;
   } finally {
     await client.close().catch(() => undefined);

@@ -3,7 +3,8 @@
  * so `npm run build` first), both directions: every flag a command's help lists is in its doc
  * page (docs/router.md's flag table with each flag's environment variable, docs/bench.md's flag
  * table, docs/make-test-model.md, docs/manager.md for `serve`, docs/ctl.md's verb table and flag
- * tables for `teiplex ctl --help` and each `teiplex ctl VERB --help`), every flag a page names is a flag
+ * tables for `teiplex ctl --help` and each `teiplex ctl VERB --help`, a group's verbs too:
+ * `teiplex ctl batch SUBVERB --help`), every flag a page names is a flag
  * of some teiplex command (or a named other program's), and README's command table is
  * `teiplex --help`'s list. Each checker also runs once on a doctored copy and reports the drift.
  */
@@ -128,7 +129,8 @@ export function ctlDrift(mainHelp: string, verbHelps: Record<string, string>, ma
     .filter((v): v is string => v !== undefined);
   const out = drift(verbs, docVerbs, 'docs/ctl.md verb table');
   out.push(...drift([...helpBlockFlags(mainHelp, 'Flags \\(any verb')].filter((f) => f !== '--help'), firstCellFlags(docSection(markdown, /^## Flags$/)).filter((f) => f !== '--help'), 'docs/ctl.md flag table'));
-  for (const v of verbs) {
+  // The verbs of the main help, and a group's verbs (`batch submit`) by their helps.
+  for (const v of new Set([...verbs, ...Object.keys(verbHelps)])) {
     const doc = firstCellFlags(docSection(markdown, new RegExp(`\`ctl ${v}\``)));
     out.push(...drift(helpBlockFlags(verbHelps[v] ?? '', 'Flags:'), doc, `docs/ctl.md, ctl ${v}`));
   }
@@ -146,10 +148,17 @@ describe('CLI flags: docs and --help', () => {
       assert.equal(r.code, 0, r.stderr);
       help[c] = r.stdout;
     }
-    for (const v of ctlHelpVerbs(help.ctl)) {
+    for (const v of new Set(ctlHelpVerbs(help.ctl))) {
       const r = await runCli(['ctl', v, '--help']);
       assert.equal(r.code, 0, r.stderr);
       ctlVerbHelp[v] = r.stdout;
+      // A group (`ctl batch --help` lists its own verbs): each of its verbs' helps too.
+      if (!r.stdout.includes('\nVerbs:\n')) continue;
+      for (const sub of new Set(ctlHelpVerbs(r.stdout))) {
+        const s = await runCli(['ctl', v, sub, '--help']);
+        assert.equal(s.code, 0, s.stderr);
+        ctlVerbHelp[`${v} ${sub}`] = s.stdout;
+      }
     }
     for (const text of [...(Object.keys(COMMANDS) as Command[]).map((c) => help[c]), ...Object.values(ctlVerbHelp)]) for (const f of flagsIn(text)) known.add(f);
   });
@@ -178,7 +187,7 @@ describe('CLI flags: docs and --help', () => {
   });
 
   test('every flag a page names is a flag of some teiplex command', () => {
-    const pages = [...Object.values(COMMANDS), 'docs/multiplexer.md', 'docs/data-plane.md', 'docs/on-demand.md', 'docs/security.md', 'docs/arrow.md', 'docs/architecture.md', 'docs/errors.md', 'README.md'];
+    const pages = [...Object.values(COMMANDS), 'docs/batch.md', 'docs/multiplexer.md', 'docs/data-plane.md', 'docs/on-demand.md', 'docs/security.md', 'docs/arrow.md', 'docs/architecture.md', 'docs/errors.md', 'README.md'];
     assert.deepEqual(
       pages.flatMap((p) => unknownFlags(readDoc(p), known, p)),
       [],
@@ -200,5 +209,7 @@ describe('CLI flags: docs and --help', () => {
     assert.deepEqual(ctlDrift(help.ctl, ctlVerbHelp, ctl.replace(/^\| `--tail N` .*\n/m, '')), ['--tail: in the code, not in docs/ctl.md, ctl logs']);
     assert.deepEqual(ctlDrift(help.ctl, ctlVerbHelp, ctl.replace('| `--timeout SECS` |', '| `--deadline SECS` |')), ['--deadline: in docs/ctl.md flag table, not in the code', '--timeout: in the code, not in docs/ctl.md flag table']);
     assert.deepEqual(ctlDrift(help.ctl, ctlVerbHelp, ctl.replace(/^\| `gpus` .*\n/m, '')), ['gpus: in the code, not in docs/ctl.md verb table']);
+    assert.ok(helpBlockFlags(ctlVerbHelp['batch submit'] ?? '', 'Flags:').has('--embedding-type'), "a group's verb has its help checked");
+    assert.deepEqual(ctlDrift(help.ctl, ctlVerbHelp, ctl.replace(/^\| `--errors PATH` .*\n/m, '')), ['--errors: in the code, not in docs/ctl.md, ctl batch download']);
   });
 });

@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { parseCtlArgs, UsageError, type CtlCommand } from '../../src/ctl/args.js';
+import { batchRequestFields } from '../../src/ctl/batch-commands.js';
 import { createSpec } from '../../src/ctl/create-spec.js';
 import { DEFAULT_TIMEOUT_SECS, DEFAULT_URL } from '../../src/ctl/verbs.js';
 
@@ -170,5 +171,117 @@ describe('ctl arguments', () => {
     assert.throws(spec(['--model-id', 'm', '--max-batch-tokens', '0']), /--max-batch-tokens must be an integer >= 1, got '0'/);
     assert.throws(spec(['--model-id', 'm', '--env', 'NOVALUE']), /--env must be NAME=VALUE, got 'NOVALUE'/);
     assert.throws(spec(['--model-id', 'm', '--env', '=x']), /--env must be NAME=VALUE, got '=x'/);
+  });
+
+  test('batch: a group of verbs, two words; names and flags after them', () => {
+    const c = run(['batch', 'submit', 'rows.jsonl', '--model', 'm', '--wait']);
+    assert.equal(c.verb.name, 'batch submit');
+    assert.deepEqual(c.names, ['rows.jsonl']);
+    assert.equal(c.flags.model, 'm');
+    assert.equal(c.flags.wait, true);
+    // global flags anywhere, before the group too
+    const s = run(['--url', 'http://h:1', 'batch', '-o', 'json', 'status', 'batch_1']);
+    assert.equal(s.verb.name, 'batch status');
+    assert.deepEqual(s.names, ['batch_1']);
+    assert.equal(s.global.url, 'http://h:1');
+    assert.equal(s.global.output, 'json');
+    assert.deepEqual(run(['batch', 'status']).names, []);
+    assert.equal(run(['batch', 'status', '-o', 'name']).global.output, 'name');
+    assert.equal(run(['batch', 'cancel', 'batch_1']).verb.name, 'batch cancel');
+  });
+
+  test("batch submit and download own --output; the format is -o there (and --output everywhere else)", () => {
+    const sub = run(['batch', 'submit', 'f.parquet', '--output', 'sparse', '-o', 'json']);
+    assert.equal(sub.flags.output, 'sparse');
+    assert.equal(sub.global.output, 'json');
+    const dl = run(['batch', 'download', 'batch_1', '--output', 'out.jsonl']);
+    assert.equal(dl.flags.output, 'out.jsonl');
+    assert.equal(dl.global.output, 'table', 'the path is not a format');
+    const both = run(['batch', 'download', 'batch_1', '-ojson', '--output=x.arrow', '--errors', 'e.jsonl']);
+    assert.equal(both.flags.output, 'x.arrow');
+    assert.equal(both.flags.errors, 'e.jsonl');
+    assert.equal(both.global.output, 'json');
+    // a verb without its own --output: the long form is the format, as ever
+    assert.equal(run(['batch', 'status', '--output', 'json']).global.output, 'json');
+    assert.equal(run(['batch', 'status', '--output', 'json']).flags.output, 'json');
+  });
+
+  test('batch: help for the group and for each verb; usage errors name the problem', () => {
+    assert.deepEqual(parseCtlArgs(['batch', '--help'], {}), { kind: 'help', verb: undefined, group: 'batch' });
+    const h = parseCtlArgs(['batch', 'download', '-h'], {});
+    assert.equal(h.kind === 'help' && h.verb?.name, 'batch download');
+    usage(['batch'], /'ctl batch' needs a verb: submit, status, cancel, download/);
+    usage(['batch', 'frob'], /unknown verb 'batch frob' \(batch verbs: submit, status, cancel, download\)/);
+    usage(['frob'], /unknown verb 'frob' \(verbs: .*\bmemory, reload, gpus, batch, completion\)/);
+    usage(['toString'], /unknown verb 'toString'/);
+    usage(['batch', 'submit'], /'ctl batch submit' needs FILE/);
+    usage(['batch', 'cancel'], /'ctl batch cancel' needs ID/);
+    usage(['batch', 'status', 'a', 'b'], /'ctl batch status' takes one ID, got 2: a b/);
+    usage(['batch', 'submit', 'f', '--output', 'wide'], /--output must be one of dense, sparse, multivector, got 'wide'/);
+    usage(['batch', 'submit', 'f', '--embedding-type', 'fp8'], /--embedding-type must be one of float32, float16, int8, uint8, binary, ubinary, got 'fp8'/);
+    usage(['batch', 'download', 'b', '-o', 'out.jsonl'], /-o must be one of table, json, name \(the output format; this verb's --output is its PATH\), got 'out.jsonl'/);
+    usage(['batch', 'submit', 'f', '-o', 'dense'], /-o must be one of table, json, name \(the output format; this verb's --output is its KIND\), got 'dense'/);
+    usage(['batch', 'cancel', 'b', '--wait'], /flag --wait is not taken by 'ctl batch cancel'/);
+    usage(['batch', 'status', '--errors', 'e'], /flag --errors is not taken by 'ctl batch status'/);
+    usage(['batch', 'cancel', 'b', '-o', 'name'], /-o name is for 'ctl ls' and 'ctl models' and 'ctl batch status'/);
+    usage(['batch', 'submit', 'f', '--metadata'], /flag --metadata needs a value/);
+    for (const [argv, verb] of [
+      [['batch', 'submit', 'f', '--tails'], 'batch submit'],
+      [['batch', 'frob'], 'batch'],
+      [['batch'], 'batch'],
+    ] as const) {
+      try {
+        parseCtlArgs(argv, {});
+        assert.fail('no error');
+      } catch (err) {
+        assert.ok(err instanceof UsageError);
+        assert.equal(err.verb, verb, argv.join(' '));
+      }
+    }
+  });
+
+  test('batch submit: the flags into the create body; values of the wrong form', () => {
+    const c = run([
+      'batch',
+      'submit',
+      't.arrow',
+      '--model',
+      'bge',
+      '--text-column',
+      'body',
+      '--id-column',
+      'doc_id',
+      '--output',
+      'dense',
+      '--embedding-type',
+      'int8',
+      '--dimensions',
+      '256',
+      '--input-type',
+      'document',
+      '--metadata',
+      'team=search',
+      '--metadata',
+      'note=a=b',
+    ]);
+    assert.deepEqual(batchRequestFields(c.flags), {
+      model: 'bge',
+      text_column: 'body',
+      id_column: 'doc_id',
+      output: 'dense',
+      embedding_type: 'int8',
+      dimensions: 256,
+      input_type: 'document',
+      metadata: { team: 'search', note: 'a=b' },
+    });
+    assert.deepEqual(batchRequestFields(run(['batch', 'submit', 'x.jsonl']).flags), {}, 'nothing asked: the server defaults');
+    const fields = (argv: string[]) => () => batchRequestFields(run(['batch', 'submit', 'f', ...argv]).flags);
+    assert.throws(fields(['--dimensions', '0']), /--dimensions must be an integer >= 1, got '0'/);
+    assert.throws(fields(['--dimensions', '12.5']), /--dimensions must be an integer >= 1, got '12.5'/);
+    assert.throws(fields(['--model', ' ']), /--model needs a value, got ''/);
+    assert.throws(fields(['--metadata', 'novalue']), /--metadata must be KEY=VALUE, got 'novalue'/);
+    assert.throws(fields(['--metadata', '=v']), /--metadata must be KEY=VALUE, got '=v'/);
+    assert.throws(fields(['--metadata', 'k=1', '--metadata', 'k=2']), /--metadata k given twice/);
+    assert.throws(fields(['--dimensions', '0']), (err: unknown) => err instanceof UsageError && err.verb === 'batch submit');
   });
 });

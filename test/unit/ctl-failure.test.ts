@@ -17,6 +17,16 @@ test("a server error: its code and the server's message", () => {
   assert.equal(describeFailure(denied, URL), 'UNAUTHENTICATED: missing API key (pass an admin API key with --api-key or TEIPLEX_API_KEY)');
 });
 
+test('a batch verb: any API key; a listener without the data plane (data_port set) named', () => {
+  const denied = new TeiplexClientError('UNAUTHENTICATED', 'GET /v1/batches: 401 UNAUTHENTICATED: missing API key', { status: 401 });
+  assert.equal(describeFailure(denied, URL, 'data'), 'UNAUTHENTICATED: missing API key (pass an API key with --api-key or TEIPLEX_API_KEY)');
+  const noRoute = new TeiplexClientError('NOT_FOUND', 'POST /v1/files: 404 NOT_FOUND: no route POST /v1/files', { status: 404 });
+  assert.equal(describeFailure(noRoute, URL, 'data'), `NOT_FOUND: no route POST /v1/files (the batch routes are on the data plane: with data_port set, --url names that port, not ${URL})`);
+  assert.equal(describeFailure(noRoute, URL), 'NOT_FOUND: no route POST /v1/files', 'an admin verb: no such hint');
+  const noBatch = new TeiplexClientError('NOT_FOUND', "GET /v1/batches/b: 404 NOT_FOUND: no batch 'b'", { status: 404 });
+  assert.equal(describeFailure(noBatch, URL, 'data'), "NOT_FOUND: no batch 'b'", 'a batch that is not there: no hint');
+});
+
 test('a connection failure: the client message and where the manager was looked for', () => {
   const e = new TeiplexClientError('CONNECTION_FAILED', `GET /instances: cannot reach ${URL}: ECONNREFUSED`);
   assert.equal(

@@ -6,10 +6,12 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { formatAge, formatDuration, formatList, formatMemory } from '../../src/ctl/format.js';
-import { ctlUsage, verbUsage } from '../../src/ctl/help.js';
+import { batchDetail, batchesTable, batchProgress } from '../../src/ctl/batch-views.js';
+import { ctlUsage, groupUsage, verbUsage } from '../../src/ctl/help.js';
 import { renderFields, renderTable } from '../../src/ctl/table.js';
 import { GLOBAL_FLAGS, VERBS } from '../../src/ctl/verbs.js';
 import { gpusTable, instanceDetail, instancesTable, memoryTable, modelsTable, reloadReport, replicaFootprints } from '../../src/ctl/views.js';
+import type { BatchObject } from '../../src/client/batches.js';
 import type { CatalogModelInfo, InstanceInfo, ReplicaInfo } from '../../src/client/types.js';
 
 /** Split an aligned table into cells at the column starts of its header. */
@@ -259,5 +261,83 @@ describe('ctl help', () => {
     assert.match(logs, /^Usage: teiplex ctl logs NAME \[flags\]/);
     assert.match(logs, /^ {2}-f, --follow {2,}keep printing/m);
     assert.match(logs, /^ {2}--tail N {2,}only the last N lines/m);
+  });
+});
+
+const SECS = NOW / 1000;
+const batch = (over: Partial<BatchObject>): BatchObject => ({
+  id: 'batch_0123456789abcdef01234567',
+  object: 'batch',
+  endpoint: '/v1/embeddings',
+  errors: null,
+  input_file_id: 'file-aaaaaaaaaaaaaaaaaaaaaaaa',
+  completion_window: '24h',
+  status: 'in_progress',
+  output_file_id: null,
+  error_file_id: null,
+  created_at: SECS - 312,
+  in_progress_at: SECS - 300,
+  expires_at: SECS + 86_400 - 312,
+  finalizing_at: null,
+  completed_at: null,
+  failed_at: null,
+  expired_at: null,
+  cancelling_at: null,
+  cancelled_at: null,
+  request_counts: { total: 1000, completed: 256, failed: 3 },
+  metadata: null,
+  model: 'bge-small',
+  ...over,
+});
+
+describe('ctl batch views', () => {
+  test('the list: ID STATUS MODEL DONE/TOTAL FAILED CREATED, aligned; a batch without a model shows -', () => {
+    const t = batchesTable([batch({}), batch({ id: 'batch_2', status: 'completed', model: undefined, request_counts: { total: 5, completed: 5, failed: 0 }, created_at: SECS - 7200 })], NOW);
+    assert.deepEqual(columns(t), [
+      ['ID', 'STATUS', 'MODEL', 'DONE/TOTAL', 'FAILED', 'CREATED'],
+      ['batch_0123456789abcdef01234567', 'in_progress', 'bge-small', '256/1000', '3', '5m12s'],
+      ['batch_2', 'completed', '-', '5/5', '0', '2h0m'],
+    ]);
+    assert.equal(batchesTable([], NOW), 'No batches.');
+  });
+
+  test('one batch: the files, the counts, the times that are set (a time to come as "in"), metadata and errors', () => {
+    const d = batchDetail(
+      batch({
+        status: 'failed',
+        failed_at: SECS - 60,
+        output_file_id: 'file-out',
+        metadata: { team: 'search' },
+        errors: { object: 'list', data: [{ code: 'invalid_json', message: 'line 3 is not JSON', param: null, line: 3 }] },
+      }),
+      NOW,
+    );
+    const fields = Object.fromEntries(d.split('\n').map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 1).trim()]));
+    assert.equal(fields.Status, 'failed');
+    assert.equal(fields['Output file'], 'file-out');
+    assert.equal(fields['Error file'], '-');
+    assert.equal(fields.Rows, '256/1000 done, 3 failed');
+    assert.equal(fields.Created, '2026-12-03T11:54:48.000Z (5m12s ago)');
+    assert.equal(fields['Failed at'], '2026-12-03T11:59:00.000Z (1m0s ago)');
+    assert.equal(fields['Expires at'], '2026-12-04T11:54:48.000Z (in 23h54m)');
+    assert.equal(fields['Completed at'], undefined, 'a time not set is left out');
+    assert.equal(fields.Metadata, 'team=search');
+    assert.equal(fields.Errors, 'invalid_json: line 3 is not JSON (line 3)');
+  });
+
+  test("submit --wait's progress line", () => {
+    assert.equal(batchProgress(batch({})), 'batch_0123456789abcdef01234567: in_progress, 256/1000 rows done, 3 failed');
+  });
+
+  test('help: the group lists its verbs; a verb with its own --output says the format is -o', () => {
+    const g = groupUsage('batch');
+    assert.match(g, /^Usage: teiplex ctl batch VERB/);
+    for (const v of ['submit FILE', 'status \\[ID\\]', 'cancel ID', 'download ID']) assert.match(g, new RegExp(`^ {2}${v} {2,}\\S`, 'm'), v);
+    const dl = verbUsage(VERBS.find((v) => v.name === 'batch download')!);
+    assert.match(dl, /^Usage: teiplex ctl batch download ID \[flags\]/);
+    assert.match(dl, /^ {2}--output PATH {2,}where the output goes/m);
+    assert.match(dl, /-o \(the format; --output is this verb's\)/);
+    assert.doesNotMatch(dl, /-o\/--output/);
+    assert.match(verbUsage(VERBS.find((v) => v.name === 'batch status')!), /-o\/--output/);
   });
 });
