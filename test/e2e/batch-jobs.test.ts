@@ -115,6 +115,11 @@ describe('batch jobs: the OpenAI flow, row errors, cancel, ownership, limits', (
     }
     const listed = await alice.batches.list();
     assert.ok(listed.data.some((b) => b.id === created.id));
+    const one = await alice.batches.list({ limit: 1 });
+    assert.equal(one.data.length, 1);
+    assert.equal((await alice.files.list({ limit: 1 })).data.length, 1);
+    assertErrorCode(await as(KEYS.alice).get('/v1/batches?limit=0'), 422, 'VALIDATION', 'limit 0');
+    assertErrorCode(await as(KEYS.alice).get('/v1/files?limit=ten'), 422, 'VALIDATION', 'limit ten');
   });
 
   test('an on-demand model not loaded is started by the job; the metrics count jobs and rows', async () => {
@@ -333,15 +338,16 @@ describe('batch jobs: the manager killed with SIGKILL in the middle of a job', (
     assert.equal(created.status, 200, JSON.stringify(created.body));
     const id = created.body.id as string;
     const childPort = await childHttpPort(m, 'emb');
-    const childItems = async () => {
-      const text = await (await fetch(`http://127.0.0.1:${childPort}/metrics`)).text();
+    /** Inputs a router child has run through its model (its own teiplex_batch_items_total), by its HTTP port. */
+    const childItems = async (port: number) => {
+      const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
       const hit = /^teiplex_batch_items_total(?:\{[^}]*\})? ([0-9.e+]+)$/m.exec(text);
       return hit === null ? 0 : Number(hit[1]);
     };
-    await until('a third of the rows done', async () => ((await http.get(`/v1/batches/${id}`)).body.request_counts.completed >= ROWS / 3 ? true : false), { timeoutMs: 120_000, everyMs: 10 });
+    await until('a third of the rows done', async () => (await http.get(`/v1/batches/${id}`)).body.request_counts.completed >= ROWS / 3, { timeoutMs: 120_000, everyMs: 10 });
     await m.stop('SIGKILL');
     // The old child outlives the manager until the next one reaps it: what it computed, counted now.
-    const before = await childItems();
+    const before = await childItems(childPort);
     assert.ok(before >= ROWS / 3, `the first child embedded ${before} inputs`);
     m = await startManager(file);
     const c2 = client(m.apiPort);
@@ -357,7 +363,7 @@ describe('batch jobs: the manager killed with SIGKILL in the middle of a job', (
     assert.equal(new Set(ids).size, ROWS, 'no row lost');
     await m.waitFor('emb', (i) => i.status === 'running');
     const afterPort = await childHttpPort(m, 'emb');
-    const afterItems = Number(/^teiplex_batch_items_total(?:\{[^}]*\})? ([0-9.e+]+)$/m.exec(await (await fetch(`http://127.0.0.1:${afterPort}/metrics`)).text())?.[1] ?? 0);
+    const afterItems = await childItems(afterPort);
     const total = afterPort === childPort ? afterItems : before + afterItems;
     assert.ok(total <= ROWS + CHUNK, `the children embedded ${total} inputs for ${ROWS} rows (chunks of ${CHUNK}): at most the one chunk in flight again`);
     assert.ok(total >= ROWS, `${total} inputs embedded for ${ROWS} rows`);

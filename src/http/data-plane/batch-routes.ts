@@ -50,7 +50,9 @@ const CreateBatchBody = Type.Object(
 
 const ListQuery = Type.Object(
   {
-    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000, description: 'an integer from 1 to 10000' })),
+    // A string on the data plane's own listener, a number on the admin API's (its query values are
+    // coerced): either way checked and read by `limitOf`.
+    limit: Type.Optional(Type.Union([Type.Integer(), Type.String({ pattern: '^[0-9]{1,5}$' })], { description: 'an integer from 1 to 10000' })),
     after: Type.Optional(Id),
     purpose: Type.Optional(Type.String()),
     order: Type.Optional(lit(['asc', 'desc'] as const, '"asc" or "desc"')),
@@ -59,6 +61,14 @@ const ListQuery = Type.Object(
 );
 type ListQuery = Static<typeof ListQuery>;
 const IdParams = Type.Object({ id: Id });
+
+/** `?limit=`, 1 to 10000; `fallback` when absent. */
+function limitOf(q: ListQuery, fallback: number): number {
+  if (q.limit === undefined) return fallback;
+  const n = Number(q.limit);
+  if (!(n >= 1 && n <= 10_000)) throw new TeiplexError('VALIDATION', '`limit` must be an integer from 1 to 10000', { param: 'limit' });
+  return n;
+}
 
 const list = <T extends { id: string }>(data: T[], hasMore: boolean) => ({ object: 'list', data, first_id: data[0]?.id ?? null, last_id: data.at(-1)?.id ?? null, has_more: hasMore });
 
@@ -103,7 +113,7 @@ export function batchRoutes(app: FastifyInstance, batches: Batches, grant: Grant
     let all = files.list(owner(request), q.purpose);
     if (q.order !== 'asc') all = all.reverse();
     const from = q.after === undefined ? 0 : all.findIndex((f) => f.id === q.after) + 1;
-    const limit = q.limit ?? 10_000;
+    const limit = limitOf(q, 10_000);
     return list(all.slice(from, from + limit), from + limit < all.length);
   });
   app.get<{ Params: Static<typeof IdParams> }>('/v1/files/:id', { schema: { params: IdParams, tags: [TAG] }, config: { errorShape: 'openai', quota: false } }, async (request) => files.get(owner(request), request.params.id));
@@ -127,7 +137,7 @@ export function batchRoutes(app: FastifyInstance, batches: Batches, grant: Grant
     return batches.create(owner(request), body);
   });
   app.get<{ Querystring: ListQuery }>('/v1/batches', { schema: { querystring: ListQuery, tags: [TAG] }, config: { errorShape: 'openai', quota: false } }, async (request) => {
-    const page = batches.list(owner(request), request.query.limit ?? 20, request.query.after);
+    const page = batches.list(owner(request), limitOf(request.query, 20), request.query.after);
     return list(page.data as Array<{ id: string }>, page.has_more);
   });
   app.get<{ Params: Static<typeof IdParams> }>('/v1/batches/:id', { schema: { params: IdParams, tags: [TAG] }, config: { errorShape: 'openai', quota: false } }, async (request) => batches.get(owner(request), request.params.id));
