@@ -293,7 +293,11 @@ export class Batches {
       kind = t;
       r.total = t.rows;
     }
-    if (model !== null) await target.check(r.owner, model);
+    if (model !== null) {
+      const natural = await target.check(r.owner, model);
+      // A table's rows are embedded as the model embeds by default: sparse for SPLADE.
+      if (format !== 'jsonl' && r.options.output === undefined) r.options.output = natural;
+    }
     r.format = format;
     r.model = model;
     return kind;

@@ -22,8 +22,11 @@ export interface JobModel {
 }
 
 export interface JobTarget {
-  /** Throws what a request naming `model` would get before anything starts (MODEL_NOT_FOUND, PERMISSION_DENIED). */
-  check(owner: string, model: string): void;
+  /**
+   * Throws what a request naming `model` would get before anything starts (MODEL_NOT_FOUND,
+   * PERMISSION_DENIED); else what the model's rows are embedded as by default (sparse for SPLADE).
+   */
+  check(owner: string, model: string): Promise<'dense' | 'sparse'>;
   /** Run `fn` on an instance of `model` that can do `need` (starting the model if none serves); throws TeiplexError. */
   run<T>(owner: string, model: string, need: Capability, signal: AbortSignal, fn: (m: JobModel) => Promise<T>): Promise<T>;
 }

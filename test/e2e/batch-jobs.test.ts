@@ -242,7 +242,7 @@ describe('batch jobs: the OpenAI flow, row errors, cancel, ownership, limits', (
   for (const [format, write, read, opts] of [
     ['Arrow IPC stream', (df: pl.DataFrame) => df.writeIPCStream({ compression: 'lz4' as never }), (b: Buffer) => pl.readIPCStream(b), {}],
     ['Parquet', (df: pl.DataFrame) => df.writeParquet({ compression: 'zstd' }), (b: Buffer) => pl.readParquet(b), { embedding_type: 'int8', dimensions: 16 }],
-    ['Arrow IPC file (sparse)', (df: pl.DataFrame) => df.writeIPC(), (b: Buffer) => pl.readIPC(b), { model: 'splade', output: 'sparse' }],
+    ['Arrow IPC file (a SPLADE model: sparse by default)', (df: pl.DataFrame) => df.writeIPC(), (b: Buffer) => pl.readIPC(b), { model: 'splade' }],
   ] as const) {
     test(`${format} in and out: the same format back, row-aligned, with the id column; polars reads it`, async () => {
       const texts = Array.from({ length: 50 }, (_, i) => (i === 7 ? null : `table row ${i} ${'text '.repeat(i % 5)}`));
@@ -257,13 +257,14 @@ describe('batch jobs: the OpenAI flow, row errors, cancel, ownership, limits', (
       const res = await fetch(`${base}/v1/files/${b.output_file_id}/content`, { headers: { authorization: `Bearer ${KEYS.alice}` } });
       const out = read(Buffer.from(await res.arrayBuffer()));
       assert.deepEqual(out.getColumn('id').toArray(), texts.map((_, i) => String(1000 + i)), 'row-aligned ids');
-      const column = 'output' in opts ? 'sparse_embeddings' : 'embeddings';
+      const sparse = 'model' in opts;
+      const column = sparse ? 'sparse_embeddings' : 'embeddings';
       const vectors = out.getColumn(column).toArray() as unknown[];
       assert.equal(vectors[7], null, 'the null text is a null embedding');
       const errs = lines(await (await alice.files.content(b.error_file_id as string)).text());
       assert.deepEqual(errs.map((l) => l.custom_id), ['1007']);
       const http = as(KEYS.alice);
-      if ('output' in opts) {
+      if (sparse) {
         const direct = await http.post('/embed_sparse', { model: 'splade', inputs: texts[3] });
         const got = vectors[3] as Array<{ index: number; value: number }>;
         assert.deepEqual(got.map((e) => e.index), direct.body[0].map((e: { index: number }) => e.index));

@@ -25,6 +25,7 @@ const OTHER_PROGRAMS: Record<string, string> = {
   '--import': 'node --import tsx (docs/data-plane.md)',
   '--rounds': 'bench/data-plane.ts (docs/data-plane.md)',
   '--rows': 'bench/batch.ts (docs/bench.md)',
+  '--formats': 'bench/batch.ts (docs/bench.md)',
   '--cold-runs': 'bench/on-demand.ts (docs/on-demand.md)',
   '--warm-per-run': 'bench/on-demand.ts (docs/on-demand.md)',
   '--query-compute-apps': 'nvidia-smi (docs/on-demand.md)',

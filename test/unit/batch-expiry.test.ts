@@ -36,7 +36,9 @@ const meta = { computeChars: 1, computeTokens: 3, totalTimeNs: 0n, tokenizationT
 function fakeTarget(answers: number): JobTarget {
   let calls = 0;
   return {
-    async check() {},
+    async check() {
+      return 'dense' as const;
+    },
     async run(_owner, model, _need, signal, fn) {
       const engine = {
         async embed(inputs: unknown[]) {

@@ -9,7 +9,8 @@
  */
 import type { ApiKeyGrant } from '../../auth/api-keys.js';
 import { modelPrompts } from '../../child/model-prompts.js';
-import { autoTruncateOf } from '../../config/spec-flags.js';
+import { autoTruncateOf, isSplade } from '../../config/spec-flags.js';
+import type { InstanceSpec } from '../../config/instance-spec.js';
 import { errorOutcome } from '../../routing/outlier.js';
 import { notServing } from '../../routing/failover.js';
 import { canServe } from '../../supervisor/instance-state.js';
@@ -48,7 +49,9 @@ export function jobTarget(d: DataPlaneDeps, ownerGrant: OwnerGrant, quotas?: Quo
   return {
     async check(owner, model) {
       await d.directory.whenRestored();
-      d.directory.match(model, 'model', ownerGrant(owner));
+      const m = d.directory.match(model, 'model', ownerGrant(owner));
+      const specs = [...m.candidates.map((i) => i.spec), ...(m.catalog !== undefined ? [m.catalog.spec as InstanceSpec] : [])];
+      return specs.length > 0 && specs.every((s) => isSplade(s)) ? 'sparse' : 'dense';
     },
     async run(owner, model, need, signal, fn) {
       const match = await d.directory.matchStarted(ownerGrant(owner), model, 'model', true, () => ({ bytes: 0, signal }));
