@@ -22,13 +22,14 @@ import { assertErrorCode, childHttpPort, client, close, instanceToml, writeConfi
 import { startManager, type ManagerProcess } from '../helpers/manager-process.js';
 import { testModel } from '../helpers/models.js';
 import { until } from '../helpers/wait.js';
+import { batchLine, outputLines } from '../helpers/batch-lines.js';
 
 const KEYS = { alice: 'batch-alice-key-1', bob: 'batch-bob-key-2', carol: 'batch-carol-key-3' } as const;
 const keysToml = Object.entries(KEYS)
   .map(([name, key]) => `[[auth.api_keys]]\nname = "${name}"\nkey_sha256 = "${sha256Hex(key)}"\n${name === 'carol' ? 'tokens_per_minute = 1000\nrequests_per_minute = 1\n' : ''}`)
   .join('\n');
 
-const line = (custom_id: string, body: Record<string, unknown>, extra: Record<string, unknown> = {}) => JSON.stringify({ custom_id, method: 'POST', url: '/v1/embeddings', body, ...extra });
+const line = batchLine;
 const jsonl = (lines: string[]) => Buffer.from(`${lines.join('\n')}\n`);
 
 /** Upload `bytes` (purpose batch) with `key`; the answer. */
@@ -40,12 +41,7 @@ async function upload(base: string, key: string | undefined, bytes: Buffer, name
   return { status: res.status, body: (await res.json()) as any };
 }
 
-type Line = { custom_id: string; response: { status_code: number; body: any } | null; error: { code: string } | null };
-const lines = (text: string): Line[] =>
-  text
-    .split('\n')
-    .filter((l) => l !== '')
-    .map((l) => JSON.parse(l));
+const lines = outputLines;
 
 describe('batch jobs: the OpenAI flow, row errors, cancel, ownership, limits', () => {
   let dir: string;

@@ -29,6 +29,7 @@ import { freePort, startManager, type ManagerProcess } from '../helpers/manager-
 import { testModel } from '../helpers/models.js';
 import { runCli } from '../helpers/router-process.js';
 import { until } from '../helpers/wait.js';
+import { batchLine, outputLines } from '../helpers/batch-lines.js';
 
 const KEYS = { alice: 'ctl-batch-alice-key-1', bob: 'ctl-batch-bob-key-2' } as const;
 const BATCH_ID = /^batch_[0-9a-f]{24}$/;
@@ -56,13 +57,8 @@ async function fails(args: string[], code: 1 | 2, env: NodeJS.ProcessEnv = {}): 
 }
 
 const alice = () => client(Number(m.ready.data_port), { authorization: `Bearer ${KEYS.alice}` });
-const line = (custom_id: string, body: Record<string, unknown>) => JSON.stringify({ custom_id, method: 'POST', url: '/v1/embeddings', body });
-type OutLine = { custom_id: string; response: { status_code: number; body: any } | null; error: { code: string } | null };
-const lines = (text: string): OutLine[] =>
-  text
-    .split('\n')
-    .filter((l) => l !== '')
-    .map((l) => JSON.parse(l));
+const line = batchLine;
+const lines = outputLines;
 
 /** The bytes of a file as the API serves them. */
 async function content(fileId: string): Promise<Buffer> {

@@ -11,15 +11,12 @@ import type { ApiKeyGrant } from '../../auth/api-keys.js';
 import { modelPrompts } from '../../child/model-prompts.js';
 import { autoTruncateOf, isSplade } from '../../config/spec-flags.js';
 import type { InstanceSpec } from '../../config/instance-spec.js';
-import { errorOutcome } from '../../routing/outlier.js';
-import { notServing } from '../../routing/failover.js';
-import { canServe } from '../../supervisor/instance-state.js';
 import type { JobTarget } from '../../batch/job-target.js';
 import type { Quotas } from '../../auth/quotas.js';
 import { tokenCount } from '../../tei/metadata.js';
 import type { Engine, Metadata } from '../../tei/types.js';
 import { planOutputs } from './capabilities.js';
-import type { DataPlaneDeps } from './request-context.js';
+import { counted, type DataPlaneDeps } from './request-context.js';
 
 /** The grant of a job's owner (undefined: no keys); throws when the owner's key is gone. */
 export type OwnerGrant = (owner: string) => ApiKeyGrant | undefined;
@@ -59,28 +56,19 @@ export function jobTarget(d: DataPlaneDeps, ownerGrant: OwnerGrant, quotas?: Quo
       // The key's tokens_per_minute bounds its jobs too: over it, the chunk waits (RATE_LIMIT_EXCEEDED is passing).
       const names = [model, ...match.candidates.flatMap((i) => [i.spec.model_id, i.name]), ...(match.catalog !== undefined ? [match.catalog.name, match.catalog.spec.model_id] : [])];
       const ticket = owner === '' ? undefined : quotas?.admit(owner, names, false);
-      const counted = { tokens: 0 };
-      d.routing.inflight.begin(instance.name);
-      const started = performance.now();
-      try {
-        if (!canServe(instance.status)) throw notServing(instance);
+      const spent = { tokens: 0 };
+      return counted(d, instance, async () => {
         const client = d.routing.channels.client(instance);
         const out = await fn({
-          engine: ticket === undefined ? client : counting(client, counted),
+          engine: ticket === undefined ? client : counting(client, spent),
           call: { deadlineMs: Date.now() + d.timeoutMs, lane: 'bulk', signal },
           modelName: model,
           autoTruncate: autoTruncateOf(instance.spec),
           prompts: modelPrompts(instance.spec),
         });
-        d.routing.outliers.record(instance, 'success', performance.now() - started);
-        ticket?.charge(counted.tokens);
+        ticket?.charge(spent.tokens);
         return out;
-      } catch (err) {
-        d.routing.outliers.record(instance, errorOutcome(err), performance.now() - started);
-        throw err;
-      } finally {
-        d.routing.inflight.end(instance.name);
-      }
+      });
     },
   };
 }

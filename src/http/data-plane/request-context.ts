@@ -129,20 +129,7 @@ export async function onInstance<T>(d: DataPlaneDeps, request: FastifyRequest, i
       call: { deadlineMs, lane, ...(signal !== undefined ? { signal } : {}) },
       autoTruncate: autoTruncateOf(on.spec),
     };
-    d.routing.inflight.begin(on.name);
-    const started = performance.now();
-    try {
-      // Chosen, then stopped before it was counted (an on-demand replica evicted in between).
-      if (!canServe(on.status)) throw notServing(on);
-      const out = await fn(c);
-      d.routing.outliers.record(on, 'success', performance.now() - started);
-      return out;
-    } catch (err) {
-      d.routing.outliers.record(on, errorOutcome(err), performance.now() - started);
-      throw err;
-    } finally {
-      d.routing.inflight.end(on.name);
-    }
+    return counted(d, on, () => fn(c));
   };
   try {
     return await attempt(instance);
@@ -154,6 +141,28 @@ export async function onInstance<T>(d: DataPlaneDeps, request: FastifyRequest, i
     } finally {
       retry.done();
     }
+  }
+}
+
+/**
+ * `fn`, the calls of one request (or batch chunk) on `on`'s child: counted in flight there (model
+ * balancing, idle stop and scale-up see it) and its outcome recorded for outlier detection. An
+ * instance chosen, then stopped before it was counted (an on-demand replica evicted in between),
+ * is not called.
+ */
+export async function counted<T>(d: DataPlaneDeps, on: Instance, fn: () => Promise<T>): Promise<T> {
+  d.routing.inflight.begin(on.name);
+  const started = performance.now();
+  try {
+    if (!canServe(on.status)) throw notServing(on);
+    const out = await fn();
+    d.routing.outliers.record(on, 'success', performance.now() - started);
+    return out;
+  } catch (err) {
+    d.routing.outliers.record(on, errorOutcome(err), performance.now() - started);
+    throw err;
+  } finally {
+    d.routing.inflight.end(on.name);
   }
 }
 
