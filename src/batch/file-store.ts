@@ -69,8 +69,11 @@ export class FileStore {
   /** The store under `root`, its records read (and what a killed writer left removed). */
   static async open(root: string, limits: FileStoreLimits, now: () => number = Date.now): Promise<FileStore> {
     const s = new FileStore(root, limits, now);
-    await mkdir(s.dir, { recursive: true, mode: 0o700 });
-    const names = await readdir(s.dir);
+    // The folder is made by the first upload: a manager that never sees a batch leaves no trace.
+    const names = await readdir(s.dir).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return [] as string[];
+      throw err;
+    });
     for (const n of names) {
       if (n.startsWith('.')) await rm(path.join(s.dir, n), { force: true });
       else if (n.endsWith('.json')) {
@@ -139,6 +142,7 @@ export class FileStore {
    * at `limit` bytes (then PAYLOAD_TOO_LARGE, nothing kept). Returns the temp path and its size.
    */
   async receive(stream: Readable, limit: number, limited: () => boolean): Promise<{ temp: string; bytes: number }> {
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
     const temp = this.tempPath();
     try {
       await pipeline(stream, createWriteStream(temp, { mode: 0o600 }));
@@ -169,6 +173,7 @@ export class FileStore {
     } finally {
       await fh.close();
     }
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
     await rename(temp, this.dataPath(id));
     const ms = this.now();
     const created = unixSecs(ms);

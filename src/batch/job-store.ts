@@ -30,8 +30,12 @@ export class JobStore {
   /** The store under `root`, every job's record read (a folder without a complete record is removed). */
   static async open(root: string): Promise<JobStore> {
     const s = new JobStore(root);
-    await mkdir(s.dir, { recursive: true, mode: 0o700 });
-    for (const n of await readdir(s.dir)) {
+    // The folder is made by the first job (save).
+    const names = await readdir(s.dir).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return [] as string[];
+      throw err;
+    });
+    for (const n of names) {
       const at = path.join(s.dir, n);
       if (!BATCH_ID.test(n)) {
         await rm(at, { recursive: true, force: true });

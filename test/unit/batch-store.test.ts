@@ -6,7 +6,7 @@
  * and completion windows.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -115,6 +115,8 @@ describe('job store', () => {
   test('a job folder without a complete record is removed at open', async () => {
     const root = path.join(dir, 'jobs2');
     await JobStore.open(root);
+    assert.deepEqual(await readdir(root).catch(() => []), [], 'nothing is made before the first job');
+    await mkdir(path.join(root, 'batches'), { recursive: true });
     await writeFile(path.join(root, 'batches', 'stray'), '');
     const s = await JobStore.open(root);
     assert.deepEqual(s.list(), []);
