@@ -9,7 +9,6 @@
  */
 import type { OutputType } from '../tei/embedding-types.js';
 import type { InputType } from '../tei/input-types.js';
-import type { InputFormat } from './table-format.js';
 
 export const BATCH_STATUSES = ['validating', 'in_progress', 'finalizing', 'completed', 'failed', 'expired', 'cancelling', 'cancelled'] as const;
 export type BatchStatus = (typeof BATCH_STATUSES)[number];
@@ -68,8 +67,7 @@ export interface JobRecord {
   /** Set once written. */
   output_file_id: string | null;
   error_file_id: string | null;
-  /** Known once validated. */
-  format: InputFormat | null;
+  /** Rows, known once validated. */
   total: number;
   /** The model the job's rows name (JSONL: the first line's), once validated. */
   model: string | null;

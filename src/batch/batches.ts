@@ -9,8 +9,6 @@
  * expires: what ran is in its output, each row that did not in its error file (`batch_expired`).
  */
 import { TeiplexError } from '../common/errors.js';
-import { isOutputType } from '../tei/embedding-types.js';
-import { isInputType } from '../tei/input-types.js';
 import { newId, unixSecs } from './batch-ids.js';
 import { BATCH_ENDPOINT, batchObject, FINAL_STATUSES, windowSecs, type BatchStatus, type JobOptions, type JobRecord, type RequestCounts } from './batch-job.js';
 import type { BatchMetrics } from './batch-metrics.js';
@@ -36,7 +34,7 @@ export interface BatchSettings extends JobLimits {
   retentionSecs: number;
 }
 
-/** The body of POST /v1/batches (checked by the route's schema). */
+/** The body of POST /v1/batches (its fields' types and values checked by the route's schema). */
 export interface CreateBatch extends JobOptions {
   input_file_id: string;
   endpoint: string;
@@ -103,8 +101,6 @@ export class Batches {
     if (window === undefined) throw new TeiplexError('BAD_REQUEST', `completion_window '${String(body.completion_window).slice(0, 32)}' is not a window; use '24h' (or teiplex's '<n>h' / '<n>m', at most 168h)`, { param: 'completion_window' });
     const input = this.files.get(owner, body.input_file_id);
     if (input.purpose !== 'batch') throw new TeiplexError('BAD_REQUEST', `file '${input.id}' has purpose '${input.purpose}', not 'batch'`, { param: 'input_file_id' });
-    if (body.embedding_type !== undefined && !isOutputType(body.embedding_type)) throw new TeiplexError('BAD_REQUEST', `embedding_type '${body.embedding_type}' is not one of float32, float16, int8, uint8, binary, ubinary`, { param: 'embedding_type' });
-    if (body.input_type !== undefined && !isInputType(body.input_type)) throw new TeiplexError('BAD_REQUEST', `input_type '${body.input_type}' is not an input type`, { param: 'input_type' });
     const unfinished = this.jobs.list().filter((r) => r.owner === owner && !FINAL_STATUSES.has(r.status)).length;
     if (unfinished >= this.settings.jobsPerOwner) {
       throw new TeiplexError('BATCH_LIMIT_EXCEEDED', `this API key has ${unfinished} unfinished batches, the most batch_jobs_per_key (${this.settings.jobsPerOwner}) allows; wait for one to finish or cancel one`);
@@ -136,7 +132,6 @@ export class Batches {
       error_id: newId('file-'),
       output_file_id: null,
       error_file_id: null,
-      format: null,
       total: 0,
       model: null,
     };
@@ -177,7 +172,7 @@ export class Batches {
   }
 
   /** A job's counts: rows done and failed from its checkpoints. */
-  counts(r: JobRecord): RequestCounts {
+  private counts(r: JobRecord): RequestCounts {
     let completed = 0;
     let failed = 0;
     for (const c of this.done.get(r.id)?.values() ?? []) {
@@ -298,7 +293,6 @@ export class Batches {
       // A table's rows are embedded as the model embeds by default: sparse for SPLADE.
       if (format !== 'jsonl' && r.options.output === undefined) r.options.output = natural;
     }
-    r.format = format;
     r.model = model;
     return kind;
   }
