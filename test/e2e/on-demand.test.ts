@@ -279,7 +279,7 @@ describe('cold start, single flight, idle stop, no-wait, broken files', () => {
       // Balancing: with tiny-d-1 busy, a model_id call goes to the idle replica.
       const r = await unary(grpcClient, 'Embed', { target: { model_id: modelD }, request: { inputs: 'x' } });
       assert.equal(r.headers.get('teiplex-instance')[0], 'tiny-d-2');
-      await elapse(1000, 'more than scale_up_after_secs (0.3 s) with tiny-d-1 still busy: a third replica would be started now');
+      await elapse(600, 'twice scale_up_after_secs (0.3 s) with tiny-d-1 still busy: a third replica would be started now (and less than tiny-d\'s idle_timeout_secs, 1 s, after tiny-d-2 answered, so it is not yet idle-stopped)');
       assert.equal((await model(m, 'tiny-d')).replicas.length, 2, 'no third replica: max_replicas = 2');
     } finally {
       await busy.close();
