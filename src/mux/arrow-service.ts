@@ -416,10 +416,11 @@ function arrowHandler(
       let warning: string | undefined;
       /** The rows answered without the child (cache, repeats) and computed by it. */
       let stats: CacheStats | undefined;
-      const run = async (): Promise<Uint8Array> => {
-        const child = leg.client;
+      /** The answer, made on `on`'s child (the rows that fail over go to `moved`'s, row-fanout.ts). */
+      const run = async (on: Leg): Promise<Uint8Array> => {
+        const child = on.client;
         const flags = method.flags(req);
-        const spec = leg.instance.spec;
+        const spec = on.instance.spec;
         // prompts by input_type: by name when the child knows them, else prepended by a worker
         let prefix = '';
         const prompts = modelPrompts(spec);
@@ -464,7 +465,21 @@ function arrowHandler(
         return typedDense(quantized, outputType, dense[0]?.length ?? (await typedDim()), shared.workers);
       };
 
-      run().then(
+      /**
+       * A failure before any row was asked for (the child's Info for the cache key, its dimension)
+       * or after the rows (int8 calibration) that another replica may take: the whole call moves
+       * there, once. Failures of the rows themselves have moved already (`moved` is set).
+       */
+      const attempt = async (): Promise<Uint8Array> => {
+        try {
+          return await run(leg);
+        } catch (err) {
+          if (moved !== undefined || fallback(err) === undefined) throw err;
+          return run(moved!);
+        }
+      };
+
+      attempt().then(
         (ipc) => {
           if (done) return;
           if (ipc.byteLength + 16 > d.limits.maxMessageBytes) {

@@ -9,13 +9,14 @@
  * a second manager with a zero retry budget makes no retry and counts it.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { decodeDense, encodeTexts } from '../../src/arrow/embedding-batch.js';
-import { fakeChildScript, fakeInstanceToml } from '../helpers/fake-tei-child.js';
+import { fakeCalls, fakeChildScript, fakeInstanceToml } from '../helpers/fake-tei-child.js';
 import { loopbackConfig, startManager, type ManagerProcess } from '../helpers/manager-process.js';
 import { errorCode, mux, unary, type AnyClient } from '../helpers/mux-client.js';
 import { until } from '../helpers/wait.js';
@@ -37,14 +38,14 @@ after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-/** A manager with the two replicas (and `extra` TOML at the top level), both running. */
-async function managerWith(name: string, extra = ''): Promise<{ m: ManagerProcess; c: AnyClient }> {
+/** A manager with the two replicas (and `extra` TOML at the top level, `instanceExtra` in each replica), both running. */
+async function managerWith(name: string, extra = '', instanceExtra = ''): Promise<{ m: ManagerProcess; c: AnyClient }> {
   const sub = path.join(dir, name);
   const file = path.join(dir, `${name}.toml`);
   await writeFile(
     file,
     `${loopbackConfig(sub)}startup_timeout_secs = 120\nmax_failures_before_restart = 1000\n${extra}\n[restart]\ninitial_backoff_ms = 100\nmax_restarts = 1000\n\n` +
-      REPLICAS.map((r) => fakeInstanceToml(r, script, MODEL)).join(''),
+      REPLICAS.map((r) => fakeInstanceToml(r, script, MODEL, instanceExtra)).join(''),
   );
   const m = await startManager(file);
   await bothRunning(m);
@@ -74,6 +75,15 @@ async function killBusy(m: ManagerProcess, c: AnyClient): Promise<string> {
   assert.equal(typeof body.pid, 'number', `${victim} has a child`);
   process.kill(body.pid, 'SIGKILL');
   return victim;
+}
+
+/** What the fake child of `instance` under the manager `sub` has logged so far. */
+function childLog(sub: string, instance: string): string {
+  try {
+    return readFileSync(path.join(dir, sub, 'logs', `${instance}.log`), 'utf8');
+  } catch {
+    return '';
+  }
 }
 
 const other = (name: string): string => REPLICAS.find((r) => r !== name)!;
@@ -123,6 +133,23 @@ describe('failover with the default budget (fake children, one SIGKILLed mid-cal
       const vector = route === '/embed' ? JSON.parse(text)[0] : JSON.parse(text).data[0].embedding;
       assert.equal(vector.length, 4, route);
     }
+  });
+
+  test('HTTP /v1/embeddings of several inputs (a tei.v1 stream to the child) whose child dies before answering: answered by the other replica', async () => {
+    await bothRunning(m);
+    // not SLOW itself: the test before left its embedding in the manager's cache
+    const slow = 'slow:4001';
+    const answer = post(m, '/v1/embeddings', { model: MODEL, input: [slow, 'bb'] });
+    const victim = await killBusy(m, c);
+    const res = await answer;
+    const text = await res.text();
+    assert.equal(res.status, 200, text);
+    assert.equal(res.headers.get('x-teiplex-instance'), other(victim));
+    assert.equal(res.headers.get('x-teiplex-retried-from'), victim);
+    assert.deepEqual(
+      (JSON.parse(text) as { data: Array<{ embedding: number[] }> }).data.map((d) => d.embedding[0]),
+      [slow.length, 2],
+    );
   });
 
   test('EmbedArrow whose child dies mid-call (the stream fan-out): every row, in input order, the rest from the other replica', async () => {
@@ -230,5 +257,57 @@ describe('failover with a zero retry budget', () => {
     const metrics = await fetch(`http://127.0.0.1:${m.apiPort}/metrics`).then((r) => r.text());
     assert.match(metrics, new RegExp(`teiplex_failover_retries_total\\{model_id="${MODEL}",outcome="budget_exhausted"\\} 1\\b`));
     assert.doesNotMatch(metrics, /outcome="retried"/);
+  });
+});
+
+describe('failover before any row: a child dies while the manager asks its Info', () => {
+  let m: ManagerProcess;
+  let c: AnyClient;
+
+  before(async () => {
+    // Both replicas answer tei.v1 Info after 3 s, so a call's first moments are spent waiting for it.
+    ({ m, c } = await managerWith('slow-info', '', 'extra_args = ["--fake-info-delay", "3000"]'));
+  });
+
+  after(async () => {
+    c?.close();
+    if (m) assert.equal(await m.stop(), 0, 'the manager stops cleanly');
+  });
+
+  test('EmbedArrow: the whole call moves to the other replica', async () => {
+    const texts = ['a', 'bb', 'ccc'];
+    const call = unary(c, 'EmbedArrow', { target: { model_id: MODEL }, arrow_ipc: Buffer.from(encodeTexts(texts)), normalize: false });
+    const victim = await killBusy(m, c);
+    const { res, headers } = await call;
+    const out = decodeDense(res.arrow_ipc);
+    assert.deepEqual(
+      Array.from({ length: out.rows }, (_, i) => out.values[i * out.dim]),
+      texts.map((t) => t.length),
+    );
+    assert.equal(first(headers, 'teiplex-instance'), other(victim));
+    assert.equal(first(headers, 'teiplex-retried-from'), victim);
+  });
+
+  test('HTTP /v1/embeddings: a replica that dies while the manager asks its Info (which outputs it can make) is left out; the other answers', async () => {
+    // new children for both, so neither's Info is known yet
+    const pids = new Map<string, number>();
+    for (const r of REPLICAS) {
+      pids.set(r, (await m.api('GET', `/instances/${r}`)).body.pid as number);
+      assert.equal((await m.api('POST', `/instances/${r}/restart`)).status, 200);
+    }
+    for (const r of REPLICAS) await m.waitFor(r, (i) => i.status === 'running' && i.pid !== pids.get(r), 120_000);
+    const infoCalls = (): number => fakeCalls(childLog('slow-info', 'rep-a')).filter((f) => f.method === 'Info').length;
+    const before = infoCalls();
+    const answer = post(m, '/v1/embeddings', { model: MODEL, input: ['a', 'bb'] });
+    await until("rep-a's Info asked", () => infoCalls() > before, { timeoutMs: 30_000 });
+    process.kill((await m.api('GET', '/instances/rep-a')).body.pid as number, 'SIGKILL');
+    const res = await answer;
+    const text = await res.text();
+    assert.equal(res.status, 200, text);
+    assert.equal(res.headers.get('x-teiplex-instance'), 'rep-b');
+    assert.deepEqual(
+      (JSON.parse(text) as { data: Array<{ embedding: number[] }> }).data.map((d) => d.embedding.length),
+      [4, 4],
+    );
   });
 });

@@ -13,7 +13,8 @@
  * - `health:NOT_SERVING` / `health:SERVING`: its grpc.health.v1 status from now on (the
    manager's health checks then see it), answered like any other input;
  * - anything else: at once, the 4-float embedding [length, 1, 0, 0].
- * Info: max_client_batch_size from `--max-client-batch-size` (default 32).
+ * Info: max_client_batch_size from `--max-client-batch-size` (default 32); answered after
+ * `--fake-info-delay <ms>` (default 0: at once).
  * SIGTERM: finishes the calls in flight, then exits; with `--fake-sigterm exit` (in `extra_args`)
  * it exits at once, cutting them, as a child that does not drain its own calls would.
  */
@@ -99,11 +100,12 @@ function main(args: string[]): void {
   const port = Number(flag(args, '--port'));
   const modelId = flag(args, '--model-id') ?? 'fake';
   const maxClientBatchSize = Number(flag(args, '--max-client-batch-size') ?? 32);
+  const infoDelayMs = Number(flag(args, '--fake-info-delay') ?? 0);
   const server = new grpc.Server();
   server.addService(serviceDefinition('tei.v1.Info'), {
     Info: (call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {
       record('Info', call.metadata, []);
-      cb(null, {
+      const info = {
         version: 'fake',
         model_id: modelId,
         model_dtype: 'float32',
@@ -113,7 +115,8 @@ function main(args: string[]): void {
         max_batch_tokens: 16384,
         max_client_batch_size: maxClientBatchSize,
         tokenization_workers: 1,
-      });
+      };
+      setTimeout(() => cb(null, info), infoDelayMs);
     },
   });
   const unimplemented = (_call: unknown, cb: grpc.sendUnaryData<unknown>) => cb({ code: grpc.status.UNIMPLEMENTED, details: 'fake child: embeddings only' });

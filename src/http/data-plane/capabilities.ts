@@ -37,15 +37,25 @@ export function capabilitiesOf(spec: InstanceSpec, info: PbInfoResponse): Capabi
 /** Which instance produces which of the asked types. */
 export type OutputPlan<T extends Capability> = Map<Instance, T[]>;
 
+/**
+ * Which instance makes which type, among the serving candidates whose child answered its Info (a
+ * child that cannot, say one that died a moment ago, is left out: the others serve the request;
+ * with none left, the first one's error).
+ */
 export async function planOutputs<T extends Capability>(d: DataPlaneDeps, m: ModelMatch, types: readonly T[], param: string): Promise<OutputPlan<T>> {
-  const serving = m.candidates.filter((i) => canServe(i.status));
-  if (serving.length === 0) d.directory.pick(m); // throws 503 naming the statuses
-  const infos = await Promise.all(serving.map(async (i) => ({ capabilities: capabilitiesOf(i.spec, await childInfo(d, i)) })));
+  const candidates = m.candidates.filter((i) => canServe(i.status));
+  if (candidates.length === 0) d.directory.pick(m); // throws 503 naming the statuses
+  const answers = await Promise.allSettled(candidates.map((i) => childInfo(d, i)));
+  const known = candidates.flatMap((instance, k) => {
+    const a = answers[k];
+    return a.status === 'fulfilled' ? [{ instance, capabilities: capabilitiesOf(instance.spec, a.value) }] : [];
+  });
+  if (known.length === 0) throw (answers[0] as PromiseRejectedResult).reason;
   const plan: OutputPlan<T> = new Map();
   for (const type of new Set(types)) {
-    const able = serving.filter((_, k) => infos[k].capabilities.includes(type));
+    const able = known.filter((k) => k.capabilities.includes(type)).map((k) => k.instance);
     if (able.length === 0) {
-      const can = [...new Set(infos.flatMap((i) => i.capabilities))];
+      const can = [...new Set(known.flatMap((k) => k.capabilities))];
       const what = m.kind === 'instance' ? `instance '${m.name}'` : `model '${m.name}'`;
       throw new TeiplexError('OUTPUT_TYPE_UNSUPPORTED', `${what} cannot produce '${type}': its capabilities are ${can.map((c) => `'${c}'`).join(', ') || 'none'}`, { param });
     }
