@@ -3,7 +3,8 @@
  * on the manager's HTTP data plane, docs/batch.md):
  *
  * - `submit FILE`: the flags checked first (nothing is uploaded for a bad flag), FILE uploaded
- *   (purpose batch), the batch created over it (endpoint /v1/embeddings, window 24h); if the
+ *   (purpose batch), the batch created over it (endpoint /v1/embeddings, window 24h unless
+ *   --completion-window says); if the
  *   create is refused, the uploaded file is deleted again. Prints the batch id; with --wait polls
  *   it (progress on stderr whenever it changes) until a final status: exit 0 only for
  *   `completed`, else 1 with the status and the batch's errors.
@@ -51,6 +52,12 @@ export function batchRequestFields(flags: FlagValues): Omit<CreateBatchRequest, 
   if (dims !== undefined) out.dimensions = intValue('dimensions', dims, 1, Number.MAX_SAFE_INTEGER, verb);
   const input = str('input-type');
   if (input !== undefined) out.input_type = input;
+  const window = str('completion-window');
+  if (window !== undefined) {
+    // the form here; the bound (at most 168h) is the manager's
+    if (!/^[1-9]\d{0,5}[hm]$/.test(window)) throw new UsageError(`--completion-window must be <n>h or <n>m (e.g. 24h, 90m), got '${window}'`, verb);
+    out.completion_window = window;
+  }
   const pairs = Array.isArray(flags.metadata) ? flags.metadata : [];
   if (pairs.length > 0) {
     const metadata: Record<string, string> = {};

@@ -205,6 +205,7 @@ export const VERBS: readonly VerbDef[] = [
       },
       { name: 'dimensions', type: 'string', value: 'N', help: 'truncate dense embeddings to N dimensions (Matryoshka models)' },
       { name: 'input-type', type: 'string', value: 'T', help: "the model's prompt for this kind of input (query, document, ...)" },
+      { name: 'completion-window', type: 'string', value: 'W', help: 'the time the batch may take: <n>h or <n>m, at most 168h (default 24h); rows not done by then expire' },
       { name: 'metadata', type: 'string', multiple: true, value: 'KEY=VALUE', help: "the batch's metadata (repeatable)" },
       {
         name: 'wait',

@@ -184,14 +184,16 @@ describe('teiplex ctl batch', () => {
     assert.equal(j.errors.bytes, errBytes.length);
   });
 
-  test('a Parquet file with --model, --embedding-type int8, --dimensions 16: the Parquet output, row-aligned, read by polars', async () => {
+  test('a Parquet file with --model, --embedding-type int8, --dimensions 16, --completion-window 90m: the Parquet output, row-aligned, read by polars', async () => {
     const rows = Array.from({ length: 30 }, (_, i) => `parquet row ${i} ${'text '.repeat(i % 4)}`);
     const df = pl.DataFrame([pl.Series('doc_id', rows.map((_, i) => 500 + i), pl.Int64), pl.Series('body', rows, pl.Utf8)]);
     const file = path.join(dir, 'corpus.parquet');
     await writeFile(file, Buffer.from(df.writeParquet({ compression: 'zstd' })));
-    const r = await ok(['batch', 'submit', file, '--model', 'emb', '--text-column', 'body', '--id-column', 'doc_id', '--embedding-type', 'int8', '--dimensions', '16', '--wait', '-o', 'json']);
+    const r = await ok(['batch', 'submit', file, '--model', 'emb', '--text-column', 'body', '--id-column', 'doc_id', '--embedding-type', 'int8', '--dimensions', '16', '--completion-window', '90m', '--wait', '-o', 'json']);
     const b = JSON.parse(r.stdout);
     assert.equal(b.status, 'completed', r.stdout);
+    assert.equal(b.completion_window, '90m');
+    assert.ok(b.expires_at - b.created_at === 90 * 60, `expires 90 minutes after it was created: ${b.created_at} -> ${b.expires_at}`);
     assert.deepEqual(b.request_counts, { total: 30, completed: 30, failed: 0 });
     assert.equal(b.model, 'emb');
     const into = path.join(dir, 'parquet-out');

@@ -259,6 +259,8 @@ describe('ctl arguments', () => {
       '256',
       '--input-type',
       'document',
+      '--completion-window',
+      '90m',
       '--metadata',
       'team=search',
       '--metadata',
@@ -272,6 +274,7 @@ describe('ctl arguments', () => {
       embedding_type: 'int8',
       dimensions: 256,
       input_type: 'document',
+      completion_window: '90m',
       metadata: { team: 'search', note: 'a=b' },
     });
     assert.deepEqual(batchRequestFields(run(['batch', 'submit', 'x.jsonl']).flags), {}, 'nothing asked: the server defaults');
@@ -279,6 +282,8 @@ describe('ctl arguments', () => {
     assert.throws(fields(['--dimensions', '0']), /--dimensions must be an integer >= 1, got '0'/);
     assert.throws(fields(['--dimensions', '12.5']), /--dimensions must be an integer >= 1, got '12.5'/);
     assert.throws(fields(['--model', ' ']), /--model needs a value, got ''/);
+    assert.throws(fields(['--completion-window', '24']), /--completion-window must be <n>h or <n>m \(e\.g\. 24h, 90m\), got '24'/);
+    assert.throws(fields(['--completion-window', '0h']), /--completion-window must be <n>h or <n>m/);
     assert.throws(fields(['--metadata', 'novalue']), /--metadata must be KEY=VALUE, got 'novalue'/);
     assert.throws(fields(['--metadata', '=v']), /--metadata must be KEY=VALUE, got '=v'/);
     assert.throws(fields(['--metadata', 'k=1', '--metadata', 'k=2']), /--metadata k given twice/);
