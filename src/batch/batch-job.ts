@@ -7,14 +7,9 @@
  * the chunks' markers on disk are the truth (job-store.ts), so the record is written only when the
  * status changes.
  */
+import type { BatchError, BatchObject, BatchStatus, RequestCounts } from '../tei/batch-objects.js';
 import type { OutputType } from '../tei/embedding-types.js';
 import type { InputType } from '../tei/input-types.js';
-
-export const BATCH_STATUSES = ['validating', 'in_progress', 'finalizing', 'completed', 'failed', 'expired', 'cancelling', 'cancelled'] as const;
-export type BatchStatus = (typeof BATCH_STATUSES)[number];
-
-/** Statuses a job never leaves. */
-export const FINAL_STATUSES: ReadonlySet<BatchStatus> = new Set(['completed', 'failed', 'expired', 'cancelled']);
 
 /** The only endpoint batch jobs serve. */
 export const BATCH_ENDPOINT = '/v1/embeddings';
@@ -31,13 +26,6 @@ export interface JobOptions {
   embedding_type?: OutputType;
   dimensions?: number;
   input_type?: InputType;
-}
-
-export interface BatchError {
-  code: string;
-  message: string;
-  param: string | null;
-  line: number | null;
 }
 
 export interface JobRecord {
@@ -75,15 +63,8 @@ export interface JobRecord {
   final_counts?: RequestCounts;
 }
 
-/** The counts OpenAI's Batch reports. */
-export interface RequestCounts {
-  total: number;
-  completed: number;
-  failed: number;
-}
-
 /** OpenAI's Batch object (plus `model`), for a record and its counts. */
-export function batchObject(r: JobRecord, counts: RequestCounts): Record<string, unknown> {
+export function batchObject(r: JobRecord, counts: RequestCounts): BatchObject {
   return {
     id: r.id,
     object: 'batch',

@@ -3,7 +3,7 @@
  * the rows per second of the last ten seconds, and the rows of unfinished jobs not yet done.
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
-import { BATCH_STATUSES, type BatchStatus } from './batch-job.js';
+import { BATCH_STATUSES, type BatchStatus } from '../tei/batch-objects.js';
 import type { ChunkCounts } from './job-store.js';
 
 const WINDOW_MS = 10_000;

@@ -10,7 +10,8 @@
  */
 import { TeiplexError } from '../common/errors.js';
 import { newId, unixSecs } from './batch-ids.js';
-import { BATCH_ENDPOINT, batchObject, FINAL_STATUSES, windowSecs, type BatchStatus, type JobOptions, type JobRecord, type RequestCounts } from './batch-job.js';
+import { type BatchObject, type BatchStatus, isFinalBatchStatus, type RequestCounts } from '../tei/batch-objects.js';
+import { BATCH_ENDPOINT, batchObject, windowSecs, type JobOptions, type JobRecord } from './batch-job.js';
 import type { BatchMetrics } from './batch-metrics.js';
 import type { BatchWorkers } from './batch-workers.js';
 import { concatFiles } from './concat-files.js';
@@ -75,7 +76,7 @@ export class Batches {
   /** Start running jobs (those left unfinished by the last manager first) on `target`. */
   async attach(target: JobTarget): Promise<void> {
     this.target = target;
-    for (const r of this.jobs.list()) if (!FINAL_STATUSES.has(r.status)) this.done.set(r.id, await this.jobs.doneChunks(r.id));
+    for (const r of this.jobs.list()) if (!isFinalBatchStatus(r.status)) this.done.set(r.id, await this.jobs.doneChunks(r.id));
     this.sweepTimer = setInterval(() => void this.sweep(), 60_000);
     this.sweepTimer.unref();
     void this.sweep();
@@ -95,13 +96,13 @@ export class Batches {
 
   // ---- the API ----
 
-  async create(owner: string, body: CreateBatch): Promise<Record<string, unknown>> {
+  async create(owner: string, body: CreateBatch): Promise<BatchObject> {
     if (body.endpoint !== BATCH_ENDPOINT) throw new TeiplexError('BAD_REQUEST', `endpoint '${String(body.endpoint).slice(0, 64)}' is not served by batches; use '${BATCH_ENDPOINT}'`, { param: 'endpoint' });
     const window = windowSecs(body.completion_window);
     if (window === undefined) throw new TeiplexError('BAD_REQUEST', `completion_window '${String(body.completion_window).slice(0, 32)}' is not a window; use '24h' (or teiplex's '<n>h' / '<n>m', at most 168h)`, { param: 'completion_window' });
     const input = this.files.get(owner, body.input_file_id);
     if (input.purpose !== 'batch') throw new TeiplexError('BAD_REQUEST', `file '${input.id}' has purpose '${input.purpose}', not 'batch'`, { param: 'input_file_id' });
-    const unfinished = this.jobs.list().filter((r) => r.owner === owner && !FINAL_STATUSES.has(r.status)).length;
+    const unfinished = this.jobs.list().filter((r) => r.owner === owner && !isFinalBatchStatus(r.status)).length;
     if (unfinished >= this.settings.jobsPerOwner) {
       throw new TeiplexError('BATCH_LIMIT_EXCEEDED', `this API key has ${unfinished} unfinished batches, the most batch_jobs_per_key (${this.settings.jobsPerOwner}) allows; wait for one to finish or cancel one`);
     }
@@ -141,22 +142,22 @@ export class Batches {
     return this.object(r);
   }
 
-  get(owner: string, id: string): Record<string, unknown> {
+  get(owner: string, id: string): BatchObject {
     return this.object(this.owned(owner, id));
   }
 
   /** `owner`'s batches, newest first, after the batch `after` (OpenAI's cursor), at most `limit`. */
-  list(owner: string, limit: number, after?: string): { data: Array<Record<string, unknown>>; has_more: boolean } {
+  list(owner: string, limit: number, after?: string): { data: BatchObject[]; has_more: boolean } {
     const all = this.jobs.list().filter((r) => r.owner === owner).reverse();
     const from = after === undefined ? 0 : all.findIndex((r) => r.id === after) + 1;
     const page = all.slice(from, from + limit);
     return { data: page.map((r) => this.object(r)), has_more: from + limit < all.length };
   }
 
-  async cancel(owner: string, id: string): Promise<Record<string, unknown>> {
+  async cancel(owner: string, id: string): Promise<BatchObject> {
     const r = this.owned(owner, id);
     if (r.status === 'cancelling' || r.status === 'cancelled') return this.object(r);
-    if (FINAL_STATUSES.has(r.status)) throw new TeiplexError('BAD_REQUEST', `batch '${id}' is ${r.status}: only a batch that has not finished can be cancelled`, { param: 'batch_id' });
+    if (isFinalBatchStatus(r.status)) throw new TeiplexError('BAD_REQUEST', `batch '${id}' is ${r.status}: only a batch that has not finished can be cancelled`, { param: 'batch_id' });
     await this.setStatus(r, 'cancelling');
     const run = this.running.get(id);
     if (run !== undefined) {
@@ -168,7 +169,7 @@ export class Batches {
 
   /** The unfinished batch whose input `fileId` is, if any (such a file is not deleted). */
   inputOf(fileId: string): string | undefined {
-    return this.jobs.list().find((r) => r.input_file_id === fileId && !FINAL_STATUSES.has(r.status))?.id;
+    return this.jobs.list().find((r) => r.input_file_id === fileId && !isFinalBatchStatus(r.status))?.id;
   }
 
   /** A job's counts: rows done and failed from its checkpoints. */
@@ -182,7 +183,7 @@ export class Batches {
     return { total: r.total, completed, failed };
   }
 
-  private object(r: JobRecord): Record<string, unknown> {
+  private object(r: JobRecord): BatchObject {
     return batchObject(r, r.final_counts ?? this.counts(r));
   }
 
@@ -200,7 +201,7 @@ export class Batches {
     const now = this.now();
     for (const r of this.jobs.list()) {
       if (this.running.size >= this.settings.maxRunningJobs) return;
-      if (FINAL_STATUSES.has(r.status) || this.running.has(r.id) || (this.pausedUntil.get(r.id) ?? 0) > now) continue;
+      if (isFinalBatchStatus(r.status) || this.running.has(r.id) || (this.pausedUntil.get(r.id) ?? 0) > now) continue;
       const run: Running = { ac: new AbortController() };
       this.running.set(r.id, run);
       void this.runJob(r, run)
@@ -347,7 +348,7 @@ export class Batches {
     r.status = status;
     if (status === 'cancelling') r.cancelling_at = unixSecs(this.now());
     await this.jobs.save(r);
-    if (FINAL_STATUSES.has(status)) this.done.delete(r.id);
+    if (isFinalBatchStatus(status)) this.done.delete(r.id);
   }
 
   /** Delete expired files, and finished jobs past retention. */
@@ -358,7 +359,7 @@ export class Batches {
       const limit = unixSecs(this.now()) - this.settings.retentionSecs;
       for (const r of this.jobs.list()) {
         const ended = r.completed_at ?? r.failed_at ?? r.expired_at ?? r.cancelled_at;
-        if (FINAL_STATUSES.has(r.status) && ended !== null && ended <= limit) await this.jobs.remove(r.id);
+        if (isFinalBatchStatus(r.status) && ended !== null && ended <= limit) await this.jobs.remove(r.id);
       }
     } catch (err) {
       this.log('batch sweep failed', { error: String(err) });
@@ -371,7 +372,7 @@ export class Batches {
     let pendingRows = 0;
     for (const r of this.jobs.list()) {
       byStatus.set(r.status, (byStatus.get(r.status) ?? 0) + 1);
-      if (!FINAL_STATUSES.has(r.status)) {
+      if (!isFinalBatchStatus(r.status)) {
         const c = this.counts(r);
         pendingRows += Math.max(0, r.total - c.completed - c.failed);
       }

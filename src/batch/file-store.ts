@@ -18,22 +18,8 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { TeiplexError } from '../common/errors.js';
 import { writeFileAtomic } from '../state/atomic-file.js';
+import type { FileObject, FilePurpose } from '../tei/batch-objects.js';
 import { newId, unixSecs } from './batch-ids.js';
-
-export type FilePurpose = 'batch' | 'batch_output';
-
-/** OpenAI's File object. */
-export interface FileObject {
-  id: string;
-  object: 'file';
-  bytes: number;
-  created_at: number;
-  expires_at: number | null;
-  filename: string;
-  purpose: FilePurpose;
-  status: 'processed';
-  status_details: null;
-}
 
 interface FileRecord extends FileObject {
   owner: string;

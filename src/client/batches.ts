@@ -15,71 +15,8 @@ import { BAD_RESPONSE, CANCELLED, CancelledError, CONNECTION_FAILED, ConnectionE
 import { HttpTransport, type CallOptions } from './http-transport.js';
 import { resolveOptions, type ClientOptions } from './options.js';
 
-/** A batch's life: validating, in_progress, finalizing, then one of the final four. */
-export type BatchStatus = 'validating' | 'in_progress' | 'finalizing' | 'completed' | 'failed' | 'expired' | 'cancelling' | 'cancelled';
-
-/** The statuses a batch does not leave. */
-export const FINAL_BATCH_STATUSES: readonly BatchStatus[] = ['completed', 'failed', 'expired', 'cancelled'];
-
-/** Whether a batch has ended (its files will not change). */
-export const isFinalBatchStatus = (s: string): boolean => (FINAL_BATCH_STATUSES as readonly string[]).includes(s);
-
-/** OpenAI's File object. */
-export interface FileObject {
-  id: string;
-  object: 'file';
-  bytes: number;
-  /** Unix seconds. */
-  created_at: number;
-  expires_at: number | null;
-  filename: string;
-  /** `batch` (uploaded), `batch_output` (a batch's output or error file). */
-  purpose: string;
-  status: string;
-  status_details: string | null;
-}
-
-/** OpenAI's list page. */
-export interface ListPage<T> {
-  object: 'list';
-  data: T[];
-  first_id: string | null;
-  last_id: string | null;
-  has_more: boolean;
-}
-
-/** One of a batch's errors (a bad input line, a refused request). */
-export interface BatchError {
-  code: string;
-  message: string;
-  param: string | null;
-  line: number | null;
-}
-
-/** OpenAI's Batch object, plus `model` when the manager knows it. */
-export interface BatchObject {
-  id: string;
-  object: 'batch';
-  endpoint: string;
-  errors: { object: 'list'; data: BatchError[] } | null;
-  input_file_id: string;
-  completion_window: string;
-  status: BatchStatus;
-  output_file_id: string | null;
-  error_file_id: string | null;
-  created_at: number;
-  in_progress_at: number | null;
-  expires_at: number | null;
-  finalizing_at: number | null;
-  completed_at: number | null;
-  failed_at: number | null;
-  expired_at: number | null;
-  cancelling_at: number | null;
-  cancelled_at: number | null;
-  request_counts: { total: number; completed: number; failed: number };
-  metadata: Record<string, string> | null;
-  model?: string;
-}
+export { FINAL_BATCH_STATUSES, isFinalBatchStatus, type BatchError, type BatchObject, type BatchStatus, type FileObject, type ListPage } from '../tei/batch-objects.js';
+import type { BatchObject, FileObject, ListPage } from '../tei/batch-objects.js';
 
 /** Dense vectors' output types (docs/data-plane.md). */
 export type BatchEmbeddingType = 'float32' | 'float16' | 'int8' | 'uint8' | 'binary' | 'ubinary';

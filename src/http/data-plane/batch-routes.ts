@@ -16,6 +16,7 @@ import { formatOf } from '../../batch/file-format.js';
 import { CONTENT_TYPE } from '../../batch/table-format.js';
 import { TeiplexError } from '../../common/errors.js';
 import { OUTPUT_TYPES } from '../../tei/embedding-types.js';
+import type { ListPage } from '../../tei/batch-objects.js';
 import { INPUT_TYPES } from '../../tei/input-types.js';
 import type { GrantOf } from './model-directory.js';
 
@@ -70,7 +71,7 @@ function limitOf(q: ListQuery, fallback: number): number {
   return n;
 }
 
-const list = <T extends { id: string }>(data: T[], hasMore: boolean) => ({ object: 'list', data, first_id: data[0]?.id ?? null, last_id: data.at(-1)?.id ?? null, has_more: hasMore });
+const list = <T extends { id: string }>(data: T[], hasMore: boolean): ListPage<T> => ({ object: 'list', data, first_id: data[0]?.id ?? null, last_id: data.at(-1)?.id ?? null, has_more: hasMore });
 
 export function batchRoutes(app: FastifyInstance, batches: Batches, grant: GrantOf): void {
   const files = batches.files;
@@ -138,7 +139,7 @@ export function batchRoutes(app: FastifyInstance, batches: Batches, grant: Grant
   });
   app.get<{ Querystring: ListQuery }>('/v1/batches', { schema: { querystring: ListQuery, tags: [TAG] }, config: { errorShape: 'openai', quota: false } }, async (request) => {
     const page = batches.list(owner(request), limitOf(request.query, 20), request.query.after);
-    return list(page.data as Array<{ id: string }>, page.has_more);
+    return list(page.data, page.has_more);
   });
   app.get<{ Params: Static<typeof IdParams> }>('/v1/batches/:id', { schema: { params: IdParams, tags: [TAG] }, config: { errorShape: 'openai', quota: false } }, async (request) => batches.get(owner(request), request.params.id));
   app.post<{ Params: Static<typeof IdParams> }>('/v1/batches/:id/cancel', { schema: { params: IdParams, tags: [TAG] }, config: { errorShape: 'openai', quota: false } }, async (request) => batches.cancel(owner(request), request.params.id));
