@@ -16,7 +16,7 @@
  *   named in the hint; the completion of batch verbs and ids from the manager.
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -27,7 +27,7 @@ import { projectPath } from '../../src/common/paths.js';
 import { client, close, instanceToml, writeConfig } from '../helpers/data-plane.js';
 import { freePort, startManager, type ManagerProcess } from '../helpers/manager-process.js';
 import { testModel } from '../helpers/models.js';
-import { runCli } from '../helpers/router-process.js';
+import { runCli, startCli } from '../helpers/router-process.js';
 import { until } from '../helpers/wait.js';
 import { batchLine, outputLines } from '../helpers/batch-lines.js';
 
@@ -253,21 +253,13 @@ describe('teiplex ctl batch', () => {
     // A second batch waits behind it (one job at a time): --wait follows it until Ctrl-C.
     const small = path.join(dir, 'small.jsonl');
     await writeFile(small, `${line('s', { model: 'emb', input: 'queued' })}\n`);
-    const proc = spawn(process.execPath, [projectPath('bin', 'teiplex.js'), 'ctl', 'batch', 'submit', small, '--wait'], {
-      env: { ...process.env, TEIPLEX_URL: url, TEIPLEX_API_KEY: KEYS.alice },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    let err = '';
-    proc.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-    proc.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
-    const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
-    await until('submit --wait printed its first progress line', () => /: validating, /.test(err), { timeoutMs: 60_000, everyMs: 20, context: () => err });
-    const queued = out.trim();
+    const waiting = startCli(['ctl', 'batch', 'submit', small, '--wait'], { TEIPLEX_URL: url, TEIPLEX_API_KEY: KEYS.alice });
+    await until('submit --wait printed its first progress line', () => /: validating, /.test(waiting.err), { timeoutMs: 60_000, everyMs: 20, context: () => waiting.err });
+    const queued = waiting.out.trim();
     assert.match(queued, BATCH_ID);
-    proc.kill('SIGINT');
-    assert.equal(await exited, 1, err);
-    assert.match(err, new RegExp(`^teiplex ctl: batch submit .*: interrupted while waiting for ${queued} \\(validating, 0/0 rows done\\); it runs on: \`teiplex ctl batch status ${queued}\``, 'm'));
+    waiting.proc.kill('SIGINT');
+    assert.equal(await waiting.exited, 1, waiting.err);
+    assert.match(waiting.err, new RegExp(`^teiplex ctl: batch submit .*: interrupted while waiting for ${queued} \\(validating, 0/0 rows done\\); it runs on: \`teiplex ctl batch status ${queued}\``, 'm'));
     assert.equal((await batch(queued)).status, 'validating', 'Ctrl-C stopped the waiting, not the batch');
 
     assert.match((await ok(['batch', 'cancel', queued])).stdout, new RegExp(`^${queued}: cancelling \\(0/0 rows done\\)$`, 'm'));

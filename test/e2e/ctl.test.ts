@@ -9,7 +9,7 @@
  * mTLS flags against a manager that requires a client certificate and an admin key.
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -18,7 +18,7 @@ import { sha256Hex } from '../../src/auth/api-keys.js';
 import { projectPath } from '../../src/common/paths.js';
 import { freePort, loopbackConfig, startManager, type ManagerProcess } from '../helpers/manager-process.js';
 import { testModel } from '../helpers/models.js';
-import { runCli } from '../helpers/router-process.js';
+import { type CliProcess, runCli, startCli } from '../helpers/router-process.js';
 import { makeTestPki, type TestPki, mtlsToml } from '../helpers/test-certs.js';
 import { until } from '../helpers/wait.js';
 
@@ -67,26 +67,15 @@ function table(text: string): Record<string, string>[] {
   });
 }
 
-interface Follower {
-  proc: ReturnType<typeof spawn>;
-  out: string;
-  err: string;
-  exited: Promise<number | null>;
+interface Follower extends CliProcess {
   /** Resolves once it printed its first line (so it has asked the manager once). */
   first: Promise<unknown>;
 }
 
 /** `teiplex ctl logs NAME -f --tail 1`, running in the background. */
 function follow(name: string): Follower {
-  const proc = spawn(process.execPath, [projectPath('bin', 'teiplex.js'), 'ctl', 'logs', name, '-f', '--tail', '1'], {
-    env: { ...process.env, TEIPLEX_URL: url, TEIPLEX_API_KEY: '' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const f = { proc, out: '', err: '', exited: new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code))) } as Follower;
-  proc.stdout!.setEncoding('utf8').on('data', (d: string) => (f.out += d));
-  proc.stderr!.setEncoding('utf8').on('data', (d: string) => (f.err += d));
-  f.first = until(`logs -f ${name}: its first line`, () => f.out.includes('\n'), { timeoutMs: 60_000, everyMs: 50, context: () => f.err });
-  return f;
+  const c = startCli(['ctl', 'logs', name, '-f', '--tail', '1'], { TEIPLEX_URL: url, TEIPLEX_API_KEY: '' });
+  return Object.assign(c, { first: until(`logs -f ${name}: its first line`, () => c.out.includes('\n'), { timeoutMs: 60_000, everyMs: 50, context: () => c.err }) });
 }
 
 const row = (rows: Record<string, string>[], name: string): Record<string, string> => {
@@ -528,27 +517,19 @@ describe('teiplex ctl logs -f behind a fast child', () => {
   });
 
   test("lines that left the manager's tail between two polls are counted as missed; the rest printed in order", async () => {
-    const proc = spawn(process.execPath, [projectPath('bin', 'teiplex.js'), 'ctl', 'logs', 'chatty', '-f', '--tail', '5', '-o', 'json'], {
-      env: { ...process.env, TEIPLEX_URL: curl, TEIPLEX_API_KEY: '' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    let err = '';
-    proc.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-    proc.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
-    const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+    const c = startCli(['ctl', 'logs', 'chatty', '-f', '--tail', '5', '-o', 'json'], { TEIPLEX_URL: curl, TEIPLEX_API_KEY: '' });
     try {
-      await until('three reports of missed lines', () => (err.match(/lines missed/g) ?? []).length >= 3, {
+      await until('three reports of missed lines', () => (c.err.match(/lines missed/g) ?? []).length >= 3, {
         timeoutMs: 60_000,
         everyMs: 100,
-        context: () => `stderr:\n${err}`,
+        context: () => `stderr:\n${c.err}`,
       });
     } finally {
-      proc.kill('SIGINT');
+      c.proc.kill('SIGINT');
     }
-    assert.equal(await exited, 0, err);
+    assert.equal(await c.exited, 0, c.err);
     // -o json -f: one answer a line; each answer's lines are its range; the gaps between answers are what stderr reported missed
-    const polls = out
+    const polls = c.out
       .split('\n')
       .filter((l) => l !== '')
       .map((l) => JSON.parse(l) as { lines: string[]; start: number; end: number; total_lines: number });
@@ -558,11 +539,11 @@ describe('teiplex ctl logs -f behind a fast child', () => {
       .slice(1)
       .map((p, i) => p.start - polls[i].end)
       .filter((g) => g > 0);
-    const reported = [...err.matchAll(/^teiplex ctl: logs chatty: (\d+) lines missed \(gone from the manager's tail between two polls\)$/gm)].map((x) =>
+    const reported = [...c.err.matchAll(/^teiplex ctl: logs chatty: (\d+) lines missed \(gone from the manager's tail between two polls\)$/gm)].map((x) =>
       Number(x[1]),
     );
     assert.deepEqual(reported.slice(0, gaps.length), gaps);
-    assert.ok(gaps.length >= 2, `gaps ${JSON.stringify(gaps)}; stderr ${err}`);
+    assert.ok(gaps.length >= 2, `gaps ${JSON.stringify(gaps)}; stderr ${c.err}`);
     const numbers = polls.flatMap((p) => p.lines).flatMap((l) => (/^chatty line (\d+)$/.exec(l) ? [Number(/^chatty line (\d+)$/.exec(l)![1])] : []));
     for (let i = 1; i < numbers.length; i++) assert.ok(numbers[i] > numbers[i - 1], `in order: ${numbers[i - 1]} then ${numbers[i]}`);
   });

@@ -125,27 +125,46 @@ export function startRouterProcess(args: string[], env: NodeJS.ProcessEnv = {}, 
   });
 }
 
+/** The CLI running in the background: its output so far, and its exit code once it exits. */
+export interface CliProcess {
+  readonly proc: ChildProcess;
+  out: string;
+  err: string;
+  /** The exit code (null when a signal ended it). */
+  readonly exited: Promise<number | null>;
+}
+
+/** Start the CLI in the background, collecting its output (SIGKILLed when the test process exits). */
+export function startCli(args: string[], env: NodeJS.ProcessEnv = {}): CliProcess {
+  const proc = spawn(process.execPath, [projectPath('bin', 'teiplex.js'), ...args], {
+    cwd: projectPath(),
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  live.add(proc);
+  const exited = new Promise<number | null>((resolve) =>
+    proc.once('exit', (code) => {
+      live.delete(proc);
+      resolve(code);
+    }),
+  );
+  const c: CliProcess = { proc, out: '', err: '', exited };
+  proc.stdout!.setEncoding('utf8').on('data', (d: string) => (c.out += d));
+  proc.stderr!.setEncoding('utf8').on('data', (d: string) => (c.err += d));
+  return c;
+}
+
 /** Run the CLI to completion (e.g. a start that must fail) and collect its output. */
 export function runCli(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 60_000): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [projectPath('bin', 'teiplex.js'), ...args], {
-      cwd: projectPath(),
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    live.add(proc);
-    let stdout = '';
-    let stderr = '';
-    proc.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    proc.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const c = startCli(args, env);
     const timer = setTimeout(() => {
-      proc.kill('SIGKILL');
-      reject(new Error(`teiplex ${args.join(' ')} did not exit in ${timeoutMs} ms; output:\n${stdout}${stderr}`));
+      c.proc.kill('SIGKILL');
+      reject(new Error(`teiplex ${args.join(' ')} did not exit in ${timeoutMs} ms; output:\n${c.out}${c.err}`));
     }, timeoutMs);
-    proc.on('exit', (code, signal) => {
+    c.proc.once('exit', (code, signal) => {
       clearTimeout(timer);
-      live.delete(proc);
-      resolve({ code: code ?? 128 + (signal ? (SIGNAL_NUMBERS[signal] ?? 0) : 0), stdout, stderr });
+      resolve({ code: code ?? 128 + (signal ? (SIGNAL_NUMBERS[signal] ?? 0) : 0), stdout: c.out, stderr: c.err });
     });
   });
 }
