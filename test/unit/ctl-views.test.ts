@@ -292,7 +292,7 @@ const batch = (over: Partial<BatchObject>): BatchObject => ({
 
 describe('ctl batch views', () => {
   test('the list: ID STATUS MODEL DONE/TOTAL FAILED CREATED, aligned; a batch without a model shows -', () => {
-    const t = batchesTable([batch({}), batch({ id: 'batch_2', status: 'completed', model: undefined, request_counts: { total: 5, completed: 5, failed: 0 }, created_at: SECS - 7200 })], NOW);
+    const t = batchesTable([batch({}), batch({ id: 'batch_2', status: 'completed', model: null, request_counts: { total: 5, completed: 5, failed: 0 }, created_at: SECS - 7200 })], NOW);
     assert.deepEqual(columns(t), [
       ['ID', 'STATUS', 'MODEL', 'DONE/TOTAL', 'FAILED', 'CREATED'],
       ['batch_0123456789abcdef01234567', 'in_progress', 'bge-small', '256/1000', '3', '5m12s'],
